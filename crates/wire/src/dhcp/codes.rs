@@ -1,0 +1,128 @@
+//! DHCP message types (option 53) and option codes (RFC 2132 and later).
+
+/// The DHCP message type carried in option 53.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum MessageType {
+    /// Client broadcast to locate servers.
+    Discover = 1,
+    /// Server offer of parameters.
+    Offer = 2,
+    /// Client request for offered parameters, or to confirm or extend a lease.
+    Request = 3,
+    /// Client says the address is already in use.
+    Decline = 4,
+    /// Server acknowledgement with committed parameters.
+    Ack = 5,
+    /// Server refusal: the client's notion of its address is wrong.
+    Nak = 6,
+    /// Client gives the address back.
+    Release = 7,
+    /// Client asks for local parameters only, having an address already.
+    Inform = 8,
+}
+
+impl MessageType {
+    /// All message types, in code order.
+    pub const ALL: [MessageType; 8] = [
+        MessageType::Discover,
+        MessageType::Offer,
+        MessageType::Request,
+        MessageType::Decline,
+        MessageType::Ack,
+        MessageType::Nak,
+        MessageType::Release,
+        MessageType::Inform,
+    ];
+
+    /// The message type with code `v`, if DHCPv4 defines it for a client/server exchange.
+    pub const fn from_u8(v: u8) -> Option<MessageType> {
+        match v {
+            1 => Some(MessageType::Discover),
+            2 => Some(MessageType::Offer),
+            3 => Some(MessageType::Request),
+            4 => Some(MessageType::Decline),
+            5 => Some(MessageType::Ack),
+            6 => Some(MessageType::Nak),
+            7 => Some(MessageType::Release),
+            8 => Some(MessageType::Inform),
+            _ => None,
+        }
+    }
+
+    /// A short lower-case name, used as a metrics label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Discover => "discover",
+            MessageType::Offer => "offer",
+            MessageType::Request => "request",
+            MessageType::Decline => "decline",
+            MessageType::Ack => "ack",
+            MessageType::Nak => "nak",
+            MessageType::Release => "release",
+            MessageType::Inform => "inform",
+        }
+    }
+}
+
+/// Option codes.
+pub mod opt {
+    /// Pad (no length byte).
+    pub const PAD: u8 = 0;
+    /// Subnet mask.
+    pub const SUBNET_MASK: u8 = 1;
+    /// Routers.
+    pub const ROUTER: u8 = 3;
+    /// Domain name servers.
+    pub const DNS_SERVERS: u8 = 6;
+    /// Client host name.
+    pub const HOSTNAME: u8 = 12;
+    /// Domain name.
+    pub const DOMAIN_NAME: u8 = 15;
+    /// Interface MTU.
+    pub const INTERFACE_MTU: u8 = 26;
+    /// Broadcast address.
+    pub const BROADCAST_ADDRESS: u8 = 28;
+    /// NTP servers.
+    pub const NTP_SERVERS: u8 = 42;
+    /// Vendor-specific information.
+    pub const VENDOR_SPECIFIC: u8 = 43;
+    /// Requested IP address.
+    pub const REQUESTED_IP: u8 = 50;
+    /// IP address lease time.
+    pub const LEASE_TIME: u8 = 51;
+    /// Option overload: `file` (1), `sname` (2) or both (3) carry options.
+    pub const OVERLOAD: u8 = 52;
+    /// DHCP message type.
+    pub const MESSAGE_TYPE: u8 = 53;
+    /// Server identifier.
+    pub const SERVER_ID: u8 = 54;
+    /// Parameter request list.
+    pub const PARAMETER_REQUEST_LIST: u8 = 55;
+    /// Message (error text).
+    pub const MESSAGE: u8 = 56;
+    /// Maximum DHCP message size.
+    pub const MAX_MESSAGE_SIZE: u8 = 57;
+    /// Renewal (T1) time.
+    pub const RENEWAL_TIME: u8 = 58;
+    /// Rebinding (T2) time.
+    pub const REBINDING_TIME: u8 = 59;
+    /// Vendor class identifier.
+    pub const VENDOR_CLASS: u8 = 60;
+    /// Client identifier.
+    pub const CLIENT_ID: u8 = 61;
+    /// TFTP server name.
+    pub const TFTP_SERVER: u8 = 66;
+    /// Boot file name.
+    pub const BOOTFILE_NAME: u8 = 67;
+    /// Client FQDN (RFC 4702).
+    pub const CLIENT_FQDN: u8 = 81;
+    /// Relay agent information (RFC 3046).
+    pub const RELAY_AGENT_INFO: u8 = 82;
+    /// Subnet selection (RFC 3011).
+    pub const SUBNET_SELECTION: u8 = 118;
+    /// Classless static routes (RFC 3442).
+    pub const CLASSLESS_ROUTES: u8 = 121;
+    /// End of options (no length byte).
+    pub const END: u8 = 255;
+}
