@@ -26,15 +26,24 @@ const TRACKED: [u8; 13] = [
     opt::OVERLOAD,
 ];
 
-const fn slot_of(code: u8) -> Option<usize> {
+/// `SLOTS[code]` is the index of `code` in `TRACKED`, or `NOT_TRACKED`.
+const SLOTS: [u8; 256] = {
+    let mut slots = [NOT_TRACKED; 256];
     let mut i = 0;
     while i < TRACKED.len() {
-        if TRACKED[i] == code {
-            return Some(i);
-        }
+        slots[TRACKED[i] as usize] = i as u8;
         i += 1;
     }
-    None
+    slots
+};
+const NOT_TRACKED: u8 = u8::MAX;
+
+#[inline]
+fn slot_of(code: u8) -> Option<usize> {
+    match SLOTS[usize::from(code)] {
+        NOT_TRACKED => None,
+        i => Some(usize::from(i)),
+    }
 }
 
 /// Where the first instance of a tracked option lies, and whether more follow.

@@ -83,6 +83,8 @@ pub struct DhcpWriter<'b> {
     buf: &'b mut [u8],
     /// Options field, `file`, `sname`, in aggregate order.
     areas: [Area; 3],
+    /// Room kept free in the options field for option 52 while `file` or `sname` may take options.
+    main_reserve: usize,
 }
 
 const OVERLOAD_OPTION_LEN: usize = 3;
@@ -110,6 +112,7 @@ impl<'b> DhcpWriter<'b> {
                 area(field::FILE),
                 area(field::SNAME),
             ],
+            main_reserve: OVERLOAD_OPTION_LEN,
         })
     }
 
@@ -153,13 +156,34 @@ impl<'b> DhcpWriter<'b> {
             return Err(Error::NoSpace);
         }
         self.areas[area].usable = false;
+        if !self.areas[1].usable && !self.areas[2].usable {
+            self.main_reserve = 0;
+        }
         self.buf[range.start..range.start + name.len()].copy_from_slice(name);
         Ok(())
     }
 
     /// Appends option `code` with `data`, split into 255-byte instances if longer.
+    #[inline]
     pub fn option(&mut self, code: u8, data: &[u8]) -> Result<()> {
         debug_assert!(code != opt::PAD && code != opt::END);
+        // Fast path, nearly every option of every reply: one instance, in the options field.
+        let main = &mut self.areas[0];
+        let end = main.pos + 2 + data.len();
+        if data.len() <= 255 && end + self.main_reserve <= main.end {
+            let dst = &mut self.buf[main.pos..end];
+            dst[0] = code;
+            dst[1] = data.len() as u8;
+            dst[2..].copy_from_slice(data);
+            main.pos = end;
+            main.used = true;
+            return Ok(());
+        }
+        self.option_anywhere(code, data)
+    }
+
+    /// The general case: split into instances, and placed in the first area with room.
+    fn option_anywhere(&mut self, code: u8, data: &[u8]) -> Result<()> {
         let instances = data.len().div_ceil(255).max(1);
         let encoded = data.len() + 2 * instances;
         let area = self.area_for(encoded)?;
@@ -196,16 +220,19 @@ impl<'b> DhcpWriter<'b> {
     }
 
     /// Option 53.
+    #[inline]
     pub fn message_type(&mut self, t: MessageType) -> Result<()> {
         self.option(opt::MESSAGE_TYPE, &[t as u8])
     }
 
     /// An option holding one IPv4 address.
+    #[inline]
     pub fn option_ipv4(&mut self, code: u8, addr: Ipv4Addr) -> Result<()> {
         self.option(code, &addr.octets())
     }
 
     /// An option holding one big-endian `u32` (lease, T1, T2 times).
+    #[inline]
     pub fn option_u32(&mut self, code: u8, v: u32) -> Result<()> {
         self.option(code, &v.to_be_bytes())
     }
@@ -217,7 +244,7 @@ impl<'b> DhcpWriter<'b> {
 
     /// Terminates the message and returns its length.
     pub fn finish(self) -> Result<usize> {
-        let DhcpWriter { buf, mut areas } = self;
+        let DhcpWriter { buf, mut areas, .. } = self;
         let mut overload = 0;
         for (i, bit) in [(1, 1u8), (2, 2u8)] {
             if areas[i].used {
