@@ -1,0 +1,216 @@
+//! The validated configuration: what the engine and the runtime consume.
+//!
+//! Every value here has passed validation: subnets are canonical, pools lie inside their subnet
+//! and do not overlap, relay addresses are unique across scopes, T1 < T2 < lease time, options
+//! are encoded on the wire format already. Nothing here refers back to the file.
+
+use std::net::Ipv4Addr;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Server-wide DHCP behaviour and defaults.
+    pub server: ServerSettings,
+    /// Client classes, in the order the file lists them (the order they are evaluated).
+    pub classes: Vec<Class>,
+    /// Scopes (subnets with pools), in file order.
+    pub scopes: Vec<Scope>,
+}
+
+/// An IPv4 network: an address with its prefix length, host bits zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Net {
+    /// Network address (host bits zero).
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0 to 32.
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    /// The netmask of this prefix.
+    pub const fn mask(&self) -> Ipv4Addr {
+        Ipv4Addr::from_bits(self.mask_bits())
+    }
+
+    /// The netmask as a `u32`.
+    pub const fn mask_bits(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix as u32)
+        }
+    }
+
+    /// Whether `a` is inside this network.
+    pub const fn contains(&self, a: Ipv4Addr) -> bool {
+        a.to_bits() & self.mask_bits() == self.addr.to_bits()
+    }
+
+    /// The directed broadcast address.
+    pub const fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from_bits(self.addr.to_bits() | !self.mask_bits())
+    }
+}
+
+/// Lease time and its renewal (T1) and rebinding (T2) timers, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTimes {
+    /// Lease time (option 51).
+    pub valid: u32,
+    /// T1 (option 58); less than `rebind`.
+    pub renew: u32,
+    /// T2 (option 59); less than `valid`.
+    pub rebind: u32,
+}
+
+/// Server-wide behaviour, and the defaults every scope inherits unless it overrides them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// NAK requests for addresses we do not know (INIT-REBOOT), instead of staying silent.
+    pub authoritative: bool,
+    /// Identify clients by option 61 when present (true), or by hardware address only (false).
+    pub match_client_id: bool,
+    /// Default lease times.
+    pub lease: LeaseTimes,
+    /// Seconds an offered address is held for its client before it may go to another.
+    pub offer_hold: u32,
+    /// Seconds a declined address stays out of use.
+    pub decline_probation: u32,
+    /// Fraction of the lease (0.0 to 1.0) within which an early renewal gets the unchanged
+    /// lease back without a new journal write (Kea's cache-threshold); 0 disables.
+    pub cache_threshold: f32,
+    /// Remember option 82 from the REQUEST that bound a lease and use it for later unicast
+    /// renewals that arrive without it (Kea's stash-agent-options).
+    pub stash_agent_options: bool,
+    /// Options every reply may carry, unless a scope, class or reservation sets the same code.
+    pub options: OptionSet,
+}
+
+/// Whether a scope answers clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    /// Serves clients.
+    Active,
+    /// Answers nothing (a scope being migrated to or from another server).
+    Inactive,
+}
+
+/// A subnet with its pools, relays, options and reservations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scope {
+    /// Unique name, used in metrics labels and the admin API.
+    pub name: String,
+    /// The subnet clients of this scope live in.
+    pub subnet: Ipv4Net,
+    /// Dynamic address ranges, inside `subnet`, not overlapping any other pool.
+    pub pools: Vec<Pool>,
+    /// Extra relay addresses (giaddr) that select this scope although they lie outside
+    /// `subnet` (Kea's `relay.ip-addresses`). A giaddr inside `subnet` selects it anyway.
+    pub relay_addresses: Vec<Ipv4Addr>,
+    /// Interfaces on which directly attached (unrelayed) clients of this scope arrive.
+    pub interfaces: Vec<String>,
+    /// Name of the shared network (several subnets on one link) this scope belongs to.
+    pub shared_network: Option<String>,
+    /// Server identifier to use in this scope; `None` uses the address of the receiving interface.
+    pub server_id: Option<Ipv4Addr>,
+    /// Lease times.
+    pub lease: LeaseTimes,
+    /// See [`ServerSettings::authoritative`].
+    pub authoritative: bool,
+    /// See [`ServerSettings::match_client_id`].
+    pub match_client_id: bool,
+    /// Whether the scope answers.
+    pub state: AdminState,
+    /// Options for this scope (option 1, the subnet mask, is added from `subnet`).
+    pub options: OptionSet,
+    /// Fixed addresses for known clients.
+    pub reservations: Vec<Reservation>,
+}
+
+/// A dynamic range of addresses, both ends included.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    /// First address.
+    pub first: Ipv4Addr,
+    /// Last address (>= `first`).
+    pub last: Ipv4Addr,
+    /// Client classes allowed to draw from this pool; empty allows every client.
+    pub classes: Vec<String>,
+}
+
+/// How a reservation recognises its client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ReservationKey {
+    /// Ethernet hardware address (`chaddr`).
+    Mac([u8; 6]),
+    /// Option 61 contents.
+    ClientId(Vec<u8>),
+    /// Option 82 sub-option 1.
+    CircuitId(Vec<u8>),
+    /// Option 82 sub-option 2.
+    RemoteId(Vec<u8>),
+}
+
+/// A fixed address for one client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reservation {
+    /// Who gets it.
+    pub key: ReservationKey,
+    /// The address, inside the scope's subnet (in or out of a pool).
+    pub address: Ipv4Addr,
+    /// Host name to hand out (option 12).
+    pub hostname: Option<String>,
+    /// Options for this client only.
+    pub options: OptionSet,
+}
+
+/// One condition of a class; a class matches when all its conditions do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClassMatch {
+    /// Option 60 starts with these bytes.
+    VendorClassPrefix(Vec<u8>),
+    /// Option 82 circuit-id starts with these bytes.
+    CircuitIdPrefix(Vec<u8>),
+    /// Option 82 remote-id starts with these bytes.
+    RemoteIdPrefix(Vec<u8>),
+    /// `chaddr` starts with these bytes (an OUI, say).
+    MacPrefix(Vec<u8>),
+    /// `giaddr` lies in this network.
+    Giaddr(Ipv4Net),
+}
+
+/// A client class: conditions, and options for the clients that match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Class {
+    /// Unique name; pools refer to it.
+    pub name: String,
+    /// All must hold.
+    pub conditions: Vec<ClassMatch>,
+    /// Options for members, over the scope's and under a reservation's.
+    pub options: OptionSet,
+}
+
+/// DHCP options ready to write: code and encoded data, sorted by code, one entry per code.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OptionSet {
+    /// `(code, data)`, sorted by code, codes unique; data may exceed 255 bytes (RFC 3396).
+    pub options: Vec<(u8, Vec<u8>)>,
+}
+
+impl OptionSet {
+    /// The data of option `code`, if set.
+    pub fn get(&self, code: u8) -> Option<&[u8]> {
+        self.options
+            .binary_search_by_key(&code, |(c, _)| *c)
+            .ok()
+            .map(|i| self.options[i].1.as_slice())
+    }
+
+    /// Sets option `code`, replacing any previous value.
+    pub fn set(&mut self, code: u8, data: Vec<u8>) {
+        match self.options.binary_search_by_key(&code, |(c, _)| *c) {
+            Ok(i) => self.options[i].1 = data,
+            Err(i) => self.options.insert(i, (code, data)),
+        }
+    }
+}

@@ -1,0 +1,1076 @@
+//! The engine: one request in, one verdict out.
+
+use std::collections::HashMap;
+use std::hash::RandomState;
+use std::net::Ipv4Addr;
+
+use peregrine_config::model::{self, ClassMatch, Config};
+use peregrine_wire::dhcp::{BOOTREQUEST, DhcpMessage, MessageType, RelayAgentInfo};
+
+use crate::binding::{Binding, BindingEvent, BindingState, ScopeId, Time};
+use crate::clients::{ClientIndex, ClientMap, Loc};
+use crate::key::ClientKey;
+use crate::pool::Shard;
+use crate::reply::{LeaseGrant, ReplySpec};
+use crate::scope::{ReservationProbe, Scope, Selector, build_scope};
+use crate::verdict::{DropReason, InterfaceId, RxMeta, Verdict};
+
+/// Tuning that is not DHCP behaviour: how finely state is sharded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Lock shards per pool (fewer for small pools).
+    pub pool_shards: u32,
+    /// Lock shards of the client index (rounded up to a power of two).
+    pub client_shards: u32,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions {
+            pool_shards: 16,
+            client_shards: 64,
+        }
+    }
+}
+
+/// Why an engine could not be built from a (valid) configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildError {
+    /// Classes are kept as bits of a `u32`.
+    TooManyClasses(usize),
+    /// Scope ids are `u16`.
+    TooManyScopes(usize),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::TooManyClasses(n) => {
+                write!(f, "{n} client classes configured; at most 32 are supported")
+            }
+            BuildError::TooManyScopes(n) => {
+                write!(f, "{n} scopes configured; at most 65535 are supported")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Why a binding could not be restored (journal replay, lease import).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreError {
+    /// The address is in no pool of the scope named, nor of any scope.
+    UnknownAddress(Ipv4Addr),
+    /// Another client holds the address.
+    Conflict(Ipv4Addr),
+}
+
+/// Utilisation of one pool, for gauges and the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Scope of the pool.
+    pub scope: ScopeId,
+    /// Scope name.
+    pub scope_name: String,
+    /// Index of the pool in its scope.
+    pub pool: usize,
+    /// Addresses in the pool.
+    pub total: u64,
+    /// Leased.
+    pub active: u64,
+    /// Held by an outstanding OFFER.
+    pub offered: u64,
+    /// Out of use after a DECLINE.
+    pub abandoned: u64,
+    /// Reserved for a client that holds no lease now.
+    pub reserved: u64,
+    /// Available to new clients (including expired and released addresses).
+    pub free: u64,
+}
+
+/// The DHCPv4 server logic, shared by every worker.
+///
+/// `handle` takes `&self`: workers on several threads call it on one engine at once. It reads
+/// no clock (`now` is passed in), opens no socket, and allocates nothing per request.
+#[derive(Debug)]
+pub struct Engine {
+    settings: model::ServerSettings,
+    classes: Vec<model::Class>,
+    pub(crate) scopes: Vec<Scope>,
+    pub(crate) selector: Selector,
+    pub(crate) clients: ClientIndex,
+    key_seed: RandomState,
+}
+
+/// One request, decoded, with what the engine derived from it.
+pub(crate) struct Request<'r, 'm> {
+    pub(crate) now: Time,
+    pub(crate) meta: &'r RxMeta,
+    pub(crate) msg: &'r DhcpMessage<'m>,
+    pub(crate) rai: Option<RelayAgentInfo<'r>>,
+    pub(crate) key: ClientKey,
+    pub(crate) mac: [u8; 6],
+    pub(crate) classes: u32,
+}
+
+/// How a REQUEST reached us (RFC 2131 section 4.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestState {
+    Selecting,
+    InitReboot,
+    RenewingOrRebinding,
+}
+
+impl Engine {
+    /// Builds an engine from a validated configuration.
+    pub fn new(config: &Config, options: EngineOptions) -> Result<Engine, BuildError> {
+        if config.classes.len() > 32 {
+            return Err(BuildError::TooManyClasses(config.classes.len()));
+        }
+        if config.scopes.len() > usize::from(u16::MAX) {
+            return Err(BuildError::TooManyScopes(config.scopes.len()));
+        }
+        let class_bits: HashMap<&str, u32> = config
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), 1u32 << i))
+            .collect();
+        let (selector, link_of) = Selector::build(&config.scopes);
+        let scopes: Vec<Scope> = config
+            .scopes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                build_scope(
+                    ScopeId(i as u16),
+                    s,
+                    &class_bits,
+                    link_of[i],
+                    options.pool_shards,
+                )
+            })
+            .collect();
+        let slots: usize = scopes
+            .iter()
+            .flat_map(|s| &s.pools)
+            .map(|p| p.addresses.len() as usize)
+            .sum();
+        let per_shard =
+            slots / options.client_shards.max(1).next_power_of_two() as usize * 5 / 4 + 64;
+        Ok(Engine {
+            settings: config.server.clone(),
+            classes: config.classes.clone(),
+            scopes,
+            selector,
+            clients: ClientIndex::new(options.client_shards, per_shard),
+            key_seed: RandomState::new(),
+        })
+    }
+
+    /// The id of a configured interface name, for [`RxMeta::interface`].
+    pub fn interface(&self, name: &str) -> Option<InterfaceId> {
+        self.selector
+            .interfaces
+            .iter()
+            .position(|(n, _)| n == name)
+            .map(|i| InterfaceId(i as u16))
+    }
+
+    /// The id of the scope called `name`.
+    pub fn scope_id(&self, name: &str) -> Option<ScopeId> {
+        self.scopes.iter().find(|s| s.name == name).map(|s| s.id)
+    }
+
+    /// Activates or deactivates a scope at run time. Returns false if there is no such scope.
+    pub fn set_scope_active(&self, name: &str, active: bool) -> bool {
+        self.scopes
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.set_active(active))
+            .is_some()
+    }
+
+    /// Handles one DHCP message (`request`, the UDP payload) and writes any reply into `tx`.
+    pub fn handle(&self, now: Time, meta: &RxMeta, request: &[u8], tx: &mut [u8]) -> Verdict {
+        let msg = match DhcpMessage::parse(request) {
+            Ok(m) => m,
+            Err(e) => return Verdict::Drop(DropReason::Malformed(e)),
+        };
+        let packet = msg.packet();
+        if packet.op() != BOOTREQUEST {
+            return Verdict::Drop(DropReason::NotRequest);
+        }
+        let Some(kind) = msg.message_type() else {
+            return Verdict::Drop(DropReason::NotDhcp);
+        };
+        let mut rai_scratch = [0u8; 1024];
+        let rai = match msg.relay_agent_info(&mut rai_scratch) {
+            Ok(r) => r,
+            Err(e) => return Verdict::Drop(DropReason::Malformed(e)),
+        };
+        if rai.is_some() && packet.giaddr().is_unspecified() && !meta.trusted {
+            return Verdict::Drop(DropReason::UntrustedRelayInfo);
+        }
+        let Some(scope) = self.select(meta, &msg, rai.as_ref()) else {
+            return Verdict::Drop(DropReason::NoScope);
+        };
+        if !scope.is_active() {
+            return Verdict::Drop(DropReason::ScopeInactive);
+        }
+        let key = self.client_key(&msg, scope.match_client_id);
+        let mac = packet.client_mac().map_or([0; 6], |m| m.octets());
+        let classes = self.classify(&msg, rai.as_ref());
+        let req = Request {
+            now,
+            meta,
+            msg: &msg,
+            rai,
+            key,
+            mac,
+            classes,
+        };
+        match kind {
+            MessageType::Discover => self.discover(&req, scope, tx),
+            MessageType::Request => self.request(&req, scope, tx),
+            MessageType::Decline => self.decline(&req, scope),
+            MessageType::Release => self.release(&req, scope),
+            MessageType::Inform => self.inform(&req, scope, tx),
+            MessageType::Offer | MessageType::Ack | MessageType::Nak => {
+                Verdict::Drop(DropReason::UnexpectedType)
+            }
+        }
+    }
+
+    /// The key `handle` derives for a client with this hardware address and, when the scope
+    /// matches on it, client identifier: for lease import and the admin API.
+    pub fn client_key_for(&self, htype: u8, chaddr: &[u8], client_id: Option<&[u8]>) -> ClientKey {
+        match client_id.filter(|id| !id.is_empty()) {
+            Some(id) => ClientKey::client_id(id, &self.key_seed),
+            None => ClientKey::hardware(htype, chaddr, &self.key_seed),
+        }
+    }
+
+    fn client_key(&self, msg: &DhcpMessage<'_>, match_client_id: bool) -> ClientKey {
+        let mut scratch = [0u8; 512];
+        if match_client_id
+            && let Some(id) = msg
+                .client_id()
+                .and_then(|v| v.contiguous(&mut scratch).ok())
+            && !id.is_empty()
+        {
+            return ClientKey::client_id(id, &self.key_seed);
+        }
+        let p = msg.packet();
+        ClientKey::hardware(p.htype(), p.chaddr(), &self.key_seed)
+    }
+
+    /// Scope selection, in RFC order: link-selection (82/5), subnet-selection (118), giaddr,
+    /// ciaddr, then the receiving interface.
+    fn select(
+        &self,
+        meta: &RxMeta,
+        msg: &DhcpMessage<'_>,
+        rai: Option<&RelayAgentInfo<'_>>,
+    ) -> Option<&Scope> {
+        let p = msg.packet();
+        let sel = &self.selector;
+        let id = if let Some(a) = rai.and_then(RelayAgentInfo::link_selection) {
+            sel.by_address(a)
+        } else if let Some(a) = msg.subnet_selection() {
+            sel.by_address(a)
+        } else if !p.giaddr().is_unspecified() {
+            sel.by_relay(p.giaddr())
+        } else if !p.ciaddr().is_unspecified() {
+            sel.by_address(p.ciaddr())
+        } else if let Some(i) = meta.interface {
+            sel.interfaces
+                .get(usize::from(i.0))
+                .and_then(|(_, v)| v.first().copied())
+        } else {
+            sel.by_address(meta.local_ip)
+        };
+        id.map(|id| &self.scopes[usize::from(id.0)])
+    }
+
+    fn classify(&self, msg: &DhcpMessage<'_>, rai: Option<&RelayAgentInfo<'_>>) -> u32 {
+        let mut bits = 0;
+        for (i, class) in self.classes.iter().enumerate() {
+            let all = class.conditions.iter().all(|c| match c {
+                ClassMatch::VendorClassPrefix(p) => msg
+                    .vendor_class()
+                    .is_some_and(|v| v.len() >= p.len() && v.bytes().zip(p).all(|(a, b)| a == *b)),
+                ClassMatch::CircuitIdPrefix(p) => rai
+                    .and_then(RelayAgentInfo::circuit_id)
+                    .is_some_and(|c| c.starts_with(p)),
+                ClassMatch::RemoteIdPrefix(p) => rai
+                    .and_then(RelayAgentInfo::remote_id)
+                    .is_some_and(|c| c.starts_with(p)),
+                ClassMatch::MacPrefix(p) => msg.packet().chaddr().starts_with(p),
+                ClassMatch::Giaddr(net) => {
+                    let g = msg.packet().giaddr();
+                    !g.is_unspecified() && net.contains(g)
+                }
+            });
+            if all {
+                bits |= 1 << i;
+            }
+        }
+        bits
+    }
+
+    fn link(&self, scope: &Scope) -> &[ScopeId] {
+        &self.selector.links[scope.link]
+    }
+
+    pub(crate) fn scope(&self, id: ScopeId) -> &Scope {
+        &self.scopes[usize::from(id.0)]
+    }
+
+    /// Gives the slot at `loc` to the request's client in `state` until `expires`.
+    #[allow(clippy::too_many_arguments)]
+    fn take(
+        &self,
+        r: &Request<'_, '_>,
+        held: usize,
+        clients: &mut ClientMap,
+        shard: &mut Shard,
+        loc: Loc,
+        state: BindingState,
+        expires: Time,
+        granted: u32,
+    ) -> Binding {
+        shard.unlink(loc.at.slot);
+        let old = *shard.binding(loc.at.slot);
+        if let Some(prev) = old.client.filter(|k| *k != r.key) {
+            self.clients.forget(&prev, loc, held, clients);
+        }
+        let b = Binding {
+            client: Some(r.key),
+            mac: r.mac,
+            state,
+            expires,
+            cltt: r.now,
+            granted,
+            partner_sent: old.partner_sent,
+            partner_acked: old.partner_acked,
+            classes: r.classes,
+        };
+        shard.set(loc.at.slot, b);
+        shard.schedule(loc.at.slot, expires);
+        clients.insert(r.key, loc);
+        b
+    }
+
+    fn discover(&self, r: &Request<'_, '_>, scope: &Scope, tx: &mut [u8]) -> Verdict {
+        let link = self.link(scope);
+        let hold = r.now + Time::from(self.settings.offer_hold);
+        let (held, mut clients) = self.clients.lock(&r.key);
+        // In order: the client's own address, its reservation, the address it asks for, and
+        // then the address freed longest ago.
+        let found = self
+            .offer_known(r, link, held, &mut clients, hold)
+            .or_else(|| self.offer_reserved(r, link, held, &mut clients, hold))
+            .or_else(|| self.offer_requested(r, link, held, &mut clients, hold))
+            .or_else(|| self.offer_free(r, link, held, &mut clients, hold));
+        drop(clients);
+        match found {
+            Some((s, addr)) => self.offer(r, s, addr, tx),
+            None => Verdict::Drop(DropReason::PoolExhausted),
+        }
+    }
+
+    /// A client we know on this link gets its address again (lease affinity).
+    fn offer_known(
+        &self,
+        r: &Request<'_, '_>,
+        link: &[ScopeId],
+        held: usize,
+        clients: &mut ClientMap,
+        hold: Time,
+    ) -> Option<(&Scope, Ipv4Addr)> {
+        let loc = clients.get(&r.key).copied()?;
+        if link.contains(&loc.scope) {
+            let s = self.scope(loc.scope);
+            let pool = &s.pools[usize::from(loc.pool)];
+            let mut shard = pool.lock(loc.at.shard);
+            let b = *shard.binding(loc.at.slot);
+            if b.owned_by(&r.key) && b.state != BindingState::Abandoned {
+                if b.state != BindingState::Active {
+                    self.take(
+                        r,
+                        held,
+                        clients,
+                        &mut shard,
+                        loc,
+                        BindingState::Offered,
+                        hold,
+                        0,
+                    );
+                }
+                return Some((s, pool.address(loc.at)));
+            }
+        }
+        // Stale (the address went to another client) or on another link: forget it.
+        clients.remove(&r.key);
+        None
+    }
+
+    /// A reservation on this link.
+    fn offer_reserved(
+        &self,
+        r: &Request<'_, '_>,
+        link: &[ScopeId],
+        held: usize,
+        clients: &mut ClientMap,
+        hold: Time,
+    ) -> Option<(&Scope, Ipv4Addr)> {
+        let mut scratch = [0u8; 512];
+        let probe = probe(r, &mut scratch);
+        for s in link.iter().map(|id| self.scope(*id)) {
+            if !s.is_active() || s.reservations.is_empty() {
+                continue;
+            }
+            let Some(i) = s.reservations.find(&probe) else {
+                continue;
+            };
+            let addr = s.reservations.list[i].address;
+            let Some((p, at)) = s.locate(addr) else {
+                continue;
+            };
+            let mut shard = s.pools[p].lock(at.shard);
+            let b = *shard.binding(at.slot);
+            if b.state == BindingState::Reserved || b.owned_by(&r.key) || b.state.is_available() {
+                let loc = Loc {
+                    scope: s.id,
+                    pool: p as u16,
+                    at,
+                };
+                self.take(
+                    r,
+                    held,
+                    clients,
+                    &mut shard,
+                    loc,
+                    BindingState::Offered,
+                    hold,
+                    0,
+                );
+                return Some((s, addr));
+            }
+        }
+        None
+    }
+
+    /// The address the client asks for, if it is free and the client may have it.
+    fn offer_requested(
+        &self,
+        r: &Request<'_, '_>,
+        link: &[ScopeId],
+        held: usize,
+        clients: &mut ClientMap,
+        hold: Time,
+    ) -> Option<(&Scope, Ipv4Addr)> {
+        let want = r.msg.requested_ip()?;
+        let s = link
+            .iter()
+            .map(|id| self.scope(*id))
+            .find(|s| s.is_active() && s.subnet.contains(want))?;
+        let (p, at) = s.locate(want)?;
+        let pool = &s.pools[p];
+        if !pool.dynamic
+            || !allows(pool.classes, r.classes)
+            || s.reservations.of_address(want).is_some()
+        {
+            return None;
+        }
+        let mut shard = pool.lock(at.shard);
+        if !shard.binding(at.slot).state.is_available() {
+            return None;
+        }
+        let loc = Loc {
+            scope: s.id,
+            pool: p as u16,
+            at,
+        };
+        self.take(
+            r,
+            held,
+            clients,
+            &mut shard,
+            loc,
+            BindingState::Offered,
+            hold,
+            0,
+        );
+        Some((s, want))
+    }
+
+    /// The address freed longest ago, starting at the client's own shard.
+    fn offer_free(
+        &self,
+        r: &Request<'_, '_>,
+        link: &[ScopeId],
+        held: usize,
+        clients: &mut ClientMap,
+        hold: Time,
+    ) -> Option<(&Scope, Ipv4Addr)> {
+        let spread = self.clients.spread(&r.key);
+        for s in link
+            .iter()
+            .map(|id| self.scope(*id))
+            .filter(|s| s.is_active())
+        {
+            let usable = s
+                .pools
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.dynamic && allows(p.classes, r.classes));
+            for (p, pool) in usable {
+                let n = pool.shard_count();
+                let start = (spread % u64::from(n)) as u32;
+                for k in (0..n).map(|i| (start + i) % n) {
+                    let mut shard = pool.lock(k);
+                    if let Some(slot) = shard.pop_free() {
+                        let at = crate::pool::SlotRef { shard: k, slot };
+                        let loc = Loc {
+                            scope: s.id,
+                            pool: p as u16,
+                            at,
+                        };
+                        self.take(
+                            r,
+                            held,
+                            clients,
+                            &mut shard,
+                            loc,
+                            BindingState::Offered,
+                            hold,
+                            0,
+                        );
+                        return Some((s, pool.address(at)));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn offer(&self, r: &Request<'_, '_>, s: &Scope, addr: Ipv4Addr, tx: &mut [u8]) -> Verdict {
+        let spec = ReplySpec {
+            kind: MessageType::Offer,
+            yiaddr: addr,
+            lease: Some(LeaseGrant::full(s.lease)),
+            scope: s,
+        };
+        self.reply(r, &spec, tx, None)
+    }
+
+    fn nak(&self, r: &Request<'_, '_>, s: &Scope, tx: &mut [u8]) -> Verdict {
+        let spec = ReplySpec {
+            kind: MessageType::Nak,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            lease: None,
+            scope: s,
+        };
+        self.reply(r, &spec, tx, None)
+    }
+
+    fn request(&self, r: &Request<'_, '_>, scope: &Scope, tx: &mut [u8]) -> Verdict {
+        let p = r.msg.packet();
+        if let Some(sid) = r.msg.server_id() {
+            let ours = sid == scope.server_id(r.meta)
+                || r.rai.as_ref().and_then(RelayAgentInfo::server_id_override) == Some(sid);
+            if !ours {
+                self.withdraw_offer(r, scope);
+                return Verdict::Drop(DropReason::NotForUs);
+            }
+            let Some(want) = r
+                .msg
+                .requested_ip()
+                .or(Some(p.ciaddr()).filter(|a| !a.is_unspecified()))
+            else {
+                return Verdict::Drop(DropReason::NoBinding);
+            };
+            return self.commit(r, scope, want, RequestState::Selecting, tx);
+        }
+        if p.ciaddr().is_unspecified() {
+            let Some(want) = r.msg.requested_ip() else {
+                return Verdict::Drop(DropReason::NoBinding);
+            };
+            return self.commit(r, scope, want, RequestState::InitReboot, tx);
+        }
+        self.commit(r, scope, p.ciaddr(), RequestState::RenewingOrRebinding, tx)
+    }
+
+    /// The client chose another server: the address offered to it goes back to the pool.
+    fn withdraw_offer(&self, r: &Request<'_, '_>, scope: &Scope) {
+        let (_, clients) = self.clients.lock(&r.key);
+        let Some(loc) = clients.get(&r.key).copied() else {
+            return;
+        };
+        if !self.link(scope).contains(&loc.scope) {
+            return;
+        }
+        let pool = &self.scope(loc.scope).pools[usize::from(loc.pool)];
+        let mut shard = pool.lock(loc.at.shard);
+        let b = *shard.binding(loc.at.slot);
+        if b.owned_by(&r.key) && b.state == BindingState::Offered {
+            shard.set(
+                loc.at.slot,
+                Binding {
+                    state: BindingState::Free,
+                    expires: r.now,
+                    ..b
+                },
+            );
+            shard.push_free(loc.at.slot);
+        }
+    }
+
+    /// Answers a REQUEST for `want`: ACK it (durably), NAK it, or stay silent.
+    fn commit(
+        &self,
+        r: &Request<'_, '_>,
+        scope: &Scope,
+        want: Ipv4Addr,
+        state: RequestState,
+        tx: &mut [u8],
+    ) -> Verdict {
+        let link = self.link(scope);
+        let Some(s) = link
+            .iter()
+            .map(|id| self.scope(*id))
+            .find(|s| s.subnet.contains(want))
+        else {
+            // Wrong network for this client (RFC 2131 section 4.3.2).
+            return self.refuse(r, scope, state, tx);
+        };
+        let Some((p, at)) = s.locate(want) else {
+            return self.refuse(r, s, state, tx);
+        };
+        let loc = Loc {
+            scope: s.id,
+            pool: p as u16,
+            at,
+        };
+        let (held, mut clients) = self.clients.lock(&r.key);
+
+        // One pool-shard lock at a time: release a different address the client was offered first.
+        if let Some(old) = clients.get(&r.key).copied().filter(|old| *old != loc) {
+            let pool = &self.scope(old.scope).pools[usize::from(old.pool)];
+            let mut shard = pool.lock(old.at.shard);
+            let b = *shard.binding(old.at.slot);
+            if b.owned_by(&r.key) && b.state == BindingState::Offered {
+                shard.set(
+                    old.at.slot,
+                    Binding {
+                        state: BindingState::Free,
+                        expires: r.now,
+                        ..b
+                    },
+                );
+                shard.push_free(old.at.slot);
+            }
+        }
+
+        let pool = &s.pools[p];
+        let mut shard = pool.lock(at.shard);
+        let b = *shard.binding(at.slot);
+        let reserved_for = s.reservations.of_address(want);
+        let mine = b.owned_by(&r.key) && b.state != BindingState::Abandoned;
+        if !mine {
+            let reserved_for_client =
+                reserved_for.is_some() && reservation_for(r, s, want).is_some();
+            let may_take = if reserved_for.is_some() {
+                reserved_for_client && (b.state == BindingState::Reserved || b.state.is_available())
+            } else {
+                pool.dynamic && allows(pool.classes, r.classes) && b.state.is_available()
+            };
+            if !may_take {
+                drop(shard);
+                drop(clients);
+                return if b.client.is_some() || reserved_for.is_some() {
+                    self.nak(r, s, tx)
+                } else {
+                    self.refuse(r, s, state, tx)
+                };
+            }
+            if state != RequestState::Selecting && !s.authoritative {
+                // A client we never heard of, renewing or rebooting: another server may own it.
+                drop(shard);
+                drop(clients);
+                return Verdict::Drop(DropReason::UnknownClient);
+            }
+        } else if b.state == BindingState::Active && self.cache_hit(&b, r.now) {
+            // Early renewal: the unchanged lease again, nothing to journal (Kea's lease caching).
+            shard.set(at.slot, Binding { cltt: r.now, ..b });
+            drop(shard);
+            drop(clients);
+            let remaining = (b.expires - r.now) as u32;
+            let spec = ReplySpec {
+                kind: MessageType::Ack,
+                yiaddr: want,
+                lease: Some(LeaseGrant::remaining(s.lease, remaining)),
+                scope: s,
+            };
+            return self.reply(r, &spec, tx, None);
+        }
+        let valid = s.lease.valid;
+        let binding = self.take(
+            r,
+            held,
+            &mut clients,
+            &mut shard,
+            loc,
+            BindingState::Active,
+            r.now + Time::from(valid),
+            valid,
+        );
+        drop(shard);
+        drop(clients);
+        let event = BindingEvent {
+            scope: s.id,
+            address: want,
+            binding,
+        };
+        let spec = ReplySpec {
+            kind: MessageType::Ack,
+            yiaddr: want,
+            lease: Some(LeaseGrant::full(s.lease)),
+            scope: s,
+        };
+        self.reply(r, &spec, tx, Some(event))
+    }
+
+    /// A request for an address the client cannot have: NAK when it asked us by server id or
+    /// we are authoritative (its notion of its address is wrong and it must hear so), else
+    /// stay silent so that another server on the link may answer.
+    fn refuse(
+        &self,
+        r: &Request<'_, '_>,
+        s: &Scope,
+        state: RequestState,
+        tx: &mut [u8],
+    ) -> Verdict {
+        if state == RequestState::Selecting || s.authoritative {
+            self.nak(r, s, tx)
+        } else {
+            Verdict::Drop(DropReason::UnknownClient)
+        }
+    }
+
+    fn cache_hit(&self, b: &Binding, now: Time) -> bool {
+        let threshold = self.settings.cache_threshold;
+        if threshold <= 0.0 || b.granted == 0 || b.expires <= now {
+            return false;
+        }
+        let start = b.expires - Time::from(b.granted);
+        // Lease ages are far below 2^52 seconds: the conversion is exact.
+        #[allow(clippy::cast_precision_loss)]
+        let age = now.saturating_sub(start) as f64;
+        age < f64::from(threshold) * f64::from(b.granted)
+    }
+
+    fn decline(&self, r: &Request<'_, '_>, scope: &Scope) -> Verdict {
+        let Some(addr) = r.msg.requested_ip() else {
+            return Verdict::Drop(DropReason::NoBinding);
+        };
+        if r.msg
+            .server_id()
+            .is_some_and(|sid| sid != scope.server_id(r.meta))
+        {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        let probation = r.now + Time::from(self.settings.decline_probation);
+        self.end_binding(r, scope, addr, |b| Binding {
+            client: None,
+            state: BindingState::Abandoned,
+            expires: probation,
+            cltt: r.now,
+            ..*b
+        })
+    }
+
+    fn release(&self, r: &Request<'_, '_>, scope: &Scope) -> Verdict {
+        let addr = r.msg.packet().ciaddr();
+        if r.msg
+            .server_id()
+            .is_some_and(|sid| sid != scope.server_id(r.meta))
+        {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        // The client keeps affinity: its entry stays, and the address goes to the back of the queue.
+        self.end_binding(r, scope, addr, |b| Binding {
+            state: BindingState::Released,
+            expires: r.now,
+            cltt: r.now,
+            ..*b
+        })
+    }
+
+    /// Ends the client's binding of `addr` with `next` (RELEASE, DECLINE).
+    fn end_binding(
+        &self,
+        r: &Request<'_, '_>,
+        scope: &Scope,
+        addr: Ipv4Addr,
+        next: impl Fn(&Binding) -> Binding,
+    ) -> Verdict {
+        let Some(s) = self
+            .link(scope)
+            .iter()
+            .map(|id| self.scope(*id))
+            .find(|s| s.subnet.contains(addr))
+        else {
+            return Verdict::Drop(DropReason::NoBinding);
+        };
+        let Some((p, at)) = s.locate(addr) else {
+            return Verdict::Drop(DropReason::NoBinding);
+        };
+        let (_, mut clients) = self.clients.lock(&r.key);
+        let mut shard = s.pools[p].lock(at.shard);
+        let b = *shard.binding(at.slot);
+        if !b.owned_by(&r.key) || !matches!(b.state, BindingState::Active | BindingState::Offered) {
+            return Verdict::Drop(DropReason::NoBinding);
+        }
+        let after = next(&b);
+        shard.set(at.slot, after);
+        if after.state == BindingState::Abandoned {
+            shard.schedule(at.slot, after.expires);
+            clients.remove(&r.key);
+        } else if s.reservations.of_address(addr).is_some() {
+            shard.set(
+                at.slot,
+                Binding {
+                    state: BindingState::Reserved,
+                    ..after
+                },
+            );
+        } else {
+            shard.push_free(at.slot);
+        }
+        Verdict::Record {
+            event: BindingEvent {
+                scope: s.id,
+                address: addr,
+                binding: *shard.binding(at.slot),
+            },
+        }
+    }
+
+    fn inform(&self, r: &Request<'_, '_>, scope: &Scope, tx: &mut [u8]) -> Verdict {
+        let spec = ReplySpec {
+            kind: MessageType::Ack,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            lease: None,
+            scope,
+        };
+        self.reply(r, &spec, tx, None)
+    }
+
+    /// Expires what is due at `now`: lapsed offers return to the pool, leases that ran out and
+    /// probations that ended are reported to `sink`. Handles at most `budget` bindings per call,
+    /// so a worker or the control thread can interleave it with packets; returns how many it
+    /// handled. Uses each shard's timer heap: no scan of all bindings.
+    pub fn tick(&self, now: Time, budget: usize, mut sink: impl FnMut(BindingEvent)) -> usize {
+        let mut done = 0;
+        for s in &self.scopes {
+            for pool in &s.pools {
+                for k in 0..pool.shard_count() {
+                    let mut shard = pool.lock(k);
+                    while done < budget {
+                        let Some(slot) = shard.due(now) else { break };
+                        done += 1;
+                        let b = *shard.binding(slot);
+                        let at = crate::pool::SlotRef { shard: k, slot };
+                        let addr = pool.address(at);
+                        let reserved = s.reservations.of_address(addr).is_some();
+                        let after = match b.state {
+                            BindingState::Offered => Binding {
+                                state: BindingState::Free,
+                                expires: now,
+                                ..b
+                            },
+                            BindingState::Active => Binding {
+                                state: BindingState::Expired,
+                                expires: b.expires,
+                                ..b
+                            },
+                            _ => Binding {
+                                state: BindingState::Free,
+                                client: None,
+                                expires: now,
+                                ..b
+                            },
+                        };
+                        let after = if reserved {
+                            Binding {
+                                state: BindingState::Reserved,
+                                ..after
+                            }
+                        } else {
+                            after
+                        };
+                        shard.set(slot, after);
+                        if !reserved {
+                            shard.push_free(slot);
+                        }
+                        if b.state != BindingState::Offered {
+                            sink(BindingEvent {
+                                scope: s.id,
+                                address: addr,
+                                binding: after,
+                            });
+                        }
+                    }
+                    if done >= budget {
+                        return done;
+                    }
+                }
+            }
+        }
+        done
+    }
+
+    /// Installs a binding from the journal or an import, as it was. An address another client
+    /// holds is reported as a conflict and left alone.
+    pub fn restore(&self, event: &BindingEvent) -> Result<(), RestoreError> {
+        let addr = event.address;
+        let (s, p, at) = self
+            .scopes
+            .get(usize::from(event.scope.0))
+            .and_then(|s| s.locate(addr).map(|(p, at)| (s, p, at)))
+            .or_else(|| {
+                self.scopes
+                    .iter()
+                    .find_map(|s| s.locate(addr).map(|(p, at)| (s, p, at)))
+            })
+            .ok_or(RestoreError::UnknownAddress(addr))?;
+        let loc = Loc {
+            scope: s.id,
+            pool: p as u16,
+            at,
+        };
+        let b = event.binding;
+        let mut guard = b.client.as_ref().map(|k| self.clients.lock(k));
+        let mut shard = s.pools[p].lock(at.shard);
+        let cur = *shard.binding(at.slot);
+        if cur.client.is_some()
+            && cur.client != b.client
+            && matches!(cur.state, BindingState::Active | BindingState::Offered)
+        {
+            return Err(RestoreError::Conflict(addr));
+        }
+        shard.set(at.slot, b);
+        match b.state {
+            BindingState::Active | BindingState::Offered | BindingState::Abandoned => {
+                shard.unlink(at.slot);
+                shard.schedule(at.slot, b.expires);
+            }
+            BindingState::Reserved | BindingState::Backup => shard.unlink(at.slot),
+            BindingState::Free
+            | BindingState::Expired
+            | BindingState::Released
+            | BindingState::Reset => {
+                shard.push_free(at.slot);
+            }
+        }
+        if let (Some((_, clients)), Some(k)) = (guard.as_mut(), b.client.as_ref()) {
+            clients.insert(*k, loc);
+        }
+        Ok(())
+    }
+
+    /// The binding of `addr`, if it is in a pool.
+    pub fn binding(&self, addr: Ipv4Addr) -> Option<(ScopeId, Binding)> {
+        self.scopes.iter().find_map(|s| {
+            let (p, at) = s.locate(addr)?;
+            Some((s.id, *s.pools[p].lock(at.shard).binding(at.slot)))
+        })
+    }
+
+    /// Utilisation of every pool (takes each shard lock briefly; for the control plane).
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        let mut out = Vec::new();
+        for s in &self.scopes {
+            for (i, pool) in s.pools.iter().enumerate() {
+                let mut st = PoolStats {
+                    scope: s.id,
+                    scope_name: s.name.clone(),
+                    pool: i,
+                    total: u64::from(pool.addresses.len()),
+                    active: 0,
+                    offered: 0,
+                    abandoned: 0,
+                    reserved: 0,
+                    free: 0,
+                };
+                for k in 0..pool.shard_count() {
+                    let shard = pool.lock(k);
+                    st.active += u64::from(shard.count(BindingState::Active));
+                    st.offered += u64::from(shard.count(BindingState::Offered));
+                    st.abandoned += u64::from(shard.count(BindingState::Abandoned));
+                    st.reserved += u64::from(shard.count(BindingState::Reserved));
+                }
+                st.free = st.total - st.active - st.offered - st.abandoned - st.reserved;
+                out.push(st);
+            }
+        }
+        out
+    }
+
+    /// Number of clients in the client index.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The options a reply may carry for `code`, most specific first: reservation, classes,
+    /// scope, server.
+    pub(crate) fn option_value<'a>(
+        &'a self,
+        scope: &'a Scope,
+        reservation: Option<usize>,
+        classes: u32,
+        code: u8,
+    ) -> Option<&'a [u8]> {
+        reservation
+            .and_then(|i| scope.reservations.list[i].options.get(code))
+            .or_else(|| {
+                self.classes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| classes & (1 << i) != 0)
+                    .find_map(|(_, c)| c.options.get(code))
+            })
+            .or_else(|| scope.options.get(code))
+            .or_else(|| self.settings.options.get(code))
+    }
+}
+
+/// The reservation of `yiaddr`, if it is this client's.
+pub(crate) fn reservation_for(
+    r: &Request<'_, '_>,
+    scope: &Scope,
+    yiaddr: Ipv4Addr,
+) -> Option<usize> {
+    let i = scope.reservations.of_address(yiaddr)?;
+    let mut scratch = [0u8; 512];
+    (scope.reservations.find(&probe(r, &mut scratch)) == Some(i)).then_some(i)
+}
+
+/// What a request offers to match reservations against.
+fn probe<'a>(r: &'a Request<'_, '_>, scratch: &'a mut [u8; 512]) -> ReservationProbe<'a> {
+    ReservationProbe {
+        mac: r.msg.packet().client_mac().map(|m| m.octets()),
+        client_id: r.msg.client_id().and_then(|v| v.contiguous(scratch).ok()),
+        circuit_id: r.rai.as_ref().and_then(RelayAgentInfo::circuit_id),
+        remote_id: r.rai.as_ref().and_then(RelayAgentInfo::remote_id),
+    }
+}
+
+/// Whether a client with `classes` may use a pool restricted to `pool_classes`.
+fn allows(pool_classes: u32, classes: u32) -> bool {
+    pool_classes == 0 || pool_classes & classes != 0
+}

@@ -1,0 +1,117 @@
+//! Client identity: the key every binding and index is looked up by.
+
+use std::hash::BuildHasher;
+
+/// Bytes kept inline; longer identities are replaced by a keyed 128-bit digest.
+const INLINE: usize = 30;
+
+/// What identifies a client: option 61 when `match-client-id` is on and the client sends it,
+/// else the hardware type and address.
+///
+/// Fixed size and `Copy`, so bindings and events carry it without allocating. An identity longer
+/// than 30 bytes (RFC 4361 DUID-based client ids can be) is stored as a 128-bit digest keyed
+/// with the process's random seed, so collisions cannot be engineered from outside.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    kind: KeyKind,
+    len: u8,
+    bytes: [u8; INLINE],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+enum KeyKind {
+    /// `htype` followed by `chaddr[..hlen]`.
+    Hardware,
+    /// Option 61 data.
+    ClientId,
+    /// Digest of an identity too long to keep inline (the first byte says which kind).
+    Digest,
+}
+
+impl ClientKey {
+    /// The key of a hardware address.
+    pub fn hardware(htype: u8, chaddr: &[u8], seed: &impl BuildHasher) -> ClientKey {
+        let mut id = [0u8; 17];
+        id[0] = htype;
+        let n = chaddr.len().min(16);
+        id[1..=n].copy_from_slice(&chaddr[..n]);
+        Self::build(KeyKind::Hardware, &id[..=n], seed)
+    }
+
+    /// The key of a client identifier (option 61 data).
+    pub fn client_id(id: &[u8], seed: &impl BuildHasher) -> ClientKey {
+        Self::build(KeyKind::ClientId, id, seed)
+    }
+
+    fn build(kind: KeyKind, id: &[u8], seed: &impl BuildHasher) -> ClientKey {
+        let mut bytes = [0u8; INLINE];
+        if id.len() <= INLINE {
+            bytes[..id.len()].copy_from_slice(id);
+            return ClientKey {
+                kind,
+                len: id.len() as u8,
+                bytes,
+            };
+        }
+        // Two independent keyed hashes of (kind, id): 128 bits.
+        let digest = |salt: u8| seed.hash_one((salt, kind as u8, id));
+        bytes[0] = kind as u8;
+        bytes[1..9].copy_from_slice(&digest(1).to_le_bytes());
+        bytes[9..17].copy_from_slice(&digest(2).to_le_bytes());
+        ClientKey {
+            kind: KeyKind::Digest,
+            len: 17,
+            bytes,
+        }
+    }
+
+    /// The identity bytes (or the digest, for long identities).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// Whether the key is a client identifier (or a digest of one).
+    pub fn is_client_id(&self) -> bool {
+        match self.kind {
+            KeyKind::ClientId => true,
+            KeyKind::Hardware => false,
+            KeyKind::Digest => self.bytes[0] == KeyKind::ClientId as u8,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}(", self.kind)?;
+        for (i, b) in self.as_bytes().iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::RandomState;
+
+    #[test]
+    fn kinds_do_not_collide_and_long_ids_are_digested() {
+        let seed = RandomState::new();
+        let hw = ClientKey::hardware(1, &[2, 0, 0, 0, 0, 1], &seed);
+        let cid = ClientKey::client_id(&[1, 2, 0, 0, 0, 0, 1], &seed);
+        assert_eq!(hw.as_bytes(), cid.as_bytes());
+        assert_ne!(hw, cid);
+        let long = [7u8; 100];
+        let a = ClientKey::client_id(&long, &seed);
+        assert_eq!(a, ClientKey::client_id(&long, &seed));
+        assert!(a.is_client_id());
+        let mut other = long;
+        other[99] = 8;
+        assert_ne!(a, ClientKey::client_id(&other, &seed));
+    }
+}

@@ -1,0 +1,227 @@
+//! Writing replies: options in the client's order, option 82 echoed, the RFC 2131 §4.1
+//! destination.
+
+use std::net::Ipv4Addr;
+
+use peregrine_config::model::LeaseTimes;
+use peregrine_wire::dhcp::RelayAgentInfo;
+use peregrine_wire::dhcp::{
+    BootpHeader, CLIENT_PORT, DEFAULT_MAX_MESSAGE_LEN, DhcpWriter, FLAG_BROADCAST, MessageType,
+    SERVER_PORT, opt,
+};
+use peregrine_wire::{Error, MacAddr};
+
+use crate::binding::BindingEvent;
+use crate::engine::{Engine, Request, reservation_for};
+use crate::scope::Scope;
+use crate::verdict::{Destination, DropReason, NextHop, Verdict};
+
+/// Lease time and timers to put in a reply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LeaseGrant {
+    valid: u32,
+    renew: u32,
+    rebind: u32,
+}
+
+impl LeaseGrant {
+    pub(crate) fn full(t: LeaseTimes) -> LeaseGrant {
+        LeaseGrant {
+            valid: t.valid,
+            renew: t.renew,
+            rebind: t.rebind,
+        }
+    }
+
+    /// What is left of a cached lease, with the timers scaled to it.
+    pub(crate) fn remaining(t: LeaseTimes, left: u32) -> LeaseGrant {
+        let scale = |x: u32| (u64::from(x) * u64::from(left) / u64::from(t.valid.max(1))) as u32;
+        LeaseGrant {
+            valid: left,
+            renew: scale(t.renew),
+            rebind: scale(t.rebind),
+        }
+    }
+}
+
+pub(crate) struct ReplySpec<'a> {
+    pub(crate) kind: MessageType,
+    pub(crate) yiaddr: Ipv4Addr,
+    pub(crate) lease: Option<LeaseGrant>,
+    pub(crate) scope: &'a Scope,
+}
+
+/// Options the engine writes itself, never from configuration.
+fn engine_owned(code: u8) -> bool {
+    matches!(
+        code,
+        opt::PAD
+            | opt::END
+            | opt::REQUESTED_IP
+            | opt::LEASE_TIME
+            | opt::OVERLOAD
+            | opt::MESSAGE_TYPE
+            | opt::SERVER_ID
+            | opt::PARAMETER_REQUEST_LIST
+            | opt::MAX_MESSAGE_SIZE
+            | opt::RENEWAL_TIME
+            | opt::REBINDING_TIME
+            | opt::CLIENT_ID
+            | opt::RELAY_AGENT_INFO
+            | opt::SUBNET_SELECTION
+    )
+}
+
+/// Options sent to a client that sends no parameter request list.
+const DEFAULT_OPTIONS: [u8; 6] = [
+    opt::SUBNET_MASK,
+    opt::ROUTER,
+    opt::DNS_SERVERS,
+    opt::DOMAIN_NAME,
+    opt::BROADCAST_ADDRESS,
+    opt::NTP_SERVERS,
+];
+
+impl Engine {
+    pub(crate) fn reply(
+        &self,
+        r: &Request<'_, '_>,
+        spec: &ReplySpec<'_>,
+        tx: &mut [u8],
+        event: Option<BindingEvent>,
+    ) -> Verdict {
+        match (self.write_reply(r, spec, tx), event) {
+            (Ok((len, dst)), Some(event)) => Verdict::Defer {
+                kind: spec.kind,
+                len,
+                dst,
+                event,
+            },
+            (Ok((len, dst)), None) => Verdict::Reply {
+                kind: spec.kind,
+                len,
+                dst,
+            },
+            // The binding change stands even if the reply cannot be sent: the client will retry.
+            (Err(_), Some(event)) => Verdict::Record { event },
+            (Err(_), None) => Verdict::Drop(DropReason::ReplyTooLarge),
+        }
+    }
+
+    fn write_reply(
+        &self,
+        r: &Request<'_, '_>,
+        spec: &ReplySpec<'_>,
+        tx: &mut [u8],
+    ) -> Result<(usize, Destination), Error> {
+        let request = r.msg.packet();
+        let nak = spec.kind == MessageType::Nak;
+        let max = r
+            .msg
+            .max_message_size()
+            .map_or(DEFAULT_MAX_MESSAGE_LEN, |m| {
+                usize::from(m).saturating_sub(28)
+            })
+            .max(DEFAULT_MAX_MESSAGE_LEN);
+        let mut w = DhcpWriter::new(tx, max)?;
+        let mut header = BootpHeader::reply_to(request);
+        header.yiaddr = spec.yiaddr;
+        let giaddr = request.giaddr();
+        if nak {
+            // RFC 2131 section 4.3.2: a NAK through a relay asks it to broadcast.
+            if !giaddr.is_unspecified() {
+                header.flags |= FLAG_BROADCAST;
+            }
+        } else {
+            header.ciaddr = request.ciaddr();
+        }
+        w.header(&header);
+        w.message_type(spec.kind)?;
+        let server_id = spec.scope.server_id(r.meta);
+        w.option_ipv4(opt::SERVER_ID, server_id)?;
+        if let Some(l) = spec.lease {
+            w.option_u32(opt::LEASE_TIME, l.valid)?;
+            w.option_u32(opt::RENEWAL_TIME, l.renew)?;
+            w.option_u32(opt::REBINDING_TIME, l.rebind)?;
+        }
+        if nak {
+            w.option(opt::MESSAGE, b"requested address not available")?;
+        } else {
+            let reservation = if spec.yiaddr.is_unspecified() {
+                None
+            } else {
+                reservation_for(r, spec.scope, spec.yiaddr)
+            };
+            // A client's list may repeat codes; each is written once.
+            let mut written = [0u64; 4];
+            let mut put = |w: &mut DhcpWriter<'_>, code: u8| {
+                let bit = 1u64 << (code % 64);
+                if engine_owned(code) || written[usize::from(code / 64)] & bit != 0 {
+                    return;
+                }
+                written[usize::from(code / 64)] |= bit;
+                let value = if code == opt::HOSTNAME {
+                    reservation.and_then(|i| {
+                        spec.scope.reservations.list[i]
+                            .hostname
+                            .as_deref()
+                            .map(str::as_bytes)
+                    })
+                } else {
+                    self.option_value(spec.scope, reservation, r.classes, code)
+                };
+                if let Some(v) = value {
+                    // An option that does not fit is left out rather than failing the reply.
+                    let _ = w.option(code, v);
+                }
+            };
+            match r.msg.parameter_request_list() {
+                Some(prl) => prl.bytes().for_each(|code| put(&mut w, code)),
+                None => DEFAULT_OPTIONS.iter().for_each(|code| put(&mut w, *code)),
+            }
+        }
+        if let Some(sel) = r.msg.subnet_selection() {
+            w.option_ipv4(opt::SUBNET_SELECTION, sel)?;
+        }
+        // RFC 3046 section 2.2: echo the relay agent information, last and verbatim.
+        if let Some(rai) = r.rai.as_ref().filter(|i| !i.as_bytes().is_empty()) {
+            w.option(opt::RELAY_AGENT_INFO, rai.as_bytes())?;
+        }
+        let len = w.finish()?;
+        Ok((len, destination(r, spec, server_id)))
+    }
+}
+
+/// RFC 2131 section 4.1, with the RFC 8357 relay source port.
+fn destination(r: &Request<'_, '_>, spec: &ReplySpec<'_>, server_id: Ipv4Addr) -> Destination {
+    let p = r.msg.packet();
+    let giaddr = p.giaddr();
+    let (ip, port, next_hop) = if !giaddr.is_unspecified() {
+        let port = if r
+            .rai
+            .as_ref()
+            .and_then(RelayAgentInfo::relay_source_port)
+            .is_some()
+        {
+            r.meta.src_port
+        } else {
+            SERVER_PORT
+        };
+        (giaddr, port, NextHop::Sender)
+    } else if spec.kind == MessageType::Nak {
+        (Ipv4Addr::BROADCAST, CLIENT_PORT, NextHop::Broadcast)
+    } else if !p.ciaddr().is_unspecified() {
+        (p.ciaddr(), CLIENT_PORT, NextHop::Sender)
+    } else if p.broadcast() || spec.yiaddr.is_unspecified() {
+        (Ipv4Addr::BROADCAST, CLIENT_PORT, NextHop::Broadcast)
+    } else {
+        let mac = p.client_mac().unwrap_or(MacAddr::BROADCAST);
+        (spec.yiaddr, CLIENT_PORT, NextHop::Client(mac))
+    };
+    Destination {
+        ip,
+        port,
+        next_hop,
+        src_ip: server_id,
+    }
+}

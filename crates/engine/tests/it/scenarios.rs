@@ -1,0 +1,654 @@
+//! One scenario per branch of RFC 2131 section 4.3 and per carrier feature, on a fake clock.
+
+use std::net::Ipv4Addr;
+
+use peregrine_config::model::{ClassMatch, ReservationKey};
+use peregrine_engine::{BindingEvent, BindingState, DropReason, NextHop, Verdict};
+use peregrine_wire::dhcp::{MessageType, opt, relay};
+
+use crate::support::*;
+
+fn in_pool(a: Ipv4Addr, first: [u8; 4], last: [u8; 4]) -> bool {
+    a >= Ipv4Addr::from(first) && a <= Ipv4Addr::from(last)
+}
+
+#[test]
+fn direct_dora_offers_from_the_interface_scope_with_requested_options() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(1);
+    let v = sim.send(&c.discover());
+    let Verdict::Reply {
+        kind: MessageType::Offer,
+        dst,
+        ..
+    } = v
+    else {
+        panic!("{v:?}")
+    };
+    // No broadcast bit, no ciaddr: unicast to yiaddr at the client's MAC (RFC 2131 section 4.1).
+    assert_eq!(dst.next_hop, NextHop::Client(c.mac()));
+    assert_eq!((dst.port, dst.src_ip), (68, SERVER));
+    let offer = sim.reply(&v);
+    let addr = offer.packet().yiaddr();
+    assert!(in_pool(addr, [10, 200, 0, 100], [10, 200, 0, 199]));
+    assert_eq!(dst.ip, addr);
+    assert_eq!(offer.server_id(), Some(SERVER));
+    assert_eq!(offer.lease_time(), Some(3600));
+    assert_eq!(
+        offer.get(opt::SUBNET_MASK).unwrap().as_slice().unwrap(),
+        &[255, 255, 255, 0]
+    );
+    assert_eq!(
+        offer.get(opt::ROUTER).unwrap().as_slice().unwrap(),
+        &[10, 200, 0, 1]
+    );
+    // Options come in the client's order after 53, 54, 51, 58, 59.
+    let codes: Vec<u8> = offer.options().map(|o| o.code).collect();
+    assert_eq!(codes, [53, 54, 51, 58, 59, 1, 3, 6]);
+
+    let v = sim.send(&c.select(addr, SERVER));
+    let Verdict::Defer {
+        kind: MessageType::Ack,
+        event,
+        ..
+    } = v
+    else {
+        panic!("{v:?}")
+    };
+    assert_eq!(event.address, addr);
+    assert_eq!(event.binding.state, BindingState::Active);
+    assert_eq!(event.binding.expires, T0 + 3600);
+    assert_eq!(event.binding.mac, c.mac);
+}
+
+#[test]
+fn broadcast_flag_gets_a_broadcast_reply() {
+    let mut sim = Sim::new(&lab_config());
+    let mut c = Client::new(2);
+    c.broadcast = true;
+    let Verdict::Reply { dst, .. } = sim.send(&c.discover()) else {
+        panic!()
+    };
+    assert_eq!(
+        (dst.ip, dst.next_hop),
+        (Ipv4Addr::BROADCAST, NextHop::Broadcast)
+    );
+}
+
+#[test]
+fn a_known_client_gets_the_same_address_and_a_requested_free_address_is_honoured() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(3);
+    let first = sim.yiaddr(&c.discover());
+    let v = sim.send(&c.discover());
+    assert_eq!(sim.reply(&v).packet().yiaddr(), first);
+
+    let d = Client::new(4);
+    let want = Ipv4Addr::new(10, 200, 0, 150);
+    let v = sim.send(&d.message(
+        MessageType::Discover,
+        Ipv4Addr::UNSPECIFIED,
+        Some(want),
+        None,
+    ));
+    assert_eq!(sim.reply(&v).packet().yiaddr(), want);
+    // Another client asking for an address on offer to someone else gets a different one.
+    let e = Client::new(5);
+    let v = sim.send(&e.message(
+        MessageType::Discover,
+        Ipv4Addr::UNSPECIFIED,
+        Some(want),
+        None,
+    ));
+    assert_ne!(sim.reply(&v).packet().yiaddr(), want);
+}
+
+#[test]
+fn selecting_another_server_withdraws_our_offer() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(6);
+    let v = sim.send(&c.discover());
+    let addr = sim.reply(&v).packet().yiaddr();
+    let other = Ipv4Addr::new(10, 200, 0, 2);
+    assert_eq!(
+        sim.send(&c.select(addr, other)),
+        Verdict::Drop(DropReason::NotForUs)
+    );
+    assert_eq!(
+        sim.engine.binding(addr).unwrap().1.state,
+        BindingState::Free
+    );
+}
+
+#[test]
+fn init_reboot_acks_a_known_lease_naks_a_wrong_one_and_is_silent_for_strangers() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(7);
+    let addr = sim.dora(&c);
+    // Correct: ACK (past the cache threshold, so a durable extension).
+    sim.advance(1000);
+    let v = sim.send(&c.init_reboot(addr));
+    assert!(
+        matches!(
+            v,
+            Verdict::Defer {
+                kind: MessageType::Ack,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    // Another client's address: NAK, broadcast (no giaddr).
+    let d = Client::new(8);
+    let v = sim.send(&d.init_reboot(addr));
+    let Verdict::Reply {
+        kind: MessageType::Nak,
+        dst,
+        ..
+    } = v
+    else {
+        panic!("{v:?}")
+    };
+    assert_eq!(dst.next_hop, NextHop::Broadcast);
+    // Wrong network, not authoritative: silent.
+    let v = sim.send(&d.init_reboot(Ipv4Addr::new(192, 168, 1, 5)));
+    assert_eq!(v, Verdict::Drop(DropReason::UnknownClient));
+    // Unknown client asking for a free address, not authoritative: silent (another server may own it).
+    let v = sim.send(&d.init_reboot(Ipv4Addr::new(10, 200, 0, 160)));
+    assert_eq!(v, Verdict::Drop(DropReason::UnknownClient));
+}
+
+#[test]
+fn authoritative_naks_wrong_networks_and_grants_free_addresses_to_rebooting_strangers() {
+    let mut config = lab_config();
+    config.scopes[0].authoritative = true;
+    let mut sim = Sim::new(&config);
+    let d = Client::new(9);
+    let v = sim.send(&d.init_reboot(Ipv4Addr::new(192, 168, 1, 5)));
+    assert!(
+        matches!(
+            v,
+            Verdict::Reply {
+                kind: MessageType::Nak,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    let v = sim.send(&d.init_reboot(Ipv4Addr::new(10, 200, 0, 160)));
+    assert!(
+        matches!(
+            v,
+            Verdict::Defer {
+                kind: MessageType::Ack,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    // In the subnet but in no pool: nobody gets it from us.
+    let v = sim.send(&d.init_reboot(Ipv4Addr::new(10, 200, 0, 20)));
+    assert!(
+        matches!(
+            v,
+            Verdict::Reply {
+                kind: MessageType::Nak,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn renewal_is_cached_early_and_extended_later() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(10);
+    let addr = sim.dora(&c);
+    // 10 minutes into a 1 h lease with cache-threshold 0.25: the unchanged lease, not journaled.
+    sim.advance(600);
+    let v = sim.send(&c.renew(addr));
+    let Verdict::Reply {
+        kind: MessageType::Ack,
+        dst,
+        ..
+    } = v
+    else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        (dst.ip, dst.port, dst.next_hop),
+        (addr, 68, NextHop::Sender)
+    );
+    assert_eq!(sim.reply(&v).lease_time(), Some(3000));
+    // At T1: extended, durably.
+    sim.advance(1200);
+    let v = sim.send(&c.renew(addr));
+    let Verdict::Defer { event, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(event.binding.expires, sim.now + 3600);
+    assert_eq!(sim.reply(&v).lease_time(), Some(3600));
+}
+
+#[test]
+fn rebinding_by_broadcast_is_answered_like_a_renewal() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(11);
+    let addr = sim.dora(&c);
+    sim.advance(3200);
+    let mut meta = sim.meta();
+    meta.dst_ip = Ipv4Addr::BROADCAST;
+    meta.src_ip = addr;
+    let v = sim.send_with(&meta, &c.renew(addr));
+    let Verdict::Defer { dst, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(dst.ip, addr);
+}
+
+#[test]
+fn decline_quarantines_the_address_for_the_probation() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(12);
+    let addr = sim.dora(&c);
+    let v = sim.send(&c.decline(addr, SERVER));
+    let Verdict::Record { event } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        (event.binding.state, event.binding.client),
+        (BindingState::Abandoned, None)
+    );
+    // Nobody is offered it, not even the decliner, while on probation.
+    let v = sim.send(&c.message(
+        MessageType::Discover,
+        Ipv4Addr::UNSPECIFIED,
+        Some(addr),
+        None,
+    ));
+    assert_ne!(sim.reply(&v).packet().yiaddr(), addr);
+    sim.advance(601);
+    let events = sim.tick();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.address == addr && e.binding.state == BindingState::Free),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn release_returns_the_address_with_affinity_to_its_client() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(13);
+    let addr = sim.dora(&c);
+    let v = sim.send(&c.release(addr, SERVER));
+    let Verdict::Record { event } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(event.binding.state, BindingState::Released);
+    // Another client gets an address freed longer ago; the releaser comes back to its own.
+    let d = Client::new(14);
+    let other = sim.dora(&d);
+    assert_ne!(other, addr);
+    assert_eq!(sim.dora(&c), addr);
+    // Releasing what one does not hold does nothing.
+    assert_eq!(
+        sim.send(&d.release(addr, SERVER)),
+        Verdict::Drop(DropReason::NoBinding)
+    );
+}
+
+#[test]
+fn expiry_reclaims_without_scanning_and_the_client_returns_to_its_address() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(15);
+    let addr = sim.dora(&c);
+    sim.advance(3599);
+    assert!(sim.tick().is_empty());
+    sim.advance(1);
+    let events = sim.tick();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].address, events[0].binding.state),
+        (addr, BindingState::Expired)
+    );
+    assert_eq!(sim.dora(&c), addr);
+}
+
+#[test]
+fn lapsed_offers_return_to_the_pool_silently() {
+    let mut sim = Sim::new(&lab_config());
+    let v = sim.send(&Client::new(16).discover());
+    let addr = sim.reply(&v).packet().yiaddr();
+    sim.advance(11);
+    assert!(sim.tick().is_empty(), "offers are not journaled");
+    assert_eq!(
+        sim.engine.binding(addr).unwrap().1.state,
+        BindingState::Free
+    );
+}
+
+#[test]
+fn inform_gets_options_without_a_lease() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(17);
+    let v = sim.send(&c.inform(Ipv4Addr::new(10, 200, 0, 50)));
+    let Verdict::Reply {
+        kind: MessageType::Ack,
+        dst,
+        ..
+    } = v
+    else {
+        panic!("{v:?}")
+    };
+    assert_eq!(dst.ip, Ipv4Addr::new(10, 200, 0, 50));
+    let ack = sim.reply(&v);
+    assert_eq!(
+        (ack.packet().yiaddr(), ack.lease_time()),
+        (Ipv4Addr::UNSPECIFIED, None)
+    );
+    assert_eq!(ack.packet().ciaddr(), Ipv4Addr::new(10, 200, 0, 50));
+    // Relayed INFORM goes back through the relay.
+    let r = Client::new(18).relayed([10, 201, 0, 1], b"port-1");
+    let v = sim.send(&r.inform(Ipv4Addr::new(10, 201, 7, 7)));
+    let Verdict::Reply { dst, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!((dst.ip, dst.port), (Ipv4Addr::new(10, 201, 0, 1), 67));
+}
+
+#[test]
+fn relayed_requests_select_by_giaddr_and_echo_option_82() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(19).relayed([10, 201, 0, 1], b"eth1/1/1:100");
+    let v = sim.send(&c.discover());
+    let Verdict::Reply { dst, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        (dst.ip, dst.port, dst.next_hop),
+        (Ipv4Addr::new(10, 201, 0, 1), 67, NextHop::Sender)
+    );
+    let offer = sim.reply(&v);
+    assert!(in_pool(
+        offer.packet().yiaddr(),
+        [10, 201, 1, 0],
+        [10, 201, 1, 255]
+    ));
+    assert_eq!(offer.packet().giaddr(), Ipv4Addr::new(10, 201, 0, 1));
+    let echoed = offer
+        .relay_agent_info_raw()
+        .unwrap()
+        .as_slice()
+        .unwrap()
+        .to_vec();
+    let sent = peregrine_wire::dhcp::DhcpMessage::parse(&c.discover())
+        .unwrap()
+        .relay_agent_info_raw()
+        .unwrap()
+        .as_slice()
+        .unwrap()
+        .to_vec();
+    assert_eq!(echoed, sent);
+    // Option 82 is the last option before END.
+    assert_eq!(offer.options().last().unwrap().code, opt::RELAY_AGENT_INFO);
+}
+
+#[test]
+fn relay_source_port_link_selection_and_subnet_selection() {
+    let mut config = lab_config();
+    config.scopes[1].relay_addresses = vec![Ipv4Addr::new(192, 0, 2, 1)];
+    let mut sim = Sim::new(&config);
+    // An extra relay address outside the subnet selects the scope.
+    let c = Client::new(20).relayed([192, 0, 2, 1], b"x");
+    assert!(in_pool(
+        sim.yiaddr(&c.discover()),
+        [10, 201, 1, 0],
+        [10, 201, 1, 255]
+    ));
+    // RFC 8357: with sub-option 19 the reply goes to the relay's source port.
+    let mut c = Client::new(21).relayed([10, 201, 0, 1], b"y");
+    c.relay_info.push((relay::sub::RELAY_SOURCE_PORT, vec![]));
+    let mut meta = sim.meta();
+    meta.src_port = 4067;
+    let Verdict::Reply { dst, .. } = sim.send_with(&meta, &c.discover()) else {
+        panic!()
+    };
+    assert_eq!(dst.port, 4067);
+    // RFC 3527 link selection beats giaddr: a relay in the relayed scope asks for the direct one.
+    let mut c = Client::new(22).relayed([10, 201, 0, 1], b"z");
+    c.relay_info
+        .push((relay::sub::LINK_SELECTION, vec![10, 200, 0, 0]));
+    assert!(in_pool(
+        sim.yiaddr(&c.discover()),
+        [10, 200, 0, 100],
+        [10, 200, 0, 199]
+    ));
+}
+
+#[test]
+fn option_82_without_giaddr_from_an_untrusted_port_is_dropped() {
+    let mut sim = Sim::new(&lab_config());
+    let mut c = Client::new(23);
+    c.relay_info = vec![(relay::sub::CIRCUIT_ID, b"spoofed".to_vec())];
+    assert_eq!(
+        sim.send(&c.discover()),
+        Verdict::Drop(DropReason::UntrustedRelayInfo)
+    );
+    let mut meta = sim.meta();
+    meta.trusted = true;
+    assert!(matches!(
+        sim.send_with(&meta, &c.discover()),
+        Verdict::Reply { .. }
+    ));
+}
+
+#[test]
+fn inactive_scopes_answer_nothing_until_activated() {
+    let mut config = lab_config();
+    config.scopes[1].state = peregrine_config::model::AdminState::Inactive;
+    let mut sim = Sim::new(&config);
+    let c = Client::new(24).relayed([10, 201, 0, 1], b"p");
+    assert_eq!(
+        sim.send(&c.discover()),
+        Verdict::Drop(DropReason::ScopeInactive)
+    );
+    assert!(sim.engine.set_scope_active("relayed", true));
+    assert!(matches!(sim.send(&c.discover()), Verdict::Reply { .. }));
+    assert!(!sim.engine.set_scope_active("nonexistent", true));
+}
+
+#[test]
+fn reservations_by_mac_and_circuit_id_are_kept_for_their_client() {
+    let mut config = lab_config();
+    let by_mac = Client::new(25);
+    config.scopes[0].reservations.push(reservation(
+        ReservationKey::Mac(by_mac.mac),
+        [10, 200, 0, 120],
+    ));
+    // Outside every pool: reserved addresses need not be in a range.
+    config.scopes[1].reservations.push(reservation(
+        ReservationKey::CircuitId(b"olt-3/port-9".to_vec()),
+        [10, 201, 9, 9],
+    ));
+    let mut sim = Sim::new(&config);
+    assert_eq!(sim.dora(&by_mac), Ipv4Addr::new(10, 200, 0, 120));
+    let sub = Client::new(26).relayed([10, 201, 0, 1], b"olt-3/port-9");
+    assert_eq!(sim.dora(&sub), Ipv4Addr::new(10, 201, 9, 9));
+    // A stranger asking for a reserved address is refused it.
+    let stranger = Client::new(27);
+    let v = sim.send(&stranger.message(
+        MessageType::Discover,
+        Ipv4Addr::UNSPECIFIED,
+        Some(Ipv4Addr::new(10, 200, 0, 120)),
+        None,
+    ));
+    assert_ne!(
+        sim.reply(&v).packet().yiaddr(),
+        Ipv4Addr::new(10, 200, 0, 120)
+    );
+    // The subscriber's unicast renewal carries no option 82, and still renews.
+    let mut renewing = sub.clone();
+    renewing.giaddr = Ipv4Addr::UNSPECIFIED;
+    renewing.relay_info.clear();
+    sim.advance(2000);
+    let v = sim.send(&renewing.renew(Ipv4Addr::new(10, 201, 9, 9)));
+    assert!(
+        matches!(
+            v,
+            Verdict::Defer {
+                kind: MessageType::Ack,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn classes_select_pools_and_add_options() {
+    let mut config = lab_config();
+    let mut docsis = class(
+        "docsis",
+        vec![ClassMatch::VendorClassPrefix(b"docsis".to_vec())],
+    );
+    docsis
+        .options
+        .set(opt::DOMAIN_NAME, b"modems.example".to_vec());
+    config.classes.push(docsis);
+    let s = &mut config.scopes[1];
+    s.pools[0].classes = vec!["docsis".into()];
+    s.pools.push(peregrine_config::model::Pool {
+        first: [10, 201, 2, 0].into(),
+        last: [10, 201, 2, 255].into(),
+        classes: vec![],
+    });
+    let mut sim = Sim::new(&config);
+    let mut modem = Client::new(28).relayed([10, 201, 0, 1], b"cm");
+    modem.vendor_class = Some(b"docsis3.1".to_vec());
+    modem.prl.push(opt::DOMAIN_NAME);
+    let v = sim.send(&modem.discover());
+    let offer = sim.reply(&v);
+    assert!(in_pool(
+        offer.packet().yiaddr(),
+        [10, 201, 1, 0],
+        [10, 201, 1, 255]
+    ));
+    assert_eq!(
+        offer.get(opt::DOMAIN_NAME).unwrap().as_slice().unwrap(),
+        b"modems.example"
+    );
+    let mut cpe = Client::new(29).relayed([10, 201, 0, 1], b"cpe");
+    cpe.prl.push(opt::DOMAIN_NAME);
+    let v = sim.send(&cpe.discover());
+    let offer = sim.reply(&v);
+    assert!(in_pool(
+        offer.packet().yiaddr(),
+        [10, 201, 2, 0],
+        [10, 201, 2, 255]
+    ));
+    assert!(offer.get(opt::DOMAIN_NAME).is_none());
+}
+
+#[test]
+fn match_client_id_off_identifies_by_hardware_address() {
+    let mut config = lab_config();
+    config.scopes[0].match_client_id = false;
+    let mut sim = Sim::new(&config);
+    let mut c = Client::new(30);
+    c.identifier = Some(vec![1, 2, 3]);
+    let addr = sim.dora(&c);
+    // A CPE that regenerated its client id is still the same subscriber.
+    c.identifier = Some(vec![9, 9, 9]);
+    assert_eq!(sim.dora(&c), addr);
+}
+
+#[test]
+fn an_exhausted_pool_is_a_counted_drop() {
+    let mut config = lab_config();
+    config.scopes[0].pools[0].last = [10, 200, 0, 102].into();
+    let mut sim = Sim::new(&config);
+    for n in 0..3 {
+        sim.dora(&Client::new(100 + n));
+    }
+    assert_eq!(
+        sim.send(&Client::new(200).discover()),
+        Verdict::Drop(DropReason::PoolExhausted)
+    );
+}
+
+#[test]
+fn bad_input_is_dropped_with_a_reason() {
+    let mut sim = Sim::new(&lab_config());
+    assert!(matches!(
+        sim.send(&[0u8; 10]),
+        Verdict::Drop(DropReason::Malformed(_))
+    ));
+    let mut m = Client::new(31).discover();
+    m[0] = 2;
+    assert_eq!(sim.send(&m), Verdict::Drop(DropReason::NotRequest));
+    let offer_from_client =
+        Client::new(31).message(MessageType::Offer, Ipv4Addr::UNSPECIFIED, None, None);
+    assert_eq!(
+        sim.send(&offer_from_client),
+        Verdict::Drop(DropReason::UnexpectedType)
+    );
+}
+
+/// The migration seed scenario: an operator imports a client's lease from the old server; the
+/// client's unicast renewals go to the old server, which is gone, so nobody answers; at T2 it
+/// rebinds by broadcast and we give it its old address back.
+#[test]
+fn an_imported_lease_is_honoured_when_its_client_rebinds() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(32).relayed([10, 201, 0, 1], b"port-7");
+    let old = Ipv4Addr::new(10, 201, 1, 77);
+    let event = BindingEvent {
+        scope: sim.engine.scope_id("relayed").unwrap(),
+        address: old,
+        binding: peregrine_engine::Binding {
+            client: Some(sim.engine.client_key_for(1, &c.mac, None)),
+            mac: c.mac,
+            state: BindingState::Active,
+            expires: T0 + 1800,
+            cltt: T0 - 1800,
+            granted: 3600,
+            partner_sent: 0,
+            partner_acked: 0,
+            classes: 0,
+        },
+    };
+    sim.engine.restore(&event).unwrap();
+    // T2 passes without an answer from the old server; the client broadcasts through its relay.
+    sim.advance(1400);
+    let v = sim.send(&c.renew(old));
+    let Verdict::Defer {
+        kind: MessageType::Ack,
+        event,
+        dst,
+        ..
+    } = v
+    else {
+        panic!("{v:?}")
+    };
+    assert_eq!(event.address, old);
+    assert_eq!(dst.ip, Ipv4Addr::new(10, 201, 0, 1));
+    // And nobody else is given that address meanwhile.
+    let other = Client::new(33).relayed([10, 201, 0, 1], b"port-8");
+    let v = sim.send(&other.message(
+        MessageType::Discover,
+        Ipv4Addr::UNSPECIFIED,
+        Some(old),
+        None,
+    ));
+    assert_ne!(sim.reply(&v).packet().yiaddr(), old);
+    // A second import of the same address for another client is a reported conflict.
+    let mut clash = event;
+    clash.binding.client = Some(sim.engine.client_key_for(1, &other.mac, None));
+    assert_eq!(
+        sim.engine.restore(&clash),
+        Err(peregrine_engine::RestoreError::Conflict(old))
+    );
+}
