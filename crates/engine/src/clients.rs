@@ -5,7 +5,7 @@
 //! same client at once (a retransmission landing on two queues) from giving it two addresses.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use crossbeam_utils::CachePadded;
@@ -22,7 +22,44 @@ pub(crate) struct Loc {
     pub(crate) at: SlotRef,
 }
 
-pub(crate) type ClientMap = HashMap<ClientKey, Loc, RandomState>;
+/// A client key with its keyed hash, computed once per request.
+///
+/// The hash is SipHash under the process's random seed, so clients cannot aim at one bucket
+/// (HashDoS); the map below uses it as is instead of hashing the key again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HashedKey {
+    pub(crate) hash: u64,
+    pub(crate) key: ClientKey,
+}
+
+impl Hash for HashedKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Passes a precomputed hash through.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `HashedKey`; fold anything else rather than lose it.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+pub(crate) type ClientMap = HashMap<HashedKey, Loc, BuildHasherDefault<PassThrough>>;
 
 #[derive(Debug)]
 pub(crate) struct ClientIndex {
@@ -40,7 +77,7 @@ impl ClientIndex {
                 .map(|_| {
                     CachePadded::new(Mutex::new(HashMap::with_capacity_and_hasher(
                         per_shard,
-                        RandomState::new(),
+                        BuildHasherDefault::default(),
                     )))
                 })
                 .collect(),
@@ -48,36 +85,38 @@ impl ClientIndex {
         }
     }
 
-    pub(crate) fn shard_of(&self, key: &ClientKey) -> usize {
-        (self.seed.hash_one(key) as usize) & (self.shards.len() - 1)
+    pub(crate) fn hashed(&self, key: ClientKey) -> HashedKey {
+        HashedKey {
+            hash: self.seed.hash_one(key),
+            key,
+        }
     }
 
-    /// A hash of the key, for spreading clients over pool shards.
-    pub(crate) fn spread(&self, key: &ClientKey) -> u64 {
-        self.seed.hash_one(key).rotate_left(32)
+    /// The shard of a key: bits 32 and up of its hash, apart from the low bits that pick a
+    /// bucket and the top bits that tag it inside the shard's map.
+    fn shard_of(&self, key: &HashedKey) -> usize {
+        ((key.hash >> 32) as usize) & (self.shards.len() - 1)
     }
 
-    pub(crate) fn lock(&self, key: &ClientKey) -> (usize, MutexGuard<'_, ClientMap>) {
+    /// Where to start looking for a free address, spreading clients over pool shards.
+    pub(crate) fn spread(key: &HashedKey) -> u64 {
+        key.hash >> 40
+    }
+
+    pub(crate) fn lock(&self, key: &HashedKey) -> (usize, MutexGuard<'_, ClientMap>) {
         let i = self.shard_of(key);
-        (
-            i,
-            self.shards[i]
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+        let map = self.shards[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (i, map)
     }
 
     /// Drops `other`'s entry if it still points at `loc`, while the caller holds shard `held`
     /// (as `held_map`) and a pool shard. Another client shard is only tried, never waited for,
     /// so the lock order cannot invert; if it is busy the entry stays, and a later lookup finds
     /// the binding no longer owned by that client and drops it then.
-    pub(crate) fn forget(
-        &self,
-        other: &ClientKey,
-        loc: Loc,
-        held: usize,
-        held_map: &mut ClientMap,
-    ) {
+    pub(crate) fn forget(&self, other: ClientKey, loc: Loc, held: usize, held_map: &mut ClientMap) {
+        let other = &self.hashed(other);
         let i = self.shard_of(other);
         if i == held {
             if held_map.get(other) == Some(&loc) {

@@ -8,7 +8,7 @@ use peregrine_config::model::{self, ClassMatch, Config};
 use peregrine_wire::dhcp::{BOOTREQUEST, DhcpMessage, MessageType, RelayAgentInfo};
 
 use crate::binding::{Binding, BindingEvent, BindingState, ScopeId, Time};
-use crate::clients::{ClientIndex, ClientMap, Loc};
+use crate::clients::{ClientIndex, ClientMap, HashedKey, Loc};
 use crate::key::ClientKey;
 use crate::pool::Shard;
 use crate::reply::{LeaseGrant, ReplySpec};
@@ -110,6 +110,8 @@ pub(crate) struct Request<'r, 'm> {
     pub(crate) msg: &'r DhcpMessage<'m>,
     pub(crate) rai: Option<RelayAgentInfo<'r>>,
     pub(crate) key: ClientKey,
+    /// `key` with its keyed hash, for the client index.
+    pub(crate) hkey: HashedKey,
     pub(crate) mac: [u8; 6],
     pub(crate) classes: u32,
 }
@@ -222,12 +224,14 @@ impl Engine {
         let key = self.client_key(&msg, scope.match_client_id);
         let mac = packet.client_mac().map_or([0; 6], |m| m.octets());
         let classes = self.classify(&msg, rai.as_ref());
+        let hkey = self.clients.hashed(key);
         let req = Request {
             now,
             meta,
             msg: &msg,
             rai,
             key,
+            hkey,
             mac,
             classes,
         };
@@ -344,7 +348,7 @@ impl Engine {
         shard.unlink(loc.at.slot);
         let old = *shard.binding(loc.at.slot);
         if let Some(prev) = old.client.filter(|k| *k != r.key) {
-            self.clients.forget(&prev, loc, held, clients);
+            self.clients.forget(prev, loc, held, clients);
         }
         let b = Binding {
             client: Some(r.key),
@@ -359,14 +363,14 @@ impl Engine {
         };
         shard.set(loc.at.slot, b);
         shard.schedule(loc.at.slot, expires);
-        clients.insert(r.key, loc);
+        clients.insert(r.hkey, loc);
         b
     }
 
     fn discover(&self, r: &Request<'_, '_>, scope: &Scope, tx: &mut [u8]) -> Verdict {
         let link = self.link(scope);
         let hold = r.now + Time::from(self.settings.offer_hold);
-        let (held, mut clients) = self.clients.lock(&r.key);
+        let (held, mut clients) = self.clients.lock(&r.hkey);
         // In order: the client's own address, its reservation, the address it asks for, and
         // then the address freed longest ago.
         let found = self
@@ -390,7 +394,7 @@ impl Engine {
         clients: &mut ClientMap,
         hold: Time,
     ) -> Option<(&Scope, Ipv4Addr)> {
-        let loc = clients.get(&r.key).copied()?;
+        let loc = clients.get(&r.hkey).copied()?;
         if link.contains(&loc.scope) {
             let s = self.scope(loc.scope);
             let pool = &s.pools[usize::from(loc.pool)];
@@ -413,7 +417,7 @@ impl Engine {
             }
         }
         // Stale (the address went to another client) or on another link: forget it.
-        clients.remove(&r.key);
+        clients.remove(&r.hkey);
         None
     }
 
@@ -516,7 +520,7 @@ impl Engine {
         clients: &mut ClientMap,
         hold: Time,
     ) -> Option<(&Scope, Ipv4Addr)> {
-        let spread = self.clients.spread(&r.key);
+        let spread = ClientIndex::spread(&r.hkey);
         for s in link
             .iter()
             .map(|id| self.scope(*id))
@@ -606,8 +610,8 @@ impl Engine {
 
     /// The client chose another server: the address offered to it goes back to the pool.
     fn withdraw_offer(&self, r: &Request<'_, '_>, scope: &Scope) {
-        let (_, clients) = self.clients.lock(&r.key);
-        let Some(loc) = clients.get(&r.key).copied() else {
+        let (_, clients) = self.clients.lock(&r.hkey);
+        let Some(loc) = clients.get(&r.hkey).copied() else {
             return;
         };
         if !self.link(scope).contains(&loc.scope) {
@@ -655,10 +659,10 @@ impl Engine {
             pool: p as u16,
             at,
         };
-        let (held, mut clients) = self.clients.lock(&r.key);
+        let (held, mut clients) = self.clients.lock(&r.hkey);
 
         // One pool-shard lock at a time: release a different address the client was offered first.
-        if let Some(old) = clients.get(&r.key).copied().filter(|old| *old != loc) {
+        if let Some(old) = clients.get(&r.hkey).copied().filter(|old| *old != loc) {
             let pool = &self.scope(old.scope).pools[usize::from(old.pool)];
             let mut shard = pool.lock(old.at.shard);
             let b = *shard.binding(old.at.slot);
@@ -829,7 +833,7 @@ impl Engine {
         let Some((p, at)) = s.locate(addr) else {
             return Verdict::Drop(DropReason::NoBinding);
         };
-        let (_, mut clients) = self.clients.lock(&r.key);
+        let (_, mut clients) = self.clients.lock(&r.hkey);
         let mut shard = s.pools[p].lock(at.shard);
         let b = *shard.binding(at.slot);
         if !b.owned_by(&r.key) || !matches!(b.state, BindingState::Active | BindingState::Offered) {
@@ -839,7 +843,7 @@ impl Engine {
         shard.set(at.slot, after);
         if after.state == BindingState::Abandoned {
             shard.schedule(at.slot, after.expires);
-            clients.remove(&r.key);
+            clients.remove(&r.hkey);
         } else if s.reservations.of_address(addr).is_some() {
             shard.set(
                 at.slot,
@@ -954,7 +958,8 @@ impl Engine {
             at,
         };
         let b = event.binding;
-        let mut guard = b.client.as_ref().map(|k| self.clients.lock(k));
+        let hashed = b.client.map(|k| self.clients.hashed(k));
+        let mut guard = hashed.as_ref().map(|k| self.clients.lock(k));
         let mut shard = s.pools[p].lock(at.shard);
         let cur = *shard.binding(at.slot);
         if cur.client.is_some()
@@ -977,8 +982,8 @@ impl Engine {
                 shard.push_free(at.slot);
             }
         }
-        if let (Some((_, clients)), Some(k)) = (guard.as_mut(), b.client.as_ref()) {
-            clients.insert(*k, loc);
+        if let (Some((_, clients)), Some(k)) = (guard.as_mut(), hashed) {
+            clients.insert(k, loc);
         }
         Ok(())
     }
@@ -1038,6 +1043,9 @@ impl Engine {
         reservation
             .and_then(|i| scope.reservations.list[i].options.get(code))
             .or_else(|| {
+                if classes == 0 {
+                    return None;
+                }
                 self.classes
                     .iter()
                     .enumerate()

@@ -11,7 +11,7 @@ const INLINE: usize = 30;
 /// Fixed size and `Copy`, so bindings and events carry it without allocating. An identity longer
 /// than 30 bytes (RFC 4361 DUID-based client ids can be) is stored as a 128-bit digest keyed
 /// with the process's random seed, so collisions cannot be engineered from outside.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ClientKey {
     kind: KeyKind,
     len: u8,
@@ -78,6 +78,14 @@ impl ClientKey {
             KeyKind::Hardware => false,
             KeyKind::Digest => self.bytes[0] == KeyKind::ClientId as u8,
         }
+    }
+}
+
+impl std::hash::Hash for ClientKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The identity only: the unused inline bytes are always zero.
+        state.write_u8(self.kind as u8);
+        state.write(self.as_bytes());
     }
 }
 

@@ -176,7 +176,11 @@ impl Engine {
                 }
             };
             match r.msg.parameter_request_list() {
-                Some(prl) => prl.bytes().for_each(|code| put(&mut w, code)),
+                // Nearly every list arrives in one piece: walk the slice, not the fragments.
+                Some(prl) => match prl.as_slice() {
+                    Some(codes) => codes.iter().for_each(|code| put(&mut w, *code)),
+                    None => prl.bytes().for_each(|code| put(&mut w, code)),
+                },
                 None => DEFAULT_OPTIONS.iter().for_each(|code| put(&mut w, *code)),
             }
         }

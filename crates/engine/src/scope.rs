@@ -1,7 +1,7 @@
 //! Scopes at run time, built from the validated config, and the tables that select them.
 
 use std::collections::HashMap;
-use std::hash::RandomState;
+use std::hash::{BuildHasherDefault, Hasher, RandomState};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -207,14 +207,37 @@ pub(crate) fn build_scope(
     }
 }
 
+/// A multiplicative hash for the selector's tables. They are built from the config and only
+/// read per packet, so a crafted giaddr cannot make them degrade: no keyed hash needed.
+#[derive(Default)]
+pub(crate) struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (u64::from(v) ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type AddrMap = HashMap<u32, ScopeId, BuildHasherDefault<AddrHasher>>;
+
 /// Finds the scope for an address, and the scopes sharing its link.
 #[derive(Debug, Default)]
 pub(crate) struct Selector {
     /// Extra relay addresses (outside every subnet) that select a scope.
-    relays: HashMap<Ipv4Addr, ScopeId, RandomState>,
+    relays: AddrMap,
     /// Subnets by prefix length, longest first: a handful of hash lookups per packet however
     /// many scopes there are.
-    by_prefix: Vec<(u8, HashMap<u32, ScopeId, RandomState>)>,
+    by_prefix: Vec<(u8, AddrMap)>,
     /// Scopes on each link: a shared network lists all its subnets, others only themselves.
     pub(crate) links: Vec<Vec<ScopeId>>,
     /// Scopes served directly on each interface.
@@ -240,7 +263,7 @@ impl Selector {
             sel.links[link].push(id);
             link_of.push(link);
             for r in &s.relay_addresses {
-                sel.relays.insert(*r, id);
+                sel.relays.insert(r.to_bits(), id);
             }
             if let Some((_, m)) = sel
                 .by_prefix
@@ -249,7 +272,7 @@ impl Selector {
             {
                 m.insert(s.subnet.addr.to_bits(), id);
             } else {
-                let mut m = HashMap::default();
+                let mut m = AddrMap::default();
                 m.insert(s.subnet.addr.to_bits(), id);
                 sel.by_prefix.push((s.subnet.prefix, m));
             }
@@ -281,7 +304,7 @@ impl Selector {
     /// The scope a relay address selects: a configured relay address, or a subnet holding it.
     pub(crate) fn by_relay(&self, giaddr: Ipv4Addr) -> Option<ScopeId> {
         self.relays
-            .get(&giaddr)
+            .get(&giaddr.to_bits())
             .copied()
             .or_else(|| self.by_address(giaddr))
     }
