@@ -151,6 +151,10 @@ impl<'a> Diagnostics<'a> {
         match value {
             Some(value) if self.errors.is_empty() => Ok(value),
             _ => {
+                debug_assert!(
+                    !self.errors.is_empty(),
+                    "validation failed without an error"
+                );
                 self.errors.sort_by_key(|e| (e.line, e.column));
                 Err(ConfigErrors {
                     errors: self.errors,

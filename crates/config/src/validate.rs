@@ -142,8 +142,7 @@ impl Timer {
     }
 }
 
-/// What scopes inherit from `[server]`. Timers are kept only when given: a scope that sets its
-/// own lease time derives the timers it does not set from that, not from the server's.
+/// What scopes inherit from `[server]`; timers only when given, the others derive.
 struct Defaults {
     lease: Timer,
     renew: Option<Timer>,
@@ -225,7 +224,8 @@ fn blame<'t>(a: &'t Timer, b: &'t Timer) -> &'t Timer {
     if b.level() > a.level() { b } else { a }
 }
 
-/// A scope's lease times: its own, else those of `[server]`.
+/// A scope's lease times. A lease time and its timers go together: a scope that sets its lease
+/// time derives the timers it does not set from it; one that does not inherits all three.
 fn scope_lease(
     key: &str,
     s: &file::Scope,
@@ -240,13 +240,16 @@ fn scope_lease(
     let lease = timer(&s.lease_time, "lease-time");
     let renew = timer(&s.renew_timer, "renew-timer");
     let rebind = timer(&s.rebind_timer, "rebind-timer");
-    lease_times(
-        d,
-        Level::Scope,
-        lease.as_ref().unwrap_or(&defaults.lease),
-        renew.as_ref().or(defaults.renew.as_ref()),
-        rebind.as_ref().or(defaults.rebind.as_ref()),
-    )
+    match &lease {
+        Some(lease) => lease_times(d, Level::Scope, lease, renew.as_ref(), rebind.as_ref()),
+        None => lease_times(
+            d,
+            Level::Scope,
+            &defaults.lease,
+            renew.as_ref().or(defaults.renew.as_ref()),
+            rebind.as_ref().or(defaults.rebind.as_ref()),
+        ),
+    }
 }
 
 // ---- Classes -----------------------------------------------------------------------------------
@@ -760,7 +763,7 @@ impl Layout<'_> {
         let pool_overlaps = overlaps(&pools, |p| p.value);
         for (earlier, later) in pool_overlaps {
             let (first, last) = earlier.value;
-            let message = format!("overlaps {first} - {last}, the pool of {}", earlier.key);
+            let message = format!("overlaps pool {first} - {last} ({})", earlier.key);
             report(later.at, &later.key, message);
         }
 

@@ -652,3 +652,27 @@ fn an_imported_lease_is_honoured_when_its_client_rebinds() {
         Err(peregrine_engine::RestoreError::Conflict(old))
     );
 }
+
+/// The shipped example configuration builds an engine that serves its relayed scopes, with the
+/// scope's server identifier and its inactive scope silent.
+#[test]
+fn the_example_configuration_serves() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
+    let config = peregrine_config::load(&path).unwrap();
+    let mut sim = Sim {
+        engine: engine(&config),
+        now: T0,
+        tx: vec![0u8; 1500],
+    };
+    let c = Client::new(40).relayed([192, 0, 2, 1], b"some-port");
+    let v = sim.send(&c.discover());
+    let offer = sim.reply(&v);
+    let a = offer.packet().yiaddr();
+    assert!(in_pool(a, [198, 51, 100, 100], [198, 51, 100, 199]), "{a}");
+    assert_eq!(offer.server_id(), Some(Ipv4Addr::new(192, 0, 2, 10)));
+    let migrating = Client::new(41).relayed([10, 210, 0, 1], b"p");
+    assert_eq!(
+        sim.send(&migrating.discover()),
+        Verdict::Drop(DropReason::ScopeInactive)
+    );
+}

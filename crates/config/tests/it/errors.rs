@@ -1,0 +1,765 @@
+//! Every error: the line, column and key it reports, and the gist of its message.
+
+use std::path::Path;
+
+use super::{FILE, assert_error, errors, parse, valid};
+
+/// A scope `a` on 10.0.0.0/24 ending in a `[[scope.pool]]` header (lines 1 to 4); tests append
+/// from line 5 on.
+const POOL: &str = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\n[[scope.pool]]\n";
+
+/// As [`POOL`], ending in a `[[scope.reservation]]` header.
+const RESERVATION: &str =
+    "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\n[[scope.reservation]]\n";
+
+// ---- Syntax, types and unknown keys, from the TOML reader ----------------------------------------
+
+#[test]
+fn syntax_error() {
+    let errors = errors("[server]\nlease-time = = 5\n");
+    assert!(!errors.is_empty());
+    assert_eq!((errors[0].line, errors[0].column), (2, 14), "{}", errors[0]);
+}
+
+#[test]
+fn every_syntax_error_is_reported() {
+    let errors = errors("a = \nb = 1\nc = ]\n");
+    let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+    assert!(lines.contains(&1) && lines.contains(&3), "{errors:#?}");
+}
+
+#[test]
+fn duplicate_key() {
+    // A syntax error: the position is exact; the key is unknown, the reader keeps the first.
+    assert_error(
+        "[server]\nlease-time = 5\nlease-time = 6\n",
+        "3:1",
+        "duplicate key",
+    );
+}
+
+#[test]
+fn unknown_key() {
+    let text = format!("{POOL}range = \"10.0.0.10 - 10.0.0.20\"\ncolour = \"red\"\n");
+    assert_error(
+        &text,
+        "6:1 scope[0].pool[0].colour",
+        "unknown field `colour`",
+    );
+}
+
+#[test]
+fn unknown_key_in_inline_table() {
+    let text = "[server.options]\ncustom = [{ code = 224, bytes = \"01\" }]\n";
+    assert_error(
+        text,
+        "2:25 server.options.custom[0].bytes",
+        "unknown field `bytes`",
+    );
+}
+
+#[test]
+fn unknown_top_level_table() {
+    assert_error(
+        "[serv]\nlease-time = 5\n",
+        "1:2 serv",
+        "unknown field `serv`",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    assert_error(
+        "[server]\nlease-time = \"long\"\n",
+        "2:14 server.lease-time",
+        "invalid type",
+    );
+}
+
+#[test]
+fn out_of_range_integer() {
+    assert_error(
+        "[server]\noffer-hold = -1\n",
+        "2:14 server.offer-hold",
+        "expected u32",
+    );
+    let text = "[server.options]\ncustom = [{ code = 256, hex = \"\" }]\n";
+    assert_error(text, "2:20 server.options.custom[0].code", "expected u8");
+}
+
+#[test]
+fn missing_key() {
+    assert_error(
+        "[[scope]]\nname = \"a\"\n",
+        "1:1 scope[0]",
+        "missing field `subnet`",
+    );
+}
+
+#[test]
+fn unknown_state() {
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\nstate = \"off\"\n";
+    assert_error(text, "4:9 scope[0].state", "unknown variant `off`");
+}
+
+// ---- Server ----------------------------------------------------------------------------------------
+
+#[test]
+fn lease_time_zero() {
+    assert_error(
+        "[server]\nlease-time = 0\n",
+        "2:14 server.lease-time",
+        "at least 1 second",
+    );
+}
+
+#[test]
+fn renew_not_below_rebind() {
+    let text = "[server]\nrenew-timer = 3000\nrebind-timer = 2000\n";
+    let message = "renew-timer 3000 must be less than rebind-timer 2000";
+    assert_error(text, "2:15 server.renew-timer", message);
+}
+
+#[test]
+fn rebind_not_below_lease_time() {
+    let text = "[server]\nlease-time = 1000\nrebind-timer = 1000\n";
+    let message = "rebind-timer 1000 must be less than lease-time 1000";
+    assert_error(text, "3:16 server.rebind-timer", message);
+}
+
+#[test]
+fn renew_above_derived_rebind() {
+    // T2 defaults to 87.5 % of 3600: 3150.
+    let text = "[server]\nrenew-timer = 3200\n";
+    let message = "renew-timer 3200 must be less than rebind-timer 3150 (derived from lease-time)";
+    assert_error(text, "2:15 server.renew-timer", message);
+}
+
+#[test]
+fn lease_time_too_short_to_derive() {
+    // 50 % and 87.5 % of 1 are both 0.
+    let text = "[server]\nlease-time = 1\n";
+    assert_error(
+        text,
+        "2:14 server.lease-time",
+        "renew-timer 0 (derived from lease-time)",
+    );
+}
+
+#[test]
+fn cache_threshold_out_of_range() {
+    let text = "[server]\ncache-threshold = 1.5\n";
+    assert_error(text, "2:19 server.cache-threshold", "between 0 and 1");
+    let text = "[server]\ncache-threshold = -0.1\n";
+    assert_error(text, "2:19 server.cache-threshold", "between 0 and 1");
+    let text = "[server]\ncache-threshold = nan\n";
+    assert_error(text, "2:19 server.cache-threshold", "between 0 and 1");
+}
+
+// ---- Classes ---------------------------------------------------------------------------------------
+
+#[test]
+fn class_without_condition() {
+    assert_error(
+        "[[class]]\nname = \"x\"\n",
+        "1:1 class[0]",
+        "needs a condition",
+    );
+    let text = "class = [{ name = \"x\", options = { domain-name = \"a.b\" } }]\n";
+    assert_error(text, "1:10 class[0]", "needs a condition");
+}
+
+#[test]
+fn duplicate_class_name() {
+    let text = "[[class]]\nname = \"x\"\nmac-prefix = \"02\"\n\
+                [[class]]\nname = \"x\"\nmac-prefix = \"04\"\n";
+    assert_error(
+        text,
+        "5:8 class[1].name",
+        "`x` is the name of class[0].name already",
+    );
+}
+
+#[test]
+fn empty_name() {
+    assert_error(
+        "[[class]]\nname = \"\"\nmac-prefix = \"02\"\n",
+        "2:8 class[0].name",
+        "empty",
+    );
+}
+
+#[test]
+fn bad_class_conditions() {
+    let text = "[[class]]\nname = \"x\"\n\
+                vendor-class-prefix = \"\"\n\
+                circuit-id-prefix = \"0x1\"\n\
+                remote-id-prefix = \"0xzz\"\n\
+                mac-prefix = \"00:11:22:33:44:55:66\"\n\
+                giaddr = \"10.0.0.1/8\"\n";
+    let found: Vec<_> = errors(text)
+        .into_iter()
+        .map(|e| (e.line, e.column, e.key))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (3, 23, "class[0].vendor-class-prefix".to_owned()),
+            (4, 21, "class[0].circuit-id-prefix".to_owned()),
+            (5, 20, "class[0].remote-id-prefix".to_owned()),
+            (6, 14, "class[0].mac-prefix".to_owned()),
+            (7, 10, "class[0].giaddr".to_owned()),
+        ]
+    );
+}
+
+// ---- Scopes ----------------------------------------------------------------------------------------
+
+#[test]
+fn duplicate_scope_name() {
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\n\
+                [[scope]]\nname = \"a\"\nsubnet = \"10.0.1.0/24\"\n";
+    assert_error(
+        text,
+        "5:8 scope[1].name",
+        "`a` is the name of scope[0].name already",
+    );
+}
+
+#[test]
+fn subnet_with_host_bits() {
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.1/24\"\n";
+    let message = "`10.0.0.1/24` has host bits set; the network is 10.0.0.0/24";
+    assert_error(text, "3:10 scope[0].subnet", message);
+}
+
+#[test]
+fn bad_cidr() {
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/33\"\n";
+    assert_error(text, "3:10 scope[0].subnet", "bad prefix length");
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0\"\n";
+    assert_error(text, "3:10 scope[0].subnet", "not a network");
+}
+
+#[test]
+fn overlapping_subnets() {
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/16\"\n\
+                [[scope]]\nname = \"b\"\nsubnet = \"10.0.1.0/24\"\n";
+    assert_error(
+        text,
+        "6:10 scope[1].subnet",
+        "10.0.1.0/24 overlaps 10.0.0.0/16 of scope `a`",
+    );
+}
+
+#[test]
+fn bad_ipv4() {
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\nserver-id = \"10.0.0.300\"\n";
+    assert_error(
+        text,
+        "4:13 scope[0].server-id",
+        "`10.0.0.300` is not an IPv4 address",
+    );
+}
+
+#[test]
+fn server_id_not_unicast() {
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\nserver-id = \"0.0.0.0\"\n";
+    assert_error(text, "4:13 scope[0].server-id", "not a unicast address");
+}
+
+#[test]
+fn scope_timer_against_derived_one() {
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\nrenew-timer = 4000\n";
+    let message = "renew-timer 4000 must be less than rebind-timer 3150 (derived from lease-time)";
+    assert_error(text, "4:15 scope[0].renew-timer", message);
+}
+
+#[test]
+fn scope_timer_against_inherited_one() {
+    // The scope's value is named, not the server's, which is fine on its own.
+    let text = "[server]\nrebind-timer = 3000\n\
+                [[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\nrenew-timer = 3000\n";
+    let message = "renew-timer 3000 must be less than rebind-timer 3000 (from [server])";
+    assert_error(text, "6:15 scope[0].renew-timer", message);
+}
+
+#[test]
+fn scope_lease_time_against_its_timer() {
+    let text =
+        "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\nlease-time = 100\nrebind-timer = 100\n";
+    assert_error(
+        text,
+        "5:16 scope[0].rebind-timer",
+        "less than lease-time 100",
+    );
+}
+
+#[test]
+fn server_timer_error_is_reported_once() {
+    // Both scopes inherit the broken timers; only [server] is named.
+    let text = "[server]\nrenew-timer = 3200\n\
+                [[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\n\
+                [[scope]]\nname = \"b\"\nsubnet = \"10.0.1.0/24\"\n";
+    assert_error(text, "2:15 server.renew-timer", "must be less than");
+}
+
+// ---- Pools -----------------------------------------------------------------------------------------
+
+#[test]
+fn pool_outside_subnet() {
+    let text = format!("{POOL}range = \"10.0.0.200 - 10.0.1.9\"\n");
+    let message = "10.0.0.200 - 10.0.1.9 is not inside the subnet 10.0.0.0/24";
+    assert_error(&text, "5:9 scope[0].pool[0].range", message);
+}
+
+#[test]
+fn pool_first_above_last() {
+    let text = format!("{POOL}range = \"10.0.0.9 - 10.0.0.1\"\n");
+    let message = "first address 10.0.0.9 is above the last, 10.0.0.1";
+    assert_error(&text, "5:9 scope[0].pool[0].range", message);
+}
+
+#[test]
+fn pool_with_network_or_broadcast_address() {
+    let text = format!("{POOL}range = \"10.0.0.0 - 10.0.0.20\"\n");
+    assert_error(
+        &text,
+        "5:9 scope[0].pool[0].range",
+        "includes the network address",
+    );
+    let text = format!("{POOL}range = \"10.0.0.128/25\"\n");
+    assert_error(
+        &text,
+        "5:9 scope[0].pool[0].range",
+        "includes the broadcast address",
+    );
+}
+
+#[test]
+fn bad_range() {
+    let text = format!("{POOL}range = \"10.0.0.9\"\n");
+    assert_error(&text, "5:9 scope[0].pool[0].range", "not a range");
+    let text = format!("{POOL}range = \"10.0.0.9 - 10.0.0.x\"\n");
+    assert_error(
+        &text,
+        "5:9 scope[0].pool[0].range",
+        "`10.0.0.x` is not an IPv4 address",
+    );
+}
+
+#[test]
+fn overlapping_pools_in_a_scope() {
+    let text = format!(
+        "{POOL}range = \"10.0.0.10 - 10.0.0.20\"\n[[scope.pool]]\nrange = \"10.0.0.20 - 10.0.0.30\"\n"
+    );
+    let message = "overlaps pool 10.0.0.10 - 10.0.0.20 (scope[0].pool[0].range)";
+    assert_error(&text, "7:9 scope[0].pool[1].range", message);
+}
+
+#[test]
+fn overlapping_pools_across_scopes() {
+    // Pools of two scopes overlap only where the subnets do, which is an error too.
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/16\"\n\
+                pool = [{ range = \"10.0.1.10 - 10.0.1.20\" }]\n\
+                [[scope]]\nname = \"b\"\nsubnet = \"10.0.1.0/24\"\n\
+                pool = [{ range = \"10.0.1.15 - 10.0.1.25\" }]\n";
+    let found: Vec<_> = errors(text)
+        .into_iter()
+        .map(|e| (e.line, e.column, e.key, e.message))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                7,
+                10,
+                "scope[1].subnet".into(),
+                "10.0.1.0/24 overlaps 10.0.0.0/16 of scope `a`".into()
+            ),
+            (
+                8,
+                19,
+                "scope[1].pool[0].range".into(),
+                "overlaps pool 10.0.1.10 - 10.0.1.20 (scope[0].pool[0].range)".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn overlap_with_an_earlier_pool_listed_later() {
+    // Sorted by address the later pool comes first; the error still names the later one.
+    let text = format!(
+        "{POOL}range = \"10.0.0.20 - 10.0.0.30\"\n[[scope.pool]]\nrange = \"10.0.0.10 - 10.0.0.20\"\n"
+    );
+    let message = "overlaps pool 10.0.0.20 - 10.0.0.30 (scope[0].pool[0].range)";
+    assert_error(&text, "7:9 scope[0].pool[1].range", message);
+}
+
+#[test]
+fn pool_names_unknown_class() {
+    let text = format!("{POOL}range = \"10.0.0.10 - 10.0.0.20\"\nclasses = [\"nope\"]\n");
+    assert_error(
+        &text,
+        "6:12 scope[0].pool[0].classes[0]",
+        "unknown class `nope`",
+    );
+}
+
+// ---- Relays and interfaces -------------------------------------------------------------------------
+
+/// Two scopes on 10.0.0.0/24 and 10.0.1.0/24, with the given extra lines.
+fn two_scopes(a: &str, b: &str) -> String {
+    format!(
+        "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\n{a}\n\
+         [[scope]]\nname = \"b\"\nsubnet = \"10.0.1.0/24\"\n{b}\n"
+    )
+}
+
+#[test]
+fn relay_address_of_two_scopes() {
+    let text = two_scopes(
+        "relay-addresses = [\"192.0.2.1\"]",
+        "relay-addresses = [\"192.0.2.2\", \"192.0.2.1\"]",
+    );
+    let message = "192.0.2.1 selects scope `a` already (scope[0].relay-addresses[0])";
+    assert_error(&text, "8:33 scope[1].relay-addresses[1]", message);
+}
+
+#[test]
+fn relay_address_in_another_scopes_subnet() {
+    let text = two_scopes("", "relay-addresses = [\"10.0.0.1\"]");
+    let message = "10.0.0.1 lies in subnet 10.0.0.0/24 and so selects scope `a` already";
+    assert_error(&text, "8:20 scope[1].relay-addresses[0]", message);
+}
+
+#[test]
+fn relay_address_listed_twice() {
+    let text = two_scopes("relay-addresses = [\"192.0.2.1\", \"192.0.2.1\"]", "");
+    assert_error(&text, "4:33 scope[0].relay-addresses[1]", "listed already");
+}
+
+#[test]
+fn relay_address_not_unicast() {
+    let text = two_scopes("relay-addresses = [\"255.255.255.255\"]", "");
+    assert_error(
+        &text,
+        "4:20 scope[0].relay-addresses[0]",
+        "not a unicast address",
+    );
+}
+
+#[test]
+fn relays_and_interfaces_shared_within_a_shared_network() {
+    let text = two_scopes(
+        "shared-network = \"n\"\nrelay-addresses = [\"192.0.2.1\"]\ninterfaces = [\"eth1\"]",
+        "shared-network = \"n\"\nrelay-addresses = [\"192.0.2.1\", \"10.0.0.1\"]\n\
+         interfaces = [\"eth1\"]",
+    );
+    let config = valid(&text);
+    assert_eq!(config.scopes[1].relay_addresses.len(), 2);
+    assert_eq!(config.scopes[1].interfaces, ["eth1"]);
+}
+
+#[test]
+fn interface_of_two_scopes() {
+    let text = two_scopes(
+        "interfaces = [\"eth1\"]",
+        "interfaces = [\"eth2\", \"eth1\"]",
+    );
+    assert_error(
+        &text,
+        "8:23 scope[1].interfaces[1]",
+        "`eth1` serves scope `a` already",
+    );
+}
+
+// ---- Reservations ----------------------------------------------------------------------------------
+
+#[test]
+fn reservation_outside_subnet() {
+    let text = format!("{RESERVATION}mac = \"02:00:00:00:00:01\"\naddress = \"10.0.1.5\"\n");
+    let message = "10.0.1.5 is not inside the subnet 10.0.0.0/24";
+    assert_error(&text, "6:11 scope[0].reservation[0].address", message);
+}
+
+#[test]
+fn reservation_of_broadcast_address() {
+    let text = format!("{RESERVATION}mac = \"02:00:00:00:00:01\"\naddress = \"10.0.0.255\"\n");
+    assert_error(
+        &text,
+        "6:11 scope[0].reservation[0].address",
+        "broadcast address",
+    );
+}
+
+#[test]
+fn reservations_with_one_key() {
+    // The same MAC written two ways.
+    let text = format!(
+        "{RESERVATION}mac = \"02:00:00:00:00:01\"\naddress = \"10.0.0.5\"\n\
+         [[scope.reservation]]\nmac = \"02-00-00-00-00-01\"\naddress = \"10.0.0.6\"\n"
+    );
+    let message = "scope[0].reservation[0] reserves for this mac already";
+    assert_error(&text, "8:7 scope[0].reservation[1].mac", message);
+}
+
+#[test]
+fn reservations_of_one_address() {
+    let text = format!(
+        "{RESERVATION}circuit-id = \"eth1/1\"\naddress = \"10.0.0.5\"\n\
+         [[scope.reservation]]\ncircuit-id = \"eth1/2\"\naddress = \"10.0.0.5\"\n"
+    );
+    let message = "10.0.0.5 is reserved by scope[0].reservation[0] already";
+    assert_error(&text, "9:11 scope[0].reservation[1].address", message);
+}
+
+#[test]
+fn one_client_in_two_scopes_is_fine() {
+    let text = two_scopes(
+        "reservation = [{ mac = \"02:00:00:00:00:01\", address = \"10.0.0.5\" }]",
+        "reservation = [{ mac = \"02:00:00:00:00:01\", address = \"10.0.1.5\" }]",
+    );
+    valid(&text);
+}
+
+#[test]
+fn reservation_with_two_keys() {
+    let text = format!(
+        "{RESERVATION}mac = \"02:00:00:00:00:01\"\ncircuit-id = \"eth1/1\"\naddress = \"10.0.0.5\"\n"
+    );
+    let message =
+        "give only one of mac, client-id, circuit-id or remote-id, not mac and circuit-id";
+    assert_error(&text, "6:14 scope[0].reservation[0].circuit-id", message);
+}
+
+#[test]
+fn reservation_without_key() {
+    let text = format!("{RESERVATION}address = \"10.0.0.5\"\n");
+    assert_error(
+        &text,
+        "4:1 scope[0].reservation[0]",
+        "needs one of mac, client-id",
+    );
+}
+
+#[test]
+fn bad_mac() {
+    let text = format!("{RESERVATION}mac = \"02:00:00:00:01\"\naddress = \"10.0.0.5\"\n");
+    assert_error(
+        &text,
+        "5:7 scope[0].reservation[0].mac",
+        "not a MAC address",
+    );
+}
+
+#[test]
+fn bad_hex() {
+    let text = format!("{RESERVATION}client-id = \"0xabc\"\naddress = \"10.0.0.5\"\n");
+    assert_error(
+        &text,
+        "5:13 scope[0].reservation[0].client-id",
+        "`0xabc` is not hex",
+    );
+}
+
+#[test]
+fn bad_hostname() {
+    let text = format!(
+        "{RESERVATION}mac = \"02:00:00:00:00:01\"\naddress = \"10.0.0.5\"\nhostname = \"cpe_1\"\n"
+    );
+    assert_error(
+        &text,
+        "7:12 scope[0].reservation[0].hostname",
+        "not a domain name",
+    );
+}
+
+// ---- Options ---------------------------------------------------------------------------------------
+
+#[test]
+fn custom_option_owned_by_the_server() {
+    let text = "[server.options]\ncustom = [{ code = 51, hex = \"00000e10\" }]\n";
+    let message = "option 51 (lease time, from lease-time) is written by the server";
+    assert_error(text, "2:20 server.options.custom[0].code", message);
+    for code in [1, 50, 52, 53, 54, 55, 57, 58, 59, 61, 82] {
+        let text = format!("[server.options]\ncustom = [{{ code = {code}, hex = \"00\" }}]\n");
+        assert_error(
+            &text,
+            "2:20 server.options.custom[0].code",
+            "is written by the server",
+        );
+    }
+}
+
+#[test]
+fn custom_option_pad_or_end() {
+    for code in [0, 255] {
+        let text = format!("[server.options]\ncustom = [{{ code = {code}, hex = \"00\" }}]\n");
+        assert_error(&text, "2:20 server.options.custom[0].code", "is pad or end");
+    }
+}
+
+#[test]
+fn custom_option_set_twice() {
+    let text = "[server.options]\nrouters = [\"10.0.0.1\"]\n\
+                custom = [{ code = 3, ips = [\"10.0.0.2\"] }, { code = 224, text = \"a\" }, \
+                { code = 224, text = \"b\" }]\n";
+    let found: Vec<_> = errors(text)
+        .into_iter()
+        .map(|e| (e.line, e.column, e.key, e.message))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                3,
+                20,
+                "server.options.custom[0].code".into(),
+                "option 3 is set already, by `routers`".into()
+            ),
+            (
+                3,
+                82,
+                "server.options.custom[2].code".into(),
+                "option 224 is set already, by `server.options.custom[1]`".into()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn custom_option_with_no_or_two_values() {
+    let text = "[server.options]\ncustom = [{ code = 224, hex = \"01\", text = \"a\" }]\n";
+    assert_error(
+        text,
+        "2:11 server.options.custom[0]",
+        "exactly one of hex, text or ips",
+    );
+    let text = "[server.options]\ncustom = [{ code = 224 }]\n";
+    assert_error(
+        text,
+        "2:11 server.options.custom[0]",
+        "exactly one of hex, text or ips",
+    );
+}
+
+#[test]
+fn bad_option_values() {
+    let text = "[server.options]\n\
+                routers = []\n\
+                domain-name-servers = [\"192.0.2.1\", \"192.0.2\"]\n\
+                domain-name = \"example..net\"\n\
+                interface-mtu = 67\n\
+                domain-search = [\"ok.example\", \"-bad.example\"]\n\
+                tftp-server = \"\"\n\
+                vendor-specific = \"\"\n\
+                classless-static-routes = [\"10.0.0.0/8\"]\n\
+                broadcast-address = \"x\"\n\
+                custom = [{ code = 224, ips = [\"1.2.3\"] }]\n";
+    let found: Vec<_> = errors(text)
+        .into_iter()
+        .map(|e| (e.line, e.column, e.key))
+        .collect();
+    let expected = [
+        (2, 11, "server.options.routers"),
+        (3, 37, "server.options.domain-name-servers[1]"),
+        (4, 15, "server.options.domain-name"),
+        (5, 17, "server.options.interface-mtu"),
+        (6, 32, "server.options.domain-search[1]"),
+        (7, 15, "server.options.tftp-server"),
+        (8, 19, "server.options.vendor-specific"),
+        (9, 28, "server.options.classless-static-routes[0]"),
+        (10, 21, "server.options.broadcast-address"),
+        (11, 32, "server.options.custom[0].ips[0]"),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(l, c, k)| (*l, *c, (*k).to_owned()))
+        .collect();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn option_errors_name_their_table() {
+    let text = format!(
+        "{RESERVATION}mac = \"02:00:00:00:00:01\"\naddress = \"10.0.0.5\"\n\
+         [scope.reservation.options]\nrouters = [\"10.0.0.256\"]\n"
+    );
+    assert_error(
+        &text,
+        "8:12 scope[0].reservation[0].options.routers[0]",
+        "not an IPv4 address",
+    );
+    let text = "[[class]]\nname = \"x\"\nmac-prefix = \"02\"\noptions = { interface-mtu = 1 }\n";
+    assert_error(text, "4:29 class[0].options.interface-mtu", "at least 68");
+}
+
+// ---- All at once -----------------------------------------------------------------------------------
+
+#[test]
+fn every_error_is_reported_in_file_order() {
+    let text = "\
+[server]
+lease-time = 0
+cache-threshold = 2.0
+
+[[class]]
+name = \"empty\"
+
+[[scope]]
+name = \"a\"
+subnet = \"10.0.0.1/24\"
+relay-addresses = [\"192.0.2.999\"]
+
+[[scope.pool]]
+range = \"10.0.0.50 - 10.0.0.40\"
+classes = [\"nope\"]
+
+[[scope.reservation]]
+mac = \"02:00:00:00:00:01\"
+address = \"10.0.0.256\"
+";
+    let errors = parse(text).unwrap_err();
+    let expected = "\
+test.toml:2:14: server.lease-time: must be at least 1 second
+test.toml:3:19: server.cache-threshold: must be between 0 and 1
+test.toml:5:1: class[0]: needs a condition: vendor-class-prefix, circuit-id-prefix, remote-id-prefix, mac-prefix or giaddr
+test.toml:10:10: scope[0].subnet: `10.0.0.1/24` has host bits set; the network is 10.0.0.0/24
+test.toml:11:20: scope[0].relay-addresses[0]: `192.0.2.999` is not an IPv4 address
+test.toml:14:9: scope[0].pool[0].range: first address 10.0.0.50 is above the last, 10.0.0.40
+test.toml:15:12: scope[0].pool[0].classes[0]: unknown class `nope`
+test.toml:19:11: scope[0].reservation[0].address: `10.0.0.256` is not an IPv4 address";
+    assert_eq!(errors.to_string(), expected);
+    assert_eq!(errors.errors().len(), 8);
+}
+
+#[test]
+fn errors_are_std_errors() {
+    let errors = parse("[server]\nlease-time = 0\n").unwrap_err();
+    let error: &dyn std::error::Error = &errors;
+    assert_eq!(
+        error.to_string(),
+        "test.toml:2:14: server.lease-time: must be at least 1 second"
+    );
+    let one: &dyn std::error::Error = &errors.errors()[0];
+    assert_eq!(one.to_string(), error.to_string());
+}
+
+#[test]
+fn unreadable_file() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/no-such-file.toml");
+    let errors = peregrine_config::load(&path).unwrap_err();
+    let [error] = errors.errors() else {
+        panic!("{errors}")
+    };
+    assert_eq!((error.line, error.column, error.key.as_str()), (0, 0, ""));
+    assert!(error.message.starts_with("cannot read: "), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}: cannot read: ", path.display()))
+    );
+    assert_ne!(error.file, FILE);
+}

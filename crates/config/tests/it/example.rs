@@ -1,0 +1,227 @@
+//! `config/example.toml` parses and means what its comments say.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use peregrine_config::model::{AdminState, ClassMatch, LeaseTimes, ReservationKey};
+
+fn load() -> peregrine_config::model::Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
+    peregrine_config::load(&path).unwrap_or_else(|errors| panic!("{errors}"))
+}
+
+#[test]
+fn server_settings() {
+    let s = load().server;
+    assert!(s.authoritative);
+    assert!(s.match_client_id);
+    assert_eq!(
+        s.lease,
+        LeaseTimes {
+            valid: 14400,
+            renew: 7200,
+            rebind: 12600
+        }
+    );
+    assert_eq!((s.offer_hold, s.decline_probation), (10, 86400));
+    assert!((s.cache_threshold - 0.25).abs() < f32::EPSILON);
+    assert!(s.stash_agent_options);
+    assert_eq!(
+        s.options.get(6),
+        Some(&[192, 0, 2, 53, 198, 51, 100, 53][..])
+    );
+    assert_eq!(s.options.get(15), Some(&b"access.example.net"[..]));
+    assert_eq!(s.options.get(42), Some(&[192, 0, 2, 123][..]));
+    let codes: Vec<u8> = s.options.options.iter().map(|(code, _)| *code).collect();
+    assert_eq!(codes, [6, 15, 42, 119]);
+}
+
+#[test]
+fn classes() {
+    let classes = load().classes;
+    let names: Vec<&str> = classes.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["docsis-cm", "olt-07", "lab-cpe"]);
+
+    let docsis = &classes[0];
+    assert_eq!(
+        docsis.conditions,
+        [
+            ClassMatch::VendorClassPrefix(b"docsis3".to_vec()),
+            ClassMatch::Giaddr(peregrine_config::model::Ipv4Net {
+                addr: Ipv4Addr::new(10, 201, 0, 0),
+                prefix: 16
+            }),
+        ]
+    );
+    assert_eq!(docsis.options.get(4), Some(&[10, 200, 0, 20][..]));
+    assert_eq!(docsis.options.get(43), Some(&[2, 3, b'E', b'C', b'M'][..]));
+    assert_eq!(docsis.options.get(66), Some(&b"10.200.0.20"[..]));
+    assert_eq!(docsis.options.get(67), Some(&b"docsis/cm-default.cfg"[..]));
+
+    assert_eq!(
+        classes[1].conditions,
+        [
+            ClassMatch::CircuitIdPrefix(b"olt-07/".to_vec()),
+            ClassMatch::RemoteIdPrefix(vec![0x00, 0xd0, 0xf8]),
+        ]
+    );
+    assert_eq!(
+        classes[2].conditions,
+        [ClassMatch::MacPrefix(vec![0x02, 0x00, 0x5e])]
+    );
+}
+
+#[test]
+fn scopes() {
+    let scopes = load().scopes;
+    let names: Vec<&str> = scopes.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["cmts-1-cm", "cmts-1-cpe", "bng-2", "lab", "pop-old"]
+    );
+
+    let cm = &scopes[0];
+    assert_eq!(cm.shared_network.as_deref(), Some("cmts-1"));
+    assert!(cm.relay_addresses.is_empty());
+    // Its own lease time; timers derived from it, not inherited from [server].
+    assert_eq!(
+        cm.lease,
+        LeaseTimes {
+            valid: 604_800,
+            renew: 302_400,
+            rebind: 529_200
+        }
+    );
+    assert_eq!(cm.pools[0].first, Ipv4Addr::new(10, 201, 1, 0));
+    assert_eq!(cm.pools[0].last, Ipv4Addr::new(10, 201, 255, 254));
+    assert_eq!(cm.pools[0].classes, ["docsis-cm"]);
+
+    let cpe = &scopes[1];
+    assert_eq!(cpe.shared_network.as_deref(), Some("cmts-1"));
+    assert_eq!(
+        cpe.lease,
+        LeaseTimes {
+            valid: 14400,
+            renew: 7200,
+            rebind: 12600
+        }
+    );
+    assert_eq!(
+        (cpe.pools[1].first, cpe.pools[1].last),
+        (
+            Ipv4Addr::new(100, 64, 64, 0),
+            Ipv4Addr::new(100, 64, 127, 255)
+        )
+    );
+    assert!(cpe.pools[1].classes.is_empty());
+    assert_eq!(cpe.options.get(26), Some(&[0x05, 0xdc][..]));
+
+    let bng = &scopes[2];
+    assert!(!bng.match_client_id);
+    assert!(bng.authoritative);
+    assert_eq!(bng.relay_addresses, [Ipv4Addr::new(192, 0, 2, 1)]);
+    assert_eq!(bng.server_id, Some(Ipv4Addr::new(192, 0, 2, 10)));
+    assert_eq!(bng.options.get(28), Some(&[198, 51, 100, 255][..]));
+    assert_eq!(bng.options.get(224), Some(&[1, 2][..]));
+    assert_eq!(bng.options.get(225), Some(&b"bng-2"[..]));
+    let keys: Vec<&ReservationKey> = bng.reservations.iter().map(|r| &r.key).collect();
+    assert_eq!(
+        keys,
+        [
+            &ReservationKey::CircuitId(b"olt-07/1/1/3:101".to_vec()),
+            &ReservationKey::RemoteId(vec![0x00, 0xd0, 0xf8, 0xa1, 0xb2, 0xc3]),
+            &ReservationKey::ClientId(vec![0x01, 0x02, 0x00, 0x5e, 0x00, 0x53, 0x03]),
+            &ReservationKey::Mac([0x02, 0x00, 0x5e, 0x00, 0x53, 0x04]),
+        ]
+    );
+    let acme = &bng.reservations[0];
+    assert_eq!(acme.address, Ipv4Addr::new(198, 51, 100, 201));
+    assert_eq!(acme.hostname.as_deref(), Some("biz-acme"));
+    assert_eq!(acme.options.get(6), Some(&[198, 51, 100, 53][..]));
+
+    let lab = &scopes[3];
+    assert_eq!(lab.interfaces, ["eth1"]);
+    assert!(lab.relay_addresses.is_empty());
+    assert_eq!(
+        lab.lease,
+        LeaseTimes {
+            valid: 600,
+            renew: 200,
+            rebind: 500
+        }
+    );
+
+    let old = &scopes[4];
+    assert_eq!(old.state, AdminState::Inactive);
+    assert!(!old.authoritative);
+    assert!(scopes[..4].iter().all(|s| s.state == AdminState::Active));
+}
+
+/// Every key of the schema appears in the example, so that it documents them all.
+#[test]
+fn every_key_is_shown() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml"),
+    )
+    .unwrap();
+    let schema = [
+        "authoritative",
+        "match-client-id",
+        "lease-time",
+        "renew-timer",
+        "rebind-timer",
+        "offer-hold",
+        "decline-probation",
+        "cache-threshold",
+        "stash-agent-options",
+        "vendor-class-prefix",
+        "circuit-id-prefix",
+        "remote-id-prefix",
+        "mac-prefix",
+        "giaddr",
+        "name",
+        "subnet",
+        "relay-addresses",
+        "interfaces",
+        "shared-network",
+        "server-id",
+        "state",
+        "range",
+        "classes",
+        "mac",
+        "client-id",
+        "circuit-id",
+        "remote-id",
+        "address",
+        "hostname",
+        "routers",
+        "domain-name-servers",
+        "domain-name",
+        "ntp-servers",
+        "broadcast-address",
+        "interface-mtu",
+        "domain-search",
+        "tftp-server",
+        "bootfile-name",
+        "vendor-specific",
+        "classless-static-routes",
+        "custom",
+        "code",
+        "hex",
+        "text",
+        "ips",
+    ];
+    for key in schema {
+        let pattern = format!("{key} = ");
+        // Set on a line that is no comment, not as the tail of a longer key.
+        let set = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .any(|line| {
+                line.match_indices(&pattern).any(|(i, _)| {
+                    !line[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+                })
+            });
+        assert!(set, "example.toml does not set `{key}`");
+    }
+}
