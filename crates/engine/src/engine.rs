@@ -567,6 +567,8 @@ impl Engine {
             yiaddr: addr,
             lease: Some(LeaseGrant::full(s.lease)),
             scope: s,
+            classes: r.classes,
+            reservation: reservation_for(r, s, addr),
         };
         self.reply(r, &spec, tx, None)
     }
@@ -577,6 +579,8 @@ impl Engine {
             yiaddr: Ipv4Addr::UNSPECIFIED,
             lease: None,
             scope: s,
+            classes: 0,
+            reservation: None,
         };
         self.reply(r, &spec, tx, None)
     }
@@ -707,7 +711,17 @@ impl Engine {
                 drop(clients);
                 return Verdict::Drop(DropReason::UnknownClient);
             }
-        } else if b.state == BindingState::Active && self.cache_hit(&b, r.now) {
+        }
+        // A unicast renewal reaches us without the relay, so without option 82: with
+        // stash-agent-options the classes and reservation that bound the lease still apply.
+        let stashed = mine && self.settings.stash_agent_options && r.rai.is_none();
+        let classes = if stashed { b.classes } else { r.classes };
+        let reservation = if stashed {
+            reserved_for
+        } else {
+            reservation_for(r, s, want)
+        };
+        if mine && b.state == BindingState::Active && self.cache_hit(&b, r.now) {
             // Early renewal: the unchanged lease again, nothing to journal (Kea's lease caching).
             shard.set(at.slot, Binding { cltt: r.now, ..b });
             drop(shard);
@@ -718,11 +732,13 @@ impl Engine {
                 yiaddr: want,
                 lease: Some(LeaseGrant::remaining(s.lease, remaining)),
                 scope: s,
+                classes,
+                reservation,
             };
             return self.reply(r, &spec, tx, None);
         }
         let valid = s.lease.valid;
-        let binding = self.take(
+        let mut binding = self.take(
             r,
             held,
             &mut clients,
@@ -732,6 +748,10 @@ impl Engine {
             r.now + Time::from(valid),
             valid,
         );
+        if binding.classes != classes {
+            binding.classes = classes;
+            shard.set(at.slot, binding);
+        }
         drop(shard);
         drop(clients);
         let event = BindingEvent {
@@ -744,6 +764,8 @@ impl Engine {
             yiaddr: want,
             lease: Some(LeaseGrant::full(s.lease)),
             scope: s,
+            classes,
+            reservation,
         };
         self.reply(r, &spec, tx, Some(event))
     }
@@ -870,6 +892,8 @@ impl Engine {
             yiaddr: Ipv4Addr::UNSPECIFIED,
             lease: None,
             scope,
+            classes: r.classes,
+            reservation: None,
         };
         self.reply(r, &spec, tx, None)
     }

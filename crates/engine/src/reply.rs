@@ -12,7 +12,7 @@ use peregrine_wire::dhcp::{
 use peregrine_wire::{Error, MacAddr};
 
 use crate::binding::BindingEvent;
-use crate::engine::{Engine, Request, reservation_for};
+use crate::engine::{Engine, Request};
 use crate::scope::Scope;
 use crate::verdict::{Destination, DropReason, NextHop, Verdict};
 
@@ -49,6 +49,10 @@ pub(crate) struct ReplySpec<'a> {
     pub(crate) yiaddr: Ipv4Addr,
     pub(crate) lease: Option<LeaseGrant>,
     pub(crate) scope: &'a Scope,
+    /// Classes whose options apply: the request's, or those stashed with the binding.
+    pub(crate) classes: u32,
+    /// The client's reservation in `scope`, whose options and host name apply.
+    pub(crate) reservation: Option<usize>,
 }
 
 /// Options the engine writes itself, never from configuration.
@@ -147,11 +151,7 @@ impl Engine {
         if nak {
             w.option(opt::MESSAGE, b"requested address not available")?;
         } else {
-            let reservation = if spec.yiaddr.is_unspecified() {
-                None
-            } else {
-                reservation_for(r, spec.scope, spec.yiaddr)
-            };
+            let reservation = spec.reservation;
             // A client's list may repeat codes; each is written once.
             let mut written = [0u64; 4];
             let mut put = |w: &mut DhcpWriter<'_>, code: u8| {
@@ -168,7 +168,7 @@ impl Engine {
                             .map(str::as_bytes)
                     })
                 } else {
-                    self.option_value(spec.scope, reservation, r.classes, code)
+                    self.option_value(spec.scope, reservation, spec.classes, code)
                 };
                 if let Some(v) = value {
                     // An option that does not fit is left out rather than failing the reply.

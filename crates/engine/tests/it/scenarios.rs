@@ -676,3 +676,57 @@ fn the_example_configuration_serves() {
         Verdict::Drop(DropReason::ScopeInactive)
     );
 }
+
+/// A unicast renewal carries no option 82. With stash-agent-options (the default) the options
+/// of the circuit-id class and the reservation that bound the lease still come back; without
+/// it they do not.
+#[test]
+fn stash_agent_options_keeps_class_and_reservation_options_on_unicast_renewal() {
+    for stash in [true, false] {
+        let mut config = lab_config();
+        config.server.stash_agent_options = stash;
+        let mut ftth = class("ftth", vec![ClassMatch::CircuitIdPrefix(b"olt-".to_vec())]);
+        ftth.options.set(opt::DOMAIN_NAME, b"ftth.example".to_vec());
+        config.classes.push(ftth);
+        let mut res = reservation(
+            ReservationKey::CircuitId(b"olt-3/port-9".to_vec()),
+            [10, 201, 9, 9],
+        );
+        res.hostname = Some("sub-3-9".into());
+        config.scopes[1].reservations.push(res);
+        let mut sim = Sim::new(&config);
+        let mut sub = Client::new(50).relayed([10, 201, 0, 1], b"olt-3/port-9");
+        sub.prl.extend([opt::DOMAIN_NAME, opt::HOSTNAME]);
+        let addr = sim.dora(&sub);
+        assert_eq!(addr, Ipv4Addr::new(10, 201, 9, 9));
+
+        let mut direct = sub.clone();
+        direct.giaddr = Ipv4Addr::UNSPECIFIED;
+        direct.relay_info.clear();
+        sim.advance(2000);
+        let v = sim.send(&direct.renew(addr));
+        assert!(
+            matches!(
+                v,
+                Verdict::Defer {
+                    kind: MessageType::Ack,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        let ack = sim.reply(&v);
+        let domain = ack
+            .get(opt::DOMAIN_NAME)
+            .map(|v| v.as_slice().unwrap().to_vec());
+        let host = ack
+            .get(opt::HOSTNAME)
+            .map(|v| v.as_slice().unwrap().to_vec());
+        if stash {
+            assert_eq!(domain.as_deref(), Some(&b"ftth.example"[..]));
+            assert_eq!(host.as_deref(), Some(&b"sub-3-9"[..]));
+        } else {
+            assert_eq!((domain, host), (None, None));
+        }
+    }
+}
