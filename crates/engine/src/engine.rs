@@ -621,18 +621,22 @@ impl Engine {
         if !self.link(scope).contains(&loc.scope) {
             return;
         }
+        self.return_offer(r, loc);
+    }
+
+    /// Puts the address at `loc` back in its pool if it is on offer to this client (the caller
+    /// holds the client's index entry, and no pool shard).
+    fn return_offer(&self, r: &Request<'_, '_>, loc: Loc) {
         let pool = &self.scope(loc.scope).pools[usize::from(loc.pool)];
         let mut shard = pool.lock(loc.at.shard);
         let b = *shard.binding(loc.at.slot);
         if b.owned_by(&r.key) && b.state == BindingState::Offered {
-            shard.set(
-                loc.at.slot,
-                Binding {
-                    state: BindingState::Free,
-                    expires: r.now,
-                    ..b
-                },
-            );
+            let freed = Binding {
+                state: BindingState::Free,
+                expires: r.now,
+                ..b
+            };
+            shard.set(loc.at.slot, freed);
             shard.push_free(loc.at.slot);
         }
     }
@@ -665,38 +669,17 @@ impl Engine {
         };
         let (held, mut clients) = self.clients.lock(&r.hkey);
 
-        // One pool-shard lock at a time: release a different address the client was offered first.
+        // One pool-shard lock at a time: return a different address on offer to the client first.
         if let Some(old) = clients.get(&r.hkey).copied().filter(|old| *old != loc) {
-            let pool = &self.scope(old.scope).pools[usize::from(old.pool)];
-            let mut shard = pool.lock(old.at.shard);
-            let b = *shard.binding(old.at.slot);
-            if b.owned_by(&r.key) && b.state == BindingState::Offered {
-                shard.set(
-                    old.at.slot,
-                    Binding {
-                        state: BindingState::Free,
-                        expires: r.now,
-                        ..b
-                    },
-                );
-                shard.push_free(old.at.slot);
-            }
+            self.return_offer(r, old);
         }
-
         let pool = &s.pools[p];
         let mut shard = pool.lock(at.shard);
         let b = *shard.binding(at.slot);
         let reserved_for = s.reservations.of_address(want);
         let mine = b.owned_by(&r.key) && b.state != BindingState::Abandoned;
         if !mine {
-            let reserved_for_client =
-                reserved_for.is_some() && reservation_for(r, s, want).is_some();
-            let may_take = if reserved_for.is_some() {
-                reserved_for_client && (b.state == BindingState::Reserved || b.state.is_available())
-            } else {
-                pool.dynamic && allows(pool.classes, r.classes) && b.state.is_available()
-            };
-            if !may_take {
+            if !may_take(r, s, pool, &b, want) {
                 drop(shard);
                 drop(clients);
                 return if b.client.is_some() || reserved_for.is_some() {
@@ -1090,6 +1073,23 @@ pub(crate) fn reservation_for(
     let i = scope.reservations.of_address(yiaddr)?;
     let mut scratch = [0u8; 512];
     (scope.reservations.find(&probe(r, &mut scratch)) == Some(i)).then_some(i)
+}
+
+/// Whether a client may take `want`, which it does not hold: its own reservation, or a free
+/// dynamic address of a pool its classes may use.
+fn may_take(
+    r: &Request<'_, '_>,
+    s: &Scope,
+    pool: &crate::pool::Pool,
+    b: &Binding,
+    want: Ipv4Addr,
+) -> bool {
+    if s.reservations.of_address(want).is_some() {
+        reservation_for(r, s, want).is_some()
+            && (b.state == BindingState::Reserved || b.state.is_available())
+    } else {
+        pool.dynamic && allows(pool.classes, r.classes) && b.state.is_available()
+    }
 }
 
 /// What a request offers to match reservations against.
