@@ -8,7 +8,6 @@
 mod differential;
 mod fuzz_corpus;
 mod golden;
-#[allow(unsafe_code)] // the counting global allocator
 mod no_alloc;
 mod roundtrip;
 mod samples;

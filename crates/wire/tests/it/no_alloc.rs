@@ -1,49 +1,15 @@
 //! Parse and emit allocate nothing: a counting global allocator (per thread, so the other tests
 //! running in parallel do not disturb the count) watches a DISCOVER/OFFER pair.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use peregrine_testkit::{CountingAllocator, allocations_during};
 
 use peregrine_wire::dhcp::DhcpMessage;
 use peregrine_wire::frame::{Demuxed, demux};
 
 use crate::samples::{RELAYED_DISCOVER, write_offer};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// A global allocator can only be an `unsafe impl`: it delegates to the system allocator and
-// bumps a thread-local counter whose initialiser is `const`, so counting never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations_during(f: impl FnOnce()) -> usize {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
-}
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 #[test]
 fn the_counter_sees_allocations() {
