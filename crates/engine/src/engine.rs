@@ -196,10 +196,26 @@ impl Engine {
 
     /// Handles one DHCP message (`request`, the UDP payload) and writes any reply into `tx`.
     pub fn handle(&self, now: Time, meta: &RxMeta, request: &[u8], tx: &mut [u8]) -> Verdict {
+        self.handle_typed(now, meta, request, tx).1
+    }
+
+    /// [`Self::handle`], also returning the request's message type (for counters), so the
+    /// caller need not parse the message a second time.
+    pub fn handle_typed(
+        &self,
+        now: Time,
+        meta: &RxMeta,
+        request: &[u8],
+        tx: &mut [u8],
+    ) -> (Option<MessageType>, Verdict) {
         let msg = match DhcpMessage::parse(request) {
             Ok(m) => m,
-            Err(e) => return Verdict::Drop(DropReason::Malformed(e)),
+            Err(e) => return (None, Verdict::Drop(DropReason::Malformed(e))),
         };
+        (msg.message_type(), self.decide(now, meta, &msg, tx))
+    }
+
+    fn decide(&self, now: Time, meta: &RxMeta, msg: &DhcpMessage<'_>, tx: &mut [u8]) -> Verdict {
         let packet = msg.packet();
         if packet.op() != BOOTREQUEST {
             return Verdict::Drop(DropReason::NotRequest);
@@ -215,20 +231,20 @@ impl Engine {
         if rai.is_some() && packet.giaddr().is_unspecified() && !meta.trusted {
             return Verdict::Drop(DropReason::UntrustedRelayInfo);
         }
-        let Some(scope) = self.select(meta, &msg, rai.as_ref()) else {
+        let Some(scope) = self.select(meta, msg, rai.as_ref()) else {
             return Verdict::Drop(DropReason::NoScope);
         };
         if !scope.is_active() {
             return Verdict::Drop(DropReason::ScopeInactive);
         }
-        let key = self.client_key(&msg, scope.match_client_id);
+        let key = self.client_key(msg, scope.match_client_id);
         let mac = packet.client_mac().map_or([0; 6], |m| m.octets());
-        let classes = self.classify(&msg, rai.as_ref());
+        let classes = self.classify(msg, rai.as_ref());
         let hkey = self.clients.hashed(key);
         let req = Request {
             now,
             meta,
-            msg: &msg,
+            msg,
             rai,
             key,
             hkey,

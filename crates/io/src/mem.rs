@@ -41,43 +41,78 @@ pub struct MemTx {
 pub fn port(burst: usize) -> (MemPeer, MemRx, MemTx) {
     let shared = Arc::new(Shared::default());
     (
-        MemPeer { shared: shared.clone() },
-        MemRx { shared: shared.clone(), scratch: Vec::new() },
-        MemTx { shared, buffers: vec![vec![0; FRAME_CAPACITY]; burst.max(1)], queued: Vec::new(), burst: burst.max(1) },
+        MemPeer {
+            shared: shared.clone(),
+        },
+        MemRx {
+            shared: shared.clone(),
+            scratch: Vec::new(),
+        },
+        MemTx {
+            shared,
+            buffers: vec![vec![0; FRAME_CAPACITY]; burst.max(1)],
+            queued: Vec::new(),
+            burst: burst.max(1),
+        },
     )
 }
 
 impl MemPeer {
     /// Delivers a frame to the dataplane as if it arrived on `ifindex`.
     pub fn inject(&self, frame: &[u8], ifindex: u32) {
-        self.shared.to_dataplane.lock().unwrap_or_else(PoisonError::into_inner).push_back((frame.to_vec(), ifindex));
+        self.shared
+            .to_dataplane
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back((frame.to_vec(), ifindex));
         self.shared.ready.notify_all();
     }
 
     /// Takes every frame the dataplane has sent so far, with its interface index.
     pub fn sent(&self) -> Vec<(Vec<u8>, u32)> {
-        std::mem::take(&mut *self.shared.from_dataplane.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(
+            &mut *self
+                .shared
+                .from_dataplane
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 }
 
 impl RxQueue for MemRx {
     fn rx_burst(&mut self, max: usize, f: &mut dyn FnMut(RxFrame<'_>)) -> io::Result<usize> {
         {
-            let mut q = self.shared.to_dataplane.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut q = self
+                .shared
+                .to_dataplane
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let n = q.len().min(max);
             self.scratch.extend(q.drain(..n));
         }
         let n = self.scratch.len();
         for (data, ifindex) in self.scratch.drain(..) {
-            f(RxFrame { data: &data, ifindex });
+            f(RxFrame {
+                data: &data,
+                ifindex,
+            });
         }
         Ok(n)
     }
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        let q = self.shared.to_dataplane.lock().unwrap_or_else(PoisonError::into_inner);
+        let q = self
+            .shared
+            .to_dataplane
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if q.is_empty() {
-            let _unused = self.shared.ready.wait_timeout(q, timeout).unwrap_or_else(PoisonError::into_inner);
+            let _unused = self
+                .shared
+                .ready
+                .wait_timeout(q, timeout)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         Ok(())
     }
@@ -86,7 +121,11 @@ impl RxQueue for MemRx {
 impl TxQueue for MemTx {
     fn buffer(&mut self) -> Option<&mut [u8]> {
         let i = self.queued.len();
-        if i == self.burst { None } else { Some(&mut self.buffers[i]) }
+        if i == self.burst {
+            None
+        } else {
+            Some(&mut self.buffers[i])
+        }
     }
 
     fn queue(&mut self, len: usize, ifindex: u32) {
@@ -94,7 +133,11 @@ impl TxQueue for MemTx {
     }
 
     fn flush(&mut self) -> io::Result<usize> {
-        let mut out = self.shared.from_dataplane.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = self
+            .shared
+            .from_dataplane
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let n = self.queued.len();
         for (i, (len, ifindex)) in self.queued.drain(..).enumerate() {
             out.push((self.buffers[i][..len].to_vec(), ifindex));

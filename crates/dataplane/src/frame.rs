@@ -1,0 +1,218 @@
+//! What happens to one received frame.
+
+use std::net::Ipv4Addr;
+
+use peregrine_engine::{Engine, InterfaceId, NextHop, RxMeta, Time, Verdict};
+use peregrine_wire::arp;
+use peregrine_wire::checksum;
+use peregrine_wire::dhcp::SERVER_PORT;
+use peregrine_wire::ethernet::{VlanTags, ethertype};
+use peregrine_wire::frame::{
+    Demuxed, L2, L3, UdpFrameHeaders, demux, write_ethernet, write_headers,
+};
+use peregrine_wire::ipv4::{Ipv4Header, protocol};
+use peregrine_wire::{MacAddr, ethernet, ipv4, udp};
+
+use crate::stats::{Drop, WorkerStats};
+
+/// The interface a queue serves, as the dataplane needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// OS interface index (matches [`peregrine_io::RxFrame::ifindex`]).
+    pub ifindex: u32,
+    /// Our MAC address on it: the source of every frame we send.
+    pub mac: MacAddr,
+    /// Our IPv4 address on it: answered for ARP and ICMP, and the default server identifier.
+    pub addr: Ipv4Addr,
+    /// The engine's id for it (directly attached scopes), if the configuration names it.
+    pub engine_id: Option<InterfaceId>,
+    /// Whether option 82 may arrive without giaddr here (a trusted relay in front).
+    pub trusted: bool,
+}
+
+/// The outcome of [`process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    /// Nothing to send.
+    Nothing,
+    /// A reply frame of this many bytes was written at the start of the TX buffer.
+    Reply(usize),
+}
+
+/// Handles one received frame: ARP and ICMP echo for `iface.addr`, DHCP to the engine, drops
+/// counted in `stats`. A reply is written at the start of `tx` (at least
+/// [`peregrine_io::FRAME_CAPACITY`] bytes), with the request's VLAN tags.
+pub fn process(
+    engine: &Engine,
+    iface: &Interface,
+    now: Time,
+    frame: &[u8],
+    tx: &mut [u8],
+    stats: &WorkerStats,
+) -> Processed {
+    let d = match demux(frame) {
+        Ok(d) => d,
+        Err(e) => {
+            stats.drop(Drop::Wire(e));
+            return Processed::Nothing;
+        }
+    };
+    let out = match d {
+        Demuxed::Udp {
+            l2,
+            l3,
+            src_port,
+            dst_port: SERVER_PORT,
+            payload,
+        } if is_for_us(iface, &l3) => {
+            dhcp(engine, iface, now, (l2, l3, src_port), payload, tx, stats)
+        }
+        Demuxed::Arp { l2, arp }
+            if arp.operation() == arp::op::REQUEST && arp.target_ip() == iface.addr =>
+        {
+            arp_reply(iface, &l2, (arp.sender_mac(), arp.sender_ip()), tx)
+                .inspect(|_| stats.arp_replies.inc())
+        }
+        Demuxed::Icmp { l2, l3, message }
+            if l3.dst == iface.addr && message.first() == Some(&ICMP_ECHO_REQUEST) =>
+        {
+            echo_reply(iface, &l2, &l3, message, tx).inspect(|_| stats.icmp_replies.inc())
+        }
+        _ => {
+            stats.drop(Drop::NotForUs);
+            return Processed::Nothing;
+        }
+    };
+    match out {
+        Ok(0) => Processed::Nothing,
+        Ok(n) => Processed::Reply(n),
+        Err(()) => {
+            stats.drop(Drop::TxError);
+            Processed::Nothing
+        }
+    }
+}
+
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_ECHO_REPLY: u8 = 0;
+
+fn is_for_us(iface: &Interface, l3: &L3) -> bool {
+    l3.dst == iface.addr || l3.dst == Ipv4Addr::BROADCAST
+}
+
+fn dhcp(
+    engine: &Engine,
+    iface: &Interface,
+    now: Time,
+    (l2, l3, src_port): (L2, L3, u16),
+    payload: &[u8],
+    tx: &mut [u8],
+    stats: &WorkerStats,
+) -> Result<usize, ()> {
+    let meta = RxMeta {
+        interface: iface.engine_id,
+        vlans: l2.vlans,
+        src_mac: l2.src,
+        src_ip: l3.src,
+        src_port,
+        dst_ip: l3.dst,
+        local_ip: iface.addr,
+        trusted: iface.trusted,
+    };
+    // The reply leaves with the request's tags, so its headers take exactly this much room
+    // in front of the DHCP message, and the frame starts at tx[0].
+    let headroom =
+        ethernet::HEADER_LEN + l2.vlans.wire_len() + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN;
+    let (kind, verdict) =
+        engine.handle_typed(now, &meta, payload, tx.get_mut(headroom..).ok_or(())?);
+    stats.message_in(kind);
+    let (kind, len, dst) = match verdict {
+        Verdict::Reply { kind, len, dst } => (kind, len, dst),
+        Verdict::Defer { kind, len, dst, .. } => {
+            // No journal yet: the reply leaves at once (durability "none").
+            stats.deferred.inc();
+            (kind, len, dst)
+        }
+        Verdict::Record { .. } => return Ok(0),
+        Verdict::Drop(reason) => {
+            stats.drop(Drop::Engine(reason));
+            return Ok(0);
+        }
+    };
+    let dst_mac = match dst.next_hop {
+        NextHop::Sender => l2.src,
+        NextHop::Client(mac) => mac,
+        NextHop::Broadcast => MacAddr::BROADCAST,
+    };
+    let headers = UdpFrameHeaders {
+        dst_mac,
+        src_mac: iface.mac,
+        vlans: l2.vlans,
+        src_ip: dst.src_ip,
+        dst_ip: dst.ip,
+        src_port: SERVER_PORT,
+        dst_port: dst.port,
+        ttl: 64,
+    };
+    let start = write_headers(tx, headroom, len, &headers).map_err(|_| ())?;
+    debug_assert_eq!(start, 0);
+    stats.message_out(kind);
+    Ok(headroom + len)
+}
+
+fn arp_reply(
+    iface: &Interface,
+    l2: &L2,
+    (mac, ip): (MacAddr, Ipv4Addr),
+    tx: &mut [u8],
+) -> Result<usize, ()> {
+    let n = write_ethernet(tx, l2.src, iface.mac, &l2.vlans, ethertype::ARP).map_err(|_| ())?;
+    let m = arp::write(
+        &mut tx[n..],
+        arp::op::REPLY,
+        (iface.mac, iface.addr),
+        (mac, ip),
+    )
+    .map_err(|_| ())?;
+    Ok(pad(tx, n + m, &l2.vlans))
+}
+
+fn echo_reply(
+    iface: &Interface,
+    l2: &L2,
+    l3: &L3,
+    message: &[u8],
+    tx: &mut [u8],
+) -> Result<usize, ()> {
+    if message.len() < 8 {
+        return Err(());
+    }
+    let n = write_ethernet(tx, l2.src, iface.mac, &l2.vlans, ethertype::IPV4).map_err(|_| ())?;
+    let ip = Ipv4Header {
+        src: iface.addr,
+        dst: l3.src,
+        protocol: protocol::ICMP,
+        ttl: 64,
+    };
+    let h = ip
+        .write(tx.get_mut(n..).ok_or(())?, message.len())
+        .map_err(|_| ())?;
+    let icmp = tx.get_mut(n + h..n + h + message.len()).ok_or(())?;
+    icmp.copy_from_slice(message);
+    icmp[0] = ICMP_ECHO_REPLY;
+    icmp[2..4].fill(0);
+    let sum = checksum::checksum(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    Ok(pad(tx, n + h + message.len(), &l2.vlans))
+}
+
+/// Pads a short frame to the 60-byte Ethernet minimum (plus tags).
+fn pad(tx: &mut [u8], len: usize, vlans: &VlanTags) -> usize {
+    let min = 60 + vlans.wire_len();
+    if len < min {
+        tx[len..min].fill(0);
+        min
+    } else {
+        len
+    }
+}

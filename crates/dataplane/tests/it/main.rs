@@ -1,0 +1,345 @@
+//! Dataplane tests over the in-memory port: real frames in, real frames out.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use peregrine_config::model::{
+    AdminState, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Scope, ServerSettings,
+};
+use peregrine_dataplane::{
+    DROP_LABELS, Interface, Processed, Worker, WorkerConfig, WorkerStats, process,
+};
+use peregrine_engine::{Engine, EngineOptions};
+use peregrine_io::mem;
+use peregrine_testkit::{CountingAllocator, allocations_during};
+use peregrine_wire::MacAddr;
+use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, MessageType, opt, relay};
+use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
+use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, build_udp_frame, demux};
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+const SERVER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+const RELAY: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1);
+const RELAY_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xfe]);
+
+fn engine() -> Arc<Engine> {
+    let lease = LeaseTimes {
+        valid: 3600,
+        renew: 1800,
+        rebind: 3150,
+    };
+    let scope = |name: &str,
+                 net: [u8; 4],
+                 prefix,
+                 first: [u8; 4],
+                 last: [u8; 4],
+                 interfaces: Vec<String>| Scope {
+        name: name.into(),
+        subnet: Ipv4Net {
+            addr: net.into(),
+            prefix,
+        },
+        pools: vec![Pool {
+            first: first.into(),
+            last: last.into(),
+            classes: vec![],
+        }],
+        relay_addresses: vec![],
+        interfaces,
+        shared_network: None,
+        server_id: None,
+        lease,
+        authoritative: true,
+        match_client_id: true,
+        state: AdminState::Active,
+        options: OptionSet::default(),
+        reservations: vec![],
+    };
+    let config = Config {
+        server: ServerSettings {
+            authoritative: true,
+            match_client_id: true,
+            lease,
+            offer_hold: 10,
+            decline_probation: 600,
+            cache_threshold: 0.25,
+            stash_agent_options: true,
+            options: OptionSet::default(),
+        },
+        classes: vec![],
+        scopes: vec![
+            scope(
+                "direct",
+                [10, 200, 0, 0],
+                24,
+                [10, 200, 0, 100],
+                [10, 200, 0, 199],
+                vec!["eth0".into()],
+            ),
+            scope(
+                "relayed",
+                [10, 201, 0, 0],
+                16,
+                [10, 201, 1, 0],
+                [10, 201, 1, 255],
+                vec![],
+            ),
+        ],
+    };
+    Arc::new(Engine::new(&config, EngineOptions::default()).unwrap())
+}
+
+fn iface(engine: &Engine) -> Interface {
+    Interface {
+        ifindex: 7,
+        mac: SERVER_MAC,
+        addr: SERVER,
+        engine_id: engine.interface("eth0"),
+        trusted: false,
+    }
+}
+
+/// A relayed DISCOVER as the relay puts it on the wire, with `vlans`.
+fn relayed_discover(vlans: VlanTags, n: u8) -> Vec<u8> {
+    let mut msg = [0u8; 600];
+    let mut w = DhcpWriter::new(&mut msg, 600).unwrap();
+    let mut chaddr = [0u8; 16];
+    chaddr[..6].copy_from_slice(&[2, 0xcc, 0, 0, 0, n]);
+    w.header(&BootpHeader {
+        op: 1,
+        htype: 1,
+        hlen: 6,
+        hops: 1,
+        xid: u32::from(n),
+        secs: 0,
+        flags: 0,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        yiaddr: Ipv4Addr::UNSPECIFIED,
+        siaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: RELAY,
+        chaddr,
+    });
+    w.message_type(MessageType::Discover).unwrap();
+    let mut rai = [0u8; 32];
+    let k = relay::write_sub_options(&mut rai, &[(relay::sub::CIRCUIT_ID, b"olt-1/1")]).unwrap();
+    w.option(opt::RELAY_AGENT_INFO, &rai[..k]).unwrap();
+    let len = w.finish().unwrap();
+    let h = UdpFrameHeaders {
+        dst_mac: SERVER_MAC,
+        src_mac: RELAY_MAC,
+        vlans,
+        src_ip: RELAY,
+        dst_ip: SERVER,
+        src_port: 67,
+        dst_port: 67,
+        ttl: 63,
+    };
+    let mut frame = vec![0u8; 1600];
+    let n = build_udp_frame(&mut frame, &h, |p| {
+        p[..len].copy_from_slice(&msg[..len]);
+        Ok(len)
+    })
+    .unwrap();
+    frame.truncate(n);
+    frame
+}
+
+#[test]
+fn a_relayed_discover_gets_an_offer_to_the_relay_with_the_same_tags() {
+    let engine = engine();
+    let (peer, rx, tx) = mem::port(32);
+    let stats = Arc::new(WorkerStats::default());
+    let mut worker = Worker::new(
+        engine.clone(),
+        (rx, tx),
+        vec![iface(&engine)],
+        stats.clone(),
+        WorkerConfig::default(),
+    );
+    let qinq = VlanTags::double(
+        VlanTag::new(ethertype::QINQ, 300, 0),
+        VlanTag::new(ethertype::VLAN, 42, 0),
+    );
+    for (i, vlans) in [
+        VlanTags::NONE,
+        VlanTags::single(VlanTag::new(ethertype::VLAN, 42, 0)),
+        qinq,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        peer.inject(&relayed_discover(vlans, i as u8), 7);
+    }
+    assert_eq!(worker.poll(1_800_000_000).unwrap(), 3);
+    worker.flush().unwrap();
+    let sent = peer.sent();
+    assert_eq!(sent.len(), 3);
+    for (i, (frame, ifindex)) in sent.iter().enumerate() {
+        assert_eq!(*ifindex, 7);
+        let Demuxed::Udp {
+            l2,
+            l3,
+            src_port,
+            dst_port,
+            payload,
+        } = demux(frame).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(l2.vlans.len(), i, "reply keeps the request's tags");
+        assert_eq!((l2.dst, l2.src), (RELAY_MAC, SERVER_MAC));
+        assert_eq!(
+            (l3.src, l3.dst, src_port, dst_port),
+            (SERVER, RELAY, 67, 67)
+        );
+        let offer = DhcpMessage::parse(payload).unwrap();
+        assert_eq!(offer.message_type(), Some(MessageType::Offer));
+        assert!(offer.relay_agent_info_raw().is_some());
+    }
+    assert_eq!(stats.messages_in[MessageType::Discover as usize].get(), 3);
+    assert_eq!(stats.messages_out[MessageType::Offer as usize].get(), 3);
+    assert_eq!(stats.tx_frames.get(), 3);
+}
+
+#[test]
+fn arp_for_our_address_is_answered_and_junk_is_counted() {
+    let engine = engine();
+    let stats = WorkerStats::default();
+    let i = iface(&engine);
+    let mut tx = vec![0u8; 1522];
+    // ARP who-has SERVER from the relay, tagged.
+    let vlans = VlanTags::single(VlanTag::new(ethertype::VLAN, 42, 0));
+    let mut frame = vec![0u8; 64];
+    let n = peregrine_wire::frame::write_ethernet(
+        &mut frame,
+        MacAddr::BROADCAST,
+        RELAY_MAC,
+        &vlans,
+        ethertype::ARP,
+    )
+    .unwrap();
+    peregrine_wire::arp::write(
+        &mut frame[n..],
+        1,
+        (RELAY_MAC, RELAY),
+        (MacAddr::ZERO, SERVER),
+    )
+    .unwrap();
+    let Processed::Reply(len) = process(&engine, &i, 0, &frame, &mut tx, &stats) else {
+        panic!()
+    };
+    let Demuxed::Arp { l2, arp } = demux(&tx[..len]).unwrap() else {
+        panic!()
+    };
+    assert_eq!((l2.dst, l2.vlans), (RELAY_MAC, vlans));
+    assert_eq!(
+        (
+            arp.operation(),
+            arp.sender_mac(),
+            arp.sender_ip(),
+            arp.target_ip()
+        ),
+        (2, SERVER_MAC, SERVER, RELAY)
+    );
+    // ARP for someone else: not ours.
+    peregrine_wire::arp::write(
+        &mut frame[n..],
+        1,
+        (RELAY_MAC, RELAY),
+        (MacAddr::ZERO, Ipv4Addr::new(10, 200, 0, 9)),
+    )
+    .unwrap();
+    assert_eq!(
+        process(&engine, &i, 0, &frame, &mut tx, &stats),
+        Processed::Nothing
+    );
+    // A truncated frame and a bad checksum are counted by reason.
+    let good = relayed_discover(VlanTags::NONE, 1);
+    assert_eq!(
+        process(&engine, &i, 0, &good[..20], &mut tx, &stats),
+        Processed::Nothing
+    );
+    let mut bad = good.clone();
+    *bad.last_mut().unwrap() ^= 0xff;
+    assert_eq!(
+        process(&engine, &i, 0, &bad, &mut tx, &stats),
+        Processed::Nothing
+    );
+    let count =
+        |label: &str| stats.drops[DROP_LABELS.iter().position(|l| *l == label).unwrap()].get();
+    assert_eq!(
+        (count("truncated"), count("checksum"), count("not_for_us")),
+        (1, 1, 1)
+    );
+    assert_eq!(stats.arp_replies.get(), 1);
+}
+
+#[test]
+fn handling_a_frame_allocates_nothing() {
+    let engine = engine();
+    let stats = WorkerStats::default();
+    let i = iface(&engine);
+    let frames: Vec<Vec<u8>> = (0..50)
+        .map(|n| relayed_discover(VlanTags::NONE, n))
+        .collect();
+    let mut tx = vec![0u8; 1522];
+    let n = allocations_during(|| {
+        for f in &frames {
+            assert!(matches!(
+                process(&engine, &i, 1_800_000_000, f, &mut tx, &stats),
+                Processed::Reply(_)
+            ));
+        }
+    });
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn ping_to_our_address_gets_an_echo_reply() {
+    let engine = engine();
+    let stats = WorkerStats::default();
+    let i = iface(&engine);
+    let mut tx = vec![0u8; 1522];
+    // Ping to our address, untagged: an echo reply with a valid ICMP checksum and the same data.
+    let mut ping = vec![0u8; 14 + 20 + 16];
+    let n = peregrine_wire::frame::write_ethernet(
+        &mut ping,
+        SERVER_MAC,
+        RELAY_MAC,
+        &VlanTags::NONE,
+        ethertype::IPV4,
+    )
+    .unwrap();
+    let ip = peregrine_wire::ipv4::Ipv4Header {
+        src: RELAY,
+        dst: SERVER,
+        protocol: 1,
+        ttl: 64,
+    };
+    ip.write(&mut ping[n..], 16).unwrap();
+    let icmp = &mut ping[n + 20..];
+    icmp[..8].copy_from_slice(&[8, 0, 0, 0, 0x12, 0x34, 0, 1]);
+    icmp[8..].copy_from_slice(b"peregrin");
+    let sum = peregrine_wire::checksum::checksum(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let Processed::Reply(len) = process(&engine, &i, 0, &ping, &mut tx, &stats) else {
+        panic!()
+    };
+    let Demuxed::Icmp { l3, message, .. } = demux(&tx[..len]).unwrap() else {
+        panic!()
+    };
+    assert_eq!((l3.src, l3.dst, message[0]), (SERVER, RELAY, 0));
+    assert_eq!(
+        &message[4..16],
+        &[
+            0x12, 0x34, 0, 1, b'p', b'e', b'r', b'e', b'g', b'r', b'i', b'n'
+        ]
+    );
+    assert_eq!(peregrine_wire::checksum::checksum(&message[..16]), 0);
+    assert_eq!(stats.icmp_replies.get(), 1);
+}
