@@ -4,7 +4,7 @@
 //! and do not overlap, relay addresses are unique across scopes, T1 < T2 < lease time, options
 //! are encoded on the wire format already. Nothing here refers back to the file.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +15,57 @@ pub struct Config {
     pub classes: Vec<Class>,
     /// Scopes (subnets with pools), in file order.
     pub scopes: Vec<Scope>,
+    /// How the server process runs: packet I/O, interfaces, workers, control plane.
+    pub runtime: Runtime,
+}
+
+/// How frames reach the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// `AF_PACKET` sockets with `TPACKET_V3` rings, one per worker per interface, fanned out.
+    #[default]
+    AfPacket,
+    /// A UDP socket on port 67 (no raw frames; broadcasts replace unicast to address-less clients).
+    Udp,
+    /// TAP devices the server creates (labs and load tests).
+    Tap,
+}
+
+/// An interface the server listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    /// OS interface name.
+    pub name: String,
+    /// The server's address on it: answered for ARP and ICMP, the default server identifier,
+    /// and the source of replies.
+    pub address: Ipv4Addr,
+    /// Whether option 82 may arrive here with giaddr 0 (a trusted relay agent in front,
+    /// RFC 3046 section 2.1). Default false.
+    pub trusted: bool,
+}
+
+/// Process-level settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    /// Packet I/O backend.
+    pub backend: Backend,
+    /// Worker threads (each polls every interface's queue for it).
+    pub workers: u32,
+    /// Interfaces to serve.
+    pub interfaces: Vec<InterfaceConfig>,
+    /// Where the control plane (metrics, health, API) listens.
+    pub control_listen: SocketAddr,
+}
+
+impl Default for Runtime {
+    fn default() -> Runtime {
+        Runtime {
+            backend: Backend::default(),
+            workers: 1,
+            interfaces: Vec::new(),
+            control_listen: SocketAddr::from(([127, 0, 0, 1], 9167)),
+        }
+    }
 }
 
 /// An IPv4 network: an address with its prefix length, host bits zero.

@@ -43,6 +43,7 @@ pub(crate) fn config(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Confi
         server: server?,
         classes: classes?,
         scopes: scopes?,
+        runtime: crate::model::Runtime::default(),
     })
 }
 

@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use peregrine_config::model::{
-    AdminState, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Scope, ServerSettings,
+    AdminState, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Runtime, Scope, ServerSettings,
 };
 use peregrine_engine::{Engine, EngineOptions, RxMeta, Verdict};
 use peregrine_wire::MacAddr;
@@ -72,6 +72,7 @@ fn config(clients: u32) -> Config {
             options,
             reservations: vec![],
         }],
+        runtime: Runtime::default(),
     }
 }
 

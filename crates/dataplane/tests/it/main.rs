@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use peregrine_config::model::{
-    AdminState, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Scope, ServerSettings,
+    AdminState, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Runtime, Scope, ServerSettings,
 };
 use peregrine_dataplane::{
     DROP_LABELS, Interface, Processed, Worker, WorkerConfig, WorkerStats, process,
@@ -90,6 +90,7 @@ fn engine() -> Arc<Engine> {
                 vec![],
             ),
         ],
+        runtime: Runtime::default(),
     };
     Arc::new(Engine::new(&config, EngineOptions::default()).unwrap())
 }

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use peregrine_config::model::{
-    AdminState, Class, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Reservation, Scope,
+    AdminState, Class, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Reservation, Runtime, Scope,
     ServerSettings,
 };
 use peregrine_engine::{Engine, EngineOptions, RxMeta, Verdict};
@@ -87,6 +87,7 @@ pub(crate) fn lab_config() -> Config {
         server: settings(),
         classes: vec![],
         scopes: vec![direct, relayed],
+        runtime: Runtime::default(),
     }
 }
 
