@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use as independent peers and dissectors.
-packages=(tshark)
+# Debian packages the tests use as independent peers and dissectors: tshark, and the real
+# DHCP clients and relay of the end-to-end run.
+packages=(tshark isc-dhcp-relay isc-dhcp-client udhcpc busybox iproute2 nftables)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,7 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "--- installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # Debian's DHCP packages would start their services; tests start their own peers.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -36,3 +40,15 @@ echo "--- cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "--- cargo test"
 CI=${CI:-} cargo test --workspace --locked
+
+# Real clients against the real server: dhclient and udhcpc through dhcrelay (option 82), in
+# the shared harness's namespaces (../shared/harness, beside the repository in CI).
+harness="$(cd .. && pwd)/shared/harness"
+if [ -x "$harness/real-clients.sh" ]; then
+    echo "--- real clients through dhcrelay, UDP mode (shared harness)"
+    cargo build --release --locked -p peregrine
+    "$harness/real-clients.sh" "$PWD/target/release/peregrine run --config $PWD/config/harness-udp.toml"
+else
+    echo "--- $harness not found: the real-client run needs the shared harness beside the repository"
+    [ -z "${CI:-}" ] || exit 1
+fi

@@ -20,6 +20,12 @@ pub(crate) struct File {
     pub(crate) class: Vec<Spanned<Class>>,
     #[serde(default)]
     pub(crate) scope: Vec<Scope>,
+    #[serde(default)]
+    pub(crate) dataplane: Dataplane,
+    #[serde(default)]
+    pub(crate) interface: Vec<Interface>,
+    #[serde(default)]
+    pub(crate) control: Control,
 }
 
 /// `[server]`: behaviour, and the defaults scopes inherit.
@@ -110,6 +116,31 @@ pub(crate) struct Reservation {
     pub(crate) hostname: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) options: Options,
+}
+
+/// `[dataplane]`: how frames reach the workers.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Dataplane {
+    pub(crate) backend: Option<Spanned<String>>,
+    /// Any integer, so that a negative count gets the same message as one too large.
+    pub(crate) workers: Option<Spanned<i64>>,
+}
+
+/// `[[interface]]`: an interface to serve, and our address on it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Interface {
+    pub(crate) name: Spanned<String>,
+    pub(crate) address: Spanned<String>,
+    pub(crate) trusted: Option<bool>,
+}
+
+/// `[control]`: the control plane.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Control {
+    pub(crate) listen: Option<Spanned<String>>,
 }
 
 /// An `options` table.

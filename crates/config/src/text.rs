@@ -1,7 +1,8 @@
-//! The textual value syntaxes of the file: addresses, networks, ranges, MACs, byte strings and
-//! domain names. Each parser returns the message for the error it finds.
+//! The textual value syntaxes of the file: addresses, networks, ranges, MACs, byte strings,
+//! domain names, interface names and socket addresses. Each parser returns the message for the
+//! error it finds.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::model::Ipv4Net;
 
@@ -126,6 +127,57 @@ pub(crate) fn non_empty(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// The longest interface name Linux takes, in bytes: `IFNAMSIZ` less the terminating NUL.
+const MAX_INTERFACE_NAME: usize = 15;
+
+/// An OS interface name, as Linux accepts it (`dev_valid_name`): 1 to 15 bytes, without `/`,
+/// `:`, whitespace or control characters, and neither `.` nor `..`.
+pub(crate) fn interface_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    let shown = s.escape_debug();
+    if s.len() > MAX_INTERFACE_NAME {
+        return Err(format!(
+            "`{shown}` is {} bytes long; an interface name has at most {MAX_INTERFACE_NAME}",
+            s.len()
+        ));
+    }
+    if s == "." || s == ".." {
+        return Err(format!("`{s}` is not an interface name"));
+    }
+    let what = s.chars().find_map(|c| match c {
+        '/' | ':' => Some(format!("`{c}`")),
+        c if c.is_whitespace() => Some("whitespace".to_owned()),
+        c if c.is_control() => Some("a control character".to_owned()),
+        _ => None,
+    });
+    match what {
+        Some(what) => Err(format!(
+            "`{shown}` is not an interface name: it contains {what}"
+        )),
+        None => Ok(s.to_owned()),
+    }
+}
+
+/// An address and port to listen on: `a.b.c.d:port` or `[v6 address]:port`, neither multicast
+/// nor broadcast, and not port 0.
+pub(crate) fn listen_address(s: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s.parse().map_err(|_| {
+        format!("`{s}` is not a socket address (IP:port, as in 127.0.0.1:9167 or [::1]:9167)")
+    })?;
+    let ip = addr.ip();
+    if ip.is_multicast() || ip == Ipv4Addr::BROADCAST {
+        return Err(format!(
+            "`{s}` is not an address to listen on: {ip} is not unicast"
+        ));
+    }
+    if addr.port() == 0 {
+        return Err(format!("`{s}` has port 0; give the port to listen on"));
+    }
+    Ok(addr)
+}
+
 /// A domain name: its labels, without the optional trailing dot.
 ///
 /// Labels are letters, digits and inner hyphens (RFC 1123), 1 to 63 characters; the name is at
@@ -245,6 +297,73 @@ mod tests {
         assert!(bytes("").is_err());
         assert!(bytes("0x").is_err());
         assert!(bytes("0xabc").is_err());
+    }
+
+    #[test]
+    fn interface_names() {
+        for good in [
+            "eth1",
+            "bond0.100",
+            "enp3s0f1",
+            "a",
+            "fifteen-bytes-x",
+            "wlö0",
+        ] {
+            assert_eq!(interface_name(good), Ok(good.to_owned()), "{good}");
+        }
+        for bad in [
+            "",
+            "sixteen-bytes-xx",
+            // 14 characters, 16 bytes.
+            "öö-twelve-more",
+            ".",
+            "..",
+            "eth1/2",
+            "eth0:1",
+            "eth 1",
+            "eth1\t",
+            "eth\u{a0}1",
+            "eth\u{0}1",
+        ] {
+            assert!(interface_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            interface_name("eth0:1"),
+            Err("`eth0:1` is not an interface name: it contains `:`".to_owned())
+        );
+        assert_eq!(
+            interface_name("eth\n1"),
+            Err("`eth\\n1` is not an interface name: it contains whitespace".to_owned())
+        );
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            listen_address("127.0.0.1:9167"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9167)))
+        );
+        assert_eq!(
+            listen_address("0.0.0.0:80"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 80)))
+        );
+        assert_eq!(
+            listen_address("[::1]:9167"),
+            Ok(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 9167)))
+        );
+        for bad in [
+            "",
+            "127.0.0.1",
+            "localhost:9167",
+            "127.0.0.1:65536",
+            "::1:9167",
+            "224.0.0.1:9167",
+            "255.255.255.255:9167",
+            "[ff02::1]:9167",
+            "127.0.0.1:0",
+        ] {
+            assert!(listen_address(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

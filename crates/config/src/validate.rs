@@ -13,8 +13,8 @@ use toml::Spanned;
 use crate::error::Diagnostics;
 use crate::file;
 use crate::model::{
-    AdminState, Class, ClassMatch, Config, Ipv4Net, LeaseTimes, Pool, Reservation, ReservationKey,
-    Scope, ServerSettings,
+    AdminState, Backend, Class, ClassMatch, Config, InterfaceConfig, Ipv4Net, LeaseTimes, Pool,
+    Reservation, ReservationKey, Runtime, Scope, ServerSettings,
 };
 use crate::options;
 use crate::text::{self, PoolRange};
@@ -27,24 +27,45 @@ const DEFAULT_OFFER_HOLD: u32 = 10;
 const DEFAULT_DECLINE_PROBATION: u32 = 86_400;
 /// `server.cache-threshold` when not given.
 const DEFAULT_CACHE_THRESHOLD: f64 = 0.25;
+/// The most `dataplane.workers` there may be.
+const MAX_WORKERS: u32 = 64;
 
 /// Checks `file` and builds the model; `None` after recording every error in `d`.
 pub(crate) fn config(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Config> {
     let defaults = Defaults::new(&file.server);
     let server = server(&file.server, &defaults, d);
     let classes = classes(&file.class, d);
-    let class_names = file
-        .class
-        .iter()
-        .map(|c| c.get_ref().name.get_ref().as_str())
-        .collect();
-    let scopes = scopes(&file.scope, &defaults, &class_names, d);
+    // Names as written, good or bad: a bad one is reported where it is defined, not again
+    // where it is used.
+    let known = Known {
+        classes: file
+            .class
+            .iter()
+            .map(|c| c.get_ref().name.get_ref().as_str())
+            .collect(),
+        interfaces: (!file.interface.is_empty()).then(|| {
+            file.interface
+                .iter()
+                .map(|i| i.name.get_ref().as_str())
+                .collect()
+        }),
+    };
+    let scopes = scopes(&file.scope, &defaults, &known, d);
+    let runtime = runtime(file, d);
     Some(Config {
         server: server?,
         classes: classes?,
         scopes: scopes?,
-        runtime: crate::model::Runtime::default(),
+        runtime: runtime?,
     })
+}
+
+/// Names scopes may refer to.
+struct Known<'f> {
+    /// Every `[[class]]`.
+    classes: HashSet<&'f str>,
+    /// Every `[[interface]]`; `None` when the file has none, and scopes may name any interface.
+    interfaces: Option<HashSet<&'f str>>,
 }
 
 fn server(
@@ -369,14 +390,14 @@ struct Layout<'f> {
 fn scopes(
     scopes: &[file::Scope],
     defaults: &Defaults,
-    classes: &HashSet<&str>,
+    known: &Known<'_>,
     d: &mut Diagnostics<'_>,
 ) -> Option<Vec<Scope>> {
     let mut layout = Layout::default();
     let checked: Vec<_> = scopes
         .iter()
         .enumerate()
-        .map(|(i, s)| scope(i, s, defaults, classes, &mut layout, d))
+        .map(|(i, s)| scope(i, s, defaults, known, &mut layout, d))
         .collect();
     let layout_ok = layout.check(d);
     checked
@@ -389,7 +410,7 @@ fn scope<'f>(
     i: usize,
     s: &'f file::Scope,
     defaults: &Defaults,
-    classes: &HashSet<&str>,
+    known: &Known<'_>,
     layout: &mut Layout<'f>,
     d: &mut Diagnostics<'_>,
 ) -> Option<Scope> {
@@ -432,6 +453,9 @@ fn scope<'f>(
         (i, &mut layout.interfaces),
         d,
     );
+    let interfaces_known = known.interfaces.as_ref().is_none_or(|known| {
+        configured_interfaces(&format!("{key}.interfaces"), &s.interfaces, known, d)
+    });
     let server_id = optional(
         s.server_id.as_ref(),
         format_args!("{key}.server-id"),
@@ -451,7 +475,7 @@ fn scope<'f>(
                 i,
                 p,
                 subnet,
-                classes,
+                &known.classes,
                 layout,
                 d,
             )
@@ -479,7 +503,7 @@ fn scope<'f>(
         subnet: subnet?,
         pools: pools.into_iter().collect::<Option<_>>()?,
         relay_addresses: relays?,
-        interfaces: interfaces?,
+        interfaces: interfaces.filter(|_| interfaces_known)?,
         shared_network: shared_network.ok()?,
         server_id: server_id.ok()?,
         lease: lease?,
@@ -518,6 +542,30 @@ fn place_all<T: Clone>(
         })
         .collect();
     values.into_iter().collect()
+}
+
+/// Whether every name in the interface list at `key` is an `[[interface]]` of `known`; reports
+/// those that are not.
+fn configured_interfaces(
+    key: &str,
+    list: &[Spanned<String>],
+    known: &HashSet<&str>,
+    d: &mut Diagnostics<'_>,
+) -> bool {
+    let mut ok = true;
+    for (j, entry) in list.iter().enumerate() {
+        let name = entry.get_ref();
+        // An empty name is reported as such.
+        if !name.is_empty() && !known.contains(name.as_str()) {
+            d.at(
+                entry,
+                format_args!("{key}[{j}]"),
+                format_args!("unknown interface `{name}`: no [[interface]] has that name"),
+            );
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// An error was recorded.
@@ -855,4 +903,103 @@ fn overlaps<'p, T>(
         furthest = Some(item);
     }
     found
+}
+
+// ---- Runtime -----------------------------------------------------------------------------------
+
+/// `[dataplane]`, `[[interface]]` and `[control]`, with the defaults of [`Runtime::default`].
+///
+/// An interface address outside every scope's subnet is no error: it is how a relay-facing
+/// interface looks (relays reach it across the network, and their giaddr selects the scope).
+fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runtime> {
+    let defaults = Runtime::default();
+    let backend = optional(
+        file.dataplane.backend.as_ref(),
+        "dataplane.backend",
+        backend,
+        d,
+    );
+    let workers = match &file.dataplane.workers {
+        None => Some(defaults.workers),
+        Some(v) => {
+            let workers = u32::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| (1..=MAX_WORKERS).contains(n));
+            if workers.is_none() {
+                let message = format!("must be between 1 and {MAX_WORKERS}");
+                d.at(v, "dataplane.workers", message);
+            }
+            workers
+        }
+    };
+    let interfaces = interfaces(&file.interface, d);
+    let control_listen = optional(
+        file.control.listen.as_ref(),
+        "control.listen",
+        text::listen_address,
+        d,
+    );
+    Some(Runtime {
+        backend: backend.ok()?.unwrap_or(defaults.backend),
+        workers: workers?,
+        interfaces: interfaces?,
+        control_listen: control_listen.ok()?.unwrap_or(defaults.control_listen),
+    })
+}
+
+fn backend(s: &str) -> Result<Backend, String> {
+    match s {
+        "af-packet" => Ok(Backend::AfPacket),
+        "udp" => Ok(Backend::Udp),
+        "tap" => Ok(Backend::Tap),
+        _ => Err(format!(
+            "unknown backend `{s}`; the backends are af-packet, udp and tap"
+        )),
+    }
+}
+
+/// Every `[[interface]]`: names and addresses unique.
+fn interfaces(list: &[file::Interface], d: &mut Diagnostics<'_>) -> Option<Vec<InterfaceConfig>> {
+    let mut names: HashMap<&str, String> = HashMap::new();
+    let mut addresses: HashMap<Ipv4Addr, String> = HashMap::new();
+    let checked: Vec<_> = list
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let key = format!("interface[{i}]");
+            let name_key = format!("{key}.name");
+            let name = d
+                .parse(&f.name, &name_key, text::interface_name)
+                .and_then(|name| {
+                    if let Some(first) = names.get(name.as_str()) {
+                        let message = format!("`{name}` is the name of {first} already");
+                        d.at(&f.name, &name_key, message);
+                        return None;
+                    }
+                    names.insert(f.name.get_ref(), name_key.clone());
+                    Some(name)
+                });
+            let address_key = format!("{key}.address");
+            let address = d
+                .parse(&f.address, &address_key, text::unicast)
+                .and_then(|a| {
+                    if let Some(first) = addresses.get(&a) {
+                        d.at(
+                            &f.address,
+                            &address_key,
+                            format_args!("{a} is the address of {first} already"),
+                        );
+                        return None;
+                    }
+                    addresses.insert(a, key.clone());
+                    Some(a)
+                });
+            Some(InterfaceConfig {
+                name: name?,
+                address: address?,
+                trusted: f.trusted.unwrap_or(false),
+            })
+        })
+        .collect();
+    checked.into_iter().collect()
 }

@@ -5,7 +5,7 @@
 //! knows nothing of DHCP. Backends:
 //!
 //! - [`mem`]: an in-process pair of queues, for tests.
-//! - `udp`: a UDP socket with `recvmmsg`/`sendmmsg` and `IP_PKTINFO`, for hosts where raw
+//! - [`udp`]: a UDP socket with `recvmmsg`/`sendmmsg` and `IP_PKTINFO`, for hosts where raw
 //!   frames are not wanted. It presents datagrams as frames (synthetic Ethernet/IPv4/UDP
 //!   headers written in front of the payload, which is received in place) so the dataplane has
 //!   one path.
@@ -26,6 +26,8 @@
 use std::io;
 
 pub mod mem;
+#[cfg(target_os = "linux")]
+pub mod udp;
 
 /// Bytes every TX buffer can hold: a full Ethernet frame with two VLAN tags.
 pub const FRAME_CAPACITY: usize = 1522;

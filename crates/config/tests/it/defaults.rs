@@ -1,8 +1,10 @@
 //! Defaults, derived timers, and what scopes inherit from `[server]`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 
-use peregrine_config::model::{AdminState, LeaseTimes, ReservationKey};
+use peregrine_config::model::{
+    AdminState, Backend, InterfaceConfig, LeaseTimes, ReservationKey, Runtime,
+};
 
 use super::valid;
 
@@ -30,6 +32,54 @@ fn empty_file() {
     assert!(s.stash_agent_options);
     assert!(s.options.options.is_empty());
     assert!(config.classes.is_empty() && config.scopes.is_empty());
+    let r = config.runtime;
+    assert_eq!(r.backend, Backend::AfPacket);
+    assert_eq!(r.workers, 1);
+    assert!(r.interfaces.is_empty());
+    assert_eq!(r.control_listen, SocketAddr::from(([127, 0, 0, 1], 9167)));
+    assert_eq!(r, Runtime::default());
+}
+
+#[test]
+fn empty_runtime_tables() {
+    let config = valid("[dataplane]\n[control]\n");
+    assert_eq!(config.runtime, Runtime::default());
+}
+
+#[test]
+fn runtime_keys_not_given_take_their_defaults() {
+    let text = "[dataplane]\nbackend = \"udp\"\n\
+                [[interface]]\nname = \"eth1\"\naddress = \"10.0.0.1\"\n\
+                [[interface]]\nname = \"eth2\"\naddress = \"10.0.1.1\"\ntrusted = true\n";
+    let r = valid(text).runtime;
+    assert_eq!((r.backend, r.workers), (Backend::Udp, 1));
+    assert_eq!(
+        r.interfaces,
+        [
+            InterfaceConfig {
+                name: "eth1".into(),
+                address: Ipv4Addr::new(10, 0, 0, 1),
+                trusted: false,
+            },
+            InterfaceConfig {
+                name: "eth2".into(),
+                address: Ipv4Addr::new(10, 0, 1, 1),
+                trusted: true,
+            },
+        ]
+    );
+    assert_eq!(r.control_listen, Runtime::default().control_listen);
+
+    let r = valid("[dataplane]\nworkers = 64\n[control]\nlisten = \"[::1]:8080\"\n").runtime;
+    assert_eq!((r.backend, r.workers), (Backend::AfPacket, 64));
+    assert_eq!(
+        r.control_listen,
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 8080))
+    );
+    assert!(r.interfaces.is_empty());
+
+    let r = valid("[dataplane]\nbackend = \"tap\"\nworkers = 1\n").runtime;
+    assert_eq!((r.backend, r.workers), (Backend::Tap, 1));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Every error: the line, column and key it reports, and the gist of its message.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use super::{FILE, assert_error, errors, parse, valid};
@@ -475,6 +476,53 @@ fn interface_of_two_scopes() {
     );
 }
 
+#[test]
+fn scope_names_an_unknown_interface() {
+    let text = "[[interface]]\nname = \"eth1\"\naddress = \"10.0.0.1\"\n\
+                [[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\n\
+                interfaces = [\"eth1\", \"eth2\"]\n";
+    assert_error(
+        text,
+        "7:23 scope[0].interfaces[1]",
+        "unknown interface `eth2`: no [[interface]] has that name",
+    );
+}
+
+#[test]
+fn scope_naming_a_bad_interface_is_reported_once() {
+    // The [[interface]] is named wrongly; the scope using the same name is not blamed too.
+    let text = "[[interface]]\nname = \"eth1/2\"\naddress = \"10.0.0.1\"\n\
+                [[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\n\
+                interfaces = [\"eth1/2\"]\n";
+    assert_error(text, "2:8 interface[0].name", "it contains `/`");
+}
+
+#[test]
+fn scopes_name_any_interface_without_interface_tables() {
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\ninterfaces = [\"eth7\"]\n";
+    assert_eq!(valid(text).scopes[0].interfaces, ["eth7"]);
+}
+
+#[test]
+fn interface_address_outside_every_subnet_is_fine() {
+    // A relay-facing interface: its address lies in no scope's subnet and is no relay address.
+    let text = "[[interface]]\nname = \"eth0\"\naddress = \"192.0.2.10\"\n\
+                [[interface]]\nname = \"eth1\"\naddress = \"10.0.0.1\"\n\
+                [[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\ninterfaces = [\"eth1\"]\n\
+                [[scope]]\nname = \"b\"\nsubnet = \"10.0.1.0/24\"\n";
+    let config = valid(text);
+    let addresses: Vec<_> = config
+        .runtime
+        .interfaces
+        .iter()
+        .map(|i| i.address)
+        .collect();
+    assert_eq!(
+        addresses,
+        [Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(10, 0, 0, 1)]
+    );
+}
+
 // ---- Reservations ----------------------------------------------------------------------------------
 
 #[test]
@@ -694,6 +742,213 @@ fn option_errors_name_their_table() {
     );
     let text = "[[class]]\nname = \"x\"\nmac-prefix = \"02\"\noptions = { interface-mtu = 1 }\n";
     assert_error(text, "4:29 class[0].options.interface-mtu", "at least 68");
+}
+
+// ---- Dataplane, interfaces, control plane ---------------------------------------------------------
+
+#[test]
+fn unknown_backend() {
+    let message = "unknown backend `dpdk`; the backends are af-packet, udp and tap";
+    assert_error(
+        "[dataplane]\nbackend = \"dpdk\"\n",
+        "2:11 dataplane.backend",
+        message,
+    );
+    // Names are exact.
+    assert_error(
+        "[dataplane]\nbackend = \"AF_PACKET\"\n",
+        "2:11 dataplane.backend",
+        "unknown backend `AF_PACKET`",
+    );
+}
+
+#[test]
+fn workers_out_of_range() {
+    for workers in ["0", "65", "-1", "4294967297"] {
+        let text = format!("[dataplane]\nworkers = {workers}\n");
+        assert_error(&text, "2:11 dataplane.workers", "must be between 1 and 64");
+    }
+}
+
+#[test]
+fn unknown_key_in_dataplane() {
+    assert_error(
+        "[dataplane]\nthreads = 4\n",
+        "2:1 dataplane.threads",
+        "unknown field `threads`",
+    );
+}
+
+/// An `[[interface]]` named `name` (line 2, the value at column 8) with address `address` (line
+/// 3, the value at column 11).
+fn interface(name: &str, address: &str) -> String {
+    format!("[[interface]]\nname = \"{name}\"\naddress = \"{address}\"\n")
+}
+
+#[test]
+fn bad_interface_name() {
+    let cases = [
+        ("", "must not be empty"),
+        (
+            "sixteen-bytes-xx",
+            "`sixteen-bytes-xx` is 16 bytes long; an interface name has at most 15",
+        ),
+        ("..", "`..` is not an interface name"),
+        (
+            "eth1/2",
+            "`eth1/2` is not an interface name: it contains `/`",
+        ),
+        (
+            "eth0:1",
+            "`eth0:1` is not an interface name: it contains `:`",
+        ),
+        (
+            "eth 1",
+            "`eth 1` is not an interface name: it contains whitespace",
+        ),
+        (
+            "eth\\u0000",
+            "`eth\\0` is not an interface name: it contains a control character",
+        ),
+    ];
+    for (name, message) in cases {
+        assert_error(
+            &interface(name, "10.0.0.1"),
+            "2:8 interface[0].name",
+            message,
+        );
+    }
+}
+
+#[test]
+fn duplicate_interface_name() {
+    let text = format!(
+        "{}{}",
+        interface("eth1", "10.0.0.1"),
+        interface("eth1", "10.0.1.1")
+    );
+    assert_error(
+        &text,
+        "5:8 interface[1].name",
+        "`eth1` is the name of interface[0].name already",
+    );
+}
+
+#[test]
+fn bad_interface_address() {
+    assert_error(
+        &interface("eth1", "10.0.0.300"),
+        "3:11 interface[0].address",
+        "`10.0.0.300` is not an IPv4 address",
+    );
+}
+
+#[test]
+fn interface_address_not_unicast() {
+    for address in ["0.0.0.0", "255.255.255.255", "224.0.0.5"] {
+        assert_error(
+            &interface("eth1", address),
+            "3:11 interface[0].address",
+            "not a unicast address",
+        );
+    }
+}
+
+#[test]
+fn duplicate_interface_address() {
+    let text = format!(
+        "{}{}",
+        interface("eth1", "10.0.0.1"),
+        interface("eth2", "10.0.0.1")
+    );
+    assert_error(
+        &text,
+        "6:11 interface[1].address",
+        "10.0.0.1 is the address of interface[0] already",
+    );
+}
+
+#[test]
+fn interface_without_address() {
+    assert_error(
+        "[[interface]]\nname = \"eth1\"\n",
+        "1:1 interface[0]",
+        "missing field `address`",
+    );
+}
+
+#[test]
+fn bad_listen_address() {
+    let cases = [
+        (
+            "localhost:9167",
+            "`localhost:9167` is not a socket address (IP:port",
+        ),
+        ("127.0.0.1", "`127.0.0.1` is not a socket address"),
+        (
+            "127.0.0.1:65536",
+            "`127.0.0.1:65536` is not a socket address",
+        ),
+        (
+            "224.0.0.1:9167",
+            "`224.0.0.1:9167` is not an address to listen on: 224.0.0.1 is not unicast",
+        ),
+        ("[ff02::1]:9167", "ff02::1 is not unicast"),
+        ("127.0.0.1:0", "`127.0.0.1:0` has port 0"),
+    ];
+    for (listen, message) in cases {
+        let text = format!("[control]\nlisten = \"{listen}\"\n");
+        assert_error(&text, "2:10 control.listen", message);
+    }
+}
+
+#[test]
+fn every_runtime_error_is_reported() {
+    let text = "\
+[dataplane]
+backend = \"xdp\"
+workers = 0
+
+[[interface]]
+name = \"a-very-long-name0\"
+address = \"10.0.0.0.1\"
+
+[[interface]]
+name = \"eth2\"
+address = \"10.0.1.1\"
+trusted = true
+
+[[interface]]
+name = \"eth2\"
+address = \"10.0.1.1\"
+
+[control]
+listen = \"9167\"
+
+[[scope]]
+name = \"a\"
+subnet = \"10.0.0.0/24\"
+interfaces = [\"eth3\"]
+";
+    let found: Vec<_> = errors(text)
+        .into_iter()
+        .map(|e| (e.line, e.column, e.key))
+        .collect();
+    let expected = [
+        (2, 11, "dataplane.backend"),
+        (3, 11, "dataplane.workers"),
+        (6, 8, "interface[0].name"),
+        (7, 11, "interface[0].address"),
+        (15, 8, "interface[2].name"),
+        (16, 11, "interface[2].address"),
+        (19, 10, "control.listen"),
+        (24, 15, "scope[0].interfaces[0]"),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(l, c, k)| (*l, *c, (*k).to_owned()))
+        .collect();
+    assert_eq!(found, expected);
 }
 
 // ---- All at once -----------------------------------------------------------------------------------

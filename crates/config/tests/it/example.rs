@@ -1,9 +1,11 @@
 //! `config/example.toml` parses and means what its comments say.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
-use peregrine_config::model::{AdminState, ClassMatch, LeaseTimes, ReservationKey};
+use peregrine_config::model::{
+    AdminState, Backend, ClassMatch, InterfaceConfig, LeaseTimes, ReservationKey,
+};
 
 fn load() -> peregrine_config::model::Config {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/example.toml");
@@ -157,6 +159,41 @@ fn scopes() {
     assert!(scopes[..4].iter().all(|s| s.state == AdminState::Active));
 }
 
+#[test]
+fn runtime() {
+    let config = load();
+    let r = &config.runtime;
+    assert_eq!((r.backend, r.workers), (Backend::AfPacket, 4));
+    assert_eq!(
+        r.interfaces,
+        [
+            // Relay-facing: in no scope's subnet, and the server identifier of scope bng-2.
+            InterfaceConfig {
+                name: "eth0".into(),
+                address: Ipv4Addr::new(192, 0, 2, 10),
+                trusted: false,
+            },
+            InterfaceConfig {
+                name: "eth1".into(),
+                address: Ipv4Addr::new(10, 200, 0, 1),
+                trusted: false,
+            },
+        ]
+    );
+    assert!(
+        config
+            .scopes
+            .iter()
+            .all(|s| !s.subnet.contains(r.interfaces[0].address))
+    );
+    assert_eq!(config.scopes[2].server_id, Some(r.interfaces[0].address));
+    // The lab LAN's interface lies in the lab scope, which lists it.
+    let lab = &config.scopes[3];
+    assert!(lab.subnet.contains(r.interfaces[1].address));
+    assert_eq!(lab.interfaces, [r.interfaces[1].name.as_str()]);
+    assert_eq!(r.control_listen, SocketAddr::from(([10, 255, 0, 10], 9167)));
+}
+
 /// Every key of the schema appears in the example, so that it documents them all.
 #[test]
 fn every_key_is_shown() {
@@ -165,6 +202,10 @@ fn every_key_is_shown() {
     )
     .unwrap();
     let schema = [
+        "backend",
+        "workers",
+        "trusted",
+        "listen",
         "authoritative",
         "match-client-id",
         "lease-time",

@@ -1,0 +1,408 @@
+//! A UDP socket on port 67, presented as frames.
+//!
+//! For hosts where raw frames are not wanted. `recvmmsg` receives a burst of datagrams, each
+//! straight into its buffer behind room for Ethernet, IPv4 and UDP headers; the backend writes
+//! synthetic headers there (the datagram's addresses and ports, from the socket address and
+//! `IP_PKTINFO`), so the dataplane sees the same frames as on a raw backend and nothing is
+//! copied. On transmit it reads the addresses back from the headers the dataplane wrote and
+//! sends every payload with one `sendmmsg`, choosing the outgoing interface and source address
+//! with `IP_PKTINFO`.
+//!
+//! What a socket cannot do: unicast to a client that has no address yet (the kernel would ARP
+//! for it in vain). A reply addressed to a client's hardware address is broadcast instead, as
+//! RFC 2131 section 4.1 allows.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::{FRAME_CAPACITY, RxFrame, RxQueue, TxQueue};
+
+/// Bytes of synthetic Ethernet, IPv4 and UDP header in front of each received payload.
+const HEADROOM: usize = 14 + 20 + 8;
+/// Stand-in MAC of the datagram's sender. A reply the dataplane addresses to this MAC goes to
+/// the datagram's source address; a reply to any other non-broadcast MAC is broadcast.
+pub const SENDER_MAC: [u8; 6] = [0x02, 0x50, 0x52, 0x47, 0x00, 0x01];
+const OUR_MAC: [u8; 6] = [0x02, 0x50, 0x52, 0x47, 0x00, 0x00];
+const CMSG_SPACE: usize = 64;
+
+/// The receive side.
+pub struct UdpRx {
+    fd: std::sync::Arc<OwnedFd>,
+    bufs: Vec<Vec<u8>>,
+    names: Vec<libc::sockaddr_in>,
+    controls: Vec<[u8; CMSG_SPACE]>,
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+/// The transmit side.
+pub struct UdpTx {
+    fd: std::sync::Arc<OwnedFd>,
+    bufs: Vec<Vec<u8>>,
+    queued: Vec<(usize, u32)>,
+    names: Vec<libc::sockaddr_in>,
+    controls: Vec<[u8; CMSG_SPACE]>,
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers inside the mmsghdr/iovec arrays point only into buffers owned by
+// the same struct; they are rebuilt before every syscall and never shared between threads.
+unsafe impl Send for UdpRx {}
+// SAFETY: as for `UdpRx`.
+unsafe impl Send for UdpTx {}
+
+fn check(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
+    } else {
+        Ok(ret)
+    }
+}
+
+fn set_opt(fd: libc::c_int, level: libc::c_int, name: libc::c_int, what: &str) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: `one` outlives the call and its size is passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const one).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check(r, what).map(|_| ())
+}
+
+/// Opens a non-blocking UDP socket bound to `bind:port` with `SO_BROADCAST` and `IP_PKTINFO`,
+/// and splits it into receive and transmit sides with `burst` buffers each.
+pub fn open(bind: Ipv4Addr, port: u16, burst: usize) -> io::Result<(UdpRx, UdpTx)> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let raw = check(
+        unsafe {
+            libc::socket(
+                libc::AF_INET,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        },
+        "socket",
+    )?;
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    set_opt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, "SO_REUSEADDR")?;
+    set_opt(raw, libc::SOL_SOCKET, libc::SO_BROADCAST, "SO_BROADCAST")?;
+    set_opt(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, "IP_PKTINFO")?;
+    let addr = sockaddr(bind, port);
+    // SAFETY: `addr` is a valid sockaddr_in of the size passed.
+    let r = unsafe {
+        libc::bind(
+            raw,
+            (&raw const addr).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    check(r, &format!("bind {bind}:{port}"))?;
+    let fd = std::sync::Arc::new(fd);
+    let burst = burst.max(1);
+    let rx = UdpRx {
+        fd: fd.clone(),
+        bufs: vec![vec![0; FRAME_CAPACITY]; burst],
+        // SAFETY: all-zero is a valid value of these plain C structs.
+        names: vec![unsafe { zeroed() }; burst],
+        controls: vec![[0; CMSG_SPACE]; burst],
+        iovs: vec![
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0
+            };
+            burst
+        ],
+        // SAFETY: as above.
+        msgs: vec![unsafe { zeroed() }; burst],
+    };
+    let tx = UdpTx {
+        fd,
+        bufs: vec![vec![0; FRAME_CAPACITY]; burst],
+        queued: Vec::with_capacity(burst),
+        // SAFETY: as above.
+        names: vec![unsafe { zeroed() }; burst],
+        controls: vec![[0; CMSG_SPACE]; burst],
+        iovs: vec![
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0
+            };
+            burst
+        ],
+        // SAFETY: as above.
+        msgs: vec![unsafe { zeroed() }; burst],
+    };
+    Ok((rx, tx))
+}
+
+fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// The `IP_PKTINFO` of a received message: interface index and header destination address.
+fn pktinfo(msg: &libc::msghdr) -> Option<(u32, Ipv4Addr)> {
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, bounded by
+    // msg_controllen; the payload is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
+                let info: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                let dst = Ipv4Addr::from(info.ipi_addr.s_addr.to_ne_bytes());
+                return Some((info.ipi_ifindex.cast_unsigned(), dst));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
+/// Writes Ethernet, IPv4 and UDP headers for a datagram of `len` bytes from `src` to `dst`.
+fn synthesize(buf: &mut [u8], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), len: usize) {
+    buf[0..6].copy_from_slice(&OUR_MAC);
+    buf[6..12].copy_from_slice(&SENDER_MAC);
+    buf[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip = &mut buf[14..34];
+    ip.fill(0);
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((20 + 8 + len) as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src.0.octets());
+    ip[16..20].copy_from_slice(&dst.0.octets());
+    let sum = ip_checksum(ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let udp = &mut buf[34..42];
+    udp[0..2].copy_from_slice(&src.1.to_be_bytes());
+    udp[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    udp[4..6].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+    // Zero: "no checksum". The kernel verified the datagram's checksum already.
+    udp[6..8].fill(0);
+}
+
+fn ip_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+impl RxQueue for UdpRx {
+    fn rx_burst(&mut self, max: usize, f: &mut dyn FnMut(RxFrame<'_>)) -> io::Result<usize> {
+        let n = max.min(self.bufs.len());
+        for i in 0..n {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i][HEADROOM..].as_mut_ptr().cast(),
+                iov_len: FRAME_CAPACITY - HEADROOM,
+            };
+            // SAFETY: all-zero is a valid msghdr; every pointer set below lives in `self`.
+            let mut h: libc::msghdr = unsafe { zeroed() };
+            h.msg_name = (&raw mut self.names[i]).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_iov = &raw mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = self.controls[i].as_mut_ptr().cast();
+            h.msg_controllen = CMSG_SPACE;
+            self.msgs[i] = libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            };
+        }
+        // SAFETY: `msgs[..n]` point into buffers owned by `self` that outlive the call.
+        let got = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                self.msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if got < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let got = got.unsigned_abs() as usize;
+        for i in 0..got {
+            let len = self.msgs[i].msg_len as usize;
+            let (ifindex, dst) =
+                pktinfo(&self.msgs[i].msg_hdr).unwrap_or((0, Ipv4Addr::UNSPECIFIED));
+            let name = self.names[i];
+            let src = (
+                Ipv4Addr::from(name.sin_addr.s_addr.to_ne_bytes()),
+                u16::from_be(name.sin_port),
+            );
+            let buf = &mut self.bufs[i];
+            synthesize(buf, src, (dst, 67), len);
+            f(RxFrame {
+                data: &buf[..HEADROOM + len],
+                ifindex,
+            });
+        }
+        Ok(got)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&raw mut p, 1, ms) };
+        if r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl TxQueue for UdpTx {
+    fn buffer(&mut self) -> Option<&mut [u8]> {
+        let i = self.queued.len();
+        self.bufs.get_mut(i).map(Vec::as_mut_slice)
+    }
+
+    fn queue(&mut self, len: usize, ifindex: u32) {
+        if self.queued.len() < self.bufs.len() {
+            self.queued.push((len.min(FRAME_CAPACITY), ifindex));
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<usize> {
+        let mut n = 0;
+        for (i, &(len, ifindex)) in self.queued.iter().enumerate() {
+            let Some(reply) = parse_reply(&self.bufs[i][..len]) else {
+                continue;
+            };
+            let src_ip = reply.src;
+            self.names[n] = sockaddr(reply.dst.0, reply.dst.1);
+            self.iovs[n] = libc::iovec {
+                iov_base: self.bufs[i][reply.payload_at..].as_mut_ptr().cast(),
+                iov_len: reply.payload_len,
+            };
+            let info = libc::in_pktinfo {
+                ipi_ifindex: ifindex.cast_signed(),
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(src_ip.octets()),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            let control = &mut self.controls[n];
+            // SAFETY: all-zero is a valid msghdr; the pointers set below live in `self`, and
+            // the control buffer has room for one IP_PKTINFO message.
+            let mut h: libc::msghdr = unsafe { zeroed() };
+            h.msg_name = (&raw mut self.names[n]).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_iov = &raw mut self.iovs[n];
+            h.msg_iovlen = 1;
+            h.msg_control = control.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE/CMSG_LEN are arithmetic on a constant size.
+            h.msg_controllen =
+                unsafe { libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) } as usize;
+            // SAFETY: the control buffer is CMSG_SPACE bytes, larger than one in_pktinfo message.
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(&raw const h);
+                (*c).cmsg_level = libc::IPPROTO_IP;
+                (*c).cmsg_type = libc::IP_PKTINFO;
+                (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+            }
+            self.msgs[n] = libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            };
+            n += 1;
+        }
+        self.queued.clear();
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: `msgs[..n]` point into buffers owned by `self` that outlive the call.
+        let sent = unsafe {
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                self.msgs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if sent < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(e),
+            };
+        }
+        Ok(sent.unsigned_abs() as usize)
+    }
+
+    fn pending(&self) -> usize {
+        self.queued.len()
+    }
+}
+
+/// Where a reply frame goes and where its payload lies.
+struct Reply {
+    dst: (Ipv4Addr, u16),
+    src: Ipv4Addr,
+    payload_at: usize,
+    payload_len: usize,
+}
+
+/// Reads a reply frame the dataplane wrote: Ethernet (tags allowed) + IPv4 + UDP.
+fn parse_reply(f: &[u8]) -> Option<Reply> {
+    let mut at = 12;
+    while matches!(f.get(at..at + 2)?, [0x81 | 0x91, 0x00] | [0x88, 0xa8]) {
+        at += 4;
+    }
+    if f.get(at..at + 2)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = f.get(at + 2..)?;
+    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
+    let src = Ipv4Addr::new(*ip.get(12)?, ip[13], ip[14], ip[15]);
+    let mut dst = Ipv4Addr::new(*ip.get(16)?, ip[17], ip[18], ip[19]);
+    let udp = ip.get(ihl..)?;
+    let port = u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]);
+    let len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?])).checked_sub(8)?;
+    let mac: [u8; 6] = f.get(0..6)?.try_into().ok()?;
+    if mac != SENDER_MAC && mac != [0xff; 6] {
+        // Addressed to a client's hardware address: it has no address yet, so broadcast.
+        dst = Ipv4Addr::BROADCAST;
+    }
+    let offset = at + 2 + ihl + 8;
+    (offset + len <= f.len()).then_some(Reply {
+        dst: (dst, port),
+        src,
+        payload_at: offset,
+        payload_len: len,
+    })
+}

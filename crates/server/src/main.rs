@@ -1,0 +1,77 @@
+//! `peregrine`: the DHCPv4 server process.
+//!
+//! Reads and validates the configuration, builds the engine, opens the packet I/O backend on
+//! each configured interface, runs the workers, and stops cleanly on SIGTERM or SIGINT. The
+//! DHCP logic lives in `peregrine-engine`, the per-frame work in `peregrine-dataplane`, the
+//! packet I/O in `peregrine-io`; this crate only wires them together.
+
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Peregrine: a DHCPv4 server for carrier networks.
+#[derive(Parser)]
+#[command(name = "peregrine", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Run {
+        /// Configuration file (TOML; see config/example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and report every error with its file, line, column and key.
+    CheckConfig {
+        /// Configuration file to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match peregrine_config::load(&file) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} scopes, {} classes, {} interfaces)",
+                    file.display(),
+                    config.scopes.len(),
+                    config.classes.len(),
+                    config.runtime.interfaces.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => {
+            init_logging();
+            match run::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PEREGRINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
