@@ -9,8 +9,8 @@
 //!   frames are not wanted. It presents datagrams as frames (synthetic Ethernet/IPv4/UDP
 //!   headers written in front of the payload, which is received in place) so the dataplane has
 //!   one path.
-//! - `afpacket`: `AF_PACKET` with a `TPACKET_V3` mmap RX ring, batched TX, `PACKET_FANOUT`.
-//! - `tap`: `/dev/net/tun` with `IFF_TAP | IFF_NO_PI`, multi-queue.
+//! - [`afpacket`]: `AF_PACKET` with a `TPACKET_V3` mmap RX ring, batched TX, `PACKET_FANOUT`.
+//! - [`tap`]: `/dev/net/tun` with `IFF_TAP | IFF_NO_PI`, multi-queue.
 //!
 //! A DPDK backend implements the same traits in `dpdk/`.
 //!
@@ -25,7 +25,13 @@
 
 use std::io;
 
+#[cfg(target_os = "linux")]
+pub mod afpacket;
 pub mod mem;
+#[cfg(target_os = "linux")]
+mod sys;
+#[cfg(target_os = "linux")]
+pub mod tap;
 #[cfg(target_os = "linux")]
 pub mod udp;
 
