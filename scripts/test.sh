@@ -45,9 +45,11 @@ CI=${CI:-} cargo test --workspace --locked
 # the shared harness's namespaces (../shared/harness, beside the repository in CI).
 harness="$(cd .. && pwd)/shared/harness"
 if [ -x "$harness/real-clients.sh" ]; then
-    echo "--- real clients through dhcrelay, UDP mode (shared harness)"
     cargo build --release --locked -p peregrine
-    "$harness/real-clients.sh" "$PWD/target/release/peregrine run --config $PWD/config/harness-udp.toml"
+    for config in harness.toml harness-udp.toml; do
+        echo "--- real clients through dhcrelay, config/$config (shared harness)"
+        "$harness/real-clients.sh" "$PWD/target/release/peregrine run --config $PWD/config/$config"
+    done
 else
     echo "--- $harness not found: the real-client run needs the shared harness beside the repository"
     [ -z "${CI:-}" ] || exit 1

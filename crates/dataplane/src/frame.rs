@@ -3,12 +3,13 @@
 use std::net::Ipv4Addr;
 
 use peregrine_engine::{Engine, InterfaceId, NextHop, RxMeta, Time, Verdict};
+use peregrine_io::RxFrame;
 use peregrine_wire::arp;
 use peregrine_wire::checksum;
 use peregrine_wire::dhcp::SERVER_PORT;
 use peregrine_wire::ethernet::{VlanTags, ethertype};
 use peregrine_wire::frame::{
-    Demuxed, L2, L3, UdpFrameHeaders, demux, write_ethernet, write_headers,
+    Demuxed, L2, L3, UdpFrameHeaders, demux_with, write_ethernet, write_headers,
 };
 use peregrine_wire::ipv4::{Ipv4Header, protocol};
 use peregrine_wire::{MacAddr, ethernet, ipv4, udp};
@@ -46,11 +47,11 @@ pub fn process(
     engine: &Engine,
     iface: &Interface,
     now: Time,
-    frame: &[u8],
+    frame: &RxFrame<'_>,
     tx: &mut [u8],
     stats: &WorkerStats,
 ) -> Processed {
-    let d = match demux(frame) {
+    let d = match demux_with(frame.data, !frame.checksum_pending) {
         Ok(d) => d,
         Err(e) => {
             stats.drop(Drop::Wire(e));

@@ -118,7 +118,7 @@ impl<R: RxQueue, T: TxQueue> Worker<R, T> {
                 return;
             }
             let Some(buf) = tx.buffer() else { return };
-            if let Processed::Reply(len) = process(engine, iface, now, frame.data, buf, stats) {
+            if let Processed::Reply(len) = process(engine, iface, now, &frame, buf, stats) {
                 tx.queue(len, iface.ifindex);
             }
         })?;

@@ -55,6 +55,9 @@ const BLOCK_FIRST: usize = offset_of!(libc::tpacket_block_desc, hdr)
 const FRAME_NEXT: usize = offset_of!(libc::tpacket3_hdr, tp_next_offset);
 const FRAME_SNAPLEN: usize = offset_of!(libc::tpacket3_hdr, tp_snaplen);
 const FRAME_LEN: usize = offset_of!(libc::tpacket3_hdr, tp_len);
+/// `linux/if_packet.h`: the transport checksum of a locally sent or offloaded frame is still
+/// to be computed (not in every libc version's constants).
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 const FRAME_STATUS: usize = offset_of!(libc::tpacket3_hdr, tp_status);
 const FRAME_MAC: usize = offset_of!(libc::tpacket3_hdr, tp_mac);
 const FRAME_VLAN_TCI: usize = offset_of!(libc::tpacket3_hdr, hv1.tp_vlan_tci);
@@ -450,6 +453,7 @@ impl RxQueue for AfPacketRx {
                         f(RxFrame {
                             data,
                             ifindex: self.ifindex,
+                            checksum_pending: frame.status & TP_STATUS_CSUMNOTREADY != 0,
                         });
                         n += 1;
                     }

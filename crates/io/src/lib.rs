@@ -45,6 +45,10 @@ pub struct RxFrame<'a> {
     pub data: &'a [u8],
     /// Index of the interface it arrived on (the OS ifindex; 0 where there is none).
     pub ifindex: u32,
+    /// The UDP/TCP checksum is not filled in yet: the frame was sent by this host or through
+    /// a virtual link with checksum offload (`TP_STATUS_CSUMNOTREADY`), so it cannot be verified
+    /// and must not be held against the frame.
+    pub checksum_pending: bool,
 }
 
 /// The receive side of one queue.

@@ -96,6 +96,7 @@ impl RxQueue for MemRx {
             f(RxFrame {
                 data: &data,
                 ifindex,
+                checksum_pending: false,
             });
         }
         Ok(n)

@@ -188,6 +188,7 @@ impl RxQueue for TapRx {
                     f(RxFrame {
                         data: &self.buffer[..len],
                         ifindex: self.ifindex,
+                        checksum_pending: false,
                     });
                     n += 1;
                 }

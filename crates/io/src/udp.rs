@@ -263,6 +263,7 @@ impl RxQueue for UdpRx {
             f(RxFrame {
                 data: &buf[..HEADROOM + len],
                 ifindex,
+                checksum_pending: false,
             });
         }
         Ok(got)

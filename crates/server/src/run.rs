@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use peregrine_config::model::{Backend, Config, InterfaceConfig};
 use peregrine_dataplane::{Interface, Worker, WorkerConfig, WorkerStats};
 use peregrine_engine::{Engine, EngineOptions};
+use peregrine_io::afpacket::{self, AfPacketConfig};
 use peregrine_io::{RxQueue, TxQueue};
 use peregrine_wire::MacAddr;
 
@@ -36,40 +37,11 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         signal_hook::flag::register(signal, quit.clone()).context("installing signal handlers")?;
     }
 
-    let stats: Vec<Arc<WorkerStats>> = Vec::new();
-    let mut handles = Vec::new();
-    let mut stats = stats;
-    match config.runtime.backend {
-        Backend::Udp => {
-            // One socket on port 67 receives for every interface; IP_PKTINFO tells them apart.
-            // A second socket would receive every broadcast again, so UDP mode runs one worker.
-            if config.runtime.workers > 1 {
-                tracing::warn!(
-                    "backend udp runs one worker; workers = {} ignored",
-                    config.runtime.workers
-                );
-            }
-            let queue = peregrine_io::udp::open(Ipv4Addr::UNSPECIFIED, 67, 32)
-                .context("opening UDP port 67")?;
-            let s = Arc::new(WorkerStats::default());
-            stats.push(s.clone());
-            handles.push(spawn(
-                "peregrine-udp",
-                &engine,
-                queue,
-                interfaces.clone(),
-                s,
-                true,
-                &quit,
-            )?);
-        }
-        Backend::AfPacket | Backend::Tap => {
-            bail!(
-                "backend {:?} is not wired into the server yet; use backend = \"udp\"",
-                config.runtime.backend
-            );
-        }
-    }
+    let Started {
+        handles,
+        stats,
+        quiet_kernel,
+    } = start_workers(&config, &engine, &interfaces, &quit)?;
     tracing::info!(
         scopes = config.scopes.len(),
         interfaces = interfaces.len(),
@@ -86,12 +58,100 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
             Err(_) => failed = Some(anyhow::anyhow!("a worker panicked")),
         }
     }
+    drop(quiet_kernel);
     let (rx, tx): (u64, u64) = stats
         .iter()
         .map(|s| (s.rx_frames.get(), s.tx_frames.get()))
         .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     tracing::info!(rx_frames = rx, tx_frames = tx, "peregrine stopped");
     failed.map_or(Ok(()), Err)
+}
+
+/// The running workers, their counters, and the socket that keeps the kernel quiet.
+struct Started {
+    handles: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
+    stats: Vec<Arc<WorkerStats>>,
+    quiet_kernel: Option<std::net::UdpSocket>,
+}
+
+/// Opens the configured backend on every interface and starts the workers.
+fn start_workers(
+    config: &Config,
+    engine: &Arc<Engine>,
+    interfaces: &[Interface],
+    quit: &Arc<AtomicBool>,
+) -> anyhow::Result<Started> {
+    let mut stats: Vec<Arc<WorkerStats>> = Vec::new();
+    let mut handles = Vec::new();
+    let mut quiet_kernel: Option<std::net::UdpSocket> = None;
+    match config.runtime.backend {
+        Backend::Udp => {
+            // One socket on port 67 receives for every interface; IP_PKTINFO tells them apart.
+            // A second socket would receive every broadcast again, so UDP mode runs one worker.
+            if config.runtime.workers > 1 {
+                tracing::warn!(
+                    "backend udp runs one worker; workers = {} ignored",
+                    config.runtime.workers
+                );
+            }
+            let queue = peregrine_io::udp::open(Ipv4Addr::UNSPECIFIED, 67, 32)
+                .context("opening UDP port 67")?;
+            let s = Arc::new(WorkerStats::default());
+            stats.push(s.clone());
+            handles.push(spawn(
+                "peregrine-udp",
+                engine,
+                queue,
+                interfaces.to_vec(),
+                s,
+                true,
+                quit,
+            )?);
+        }
+        Backend::AfPacket => {
+            // The kernel still owns these interfaces and sees every frame we do. A UDP/67
+            // socket that is never read keeps it from answering relays with ICMP port
+            // unreachable (and any other DHCP server from starting here); its buffer fills and
+            // the kernel drops its copies silently. ARP is answered twice, identically.
+            quiet_kernel = Some(
+                std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 67))
+                    .context("binding UDP/67 to keep the kernel quiet")?,
+            );
+            for (k, iface) in interfaces.iter().enumerate() {
+                let name = &config.runtime.interfaces[k].name;
+                // Fanout groups are per network namespace: mix in the pid so that two servers
+                // in one namespace do not join each other's group.
+                let group = ((std::process::id() as u16) << 4) ^ k as u16;
+                for w in 0..config.runtime.workers {
+                    let afp = AfPacketConfig {
+                        fanout_group: Some(group),
+                        ..AfPacketConfig::default()
+                    };
+                    let queue = afpacket::open(name, &afp)
+                        .with_context(|| format!("AF_PACKET on {name}"))?;
+                    let s = Arc::new(WorkerStats::default());
+                    stats.push(s.clone());
+                    let thread = format!("pg-{name}-{w}");
+                    let expiry = k == 0 && w == 0;
+                    handles.push(spawn(
+                        &thread,
+                        engine,
+                        queue,
+                        vec![iface.clone()],
+                        s,
+                        expiry,
+                        quit,
+                    )?);
+                }
+            }
+        }
+        Backend::Tap => bail!("backend tap is not wired into the server yet; use af-packet or udp"),
+    }
+    Ok(Started {
+        handles,
+        stats,
+        quiet_kernel,
+    })
 }
 
 fn spawn<R, T>(

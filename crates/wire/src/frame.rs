@@ -93,6 +93,13 @@ pub enum Demuxed<'a> {
 /// Refuses truncated headers, more than two VLAN tags, bad IPv4 header or UDP checksums
 /// ([`Error::Checksum`]) and IPv4 fragments ([`Error::Fragment`]). Never panics.
 pub fn demux(frame: &[u8]) -> Result<Demuxed<'_>> {
+    demux_with(frame, true)
+}
+
+/// [`demux`], verifying the UDP checksum only if `verify_udp_checksum`: a frame received from
+/// this host or a virtual link with checksum offload carries a checksum still to be computed
+/// (the receiving backend says so), and must not be dropped for it.
+pub fn demux_with(frame: &[u8], verify_udp_checksum: bool) -> Result<Demuxed<'_>> {
     let eth = EthernetFrame::new_checked(frame)?;
     let l2 = L2 {
         dst: eth.dst_addr(),
@@ -123,7 +130,7 @@ pub fn demux(frame: &[u8]) -> Result<Demuxed<'_>> {
             match l3.protocol {
                 protocol::UDP => {
                     let u = UdpPacket::new_checked(body)?;
-                    if !u.verify_checksum(l3.src, l3.dst) {
+                    if verify_udp_checksum && !u.verify_checksum(l3.src, l3.dst) {
                         return Err(Error::Checksum);
                     }
                     Ok(Demuxed::Udp {

@@ -19,6 +19,15 @@ use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, MessageType, op
 use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
 use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, build_udp_frame, demux};
 
+/// A frame as a backend hands it over, with a verifiable checksum.
+fn rx(data: &[u8]) -> peregrine_io::RxFrame<'_> {
+    peregrine_io::RxFrame {
+        data,
+        ifindex: 7,
+        checksum_pending: false,
+    }
+}
+
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
@@ -231,7 +240,7 @@ fn arp_for_our_address_is_answered_and_junk_is_counted() {
         (MacAddr::ZERO, SERVER),
     )
     .unwrap();
-    let Processed::Reply(len) = process(&engine, &i, 0, &frame, &mut tx, &stats) else {
+    let Processed::Reply(len) = process(&engine, &i, 0, &rx(&frame), &mut tx, &stats) else {
         panic!()
     };
     let Demuxed::Arp { l2, arp } = demux(&tx[..len]).unwrap() else {
@@ -256,19 +265,19 @@ fn arp_for_our_address_is_answered_and_junk_is_counted() {
     )
     .unwrap();
     assert_eq!(
-        process(&engine, &i, 0, &frame, &mut tx, &stats),
+        process(&engine, &i, 0, &rx(&frame), &mut tx, &stats),
         Processed::Nothing
     );
     // A truncated frame and a bad checksum are counted by reason.
     let good = relayed_discover(VlanTags::NONE, 1);
     assert_eq!(
-        process(&engine, &i, 0, &good[..20], &mut tx, &stats),
+        process(&engine, &i, 0, &rx(&good[..20]), &mut tx, &stats),
         Processed::Nothing
     );
     let mut bad = good.clone();
     *bad.last_mut().unwrap() ^= 0xff;
     assert_eq!(
-        process(&engine, &i, 0, &bad, &mut tx, &stats),
+        process(&engine, &i, 0, &rx(&bad), &mut tx, &stats),
         Processed::Nothing
     );
     let count =
@@ -292,7 +301,7 @@ fn handling_a_frame_allocates_nothing() {
     let n = allocations_during(|| {
         for f in &frames {
             assert!(matches!(
-                process(&engine, &i, 1_800_000_000, f, &mut tx, &stats),
+                process(&engine, &i, 1_800_000_000, &rx(f), &mut tx, &stats),
                 Processed::Reply(_)
             ));
         }
@@ -328,7 +337,7 @@ fn ping_to_our_address_gets_an_echo_reply() {
     icmp[8..].copy_from_slice(b"peregrin");
     let sum = peregrine_wire::checksum::checksum(icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let Processed::Reply(len) = process(&engine, &i, 0, &ping, &mut tx, &stats) else {
+    let Processed::Reply(len) = process(&engine, &i, 0, &rx(&ping), &mut tx, &stats) else {
         panic!()
     };
     let Demuxed::Icmp { l3, message, .. } = demux(&tx[..len]).unwrap() else {
@@ -343,4 +352,29 @@ fn ping_to_our_address_gets_an_echo_reply() {
     );
     assert_eq!(peregrine_wire::checksum::checksum(&message[..16]), 0);
     assert_eq!(stats.icmp_replies.get(), 1);
+}
+
+#[test]
+fn a_checksum_still_to_be_computed_is_not_held_against_the_frame() {
+    let engine = engine();
+    let stats = WorkerStats::default();
+    let i = iface(&engine);
+    let mut tx = vec![0u8; 1522];
+    let mut frame = relayed_discover(VlanTags::NONE, 9);
+    // What a veth peer with checksum offload delivers: the UDP checksum field not filled in.
+    let udp_checksum = 14 + 20 + 6;
+    frame[udp_checksum..udp_checksum + 2].copy_from_slice(&[0x12, 0x34]);
+    assert_eq!(
+        process(&engine, &i, 0, &rx(&frame), &mut tx, &stats),
+        Processed::Nothing
+    );
+    let pending = peregrine_io::RxFrame {
+        data: &frame,
+        ifindex: 7,
+        checksum_pending: true,
+    };
+    assert!(matches!(
+        process(&engine, &i, 0, &pending, &mut tx, &stats),
+        Processed::Reply(_)
+    ));
 }
