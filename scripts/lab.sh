@@ -63,10 +63,13 @@ ip netns exec pglab-rly dhcrelay -4 -d -a -id r-c1 -iu r-up 10.250.0.1 > "$work/
 pids+=($!)
 sleep 1
 
+failed=0
 echo "--- dhclient behind the relay (option 82 added by dhcrelay)"
-timeout 20 ip netns exec pglab-c1 dhclient -4 -1 -v -lf "$work/dhclient.leases" -pf "$work/dhclient.pid" c1 2>&1 | grep -E "DHCPOFFER|DHCPACK|bound to" || true
+timeout 20 ip netns exec pglab-c1 dhclient -4 -1 -v -lf "$work/dhclient.leases" -pf "$work/dhclient.pid" c1 > "$work/dhclient.log" 2>&1 || failed=1
+grep -E "DHCPOFFER|DHCPACK|bound to" "$work/dhclient.log" || failed=1
 echo "--- udhcpc on the directly attached segment (lab1)"
-timeout 20 ip netns exec pglab-c2 busybox udhcpc -i c2 -n -q -t 5 -s /bin/true 2>&1 | grep -iE "lease|obtained|sending" || true
+timeout 20 ip netns exec pglab-c2 busybox udhcpc -i c2 -n -q -t 5 -s /bin/true > "$work/udhcpc.log" 2>&1 || failed=1
+grep -E "obtained" "$work/udhcpc.log" || failed=1
 
 echo "--- addresses the clients hold"
 ip -n pglab-c1 -4 -o addr show dev c1 | awk '{print "pglab-c1 c1:", $4}'
@@ -74,3 +77,8 @@ grep -E "fixed-address|routers|domain-name |dhcp-server-identifier|agent" "$work
 echo "--- server log"
 kill -TERM "${pids[0]}"; sleep 1
 cat "$work/server.log"
+if [ "$failed" -ne 0 ]; then
+    echo "lab: a client got no lease (logs in $work)" >&2
+    exit 1
+fi
+echo "lab: both clients leased"

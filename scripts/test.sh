@@ -54,3 +54,7 @@ else
     echo "--- $harness not found: the real-client run needs the shared harness beside the repository"
     [ -z "${CI:-}" ] || exit 1
 fi
+
+# The README's run command, which also checks that both of its clients got a lease.
+echo "--- the README's lab (scripts/lab.sh)"
+scripts/lab.sh
