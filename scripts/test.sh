@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use as independent peers and dissectors: tshark, and the real
 # DHCP clients and relay of the end-to-end run.
-packages=(tshark isc-dhcp-relay isc-dhcp-client udhcpc busybox iproute2 nftables)
+packages=(tshark isc-dhcp-relay isc-dhcp-client udhcpc busybox iproute2 nftables kea-admin)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,6 +49,8 @@ if [ -x "$harness/real-clients.sh" ]; then
     for config in harness.toml harness-udp.toml; do
         echo "--- real clients through dhcrelay, config/$config (shared harness)"
         "$harness/real-clients.sh" "$PWD/target/release/peregrine run --config $PWD/config/$config"
+        echo "--- perfdhcp DORA at 2000/s, config/$config"
+        scripts/perfdhcp-check.sh "config/$config" 2000
     done
 else
     echo "--- $harness not found: the real-client run needs the shared harness beside the repository"
