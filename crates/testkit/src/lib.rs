@@ -1,9 +1,12 @@
 //! Test support shared by Peregrine's crates; never a dependency of shipped code.
 //!
 //! [`CountingAllocator`] proves hot paths allocate nothing: a test binary installs it as its
-//! global allocator and wraps the code under test in [`allocations_during`].
+//! global allocator and wraps the code under test in [`allocations_during`]. [`netns::Netns`]
+//! gives a test its own network namespace, removed when the test ends.
 // A global allocator can only be written with `unsafe impl GlobalAlloc`.
 #![allow(unsafe_code)]
+
+pub mod netns;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -6,8 +6,8 @@ use peregrine_io::afpacket::{self, AfPacketConfig, AfPacketRx, AfPacketRxStats, 
 use peregrine_io::{RxQueue, TxQueue};
 use peregrine_testkit::allocations_during;
 
-use crate::netns::Netns;
 use crate::{frame, receive, receive_any, send, seq, stray, tagged};
+use peregrine_testkit::netns::Netns;
 
 /// A namespace with a veth pair; `None` when the test must skip.
 fn link(test: &str) -> Option<Netns> {

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod afpacket;
-mod netns;
 mod tap;
 
 use std::time::{Duration, Instant};

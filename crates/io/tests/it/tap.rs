@@ -6,8 +6,8 @@ use peregrine_io::tap::{self, Tap, TapConfig};
 use peregrine_io::{RxQueue, TxQueue};
 use peregrine_testkit::allocations_during;
 
-use crate::netns::Netns;
 use crate::{frame, receive, receive_any, send, seq};
+use peregrine_testkit::netns::Netns;
 
 /// A namespace with the TAP device `t0` up, and a peer socket on it; `None` when the test
 /// must skip.

@@ -1,7 +1,8 @@
-//! A network namespace per test, deleted on drop (also when the test fails), and a way to
-//! open sockets and devices inside it.
-// Entering a namespace is setns(2), and only root may create one (geteuid(2)).
-#![allow(unsafe_code)]
+//! A network namespace per test, deleted on drop (also when the test fails), and ways to
+//! open sockets and devices and run programs inside it.
+//!
+//! Test support: a setup step that fails panics, which fails the test that asked for it.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -12,21 +13,22 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A network namespace named after this process and a counter, so parallel tests and
 /// parallel runs never share one.
-pub(crate) struct Netns {
+pub struct Netns {
     name: String,
 }
 
 impl Netns {
     /// A fresh namespace with IPv6 off (so the kernel sends no router solicitations or MLD
     /// reports of its own), or `None` with a message if the test cannot run: it needs root.
-    pub(crate) fn new(test: &str) -> Option<Self> {
+    #[must_use]
+    pub fn new(test: &str) -> Option<Self> {
         // SAFETY: geteuid(2) takes nothing and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipping {test}: network namespaces need root");
             return None;
         }
         let name = format!(
-            "pgio-{}-{}",
+            "pg-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
@@ -47,22 +49,34 @@ impl Netns {
         Some(ns)
     }
 
+    /// The namespace's name, for `ip netns exec` and `/run/netns`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A command that runs `program` inside the namespace (`ip netns exec`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
     /// Runs `ip -n <namespace> <args>`, failing the test if it fails.
-    pub(crate) fn ip(&self, args: &str) {
+    pub fn ip(&self, args: &str) {
         let mut all = vec!["-n", &self.name];
         all.extend(args.split_whitespace());
         run("ip", &all);
     }
 
     /// A veth pair `a`–`b` in the namespace, both ends up.
-    pub(crate) fn veth(&self, a: &str, b: &str) {
+    pub fn veth(&self, a: &str, b: &str) {
         self.ip(&format!("link add name {a} type veth peer name {b}"));
         self.ip(&format!("link set {a} up"));
         self.ip(&format!("link set {b} up"));
     }
 
     /// The MAC address of `interface`, as `ip` reports it.
-    pub(crate) fn mac(&self, interface: &str) -> [u8; 6] {
+    pub fn mac(&self, interface: &str) -> [u8; 6] {
         let out = Command::new("ip")
             .args(["-n", &self.name, "-br", "link", "show", interface])
             .output()
@@ -78,7 +92,7 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered the namespace. Sockets and devices keep the
     /// namespace they were opened in, so what `f` opens can be used from any thread.
-    pub(crate) fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+    pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let file = File::open(format!("/run/netns/{}", self.name)).unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
