@@ -1,0 +1,238 @@
+//! The `peregrine` process, end to end, in a network namespace of its own (needs root):
+//! tagged and untagged DISCOVERs get OFFERs with the same tags, malformed frames leave it
+//! serving, and SIGTERM stops it cleanly.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::Ipv4Addr;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use peregrine_io::afpacket::{self, AfPacketConfig};
+use peregrine_io::{RxQueue, TxQueue};
+use peregrine_testkit::netns::Netns;
+use peregrine_wire::MacAddr;
+use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, FLAG_BROADCAST, MessageType};
+use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
+use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, build_udp_frame, demux};
+
+const CONFIG: &str = r#"
+[dataplane]
+backend = "af-packet"
+
+[[interface]]
+name = "srv0"
+address = "10.77.0.1"
+
+[[scope]]
+name = "lan"
+subnet = "10.77.0.0/24"
+interfaces = ["srv0"]
+
+[[scope.pool]]
+range = "10.77.0.100 - 10.77.0.199"
+"#;
+
+/// The server process, stopped with SIGTERM on drop if the test did not stop it.
+struct Server(Option<Child>);
+
+impl Server {
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.0.take().unwrap();
+        // SIGTERM, as an operator's service manager sends it.
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "peregrine did not stop within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn discover(mac: [u8; 6], xid: u32, vlans: VlanTags) -> Vec<u8> {
+    let mut msg = [0u8; 600];
+    let mut w = DhcpWriter::new(&mut msg, 600).unwrap();
+    let mut chaddr = [0u8; 16];
+    chaddr[..6].copy_from_slice(&mac);
+    w.header(&BootpHeader {
+        op: 1,
+        htype: 1,
+        hlen: 6,
+        hops: 0,
+        xid,
+        secs: 0,
+        flags: FLAG_BROADCAST,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        yiaddr: Ipv4Addr::UNSPECIFIED,
+        siaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: Ipv4Addr::UNSPECIFIED,
+        chaddr,
+    });
+    w.message_type(MessageType::Discover).unwrap();
+    let len = w.finish().unwrap();
+    let h = UdpFrameHeaders {
+        dst_mac: MacAddr::BROADCAST,
+        src_mac: MacAddr(mac),
+        vlans,
+        src_ip: Ipv4Addr::UNSPECIFIED,
+        dst_ip: Ipv4Addr::BROADCAST,
+        src_port: 68,
+        dst_port: 67,
+        ttl: 64,
+    };
+    let mut frame = vec![0u8; 1600];
+    let n = build_udp_frame(&mut frame, &h, |p| {
+        p[..len].copy_from_slice(&msg[..len]);
+        Ok(len)
+    })
+    .unwrap();
+    frame.truncate(n);
+    frame
+}
+
+/// Collects OFFERs (by xid: tags and yiaddr) arriving on `rx` until `want` came or 5 s passed.
+fn offers(rx: &mut impl RxQueue, want: usize) -> Vec<(u32, VlanTags, Ipv4Addr)> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < want && Instant::now() < deadline {
+        rx.rx_burst(32, &mut |f| {
+            if let Ok(Demuxed::Udp {
+                l2,
+                dst_port: 68,
+                payload,
+                ..
+            }) = demux(f.data)
+                && let Ok(m) = DhcpMessage::parse(payload)
+                && m.message_type() == Some(MessageType::Offer)
+            {
+                got.push((m.packet().xid(), l2.vlans, m.packet().yiaddr()));
+            }
+        })
+        .unwrap();
+        rx.wait(Duration::from_millis(20)).unwrap();
+    }
+    got
+}
+
+#[test]
+fn tagged_clients_get_tagged_replies_and_bad_frames_leave_the_server_serving() {
+    let Some(ns) = Netns::new("server_end_to_end") else {
+        return;
+    };
+    ns.veth("srv0", "cli0");
+    ns.ip("addr add 10.77.0.1/24 dev srv0");
+    let dir = std::env::temp_dir().join(format!("peregrine-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("e2e.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let child = ns
+        .command(env!("CARGO_BIN_EXE_peregrine"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server(Some(child));
+    let (mut rx, mut tx) = ns
+        .enter(|| afpacket::open("cli0", &AfPacketConfig::default()))
+        .unwrap();
+    let mac = [2, 0, 0, 0x77, 0, 1];
+    let send = |tx: &mut afpacket::AfPacketTx, frame: &[u8]| {
+        let buf = tx.buffer().unwrap();
+        buf[..frame.len()].copy_from_slice(frame);
+        tx.queue(frame.len(), 0);
+        tx.flush().unwrap();
+    };
+
+    // The server needs a moment to open its sockets: retry the untagged DISCOVER until answered.
+    let start = Instant::now();
+    let first = loop {
+        send(&mut tx, &discover(mac, 1, VlanTags::NONE));
+        let o = offers(&mut rx, 1);
+        if !o.is_empty() {
+            break o[0];
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no OFFER within 10 s"
+        );
+    };
+    assert_eq!(first.1, VlanTags::NONE);
+
+    let dot1q = VlanTags::single(VlanTag::new(ethertype::VLAN, 100, 0));
+    let qinq = VlanTags::double(
+        VlanTag::new(ethertype::QINQ, 200, 0),
+        VlanTag::new(ethertype::VLAN, 10, 0),
+    );
+    send(&mut tx, &discover([2, 0, 0, 0x77, 0, 2], 2, dot1q));
+    send(&mut tx, &discover([2, 0, 0, 0x77, 0, 3], 3, qinq));
+    let mut got = offers(&mut rx, 2);
+    got.sort_by_key(|o| o.0);
+    assert_eq!(
+        got.iter().map(|o| (o.0, o.1)).collect::<Vec<_>>(),
+        [(2, dot1q), (3, qinq)]
+    );
+
+    // Malformed frames: truncated, bad UDP checksum, an IPv4 fragment, broken options, oversize.
+    // (Zero bytes after the IPv4 length are Ethernet padding, not an error.)
+    let good = discover([2, 0, 0, 0x77, 0, 4], 4, VlanTags::NONE);
+    let mut bad_checksum = good.clone();
+    *bad_checksum.last_mut().unwrap() ^= 0x55;
+    let mut fragment = good.clone();
+    fragment[14 + 6] = 0x20;
+    let mut bad_options = good.clone();
+    let opt_at = 14 + 20 + 8 + 240;
+    bad_options[opt_at + 1] = 250; // option 53's length runs past the message
+    let udp_len = 14 + 20 + 6;
+    bad_options[udp_len..udp_len + 2].fill(0); // no UDP checksum, so only the options are wrong
+    // Oversize: a full-size frame whose IPv4 header claims more than the frame carries.
+    let mut oversize = good.clone();
+    oversize.resize(1514, 0);
+    oversize[14 + 2..14 + 4].copy_from_slice(&1600u16.to_be_bytes());
+    oversize[14 + 10..14 + 12].fill(0);
+    let sum = peregrine_wire::checksum::checksum(&oversize[14..34]);
+    oversize[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
+    for f in [
+        &good[..30],
+        &bad_checksum[..],
+        &fragment[..],
+        &bad_options[..],
+        &oversize[..],
+    ] {
+        send(&mut tx, f);
+    }
+    send(&mut tx, &good);
+    let after = offers(&mut rx, 1);
+    assert_eq!(
+        after.iter().map(|o| o.0).collect::<Vec<_>>(),
+        [4],
+        "still serving after bad frames"
+    );
+    assert!(
+        server.0.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "server still running"
+    );
+
+    let status = server.stop();
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    std::fs::remove_dir_all(&dir).ok();
+}
