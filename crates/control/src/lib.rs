@@ -1,1 +1,150 @@
-//! x
+//! The control plane: Prometheus metrics, a health check and a read-only admin API, served over
+//! HTTP/1.1 from one thread.
+//!
+//! `peregrine-control` owns that thread and what it serves:
+//!
+//! - `GET /metrics`: the Prometheus text exposition. Worker counters ([`WorkerStats`]) are read
+//!   and summed at scrape time and pool gauges come from [`Engine::pool_stats`], so the packet
+//!   path never touches a shared atomic or a registry.
+//! - `GET /healthz`: `200 ok` while the thread serves.
+//! - `GET /v1/pools`: pool utilisation as JSON.
+//! - `GET /v1/leases/{ip}`: the binding of one address as JSON.
+//!
+//! It must not slow the workers: it takes no lock a worker waits on other than the engine's
+//! shard locks, briefly, through the engine's own accessors; it changes no binding; and tokio
+//! stays inside its thread (a current-thread runtime), so workers never see an async runtime.
+//! It does not decide DHCP (that is `peregrine-engine`) and does not count packets (that is
+//! `peregrine-dataplane`).
+
+mod api;
+mod metrics;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use peregrine_dataplane::WorkerStats;
+use peregrine_engine::Engine;
+use tokio::sync::oneshot;
+
+/// What the control plane reports on.
+#[derive(Debug, Clone)]
+pub struct ControlSources {
+    /// The engine every worker shares: pool gauges and lease lookups.
+    pub engine: Arc<Engine>,
+    /// Every worker's counters, in worker order (the `worker` label is the index).
+    pub workers: Vec<Arc<WorkerStats>>,
+    /// When the server started, for `peregrine_uptime_seconds`. Monotonic, so a wall-clock
+    /// step does not make the uptime jump or go negative.
+    pub started: Instant,
+}
+
+/// The running control plane. [`Control::shutdown`] stops it and joins its thread; dropping it
+/// does the same but discards the thread's result.
+#[derive(Debug)]
+pub struct Control {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+/// Binds `listen` and starts the control-plane thread serving `sources`.
+///
+/// Everything that can fail (binding, building the runtime, registering metrics, starting the
+/// thread) fails here, before the thread runs; bind errors name the address.
+pub fn spawn(listen: SocketAddr, sources: ControlSources) -> io::Result<Control> {
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("control plane: cannot listen on {listen}: {e}"),
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    let local_addr = listener.local_addr()?;
+    // The timer is needed by the server itself: it backs off with a sleep when `accept` fails
+    // (out of file descriptors, say).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let listener = {
+        // Registering the socket with the reactor needs the runtime's context.
+        let _context = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    // Scope names are fixed when the engine is built; every scope that can hold a binding has
+    // a pool, so the pool list names them all.
+    let scope_names: HashMap<_, _> = sources
+        .engine
+        .pool_stats()
+        .into_iter()
+        .map(|p| (p.scope, p.scope_name))
+        .collect();
+    let collector =
+        metrics::StatsCollector::new(sources.engine.clone(), sources.workers, sources.started)
+            .map_err(io::Error::other)?;
+    let registry = prometheus::Registry::new();
+    registry
+        .register(Box::new(collector))
+        .map_err(io::Error::other)?;
+    let app = api::router(Arc::new(api::ApiState {
+        registry,
+        engine: sources.engine,
+        scope_names,
+    }));
+    let (stop, stopped) = oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("peregrine-control".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    served = axum::serve(listener, app).into_future() => served,
+                    // A dropped sender stops the server as well as a sent message.
+                    _ = stopped => Ok(()),
+                }
+            })
+            // Dropping the runtime here cancels the connections still open: requests in flight
+            // are cut rather than awaited, so shutdown is bounded whatever the clients do.
+        })?;
+    Ok(Control {
+        local_addr,
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
+
+impl Control {
+    /// The address the control plane listens on (with the port the system chose, if `listen`
+    /// asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops serving, closes the listening socket and open connections, and joins the thread.
+    /// Returns the server's error if it failed, or an error if the thread panicked.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            // An error means the thread has already ended; joining reports why.
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(served)) => served,
+            Some(Err(_panic)) => Err(io::Error::other("control-plane thread panicked")),
+        }
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        // Nobody is left to report to; `shutdown` is the way to see the result.
+        let _ = self.stop_and_join();
+    }
+}

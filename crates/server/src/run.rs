@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, bail};
 use peregrine_config::model::{Backend, Config, InterfaceConfig};
+use peregrine_control::ControlSources;
 use peregrine_dataplane::{Interface, Worker, WorkerConfig, WorkerStats};
 use peregrine_engine::{Engine, EngineOptions};
 use peregrine_io::afpacket::{self, AfPacketConfig};
@@ -37,11 +38,19 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         signal_hook::flag::register(signal, quit.clone()).context("installing signal handlers")?;
     }
 
+    let started = std::time::Instant::now();
     let Started {
         handles,
         stats,
         quiet_kernel,
     } = start_workers(&config, &engine, &interfaces, &quit)?;
+    let sources = ControlSources {
+        engine: engine.clone(),
+        workers: stats.clone(),
+        started,
+    };
+    let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
+    tracing::info!(listen = %control.local_addr(), "control plane: /metrics /healthz /v1/pools /v1/leases/IP");
     tracing::info!(
         scopes = config.scopes.len(),
         interfaces = interfaces.len(),
@@ -59,6 +68,9 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         }
     }
     drop(quiet_kernel);
+    if let Err(e) = control.shutdown() {
+        tracing::warn!("control plane: {e}");
+    }
     let (rx, tx): (u64, u64) = stats
         .iter()
         .map(|s| (s.rx_frames.get(), s.tx_frames.get()))

@@ -18,7 +18,7 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// A fresh namespace with IPv6 off (so the kernel sends no router solicitations or MLD
+    /// A fresh namespace with loopback up and IPv6 off (so the kernel sends no router solicitations or MLD
     /// reports of its own), or `None` with a message if the test cannot run: it needs root.
     #[must_use]
     pub fn new(test: &str) -> Option<Self> {
@@ -34,6 +34,8 @@ impl Netns {
         );
         run("ip", &["netns", "add", &name]);
         let ns = Self { name };
+        // Loopback up, as on any host: servers bind their control sockets to 127.0.0.1.
+        ns.ip("link set lo up");
         run(
             "ip",
             &[

@@ -1,1 +1,545 @@
-fn main(){}
+//! The control plane over loopback HTTP: counters from real frames through real workers, pool
+//! gauges, lease lookups, health, and shutdown.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use peregrine_config::model::{
+    AdminState, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Runtime, Scope, ServerSettings,
+};
+use peregrine_control::{Control, ControlSources, spawn};
+use peregrine_dataplane::{DROP_LABELS, Interface, Worker, WorkerConfig, WorkerStats};
+use peregrine_engine::{Engine, EngineOptions};
+use peregrine_io::mem;
+use peregrine_wire::MacAddr;
+use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, MessageType, opt, relay};
+use peregrine_wire::ethernet::VlanTags;
+use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, build_udp_frame, demux};
+use serde_json::Value;
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+const SERVER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+const RELAY: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1);
+const RELAY_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xfe]);
+const NOW: u64 = 1_800_000_000;
+const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// Two scopes: "direct" on eth0 (100 addresses) and "relayed" behind 10.201.0.1 (256).
+fn engine() -> Arc<Engine> {
+    let lease = LeaseTimes {
+        valid: 3600,
+        renew: 1800,
+        rebind: 3150,
+    };
+    let scope = |name: &str, net: [u8; 4], prefix, first: [u8; 4], last: [u8; 4]| Scope {
+        name: name.into(),
+        subnet: Ipv4Net {
+            addr: net.into(),
+            prefix,
+        },
+        pools: vec![Pool {
+            first: first.into(),
+            last: last.into(),
+            classes: vec![],
+        }],
+        relay_addresses: vec![],
+        interfaces: vec![],
+        shared_network: None,
+        server_id: None,
+        lease,
+        authoritative: true,
+        match_client_id: true,
+        state: AdminState::Active,
+        options: OptionSet::default(),
+        reservations: vec![],
+    };
+    let mut direct = scope(
+        "direct",
+        [10, 200, 0, 0],
+        24,
+        [10, 200, 0, 100],
+        [10, 200, 0, 199],
+    );
+    direct.interfaces = vec!["eth0".into()];
+    let config = Config {
+        server: ServerSettings {
+            authoritative: true,
+            match_client_id: true,
+            lease,
+            offer_hold: 10,
+            decline_probation: 600,
+            cache_threshold: 0.25,
+            stash_agent_options: true,
+            options: OptionSet::default(),
+        },
+        classes: vec![],
+        scopes: vec![
+            direct,
+            scope(
+                "relayed",
+                [10, 201, 0, 0],
+                16,
+                [10, 201, 1, 0],
+                [10, 201, 1, 255],
+            ),
+        ],
+        runtime: Runtime::default(),
+    };
+    Arc::new(Engine::new(&config, EngineOptions::default()).unwrap())
+}
+
+fn client_mac(n: u8) -> [u8; 6] {
+    [2, 0xcc, 0, 0, 0, n]
+}
+
+/// A DHCP message from client `n` as the relay puts it on the wire.
+fn relayed(kind: MessageType, n: u8, requested: Option<Ipv4Addr>) -> Vec<u8> {
+    let mut msg = [0u8; 600];
+    let mut w = DhcpWriter::new(&mut msg, 600).unwrap();
+    let mut chaddr = [0u8; 16];
+    chaddr[..6].copy_from_slice(&client_mac(n));
+    w.header(&BootpHeader {
+        op: 1,
+        htype: 1,
+        hlen: 6,
+        hops: 1,
+        xid: u32::from(n),
+        secs: 0,
+        flags: 0,
+        ciaddr: Ipv4Addr::UNSPECIFIED,
+        yiaddr: Ipv4Addr::UNSPECIFIED,
+        siaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: RELAY,
+        chaddr,
+    });
+    w.message_type(kind).unwrap();
+    if let Some(a) = requested {
+        w.option_ipv4(opt::REQUESTED_IP, a).unwrap();
+        w.option_ipv4(opt::SERVER_ID, SERVER).unwrap();
+    }
+    let mut rai = [0u8; 32];
+    let k = relay::write_sub_options(&mut rai, &[(relay::sub::CIRCUIT_ID, b"olt-1/1")]).unwrap();
+    w.option(opt::RELAY_AGENT_INFO, &rai[..k]).unwrap();
+    let len = w.finish().unwrap();
+    let h = UdpFrameHeaders {
+        dst_mac: SERVER_MAC,
+        src_mac: RELAY_MAC,
+        vlans: VlanTags::NONE,
+        src_ip: RELAY,
+        dst_ip: SERVER,
+        src_port: 67,
+        dst_port: 67,
+        ttl: 63,
+    };
+    let mut frame = vec![0u8; 1600];
+    let n = build_udp_frame(&mut frame, &h, |p| {
+        p[..len].copy_from_slice(&msg[..len]);
+        Ok(len)
+    })
+    .unwrap();
+    frame.truncate(n);
+    frame
+}
+
+/// A worker on an in-memory port, as the server runs one per core.
+struct Lab {
+    peer: mem::MemPeer,
+    worker: Worker<mem::MemRx, mem::MemTx>,
+    stats: Arc<WorkerStats>,
+}
+
+impl Lab {
+    fn new(engine: &Arc<Engine>) -> Lab {
+        let (peer, rx, tx) = mem::port(32);
+        let stats = Arc::new(WorkerStats::default());
+        let iface = Interface {
+            ifindex: 7,
+            mac: SERVER_MAC,
+            addr: SERVER,
+            engine_id: engine.interface("eth0"),
+            trusted: false,
+        };
+        let worker = Worker::new(
+            engine.clone(),
+            (rx, tx),
+            vec![iface],
+            stats.clone(),
+            WorkerConfig::default(),
+        );
+        Lab {
+            peer,
+            worker,
+            stats,
+        }
+    }
+
+    /// Injects `frame`, runs the worker once, and returns the DHCP replies it sent.
+    fn exchange(&mut self, frame: &[u8]) -> Vec<(MessageType, Ipv4Addr)> {
+        self.peer.inject(frame, 7);
+        self.worker.poll(NOW).unwrap();
+        self.worker.flush().unwrap();
+        self.peer
+            .sent()
+            .iter()
+            .map(|(f, _)| {
+                let Demuxed::Udp { payload, .. } = demux(f).unwrap() else {
+                    panic!("not a DHCP reply")
+                };
+                let m = DhcpMessage::parse(payload).unwrap();
+                (m.message_type().unwrap(), m.packet().yiaddr())
+            })
+            .collect()
+    }
+
+    /// DISCOVER, then REQUEST of the address offered: returns the address acknowledged.
+    fn lease(&mut self, n: u8) -> Ipv4Addr {
+        let offer = self.exchange(&relayed(MessageType::Discover, n, None));
+        assert_eq!(offer.len(), 1);
+        assert_eq!(offer[0].0, MessageType::Offer);
+        let ack = self.exchange(&relayed(MessageType::Request, n, Some(offer[0].1)));
+        assert_eq!(ack, vec![(MessageType::Ack, offer[0].1)]);
+        offer[0].1
+    }
+}
+
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+fn get(control: &Control, path: &str) -> Reply {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut r = agent
+        .get(format!("http://{}{path}", control.local_addr()))
+        .call()
+        .unwrap();
+    Reply {
+        status: r.status().as_u16(),
+        content_type: r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default(),
+        body: r.body_mut().read_to_string().unwrap(),
+    }
+}
+
+fn json(reply: &Reply) -> Value {
+    assert_eq!(reply.content_type, "application/json");
+    serde_json::from_str(&reply.body).unwrap()
+}
+
+/// A sample's identity: metric name and its labels, sorted by label name.
+type Series = (String, BTreeMap<String, String>);
+
+/// Parses the text exposition into samples, checking that every sample's family has HELP and
+/// TYPE lines before it.
+fn parse(text: &str) -> BTreeMap<Series, String> {
+    let mut described = Vec::new();
+    let mut samples = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut words = rest.splitn(3, ' ');
+            let (kind, name) = (words.next().unwrap(), words.next().unwrap());
+            assert!(!words.next().unwrap().is_empty(), "{line}");
+            described.push((kind.to_owned(), name.to_owned()));
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            None => (series, BTreeMap::new()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').unwrap();
+                let labels = body
+                    .split(',')
+                    .map(|pair| {
+                        let (k, v) = pair.split_once('=').unwrap();
+                        let v = v.strip_prefix('"').unwrap().strip_suffix('"').unwrap();
+                        (k.to_owned(), v.to_owned())
+                    })
+                    .collect();
+                (name, labels)
+            }
+        };
+        for kind in ["HELP", "TYPE"] {
+            assert!(
+                described.contains(&(kind.to_owned(), name.to_owned())),
+                "no {kind} for {name}"
+            );
+        }
+        let previous = samples.insert((name.to_owned(), labels), value.to_owned());
+        assert!(previous.is_none(), "duplicate sample {line}");
+    }
+    samples
+}
+
+/// The value of a sample, as written.
+fn raw<'a>(samples: &'a BTreeMap<Series, String>, name: &str, labels: &[(&str, &str)]) -> &'a str {
+    let key = (
+        name.to_owned(),
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    );
+    samples
+        .get(&key)
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+}
+
+/// The value of a sample whose value is a count (written as an integer).
+fn sample(samples: &BTreeMap<Series, String>, name: &str, labels: &[(&str, &str)]) -> u64 {
+    raw(samples, name, labels).parse().unwrap()
+}
+
+/// Two workers that have seen traffic, and a control plane over them.
+fn serve() -> (Control, Vec<Ipv4Addr>, [Arc<WorkerStats>; 2]) {
+    let engine = engine();
+    let mut a = Lab::new(&engine);
+    let mut b = Lab::new(&engine);
+    // Worker 0: a full lease and a truncated frame. Worker 1: a full lease, and a DISCOVER
+    // whose offer is never taken up.
+    let leased = vec![a.lease(1), b.lease(2)];
+    assert!(
+        a.exchange(&relayed(MessageType::Discover, 9, None)[..20])
+            .is_empty()
+    );
+    assert_eq!(
+        b.exchange(&relayed(MessageType::Discover, 3, None)).len(),
+        1
+    );
+    let control = spawn(
+        LOOPBACK,
+        ControlSources {
+            engine,
+            workers: vec![a.stats.clone(), b.stats.clone()],
+            started: Instant::now().checked_sub(Duration::from_mins(1)).unwrap(),
+        },
+    )
+    .unwrap();
+    (control, leased, [a.stats, b.stats])
+}
+
+#[test]
+fn metrics_sum_the_workers_and_report_every_drop_reason_and_pool() {
+    let (control, _leased, stats) = serve();
+    let reply = get(&control, "/metrics");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.content_type, "text/plain; version=0.0.4");
+    let m = parse(&reply.body);
+
+    // Worker 0 received 3 frames (DISCOVER, REQUEST, junk), worker 1 received 3 (DISCOVER,
+    // REQUEST, DISCOVER).
+    assert_eq!(sample(&m, "peregrine_frames_received_total", &[]), 6);
+    assert_eq!(sample(&m, "peregrine_frames_sent_total", &[]), 5);
+    for (worker, frames) in [("0", 3), ("1", 3)] {
+        assert_eq!(
+            sample(
+                &m,
+                "peregrine_worker_frames_received_total",
+                &[("worker", worker)]
+            ),
+            frames
+        );
+    }
+    let received = |t| sample(&m, "peregrine_dhcp_messages_received_total", &[("type", t)]);
+    let sent = |t| sample(&m, "peregrine_dhcp_messages_sent_total", &[("type", t)]);
+    assert_eq!((received("discover"), received("request")), (3, 2));
+    assert_eq!((sent("offer"), sent("ack")), (3, 2));
+    for t in [
+        "other", "decline", "release", "inform", "offer", "ack", "nak",
+    ] {
+        assert_eq!(received(t), 0, "{t}");
+    }
+    for t in ["other", "discover", "request", "nak"] {
+        assert_eq!(sent(t), 0, "{t}");
+    }
+
+    for reason in DROP_LABELS {
+        let want = u64::from(reason == "truncated");
+        assert_eq!(
+            sample(&m, "peregrine_drops_total", &[("reason", reason)]),
+            want,
+            "{reason}"
+        );
+    }
+    for name in [
+        "peregrine_arp_replies_total",
+        "peregrine_icmp_echo_replies_total",
+        "peregrine_leases_expired_total",
+    ] {
+        assert_eq!(sample(&m, name, &[]), 0, "{name}");
+    }
+    // Both ACKs granted a lease, so both waited for durability (trivially, with no journal).
+    assert_eq!(sample(&m, "peregrine_dhcp_acks_deferred_total", &[]), 2);
+
+    let pool = |scope, state| {
+        sample(
+            &m,
+            "peregrine_pool_addresses",
+            &[("pool", "0"), ("scope", scope), ("state", state)],
+        )
+    };
+    let relayed = [
+        "total",
+        "active",
+        "offered",
+        "abandoned",
+        "reserved",
+        "free",
+    ]
+    .map(|s| pool("relayed", s));
+    assert_eq!(relayed, [256, 2, 1, 0, 0, 253]);
+    let direct = [
+        "total",
+        "active",
+        "offered",
+        "abandoned",
+        "reserved",
+        "free",
+    ]
+    .map(|s| pool("direct", s));
+    assert_eq!(direct, [100, 0, 0, 0, 0, 100]);
+    // Started a minute before the control plane: the uptime counts from `started`.
+    let uptime: f64 = raw(&m, "peregrine_uptime_seconds", &[]).parse().unwrap();
+    assert!((60.0..600.0).contains(&uptime), "{uptime}");
+
+    // Read at scrape time: a counter that moves shows on the next scrape.
+    stats[1].arp_replies.add(4);
+    stats[0].arp_replies.add(1);
+    let m = parse(&get(&control, "/metrics").body);
+    assert_eq!(sample(&m, "peregrine_arp_replies_total", &[]), 5);
+    control.shutdown().unwrap();
+}
+
+#[test]
+fn pools_and_leases_are_served_as_json() {
+    let (control, leased, _stats) = serve();
+
+    let pools = json(&get(&control, "/v1/pools"));
+    let pools = pools.as_array().unwrap();
+    assert_eq!(pools.len(), 2);
+    let relayed = pools.iter().find(|p| p["scope"] == "relayed").unwrap();
+    assert_eq!(
+        *relayed,
+        serde_json::json!({
+            "scope": "relayed", "pool": 0, "total": 256, "active": 2, "offered": 1,
+            "abandoned": 0, "reserved": 0, "free": 253,
+        })
+    );
+
+    let reply = get(&control, &format!("/v1/leases/{}", leased[0]));
+    assert_eq!(reply.status, 200);
+    let lease = json(&reply);
+    assert_eq!(
+        lease,
+        serde_json::json!({
+            "address": leased[0].to_string(),
+            "scope": "relayed",
+            "state": "active",
+            "mac": "02:cc:00:00:00:01",
+            // No option 61: the key is htype 1 and the hardware address.
+            "client": { "kind": "hardware", "key": "0102cc00000001" },
+            "expires": NOW + 3600,
+            "cltt": NOW,
+        })
+    );
+
+    // In a pool but never leased: a free binding with no client.
+    let free = json(&get(&control, "/v1/leases/10.200.0.150"));
+    assert_eq!(
+        (&free["state"], &free["client"]),
+        (&"free".into(), &Value::Null)
+    );
+    assert_eq!(free["scope"], "direct");
+
+    let unknown = get(&control, "/v1/leases/192.0.2.1");
+    assert_eq!(unknown.status, 404);
+    assert!(
+        json(&unknown)["error"]
+            .as_str()
+            .unwrap()
+            .contains("192.0.2.1")
+    );
+    for junk in ["junk", "10.201.1.300", "10.201.1", "%3A%3A1"] {
+        let reply = get(&control, &format!("/v1/leases/{junk}"));
+        assert_eq!(reply.status, 400, "{junk}");
+        assert!(json(&reply)["error"].is_string(), "{junk}");
+    }
+    control.shutdown().unwrap();
+}
+
+#[test]
+fn health_is_ok_and_shutdown_joins_and_closes_the_port() {
+    let (control, _leased, _stats) = serve();
+    let reply = get(&control, "/healthz");
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+    assert_eq!(get(&control, "/nowhere").status, 404);
+
+    // A kept-alive connection whose second request never ends must not hold shutdown up. The
+    // first request, answered, proves the server holds the connection when it stops.
+    let addr = control.local_addr();
+    let mut stalled = TcpStream::connect(addr).unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\nok") {
+        let mut buf = [0u8; 512];
+        let n = stalled.read(&mut buf).unwrap();
+        assert_ne!(n, 0, "closed early: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200 "));
+    stalled
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let (done, joined) = mpsc::channel();
+    std::thread::spawn(move || done.send(control.shutdown()).unwrap());
+    joined
+        .recv_timeout(Duration::from_secs(5))
+        .expect("shutdown did not join in time")
+        .unwrap();
+    // The connection was closed, not left hanging, and nothing listens any more.
+    assert!(matches!(stalled.read(&mut [0u8; 64]), Ok(0) | Err(_)));
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn dropping_the_handle_stops_the_server() {
+    let (control, _leased, _stats) = serve();
+    let addr = control.local_addr();
+    drop(control);
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn a_taken_address_is_refused_with_its_name() {
+    let taken = TcpListener::bind(LOOPBACK).unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = spawn(
+        addr,
+        ControlSources {
+            engine: engine(),
+            workers: vec![],
+            started: Instant::now(),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+}

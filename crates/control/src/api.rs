@@ -1,0 +1,164 @@
+//! The HTTP routes: metrics exposition, health check, and the read-only JSON API.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use peregrine_engine::{Engine, ScopeId};
+use prometheus::{Registry, TEXT_FORMAT, TextEncoder};
+use serde::Serialize;
+
+/// What the handlers read.
+#[derive(Debug)]
+pub(crate) struct ApiState {
+    /// Holds the collector that reads the workers and the engine.
+    pub(crate) registry: Registry,
+    pub(crate) engine: Arc<Engine>,
+    /// Scope names by id, for lease lookups (the engine reports a binding's scope by id).
+    pub(crate) scope_names: HashMap<ScopeId, String>,
+}
+
+pub(crate) fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/v1/pools", get(pools))
+        .route("/v1/leases/{ip}", get(lease))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    match TextEncoder::new().encode_to_string(&state.registry.gather()) {
+        Ok(text) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], text).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Utilisation of one pool, as `/v1/pools` lists it.
+#[derive(Debug, Serialize)]
+struct PoolView {
+    scope: String,
+    pool: usize,
+    total: u64,
+    active: u64,
+    offered: u64,
+    abandoned: u64,
+    reserved: u64,
+    free: u64,
+}
+
+async fn pools(State(state): State<Arc<ApiState>>) -> Json<Vec<PoolView>> {
+    Json(
+        state
+            .engine
+            .pool_stats()
+            .into_iter()
+            .map(|p| PoolView {
+                scope: p.scope_name,
+                pool: p.pool,
+                total: p.total,
+                active: p.active,
+                offered: p.offered,
+                abandoned: p.abandoned,
+                reserved: p.reserved,
+                free: p.free,
+            })
+            .collect(),
+    )
+}
+
+/// The binding of one address, as `/v1/leases/{ip}` shows it.
+#[derive(Debug, Serialize)]
+struct LeaseView {
+    address: Ipv4Addr,
+    scope: String,
+    state: &'static str,
+    /// `aa:bb:cc:dd:ee:ff`.
+    mac: String,
+    /// The client that holds or last held the address; absent if none.
+    client: Option<ClientView>,
+    /// Seconds since the UNIX epoch: end of the lease, offer hold or probation.
+    expires: u64,
+    /// Seconds since the UNIX epoch: the client's last transaction.
+    cltt: u64,
+}
+
+/// A client key: how the engine identifies the client.
+#[derive(Debug, Serialize)]
+struct ClientView {
+    /// `client_id` (option 61) or `hardware` (htype then chaddr).
+    kind: &'static str,
+    /// The key's bytes in lower-case hex (a digest for identities over 30 bytes).
+    key: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorView {
+    error: String,
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(ErrorView { error: message })).into_response()
+}
+
+fn hex(bytes: &[u8], separator: &str) -> String {
+    let mut out = String::with_capacity(bytes.len() * (2 + separator.len()));
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push_str(separator);
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+async fn lease(State(state): State<Arc<ApiState>>, Path(ip): Path<String>) -> Response {
+    let Ok(address) = ip.parse::<Ipv4Addr>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{ip:?} is not an IPv4 address"),
+        );
+    };
+    let Some((scope, binding)) = state.engine.binding(address) else {
+        return error(StatusCode::NOT_FOUND, format!("{address} is in no pool"));
+    };
+    let view = LeaseView {
+        address,
+        // A binding is always in a scope with a pool, and every such scope is in the map; the
+        // fallback only keeps a lookup from failing if that ever changes.
+        scope: state
+            .scope_names
+            .get(&scope)
+            .cloned()
+            .unwrap_or_else(|| format!("#{}", scope.0)),
+        state: binding.state.as_str(),
+        mac: hex(&binding.mac, ":"),
+        client: binding.client.map(|k| ClientView {
+            kind: if k.is_client_id() {
+                "client_id"
+            } else {
+                "hardware"
+            },
+            key: hex(k.as_bytes(), ""),
+        }),
+        expires: binding.expires,
+        cltt: binding.cltt,
+    };
+    Json(view).into_response()
+}

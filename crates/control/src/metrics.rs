@@ -1,0 +1,303 @@
+//! The Prometheus collector: reads worker counters and pool utilisation when scraped.
+//!
+//! Each worker writes only its own [`WorkerStats`]; summing them here, at scrape time, is what
+//! keeps a shared atomic (and its cache-line traffic) off the packet path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use peregrine_dataplane::{DROP_LABELS, WorkerStats};
+use peregrine_engine::{Engine, PoolStats};
+use peregrine_wire::dhcp::MessageType;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
+
+/// Label value of message counter index 0: a message without a known DHCP type.
+const OTHER_TYPE: &str = "other";
+
+/// Reads one counter of a worker.
+type ReadWorker = fn(&WorkerStats) -> u64;
+
+/// Reads one figure of a pool.
+type ReadPool = fn(&PoolStats) -> u64;
+
+/// Totals over every worker of one counter each: name, help, counter.
+const TOTALS: [(&str, &str, ReadWorker); 6] = [
+    (
+        "peregrine_frames_received_total",
+        "Frames received by all workers.",
+        |w| w.rx_frames.get(),
+    ),
+    (
+        "peregrine_frames_sent_total",
+        "Frames sent by all workers.",
+        |w| w.tx_frames.get(),
+    ),
+    (
+        "peregrine_arp_replies_total",
+        "ARP replies sent for the server's own addresses.",
+        |w| w.arp_replies.get(),
+    ),
+    (
+        "peregrine_icmp_echo_replies_total",
+        "ICMP echo replies sent for the server's own addresses.",
+        |w| w.icmp_replies.get(),
+    ),
+    (
+        "peregrine_dhcp_acks_deferred_total",
+        "ACKs that granted or extended a lease, held until the change was durable.",
+        |w| w.deferred.get(),
+    ),
+    (
+        "peregrine_leases_expired_total",
+        "Leases expired by the workers' timer runs.",
+        |w| w.expired.get(),
+    ),
+];
+
+/// Pool gauge states, with how to read each from the engine's figures.
+const POOL_STATES: [(&str, ReadPool); 6] = [
+    ("total", |p| p.total),
+    ("active", |p| p.active),
+    ("offered", |p| p.offered),
+    ("abandoned", |p| p.abandoned),
+    ("reserved", |p| p.reserved),
+    ("free", |p| p.free),
+];
+
+/// Exposition type of a family (only the two this collector produces).
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// One metric family: its descriptor (name, help, label names) and type.
+#[derive(Debug)]
+struct Family {
+    desc: Desc,
+    kind: Kind,
+}
+
+impl Family {
+    fn new(name: &str, help: &str, labels: &[&str], kind: Kind) -> prometheus::Result<Family> {
+        let labels = labels.iter().map(|l| (*l).to_owned()).collect();
+        Ok(Family {
+            desc: Desc::new(name.into(), help.into(), labels, HashMap::new())?,
+            kind,
+        })
+    }
+
+    /// One sample, with a value for each of the family's labels, in order.
+    fn sample(&self, label_values: &[&str], value: f64) -> Metric {
+        debug_assert_eq!(label_values.len(), self.desc.variable_labels.len());
+        let labels = self
+            .desc
+            .variable_labels
+            .iter()
+            .zip(label_values)
+            .map(|(name, value)| {
+                let mut pair = LabelPair::default();
+                pair.set_name(name.clone());
+                pair.set_value((*value).to_owned());
+                pair
+            })
+            .collect();
+        let mut metric = Metric::from_label(labels);
+        match self.kind {
+            Kind::Counter => {
+                let mut c = proto::Counter::default();
+                c.set_value(value);
+                metric.set_counter(c);
+            }
+            Kind::Gauge => {
+                let mut g = proto::Gauge::default();
+                g.set_value(value);
+                metric.set_gauge(g);
+            }
+        }
+        metric
+    }
+
+    fn family(&self, metrics: Vec<Metric>) -> MetricFamily {
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(match self.kind {
+            Kind::Counter => MetricType::COUNTER,
+            Kind::Gauge => MetricType::GAUGE,
+        });
+        family.set_metric(metrics);
+        family
+    }
+}
+
+/// Prometheus sample values are floats: exact up to 2^53, which a packet counter does not reach
+/// in the life of a process.
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "exposition values are f64 by definition"
+)]
+fn value(n: u64) -> f64 {
+    n as f64
+}
+
+/// Reads the workers' counters and the engine's pools at every scrape.
+#[derive(Debug)]
+pub(crate) struct StatsCollector {
+    engine: Arc<Engine>,
+    workers: Vec<Arc<WorkerStats>>,
+    started: Instant,
+    totals: Vec<(Family, ReadWorker)>,
+    messages_in: Family,
+    messages_out: Family,
+    drops: Family,
+    worker_frames: Family,
+    pools: Family,
+    uptime: Family,
+}
+
+impl StatsCollector {
+    /// Fails only if a name or label here is invalid.
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        workers: Vec<Arc<WorkerStats>>,
+        started: Instant,
+    ) -> prometheus::Result<StatsCollector> {
+        Ok(StatsCollector {
+            engine,
+            workers,
+            started,
+            totals: TOTALS
+                .iter()
+                .map(|&(name, help, read)| Ok((Family::new(name, help, &[], Kind::Counter)?, read)))
+                .collect::<prometheus::Result<_>>()?,
+            messages_in: Family::new(
+                "peregrine_dhcp_messages_received_total",
+                "DHCP messages received, by message type (other: no or unknown type).",
+                &["type"],
+                Kind::Counter,
+            )?,
+            messages_out: Family::new(
+                "peregrine_dhcp_messages_sent_total",
+                "DHCP messages sent, by message type.",
+                &["type"],
+                Kind::Counter,
+            )?,
+            drops: Family::new(
+                "peregrine_drops_total",
+                "Frames dropped, by reason: received frames left unanswered, and replies not sent.",
+                &["reason"],
+                Kind::Counter,
+            )?,
+            worker_frames: Family::new(
+                "peregrine_worker_frames_received_total",
+                "Frames received, by worker.",
+                &["worker"],
+                Kind::Counter,
+            )?,
+            pools: Family::new(
+                "peregrine_pool_addresses",
+                "Addresses of each pool, by state (total: every address of the pool).",
+                &["scope", "pool", "state"],
+                Kind::Gauge,
+            )?,
+            uptime: Family::new(
+                "peregrine_uptime_seconds",
+                "Seconds since the server started.",
+                &[],
+                Kind::Gauge,
+            )?,
+        })
+    }
+
+    /// The sum of one counter over every worker.
+    fn sum(&self, read: impl Fn(&WorkerStats) -> u64) -> u64 {
+        // Counters wrap (they are written with a wrapping add); so does their sum.
+        self.workers
+            .iter()
+            .fold(0, |sum, w| sum.wrapping_add(read(w)))
+    }
+
+    /// Samples by DHCP message type from one of the per-type counter arrays.
+    fn by_type(&self, family: &Family, read: impl Fn(&WorkerStats, usize) -> u64) -> MetricFamily {
+        let types = std::iter::once((0, OTHER_TYPE))
+            .chain(MessageType::ALL.iter().map(|&t| (t as usize, t.as_str())));
+        family.family(
+            types
+                .map(|(i, label)| family.sample(&[label], value(self.sum(|w| read(w, i)))))
+                .collect(),
+        )
+    }
+}
+
+impl Collector for StatsCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.totals
+            .iter()
+            .map(|(f, _)| f)
+            .chain([
+                &self.messages_in,
+                &self.messages_out,
+                &self.drops,
+                &self.worker_frames,
+                &self.pools,
+                &self.uptime,
+            ])
+            .map(|f| &f.desc)
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut out: Vec<MetricFamily> = self
+            .totals
+            .iter()
+            .map(|(f, read)| f.family(vec![f.sample(&[], value(self.sum(read)))]))
+            .collect();
+        out.push(self.by_type(&self.messages_in, |w, i| w.messages_in[i].get()));
+        out.push(self.by_type(&self.messages_out, |w, i| w.messages_out[i].get()));
+        // Every reason, zeros included: a series that appears only once it is non-zero makes
+        // `rate()` and alerts miss the first increase.
+        out.push(
+            self.drops.family(
+                DROP_LABELS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, reason)| {
+                        self.drops
+                            .sample(&[reason], value(self.sum(|w| w.drops[i].get())))
+                    })
+                    .collect(),
+            ),
+        );
+        out.push(
+            self.worker_frames.family(
+                self.workers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        self.worker_frames
+                            .sample(&[&i.to_string()], value(w.rx_frames.get()))
+                    })
+                    .collect(),
+            ),
+        );
+        let mut pools = Vec::new();
+        for p in self.engine.pool_stats() {
+            let index = p.pool.to_string();
+            for (state, read) in POOL_STATES {
+                pools.push(
+                    self.pools
+                        .sample(&[&p.scope_name, &index, state], value(read(&p))),
+                );
+            }
+        }
+        out.push(self.pools.family(pools));
+        out.push(self.uptime.family(vec![
+            self.uptime
+                .sample(&[], self.started.elapsed().as_secs_f64()),
+        ]));
+        out
+    }
+}
