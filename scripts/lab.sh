@@ -16,7 +16,7 @@ root=$PWD
 [ "$(id -u)" -eq 0 ] || { echo "scripts/lab.sh: run as root (it creates network namespaces)" >&2; exit 1; }
 
 need=()
-for p in isc-dhcp-relay isc-dhcp-client udhcpc busybox iproute2; do
+for p in isc-dhcp-relay isc-dhcp-client udhcpc busybox iproute2 curl; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -74,6 +74,10 @@ grep -E "obtained" "$work/udhcpc.log" || failed=1
 echo "--- addresses the clients hold"
 ip -n pglab-c1 -4 -o addr show dev c1 | awk '{print "pglab-c1 c1:", $4}'
 grep -E "fixed-address|routers|domain-name |dhcp-server-identifier|agent" "$work/dhclient.leases" | sort -u | sed 's/^/  /'
+echo "--- /metrics from the control plane (127.0.0.1:9167 in pglab-srv), an excerpt"
+ip netns exec pglab-srv curl -s http://127.0.0.1:9167/metrics \
+    | grep -E '^peregrine_(dhcp_messages_(received|sent)_total\{type="(discover|offer|request|ack)"\}|pool_addresses\{.*state="(active|free)"\}|frames_(received|sent)_total)' \
+    || failed=1
 echo "--- server log"
 kill -TERM "${pids[0]}"; sleep 1
 cat "$work/server.log"
