@@ -1,7 +1,6 @@
 //! The engine: one request in, one verdict out.
 
 use std::collections::HashMap;
-use std::hash::RandomState;
 use std::net::Ipv4Addr;
 
 use peregrine_config::model::{self, ClassMatch, Config};
@@ -9,7 +8,7 @@ use peregrine_wire::dhcp::{BOOTREQUEST, DhcpMessage, MessageType, RelayAgentInfo
 
 use crate::binding::{Binding, BindingEvent, BindingState, ScopeId, Time};
 use crate::clients::{ClientIndex, ClientMap, HashedKey, Loc};
-use crate::key::ClientKey;
+use crate::key::{ClientKey, KeySecret};
 use crate::pool::Shard;
 use crate::reply::{LeaseGrant, ReplySpec};
 use crate::scope::{ReservationProbe, Scope, Selector, build_scope};
@@ -22,6 +21,9 @@ pub struct EngineOptions {
     pub pool_shards: u32,
     /// Lock shards of the client index (rounded up to a power of two).
     pub client_shards: u32,
+    /// Keys the digests of long client identities. Keep it with the leases: a server restarted
+    /// with another secret does not recognise clients whose identity exceeds 30 bytes.
+    pub key_secret: KeySecret,
 }
 
 impl Default for EngineOptions {
@@ -29,6 +31,7 @@ impl Default for EngineOptions {
         EngineOptions {
             pool_shards: 16,
             client_shards: 64,
+            key_secret: KeySecret::random(),
         }
     }
 }
@@ -100,7 +103,7 @@ pub struct Engine {
     pub(crate) scopes: Vec<Scope>,
     pub(crate) selector: Selector,
     pub(crate) clients: ClientIndex,
-    key_seed: RandomState,
+    key_seed: KeySecret,
 }
 
 /// One request, decoded, with what the engine derived from it.
@@ -167,7 +170,7 @@ impl Engine {
             scopes,
             selector,
             clients: ClientIndex::new(options.client_shards, per_shard),
-            key_seed: RandomState::new(),
+            key_seed: options.key_secret,
         })
     }
 

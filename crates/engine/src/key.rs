@@ -9,8 +9,10 @@ const INLINE: usize = 30;
 /// else the hardware type and address.
 ///
 /// Fixed size and `Copy`, so bindings and events carry it without allocating. An identity longer
-/// than 30 bytes (RFC 4361 DUID-based client ids can be) is stored as a 128-bit digest keyed
-/// with the process's random seed, so collisions cannot be engineered from outside.
+/// than 30 bytes (RFC 4361 DUID-based client ids can be) is stored as a 128-bit SipHash digest
+/// under the server's key secret ([`KeySecret`]): secret, so that collisions cannot be
+/// engineered from outside, and kept with the leases, so that a restarted server derives the
+/// same key for the same client.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ClientKey {
     kind: KeyKind,
@@ -29,7 +31,64 @@ enum KeyKind {
     Digest,
 }
 
+/// The secret that keys client-identity digests: 128 bits, kept with the lease state.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct KeySecret(pub [u8; 16]);
+
+impl KeySecret {
+    /// A fresh secret from the operating system's randomness (through std's `RandomState`,
+    /// whose keys come from it).
+    pub fn random() -> KeySecret {
+        let a = std::hash::RandomState::new().hash_one(0u8);
+        let b = std::hash::RandomState::new().hash_one(1u8);
+        let mut s = [0u8; 16];
+        s[..8].copy_from_slice(&a.to_le_bytes());
+        s[8..].copy_from_slice(&b.to_le_bytes());
+        KeySecret(s)
+    }
+}
+
+impl std::fmt::Debug for KeySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeySecret(..)")
+    }
+}
+
+impl BuildHasher for KeySecret {
+    type Hasher = siphasher::sip::SipHasher13;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        siphasher::sip::SipHasher13::new_with_key(&self.0)
+    }
+}
+
 impl ClientKey {
+    /// The key as stored: a kind code and the bytes ([`Self::from_raw`] reverses it).
+    pub fn to_raw(&self) -> (u8, &[u8]) {
+        (self.kind as u8, self.as_bytes())
+    }
+
+    /// A key from [`Self::to_raw`]'s output; `None` if the kind or length is not one this
+    /// type produces.
+    pub fn from_raw(kind: u8, bytes: &[u8]) -> Option<ClientKey> {
+        let kind = match kind {
+            0 => KeyKind::Hardware,
+            1 => KeyKind::ClientId,
+            2 => KeyKind::Digest,
+            _ => return None,
+        };
+        if bytes.len() > INLINE || (kind == KeyKind::Digest && bytes.len() != 17) {
+            return None;
+        }
+        let mut inline = [0u8; INLINE];
+        inline[..bytes.len()].copy_from_slice(bytes);
+        Some(ClientKey {
+            kind,
+            len: bytes.len() as u8,
+            bytes: inline,
+        })
+    }
+
     /// The key of a hardware address.
     pub fn hardware(htype: u8, chaddr: &[u8], seed: &impl BuildHasher) -> ClientKey {
         let mut id = [0u8; 17];
@@ -106,6 +165,30 @@ impl std::fmt::Debug for ClientKey {
 mod tests {
     use super::*;
     use std::hash::RandomState;
+
+    #[test]
+    fn raw_roundtrip_and_stable_digests_under_one_secret() {
+        let secret = KeySecret([7; 16]);
+        for key in [
+            ClientKey::hardware(1, &[2, 0, 0, 0, 0, 1], &secret),
+            ClientKey::client_id(&[1, 2, 3], &secret),
+            ClientKey::client_id(&[9u8; 100], &secret),
+        ] {
+            let (kind, bytes) = key.to_raw();
+            assert_eq!(ClientKey::from_raw(kind, bytes), Some(key));
+        }
+        // Same secret, same digest: what lets a restarted server recognise the client.
+        assert_eq!(
+            ClientKey::client_id(&[9u8; 100], &KeySecret([7; 16])),
+            ClientKey::client_id(&[9u8; 100], &secret)
+        );
+        assert_ne!(
+            ClientKey::client_id(&[9u8; 100], &KeySecret([8; 16])),
+            ClientKey::client_id(&[9u8; 100], &secret)
+        );
+        assert_eq!(ClientKey::from_raw(3, &[]), None);
+        assert_eq!(ClientKey::from_raw(0, &[0; 31]), None);
+    }
 
     #[test]
     fn kinds_do_not_collide_and_long_ids_are_digested() {

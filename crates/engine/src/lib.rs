@@ -35,5 +35,5 @@ mod verdict;
 
 pub use binding::{Binding, BindingEvent, BindingState, ScopeId, Time};
 pub use engine::{BuildError, Engine, EngineOptions, PoolStats, RestoreError};
-pub use key::ClientKey;
+pub use key::{ClientKey, KeySecret};
 pub use verdict::{Destination, DropReason, InterfaceId, NextHop, RxMeta, Verdict};

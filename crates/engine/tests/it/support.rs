@@ -97,6 +97,7 @@ pub(crate) fn engine(config: &Config) -> Engine {
         EngineOptions {
             pool_shards: 4,
             client_shards: 8,
+            ..EngineOptions::default()
         },
     )
     .unwrap()
