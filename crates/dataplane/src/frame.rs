@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use peregrine_engine::{Engine, InterfaceId, NextHop, RxMeta, Time, Verdict};
+use peregrine_engine::{BindingEvent, Engine, InterfaceId, NextHop, RxMeta, Time, Verdict};
 use peregrine_io::RxFrame;
 use peregrine_wire::arp;
 use peregrine_wire::checksum;
@@ -38,6 +38,14 @@ pub enum Processed {
     Nothing,
     /// A reply frame of this many bytes was written at the start of the TX buffer.
     Reply(usize),
+    /// A binding changed: `event` must be journaled, and the reply frame of `len` bytes (0:
+    /// none) written at the start of the TX buffer may leave only once it is durable.
+    AfterCommit {
+        /// Reply length; 0 when the request gets no reply (RELEASE, DECLINE).
+        len: usize,
+        /// The change to make durable.
+        event: BindingEvent,
+    },
 }
 
 /// Handles one received frame: ARP and ICMP echo for `iface.addr`, DHCP to the engine, drops
@@ -54,7 +62,7 @@ pub fn process(
     let d = match demux_with(frame.data, !frame.checksum_pending) {
         Ok(d) => d,
         Err(e) => {
-            stats.drop(Drop::Wire(e));
+            stats.count_drop(Drop::Wire(e));
             return Processed::Nothing;
         }
     };
@@ -66,7 +74,15 @@ pub fn process(
             dst_port: SERVER_PORT,
             payload,
         } if is_for_us(iface, &l3) => {
-            dhcp(engine, iface, now, (l2, l3, src_port), payload, tx, stats)
+            return match dhcp(engine, iface, now, (l2, l3, src_port), payload, tx, stats) {
+                Ok((len, Some(event))) => Processed::AfterCommit { len, event },
+                Ok((0, None)) => Processed::Nothing,
+                Ok((len, None)) => Processed::Reply(len),
+                Err(()) => {
+                    stats.count_drop(Drop::TxError);
+                    Processed::Nothing
+                }
+            };
         }
         Demuxed::Arp { l2, arp }
             if arp.operation() == arp::op::REQUEST && arp.target_ip() == iface.addr =>
@@ -80,7 +96,7 @@ pub fn process(
             echo_reply(iface, &l2, &l3, message, tx).inspect(|_| stats.icmp_replies.inc())
         }
         _ => {
-            stats.drop(Drop::NotForUs);
+            stats.count_drop(Drop::NotForUs);
             return Processed::Nothing;
         }
     };
@@ -88,7 +104,7 @@ pub fn process(
         Ok(0) => Processed::Nothing,
         Ok(n) => Processed::Reply(n),
         Err(()) => {
-            stats.drop(Drop::TxError);
+            stats.count_drop(Drop::TxError);
             Processed::Nothing
         }
     }
@@ -109,7 +125,7 @@ fn dhcp(
     payload: &[u8],
     tx: &mut [u8],
     stats: &WorkerStats,
-) -> Result<usize, ()> {
+) -> Result<(usize, Option<BindingEvent>), ()> {
     let meta = RxMeta {
         interface: iface.engine_id,
         vlans: l2.vlans,
@@ -127,17 +143,21 @@ fn dhcp(
     let (kind, verdict) =
         engine.handle_typed(now, &meta, payload, tx.get_mut(headroom..).ok_or(())?);
     stats.message_in(kind);
-    let (kind, len, dst) = match verdict {
-        Verdict::Reply { kind, len, dst } => (kind, len, dst),
-        Verdict::Defer { kind, len, dst, .. } => {
-            // No journal yet: the reply leaves at once (durability "none").
+    let (kind, len, dst, event) = match verdict {
+        Verdict::Reply { kind, len, dst } => (kind, len, dst, None),
+        Verdict::Defer {
+            kind,
+            len,
+            dst,
+            event,
+        } => {
             stats.deferred.inc();
-            (kind, len, dst)
+            (kind, len, dst, Some(event))
         }
-        Verdict::Record { .. } => return Ok(0),
+        Verdict::Record { event } => return Ok((0, Some(event))),
         Verdict::Drop(reason) => {
-            stats.drop(Drop::Engine(reason));
-            return Ok(0);
+            stats.count_drop(Drop::Engine(reason));
+            return Ok((0, None));
         }
     };
     let dst_mac = match dst.next_hop {
@@ -158,7 +178,7 @@ fn dhcp(
     let start = write_headers(tx, headroom, len, &headers).map_err(|_| ())?;
     debug_assert_eq!(start, 0);
     stats.message_out(kind);
-    Ok(headroom + len)
+    Ok((headroom + len, event))
 }
 
 fn arp_reply(

@@ -14,4 +14,4 @@ mod worker;
 
 pub use frame::{Interface, Processed, process};
 pub use stats::{Counter, DROP_LABELS, Drop, TX_REFUSED, WorkerStats};
-pub use worker::{Worker, WorkerConfig};
+pub use worker::{Journal, NoJournal, Worker, WorkerConfig};

@@ -43,10 +43,14 @@ pub enum Drop {
     Engine(DropReason),
     /// A reply did not fit the TX buffer or could not be addressed.
     TxError,
+    /// The journal could not take a binding change: the reply is not sent (the client retries).
+    JournalFull,
+    /// Too many replies already wait for the journal: this one is not sent.
+    HeldFull,
 }
 
 /// Labels of [`Drop`], in counter order.
-pub const DROP_LABELS: [&str; 22] = [
+pub const DROP_LABELS: [&str; 24] = [
     "truncated",
     "malformed",
     "checksum",
@@ -69,6 +73,8 @@ pub const DROP_LABELS: [&str; 22] = [
     "reply_too_large",
     "tx_error",
     "tx_refused",
+    "journal_full",
+    "held_full",
 ];
 
 impl Drop {
@@ -100,6 +106,8 @@ impl Drop {
                 DropReason::ReplyTooLarge => 19,
             },
             Drop::TxError => 20,
+            Drop::JournalFull => 22,
+            Drop::HeldFull => 23,
         }
     }
 }
@@ -124,14 +132,16 @@ pub struct WorkerStats {
     pub arp_replies: Counter,
     /// ICMP echo replies sent.
     pub icmp_replies: Counter,
-    /// ACKs whose binding change awaits durability (sent at once while no journal is configured).
+    /// ACKs whose binding change had to be durable before they left.
     pub deferred: Counter,
+    /// Binding changes handed to the journal.
+    pub journaled: Counter,
     /// Leases expired by this worker's timer runs.
     pub expired: Counter,
 }
 
 impl WorkerStats {
-    pub(crate) fn drop(&self, d: Drop) {
+    pub(crate) fn count_drop(&self, d: Drop) {
         self.drops[d.index()].inc();
     }
 

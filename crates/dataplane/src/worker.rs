@@ -4,11 +4,79 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use peregrine_engine::{Engine, Time};
-use peregrine_io::{RxQueue, TxQueue};
+use std::collections::VecDeque;
+
+use peregrine_engine::{BindingEvent, Engine, Time};
+use peregrine_io::{FRAME_CAPACITY, RxQueue, TxQueue};
 
 use crate::frame::{Interface, Processed, process};
-use crate::stats::{TX_REFUSED, WorkerStats};
+use crate::stats::{Drop, TX_REFUSED, WorkerStats};
+
+/// Where binding changes become durable (the lease journal), as one worker sees it.
+pub trait Journal {
+    /// Queues `event` without blocking; returns its sequence number, or `None` when the
+    /// journal cannot take it now.
+    fn submit(&mut self, event: &BindingEvent) -> Option<u64>;
+
+    /// The highest sequence number that is on stable storage.
+    fn committed(&self) -> u64;
+}
+
+/// The journal of a server that keeps leases in memory only: `Option::<NoJournal>::None`.
+#[derive(Debug, Clone, Copy)]
+pub enum NoJournal {}
+
+impl Journal for NoJournal {
+    fn submit(&mut self, _: &BindingEvent) -> Option<u64> {
+        match *self {}
+    }
+
+    fn committed(&self) -> u64 {
+        match *self {}
+    }
+}
+
+/// Replies waiting for their binding change to be durable, in submission order, in buffers
+/// allocated once.
+struct Held {
+    buffers: Vec<Box<[u8]>>,
+    free: Vec<usize>,
+    waiting: VecDeque<HeldReply>,
+}
+
+struct HeldReply {
+    seq: u64,
+    buffer: usize,
+    len: usize,
+    ifindex: u32,
+}
+
+impl Held {
+    fn new(capacity: usize) -> Held {
+        Held {
+            buffers: (0..capacity)
+                .map(|_| vec![0u8; FRAME_CAPACITY].into_boxed_slice())
+                .collect(),
+            free: (0..capacity).rev().collect(),
+            waiting: VecDeque::with_capacity(capacity),
+        }
+    }
+
+    /// Keeps a copy of `frame` until `seq` is durable; false if every buffer is in use.
+    fn hold(&mut self, seq: u64, frame: &[u8], ifindex: u32) -> bool {
+        let Some(buffer) = self.free.pop() else {
+            return false;
+        };
+        self.buffers[buffer][..frame.len()].copy_from_slice(frame);
+        self.waiting.push_back(HeldReply {
+            seq,
+            buffer,
+            len: frame.len(),
+            ifindex,
+        });
+        true
+    }
+}
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -23,6 +91,8 @@ pub struct WorkerConfig {
     pub runs_expiry: bool,
     /// Bindings expired per expiry run, so one run never stalls packets for long.
     pub expiry_budget: usize,
+    /// Replies that may wait for the journal at once.
+    pub held_replies: usize,
 }
 
 impl Default for WorkerConfig {
@@ -33,30 +103,41 @@ impl Default for WorkerConfig {
             idle_wait: Duration::from_millis(1),
             runs_expiry: false,
             expiry_budget: 1024,
+            held_replies: 1024,
         }
     }
 }
 
-/// One worker: a queue pair, the interfaces it serves, the shared engine, its own counters.
-pub struct Worker<R, T> {
+/// One worker: a queue pair, the interfaces it serves, the shared engine, its own counters,
+/// and its side of the lease journal.
+pub struct Worker<R, T, J> {
     engine: Arc<Engine>,
     rx: R,
     tx: T,
     interfaces: Vec<Interface>,
     stats: Arc<WorkerStats>,
     config: WorkerConfig,
+    journal: Option<J>,
+    held: Held,
 }
 
-impl<R: RxQueue, T: TxQueue> Worker<R, T> {
+impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
     /// A worker over `rx`/`tx`. Frames whose ifindex matches none of `interfaces` are
     /// handled as the first one's (backends with one interface report 0 or its index).
+    /// Without a `journal`, replies leave at once and binding changes are kept in memory only.
     pub fn new(
         engine: Arc<Engine>,
         (rx, tx): (R, T),
         interfaces: Vec<Interface>,
         stats: Arc<WorkerStats>,
         config: WorkerConfig,
-    ) -> Worker<R, T> {
+        journal: Option<J>,
+    ) -> Worker<R, T, J> {
+        let held = Held::new(if journal.is_some() {
+            config.held_replies
+        } else {
+            0
+        });
         Worker {
             engine,
             rx,
@@ -64,6 +145,8 @@ impl<R: RxQueue, T: TxQueue> Worker<R, T> {
             interfaces,
             stats,
             config,
+            journal,
+            held,
         }
     }
 
@@ -74,21 +157,54 @@ impl<R: RxQueue, T: TxQueue> Worker<R, T> {
         while !quit.load(Ordering::Relaxed) {
             let now = unix_now();
             let received = self.poll(now)?;
+            self.release_committed()?;
             let waited = last_flush.elapsed();
             if self.tx.pending() > 0 && (received == 0 || waited >= self.config.drain) {
                 self.flush()?;
                 last_flush = Instant::now();
             }
             if self.config.runs_expiry && last_expiry.elapsed() >= Duration::from_secs(1) {
-                let expired = self.engine.tick(now, self.config.expiry_budget, |_| {});
-                self.stats.expired.add(expired as u64);
+                self.expire(now);
                 last_expiry = Instant::now();
             }
             if received == 0 {
-                self.rx.wait(self.config.idle_wait)?;
+                // Replies waiting for the journal are released as soon as it commits: poll
+                // for that at the drain interval rather than sleeping a whole idle period.
+                let wait = if self.held.waiting.is_empty() {
+                    self.config.idle_wait
+                } else {
+                    self.config.drain
+                };
+                self.rx.wait(wait)?;
             }
         }
+        // Let the journal commit what is held (bounded), so a clean stop loses no reply.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !self.held.waiting.is_empty() && Instant::now() < deadline {
+            self.release_committed()?;
+            std::thread::sleep(self.config.drain);
+        }
         self.flush()
+    }
+
+    /// Runs lease expiry, journaling what it changes.
+    fn expire(&mut self, now: Time) {
+        let Worker {
+            engine,
+            journal,
+            stats,
+            config,
+            ..
+        } = self;
+        let expired = engine.tick(now, config.expiry_budget, |event| {
+            if let Some(j) = journal.as_mut() {
+                match j.submit(&event) {
+                    Some(_) => stats.journaled.inc(),
+                    None => stats.count_drop(Drop::JournalFull),
+                }
+            }
+        });
+        stats.expired.add(expired as u64);
     }
 
     /// One receive burst: handles every frame; returns how many arrived.
@@ -100,6 +216,8 @@ impl<R: RxQueue, T: TxQueue> Worker<R, T> {
             interfaces,
             stats,
             config,
+            journal,
+            held,
         } = self;
         let mut io_error = None;
         let n = rx.rx_burst(config.burst, &mut |frame| {
@@ -118,14 +236,55 @@ impl<R: RxQueue, T: TxQueue> Worker<R, T> {
                 return;
             }
             let Some(buf) = tx.buffer() else { return };
-            if let Processed::Reply(len) = process(engine, iface, now, &frame, buf, stats) {
-                tx.queue(len, iface.ifindex);
+            match process(engine, iface, now, &frame, buf, stats) {
+                Processed::Nothing => {}
+                Processed::Reply(len) => tx.queue(len, iface.ifindex),
+                Processed::AfterCommit { len, event } => match journal.as_mut() {
+                    // No journal configured: the change lives in memory only, the reply goes now.
+                    None if len > 0 => tx.queue(len, iface.ifindex),
+                    None => {}
+                    Some(j) => match j.submit(&event) {
+                        None => stats.count_drop(Drop::JournalFull),
+                        Some(seq) => {
+                            stats.journaled.inc();
+                            if len > 0 && !held.hold(seq, &buf[..len], iface.ifindex) {
+                                stats.count_drop(Drop::HeldFull);
+                            }
+                        }
+                    },
+                },
             }
         })?;
         match io_error {
             Some(e) => Err(e),
             None => Ok(n),
         }
+    }
+
+    /// Queues, in order, every held reply whose binding change the journal has committed.
+    pub fn release_committed(&mut self) -> std::io::Result<()> {
+        let Some(journal) = self.journal.as_ref() else {
+            return Ok(());
+        };
+        let committed = journal.committed();
+        while let Some(front) = self.held.waiting.front() {
+            if front.seq > committed {
+                break;
+            }
+            if self.tx.buffer().is_none() {
+                flush(&mut self.tx, &self.stats)?;
+            }
+            let Some(buf) = self.tx.buffer() else { break };
+            let reply = self
+                .held
+                .waiting
+                .pop_front()
+                .unwrap_or_else(|| unreachable!());
+            buf[..reply.len].copy_from_slice(&self.held.buffers[reply.buffer][..reply.len]);
+            self.tx.queue(reply.len, reply.ifindex);
+            self.held.free.push(reply.buffer);
+        }
+        Ok(())
     }
 
     /// Sends the queued burst.

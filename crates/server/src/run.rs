@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, bail};
 use peregrine_config::model::{Backend, Config, InterfaceConfig};
 use peregrine_control::ControlSources;
-use peregrine_dataplane::{Interface, Worker, WorkerConfig, WorkerStats};
+use peregrine_dataplane::{Interface, NoJournal, Worker, WorkerConfig, WorkerStats};
 use peregrine_engine::{Engine, EngineOptions};
 use peregrine_io::afpacket::{self, AfPacketConfig};
 use peregrine_io::{RxQueue, TxQueue};
@@ -188,7 +188,8 @@ where
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            let mut worker = Worker::new(engine, queue, interfaces, stats, config);
+            let mut worker =
+                Worker::new(engine, queue, interfaces, stats, config, None::<NoJournal>);
             worker.run(&quit).context("worker I/O")
         })
         .context("starting a worker thread")

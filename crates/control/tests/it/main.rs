@@ -14,7 +14,7 @@ use peregrine_config::model::{
     AdminState, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Runtime, Scope, ServerSettings,
 };
 use peregrine_control::{Control, ControlSources, spawn};
-use peregrine_dataplane::{DROP_LABELS, Interface, Worker, WorkerConfig, WorkerStats};
+use peregrine_dataplane::{DROP_LABELS, Interface, NoJournal, Worker, WorkerConfig, WorkerStats};
 use peregrine_engine::{Engine, EngineOptions};
 use peregrine_io::mem;
 use peregrine_wire::MacAddr;
@@ -150,7 +150,7 @@ fn relayed(kind: MessageType, n: u8, requested: Option<Ipv4Addr>) -> Vec<u8> {
 /// A worker on an in-memory port, as the server runs one per core.
 struct Lab {
     peer: mem::MemPeer,
-    worker: Worker<mem::MemRx, mem::MemTx>,
+    worker: Worker<mem::MemRx, mem::MemTx, NoJournal>,
     stats: Arc<WorkerStats>,
 }
 
@@ -171,6 +171,7 @@ impl Lab {
             vec![iface],
             stats.clone(),
             WorkerConfig::default(),
+            None::<NoJournal>,
         );
         Lab {
             peer,

@@ -9,7 +9,8 @@ use peregrine_config::model::{
     AdminState, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Runtime, Scope, ServerSettings,
 };
 use peregrine_dataplane::{
-    DROP_LABELS, Interface, Processed, Worker, WorkerConfig, WorkerStats, process,
+    DROP_LABELS, Interface, Journal, NoJournal, Processed, Worker, WorkerConfig, WorkerStats,
+    process,
 };
 use peregrine_engine::{Engine, EngineOptions};
 use peregrine_io::mem;
@@ -170,6 +171,7 @@ fn a_relayed_discover_gets_an_offer_to_the_relay_with_the_same_tags() {
         vec![iface(&engine)],
         stats.clone(),
         WorkerConfig::default(),
+        None::<NoJournal>,
     );
     let qinq = VlanTags::double(
         VlanTag::new(ethertype::QINQ, 300, 0),
@@ -377,4 +379,135 @@ fn a_checksum_still_to_be_computed_is_not_held_against_the_frame() {
         process(&engine, &i, 0, &pending, &mut tx, &stats),
         Processed::Reply(_)
     ));
+}
+
+/// A journal the test commits by hand, and that can refuse.
+#[derive(Default)]
+struct ScriptedJournal {
+    next: u64,
+    committed: Arc<std::sync::atomic::AtomicU64>,
+    refuse: Arc<std::sync::atomic::AtomicBool>,
+    events: Arc<std::sync::Mutex<Vec<peregrine_engine::BindingEvent>>>,
+}
+
+impl Journal for ScriptedJournal {
+    fn submit(&mut self, event: &peregrine_engine::BindingEvent) -> Option<u64> {
+        if self.refuse.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        self.events.lock().unwrap().push(*event);
+        self.next += 1;
+        Some(self.next)
+    }
+
+    fn committed(&self) -> u64 {
+        self.committed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The REQUEST of client `n` for `addr`, relayed, untagged.
+fn relayed_request(n: u8, addr: Ipv4Addr) -> Vec<u8> {
+    let discover = relayed_discover(VlanTags::NONE, n);
+    let Demuxed::Udp { payload, .. } = demux(&discover).unwrap() else {
+        panic!()
+    };
+    let discover_msg = DhcpMessage::parse(payload).unwrap();
+    let mut msg = [0u8; 600];
+    let mut w = DhcpWriter::new(&mut msg, 600).unwrap();
+    let mut header = BootpHeader::reply_to(discover_msg.packet());
+    header.op = 1;
+    header.hops = 1;
+    w.header(&header);
+    w.message_type(MessageType::Request).unwrap();
+    w.option_ipv4(opt::REQUESTED_IP, addr).unwrap();
+    w.option_ipv4(opt::SERVER_ID, SERVER).unwrap();
+    let len = w.finish().unwrap();
+    let hdr = UdpFrameHeaders {
+        dst_mac: SERVER_MAC,
+        src_mac: RELAY_MAC,
+        vlans: VlanTags::NONE,
+        src_ip: RELAY,
+        dst_ip: SERVER,
+        src_port: 67,
+        dst_port: 67,
+        ttl: 63,
+    };
+    let mut frame = vec![0u8; 1600];
+    let frame_len = build_udp_frame(&mut frame, &hdr, |p| {
+        p[..len].copy_from_slice(&msg[..len]);
+        Ok(len)
+    })
+    .unwrap();
+    frame.truncate(frame_len);
+    frame
+}
+
+#[test]
+fn an_ack_waits_for_its_binding_to_be_durable_and_offers_do_not() {
+    let engine = engine();
+    let (peer, rx, tx) = mem::port(32);
+    let stats = Arc::new(WorkerStats::default());
+    let journal = ScriptedJournal::default();
+    let (committed, refuse, events) = (
+        journal.committed.clone(),
+        journal.refuse.clone(),
+        journal.events.clone(),
+    );
+    let mut worker = Worker::new(
+        engine.clone(),
+        (rx, tx),
+        vec![iface(&engine)],
+        stats.clone(),
+        WorkerConfig::default(),
+        Some(journal),
+    );
+    let now = 1_800_000_000;
+    peer.inject(&relayed_discover(VlanTags::NONE, 1), 7);
+    worker.poll(now).unwrap();
+    worker.release_committed().unwrap();
+    worker.flush().unwrap();
+    let sent = peer.sent();
+    assert_eq!(
+        sent.len(),
+        1,
+        "the OFFER goes at once: offers are not journaled"
+    );
+    let Demuxed::Udp { payload, .. } = demux(&sent[0].0).unwrap() else {
+        panic!()
+    };
+    let offered = DhcpMessage::parse(payload).unwrap().packet().yiaddr();
+
+    peer.inject(&relayed_request(1, offered), 7);
+    worker.poll(now).unwrap();
+    worker.release_committed().unwrap();
+    worker.flush().unwrap();
+    assert!(peer.sent().is_empty(), "the ACK waits for the journal");
+    assert_eq!(events.lock().unwrap().len(), 1);
+    assert_eq!(events.lock().unwrap()[0].address, offered);
+
+    committed.store(1, std::sync::atomic::Ordering::Relaxed);
+    worker.release_committed().unwrap();
+    worker.flush().unwrap();
+    let sent = peer.sent();
+    assert_eq!(sent.len(), 1, "released once durable");
+    let Demuxed::Udp { payload, .. } = demux(&sent[0].0).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        DhcpMessage::parse(payload).unwrap().message_type(),
+        Some(MessageType::Ack)
+    );
+
+    // A journal that cannot take the change: no ACK leaves, and the drop is counted.
+    refuse.store(true, std::sync::atomic::Ordering::Relaxed);
+    peer.inject(&relayed_request(1, offered), 7);
+    worker.poll(now + 2000).unwrap();
+    worker.release_committed().unwrap();
+    worker.flush().unwrap();
+    assert!(peer.sent().is_empty());
+    let full = DROP_LABELS
+        .iter()
+        .position(|l| *l == "journal_full")
+        .unwrap();
+    assert_eq!(stats.drops[full].get(), 1);
 }
