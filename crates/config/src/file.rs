@@ -26,6 +26,7 @@ pub(crate) struct File {
     pub(crate) interface: Vec<Interface>,
     #[serde(default)]
     pub(crate) control: Control,
+    pub(crate) leases: Option<Leases>,
 }
 
 /// `[server]`: behaviour, and the defaults scopes inherit.
@@ -134,6 +135,14 @@ pub(crate) struct Interface {
     pub(crate) name: Spanned<String>,
     pub(crate) address: Spanned<String>,
     pub(crate) trusted: Option<bool>,
+}
+
+/// `[leases]`: the durable lease store.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Leases {
+    pub(crate) directory: Spanned<String>,
+    pub(crate) durability: Option<Spanned<String>>,
 }
 
 /// `[control]`: the control plane.

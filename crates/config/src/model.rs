@@ -55,6 +55,28 @@ pub struct Runtime {
     pub interfaces: Vec<InterfaceConfig>,
     /// Where the control plane (metrics, health, API) listens.
     pub control_listen: SocketAddr,
+    /// Where leases are kept durably; `None` keeps them in memory only (lost on restart).
+    pub leases: Option<LeaseStore>,
+}
+
+/// When an ACK may leave relative to the journal write of its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After the batch holding its binding change is on stable storage (one fdatasync per batch).
+    #[default]
+    Fsync,
+    /// After the change is written to the kernel, without waiting for the disk: a power loss
+    /// or kernel crash can lose leases already acknowledged. For benchmarks.
+    NoneUnsafe,
+}
+
+/// The durable lease store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseStore {
+    /// The directory holding every piece of lease state (journal, key secret, lock).
+    pub directory: std::path::PathBuf,
+    /// See [`Durability`].
+    pub durability: Durability,
 }
 
 impl Default for Runtime {
@@ -64,6 +86,7 @@ impl Default for Runtime {
             workers: 1,
             interfaces: Vec::new(),
             control_listen: SocketAddr::from(([127, 0, 0, 1], 9167)),
+            leases: None,
         }
     }
 }

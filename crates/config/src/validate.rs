@@ -13,8 +13,8 @@ use toml::Spanned;
 use crate::error::Diagnostics;
 use crate::file;
 use crate::model::{
-    AdminState, Backend, Class, ClassMatch, Config, InterfaceConfig, Ipv4Net, LeaseTimes, Pool,
-    Reservation, ReservationKey, Runtime, Scope, ServerSettings,
+    AdminState, Backend, Class, ClassMatch, Config, Durability, InterfaceConfig, Ipv4Net,
+    LeaseStore, LeaseTimes, Pool, Reservation, ReservationKey, Runtime, Scope, ServerSettings,
 };
 use crate::options;
 use crate::text::{self, PoolRange};
@@ -939,12 +939,47 @@ fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runtime> {
         text::listen_address,
         d,
     );
+    let leases = match &file.leases {
+        None => Some(None),
+        Some(l) => leases(l, d).map(Some),
+    };
     Some(Runtime {
         backend: backend.ok()?.unwrap_or(defaults.backend),
         workers: workers?,
         interfaces: interfaces?,
         control_listen: control_listen.ok()?.unwrap_or(defaults.control_listen),
+        leases: leases?,
     })
+}
+
+/// `[leases]`: a directory (absolute, or relative to where the server starts) and durability.
+fn leases(l: &file::Leases, d: &mut Diagnostics<'_>) -> Option<LeaseStore> {
+    let dir = l.directory.get_ref();
+    let directory = if dir.trim().is_empty() {
+        d.at(
+            &l.directory,
+            "leases.directory",
+            "must name a directory".to_string(),
+        );
+        None
+    } else {
+        Some(std::path::PathBuf::from(dir))
+    };
+    let durability = optional(l.durability.as_ref(), "leases.durability", durability, d);
+    Some(LeaseStore {
+        directory: directory?,
+        durability: durability.ok()?.unwrap_or_default(),
+    })
+}
+
+fn durability(s: &str) -> Result<Durability, String> {
+    match s {
+        "fsync" => Ok(Durability::Fsync),
+        "none-unsafe" => Ok(Durability::NoneUnsafe),
+        _ => Err(format!(
+            "unknown durability `{s}`; the modes are fsync and none-unsafe"
+        )),
+    }
 }
 
 fn backend(s: &str) -> Result<Backend, String> {

@@ -763,6 +763,20 @@ fn unknown_backend() {
 }
 
 #[test]
+fn leases_durability_and_directory() {
+    assert_error(
+        "[leases]\ndirectory = \"/var/lib/peregrine\"\ndurability = \"sometimes\"\n",
+        "3:14 leases.durability",
+        "unknown durability `sometimes`; the modes are fsync and none-unsafe",
+    );
+    assert_error(
+        "[leases]\ndirectory = \" \"\n",
+        "2:13 leases.directory",
+        "must name a directory",
+    );
+}
+
+#[test]
 fn workers_out_of_range() {
     for workers in ["0", "65", "-1", "4294967297"] {
         let text = format!("[dataplane]\nworkers = {workers}\n");

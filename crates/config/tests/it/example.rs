@@ -206,6 +206,8 @@ fn every_key_is_shown() {
         "workers",
         "trusted",
         "listen",
+        "directory",
+        "durability",
         "authoritative",
         "match-client-id",
         "lease-time",
