@@ -29,10 +29,26 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Lease state tools.
+    Leases {
+        #[command(subcommand)]
+        command: LeasesCommand,
+    },
     /// Check a configuration file and report every error with its file, line, column and key.
     CheckConfig {
         /// Configuration file to check.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum LeasesCommand {
+    /// Repair a lease journal that the server refused as corrupt: keeps every record before
+    /// the damage, copies the journal as it was to journal.corrupt-<time>, and sets the rest aside.
+    Recover {
+        /// The lease directory (`[leases] directory` of the configuration).
+        #[arg(long)]
+        dir: PathBuf,
     },
 }
 
@@ -52,6 +68,31 @@ fn main() -> ExitCode {
             }
             Err(errors) => {
                 eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Leases {
+            command: LeasesCommand::Recover { dir },
+        } => match peregrine_store::repair(&dir) {
+            Ok(r) => {
+                match &r.backup {
+                    Some(b) => println!(
+                        "{}: kept {} records, set aside {} bytes after the damage; the journal as it was is in {}",
+                        dir.display(),
+                        r.kept,
+                        r.dropped_bytes,
+                        b.display()
+                    ),
+                    None => println!(
+                        "{}: journal intact ({} records); nothing to do",
+                        dir.display(),
+                        r.kept
+                    ),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
                 ExitCode::FAILURE
             }
         },

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, bail};
-use peregrine_config::model::{Backend, Config, InterfaceConfig};
+use peregrine_config::model::{Backend, Config, Durability, InterfaceConfig, LeaseStore};
 use peregrine_control::ControlSources;
-use peregrine_dataplane::{Interface, NoJournal, Worker, WorkerConfig, WorkerStats};
-use peregrine_engine::{Engine, EngineOptions};
+use peregrine_dataplane::{Interface, Journal, Worker, WorkerConfig, WorkerStats};
+use peregrine_engine::{BindingEvent, Engine, EngineOptions, KeySecret};
 use peregrine_io::afpacket::{self, AfPacketConfig};
 use peregrine_io::{RxQueue, TxQueue};
+use peregrine_store::{Journal as StoreWriter, LeaseDir, Recovered, WorkerJournal};
 use peregrine_wire::MacAddr;
 
 /// Runs the server described by the file at `path` until SIGTERM or SIGINT.
@@ -24,8 +25,23 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let engine =
-        Arc::new(Engine::new(&config, EngineOptions::default()).context("building the engine")?);
+    let store = config
+        .runtime
+        .leases
+        .as_ref()
+        .map(open_leases)
+        .transpose()?;
+    let key_secret = store
+        .as_ref()
+        .map_or_else(KeySecret::random, |(dir, _)| dir.key_secret());
+    let options = EngineOptions {
+        key_secret,
+        ..EngineOptions::default()
+    };
+    let engine = Arc::new(Engine::new(&config, options).context("building the engine")?);
+    if let Some((dir, recovered)) = &store {
+        restore(&engine, dir, recovered);
+    }
     let interfaces = config
         .runtime
         .interfaces
@@ -38,12 +54,25 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         signal_hook::flag::register(signal, quit.clone()).context("installing signal handlers")?;
     }
 
+    let workers = match config.runtime.backend {
+        Backend::Udp => 1,
+        Backend::AfPacket | Backend::Tap => interfaces.len() * config.runtime.workers as usize,
+    };
+    let (writer, mut journals) =
+        if let (Some((dir, _)), Some(leases)) = (&store, &config.runtime.leases) {
+            let fsync = leases.durability == Durability::Fsync;
+            let (writer, sides) = StoreWriter::start(dir, fsync, workers)?;
+            (Some(writer), sides.into_iter().map(StoreJournal).collect())
+        } else {
+            tracing::warn!("no [leases] directory configured: leases live in memory only");
+            (None, Vec::new())
+        };
     let started = std::time::Instant::now();
     let Started {
         handles,
         stats,
         quiet_kernel,
-    } = start_workers(&config, &engine, &interfaces, &quit)?;
+    } = start_workers(&config, &engine, &interfaces, &mut journals, &quit)?;
     let sources = ControlSources {
         engine: engine.clone(),
         workers: stats.clone(),
@@ -71,6 +100,10 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     if let Err(e) = control.shutdown() {
         tracing::warn!("control plane: {e}");
     }
+    if let Some(writer) = writer {
+        writer.stop().context("lease journal")?;
+    }
+    drop(store);
     let (rx, tx): (u64, u64) = stats
         .iter()
         .map(|s| (s.rx_frames.get(), s.tx_frames.get()))
@@ -91,6 +124,7 @@ fn start_workers(
     config: &Config,
     engine: &Arc<Engine>,
     interfaces: &[Interface],
+    journals: &mut Vec<StoreJournal>,
     quit: &Arc<AtomicBool>,
 ) -> anyhow::Result<Started> {
     let mut stats: Vec<Arc<WorkerStats>> = Vec::new();
@@ -115,7 +149,7 @@ fn start_workers(
                 engine,
                 queue,
                 interfaces.to_vec(),
-                s,
+                (s, journals.pop()),
                 true,
                 quit,
             )?);
@@ -150,7 +184,7 @@ fn start_workers(
                         engine,
                         queue,
                         vec![iface.clone()],
-                        s,
+                        (s, journals.pop()),
                         expiry,
                         quit,
                     )?);
@@ -171,7 +205,7 @@ fn spawn<R, T>(
     engine: &Arc<Engine>,
     queue: (R, T),
     interfaces: Vec<Interface>,
-    stats: Arc<WorkerStats>,
+    (stats, journal): (Arc<WorkerStats>, Option<StoreJournal>),
     runs_expiry: bool,
     quit: &Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>>
@@ -188,11 +222,62 @@ where
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            let mut worker =
-                Worker::new(engine, queue, interfaces, stats, config, None::<NoJournal>);
+            let mut worker = Worker::new(engine, queue, interfaces, stats, config, journal);
             worker.run(&quit).context("worker I/O")
         })
         .context("starting a worker thread")
+}
+
+/// A worker's side of the lease journal, as the dataplane's [`Journal`].
+struct StoreJournal(WorkerJournal);
+
+impl Journal for StoreJournal {
+    fn submit(&mut self, event: &BindingEvent) -> Option<u64> {
+        self.0.submit(event)
+    }
+
+    fn committed(&self) -> u64 {
+        self.0.committed()
+    }
+}
+
+/// Opens and recovers the lease directory, saying what a crash left behind.
+fn open_leases(leases: &LeaseStore) -> anyhow::Result<(LeaseDir, Recovered)> {
+    let dir = LeaseDir::open(&leases.directory)?;
+    let recovered = dir.recover()?;
+    if recovered.truncated_bytes > 0 {
+        tracing::warn!(
+            bytes = recovered.truncated_bytes,
+            offset = recovered.truncated_at,
+            "lease journal: removed a record torn by a crash (its ACK was never sent)"
+        );
+    }
+    Ok((dir, recovered))
+}
+
+/// Installs the recovered bindings in the engine, reporting any the configuration refuses.
+fn restore(engine: &Engine, dir: &LeaseDir, recovered: &Recovered) {
+    let t = std::time::Instant::now();
+    let mut refused = 0u64;
+    for event in &recovered.events {
+        if let Err(e) = engine.restore(event) {
+            refused += 1;
+            tracing::debug!(?e, "lease journal: binding not restored");
+        }
+    }
+    tracing::info!(
+        directory = %dir.path().display(),
+        records = recovered.events.len(),
+        refused,
+        ms = t.elapsed().as_millis(),
+        "leases recovered"
+    );
+    if refused > 0 {
+        tracing::warn!(
+            refused,
+            "lease journal: bindings outside the configured pools or in conflict were not restored"
+        );
+    }
 }
 
 /// What the dataplane needs of a configured interface, read from sysfs.
