@@ -68,6 +68,17 @@ impl Drop for Server {
 }
 
 fn discover(mac: [u8; 6], xid: u32, vlans: VlanTags) -> Vec<u8> {
+    message(mac, xid, vlans, MessageType::Discover, None)
+}
+
+/// A broadcast client message of `kind`; with `request`, options 50 and 54 (SELECTING).
+fn message(
+    mac: [u8; 6],
+    xid: u32,
+    vlans: VlanTags,
+    kind: MessageType,
+    request: Option<(Ipv4Addr, Ipv4Addr)>,
+) -> Vec<u8> {
     let mut msg = [0u8; 600];
     let mut w = DhcpWriter::new(&mut msg, 600).unwrap();
     let mut chaddr = [0u8; 16];
@@ -86,7 +97,13 @@ fn discover(mac: [u8; 6], xid: u32, vlans: VlanTags) -> Vec<u8> {
         giaddr: Ipv4Addr::UNSPECIFIED,
         chaddr,
     });
-    w.message_type(MessageType::Discover).unwrap();
+    w.message_type(kind).unwrap();
+    if let Some((addr, server)) = request {
+        w.option_ipv4(peregrine_wire::dhcp::opt::REQUESTED_IP, addr)
+            .unwrap();
+        w.option_ipv4(peregrine_wire::dhcp::opt::SERVER_ID, server)
+            .unwrap();
+    }
     let len = w.finish().unwrap();
     let h = UdpFrameHeaders {
         dst_mac: MacAddr::BROADCAST,
@@ -110,6 +127,15 @@ fn discover(mac: [u8; 6], xid: u32, vlans: VlanTags) -> Vec<u8> {
 
 /// Collects OFFERs (by xid: tags and yiaddr) arriving on `rx` until `want` came or 5 s passed.
 fn offers(rx: &mut impl RxQueue, want: usize) -> Vec<(u32, VlanTags, Ipv4Addr)> {
+    replies(rx, want, MessageType::Offer)
+}
+
+/// Collects replies of `kind` arriving on `rx` until `want` came or 5 s passed.
+fn replies(
+    rx: &mut impl RxQueue,
+    want: usize,
+    kind: MessageType,
+) -> Vec<(u32, VlanTags, Ipv4Addr)> {
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     while got.len() < want && Instant::now() < deadline {
@@ -121,7 +147,7 @@ fn offers(rx: &mut impl RxQueue, want: usize) -> Vec<(u32, VlanTags, Ipv4Addr)> 
                 ..
             }) = demux(f.data)
                 && let Ok(m) = DhcpMessage::parse(payload)
-                && m.message_type() == Some(MessageType::Offer)
+                && m.message_type() == Some(kind)
             {
                 got.push((m.packet().xid(), l2.vlans, m.packet().yiaddr()));
             }
@@ -234,5 +260,119 @@ fn tagged_clients_get_tagged_replies_and_bad_frames_leave_the_server_serving() {
 
     let status = server.stop();
     assert!(status.success(), "clean exit on SIGTERM: {status}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Starts `peregrine run` with `config` inside `ns`.
+fn start(ns: &Netns, config: &std::path::Path) -> Server {
+    let child = ns
+        .command(env!("CARGO_BIN_EXE_peregrine"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Server(Some(child))
+}
+
+/// Sends `frame` until a reply of `kind` comes (the server may still be starting).
+fn ask(
+    tx: &mut afpacket::AfPacketTx,
+    rx: &mut afpacket::AfPacketRx,
+    frame: &[u8],
+    kind: MessageType,
+) -> Ipv4Addr {
+    let start = Instant::now();
+    loop {
+        let buf = tx.buffer().unwrap();
+        buf[..frame.len()].copy_from_slice(frame);
+        tx.queue(frame.len(), 0);
+        tx.flush().unwrap();
+        if let Some(r) = replies(rx, 1, kind).first() {
+            return r.2;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no {kind:?} within 15 s"
+        );
+    }
+}
+
+/// An ACKed lease survives `kill -9`: the journal holds it before the ACK leaves, so after a
+/// restart the client is offered its address again and another client is not.
+#[test]
+fn an_acked_lease_survives_kill_9() {
+    let Some(ns) = Netns::new("server_crash") else {
+        return;
+    };
+    ns.veth("srv0", "cli0");
+    ns.ip("addr add 10.77.0.1/24 dev srv0");
+    let dir = std::env::temp_dir().join(format!("peregrine-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("crash.toml");
+    let leases = dir.join("leases");
+    std::fs::write(
+        &config,
+        format!(
+            "{CONFIG}\n[leases]\ndirectory = {:?}\ndurability = \"fsync\"\n",
+            leases.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (mut rx, mut tx) = ns
+        .enter(|| afpacket::open("cli0", &AfPacketConfig::default()))
+        .unwrap();
+    let (a, b) = ([2, 0, 0, 0x77, 1, 1], [2, 0, 0, 0x77, 1, 2]);
+    let server_id = Ipv4Addr::new(10, 77, 0, 1);
+
+    let mut server = start(&ns, &config);
+    let offered = ask(
+        &mut tx,
+        &mut rx,
+        &discover(a, 10, VlanTags::NONE),
+        MessageType::Offer,
+    );
+    let acked = ask(
+        &mut tx,
+        &mut rx,
+        &message(
+            a,
+            11,
+            VlanTags::NONE,
+            MessageType::Request,
+            Some((offered, server_id)),
+        ),
+        MessageType::Ack,
+    );
+    assert_eq!(acked, offered);
+    // SIGKILL: no chance to flush anything the ACK did not already wait for.
+    let mut child = server.0.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let mut server = start(&ns, &config);
+    let other = ask(
+        &mut tx,
+        &mut rx,
+        &message(b, 20, VlanTags::NONE, MessageType::Discover, None),
+        MessageType::Offer,
+    );
+    assert_ne!(
+        other, acked,
+        "the lease of a client was given to another after a crash"
+    );
+    let again = ask(
+        &mut tx,
+        &mut rx,
+        &discover(a, 21, VlanTags::NONE),
+        MessageType::Offer,
+    );
+    assert_eq!(
+        again, acked,
+        "the client gets its lease back after the crash"
+    );
+    assert!(server.stop().success());
     std::fs::remove_dir_all(&dir).ok();
 }
