@@ -42,6 +42,7 @@ cleanup() {
 trap cleanup EXIT
 cleanup
 
+rm -rf /tmp/pglab-leases
 for ns in pglab-srv pglab-rly pglab-c1 pglab-c2; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 ip link add lab0 netns pglab-srv type veth peer name r-up netns pglab-rly
 ip link add r-c1 netns pglab-rly type veth peer name c1 netns pglab-c1

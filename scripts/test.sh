@@ -47,6 +47,7 @@ harness="$(cd .. && pwd)/shared/harness"
 if [ -x "$harness/real-clients.sh" ]; then
     cargo build --release --locked -p peregrine
     for config in harness.toml harness-udp.toml; do
+        rm -rf /tmp/peregrine-harness/leases
         echo "--- real clients through dhcrelay, config/$config (shared harness)"
         "$harness/real-clients.sh" "$PWD/target/release/peregrine run --config $PWD/config/$config"
         echo "--- perfdhcp DORA at 2000/s, config/$config"

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use peregrine_engine::{BindingEvent, KeySecret};
@@ -249,7 +250,14 @@ fn read_or_create(path: &Path) -> Result<Vec<u8>, StoreError> {
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
+    // Owner-only: the secret must not be readable by other users, and nothing here needs to be.
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_at(&tmp))?;
     f.write_all(bytes).map_err(io_at(&tmp))?;
     f.sync_all().map_err(io_at(&tmp))?;
     fs::rename(&tmp, path).map_err(io_at(path))?;

@@ -299,7 +299,7 @@ fn ask(
     }
 }
 
-/// An ACKed lease survives `kill -9`: the journal holds it before the ACK leaves, so after a
+/// A lease acknowledged before `kill -9` survives: the journal holds it before the ACK leaves, so after a
 /// restart the client is offered its address again and another client is not.
 #[test]
 fn an_acked_lease_survives_kill_9() {
