@@ -60,8 +60,11 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     };
     let (writer, mut journals) =
         if let (Some((dir, _)), Some(leases)) = (&store, &config.runtime.leases) {
-            let fsync = leases.durability == Durability::Fsync;
-            let (writer, sides) = StoreWriter::start(dir, fsync, workers)?;
+            let durability = match leases.durability {
+                Durability::Fsync => peregrine_store::Durability::Fsync,
+                Durability::NoneUnsafe => peregrine_store::Durability::NoneUnsafe,
+            };
+            let (writer, sides) = StoreWriter::start(dir, durability, workers)?;
             (Some(writer), sides.into_iter().map(StoreJournal).collect())
         } else {
             tracing::warn!("no [leases] directory configured: leases live in memory only");

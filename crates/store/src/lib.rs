@@ -1,19 +1,33 @@
 //! Durable leases: the lease directory and its journal.
 //!
-//! `peregrine-store` owns the bytes on disk. A lease directory holds everything: the journal of
-//! binding changes, the secret that keys long client identities (so a restarted server
-//! recognises its clients), and a lock so that two servers cannot share it. Workers hand binding
-//! changes to a writer thread through their own bounded queues, without blocking or
-//! allocating; the writer appends whole batches and makes each durable with one `fdatasync`
-//! (group commit), then publishes how far each worker's changes are committed, which is when
-//! the worker lets the ACKs go. On start, [`LeaseDir::recover`] replays the journal: a record
-//! cut short by a crash at the end is truncated and reported; any other damage refuses to start
-//! with the file and offset, and [`repair`] explains and performs the fix. This crate makes no
-//! DHCP decisions and opens no sockets.
+//! `peregrine-store` owns the lease state on disk. A lease directory ([`LeaseDir`]) holds all
+//! of it: the append-only journal of binding changes ([`record`] describes its bytes), the
+//! secret that keys long client identities (so a restarted server recognises its clients), and
+//! a lock so that two servers never share it.
+//!
+//! At start, [`LeaseDir::recover`] reads the journal back: a tail torn by a crash is cut and
+//! reported; any other damage refuses to start with the file, the offset and the command to
+//! run, and [`repair`] performs that command. Then [`Journal::start`] starts the writer thread
+//! and gives each dataplane worker a [`WorkerJournal`]. Workers queue binding changes and
+//! learn when they are durable; the writer appends whole batches and commits each with one
+//! `fdatasync` (group commit). A reply that depends on a change leaves only once its sequence
+//! number is committed: that is the caller's rule, and the reason this crate exists.
+//!
+//! What this crate must not do: block, allocate or take a shared lock on a worker's path
+//! (`submit` and `committed` are a queue push and an atomic load); report a change as committed
+//! before it is on stable storage (unless the operator chose [`Durability::NoneUnsafe`]); cut
+//! anything from a journal except a torn tail without the operator asking ([`repair`]). It
+//! makes no DHCP decisions and opens no sockets.
 
 mod dir;
-mod journal;
+mod error;
 pub mod record;
+mod recover;
+mod writer;
 
-pub use dir::{LeaseDir, Recovered, RepairReport, StoreError, repair};
-pub use journal::{Journal, JournalStats, JournalWriter, WorkerJournal};
+pub use dir::LeaseDir;
+pub use error::StoreError;
+pub use recover::{Recovered, RepairReport, repair};
+pub use writer::{
+    Durability, Journal, JournalCounters, JournalStats, JournalWriter, WorkerJournal,
+};

@@ -1,122 +1,291 @@
-//! The journal's byte layout: a file header, then records `length | CRC32 | payload`, each
-//! payload one binding change in a fixed little-endian encoding.
+//! The journal's byte layout.
+//!
+//! A journal file is a [`HEADER_LEN`]-byte header followed by records:
+//!
+//! ```text
+//! header:  magic "PGRJRNL\0" | version u16 | reserved u16 (0) | created-at u64 (UNIX s) | CRC32 u32 of the 20 bytes before
+//! record:  length u32 | CRC32 u32 of the payload | payload
+//! ```
+//!
+//! Every integer is little-endian. A version 1 payload is one [`BindingEvent`] in
+//! [`PAYLOAD_LEN`] bytes:
+//!
+//! ```text
+//! scope u16 | address u32 | state u8 (BindingState in declaration order, Free = 0 … Backup = 8)
+//! | client key kind u8 (0xff: no client) | key length u8 | key bytes, 30, zero-padded
+//! | mac 6 | expires u64 | cltt u64 | granted u32 | partner_sent u64 | partner_acked u64 | classes u32
+//! ```
+//!
+//! so every record has the same size ([`RECORD_LEN`]): recovery can step over a damaged
+//! record to see whether intact ones follow it, which is what tells a write cut short by a
+//! crash from damage.
+//!
+//! Encoding writes into a caller's fixed-size array and never allocates: the workers encode on
+//! the packet path.
 
+use std::fmt;
 use std::net::Ipv4Addr;
 
 use peregrine_engine::{Binding, BindingEvent, BindingState, ClientKey, ScopeId};
 
-/// Opens every journal file: magic and format version.
-pub const HEADER: [u8; 8] = *b"PGRJ\x01\x00\x00\x00";
-/// Bytes of one encoded binding change.
+/// The first bytes of every journal file.
+pub const MAGIC: [u8; 8] = *b"PGRJRNL\0";
+/// The format this build writes, and the only one it reads.
+pub const VERSION: u16 = 1;
+/// Bytes of the file header.
+pub const HEADER_LEN: usize = 24;
+/// Bytes of one version 1 payload (one binding change).
 pub const PAYLOAD_LEN: usize = 85;
 /// Bytes of one record: length, CRC, payload.
 pub const RECORD_LEN: usize = 8 + PAYLOAD_LEN;
+
+/// Client key kind written when the binding has no client.
 const NO_CLIENT: u8 = 0xff;
-const KEY_BYTES: usize = 30;
+/// Room for the client key's bytes (the engine keeps at most 30 inline).
+const KEY_ROOM: usize = 30;
 
-const STATES: [BindingState; 9] = [
-    BindingState::Free,
-    BindingState::Offered,
-    BindingState::Active,
-    BindingState::Expired,
-    BindingState::Released,
-    BindingState::Abandoned,
-    BindingState::Reserved,
-    BindingState::Reset,
-    BindingState::Backup,
-];
+// Payload field offsets, in the order of the format description.
+const SCOPE: usize = 0; // u16
+const ADDRESS: usize = 2; // u32
+const STATE: usize = 6; // u8
+const KEY_KIND: usize = 7; // u8
+const KEY_LEN: usize = 8; // u8
+const KEY: usize = 9; // KEY_ROOM bytes, zero-padded
+const MAC: usize = KEY + KEY_ROOM; // 6 bytes
+const EXPIRES: usize = MAC + 6; // u64
+const CLTT: usize = EXPIRES + 8; // u64
+const GRANTED: usize = CLTT + 8; // u32
+const PARTNER_SENT: usize = GRANTED + 4; // u64
+const PARTNER_ACKED: usize = PARTNER_SENT + 8; // u64
+const CLASSES: usize = PARTNER_ACKED + 8; // u32
+const _: () = assert!(CLASSES + 4 == PAYLOAD_LEN);
 
-/// Encodes `event` as a whole record into `out`.
+/// What a journal file's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileHeader {
+    /// Format version ([`VERSION`] for every file this build accepts).
+    pub version: u16,
+    /// When the file was started, in seconds since the UNIX epoch.
+    pub created: u64,
+}
+
+/// Why bytes are not a valid header or record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatError {
+    /// The file is shorter than a header.
+    ShortHeader,
+    /// The file does not start with [`MAGIC`].
+    Magic,
+    /// The header names a format version this build does not read.
+    Version(u16),
+    /// The header's checksum does not match its bytes.
+    HeaderChecksum,
+    /// A record's length field is not [`PAYLOAD_LEN`].
+    Length(u32),
+    /// A record's checksum does not match its payload.
+    Checksum,
+    /// A payload names a binding state this build does not know.
+    State(u8),
+    /// A payload's client key has a kind or length the engine never produces.
+    ClientKey {
+        /// The kind code.
+        kind: u8,
+        /// The length byte.
+        len: u8,
+    },
+}
+
+impl FormatError {
+    /// Whether the error is in a record's framing (length or checksum): what a write cut short
+    /// by a crash leaves, as opposed to a record that arrived whole but cannot be understood.
+    pub fn is_framing(self) -> bool {
+        matches!(self, FormatError::Length(_) | FormatError::Checksum)
+    }
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormatError::ShortHeader => f.write_str("file shorter than a journal header"),
+            FormatError::Magic => f.write_str("not a Peregrine journal (bad magic bytes)"),
+            FormatError::Version(v) => write!(
+                f,
+                "journal format version {v}, but this build reads only version {VERSION} \
+                 (written by another Peregrine version?)"
+            ),
+            FormatError::HeaderChecksum => f.write_str("header checksum does not match"),
+            FormatError::Length(n) => write!(
+                f,
+                "record length {n} is impossible (version {VERSION} records carry {PAYLOAD_LEN} bytes)"
+            ),
+            FormatError::Checksum => f.write_str("record checksum does not match"),
+            FormatError::State(s) => write!(f, "record names unknown binding state {s}"),
+            FormatError::ClientKey { kind, len } => write!(
+                f,
+                "record holds a client key of kind {kind} and length {len}, which no Peregrine writes"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FormatError {}
+
+/// The header of a journal started at `created` (seconds since the UNIX epoch).
+pub fn encode_header(created: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..10].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..20].copy_from_slice(&created.to_le_bytes());
+    let crc = crc32fast::hash(&h[..20]);
+    h[20..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Reads a file header from the first bytes of a journal.
+pub fn decode_header(bytes: &[u8]) -> Result<FileHeader, FormatError> {
+    let h: &[u8; HEADER_LEN] =
+        bytes
+            .first_chunk()
+            .ok_or(if bytes.starts_with(&MAGIC) || MAGIC.starts_with(bytes) {
+                FormatError::ShortHeader
+            } else {
+                FormatError::Magic
+            })?;
+    if h[..8] != MAGIC {
+        return Err(FormatError::Magic);
+    }
+    // The version is checked before the checksum: a later version may lay out the rest of its
+    // header differently, and "unknown version" is what the operator needs to hear.
+    let version = u16::from_le_bytes(le(h, 8));
+    if version != VERSION {
+        return Err(FormatError::Version(version));
+    }
+    if crc32fast::hash(&h[..20]) != u32::from_le_bytes(le(h, 20)) {
+        return Err(FormatError::HeaderChecksum);
+    }
+    Ok(FileHeader {
+        version,
+        created: u64::from_le_bytes(le(h, 12)),
+    })
+}
+
+/// Encodes `event` as one whole record (length, CRC, payload) into `out`.
 pub fn encode(event: &BindingEvent, out: &mut [u8; RECORD_LEN]) {
     let b = &event.binding;
     let p = &mut out[8..];
-    p[0..2].copy_from_slice(&event.scope.0.to_le_bytes());
-    p[2..6].copy_from_slice(&event.address.octets());
-    p[6] = STATES.iter().position(|s| *s == b.state).unwrap_or(0) as u8;
-    p[7..10 + KEY_BYTES].fill(0);
+    // Padding after a short client key must be zero, so equal events give equal bytes.
+    p.fill(0);
+    p[SCOPE..SCOPE + 2].copy_from_slice(&event.scope.0.to_le_bytes());
+    p[ADDRESS..ADDRESS + 4].copy_from_slice(&event.address.to_bits().to_le_bytes());
+    p[STATE] = b.state as u8;
     match &b.client {
-        None => p[7] = NO_CLIENT,
-        Some(k) => {
-            let (kind, bytes) = k.to_raw();
-            p[7] = kind;
-            p[8] = bytes.len() as u8;
-            p[9..9 + bytes.len()].copy_from_slice(bytes);
+        None => p[KEY_KIND] = NO_CLIENT,
+        Some(key) => {
+            let (kind, bytes) = key.to_raw();
+            // The engine keeps at most KEY_ROOM bytes inline (longer identities are digested);
+            // `min` only keeps a broken invariant from panicking on the packet path.
+            debug_assert!(bytes.len() <= KEY_ROOM);
+            let len = bytes.len().min(KEY_ROOM);
+            p[KEY_KIND] = kind;
+            p[KEY_LEN] = len as u8;
+            p[KEY..KEY + len].copy_from_slice(&bytes[..len]);
         }
     }
-    let mut at = 9 + KEY_BYTES;
-    for field in [
-        &b.mac[..],
-        &b.expires.to_le_bytes(),
-        &b.cltt.to_le_bytes(),
-        &b.granted.to_le_bytes(),
-    ] {
-        p[at..at + field.len()].copy_from_slice(field);
-        at += field.len();
-    }
-    for field in [
-        &b.partner_sent.to_le_bytes()[..],
-        &b.partner_acked.to_le_bytes(),
-        &b.classes.to_le_bytes(),
-    ] {
-        p[at..at + field.len()].copy_from_slice(field);
-        at += field.len();
-    }
-    debug_assert_eq!(at, PAYLOAD_LEN);
+    p[MAC..MAC + 6].copy_from_slice(&b.mac);
+    p[EXPIRES..EXPIRES + 8].copy_from_slice(&b.expires.to_le_bytes());
+    p[CLTT..CLTT + 8].copy_from_slice(&b.cltt.to_le_bytes());
+    p[GRANTED..GRANTED + 4].copy_from_slice(&b.granted.to_le_bytes());
+    p[PARTNER_SENT..PARTNER_SENT + 8].copy_from_slice(&b.partner_sent.to_le_bytes());
+    p[PARTNER_ACKED..PARTNER_ACKED + 8].copy_from_slice(&b.partner_acked.to_le_bytes());
+    p[CLASSES..CLASSES + 4].copy_from_slice(&b.classes.to_le_bytes());
     let crc = crc32fast::hash(&out[8..]);
-    out[0..4].copy_from_slice(&(PAYLOAD_LEN as u32).to_le_bytes());
+    out[..4].copy_from_slice(&(PAYLOAD_LEN as u32).to_le_bytes());
     out[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn u64_at(p: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes([
-        p[at],
-        p[at + 1],
-        p[at + 2],
-        p[at + 3],
-        p[at + 4],
-        p[at + 5],
-        p[at + 6],
-        p[at + 7],
-    ])
-}
-
-fn u32_at(p: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
-}
-
-/// Decodes one payload of [`PAYLOAD_LEN`] bytes, or says why it cannot be one.
-pub fn decode(p: &[u8]) -> Result<BindingEvent, &'static str> {
-    if p.len() != PAYLOAD_LEN {
-        return Err("payload of the wrong length");
+/// Checks one record's length and CRC and decodes its payload.
+///
+/// Framing errors ([`FormatError::is_framing`]) are reported before anything in the payload
+/// is looked at; a payload that passes its CRC but names an unknown state or client key kind
+/// is refused, never mapped to something else.
+pub fn decode(record: &[u8; RECORD_LEN]) -> Result<BindingEvent, FormatError> {
+    let len = u32::from_le_bytes(le(record, 0));
+    if len as usize != PAYLOAD_LEN {
+        return Err(FormatError::Length(len));
     }
-    let state = *STATES
-        .get(usize::from(p[6]))
-        .ok_or("unknown binding state")?;
-    let client = match p[7] {
-        NO_CLIENT => None,
-        kind => {
-            let len = usize::from(p[8]).min(KEY_BYTES);
-            Some(
-                ClientKey::from_raw(kind, &p[9..9 + len])
-                    .ok_or("unknown client key kind or length")?,
-            )
+    let p: [u8; PAYLOAD_LEN] = le(record, 8);
+    if crc32fast::hash(&p) != u32::from_le_bytes(le(record, 4)) {
+        return Err(FormatError::Checksum);
+    }
+    let state = match p[STATE] {
+        0 => BindingState::Free,
+        1 => BindingState::Offered,
+        2 => BindingState::Active,
+        3 => BindingState::Expired,
+        4 => BindingState::Released,
+        5 => BindingState::Abandoned,
+        6 => BindingState::Reserved,
+        7 => BindingState::Reset,
+        8 => BindingState::Backup,
+        other => return Err(FormatError::State(other)),
+    };
+    let client = match (p[KEY_KIND], p[KEY_LEN]) {
+        (NO_CLIENT, _) => None,
+        (kind, len) => {
+            let n = usize::from(len);
+            let key = (n <= KEY_ROOM)
+                .then(|| ClientKey::from_raw(kind, &p[KEY..KEY + n]))
+                .flatten();
+            Some(key.ok_or(FormatError::ClientKey { kind, len })?)
         }
     };
-    let at = 9 + KEY_BYTES;
-    let binding = Binding {
-        client,
-        mac: [p[at], p[at + 1], p[at + 2], p[at + 3], p[at + 4], p[at + 5]],
-        state,
-        expires: u64_at(p, at + 6),
-        cltt: u64_at(p, at + 14),
-        granted: u32_at(p, at + 22),
-        partner_sent: u64_at(p, at + 26),
-        partner_acked: u64_at(p, at + 34),
-        classes: u32_at(p, at + 42),
-    };
     Ok(BindingEvent {
-        scope: ScopeId(u16::from_le_bytes([p[0], p[1]])),
-        address: Ipv4Addr::new(p[2], p[3], p[4], p[5]),
-        binding,
+        scope: ScopeId(u16::from_le_bytes(le(&p, SCOPE))),
+        address: Ipv4Addr::from_bits(u32::from_le_bytes(le(&p, ADDRESS))),
+        binding: Binding {
+            client,
+            mac: le(&p, MAC),
+            state,
+            expires: u64::from_le_bytes(le(&p, EXPIRES)),
+            cltt: u64::from_le_bytes(le(&p, CLTT)),
+            granted: u32::from_le_bytes(le(&p, GRANTED)),
+            partner_sent: u64::from_le_bytes(le(&p, PARTNER_SENT)),
+            partner_acked: u64::from_le_bytes(le(&p, PARTNER_ACKED)),
+            classes: u32::from_le_bytes(le(&p, CLASSES)),
+        },
     })
+}
+
+/// The `N` bytes of `bytes` at `at`. Every call site passes constant offsets inside a
+/// fixed-size array, so the slice is always in bounds.
+fn le<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[at..at + N]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_roundtrips_and_damage_is_named() {
+        let h = encode_header(1_800_000_000);
+        assert_eq!(
+            decode_header(&h),
+            Ok(FileHeader {
+                version: VERSION,
+                created: 1_800_000_000
+            })
+        );
+        assert_eq!(decode_header(&h[..10]), Err(FormatError::ShortHeader));
+        assert_eq!(decode_header(b""), Err(FormatError::ShortHeader));
+        assert_eq!(decode_header(b"hello"), Err(FormatError::Magic));
+        let mut v2 = h;
+        v2[8] = 2;
+        assert_eq!(decode_header(&v2), Err(FormatError::Version(2)));
+        let mut flipped = h;
+        flipped[13] ^= 1;
+        assert_eq!(decode_header(&flipped), Err(FormatError::HeaderChecksum));
+    }
 }
