@@ -2,10 +2,12 @@
 //!
 //! [`CountingAllocator`] proves hot paths allocate nothing: a test binary installs it as its
 //! global allocator and wraps the code under test in [`allocations_during`]. [`netns::Netns`]
-//! gives a test its own network namespace, removed when the test ends.
+//! gives a test its own network namespace, removed when the test ends. [`frames`] writes the
+//! client messages and frames tests send.
 // A global allocator can only be written with `unsafe impl GlobalAlloc`.
 #![allow(unsafe_code)]
 
+pub mod frames;
 pub mod netns;
 
 use std::alloc::{GlobalAlloc, Layout, System};

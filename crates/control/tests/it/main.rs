@@ -17,10 +17,11 @@ use peregrine_control::{Control, ControlSources, spawn};
 use peregrine_dataplane::{DROP_LABELS, Interface, NoJournal, Worker, WorkerConfig, WorkerStats};
 use peregrine_engine::{Engine, EngineOptions};
 use peregrine_io::mem;
+use peregrine_testkit::frames::{ClientMessage, udp_frame};
 use peregrine_wire::MacAddr;
-use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, MessageType, opt, relay};
+use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 use peregrine_wire::ethernet::VlanTags;
-use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, build_udp_frame, demux};
+use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, demux};
 use serde_json::Value;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
@@ -100,34 +101,10 @@ fn client_mac(n: u8) -> [u8; 6] {
 
 /// A DHCP message from client `n` as the relay puts it on the wire.
 fn relayed(kind: MessageType, n: u8, requested: Option<Ipv4Addr>) -> Vec<u8> {
-    let mut msg = [0u8; 600];
-    let mut w = DhcpWriter::new(&mut msg, 600).unwrap();
-    let mut chaddr = [0u8; 16];
-    chaddr[..6].copy_from_slice(&client_mac(n));
-    w.header(&BootpHeader {
-        op: 1,
-        htype: 1,
-        hlen: 6,
-        hops: 1,
-        xid: u32::from(n),
-        secs: 0,
-        flags: 0,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: RELAY,
-        chaddr,
-    });
-    w.message_type(kind).unwrap();
-    if let Some(a) = requested {
-        w.option_ipv4(opt::REQUESTED_IP, a).unwrap();
-        w.option_ipv4(opt::SERVER_ID, SERVER).unwrap();
-    }
-    let mut rai = [0u8; 32];
-    let k = relay::write_sub_options(&mut rai, &[(relay::sub::CIRCUIT_ID, b"olt-1/1")]).unwrap();
-    w.option(opt::RELAY_AGENT_INFO, &rai[..k]).unwrap();
-    let len = w.finish().unwrap();
-    let h = UdpFrameHeaders {
+    let mut m = ClientMessage::new(kind, client_mac(n), u32::from(n)).relayed(RELAY, b"olt-1/1");
+    m.requested = requested;
+    m.server_id = requested.map(|_| SERVER);
+    let headers = UdpFrameHeaders {
         dst_mac: SERVER_MAC,
         src_mac: RELAY_MAC,
         vlans: VlanTags::NONE,
@@ -137,14 +114,7 @@ fn relayed(kind: MessageType, n: u8, requested: Option<Ipv4Addr>) -> Vec<u8> {
         dst_port: 67,
         ttl: 63,
     };
-    let mut frame = vec![0u8; 1600];
-    let n = build_udp_frame(&mut frame, &h, |p| {
-        p[..len].copy_from_slice(&msg[..len]);
-        Ok(len)
-    })
-    .unwrap();
-    frame.truncate(n);
-    frame
+    udp_frame(&headers, &m.bytes())
 }
 
 /// A worker on an in-memory port, as the server runs one per core.

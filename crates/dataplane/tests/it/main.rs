@@ -14,11 +14,12 @@ use peregrine_dataplane::{
 };
 use peregrine_engine::{Engine, EngineOptions};
 use peregrine_io::mem;
+use peregrine_testkit::frames::{ClientMessage, udp_frame};
 use peregrine_testkit::{CountingAllocator, allocations_during};
 use peregrine_wire::MacAddr;
-use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, MessageType, opt, relay};
+use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
-use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, build_udp_frame, demux};
+use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, demux};
 
 /// A frame as a backend hands it over, with a verifiable checksum.
 fn rx(data: &[u8]) -> peregrine_io::RxFrame<'_> {
@@ -115,32 +116,9 @@ fn iface(engine: &Engine) -> Interface {
     }
 }
 
-/// A relayed DISCOVER as the relay puts it on the wire, with `vlans`.
-fn relayed_discover(vlans: VlanTags, n: u8) -> Vec<u8> {
-    let mut msg = [0u8; 600];
-    let mut w = DhcpWriter::new(&mut msg, 600).unwrap();
-    let mut chaddr = [0u8; 16];
-    chaddr[..6].copy_from_slice(&[2, 0xcc, 0, 0, 0, n]);
-    w.header(&BootpHeader {
-        op: 1,
-        htype: 1,
-        hlen: 6,
-        hops: 1,
-        xid: u32::from(n),
-        secs: 0,
-        flags: 0,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: RELAY,
-        chaddr,
-    });
-    w.message_type(MessageType::Discover).unwrap();
-    let mut rai = [0u8; 32];
-    let k = relay::write_sub_options(&mut rai, &[(relay::sub::CIRCUIT_ID, b"olt-1/1")]).unwrap();
-    w.option(opt::RELAY_AGENT_INFO, &rai[..k]).unwrap();
-    let len = w.finish().unwrap();
-    let h = UdpFrameHeaders {
+/// The frame the relay sends for client `n`'s message `m`, with `vlans`.
+fn from_relay(m: &ClientMessage<'_>, vlans: VlanTags) -> Vec<u8> {
+    let headers = UdpFrameHeaders {
         dst_mac: SERVER_MAC,
         src_mac: RELAY_MAC,
         vlans,
@@ -150,14 +128,13 @@ fn relayed_discover(vlans: VlanTags, n: u8) -> Vec<u8> {
         dst_port: 67,
         ttl: 63,
     };
-    let mut frame = vec![0u8; 1600];
-    let n = build_udp_frame(&mut frame, &h, |p| {
-        p[..len].copy_from_slice(&msg[..len]);
-        Ok(len)
-    })
-    .unwrap();
-    frame.truncate(n);
-    frame
+    udp_frame(&headers, &m.bytes())
+}
+
+/// A relayed DISCOVER as the relay puts it on the wire, with `vlans`.
+fn relayed_discover(vlans: VlanTags, n: u8) -> Vec<u8> {
+    let m = ClientMessage::new(MessageType::Discover, [2, 0xcc, 0, 0, 0, n], u32::from(n));
+    from_relay(&m.relayed(RELAY, b"olt-1/1"), vlans)
 }
 
 #[test]
@@ -407,39 +384,11 @@ impl Journal for ScriptedJournal {
 
 /// The REQUEST of client `n` for `addr`, relayed, untagged.
 fn relayed_request(n: u8, addr: Ipv4Addr) -> Vec<u8> {
-    let discover = relayed_discover(VlanTags::NONE, n);
-    let Demuxed::Udp { payload, .. } = demux(&discover).unwrap() else {
-        panic!()
-    };
-    let discover_msg = DhcpMessage::parse(payload).unwrap();
-    let mut msg = [0u8; 600];
-    let mut w = DhcpWriter::new(&mut msg, 600).unwrap();
-    let mut header = BootpHeader::reply_to(discover_msg.packet());
-    header.op = 1;
-    header.hops = 1;
-    w.header(&header);
-    w.message_type(MessageType::Request).unwrap();
-    w.option_ipv4(opt::REQUESTED_IP, addr).unwrap();
-    w.option_ipv4(opt::SERVER_ID, SERVER).unwrap();
-    let len = w.finish().unwrap();
-    let hdr = UdpFrameHeaders {
-        dst_mac: SERVER_MAC,
-        src_mac: RELAY_MAC,
-        vlans: VlanTags::NONE,
-        src_ip: RELAY,
-        dst_ip: SERVER,
-        src_port: 67,
-        dst_port: 67,
-        ttl: 63,
-    };
-    let mut frame = vec![0u8; 1600];
-    let frame_len = build_udp_frame(&mut frame, &hdr, |p| {
-        p[..len].copy_from_slice(&msg[..len]);
-        Ok(len)
-    })
-    .unwrap();
-    frame.truncate(frame_len);
-    frame
+    let mut m = ClientMessage::new(MessageType::Request, [2, 0xcc, 0, 0, 0, n], u32::from(n))
+        .relayed(RELAY, b"olt-1/1");
+    m.requested = Some(addr);
+    m.server_id = Some(SERVER);
+    from_relay(&m, VlanTags::NONE)
 }
 
 #[test]

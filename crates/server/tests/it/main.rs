@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use peregrine_io::afpacket::{self, AfPacketConfig};
 use peregrine_io::{RxQueue, TxQueue};
+use peregrine_testkit::frames::{ClientMessage, udp_frame};
 use peregrine_testkit::netns::Netns;
 use peregrine_wire::MacAddr;
-use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, FLAG_BROADCAST, MessageType};
+use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
-use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, build_udp_frame, demux};
+use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, demux};
 
 const CONFIG: &str = r#"
 [dataplane]
@@ -79,33 +80,11 @@ fn message(
     kind: MessageType,
     request: Option<(Ipv4Addr, Ipv4Addr)>,
 ) -> Vec<u8> {
-    let mut msg = [0u8; 600];
-    let mut w = DhcpWriter::new(&mut msg, 600).unwrap();
-    let mut chaddr = [0u8; 16];
-    chaddr[..6].copy_from_slice(&mac);
-    w.header(&BootpHeader {
-        op: 1,
-        htype: 1,
-        hlen: 6,
-        hops: 0,
-        xid,
-        secs: 0,
-        flags: FLAG_BROADCAST,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: Ipv4Addr::UNSPECIFIED,
-        chaddr,
-    });
-    w.message_type(kind).unwrap();
-    if let Some((addr, server)) = request {
-        w.option_ipv4(peregrine_wire::dhcp::opt::REQUESTED_IP, addr)
-            .unwrap();
-        w.option_ipv4(peregrine_wire::dhcp::opt::SERVER_ID, server)
-            .unwrap();
-    }
-    let len = w.finish().unwrap();
-    let h = UdpFrameHeaders {
+    let mut m = ClientMessage::new(kind, mac, xid);
+    m.broadcast = true;
+    m.requested = request.map(|r| r.0);
+    m.server_id = request.map(|r| r.1);
+    let headers = UdpFrameHeaders {
         dst_mac: MacAddr::BROADCAST,
         src_mac: MacAddr(mac),
         vlans,
@@ -115,14 +94,7 @@ fn message(
         dst_port: 67,
         ttl: 64,
     };
-    let mut frame = vec![0u8; 1600];
-    let n = build_udp_frame(&mut frame, &h, |p| {
-        p[..len].copy_from_slice(&msg[..len]);
-        Ok(len)
-    })
-    .unwrap();
-    frame.truncate(n);
-    frame
+    udp_frame(&headers, &m.bytes())
 }
 
 /// Collects OFFERs (by xid: tags and yiaddr) arriving on `rx` until `want` came or 5 s passed.
