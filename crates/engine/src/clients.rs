@@ -59,6 +59,17 @@ impl Hasher for PassThrough {
     }
 }
 
+impl Loc {
+    pub(crate) fn new(scope: ScopeId, pool: usize, at: SlotRef) -> Loc {
+        // Pools per scope are bounded by the config; a scope never has 65 536 of them.
+        Loc {
+            scope,
+            pool: pool as u16,
+            at,
+        }
+    }
+}
+
 pub(crate) type ClientMap = HashMap<HashedKey, Loc, BuildHasherDefault<PassThrough>>;
 
 #[derive(Debug)]

@@ -351,6 +351,19 @@ impl Engine {
         &self.scopes[usize::from(id.0)]
     }
 
+    /// Holds the slot at `loc` for the request's client until `hold`: the OFFER.
+    fn offer_at(
+        &self,
+        r: &Request<'_, '_>,
+        held: usize,
+        clients: &mut ClientMap,
+        shard: &mut Shard,
+        loc: Loc,
+        hold: Time,
+    ) {
+        self.take(r, held, clients, shard, loc, BindingState::Offered, hold, 0);
+    }
+
     /// Gives the slot at `loc` to the request's client in `state` until `expires`.
     #[allow(clippy::too_many_arguments)]
     fn take(
@@ -421,16 +434,7 @@ impl Engine {
             let b = *shard.binding(loc.at.slot);
             if b.owned_by(&r.key) && b.state != BindingState::Abandoned {
                 if b.state != BindingState::Active {
-                    self.take(
-                        r,
-                        held,
-                        clients,
-                        &mut shard,
-                        loc,
-                        BindingState::Offered,
-                        hold,
-                        0,
-                    );
+                    self.offer_at(r, held, clients, &mut shard, loc, hold);
                 }
                 return Some((s, pool.address(loc.at)));
             }
@@ -465,21 +469,8 @@ impl Engine {
             let mut shard = s.pools[p].lock(at.shard);
             let b = *shard.binding(at.slot);
             if b.state == BindingState::Reserved || b.owned_by(&r.key) || b.state.is_available() {
-                let loc = Loc {
-                    scope: s.id,
-                    pool: p as u16,
-                    at,
-                };
-                self.take(
-                    r,
-                    held,
-                    clients,
-                    &mut shard,
-                    loc,
-                    BindingState::Offered,
-                    hold,
-                    0,
-                );
+                let loc = Loc::new(s.id, p, at);
+                self.offer_at(r, held, clients, &mut shard, loc, hold);
                 return Some((s, addr));
             }
         }
@@ -512,21 +503,8 @@ impl Engine {
         if !shard.binding(at.slot).state.is_available() {
             return None;
         }
-        let loc = Loc {
-            scope: s.id,
-            pool: p as u16,
-            at,
-        };
-        self.take(
-            r,
-            held,
-            clients,
-            &mut shard,
-            loc,
-            BindingState::Offered,
-            hold,
-            0,
-        );
+        let loc = Loc::new(s.id, p, at);
+        self.offer_at(r, held, clients, &mut shard, loc, hold);
         Some((s, want))
     }
 
@@ -557,21 +535,8 @@ impl Engine {
                     let mut shard = pool.lock(k);
                     if let Some(slot) = shard.pop_free() {
                         let at = crate::pool::SlotRef { shard: k, slot };
-                        let loc = Loc {
-                            scope: s.id,
-                            pool: p as u16,
-                            at,
-                        };
-                        self.take(
-                            r,
-                            held,
-                            clients,
-                            &mut shard,
-                            loc,
-                            BindingState::Offered,
-                            hold,
-                            0,
-                        );
+                        let loc = Loc::new(s.id, p, at);
+                        self.offer_at(r, held, clients, &mut shard, loc, hold);
                         return Some((s, pool.address(at)));
                     }
                 }
@@ -681,11 +646,7 @@ impl Engine {
         let Some((p, at)) = s.locate(want) else {
             return self.refuse(r, s, state, tx);
         };
-        let loc = Loc {
-            scope: s.id,
-            pool: p as u16,
-            at,
-        };
+        let loc = Loc::new(s.id, p, at);
         let (held, mut clients) = self.clients.lock(&r.hkey);
 
         // One pool-shard lock at a time: return a different address on offer to the client first.
@@ -978,11 +939,7 @@ impl Engine {
                     .find_map(|s| s.locate(addr).map(|(p, at)| (s, p, at)))
             })
             .ok_or(RestoreError::UnknownAddress(addr))?;
-        let loc = Loc {
-            scope: s.id,
-            pool: p as u16,
-            at,
-        };
+        let loc = Loc::new(s.id, p, at);
         let b = event.binding;
         let hashed = b.client.map(|k| self.clients.hashed(k));
         let mut guard = hashed.as_ref().map(|k| self.clients.lock(k));
