@@ -226,8 +226,21 @@ impl Engine {
         let Some(kind) = msg.message_type() else {
             return Verdict::Drop(DropReason::NotDhcp);
         };
-        let mut rai_scratch = [0u8; 1024];
-        let rai = match msg.relay_agent_info(&mut rai_scratch) {
+        // Option 82 nearly always arrives in one piece and is read where it lies; only a split
+        // option is joined in a scratch buffer, which is then the only one zeroed.
+        let mut rai_scratch;
+        let rai = match msg.relay_agent_info_raw() {
+            None => Ok(None),
+            Some(v) => {
+                if let Some(data) = v.as_slice() {
+                    RelayAgentInfo::new_checked(data).map(Some)
+                } else {
+                    rai_scratch = [0u8; 1024];
+                    msg.relay_agent_info(&mut rai_scratch)
+                }
+            }
+        };
+        let rai = match rai {
             Ok(r) => r,
             Err(e) => return Verdict::Drop(DropReason::Malformed(e)),
         };
@@ -276,14 +289,17 @@ impl Engine {
     }
 
     fn client_key(&self, msg: &DhcpMessage<'_>, match_client_id: bool) -> ClientKey {
-        let mut scratch = [0u8; 512];
-        if match_client_id
-            && let Some(id) = msg
-                .client_id()
-                .and_then(|v| v.contiguous(&mut scratch).ok())
-            && !id.is_empty()
-        {
-            return ClientKey::client_id(id, &self.key_seed);
+        if match_client_id && let Some(v) = msg.client_id() {
+            let mut scratch;
+            let id = if let Some(id) = v.as_slice() {
+                Some(id)
+            } else {
+                scratch = [0u8; 512];
+                v.contiguous(&mut scratch).ok()
+            };
+            if let Some(id) = id.filter(|id| !id.is_empty()) {
+                return ClientKey::client_id(id, &self.key_seed);
+            }
         }
         let p = msg.packet();
         ClientKey::hardware(p.htype(), p.chaddr(), &self.key_seed)
