@@ -82,6 +82,11 @@ pub struct Binding {
     /// Client classes matched when the lease was granted, so renewals without option 82 keep
     /// the same options (what Kea's stash-agent-options preserves).
     pub classes: u32,
+    /// How many times this address's binding has changed, stamped under its shard lock.
+    /// Workers journal their changes through separate queues, so two changes of one address
+    /// can reach the journal out of order; replay keeps the highest version (see
+    /// [`crate::Engine::replay`]).
+    pub version: u32,
 }
 
 impl Binding {
@@ -95,6 +100,7 @@ impl Binding {
         partner_sent: 0,
         partner_acked: 0,
         classes: 0,
+        version: 0,
     };
 
     pub(crate) fn owned_by(&self, key: &ClientKey) -> bool {

@@ -69,6 +69,15 @@ pub enum RestoreError {
     Conflict(Ipv4Addr),
 }
 
+/// How [`Engine::install`] treats the binding already there.
+#[derive(Clone, Copy)]
+enum Install {
+    /// Another server's lease: refused if another client holds the address.
+    Import,
+    /// A journal record: applied if its version is newer.
+    Replay,
+}
+
 /// Utilisation of one pool, for gauges and the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolStats {
@@ -408,8 +417,9 @@ impl Engine {
             partner_sent: old.partner_sent,
             partner_acked: old.partner_acked,
             classes: r.classes,
+            version: 0,
         };
-        shard.set(loc.at.slot, b);
+        let b = shard.set(loc.at.slot, b);
         shard.schedule(loc.at.slot, expires);
         clients.insert(r.hkey, loc);
         b
@@ -729,7 +739,7 @@ impl Engine {
         );
         if binding.classes != classes {
             binding.classes = classes;
-            shard.set(at.slot, binding);
+            binding = shard.set(at.slot, binding);
         }
         drop(shard);
         drop(clients);
@@ -920,7 +930,7 @@ impl Engine {
                         } else {
                             after
                         };
-                        shard.set(slot, after);
+                        let after = shard.set(slot, after);
                         if !reserved {
                             shard.push_free(slot);
                         }
@@ -941,9 +951,21 @@ impl Engine {
         done
     }
 
-    /// Installs a binding from the journal or an import, as it was. An address another client
-    /// holds is reported as a conflict and left alone.
+    /// Installs an imported binding (another server's lease) as the address's next version.
+    /// An address another client holds is reported as a conflict and left alone.
     pub fn restore(&self, event: &BindingEvent) -> Result<(), RestoreError> {
+        self.install(event, Install::Import).map(|_| ())
+    }
+
+    /// Replays a binding change from the journal: it replaces the address's binding if its
+    /// version is newer, whoever holds the address now, and is ignored (`Ok(false)`) if not.
+    /// The journal is the truth about what was acknowledged; versions put back the order
+    /// that separate worker queues may have lost, so replay order does not matter.
+    pub fn replay(&self, event: &BindingEvent) -> Result<bool, RestoreError> {
+        self.install(event, Install::Replay)
+    }
+
+    fn install(&self, event: &BindingEvent, how: Install) -> Result<bool, RestoreError> {
         let addr = event.address;
         let (s, p, at) = self
             .scopes
@@ -961,13 +983,23 @@ impl Engine {
         let mut guard = hashed.as_ref().map(|k| self.clients.lock(k));
         let mut shard = s.pools[p].lock(at.shard);
         let cur = *shard.binding(at.slot);
-        if cur.client.is_some()
-            && cur.client != b.client
-            && matches!(cur.state, BindingState::Active | BindingState::Offered)
-        {
-            return Err(RestoreError::Conflict(addr));
+        match how {
+            Install::Import => {
+                if cur.client.is_some()
+                    && cur.client != b.client
+                    && matches!(cur.state, BindingState::Active | BindingState::Offered)
+                {
+                    return Err(RestoreError::Conflict(addr));
+                }
+                shard.set(at.slot, b);
+            }
+            Install::Replay => {
+                if b.version <= cur.version {
+                    return Ok(false);
+                }
+                shard.put(at.slot, b);
+            }
         }
-        shard.set(at.slot, b);
         match b.state {
             BindingState::Active | BindingState::Offered | BindingState::Abandoned => {
                 shard.unlink(at.slot);
@@ -984,7 +1016,7 @@ impl Engine {
         if let (Some((_, clients)), Some(k)) = (guard.as_mut(), hashed) {
             clients.insert(k, loc);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The binding of `addr`, if it is in a pool.

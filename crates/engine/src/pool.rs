@@ -58,13 +58,21 @@ impl Shard {
         &self.slots[slot as usize]
     }
 
-    /// Replaces a slot's binding, keeping the per-state counts right. The free list is the
-    /// caller's business ([`Self::push_free`], [`Self::unlink`]).
-    pub(crate) fn set(&mut self, slot: u32, b: Binding) {
+    /// Replaces a slot's binding with `b` as its next version, keeping the per-state counts
+    /// right, and returns what was stored. The free list is the caller's business
+    /// ([`Self::push_free`], [`Self::unlink`]).
+    pub(crate) fn set(&mut self, slot: u32, b: Binding) -> Binding {
+        let version = self.slots[slot as usize].version.wrapping_add(1);
+        self.put(slot, Binding { version, ..b })
+    }
+
+    /// Replaces a slot's binding with `b` exactly as given, version included (journal replay).
+    pub(crate) fn put(&mut self, slot: u32, b: Binding) -> Binding {
         let old = &mut self.slots[slot as usize];
         self.counts[old.state as usize] -= 1;
         self.counts[b.state as usize] += 1;
         *old = b;
+        b
     }
 
     /// Takes the available address freed longest ago.

@@ -263,7 +263,7 @@ fn restore(engine: &Engine, dir: &LeaseDir, recovered: &Recovered) {
     let t = std::time::Instant::now();
     let mut refused = 0u64;
     for event in &recovered.events {
-        if let Err(e) = engine.restore(event) {
+        if let Err(e) = engine.replay(event) {
             refused += 1;
             tracing::debug!(?e, "lease journal: binding not restored");
         }

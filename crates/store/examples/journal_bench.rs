@@ -177,6 +177,7 @@ fn submitter(
                     partner_sent: 0,
                     partner_acked: 0,
                     classes: 0,
+                    version: 1,
                 },
             };
             if let Some(seq) = side.submit(&event) {

@@ -1,20 +1,25 @@
 //! The journal's byte layout.
 //!
-//! A journal file is a [`HEADER_LEN`]-byte header followed by records:
+//! A journal file, a sealed journal segment and a snapshot all have the same layout: a
+//! [`HEADER_LEN`]-byte header followed by records:
 //!
 //! ```text
 //! header:  magic "PGRJRNL\0" | version u16 | reserved u16 (0) | created-at u64 (UNIX s) | CRC32 u32 of the 20 bytes before
 //! record:  length u32 | CRC32 u32 of the payload | payload
 //! ```
 //!
-//! Every integer is little-endian. A version 1 payload is one [`BindingEvent`] in
+//! Every integer is little-endian. A version 2 payload is one [`BindingEvent`] in
 //! [`PAYLOAD_LEN`] bytes:
 //!
 //! ```text
 //! scope u16 | address u32 | state u8 (BindingState in declaration order, Free = 0 … Backup = 8)
 //! | client key kind u8 (0xff: no client) | key length u8 | key bytes, 30, zero-padded
 //! | mac 6 | expires u64 | cltt u64 | granted u32 | partner_sent u64 | partner_acked u64 | classes u32
+//! | binding version u32
 //! ```
+//!
+//! Version 1 lacked the binding version (the per-address change counter that orders changes
+//! which reached the journal through different worker queues); it was never released.
 //!
 //! so every record has the same size ([`RECORD_LEN`]): recovery can step over a damaged
 //! record to see whether intact ones follow it, which is what tells a write cut short by a
@@ -31,11 +36,11 @@ use peregrine_engine::{Binding, BindingEvent, BindingState, ClientKey, ScopeId};
 /// The first bytes of every journal file.
 pub const MAGIC: [u8; 8] = *b"PGRJRNL\0";
 /// The format this build writes, and the only one it reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 24;
 /// Bytes of one version 1 payload (one binding change).
-pub const PAYLOAD_LEN: usize = 85;
+pub const PAYLOAD_LEN: usize = 89;
 /// Bytes of one record: length, CRC, payload.
 pub const RECORD_LEN: usize = 8 + PAYLOAD_LEN;
 
@@ -58,7 +63,8 @@ const GRANTED: usize = CLTT + 8; // u32
 const PARTNER_SENT: usize = GRANTED + 4; // u64
 const PARTNER_ACKED: usize = PARTNER_SENT + 8; // u64
 const CLASSES: usize = PARTNER_ACKED + 8; // u32
-const _: () = assert!(CLASSES + 4 == PAYLOAD_LEN);
+const BINDING_VERSION: usize = CLASSES + 4; // u32
+const _: () = assert!(BINDING_VERSION + 4 == PAYLOAD_LEN);
 
 /// What a journal file's header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +204,7 @@ pub fn encode(event: &BindingEvent, out: &mut [u8; RECORD_LEN]) {
     p[PARTNER_SENT..PARTNER_SENT + 8].copy_from_slice(&b.partner_sent.to_le_bytes());
     p[PARTNER_ACKED..PARTNER_ACKED + 8].copy_from_slice(&b.partner_acked.to_le_bytes());
     p[CLASSES..CLASSES + 4].copy_from_slice(&b.classes.to_le_bytes());
+    p[BINDING_VERSION..BINDING_VERSION + 4].copy_from_slice(&b.version.to_le_bytes());
     let crc = crc32fast::hash(&out[8..]);
     out[..4].copy_from_slice(&(PAYLOAD_LEN as u32).to_le_bytes());
     out[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -252,6 +259,7 @@ pub fn decode(record: &[u8; RECORD_LEN]) -> Result<BindingEvent, FormatError> {
             partner_sent: u64::from_le_bytes(le(&p, PARTNER_SENT)),
             partner_acked: u64::from_le_bytes(le(&p, PARTNER_ACKED)),
             classes: u32::from_le_bytes(le(&p, CLASSES)),
+            version: u32::from_le_bytes(le(&p, BINDING_VERSION)),
         },
     })
 }
@@ -281,9 +289,9 @@ mod tests {
         assert_eq!(decode_header(&h[..10]), Err(FormatError::ShortHeader));
         assert_eq!(decode_header(b""), Err(FormatError::ShortHeader));
         assert_eq!(decode_header(b"hello"), Err(FormatError::Magic));
-        let mut v2 = h;
-        v2[8] = 2;
-        assert_eq!(decode_header(&v2), Err(FormatError::Version(2)));
+        let mut v1 = h;
+        v1[8] = 1;
+        assert_eq!(decode_header(&v1), Err(FormatError::Version(1)));
         let mut flipped = h;
         flipped[13] ^= 1;
         assert_eq!(decode_header(&flipped), Err(FormatError::HeaderChecksum));

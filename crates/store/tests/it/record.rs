@@ -45,11 +45,12 @@ prop_compose! {
         partner_sent in any::<u64>(),
         partner_acked in any::<u64>(),
         classes in any::<u32>(),
+        version in any::<u32>(),
     ) -> BindingEvent {
         BindingEvent {
             scope: ScopeId(scope),
             address: Ipv4Addr::from_bits(address),
-            binding: Binding { client, mac, state, expires, cltt, granted, partner_sent, partner_acked, classes },
+            binding: Binding { client, mac, state, expires, cltt, granted, partner_sent, partner_acked, classes, version },
         }
     }
 }

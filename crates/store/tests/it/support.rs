@@ -65,6 +65,7 @@ pub(crate) fn event(n: u32, worker: u16) -> BindingEvent {
             partner_sent: u64::from(n) * 3,
             partner_acked: u64::from(n) * 2,
             classes: n,
+            version: n / 3 + 1,
         },
     }
 }
