@@ -143,6 +143,7 @@ pub(crate) struct Interface {
 pub(crate) struct Leases {
     pub(crate) directory: Spanned<String>,
     pub(crate) durability: Option<Spanned<String>>,
+    pub(crate) compact_after: Option<Spanned<i64>>,
 }
 
 /// `[control]`: the control plane.

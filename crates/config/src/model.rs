@@ -77,6 +77,16 @@ pub struct LeaseStore {
     pub directory: std::path::PathBuf,
     /// See [`Durability`].
     pub durability: Durability,
+    /// Seal the journal and compact it into a snapshot once it passes this many bytes.
+    pub compact_after: u64,
+}
+
+impl LeaseStore {
+    /// The default [`LeaseStore::compact_after`]: 64 MiB (about 720 000 lease changes).
+    pub const DEFAULT_COMPACT_AFTER: u64 = 64 << 20;
+    /// The least [`LeaseStore::compact_after`] accepted: below it the server would spend its
+    /// disk bandwidth rewriting snapshots.
+    pub const MIN_COMPACT_AFTER: u64 = 64 << 10;
 }
 
 impl Default for Runtime {

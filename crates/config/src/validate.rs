@@ -952,7 +952,8 @@ fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runtime> {
     })
 }
 
-/// `[leases]`: a directory (absolute, or relative to where the server starts) and durability.
+/// `[leases]`: a directory (absolute, or relative to where the server starts), durability and
+/// the journal size that triggers compaction.
 fn leases(l: &file::Leases, d: &mut Diagnostics<'_>) -> Option<LeaseStore> {
     let dir = l.directory.get_ref();
     let directory = if dir.trim().is_empty() {
@@ -966,9 +967,29 @@ fn leases(l: &file::Leases, d: &mut Diagnostics<'_>) -> Option<LeaseStore> {
         Some(std::path::PathBuf::from(dir))
     };
     let durability = optional(l.durability.as_ref(), "leases.durability", durability, d);
+    let compact_after = match &l.compact_after {
+        None => Some(LeaseStore::DEFAULT_COMPACT_AFTER),
+        Some(v) => {
+            let bytes = u64::try_from(*v.get_ref())
+                .ok()
+                .filter(|b| *b >= LeaseStore::MIN_COMPACT_AFTER);
+            if bytes.is_none() {
+                d.at(
+                    v,
+                    "leases.compact-after",
+                    format_args!(
+                        "must be at least {} bytes (64 KiB)",
+                        LeaseStore::MIN_COMPACT_AFTER
+                    ),
+                );
+            }
+            bytes
+        }
+    };
     Some(LeaseStore {
         directory: directory?,
         durability: durability.ok()?.unwrap_or_default(),
+        compact_after: compact_after?,
     })
 }
 

@@ -43,8 +43,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum LeasesCommand {
-    /// Repair a lease journal that the server refused as corrupt: keeps every record before
-    /// the damage, copies the journal as it was to journal.corrupt-<time>, and sets the rest aside.
+    /// Repair a lease directory that the server refused as corrupt: in each damaged file keeps
+    /// every record before the damage, copies the file as it was to <file>.corrupt-<time>, and
+    /// sets the rest aside.
     Recover {
         /// The lease directory (`[leases] directory` of the configuration).
         #[arg(long)]
@@ -73,29 +74,7 @@ fn main() -> ExitCode {
         },
         Command::Leases {
             command: LeasesCommand::Recover { dir },
-        } => match peregrine_store::repair(&dir) {
-            Ok(r) => {
-                match &r.backup {
-                    Some(b) => println!(
-                        "{}: kept {} records, set aside {} bytes after the damage; the journal as it was is in {}",
-                        dir.display(),
-                        r.kept,
-                        r.dropped_bytes,
-                        b.display()
-                    ),
-                    None => println!(
-                        "{}: journal intact ({} records); nothing to do",
-                        dir.display(),
-                        r.kept
-                    ),
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        } => repair(&dir),
         Command::Run { config } => {
             init_logging();
             match run::run(&config) {
@@ -107,6 +86,44 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `peregrine leases recover`: repairs the damaged files of a lease directory one by one, in
+/// the order recovery reads them, and says what each repair set aside.
+fn repair(dir: &std::path::Path) -> ExitCode {
+    // Each pass repairs one file; a directory has a handful of history files.
+    for _ in 0..64 {
+        match peregrine_store::repair(dir) {
+            Ok(peregrine_store::RepairReport {
+                file: Some(file),
+                kept,
+                dropped_bytes,
+                backup,
+                ..
+            }) => println!(
+                "{}: kept {kept} records, set aside {dropped_bytes} bytes after the damage; the file as it was is in {}",
+                file.display(),
+                backup.map_or_else(|| "(no copy)".into(), |b| b.display().to_string())
+            ),
+            Ok(r) => {
+                println!(
+                    "{}: lease history intact ({} records); nothing to do",
+                    dir.display(),
+                    r.kept
+                );
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    eprintln!(
+        "{}: still damaged after 64 repairs; restore it from a backup",
+        dir.display()
+    );
+    ExitCode::FAILURE
 }
 
 fn init_logging() {

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, bail};
-use peregrine_config::model::{Backend, Config, Durability, InterfaceConfig, LeaseStore};
+use peregrine_config::model::{Backend, Config, Durability, InterfaceConfig};
 use peregrine_control::ControlSources;
 use peregrine_dataplane::{Interface, Journal, Worker, WorkerConfig, WorkerStats};
 use peregrine_engine::{BindingEvent, Engine, EngineOptions, KeySecret};
 use peregrine_io::afpacket::{self, AfPacketConfig};
 use peregrine_io::{RxQueue, TxQueue};
-use peregrine_store::{Journal as StoreWriter, LeaseDir, Recovered, WorkerJournal};
+use peregrine_store::{Journal as StoreWriter, JournalOptions, LeaseDir, WorkerJournal};
 use peregrine_wire::MacAddr;
 
 /// Runs the server described by the file at `path` until SIGTERM or SIGINT.
@@ -29,18 +29,18 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         .runtime
         .leases
         .as_ref()
-        .map(open_leases)
+        .map(|l| LeaseDir::open(&l.directory))
         .transpose()?;
     let key_secret = store
         .as_ref()
-        .map_or_else(KeySecret::random, |(dir, _)| dir.key_secret());
+        .map_or_else(KeySecret::random, LeaseDir::key_secret);
     let options = EngineOptions {
         key_secret,
         ..EngineOptions::default()
     };
     let engine = Arc::new(Engine::new(&config, options).context("building the engine")?);
-    if let Some((dir, recovered)) = &store {
-        restore(&engine, dir, recovered);
+    if let Some(dir) = &store {
+        recover(&engine, dir)?;
     }
     let interfaces = config
         .runtime
@@ -58,18 +58,21 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         Backend::Udp => 1,
         Backend::AfPacket | Backend::Tap => interfaces.len() * config.runtime.workers as usize,
     };
-    let (writer, mut journals) =
-        if let (Some((dir, _)), Some(leases)) = (&store, &config.runtime.leases) {
-            let durability = match leases.durability {
+    let (writer, mut journals) = if let (Some(dir), Some(leases)) = (&store, &config.runtime.leases)
+    {
+        let options = JournalOptions {
+            durability: match leases.durability {
                 Durability::Fsync => peregrine_store::Durability::Fsync,
                 Durability::NoneUnsafe => peregrine_store::Durability::NoneUnsafe,
-            };
-            let (writer, sides) = StoreWriter::start(dir, durability, workers)?;
-            (Some(writer), sides.into_iter().map(StoreJournal).collect())
-        } else {
-            tracing::warn!("no [leases] directory configured: leases live in memory only");
-            (None, Vec::new())
+            },
+            compact_after: leases.compact_after,
         };
+        let (writer, sides) = StoreWriter::start(dir, options, workers)?;
+        (Some(writer), sides.into_iter().map(StoreJournal).collect())
+    } else {
+        tracing::warn!("no [leases] directory configured: leases live in memory only");
+        (None, Vec::new())
+    };
     let started = std::time::Instant::now();
     let Started {
         handles,
@@ -244,10 +247,17 @@ impl Journal for StoreJournal {
     }
 }
 
-/// Opens and recovers the lease directory, saying what a crash left behind.
-fn open_leases(leases: &LeaseStore) -> anyhow::Result<(LeaseDir, Recovered)> {
-    let dir = LeaseDir::open(&leases.directory)?;
-    let recovered = dir.recover()?;
+/// Reads the lease history into the engine: snapshot, sealed segments, journal, each change
+/// replayed as it is read (a 10 M-lease history is never held in memory twice).
+fn recover(engine: &Engine, dir: &LeaseDir) -> anyhow::Result<()> {
+    let t = std::time::Instant::now();
+    let mut refused = 0u64;
+    let recovered = dir.recover_with(|event| {
+        if let Err(e) = engine.replay(event) {
+            refused += 1;
+            tracing::debug!(?e, "lease journal: binding not restored");
+        }
+    })?;
     if recovered.truncated_bytes > 0 {
         tracing::warn!(
             bytes = recovered.truncated_bytes,
@@ -255,22 +265,16 @@ fn open_leases(leases: &LeaseStore) -> anyhow::Result<(LeaseDir, Recovered)> {
             "lease journal: removed a record torn by a crash (its ACK was never sent)"
         );
     }
-    Ok((dir, recovered))
-}
-
-/// Installs the recovered bindings in the engine, reporting any the configuration refuses.
-fn restore(engine: &Engine, dir: &LeaseDir, recovered: &Recovered) {
-    let t = std::time::Instant::now();
-    let mut refused = 0u64;
-    for event in &recovered.events {
-        if let Err(e) = engine.replay(event) {
-            refused += 1;
-            tracing::debug!(?e, "lease journal: binding not restored");
-        }
+    if recovered.tidied > 0 {
+        tracing::info!(
+            files = recovered.tidied,
+            "lease directory: removed files a crash left during sealing or compaction"
+        );
     }
     tracing::info!(
         directory = %dir.path().display(),
-        records = recovered.events.len(),
+        records = recovered.records,
+        files = recovered.history_files + 1,
         refused,
         ms = t.elapsed().as_millis(),
         "leases recovered"
@@ -278,9 +282,10 @@ fn restore(engine: &Engine, dir: &LeaseDir, recovered: &Recovered) {
     if refused > 0 {
         tracing::warn!(
             refused,
-            "lease journal: bindings outside the configured pools or in conflict were not restored"
+            "lease journal: bindings outside the configured pools were not restored"
         );
     }
+    Ok(())
 }
 
 /// What the dataplane needs of a configured interface, read from sysfs.

@@ -35,6 +35,8 @@ pub struct LeaseDir {
     secret: KeySecret,
     /// The journal's length as the last [`LeaseDir::recover`] left it, until the writer starts.
     recovered_len: AtomicU64,
+    /// The number the writer gives the next segment it seals, as that recovery found.
+    next_segment: AtomicU64,
     /// Holds the `flock`, which is released when the last holder (this, or a running journal
     /// writer) closes it.
     lock: Arc<File>,
@@ -60,6 +62,7 @@ impl LeaseDir {
             path: path.to_path_buf(),
             secret,
             recovered_len: AtomicU64::new(NOT_RECOVERED),
+            next_segment: AtomicU64::new(1),
             lock: Arc::new(lock),
         })
     }
@@ -85,15 +88,18 @@ impl LeaseDir {
         self.lock.clone()
     }
 
-    /// Notes that the journal was just recovered and is `len` bytes long.
-    pub(crate) fn set_recovered(&self, len: u64) {
+    /// Notes that the journal was just recovered and is `len` bytes long, and which number
+    /// the next sealed segment takes.
+    pub(crate) fn set_recovered(&self, len: u64, next_segment: u64) {
+        self.next_segment.store(next_segment, Ordering::Relaxed);
         self.recovered_len.store(len, Ordering::Release);
     }
 
-    /// The length the last recovery left, once: a second writer needs a second recovery.
-    pub(crate) fn take_recovered(&self) -> Option<u64> {
-        Some(self.recovered_len.swap(NOT_RECOVERED, Ordering::AcqRel))
-            .filter(|len| *len != NOT_RECOVERED)
+    /// The journal length and next segment number the last recovery left, once: a second
+    /// writer needs a second recovery.
+    pub(crate) fn take_recovered(&self) -> Option<(u64, u64)> {
+        let len = self.recovered_len.swap(NOT_RECOVERED, Ordering::AcqRel);
+        (len != NOT_RECOVERED).then(|| (len, self.next_segment.load(Ordering::Relaxed)))
     }
 }
 

@@ -19,8 +19,10 @@
 //! anything from a journal except a torn tail without the operator asking ([`repair`]). It
 //! makes no DHCP decisions and opens no sockets.
 
+mod compact;
 mod dir;
 mod error;
+mod files;
 pub mod record;
 mod recover;
 mod writer;
@@ -29,5 +31,6 @@ pub use dir::LeaseDir;
 pub use error::StoreError;
 pub use recover::{Recovered, RepairReport, repair};
 pub use writer::{
-    Durability, Journal, JournalCounters, JournalStats, JournalWriter, WorkerJournal,
+    Durability, Journal, JournalCounters, JournalOptions, JournalStats, JournalWriter,
+    WorkerJournal,
 };

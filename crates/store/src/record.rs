@@ -90,6 +90,8 @@ pub enum FormatError {
     Length(u32),
     /// A record's checksum does not match its payload.
     Checksum,
+    /// The file ends inside a record.
+    Truncated,
     /// A payload names a binding state this build does not know.
     State(u8),
     /// A payload's client key has a kind or length the engine never produces.
@@ -105,7 +107,10 @@ impl FormatError {
     /// Whether the error is in a record's framing (length or checksum): what a write cut short
     /// by a crash leaves, as opposed to a record that arrived whole but cannot be understood.
     pub fn is_framing(self) -> bool {
-        matches!(self, FormatError::Length(_) | FormatError::Checksum)
+        matches!(
+            self,
+            FormatError::Length(_) | FormatError::Checksum | FormatError::Truncated
+        )
     }
 }
 
@@ -125,6 +130,7 @@ impl fmt::Display for FormatError {
                 "record length {n} is impossible (version {VERSION} records carry {PAYLOAD_LEN} bytes)"
             ),
             FormatError::Checksum => f.write_str("record checksum does not match"),
+            FormatError::Truncated => f.write_str("the file ends inside a record"),
             FormatError::State(s) => write!(f, "record names unknown binding state {s}"),
             FormatError::ClientKey { kind, len } => write!(
                 f,

@@ -18,14 +18,23 @@ use peregrine_engine::BindingEvent;
 
 use crate::dir::{self, JOURNAL, LeaseDir, sync_dir, truncate, unix_now, write_atomically};
 use crate::error::{StoreError, io_at};
+use crate::files::Layout;
 use crate::record::{FormatError, HEADER_LEN, RECORD_LEN, decode, decode_header, encode_header};
 
 /// What [`LeaseDir::recover`] read.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// Every binding change in the journal, oldest first. One worker's changes keep the order
-    /// it submitted them in.
+    /// Every binding change in the snapshot, the sealed segments and the journal, in that
+    /// order (empty from [`LeaseDir::recover_with`], which hands them over one by one). One
+    /// worker's changes keep the order it submitted them in; across workers, the binding
+    /// versions tell which change of an address is the newest.
     pub events: Vec<BindingEvent>,
+    /// How many binding changes were read.
+    pub records: u64,
+    /// Files read before the journal: a snapshot and sealed segments.
+    pub history_files: usize,
+    /// Files left by a crash during sealing or compaction that were deleted.
+    pub tidied: usize,
     /// When the journal was started (seconds since the UNIX epoch, from its header).
     pub created: u64,
     /// Bytes of a torn tail cut from the end: 0 if the journal ended cleanly.
@@ -37,29 +46,65 @@ pub struct Recovered {
 /// What [`repair`] did.
 #[derive(Debug, Default)]
 pub struct RepairReport {
-    /// Records kept: every intact record before the first bad byte.
+    /// The file that was cut, if one was damaged: the first in reading order (snapshot,
+    /// sealed segments, journal). Run [`repair`] again for damage in a later file.
+    pub file: Option<PathBuf>,
+    /// Records kept: every intact record before the first bad byte of that file, or of all
+    /// files when none is damaged.
     pub kept: u64,
     /// Intact records that followed the damage and were set aside with it (they are in the
     /// backup copy). Records of an unknown format version are not counted.
     pub dropped_records: u64,
     /// Bytes set aside from the first bad byte to the end.
     pub dropped_bytes: u64,
-    /// Where the journal was cut (the header is rewritten when the damage is in it), if it was.
+    /// Where the file was cut (the header is rewritten when the damage is in it), if it was.
     pub dropped_at: Option<u64>,
-    /// The copy of the journal as it was before the repair, if anything was set aside.
+    /// The copy of the file as it was before the repair, if anything was set aside.
     pub backup: Option<PathBuf>,
 }
 
 impl LeaseDir {
-    /// Reads the journal: every binding change in order. A torn tail left by a crash is cut
-    /// (truncate, fsync) and reported in [`Recovered::truncated_bytes`] for the caller to log;
-    /// any other damage is refused with [`StoreError::Corrupt`], whose message names the file,
-    /// the offset and the command that repairs it.
+    /// Reads the lease history: the snapshot, the sealed segments, then the journal, every
+    /// binding change in order. See [`LeaseDir::recover_with`], which this collects.
+    pub fn recover(&self) -> Result<Recovered, StoreError> {
+        let mut events = Vec::new();
+        let mut recovered = self.recover_with(|e| events.push(*e))?;
+        recovered.events = events;
+        Ok(recovered)
+    }
+
+    /// Reads the lease history and hands each binding change to `apply`, without holding
+    /// them all in memory. Files a crash during sealing or compaction left are deleted first.
+    /// A torn tail of the journal left by a crash is cut (truncate, fsync) and reported in
+    /// [`Recovered::truncated_bytes`] for the caller to log; any other damage, and any damage
+    /// at all in a snapshot or sealed segment (written whole and synced before they took their
+    /// names), is refused with [`StoreError::Corrupt`], whose message names the file, the
+    /// offset and the command that repairs it. Changes read before the damage have been
+    /// applied by then: the caller must not serve from them.
     ///
     /// The journal writer ([`crate::Journal::start`]) may only start after this succeeded.
-    pub fn recover(&self) -> Result<Recovered, StoreError> {
+    pub fn recover_with(
+        &self,
+        mut apply: impl FnMut(&BindingEvent),
+    ) -> Result<Recovered, StoreError> {
+        let mut layout = Layout::read(self.path())?;
+        let tidied = layout.tidy(self.path())?;
+        let mut records = 0;
+        for file in layout.history() {
+            let scan = scan(file, &mut apply)?;
+            let cut = (scan.valid_len < scan.file_len)
+                .then_some((scan.valid_len, FormatError::Truncated));
+            if let Some((offset, reason)) = scan.damage.or(cut) {
+                return Err(StoreError::Corrupt {
+                    file: file.to_path_buf(),
+                    offset,
+                    reason,
+                });
+            }
+            records += scan.records;
+        }
         let path = self.journal_path();
-        let scan = scan(&path)?;
+        let scan = scan(&path, &mut apply)?;
         if let Some((offset, reason)) = scan.corruption() {
             return Err(StoreError::Corrupt {
                 file: path,
@@ -71,9 +116,12 @@ impl LeaseDir {
         if torn > 0 {
             truncate(&path, scan.valid_len)?;
         }
-        self.set_recovered(scan.valid_len);
+        self.set_recovered(scan.valid_len, layout.next_segment());
         Ok(Recovered {
-            events: scan.events,
+            events: Vec::new(),
+            records: records + scan.records,
+            history_files: layout.history().count(),
+            tidied,
             created: scan.created,
             truncated_bytes: torn,
             truncated_at: scan.valid_len,
@@ -81,10 +129,11 @@ impl LeaseDir {
     }
 }
 
-/// `peregrine leases recover --dir DIR`: keeps every intact record before the first damage
-/// and sets the rest aside, after copying the journal as it was to
-/// `journal.corrupt-<unix time>` in the same directory. A journal whose header is damaged is
-/// replaced by an empty one. A journal with nothing to set aside is left untouched.
+/// `peregrine leases recover --dir DIR`: in the first damaged file (snapshot, sealed
+/// segments, journal, in reading order) keeps every intact record before the damage and sets
+/// the rest aside, after copying the file as it was to `<name>.corrupt-<unix time>` in the
+/// same directory. A file whose header is damaged is replaced by an empty one. With nothing
+/// to set aside, nothing is touched.
 ///
 /// Refuses a directory without a journal (a mistyped path must not look repaired) and one that
 /// a running server holds.
@@ -97,35 +146,48 @@ pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
         });
     }
     let _lock = dir::lock(dir)?;
-    let scan = scan(&journal)?;
-    let mut report = RepairReport {
-        kept: scan.events.len() as u64,
-        dropped_records: scan.intact_after,
-        dropped_bytes: scan.file_len - scan.valid_len,
+    let layout = Layout::read(dir)?;
+    let mut kept = 0;
+    let files = layout.history().map(Path::to_path_buf).chain([journal]);
+    for file in files {
+        let scan = scan(&file, &mut |_| {})?;
+        if scan.file_len == scan.valid_len {
+            kept += scan.records;
+            continue;
+        }
+        // The copy is durable before the original is cut: a crash in between loses nothing.
+        let backup = backup(&file, dir)?;
+        if scan.valid_len < HEADER_LEN as u64 {
+            write_atomically(&file, &encode_header(unix_now()))?;
+        } else {
+            truncate(&file, scan.valid_len)?;
+        }
+        return Ok(RepairReport {
+            file: Some(file),
+            kept: scan.records,
+            dropped_records: scan.intact_after,
+            dropped_bytes: scan.file_len - scan.valid_len,
+            dropped_at: Some(scan.valid_len),
+            backup: Some(backup),
+        });
+    }
+    Ok(RepairReport {
+        kept,
         ..RepairReport::default()
-    };
-    if report.dropped_bytes == 0 {
-        return Ok(report);
-    }
-    // The copy is durable before the original is cut: a crash in between loses nothing.
-    report.backup = Some(backup(&journal, dir)?);
-    if scan.valid_len < HEADER_LEN as u64 {
-        write_atomically(&journal, &encode_header(unix_now()))?;
-    } else {
-        truncate(&journal, scan.valid_len)?;
-    }
-    report.dropped_at = Some(scan.valid_len);
-    Ok(report)
+    })
 }
 
-/// Copies `journal` to a new `journal.corrupt-<unix time>[.n]` in `dir`, durably.
-fn backup(journal: &Path, dir: &Path) -> Result<PathBuf, StoreError> {
+/// Copies `file` to a new `<name>.corrupt-<unix time>[.n]` in `dir`, durably.
+fn backup(file: &Path, dir: &Path) -> Result<PathBuf, StoreError> {
+    let base = file
+        .file_name()
+        .map_or_else(|| JOURNAL.into(), |n| n.to_string_lossy().into_owned());
     let stamp = unix_now();
     let mut n = 0u32;
     loop {
         let name = match n {
-            0 => format!("{JOURNAL}.corrupt-{stamp}"),
-            n => format!("{JOURNAL}.corrupt-{stamp}.{n}"),
+            0 => format!("{base}.corrupt-{stamp}"),
+            n => format!("{base}.corrupt-{stamp}.{n}"),
         };
         let path = dir.join(name);
         // Never overwrite an earlier repair's copy.
@@ -136,7 +198,7 @@ fn backup(journal: &Path, dir: &Path) -> Result<PathBuf, StoreError> {
             .open(&path)
         {
             Ok(mut copy) => {
-                let mut original = File::open(journal).map_err(io_at(journal))?;
+                let mut original = File::open(file).map_err(io_at(file))?;
                 io::copy(&mut original, &mut copy).map_err(io_at(&path))?;
                 copy.sync_all().map_err(io_at(&path))?;
                 sync_dir(dir)?;
@@ -150,8 +212,8 @@ fn backup(journal: &Path, dir: &Path) -> Result<PathBuf, StoreError> {
 
 /// One pass over a journal file.
 struct Scan {
-    /// Intact records before any damage, in order.
-    events: Vec<BindingEvent>,
+    /// Intact records before any damage, each handed to the caller.
+    records: u64,
     /// The header's creation time (0 if the header is damaged).
     created: u64,
     file_len: u64,
@@ -172,13 +234,14 @@ impl Scan {
     }
 }
 
-/// Reads `path` record by record (never the whole file at once: journals hold millions).
-fn scan(path: &Path) -> Result<Scan, StoreError> {
+/// Reads `path` record by record (never the whole file at once: journals hold millions) and
+/// hands each intact record before any damage to `apply`.
+fn scan(path: &Path, apply: &mut dyn FnMut(&BindingEvent)) -> Result<Scan, StoreError> {
     let file = File::open(path).map_err(io_at(path))?;
     let file_len = file.metadata().map_err(io_at(path))?.len();
     let mut input = BufReader::with_capacity(1 << 20, file);
     let mut s = Scan {
-        events: Vec::new(),
+        records: 0,
         created: 0,
         file_len,
         valid_len: 0,
@@ -204,7 +267,8 @@ fn scan(path: &Path) -> Result<Scan, StoreError> {
         input.read_exact(&mut record).map_err(io_at(path))?;
         match (decode(&record), s.damage) {
             (Ok(event), None) => {
-                s.events.push(event);
+                apply(&event);
+                s.records += 1;
                 s.valid_len = at + RECORD_LEN as u64;
             }
             (Err(reason), None) => s.damage = Some((at, reason)),

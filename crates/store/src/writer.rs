@@ -7,11 +7,12 @@
 //! batch closes when the queues are empty or it is full, so under light load a change waits
 //! for one fsync, and under heavy load one fsync covers thousands of changes.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
@@ -19,9 +20,11 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use peregrine_engine::BindingEvent;
 
-use crate::dir::LeaseDir;
+use crate::compact::compact;
+use crate::dir::{JOURNAL, LeaseDir, unix_now, write_atomically};
 use crate::error::{StoreError, io_at};
-use crate::record::{RECORD_LEN, encode};
+use crate::files::sealed_path;
+use crate::record::{HEADER_LEN, RECORD_LEN, encode, encode_header};
 
 /// Records one worker may have waiting for the writer. A full queue means the disk is behind
 /// by two batches; the worker then drops the request and the client retries.
@@ -43,6 +46,40 @@ pub enum Durability {
     /// survives a crash of the process, but a kernel crash or power loss can lose leases
     /// already acknowledged. For benchmarks.
     NoneUnsafe,
+}
+
+/// How the journal is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalOptions {
+    /// When a change counts as committed.
+    pub durability: Durability,
+    /// The journal is sealed and a new one started once it passes this many bytes; the
+    /// sealed segments are then compacted into a snapshot in the background. Disk use stays
+    /// near one snapshot (one record per address that ever changed) plus twice this.
+    pub compact_after: u64,
+}
+
+impl JournalOptions {
+    /// The default [`JournalOptions::compact_after`]: 64 MiB, about 720 000 changes.
+    pub const DEFAULT_COMPACT_AFTER: u64 = 64 << 20;
+}
+
+impl Default for JournalOptions {
+    fn default() -> JournalOptions {
+        JournalOptions {
+            durability: Durability::default(),
+            compact_after: JournalOptions::DEFAULT_COMPACT_AFTER,
+        }
+    }
+}
+
+impl From<Durability> for JournalOptions {
+    fn from(durability: Durability) -> JournalOptions {
+        JournalOptions {
+            durability,
+            ..JournalOptions::default()
+        }
+    }
 }
 
 /// The lease journal: [`Journal::start`] starts its writer.
@@ -69,18 +106,19 @@ struct Shared {
 }
 
 impl Journal {
-    /// Starts the writer of `dir`'s journal, with one [`WorkerJournal`] for each of `workers`
-    /// dataplane workers.
+    /// Starts the writer of `dir`'s journal, and its compaction thread, with one
+    /// [`WorkerJournal`] for each of `workers` dataplane workers.
     ///
     /// [`LeaseDir::recover`] must have succeeded just before, so that nothing is appended
     /// after a torn tail ([`StoreError::NotRecovered`] otherwise).
     pub fn start(
         dir: &LeaseDir,
-        durability: Durability,
+        options: impl Into<JournalOptions>,
         workers: usize,
     ) -> Result<(JournalWriter, Vec<WorkerJournal>), StoreError> {
+        let options = options.into();
         let path = dir.journal_path();
-        let recovered = dir
+        let (recovered, next_segment) = dir
             .take_recovered()
             .ok_or_else(|| StoreError::NotRecovered(path.clone()))?;
         let file = OpenOptions::new()
@@ -101,11 +139,33 @@ impl Journal {
             idle: CachePadded::new(AtomicBool::new(false)),
             stats: Arc::new(JournalStats::default()),
         });
+        let (sealed_tx, sealed_rx) = mpsc::channel();
+        if next_segment > 1 {
+            // Segments sealed before a restart may still wait for their compaction.
+            let _ = sealed_tx.send(next_segment - 1);
+        }
+        let compactor = thread::Builder::new()
+            .name("peregrine-compact".into())
+            .spawn({
+                let shared = shared.clone();
+                let dir = dir.path().to_path_buf();
+                move || compact_loop(&shared, &dir, &sealed_rx)
+            })
+            .map_err(io_at(&path))?;
+        let segments = Segments {
+            dir: dir.path().to_path_buf(),
+            len: recovered,
+            limit: options
+                .compact_after
+                .max(HEADER_LEN as u64 + RECORD_LEN as u64),
+            next: next_segment,
+            sealed: sealed_tx,
+        };
         let thread = thread::Builder::new()
             .name("peregrine-journal".into())
             .spawn({
                 let shared = shared.clone();
-                move || write_loop(&shared, file, durability)
+                move || write_loop(&shared, file, options.durability, segments)
             })
             .map_err(io_at(&path))?;
         let sides = (0..workers)
@@ -120,6 +180,7 @@ impl Journal {
             JournalWriter {
                 shared,
                 thread: Some(thread),
+                compactor: Some(compactor),
                 path,
                 _lock: dir.lock_handle(),
             },
@@ -174,6 +235,7 @@ impl WorkerJournal {
 pub struct JournalWriter {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<io::Result<()>>>,
+    compactor: Option<JoinHandle<()>>,
     path: PathBuf,
     /// The lease directory's lock, held while the writer appends even if the [`LeaseDir`] is
     /// dropped first: no other server may open the directory meanwhile.
@@ -198,7 +260,13 @@ impl JournalWriter {
         };
         self.shared.stop.store(true, Ordering::Release);
         thread.thread().unpark();
-        match thread.join() {
+        let result = thread.join();
+        // The writer is gone, and with it the channel: the compactor ends, abandoning a
+        // compaction in progress (the next start redoes it).
+        if let Some(compactor) = self.compactor.take() {
+            let _ = compactor.join();
+        }
+        match result {
             Ok(result) => result.map_err(io_at(&self.path)),
             Err(_) => Err(StoreError::Io {
                 path: self.path.clone(),
@@ -224,6 +292,11 @@ pub struct JournalStats {
     bytes: AtomicU64,
     last_fsync_ns: AtomicU64,
     failed: AtomicBool,
+    sealed: AtomicU64,
+    compactions: AtomicU64,
+    compaction_failures: AtomicU64,
+    last_compaction_ns: AtomicU64,
+    snapshot_records: AtomicU64,
 }
 
 /// A reading of [`JournalStats`].
@@ -243,6 +316,16 @@ pub struct JournalCounters {
     /// fill, and replies that wait for the journal are dropped. [`JournalWriter::stop`]
     /// returns the error.
     pub failed: bool,
+    /// Journal segments sealed (the journal passed its size limit and a new one started).
+    pub sealed: u64,
+    /// Compactions completed.
+    pub compactions: u64,
+    /// Compactions that failed (logged; the segments stay until one succeeds).
+    pub compaction_failures: u64,
+    /// How long the last compaction took.
+    pub last_compaction: Duration,
+    /// Records in the newest snapshot: addresses that ever changed.
+    pub snapshot_records: u64,
 }
 
 impl JournalStats {
@@ -255,12 +338,22 @@ impl JournalStats {
             bytes: self.bytes.load(Ordering::Relaxed),
             last_fsync: Duration::from_nanos(self.last_fsync_ns.load(Ordering::Relaxed)),
             failed: self.failed.load(Ordering::Relaxed),
+            sealed: self.sealed.load(Ordering::Relaxed),
+            compactions: self.compactions.load(Ordering::Relaxed),
+            compaction_failures: self.compaction_failures.load(Ordering::Relaxed),
+            last_compaction: Duration::from_nanos(self.last_compaction_ns.load(Ordering::Relaxed)),
+            snapshot_records: self.snapshot_records.load(Ordering::Relaxed),
         }
     }
 }
 
-fn write_loop(shared: &Shared, file: File, durability: Durability) -> io::Result<()> {
-    let result = run(shared, file, durability);
+fn write_loop(
+    shared: &Shared,
+    file: File,
+    durability: Durability,
+    segments: Segments,
+) -> io::Result<()> {
+    let result = run(shared, file, durability, segments);
     if result.is_err() {
         shared.stats.failed.store(true, Ordering::Relaxed);
     }
@@ -270,7 +363,12 @@ fn write_loop(shared: &Shared, file: File, durability: Durability) -> io::Result
 /// The writer's loop. On any I/O error it returns at once and never publishes again: after a
 /// failed `fdatasync` the kernel may have dropped the dirty pages, so no later success could
 /// vouch for them, and appending after a partial write would bury it mid-file.
-fn run(shared: &Shared, mut file: File, durability: Durability) -> io::Result<()> {
+fn run(
+    shared: &Shared,
+    mut file: File,
+    durability: Durability,
+    mut segments: Segments,
+) -> io::Result<()> {
     let stats = &shared.stats;
     let mut batch = vec![0u8; MAX_BATCH * RECORD_LEN].into_boxed_slice();
     // Per worker: records taken from its queue so far, which is its highest sequence number in
@@ -309,6 +407,80 @@ fn run(shared: &Shared, mut file: File, durability: Durability) -> io::Result<()
         stats.records.fetch_add(count as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        segments.len += bytes.len() as u64;
+        if segments.len >= segments.limit {
+            file = segments.seal(file)?;
+            stats.sealed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The writer's view of the journal's segments.
+struct Segments {
+    dir: PathBuf,
+    /// The journal's length.
+    len: u64,
+    /// Seal the journal once it is this long.
+    limit: u64,
+    /// The number the next sealed segment takes.
+    next: u64,
+    /// Tells the compactor which segments are sealed.
+    sealed: Sender<u64>,
+}
+
+impl Segments {
+    /// Renames the journal to `journal.<n>`, starts a new one and hands `n` to the
+    /// compactor. Every record in the old journal is committed already, so the rename makes
+    /// none of them less durable. A crash between the rename and the new journal's creation
+    /// leaves no `journal`: opening the directory creates it.
+    fn seal(&mut self, old: File) -> io::Result<File> {
+        drop(old);
+        let journal = self.dir.join(JOURNAL);
+        let sealed = sealed_path(&self.dir, self.next);
+        fs::rename(&journal, &sealed)?;
+        write_atomically(&journal, &encode_header(unix_now())).map_err(io::Error::other)?;
+        let file = OpenOptions::new().append(true).open(&journal)?;
+        // The compactor is gone only while stopping; the segment is compacted at a later run.
+        let _ = self.sealed.send(self.next);
+        self.next += 1;
+        self.len = HEADER_LEN as u64;
+        Ok(file)
+    }
+}
+
+/// The compactor's loop: folds sealed segments into a snapshot whenever the writer seals one,
+/// until the writer stops. A failure is logged and counted
+/// ([`JournalCounters::compaction_failures`]); the files stay and the next seal retries.
+fn compact_loop(shared: &Shared, dir: &Path, sealed: &Receiver<u64>) {
+    let stats = &shared.stats;
+    while let Ok(mut through) = sealed.recv() {
+        // Segments sealed while the last compaction ran are folded in one go.
+        while let Ok(n) = sealed.try_recv() {
+            through = n;
+        }
+        match compact(dir, through, &shared.stop) {
+            Ok(Some(done)) => {
+                tracing::info!(
+                    through = done.through,
+                    read = done.read,
+                    records = done.records,
+                    deleted = done.deleted,
+                    ms = done.took.as_millis(),
+                    "lease journal compacted into a snapshot"
+                );
+                let ns = u64::try_from(done.took.as_nanos()).unwrap_or(u64::MAX);
+                stats.last_compaction_ns.store(ns, Ordering::Relaxed);
+                stats
+                    .snapshot_records
+                    .store(done.records, Ordering::Relaxed);
+                stats.compactions.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!("lease journal compaction failed (segments kept): {e}");
+                stats.compaction_failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 

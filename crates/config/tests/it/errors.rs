@@ -774,6 +774,13 @@ fn leases_durability_and_directory() {
         "2:13 leases.directory",
         "must name a directory",
     );
+    for bytes in ["0", "65535", "-1"] {
+        assert_error(
+            &format!("[leases]\ndirectory = \"/l\"\ncompact-after = {bytes}\n"),
+            "3:17 leases.compact-after",
+            "must be at least 65536 bytes (64 KiB)",
+        );
+    }
 }
 
 #[test]

@@ -208,6 +208,7 @@ fn every_key_is_shown() {
         "listen",
         "directory",
         "durability",
+        "compact-after",
         "authoritative",
         "match-client-id",
         "lease-time",

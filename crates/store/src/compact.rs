@@ -1,0 +1,170 @@
+//! Compaction: folding the snapshot and the sealed journal segments into a new snapshot.
+//!
+//! It runs on its own thread and reads only files the writer has sealed, so it never holds up
+//! the writer or a worker. The new snapshot is written under a temporary name, synced, and
+//! renamed; only then are the files it covers deleted. A crash at any step leaves either the
+//! old files or the new snapshot (with covered files that recovery deletes).
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::dir::{sync_dir, unix_now};
+use crate::error::{StoreError, io_at};
+use crate::files::{Layout, snapshot_paths};
+use crate::record::{FormatError, HEADER_LEN, RECORD_LEN, decode, decode_header, encode_header};
+
+/// What one compaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Compacted {
+    /// The segment number the new snapshot covers up to.
+    pub(crate) through: u64,
+    /// Records in the new snapshot: one per address that ever changed.
+    pub(crate) records: u64,
+    /// Records read from the old snapshot and the segments.
+    pub(crate) read: u64,
+    /// Files deleted once the snapshot was durable.
+    pub(crate) deleted: usize,
+    pub(crate) took: Duration,
+}
+
+/// Folds the snapshot and every sealed segment numbered up to `through` into
+/// `snapshot.<n>` (`n` the last such segment), keeping the newest version of each address.
+/// Returns `None` if there was nothing to fold or `stop` was set meanwhile (the partial file
+/// is removed). Damage in any input stops it with [`StoreError::Corrupt`] and leaves every
+/// file as it was.
+pub(crate) fn compact(
+    dir: &Path,
+    through: u64,
+    stop: &AtomicBool,
+) -> Result<Option<Compacted>, StoreError> {
+    let started = Instant::now();
+    let layout = Layout::read(dir)?;
+    let inputs: Vec<(u64, PathBuf)> = layout
+        .snapshot
+        .iter()
+        .cloned()
+        .chain(layout.sealed.iter().filter(|(n, _)| *n <= through).cloned())
+        .collect();
+    let Some(&(last, _)) = layout.sealed.iter().rfind(|(n, _)| *n <= through) else {
+        return Ok(None);
+    };
+    // Address -> newest record, kept encoded: 93 bytes per address, nothing decoded twice.
+    let mut newest: HashMap<u32, (u32, [u8; RECORD_LEN])> = HashMap::new();
+    let mut read = 0u64;
+    for (_, path) in &inputs {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        read += fold(path, &mut newest)?;
+    }
+    let (final_path, tmp) = snapshot_paths(dir, last);
+    let mut records: Vec<(u32, [u8; RECORD_LEN])> =
+        newest.into_iter().map(|(a, (_, r))| (a, r)).collect();
+    records.sort_unstable_by_key(|(a, _)| *a);
+    let written = write_snapshot(&tmp, &records, stop);
+    match written {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = fs::remove_file(&tmp);
+            return Ok(None);
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    }
+    fs::rename(&tmp, &final_path).map_err(io_at(&final_path))?;
+    sync_dir(dir)?;
+    // The snapshot is durable under its name: what it covers can go.
+    let mut deleted = 0;
+    for (_, path) in &inputs {
+        if *path != final_path {
+            fs::remove_file(path).map_err(io_at(path))?;
+            deleted += 1;
+        }
+    }
+    sync_dir(dir)?;
+    Ok(Some(Compacted {
+        through: last,
+        records: records.len() as u64,
+        read,
+        deleted,
+        took: started.elapsed(),
+    }))
+}
+
+/// Reads every record of `path` into `newest` (newer binding versions win). The file must be
+/// intact to its last byte: it was synced before it took its name.
+fn fold(
+    path: &Path,
+    newest: &mut HashMap<u32, (u32, [u8; RECORD_LEN])>,
+) -> Result<u64, StoreError> {
+    let file = fs::File::open(path).map_err(io_at(path))?;
+    let len = file.metadata().map_err(io_at(path))?.len();
+    let corrupt = |offset, reason| StoreError::Corrupt {
+        file: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let mut input = BufReader::with_capacity(1 << 20, file);
+    let mut header = [0u8; HEADER_LEN];
+    let head = &mut header[..len.min(HEADER_LEN as u64) as usize];
+    input.read_exact(head).map_err(io_at(path))?;
+    decode_header(head).map_err(|reason| corrupt(0, reason))?;
+    let mut at = HEADER_LEN as u64;
+    let mut record = [0u8; RECORD_LEN];
+    let mut count = 0;
+    while at < len {
+        if len - at < RECORD_LEN as u64 {
+            return Err(corrupt(at, FormatError::Truncated));
+        }
+        input.read_exact(&mut record).map_err(io_at(path))?;
+        let event = decode(&record).map_err(|reason| corrupt(at, reason))?;
+        let version = event.binding.version;
+        newest
+            .entry(event.address.to_bits())
+            .and_modify(|kept| {
+                if version > kept.0 {
+                    *kept = (version, record);
+                }
+            })
+            .or_insert((version, record));
+        count += 1;
+        at += RECORD_LEN as u64;
+    }
+    Ok(count)
+}
+
+/// Writes `records` after a header to `tmp` and syncs it. `Ok(false)` if `stop` was set.
+fn write_snapshot(
+    tmp: &Path,
+    records: &[(u32, [u8; RECORD_LEN])],
+    stop: &AtomicBool,
+) -> Result<bool, StoreError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(io_at(tmp))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    out.write_all(&encode_header(unix_now()))
+        .map_err(io_at(tmp))?;
+    for (k, (_, record)) in records.iter().enumerate() {
+        if k % 65_536 == 0 && stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        out.write_all(record).map_err(io_at(tmp))?;
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| io_at(tmp)(io::Error::other(e.to_string())))?;
+    file.sync_all().map_err(io_at(tmp))?;
+    Ok(true)
+}

@@ -1,0 +1,220 @@
+//! Sealing and compaction: the journal is sealed at its size limit, sealed segments are folded
+//! into a snapshot holding the newest change of each address, and a crash at any step of that
+//! leaves files that recovery reads right and tidies.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use peregrine_engine::BindingEvent;
+use peregrine_store::record::{FormatError, HEADER_LEN, RECORD_LEN, encode, encode_header};
+use peregrine_store::{Durability, Journal, JournalOptions, LeaseDir, StoreError, repair};
+
+use crate::support::{TempDir, event, wait_committed};
+
+/// Addresses the changes below cycle over.
+const ADDRESSES: u32 = 50;
+
+/// Change `n`: address `n % ADDRESSES`, each address's changes numbered by version.
+fn change(n: u32) -> BindingEvent {
+    let mut e = event(n % ADDRESSES, 0);
+    e.binding.version = n / ADDRESSES + 1;
+    e.binding.cltt = u64::from(n);
+    e
+}
+
+/// The newest change of each address among `events`, by binding version.
+fn newest(events: impl IntoIterator<Item = BindingEvent>) -> HashMap<Ipv4Addr, BindingEvent> {
+    let mut out: HashMap<Ipv4Addr, BindingEvent> = HashMap::new();
+    for e in events {
+        let kept = out.entry(e.address).or_insert(e);
+        if e.binding.version > kept.binding.version {
+            *kept = e;
+        }
+    }
+    out
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lock" && n != "secret")
+        .collect();
+    v.sort();
+    v
+}
+
+/// Writes a history file: header and the records of `changes`.
+fn history_file(path: &Path, changes: impl IntoIterator<Item = u32>) {
+    let mut bytes = encode_header(1).to_vec();
+    for n in changes {
+        let mut r = [0u8; RECORD_LEN];
+        encode(&change(n), &mut r);
+        bytes.extend_from_slice(&r);
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_full_journal_is_sealed_and_folded_into_a_snapshot_of_the_newest_changes() {
+    let tmp = TempDir::new("compact");
+    let options = JournalOptions {
+        durability: Durability::Fsync,
+        // 40 records per segment.
+        compact_after: (HEADER_LEN + 40 * RECORD_LEN) as u64,
+    };
+    let total = 1000u32;
+    {
+        let dir = LeaseDir::open(&tmp.0).unwrap();
+        dir.recover().unwrap();
+        let (writer, mut sides) = Journal::start(&dir, options, 1).unwrap();
+        let stats = writer.stats();
+        for n in 0..total {
+            let seq = sides[0].submit(&change(n)).unwrap();
+            // One change per batch: the journal passes its limit at a known record.
+            wait_committed(&sides[0], seq);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats.snapshot().compactions == 0 {
+            assert!(Instant::now() < deadline, "no compaction within 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        writer.stop().unwrap();
+        let c = stats.snapshot();
+        assert_eq!(c.sealed, u64::from(total) / 40);
+        assert_eq!(c.compaction_failures, 0);
+        assert_eq!(c.snapshot_records, u64::from(ADDRESSES));
+    }
+    // Disk use is bounded: one snapshot with a record per address, a few segments at most.
+    let files = names(&tmp.0);
+    let snapshots: Vec<_> = files
+        .iter()
+        .filter(|n| n.starts_with("snapshot."))
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{files:?}");
+    let snapshot = std::fs::metadata(tmp.0.join(snapshots[0])).unwrap().len();
+    assert_eq!(
+        snapshot,
+        (HEADER_LEN + ADDRESSES as usize * RECORD_LEN) as u64
+    );
+    let sealed = files.iter().filter(|n| n.starts_with("journal.")).count();
+    assert!(sealed <= 3, "{files:?}");
+
+    let dir = LeaseDir::open(&tmp.0).unwrap();
+    let r = dir.recover().unwrap();
+    assert_eq!(r.history_files, 1 + sealed);
+    assert_eq!(newest(r.events), newest((0..total).map(change)));
+}
+
+#[test]
+fn recovery_finishes_what_a_crash_interrupted() {
+    let tmp = TempDir::new("interrupted");
+    drop(LeaseDir::open(&tmp.0).unwrap());
+    // Compaction wrote snapshot.2 (covering segments 1 and 2) and crashed before deleting them;
+    // an older snapshot and a half-written one are left too; segment 3 came after.
+    history_file(&tmp.0.join("snapshot.1"), 0..10);
+    history_file(&tmp.0.join("journal.1"), 10..20);
+    history_file(&tmp.0.join("journal.2"), 20..100);
+    history_file(&tmp.0.join("snapshot.2"), 50..100);
+    history_file(&tmp.0.join(".snapshot.3.tmp"), 0..3);
+    history_file(&tmp.0.join("journal.3"), 100..160);
+    // Sealing renamed the journal and crashed before starting a new one.
+    std::fs::remove_file(tmp.journal()).unwrap();
+
+    let dir = LeaseDir::open(&tmp.0).unwrap();
+    let r = dir.recover().unwrap();
+    assert_eq!(r.tidied, 4);
+    assert_eq!(r.history_files, 2);
+    assert_eq!(
+        names(&tmp.0),
+        ["journal", "journal.3", "snapshot.2"],
+        "covered segments, the old snapshot and the partial one are gone"
+    );
+    assert_eq!(r.events, (50..160).map(change).collect::<Vec<_>>());
+
+    // The writer numbers the next segment after the ones present, and compacts at start.
+    let (writer, _sides) = Journal::start(
+        &dir,
+        JournalOptions {
+            durability: Durability::Fsync,
+            compact_after: 1 << 20,
+        },
+        1,
+    )
+    .unwrap();
+    let stats = writer.stats();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.snapshot().compactions == 0 {
+        assert!(Instant::now() < deadline, "no compaction within 10 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    writer.stop().unwrap();
+    assert_eq!(names(&tmp.0), ["journal", "snapshot.3"]);
+    drop(dir);
+    let r = LeaseDir::open(&tmp.0).unwrap().recover().unwrap();
+    assert_eq!(newest(r.events), newest((50..160).map(change)));
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_refused_by_name_and_repaired() {
+    let tmp = TempDir::new("sealed-damage");
+    drop(LeaseDir::open(&tmp.0).unwrap());
+    let segment = tmp.0.join("journal.1");
+    history_file(&segment, 0..10);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let third = HEADER_LEN + 2 * RECORD_LEN;
+    bytes[third + 20] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let dir = LeaseDir::open(&tmp.0).unwrap();
+    let err = dir.recover().unwrap_err();
+    let StoreError::Corrupt {
+        file,
+        offset,
+        reason,
+    } = &err
+    else {
+        panic!("expected Corrupt, got {err}")
+    };
+    assert_eq!(
+        (file, *offset, *reason),
+        (&segment, third as u64, FormatError::Checksum)
+    );
+    assert!(err.to_string().contains("journal.1"), "{err}");
+    drop(dir);
+
+    let report = repair(&tmp.0).unwrap();
+    assert_eq!(report.file.as_ref(), Some(&segment));
+    assert_eq!((report.kept, report.dropped_records), (2, 7));
+    assert!(report.backup.unwrap().exists());
+    let r = LeaseDir::open(&tmp.0).unwrap().recover().unwrap();
+    assert_eq!(r.events, (0..2).map(change).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_sealed_segment_cut_short_is_damage_not_a_torn_tail() {
+    let tmp = TempDir::new("sealed-short");
+    drop(LeaseDir::open(&tmp.0).unwrap());
+    let segment = tmp.0.join("journal.1");
+    history_file(&segment, 0..4);
+    let len = std::fs::metadata(&segment).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    let err = LeaseDir::open(&tmp.0).unwrap().recover().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Corrupt {
+                reason: FormatError::Truncated,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
