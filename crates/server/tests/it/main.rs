@@ -17,6 +17,8 @@ use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
 use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, demux};
 
+mod crash;
+
 const CONFIG: &str = r#"
 [dataplane]
 backend = "af-packet"
@@ -108,8 +110,18 @@ fn replies(
     want: usize,
     kind: MessageType,
 ) -> Vec<(u32, VlanTags, Ipv4Addr)> {
+    replies_within(rx, want, kind, Duration::from_secs(5))
+}
+
+/// Collects replies of `kind` arriving on `rx` until `want` came or `timeout` passed.
+fn replies_within(
+    rx: &mut impl RxQueue,
+    want: usize,
+    kind: MessageType,
+    timeout: Duration,
+) -> Vec<(u32, VlanTags, Ipv4Addr)> {
     let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + timeout;
     while got.len() < want && Instant::now() < deadline {
         rx.rx_burst(32, &mut |f| {
             if let Ok(Demuxed::Udp {
