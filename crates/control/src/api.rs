@@ -1,4 +1,5 @@
-//! The HTTP routes: metrics exposition, health check, and the read-only JSON API.
+//! The HTTP routes: metrics exposition, health check, the JSON API for pools and leases, and
+//! the scopes' administrative state.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -10,7 +11,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use peregrine_engine::{Engine, ScopeId};
 use prometheus::{Registry, TEXT_FORMAT, TextEncoder};
 use serde::Serialize;
@@ -31,6 +32,9 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/pools", get(pools))
         .route("/v1/leases/{ip}", get(lease))
+        .route("/v1/scopes", get(scopes))
+        .route("/v1/scopes/{name}/activate", post(activate))
+        .route("/v1/scopes/{name}/deactivate", post(deactivate))
         .with_state(state)
 }
 
@@ -80,6 +84,55 @@ async fn pools(State(state): State<Arc<ApiState>>) -> Json<Vec<PoolView>> {
             })
             .collect(),
     )
+}
+
+/// A scope's administrative state, as `/v1/scopes` lists it.
+#[derive(Debug, Serialize)]
+struct ScopeView {
+    scope: String,
+    /// `active` (serving) or `inactive` (silent: its clients are left to another server).
+    state: &'static str,
+}
+
+fn scope_view(name: &str, active: bool) -> ScopeView {
+    ScopeView {
+        scope: name.to_owned(),
+        state: if active { "active" } else { "inactive" },
+    }
+}
+
+async fn scopes(State(state): State<Arc<ApiState>>) -> Json<Vec<ScopeView>> {
+    Json(
+        state
+            .engine
+            .scope_states()
+            .into_iter()
+            .map(|(name, active)| scope_view(name, active))
+            .collect(),
+    )
+}
+
+async fn activate(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> Response {
+    set_scope(&state, &name, true)
+}
+
+async fn deactivate(State(state): State<Arc<ApiState>>, Path(name): Path<String>) -> Response {
+    set_scope(&state, &name, false)
+}
+
+/// Switches a scope on or off at run time, for migrations: deactivate on the old server,
+/// import, activate on the new one. Not written back to the configuration, whose `state` a
+/// restart reads again.
+fn set_scope(state: &ApiState, name: &str, active: bool) -> Response {
+    if !state.engine.set_scope_active(name, active) {
+        return error(StatusCode::NOT_FOUND, format!("no scope named {name:?}"));
+    }
+    tracing::info!(
+        scope = name,
+        active,
+        "scope state changed through the admin API"
+    );
+    Json(scope_view(name, active)).into_response()
 }
 
 /// The binding of one address, as `/v1/leases/{ip}` shows it.

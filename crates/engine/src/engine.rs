@@ -197,6 +197,14 @@ impl Engine {
         self.scopes.iter().find(|s| s.name == name).map(|s| s.id)
     }
 
+    /// Every scope's name and whether it is active (serving), in configuration order.
+    pub fn scope_states(&self) -> Vec<(&str, bool)> {
+        self.scopes
+            .iter()
+            .map(|s| (s.name.as_str(), s.is_active()))
+            .collect()
+    }
+
     /// Activates or deactivates a scope at run time. Returns false if there is no such scope.
     pub fn set_scope_active(&self, name: &str, active: bool) -> bool {
         self.scopes

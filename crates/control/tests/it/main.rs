@@ -186,15 +186,25 @@ struct Reply {
 }
 
 fn get(control: &Control, path: &str) -> Reply {
+    call(control, "GET", path)
+}
+
+fn post(control: &Control, path: &str) -> Reply {
+    call(control, "POST", path)
+}
+
+fn call(control: &Control, method: &str, path: &str) -> Reply {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
         .into();
-    let mut r = agent
-        .get(format!("http://{}{path}", control.local_addr()))
-        .call()
-        .unwrap();
+    let url = format!("http://{}{path}", control.local_addr());
+    let mut r = match method {
+        "POST" => agent.post(url).send_empty(),
+        _ => agent.get(url).call(),
+    }
+    .unwrap();
     Reply {
         status: r.status().as_u16(),
         content_type: r
@@ -448,6 +458,63 @@ fn pools_and_leases_are_served_as_json() {
         assert_eq!(reply.status, 400, "{junk}");
         assert!(json(&reply)["error"].is_string(), "{junk}");
     }
+    control.shutdown().unwrap();
+}
+
+/// The migration sequence per scope: deactivated, the scope's clients get no answer (the old
+/// server still serves them); activated, they are served again, without a restart.
+#[test]
+fn a_scope_is_deactivated_and_activated_through_the_api() {
+    let engine = engine();
+    let mut lab = Lab::new(&engine);
+    let control = spawn(
+        LOOPBACK,
+        ControlSources {
+            engine,
+            workers: vec![lab.stats.clone()],
+            started: Instant::now(),
+        },
+    )
+    .unwrap();
+    let states = |control: &Control| json(&get(control, "/v1/scopes"));
+    assert_eq!(
+        states(&control),
+        serde_json::json!([
+            { "scope": "direct", "state": "active" },
+            { "scope": "relayed", "state": "active" },
+        ])
+    );
+
+    let off = post(&control, "/v1/scopes/relayed/deactivate");
+    assert_eq!(off.status, 200);
+    assert_eq!(
+        json(&off),
+        serde_json::json!({ "scope": "relayed", "state": "inactive" })
+    );
+    assert_eq!(states(&control)[1]["state"], "inactive");
+    assert!(
+        lab.exchange(&relayed(MessageType::Discover, 5, None))
+            .is_empty(),
+        "an inactive scope is silent"
+    );
+
+    assert_eq!(post(&control, "/v1/scopes/relayed/activate").status, 200);
+    assert_eq!(
+        lab.exchange(&relayed(MessageType::Discover, 6, None)).len(),
+        1
+    );
+
+    let unknown = post(&control, "/v1/scopes/nowhere/deactivate");
+    assert_eq!(unknown.status, 404);
+    assert!(
+        json(&unknown)["error"]
+            .as_str()
+            .unwrap()
+            .contains("nowhere")
+    );
+    // Changing state takes a POST: a crawler's GET changes nothing.
+    assert_eq!(get(&control, "/v1/scopes/relayed/deactivate").status, 405);
+    assert_eq!(states(&control)[1]["state"], "active");
     control.shutdown().unwrap();
 }
 
