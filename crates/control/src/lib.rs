@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use peregrine_dataplane::WorkerStats;
 use peregrine_engine::Engine;
+use peregrine_store::JournalStats;
 use tokio::sync::oneshot;
 
 /// What the control plane reports on.
@@ -40,6 +41,8 @@ pub struct ControlSources {
     /// When the server started, for `peregrine_uptime_seconds`. Monotonic, so a wall-clock
     /// step does not make the uptime jump or go negative.
     pub started: Instant,
+    /// The lease journal's writer counters, if leases are journaled.
+    pub journal: Option<Arc<JournalStats>>,
 }
 
 /// The running control plane. [`Control::shutdown`] stops it and joins its thread; dropping it
@@ -83,9 +86,7 @@ pub fn spawn(listen: SocketAddr, sources: ControlSources) -> io::Result<Control>
         .into_iter()
         .map(|p| (p.scope, p.scope_name))
         .collect();
-    let collector =
-        metrics::StatsCollector::new(sources.engine.clone(), sources.workers, sources.started)
-            .map_err(io::Error::other)?;
+    let collector = metrics::StatsCollector::new(&sources).map_err(io::Error::other)?;
     let registry = prometheus::Registry::new();
     registry
         .register(Box::new(collector))

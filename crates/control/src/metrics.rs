@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use peregrine_dataplane::{DROP_LABELS, WorkerStats};
+use peregrine_dataplane::{DROP_LABELS, Latency, WorkerStats};
 use peregrine_engine::{Engine, PoolStats};
+use peregrine_store::{JournalCounters, JournalStats};
 use peregrine_wire::dhcp::MessageType;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
@@ -54,6 +55,78 @@ const TOTALS: [(&str, &str, ReadWorker); 6] = [
         "Leases expired by the workers' timer runs.",
         |w| w.expired.get(),
     ),
+];
+
+/// Reads one figure of the journal writer.
+type ReadJournal = fn(&JournalCounters) -> f64;
+
+/// The journal writer's figures: name, help, type, figure.
+const JOURNAL: [(&str, &str, Kind, ReadJournal); 10] = [
+    (
+        "peregrine_journal_records_total",
+        "Binding changes written to the lease journal.",
+        Kind::Counter,
+        |j| value(j.records),
+    ),
+    (
+        "peregrine_journal_batches_total",
+        "Journal batches written (group commit: one write each).",
+        Kind::Counter,
+        |j| value(j.batches),
+    ),
+    (
+        "peregrine_journal_fsyncs_total",
+        "fdatasync calls of the journal writer (one per batch with durability fsync).",
+        Kind::Counter,
+        |j| value(j.fsyncs),
+    ),
+    (
+        "peregrine_journal_bytes_total",
+        "Bytes appended to the lease journal.",
+        Kind::Counter,
+        |j| value(j.bytes),
+    ),
+    (
+        "peregrine_journal_last_fsync_seconds",
+        "How long the last fdatasync of the journal took.",
+        Kind::Gauge,
+        |j| j.last_fsync.as_secs_f64(),
+    ),
+    (
+        "peregrine_journal_failed",
+        "1 if the journal writer stopped on an I/O error: no lease can be granted or renewed.",
+        Kind::Gauge,
+        |j| if j.failed { 1.0 } else { 0.0 },
+    ),
+    (
+        "peregrine_journal_segments_sealed_total",
+        "Journal segments sealed at the size limit (leases.compact-after).",
+        Kind::Counter,
+        |j| value(j.sealed),
+    ),
+    (
+        "peregrine_journal_compactions_total",
+        "Compactions of sealed journal segments into a snapshot.",
+        Kind::Counter,
+        |j| value(j.compactions),
+    ),
+    (
+        "peregrine_journal_compaction_failures_total",
+        "Compactions that failed (the segments are kept; see the log).",
+        Kind::Counter,
+        |j| value(j.compaction_failures),
+    ),
+    (
+        "peregrine_journal_snapshot_records",
+        "Records in the newest lease snapshot: addresses that ever changed.",
+        Kind::Gauge,
+        |j| value(j.snapshot_records),
+    ),
+];
+
+/// Upper bounds of the reply latency histogram's buckets, in microseconds.
+const LATENCY_BUCKETS_US: [u64; 14] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
 ];
 
 /// Pool gauge states, with how to read each from the engine's figures.
@@ -148,8 +221,13 @@ fn value(n: u64) -> f64 {
 pub(crate) struct StatsCollector {
     engine: Arc<Engine>,
     workers: Vec<Arc<WorkerStats>>,
+    journal: Option<Arc<JournalStats>>,
     started: Instant,
     totals: Vec<(Family, ReadWorker)>,
+    journal_figures: Vec<(Family, ReadJournal)>,
+    latency: Desc,
+    held_replies: Family,
+    last_burst: Family,
     messages_in: Family,
     messages_out: Family,
     drops: Family,
@@ -160,19 +238,42 @@ pub(crate) struct StatsCollector {
 
 impl StatsCollector {
     /// Fails only if a name or label here is invalid.
-    pub(crate) fn new(
-        engine: Arc<Engine>,
-        workers: Vec<Arc<WorkerStats>>,
-        started: Instant,
-    ) -> prometheus::Result<StatsCollector> {
+    pub(crate) fn new(sources: &crate::ControlSources) -> prometheus::Result<StatsCollector> {
         Ok(StatsCollector {
-            engine,
-            workers,
-            started,
+            engine: sources.engine.clone(),
+            workers: sources.workers.clone(),
+            journal: sources.journal.clone(),
+            started: sources.started,
             totals: TOTALS
                 .iter()
                 .map(|&(name, help, read)| Ok((Family::new(name, help, &[], Kind::Counter)?, read)))
                 .collect::<prometheus::Result<_>>()?,
+            journal_figures: JOURNAL
+                .iter()
+                .map(|&(name, help, kind, read)| Ok((Family::new(name, help, &[], kind)?, read)))
+                .collect::<prometheus::Result<_>>()?,
+            latency: Desc::new(
+                "peregrine_reply_latency_seconds".into(),
+                "Time from a request leaving the receive ring to its reply being queued for \
+                 sending, the wait for the journal included (merged over workers; published \
+                 by each about once a second)."
+                    .into(),
+                vec![],
+                HashMap::new(),
+            )?,
+            held_replies: Family::new(
+                "peregrine_worker_held_replies",
+                "Replies waiting for the journal to commit their lease, by worker.",
+                &["worker"],
+                Kind::Gauge,
+            )?,
+            last_burst: Family::new(
+                "peregrine_worker_rx_burst_frames",
+                "Frames the worker's last receive burst brought: at the burst size (32) the \
+                 worker is saturated and frames queue in its ring.",
+                &["worker"],
+                Kind::Gauge,
+            )?,
             messages_in: Family::new(
                 "peregrine_dhcp_messages_received_total",
                 "DHCP messages received, by message type (other: no or unknown type).",
@@ -220,6 +321,47 @@ impl StatsCollector {
             .fold(0, |sum, w| sum.wrapping_add(read(w)))
     }
 
+    /// One sample per worker.
+    fn per_worker(&self, family: &Family, read: impl Fn(&WorkerStats) -> u64) -> MetricFamily {
+        family.family(
+            self.workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| family.sample(&[&i.to_string()], value(read(w))))
+                .collect(),
+        )
+    }
+
+    /// The workers' latency histograms merged, as a Prometheus histogram.
+    fn latency(&self) -> MetricFamily {
+        let mut merged = Latency::histogram();
+        for w in &self.workers {
+            // Same bounds everywhere: adding cannot fail.
+            let _ = merged.add(w.latency.read());
+        }
+        let buckets = LATENCY_BUCKETS_US
+            .iter()
+            .map(|&us| {
+                let mut b = proto::Bucket::default();
+                b.set_upper_bound(value(us) / 1e6);
+                b.set_cumulative_count(merged.count_between(0, us * 1000));
+                b
+            })
+            .collect();
+        let mut h = proto::Histogram::default();
+        h.set_sample_count(merged.len());
+        h.set_sample_sum(merged.mean() * value(merged.len()) / 1e9);
+        h.set_bucket(buckets);
+        let mut metric = Metric::default();
+        metric.set_histogram(h);
+        let mut family = MetricFamily::default();
+        family.set_name(self.latency.fq_name.clone());
+        family.set_help(self.latency.help.clone());
+        family.set_field_type(MetricType::HISTOGRAM);
+        family.set_metric(vec![metric]);
+        family
+    }
+
     /// Samples by DHCP message type from one of the per-type counter arrays.
     fn by_type(&self, family: &Family, read: impl Fn(&WorkerStats, usize) -> u64) -> MetricFamily {
         let types = std::iter::once((0, OTHER_TYPE))
@@ -244,8 +386,12 @@ impl Collector for StatsCollector {
                 &self.worker_frames,
                 &self.pools,
                 &self.uptime,
+                &self.held_replies,
+                &self.last_burst,
             ])
+            .chain(self.journal_figures.iter().map(|(f, _)| f))
             .map(|f| &f.desc)
+            .chain([&self.latency])
             .collect()
     }
 
@@ -271,18 +417,7 @@ impl Collector for StatsCollector {
                     .collect(),
             ),
         );
-        out.push(
-            self.worker_frames.family(
-                self.workers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, w)| {
-                        self.worker_frames
-                            .sample(&[&i.to_string()], value(w.rx_frames.get()))
-                    })
-                    .collect(),
-            ),
-        );
+        out.push(self.per_worker(&self.worker_frames, |w| w.rx_frames.get()));
         let mut pools = Vec::new();
         for p in self.engine.pool_stats() {
             let index = p.pool.to_string();
@@ -298,6 +433,15 @@ impl Collector for StatsCollector {
             self.uptime
                 .sample(&[], self.started.elapsed().as_secs_f64()),
         ]));
+        out.push(self.latency());
+        out.push(self.per_worker(&self.held_replies, |w| w.held_replies.get()));
+        out.push(self.per_worker(&self.last_burst, |w| w.last_burst.get()));
+        if let Some(journal) = &self.journal {
+            let j = journal.snapshot();
+            for (family, read) in &self.journal_figures {
+                out.push(family.family(vec![family.sample(&[], read(&j))]));
+            }
+        }
         out
     }
 }

@@ -13,5 +13,5 @@ mod stats;
 mod worker;
 
 pub use frame::{Interface, Processed, process};
-pub use stats::{Counter, DROP_LABELS, Drop, TX_REFUSED, WorkerStats};
+pub use stats::{Counter, DROP_LABELS, Drop, Gauge, Latency, TX_REFUSED, WorkerStats};
 pub use worker::{Journal, NoJournal, Worker, WorkerConfig};

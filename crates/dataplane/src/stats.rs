@@ -1,6 +1,9 @@
 //! Per-worker counters: written by one worker, read by the control plane at scrape time.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use hdrhistogram::Histogram;
 
 use peregrine_engine::DropReason;
 use peregrine_wire::dhcp::MessageType;
@@ -29,6 +32,70 @@ impl Counter {
     /// The current value, from any thread.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A gauge with one writer: the owning worker stores, anyone reads.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Sets the value; only the owning worker may call this.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// The current value, from any thread.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Reply latency in nanoseconds, from the frame leaving the receive ring to its reply being
+/// queued for sending (the wait for the journal included), with two significant digits up to
+/// [`Latency::MAX_NS`].
+///
+/// The worker records into a histogram of its own and adds it here about once a second with
+/// `try_lock` (never waiting: if the control plane is reading, it tries again next time); the
+/// control plane merges the workers' at scrape time. So no packet touches this lock.
+#[derive(Debug)]
+pub struct Latency(Mutex<Histogram<u64>>);
+
+impl Latency {
+    /// Latencies above this (10 s) are recorded as this.
+    pub const MAX_NS: u64 = 10_000_000_000;
+
+    /// An empty histogram with the bounds every worker uses, so that they merge exactly.
+    pub fn histogram() -> Histogram<u64> {
+        Histogram::new_with_bounds(1, Latency::MAX_NS, 2)
+            .unwrap_or_else(|_| unreachable!("constant bounds are valid"))
+    }
+
+    /// Adds `local` and empties it, unless the control plane holds the lock right now.
+    pub fn publish(&self, local: &mut Histogram<u64>) {
+        if local.is_empty() {
+            return;
+        }
+        if let Ok(mut shared) = self.0.try_lock() {
+            // Same bounds on both sides: adding cannot fail.
+            let _ = shared.add(&*local);
+            local.reset();
+        }
+    }
+
+    /// Everything published so far (for the control plane).
+    pub fn read(&self) -> Histogram<u64> {
+        match self.0.lock() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl Default for Latency {
+    fn default() -> Latency {
+        Latency(Mutex::new(Latency::histogram()))
     }
 }
 
@@ -138,6 +205,13 @@ pub struct WorkerStats {
     pub journaled: Counter,
     /// Leases expired by this worker's timer runs.
     pub expired: Counter,
+    /// Reply latency (see [`Latency`]).
+    pub latency: Latency,
+    /// Replies waiting for the journal to commit their binding change.
+    pub held_replies: Gauge,
+    /// Frames the last receive burst brought: at the burst size, the worker is saturated and
+    /// frames queue in the ring.
+    pub last_burst: Gauge,
 }
 
 impl WorkerStats {

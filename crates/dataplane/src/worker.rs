@@ -6,11 +6,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::collections::VecDeque;
 
+use hdrhistogram::Histogram;
 use peregrine_engine::{BindingEvent, Engine, Time};
 use peregrine_io::{FRAME_CAPACITY, RxQueue, TxQueue};
 
 use crate::frame::{Interface, Processed, process};
-use crate::stats::{Drop, TX_REFUSED, WorkerStats};
+use crate::stats::{Drop, Latency, TX_REFUSED, WorkerStats};
 
 /// Where binding changes become durable (the lease journal), as one worker sees it.
 pub trait Journal {
@@ -49,6 +50,8 @@ struct HeldReply {
     buffer: usize,
     len: usize,
     ifindex: u32,
+    /// When its request left the receive ring.
+    received: Instant,
 }
 
 impl Held {
@@ -63,7 +66,7 @@ impl Held {
     }
 
     /// Keeps a copy of `frame` until `seq` is durable; false if every buffer is in use.
-    fn hold(&mut self, seq: u64, frame: &[u8], ifindex: u32) -> bool {
+    fn hold(&mut self, seq: u64, frame: &[u8], ifindex: u32, received: Instant) -> bool {
         let Some(buffer) = self.free.pop() else {
             return false;
         };
@@ -73,6 +76,7 @@ impl Held {
             buffer,
             len: frame.len(),
             ifindex,
+            received,
         });
         true
     }
@@ -119,6 +123,8 @@ pub struct Worker<R, T, J> {
     config: WorkerConfig,
     journal: Option<J>,
     held: Held,
+    /// Latencies recorded since the last [`Latency::publish`].
+    latency: Histogram<u64>,
 }
 
 impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
@@ -147,6 +153,7 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
             config,
             journal,
             held,
+            latency: Latency::histogram(),
         }
     }
 
@@ -163,10 +170,14 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
                 self.flush()?;
                 last_flush = Instant::now();
             }
-            if self.config.runs_expiry && last_expiry.elapsed() >= Duration::from_secs(1) {
-                self.expire(now);
+            if last_expiry.elapsed() >= Duration::from_secs(1) {
+                if self.config.runs_expiry {
+                    self.expire(now);
+                }
+                self.publish_latency();
                 last_expiry = Instant::now();
             }
+            self.stats.held_replies.set(self.held.waiting.len() as u64);
             if received == 0 {
                 // Replies waiting for the journal are released as soon as it commits: poll
                 // for that at the drain interval rather than sleeping a whole idle period.
@@ -184,7 +195,14 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
             self.release_committed()?;
             std::thread::sleep(self.config.drain);
         }
+        self.publish_latency();
         self.flush()
+    }
+
+    /// Adds the latencies recorded since the last call to [`WorkerStats::latency`], where the
+    /// control plane reads them. [`Worker::run`] does this about once a second.
+    pub fn publish_latency(&mut self) {
+        self.stats.latency.publish(&mut self.latency);
     }
 
     /// Runs lease expiry, journaling what it changes.
@@ -218,8 +236,11 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
             config,
             journal,
             held,
+            latency,
         } = self;
         let mut io_error = None;
+        let received = Instant::now();
+        let mut replies = 0u64;
         let n = rx.rx_burst(config.burst, &mut |frame| {
             stats.rx_frames.inc();
             let Some(iface) = interfaces
@@ -238,16 +259,22 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
             let Some(buf) = tx.buffer() else { return };
             match process(engine, iface, now, &frame, buf, stats) {
                 Processed::Nothing => {}
-                Processed::Reply(len) => tx.queue(len, iface.ifindex),
+                Processed::Reply(len) => {
+                    tx.queue(len, iface.ifindex);
+                    replies += 1;
+                }
                 Processed::AfterCommit { len, event } => match journal.as_mut() {
                     // No journal configured: the change lives in memory only, the reply goes now.
-                    None if len > 0 => tx.queue(len, iface.ifindex),
+                    None if len > 0 => {
+                        tx.queue(len, iface.ifindex);
+                        replies += 1;
+                    }
                     None => {}
                     Some(j) => match j.submit(&event) {
                         None => stats.count_drop(Drop::JournalFull),
                         Some(seq) => {
                             stats.journaled.inc();
-                            if len > 0 && !held.hold(seq, &buf[..len], iface.ifindex) {
+                            if len > 0 && !held.hold(seq, &buf[..len], iface.ifindex, received) {
                                 stats.count_drop(Drop::HeldFull);
                             }
                         }
@@ -255,6 +282,11 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
                 },
             }
         })?;
+        stats.last_burst.set(n as u64);
+        if replies > 0 {
+            // One clock read per burst: every reply of the burst is charged the whole burst.
+            latency.saturating_record_n(nanos(received.elapsed()), replies);
+        }
         match io_error {
             Some(e) => Err(e),
             None => Ok(n),
@@ -283,6 +315,8 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
             buf[..reply.len].copy_from_slice(&self.held.buffers[reply.buffer][..reply.len]);
             self.tx.queue(reply.len, reply.ifindex);
             self.held.free.push(reply.buffer);
+            self.latency
+                .saturating_record(nanos(reply.received.elapsed()));
         }
         Ok(())
     }
@@ -302,6 +336,10 @@ fn flush<T: TxQueue>(tx: &mut T, stats: &WorkerStats) -> std::io::Result<()> {
     stats.tx_frames.add(sent as u64);
     stats.drops[TX_REFUSED].add(queued.saturating_sub(sent) as u64);
     Ok(())
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Seconds since the UNIX epoch (the vDSO clock: no syscall).

@@ -12,7 +12,9 @@ use peregrine_dataplane::{Interface, Journal, Worker, WorkerConfig, WorkerStats}
 use peregrine_engine::{BindingEvent, Engine, EngineOptions, KeySecret};
 use peregrine_io::afpacket::{self, AfPacketConfig};
 use peregrine_io::{RxQueue, TxQueue};
-use peregrine_store::{Journal as StoreWriter, JournalOptions, LeaseDir, WorkerJournal};
+use peregrine_store::{
+    Journal as StoreWriter, JournalOptions, JournalWriter, LeaseDir, WorkerJournal,
+};
 use peregrine_wire::MacAddr;
 
 /// Runs the server described by the file at `path` until SIGTERM or SIGINT.
@@ -83,6 +85,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         engine: engine.clone(),
         workers: stats.clone(),
         started,
+        journal: writer.as_ref().map(JournalWriter::stats),
     };
     let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
     tracing::info!(listen = %control.local_addr(), "control plane: /metrics /healthz /v1/pools /v1/leases/IP");

@@ -155,6 +155,7 @@ impl Lab {
         self.peer.inject(frame, 7);
         self.worker.poll(NOW).unwrap();
         self.worker.flush().unwrap();
+        self.worker.publish_latency();
         self.peer
             .sent()
             .iter()
@@ -253,9 +254,15 @@ fn parse(text: &str) -> BTreeMap<Series, String> {
                 (name, labels)
             }
         };
+        // A histogram's samples carry suffixes; its HELP and TYPE name the family.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| described.contains(&("TYPE".to_owned(), (*base).to_owned())))
+            .unwrap_or(name);
         for kind in ["HELP", "TYPE"] {
             assert!(
-                described.contains(&(kind.to_owned(), name.to_owned())),
+                described.contains(&(kind.to_owned(), family.to_owned())),
                 "no {kind} for {name}"
             );
         }
@@ -306,6 +313,7 @@ fn serve() -> (Control, Vec<Ipv4Addr>, [Arc<WorkerStats>; 2]) {
             engine,
             workers: vec![a.stats.clone(), b.stats.clone()],
             started: Instant::now().checked_sub(Duration::from_mins(1)).unwrap(),
+            journal: None,
         },
     )
     .unwrap();
@@ -392,6 +400,22 @@ fn metrics_sum_the_workers_and_report_every_drop_reason_and_pool() {
     ]
     .map(|s| pool("direct", s));
     assert_eq!(direct, [100, 0, 0, 0, 0, 100]);
+    // Every reply sent has a latency, well under a second; the gauges are there per worker.
+    assert_eq!(sample(&m, "peregrine_reply_latency_seconds_count", &[]), 5);
+    assert_eq!(
+        sample(&m, "peregrine_reply_latency_seconds_bucket", &[("le", "1")]),
+        5
+    );
+    for worker in ["0", "1"] {
+        let labels = [("worker", worker)];
+        assert_eq!(sample(&m, "peregrine_worker_held_replies", &labels), 0);
+        assert!(sample(&m, "peregrine_worker_rx_burst_frames", &labels) <= 32);
+    }
+    // No journal here: no journal figures.
+    assert!(
+        !m.keys()
+            .any(|(name, _)| name.starts_with("peregrine_journal_"))
+    );
     // Started a minute before the control plane: the uptime counts from `started`.
     let uptime: f64 = raw(&m, "peregrine_uptime_seconds", &[]).parse().unwrap();
     assert!((60.0..600.0).contains(&uptime), "{uptime}");
@@ -473,6 +497,7 @@ fn a_scope_is_deactivated_and_activated_through_the_api() {
             engine,
             workers: vec![lab.stats.clone()],
             started: Instant::now(),
+            journal: None,
         },
     )
     .unwrap();
@@ -575,6 +600,7 @@ fn a_taken_address_is_refused_with_its_name() {
             engine: engine(),
             workers: vec![],
             started: Instant::now(),
+            journal: None,
         },
     )
     .unwrap_err();
