@@ -1022,7 +1022,16 @@ impl Engine {
             }
         }
         if let (Some((_, clients)), Some(k)) = (guard.as_mut(), hashed) {
-            clients.insert(k, loc);
+            // A client's live binding wins its index entry over addresses it only keeps
+            // affinity to, whatever order the records come in (a snapshot is in address order).
+            if matches!(
+                b.state,
+                BindingState::Active | BindingState::Offered | BindingState::Reserved
+            ) {
+                clients.insert(k, loc);
+            } else {
+                clients.entry(k).or_insert(loc);
+            }
         }
         Ok(true)
     }

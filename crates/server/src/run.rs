@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use peregrine_config::model::{Backend, Config, Durability, InterfaceConfig};
@@ -251,16 +251,20 @@ impl Journal for StoreJournal {
 }
 
 /// Reads the lease history into the engine: snapshot, sealed segments, journal, each change
-/// replayed as it is read (a 10 M-lease history is never held in memory twice).
+/// replayed as it is read (a 10 M-lease history is never held in memory twice), on every core.
 fn recover(engine: &Engine, dir: &LeaseDir) -> anyhow::Result<()> {
     let t = std::time::Instant::now();
-    let mut refused = 0u64;
-    let recovered = dir.recover_with(|event| {
+    let refused = AtomicU64::new(0);
+    // Replay keeps each address's newest version whatever the order, so every core may help:
+    // the workers do not run yet.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let recovered = dir.recover_parallel(threads, |event| {
         if let Err(e) = engine.replay(event) {
-            refused += 1;
+            refused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(?e, "lease journal: binding not restored");
         }
     })?;
+    let refused = refused.into_inner();
     if recovered.truncated_bytes > 0 {
         tracing::warn!(
             bytes = recovered.truncated_bytes,

@@ -13,6 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, mpsc};
 
 use peregrine_engine::BindingEvent;
 
@@ -125,6 +126,49 @@ impl LeaseDir {
             created: scan.created,
             truncated_bytes: torn,
             truncated_at: scan.valid_len,
+        })
+    }
+}
+
+impl LeaseDir {
+    /// [`LeaseDir::recover_with`], with `apply` called from `threads` threads at once (this one
+    /// included) on batches of changes: reading and decoding stay on this thread, which also
+    /// applies a batch whenever the others are busy. `apply` therefore sees changes in no
+    /// particular order, which is right only if it keeps the newest version of each address
+    /// whatever the order ([`peregrine_engine::Engine::replay`] does).
+    pub fn recover_parallel(
+        &self,
+        threads: usize,
+        apply: impl Fn(&BindingEvent) + Sync,
+    ) -> Result<Recovered, StoreError> {
+        const BATCH: usize = 8192;
+        let apply = &apply;
+        let (tx, rx) = mpsc::sync_channel::<Vec<BindingEvent>>(threads);
+        let rx = &Mutex::new(rx);
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(move || {
+                    loop {
+                        // The lock is held only to take a batch off the channel.
+                        let next = rx.lock().map_or(Err(mpsc::RecvError), |r| r.recv());
+                        let Ok(batch) = next else { break };
+                        batch.iter().for_each(apply);
+                    }
+                });
+            }
+            let mut batch = Vec::with_capacity(BATCH);
+            let recovered = self.recover_with(|e| {
+                batch.push(*e);
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if let Err(mpsc::TrySendError::Full(full)) = tx.try_send(full) {
+                        full.iter().for_each(apply);
+                    }
+                }
+            });
+            batch.iter().for_each(apply);
+            drop(tx);
+            recovered
         })
     }
 }

@@ -105,7 +105,25 @@ fn a_full_journal_is_sealed_and_folded_into_a_snapshot_of_the_newest_changes() {
     let dir = LeaseDir::open(&tmp.0).unwrap();
     let r = dir.recover().unwrap();
     assert_eq!(r.history_files, 1 + sealed);
-    assert_eq!(newest(r.events), newest((0..total).map(change)));
+    assert_eq!(newest(r.events.clone()), newest((0..total).map(change)));
+}
+
+#[test]
+fn parallel_recovery_hands_over_every_change_once() {
+    let tmp = TempDir::new("parallel");
+    drop(LeaseDir::open(&tmp.0).unwrap());
+    // Several batches' worth, in two files.
+    history_file(&tmp.0.join("snapshot.1"), 0..20_000);
+    history_file(&tmp.0.join("journal.2"), 20_000..45_000);
+    let dir = LeaseDir::open(&tmp.0).unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let r = dir
+        .recover_parallel(3, |e| seen.lock().unwrap().push(*e))
+        .unwrap();
+    assert_eq!(r.records, 45_000);
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort_by_key(|e| e.binding.cltt);
+    assert_eq!(seen, (0..45_000).map(change).collect::<Vec<_>>());
 }
 
 #[test]
