@@ -995,6 +995,32 @@ impl Engine {
         })
     }
 
+    /// Calls `f` with every binding that is not free: its scope, address and binding (for
+    /// lease export). Takes each shard lock only to copy that shard's bindings out, and
+    /// calls `f` with no lock held, so `f` may call back into the engine. Bindings change
+    /// meanwhile on a serving engine: each is as it was when its shard was read.
+    pub fn for_each_binding(&self, mut f: impl FnMut(ScopeId, Ipv4Addr, &Binding)) {
+        let mut copied = Vec::new();
+        for s in &self.scopes {
+            for pool in &s.pools {
+                for k in 0..pool.shard_count() {
+                    {
+                        let shard = pool.lock(k);
+                        for slot in 0..shard.slot_count() {
+                            let b = shard.binding(slot);
+                            if b.state != BindingState::Free {
+                                copied.push((crate::pool::SlotRef { shard: k, slot }, *b));
+                            }
+                        }
+                    }
+                    for (at, b) in copied.drain(..) {
+                        f(s.id, pool.address(at), &b);
+                    }
+                }
+            }
+        }
+    }
+
     /// Utilisation of every pool (takes each shard lock briefly; for the control plane).
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         let mut out = Vec::new();

@@ -58,6 +58,11 @@ impl Shard {
         &self.slots[slot as usize]
     }
 
+    /// Number of slots (addresses) in the shard.
+    pub(crate) fn slot_count(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
     /// Replaces a slot's binding, keeping the per-state counts right. The free list is the
     /// caller's business ([`Self::push_free`], [`Self::unlink`]).
     pub(crate) fn set(&mut self, slot: u32, b: Binding) {
