@@ -7,6 +7,7 @@
 
 mod dhcpd;
 mod kea;
+mod real_servers;
 mod robust;
 mod support;
 mod windows;
