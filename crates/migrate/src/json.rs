@@ -2,11 +2,12 @@
 //!
 //! ```json
 //! [
-//! {"address":"10.0.0.10","scope":"lan","state":"active","hwaddr":"02:00:00:00:00:01","client_id":null,"expires":1795082400,"cltt":1795078800,"valid_lifetime":3600,"hostname":null,"partner_sent":null,"partner_acked":null}
+//! {"address":"10.0.0.10","scope":"lan","state":"active","hwaddr":"02:00:00:00:00:01","htype":1,"client_id":null,"expires":1795082400,"cltt":1795078800,"valid_lifetime":3600,"hostname":null,"partner_sent":0,"partner_acked":0}
 //! ]
 //! ```
 //!
-//! Times are UNIX seconds; `expires` is `null` for a lease that never ends; `hwaddr` and
+//! Times are UNIX seconds (failover times 0 when never sent); `expires` is `null` for a lease
+//! that never ends; `htype` is the hardware type of `hwaddr`; `hwaddr` and
 //! `client_id` are colon-separated hex (`client_id` is `null` when the client sent none, or
 //! when Peregrine keeps only a digest of it).
 
