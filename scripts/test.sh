@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use as independent peers and dissectors: tshark, and the real
-# DHCP clients and relay of the end-to-end run.
-packages=(tshark isc-dhcp-relay isc-dhcp-client udhcpc busybox iproute2 nftables kea-admin)
+# DHCP clients and relay of the end-to-end run; Kea and ISC dhcpd, whose lease files the import
+# tests read.
+packages=(tshark isc-dhcp-relay isc-dhcp-client udhcpc busybox iproute2 nftables kea-admin
+    kea-dhcp4-server isc-dhcp-server)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -959,10 +959,12 @@ impl Engine {
         done
     }
 
-    /// Installs an imported binding (another server's lease) as the address's next version.
-    /// An address another client holds is reported as a conflict and left alone.
-    pub fn restore(&self, event: &BindingEvent) -> Result<(), RestoreError> {
-        self.install(event, Install::Import).map(|_| ())
+    /// Installs an imported binding (another server's lease) as the address's next version,
+    /// and returns it as stored (version included: what to journal). An address another
+    /// client holds is reported as a conflict and left alone.
+    pub fn restore(&self, event: &BindingEvent) -> Result<Binding, RestoreError> {
+        self.install(event, Install::Import)
+            .map(|stored| stored.unwrap_or(event.binding))
     }
 
     /// Replays a binding change from the journal: it replaces the address's binding if its
@@ -971,9 +973,11 @@ impl Engine {
     /// that separate worker queues may have lost, so replay order does not matter.
     pub fn replay(&self, event: &BindingEvent) -> Result<bool, RestoreError> {
         self.install(event, Install::Replay)
+            .map(|stored| stored.is_some())
     }
 
-    fn install(&self, event: &BindingEvent, how: Install) -> Result<bool, RestoreError> {
+    /// Installs `event`'s binding; returns it as stored, or `None` for a stale replay.
+    fn install(&self, event: &BindingEvent, how: Install) -> Result<Option<Binding>, RestoreError> {
         let addr = event.address;
         let (s, p, at) = self
             .scopes
@@ -991,7 +995,7 @@ impl Engine {
         let mut guard = hashed.as_ref().map(|k| self.clients.lock(k));
         let mut shard = s.pools[p].lock(at.shard);
         let cur = *shard.binding(at.slot);
-        match how {
+        let stored = match how {
             Install::Import => {
                 if cur.client.is_some()
                     && cur.client != b.client
@@ -999,15 +1003,15 @@ impl Engine {
                 {
                     return Err(RestoreError::Conflict(addr));
                 }
-                shard.set(at.slot, b);
+                shard.set(at.slot, b)
             }
             Install::Replay => {
                 if b.version <= cur.version {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                shard.put(at.slot, b);
+                shard.put(at.slot, b)
             }
-        }
+        };
         match b.state {
             BindingState::Active | BindingState::Offered | BindingState::Abandoned => {
                 shard.unlink(at.slot);
@@ -1033,7 +1037,7 @@ impl Engine {
                 clients.entry(k).or_insert(loc);
             }
         }
-        Ok(true)
+        Ok(Some(stored))
     }
 
     /// The binding of `addr`, if it is in a pool.
@@ -1042,6 +1046,32 @@ impl Engine {
             let (p, at) = s.locate(addr)?;
             Some((s.id, *s.pools[p].lock(at.shard).binding(at.slot)))
         })
+    }
+
+    /// Calls `f` with every binding that is not free: its scope, address and binding (for
+    /// lease export). Takes each shard lock only to copy that shard's bindings out, and
+    /// calls `f` with no lock held, so `f` may call back into the engine. Bindings change
+    /// meanwhile on a serving engine: each is as it was when its shard was read.
+    pub fn for_each_binding(&self, mut f: impl FnMut(ScopeId, Ipv4Addr, &Binding)) {
+        let mut copied = Vec::new();
+        for s in &self.scopes {
+            for pool in &s.pools {
+                for k in 0..pool.shard_count() {
+                    {
+                        let shard = pool.lock(k);
+                        for slot in 0..shard.slot_count() {
+                            let b = shard.binding(slot);
+                            if b.state != BindingState::Free {
+                                copied.push((crate::pool::SlotRef { shard: k, slot }, *b));
+                            }
+                        }
+                    }
+                    for (at, b) in copied.drain(..) {
+                        f(s.id, pool.address(at), &b);
+                    }
+                }
+            }
+        }
     }
 
     /// Utilisation of every pool (takes each shard lock briefly; for the control plane).

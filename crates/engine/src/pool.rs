@@ -58,6 +58,11 @@ impl Shard {
         &self.slots[slot as usize]
     }
 
+    /// Number of slots (addresses) in the shard.
+    pub(crate) fn slot_count(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
     /// Replaces a slot's binding with `b` as its next version, keeping the per-state counts
     /// right, and returns what was stored. The free list is the caller's business
     /// ([`Self::push_free`], [`Self::unlink`]).

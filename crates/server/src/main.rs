@@ -5,6 +5,7 @@
 //! DHCP logic lives in `peregrine-engine`, the per-frame work in `peregrine-dataplane`, the
 //! packet I/O in `peregrine-io`; this crate only wires them together.
 
+mod leases;
 mod run;
 
 use std::io::IsTerminal;
@@ -51,6 +52,37 @@ enum LeasesCommand {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Import leases from another DHCP server into the lease directory of a configuration,
+    /// before Peregrine starts (the directory is locked while a server runs). Each lease
+    /// becomes the binding its client would get from Peregrine; leases outside the configured
+    /// pools are skipped and leases for addresses another client holds are not overwritten,
+    /// each reported with its line. Exit status: 0 if every entry was imported, 3 if some
+    /// were skipped or in conflict (the others are imported), 1 on an error (nothing written).
+    Import {
+        /// Configuration file; its `[leases] directory` receives the leases.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The input's format.
+        #[arg(long, value_enum)]
+        format: leases::ImportFormat,
+        /// Read, check and report, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The lease file to import.
+        input: PathBuf,
+    },
+    /// Export the leases in the lease directory of a configuration (no server may be running).
+    Export {
+        /// Configuration file; its `[leases] directory` is read.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The output's format.
+        #[arg(long, value_enum)]
+        format: leases::ExportFormat,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +107,23 @@ fn main() -> ExitCode {
         Command::Leases {
             command: LeasesCommand::Recover { dir },
         } => repair(&dir),
+        Command::Leases {
+            command:
+                LeasesCommand::Import {
+                    config,
+                    format,
+                    dry_run,
+                    input,
+                },
+        } => report(leases::import(&config, format, dry_run, &input)),
+        Command::Leases {
+            command:
+                LeasesCommand::Export {
+                    config,
+                    format,
+                    output,
+                },
+        } => report(leases::export(&config, format, output.as_ref())),
         Command::Run { config } => {
             init_logging();
             match run::run(&config) {
@@ -124,6 +173,14 @@ fn repair(dir: &std::path::Path) -> ExitCode {
         dir.display()
     );
     ExitCode::FAILURE
+}
+
+/// The exit status of a command, with its error (if any) on stderr.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("{e:#}");
+        ExitCode::FAILURE
+    })
 }
 
 fn init_logging() {

@@ -189,6 +189,38 @@ impl Journal {
     }
 }
 
+impl LeaseDir {
+    /// Appends `events` to the journal in one write and makes them durable (`fdatasync`)
+    /// before returning: for tools that change leases while no server runs (lease import).
+    ///
+    /// Like [`Journal::start`], it requires [`LeaseDir::recover`] to have succeeded just
+    /// before; after it succeeds, the journal counts as recovered again, so another append
+    /// or a writer may follow. After an error, recover again.
+    pub fn append(&self, events: &[BindingEvent]) -> Result<(), StoreError> {
+        let path = self.journal_path();
+        let (recovered, next_segment) = self
+            .take_recovered()
+            .ok_or_else(|| StoreError::NotRecovered(path.clone()))?;
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        if file.metadata().map_err(io_at(&path))?.len() != recovered {
+            return Err(StoreError::NotRecovered(path));
+        }
+        let mut bytes = Vec::with_capacity(events.len() * RECORD_LEN);
+        let mut record = [0u8; RECORD_LEN];
+        for e in events {
+            encode(e, &mut record);
+            bytes.extend_from_slice(&record);
+        }
+        file.write_all(&bytes).map_err(io_at(&path))?;
+        file.sync_data().map_err(io_at(&path))?;
+        self.set_recovered(recovered + bytes.len() as u64, next_segment);
+        Ok(())
+    }
+}
+
 /// One dataplane worker's side of the journal. Neither method blocks, allocates or takes a
 /// lock: `submit` pushes onto this worker's own queue, `committed` reads one atomic.
 #[derive(Debug)]

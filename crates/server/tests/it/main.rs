@@ -1,8 +1,11 @@
 //! The `peregrine` process, end to end, in a network namespace of its own (needs root):
 //! tagged and untagged DISCOVERs get OFFERs with the same tags, malformed frames leave it
-//! serving, and SIGTERM stops it cleanly.
+//! serving, and SIGTERM stops it cleanly; and (without root) the lease import and export
+//! commands, in `leases`.
 
 #![allow(clippy::unwrap_used)]
+
+mod leases;
 
 use std::net::Ipv4Addr;
 use std::process::{Child, Stdio};

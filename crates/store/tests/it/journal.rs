@@ -145,3 +145,29 @@ fn the_writer_starts_only_right_after_a_recovery() {
         .stop()
         .unwrap();
 }
+
+#[test]
+fn append_writes_durably_after_a_recovery_and_a_writer_may_follow() {
+    let tmp = TempDir::new("append");
+    let dir = LeaseDir::open(&tmp.0).unwrap();
+    let batch: Vec<BindingEvent> = (0..5).map(|n| event(n, 0)).collect();
+    assert!(matches!(
+        dir.append(&batch),
+        Err(StoreError::NotRecovered(_))
+    ));
+    dir.recover().unwrap();
+    dir.append(&batch[..3]).unwrap();
+    // Still counts as recovered: a second append and then a writer may follow.
+    dir.append(&batch[3..]).unwrap();
+    let (writer, mut sides) = Journal::start(&dir, Durability::Fsync, 1).unwrap();
+    let seq = sides[0].submit(&event(5, 0)).unwrap();
+    wait_committed(&sides[0], seq);
+    writer.stop().unwrap();
+    let back = dir.recover().unwrap().events;
+    assert_eq!(back.len(), 6);
+    assert_eq!(back[..5], batch[..]);
+    assert_eq!(
+        std::fs::metadata(dir.journal_path()).unwrap().len(),
+        24 + 6 * RECORD_LEN as u64
+    );
+}

@@ -1,0 +1,222 @@
+//! Between neutral leases and Peregrine bindings: what an import restores into an engine,
+//! and what an export reads out of one.
+
+use std::net::Ipv4Addr;
+
+use peregrine_config::model::Config;
+use peregrine_engine::{Binding, BindingEvent, BindingState, Engine, RestoreError, ScopeId};
+
+use crate::lease::{HwAddr, Lease, LeaseState, Record, Skipped};
+
+/// Client key kinds as [`peregrine_engine::ClientKey::to_raw`] reports them (the journal's
+/// codes).
+const KEY_HARDWARE: u8 = 0;
+const KEY_CLIENT_ID: u8 = 1;
+
+/// An imported lease as the binding change that installs it, with its source line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapped {
+    /// Line of the source file.
+    pub line: usize,
+    /// The binding, in the scope whose pool holds the address.
+    pub event: BindingEvent,
+}
+
+/// A lease for an address another client holds in the engine: not imported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    /// Line of the source file.
+    pub line: usize,
+    /// The address.
+    pub address: Ipv4Addr,
+    /// The binding that holds it.
+    pub holder: Binding,
+}
+
+/// What [`restore`] did.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Installed in the engine, in source order: what the journal must record.
+    pub accepted: Vec<Mapped>,
+    /// Leases whose address another client holds.
+    pub conflicts: Vec<Conflict>,
+    /// Leases that could not be mapped to a binding, each with the reason.
+    pub skipped: Vec<Skipped>,
+}
+
+/// The binding change that installs `lease` in `engine` (built from `config`), or why there
+/// is none.
+///
+/// The scope is the one whose pool holds the address. The client key is the one a live
+/// client gets ([`Engine::client_key_for`]): its client identifier if the scope matches on
+/// client identifiers and one is known, else its hardware address, so that the client's
+/// next REQUEST finds the binding. A lease that never ends is given the largest time.
+pub fn binding_event(
+    engine: &Engine,
+    config: &Config,
+    lease: &Lease,
+) -> Result<BindingEvent, String> {
+    let state = match lease.state {
+        LeaseState::Active => BindingState::Active,
+        LeaseState::Expired => BindingState::Expired,
+        LeaseState::Released => BindingState::Released,
+        LeaseState::Abandoned => BindingState::Abandoned,
+        LeaseState::Reserved => BindingState::Reserved,
+        LeaseState::Free | LeaseState::Reset => {
+            return Err(format!(
+                "{}: state {}, nothing is bound to import",
+                lease.address,
+                lease.state.as_str()
+            ));
+        }
+        LeaseState::Backup => {
+            return Err(format!(
+                "{}: state backup (owned by the failover partner), not a lease",
+                lease.address
+            ));
+        }
+    };
+    let Some((scope, _)) = engine.binding(lease.address) else {
+        return Err(format!("{}: in no configured pool", lease.address));
+    };
+    let match_client_id = config
+        .scopes
+        .get(usize::from(scope.0))
+        .is_some_and(|s| s.match_client_id);
+    let client_id = lease
+        .client_id
+        .as_deref()
+        .filter(|id| match_client_id && !id.is_empty());
+    let hw = lease.hardware.as_ref();
+    if client_id.is_none() && hw.is_none_or(|h| h.bytes.is_empty()) {
+        return Err(format!(
+            "{}: no hardware address{}",
+            lease.address,
+            if lease.client_id.is_some() {
+                " (and the scope does not match on client identifiers)"
+            } else {
+                " or client identifier"
+            }
+        ));
+    }
+    let (htype, chaddr) = hw.map_or((0, &[][..]), |h| (h.htype, h.bytes.as_slice()));
+    let key = engine.client_key_for(htype, chaddr, client_id);
+    let mac = match hw {
+        Some(HwAddr { htype: 1, bytes }) => <[u8; 6]>::try_from(bytes.as_slice()).unwrap_or([0; 6]),
+        _ => [0; 6],
+    };
+    let expires = lease.expires.unwrap_or(u64::MAX);
+    let cltt = lease
+        .cltt
+        .or_else(|| {
+            let v = lease.valid_lifetime?;
+            lease.expires.map(|e| e.saturating_sub(u64::from(v)))
+        })
+        .unwrap_or(0);
+    let granted = lease
+        .valid_lifetime
+        .or_else(|| u32::try_from(lease.expires?.saturating_sub(cltt)).ok())
+        .unwrap_or(0);
+    Ok(BindingEvent {
+        scope,
+        address: lease.address,
+        binding: Binding {
+            client: Some(key),
+            mac,
+            state,
+            expires,
+            cltt,
+            granted,
+            partner_sent: lease.partner_sent.unwrap_or(0),
+            partner_acked: lease.partner_acked.unwrap_or(0),
+            classes: lease.classes.unwrap_or(0),
+            // The engine stamps the address's next version when it installs the lease.
+            version: 0,
+        },
+    })
+}
+
+/// Maps every record and installs it in `engine` with [`Engine::restore`]: a lease for an
+/// address another client holds is reported in [`Restored::conflicts`] and left alone.
+/// `progress` is called once per record.
+pub fn restore(
+    engine: &Engine,
+    config: &Config,
+    records: &[Record],
+    mut progress: impl FnMut(),
+) -> Restored {
+    let mut out = Restored::default();
+    for r in records {
+        progress();
+        let event = match binding_event(engine, config, &r.lease) {
+            Ok(e) => e,
+            Err(reason) => {
+                out.skipped.push(Skipped {
+                    line: r.line,
+                    reason,
+                });
+                continue;
+            }
+        };
+        match engine.restore(&event) {
+            // Journaled as stored: with the version the engine gave it, which is what replay
+            // compares.
+            Ok(binding) => out.accepted.push(Mapped {
+                line: r.line,
+                event: BindingEvent { binding, ..event },
+            }),
+            Err(RestoreError::Conflict(address)) => out.conflicts.push(Conflict {
+                line: r.line,
+                address,
+                holder: engine.binding(address).map_or(event.binding, |(_, b)| b),
+            }),
+            Err(RestoreError::UnknownAddress(a)) => out.skipped.push(Skipped {
+                line: r.line,
+                reason: format!("{a}: in no configured pool"),
+            }),
+        }
+    }
+    out
+}
+
+/// The lease a binding is, for export; `None` for free addresses and outstanding offers,
+/// which are not leases.
+///
+/// Kept: address, state, hardware address (from the client key when the client is keyed
+/// by it, else the binding's MAC), client identifier (only when the key holds its bytes:
+/// an identifier longer than 30 bytes is kept as a digest and is lost here), times,
+/// failover times, classes. The subnet id is the scope's position in the configuration,
+/// from 1.
+pub fn lease_of(scope: ScopeId, address: Ipv4Addr, b: &Binding) -> Option<Lease> {
+    let state = match b.state {
+        BindingState::Free | BindingState::Offered => return None,
+        BindingState::Active => LeaseState::Active,
+        BindingState::Expired => LeaseState::Expired,
+        BindingState::Released => LeaseState::Released,
+        BindingState::Abandoned => LeaseState::Abandoned,
+        BindingState::Reserved => LeaseState::Reserved,
+        BindingState::Reset => LeaseState::Reset,
+        BindingState::Backup => LeaseState::Backup,
+    };
+    let mut l = Lease::new(address, state);
+    let raw = b.client.as_ref().map(peregrine_engine::ClientKey::to_raw);
+    l.hardware = match raw {
+        Some((KEY_HARDWARE, [htype, chaddr @ ..])) if !chaddr.is_empty() => Some(HwAddr {
+            htype: *htype,
+            bytes: chaddr.to_vec(),
+        }),
+        _ => (b.mac != [0; 6]).then(|| HwAddr::ethernet(b.mac)),
+    };
+    l.client_id = match raw {
+        Some((KEY_CLIENT_ID, id)) => Some(id.to_vec()),
+        _ => None,
+    };
+    l.expires = (b.expires != u64::MAX).then_some(b.expires);
+    l.cltt = Some(b.cltt);
+    l.valid_lifetime = Some(b.granted);
+    l.subnet_id = Some(u32::from(scope.0) + 1);
+    l.partner_sent = Some(b.partner_sent);
+    l.partner_acked = Some(b.partner_acked);
+    l.classes = Some(b.classes);
+    Some(l)
+}

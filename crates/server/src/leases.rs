@@ -1,0 +1,252 @@
+//! `peregrine leases import` and `peregrine leases export`: leases in from Kea, ISC dhcpd or
+//! Windows DHCP, and out to Kea or to scripts, through the lease directory while no server
+//! runs (the directory's lock refuses either command while one does).
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::ValueEnum;
+use peregrine_config::model::Config;
+use peregrine_engine::{Binding, BindingEvent, Engine, EngineOptions, KeySecret};
+use peregrine_migrate::bindings::{self, Conflict};
+use peregrine_migrate::{Import, Lease, Skipped, dhcpd, json, kea_csv, windows_xml};
+use peregrine_store::LeaseDir;
+
+/// Exit status of an import that wrote what it could but skipped entries or met conflicts.
+pub(crate) const EXIT_PARTIAL: u8 = 3;
+
+/// Formats `leases import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ImportFormat {
+    /// Kea memfile DHCPv4 lease file (kea-leases4.csv).
+    KeaCsv,
+    /// ISC dhcpd lease file (dhcpd.leases).
+    Dhcpd,
+    /// Windows DHCP Server `Export-DhcpServer` XML.
+    WindowsXml,
+}
+
+/// Formats `leases export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// Kea 2.2 memfile DHCPv4 lease file.
+    KeaCsv,
+    /// A JSON array of lease objects.
+    Json,
+}
+
+/// The configuration and what the lease directory holds, in an engine built from both.
+struct Loaded {
+    config: Config,
+    engine: Engine,
+    /// `None` on a dry run when the directory does not exist yet.
+    dir: Option<LeaseDir>,
+}
+
+/// Loads the configuration, opens and recovers its lease directory, and restores the journal
+/// into an engine. With `create` false, a missing directory is not created (an engine with
+/// no leases is returned).
+fn load(config_path: &Path, create: bool) -> anyhow::Result<Loaded> {
+    let config = peregrine_config::load(config_path)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let Some(leases) = &config.runtime.leases else {
+        bail!(
+            "{}: no [leases] directory configured: there is no lease state to import into or \
+             export from",
+            config_path.display()
+        );
+    };
+    let dir = if create || leases.directory.try_exists().unwrap_or(true) {
+        Some(LeaseDir::open(&leases.directory)?)
+    } else {
+        None
+    };
+    let recovered = dir.as_ref().map(LeaseDir::recover).transpose()?;
+    let key_secret = dir
+        .as_ref()
+        .map_or_else(KeySecret::random, LeaseDir::key_secret);
+    let options = EngineOptions {
+        key_secret,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::new(&config, options).context("building the engine")?;
+    if let Some(r) = &recovered {
+        let refused = r
+            .events
+            .iter()
+            .filter(|e| engine.replay(e).is_err())
+            .count();
+        if refused > 0 {
+            eprintln!(
+                "note: {refused} journal records are outside the configured pools, as \
+                 `peregrine run` would also find"
+            );
+        }
+    }
+    Ok(Loaded {
+        config,
+        engine,
+        dir,
+    })
+}
+
+/// `peregrine leases import`.
+pub(crate) fn import(
+    config_path: &Path,
+    format: ImportFormat,
+    dry_run: bool,
+    input: &Path,
+) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let loaded = load(config_path, !dry_run)?;
+    let parsed: Import = match format {
+        ImportFormat::KeaCsv => kea_csv::import(&String::from_utf8_lossy(&bytes)),
+        ImportFormat::Dhcpd => dhcpd::import(&bytes),
+        ImportFormat::WindowsXml => windows_xml::import(&String::from_utf8_lossy(&bytes)),
+    };
+    let bar = progress(parsed.records.len() as u64);
+    let restored = bindings::restore(&loaded.engine, &loaded.config, &parsed.records, || {
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let events: Vec<BindingEvent> = restored.accepted.iter().map(|m| m.event).collect();
+    let target = loaded.dir.as_ref().map_or_else(
+        || "(no lease directory yet)".into(),
+        |d| d.path().display().to_string(),
+    );
+    if !dry_run && let Some(dir) = &loaded.dir {
+        dir.append(&events)?;
+    }
+    let mut skipped: Vec<&Skipped> = parsed.skipped.iter().chain(&restored.skipped).collect();
+    skipped.sort_by_key(|s| s.line);
+
+    let mut out = io::stdout().lock();
+    let verb = if dry_run { "would import" } else { "imported" };
+    writeln!(
+        out,
+        "{}: {verb} {} leases into {target}{}",
+        input.display(),
+        events.len(),
+        if dry_run {
+            " (dry run: nothing written)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(out, "skipped {}", skipped.len())?;
+    for s in &skipped {
+        writeln!(out, "  line {}: {}", s.line, s.reason)?;
+    }
+    writeln!(out, "conflicts {}", restored.conflicts.len())?;
+    for c in &restored.conflicts {
+        writeln!(out, "  line {}: {}", c.line, conflict(c))?;
+    }
+    for n in &parsed.notes {
+        writeln!(out, "note: line {}: {}", n.line, n.reason)?;
+    }
+    if !parsed.superseded.is_empty() {
+        writeln!(
+            out,
+            "note: {} earlier entries were replaced by later entries for the same address \
+             (the last entry of an address is its lease)",
+            parsed.superseded.len()
+        )?;
+    }
+    Ok(if skipped.is_empty() && restored.conflicts.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PARTIAL)
+    })
+}
+
+fn conflict(c: &Conflict) -> String {
+    format!(
+        "{} is held by another client ({}, {}, mac {}, expires {}); left as it is",
+        c.address,
+        client(&c.holder),
+        c.holder.state.as_str(),
+        mac(c.holder.mac),
+        c.holder.expires
+    )
+}
+
+fn client(b: &Binding) -> String {
+    b.client
+        .map_or_else(|| "no client".into(), |k| format!("{k:?}"))
+}
+
+fn mac(m: [u8; 6]) -> String {
+    m.map(|b| format!("{b:02x}")).join(":")
+}
+
+/// A progress bar on stderr if it is a terminal; a hidden one otherwise.
+fn progress(len: u64) -> indicatif::ProgressBar {
+    if io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(len)
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+/// `peregrine leases export`.
+pub(crate) fn export(
+    config_path: &Path,
+    format: ExportFormat,
+    output: Option<&PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let loaded = load(config_path, false)?;
+    if loaded.dir.is_none() {
+        bail!("the lease directory does not exist: there are no leases to export");
+    }
+    let mut leases: Vec<(usize, Lease)> = Vec::new();
+    let mut digests = 0usize;
+    loaded.engine.for_each_binding(|scope, addr, b| {
+        if let Some(l) = bindings::lease_of(scope, addr, b) {
+            // A client identifier kept only as a digest cannot be written out.
+            if b.client.is_some_and(|k| k.is_client_id()) && l.client_id.is_none() {
+                digests += 1;
+            }
+            leases.push((usize::from(scope.0), l));
+        }
+    });
+    leases.sort_by_key(|(_, l)| l.address);
+    let mut sink: Box<dyn Write> = match output {
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let mut not_written = 0;
+    match format {
+        ExportFormat::KeaCsv => {
+            not_written = kea_csv::write(&mut sink, leases.iter().map(|(_, l)| l))?.len();
+        }
+        ExportFormat::Json => {
+            let names = &loaded.config.scopes;
+            json::write(
+                &mut sink,
+                leases
+                    .iter()
+                    .map(|(s, l)| (names.get(*s).map_or("", |s| s.name.as_str()), l)),
+            )?;
+        }
+    }
+    sink.flush()?;
+    drop(sink);
+    eprintln!("exported {} leases", leases.len() - not_written);
+    if not_written > 0 {
+        eprintln!(
+            "note: {not_written} backup or reset bindings have no Kea equivalent and were not written"
+        );
+    }
+    if digests > 0 {
+        eprintln!(
+            "note: {digests} clients have a client identifier longer than 30 bytes, which \
+             Peregrine keeps only as a digest: exported without client_id"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

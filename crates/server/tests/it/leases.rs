@@ -1,0 +1,237 @@
+//! `peregrine leases import` and `export` as an operator runs them: bad lines reported with
+//! their line numbers and exit status 3, conflicts reported and left alone, `--dry-run`
+//! writing nothing, a running server's directory refused, and export reading back what
+//! import wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use peregrine_store::LeaseDir;
+
+/// A temporary directory with a configuration whose lease directory is inside it.
+struct Setup {
+    root: PathBuf,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let root = std::env::temp_dir().join(format!(
+            "peregrine-leases-cli-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let config = format!(
+            r#"
+[[scope]]
+name = "lan"
+subnet = "10.0.0.0/24"
+
+[[scope.pool]]
+range = "10.0.0.10 - 10.0.0.200"
+
+[leases]
+directory = {:?}
+"#,
+            root.join("leases").display().to_string()
+        );
+        std::fs::write(root.join("config.toml"), config).unwrap();
+        Setup { root }
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.root.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn journal(&self) -> PathBuf {
+        self.root.join("leases").join("journal")
+    }
+
+    fn peregrine(&self, args: &[&str], input: Option<&Path>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_peregrine"));
+        c.arg("leases").args(args);
+        c.arg("--config").arg(self.root.join("config.toml"));
+        if let Some(i) = input {
+            c.arg(i);
+        }
+        c.output().unwrap()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+const HEADER: &str = "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context";
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_bad_line_is_reported_with_its_number_and_the_rest_is_imported() {
+    let s = Setup::new("bad-line");
+    let input = s.file(
+        "kea.csv",
+        &format!(
+            "{HEADER}\n10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0,\n\
+             10.0.0.11,zz:00,,3600,1800000000,1,0,0,,0,\n\
+             10.0.0.12,02:00:00:00:00:03,,3600,1800000000,1,0,0,,0,\n"
+        ),
+    );
+    let out = s.peregrine(&["import", "--format", "kea-csv"], Some(&input));
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("imported 2 leases"), "{said}");
+    assert!(
+        said.contains("skipped 1\n  line 3: hwaddr \"zz:00\""),
+        "{said}"
+    );
+    let journal = LeaseDir::open(&s.root.join("leases")).unwrap();
+    assert_eq!(journal.recover().unwrap().events.len(), 2);
+    drop(journal);
+
+    // Everything imports: exit status 0. (The same leases again are the same clients'.)
+    let good = s.file(
+        "good.csv",
+        &format!("{HEADER}\n10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0,\n"),
+    );
+    let out = s.peregrine(&["import", "--format", "kea-csv"], Some(&good));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn a_conflict_is_reported_and_not_overwritten() {
+    let s = Setup::new("conflict");
+    let first = s.file(
+        "first.csv",
+        &format!("{HEADER}\n10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0,\n"),
+    );
+    let out = s.peregrine(&["import", "--format", "kea-csv"], Some(&first));
+    assert!(out.status.success(), "{}", text(&out));
+    let other = s.file(
+        "dhcpd.leases",
+        "lease 10.0.0.10 {\n  starts epoch 1799996400;\n  ends epoch 1800000000;\n  \
+         binding state active;\n  hardware ethernet 02:00:00:00:00:99;\n}\n",
+    );
+    let before = std::fs::read(s.journal()).unwrap();
+    let out = s.peregrine(&["import", "--format", "dhcpd"], Some(&other));
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("conflicts 1\n  line 1: 10.0.0.10 is held by another client"),
+        "{said}"
+    );
+    assert!(
+        said.contains("02:00:00:00:00:01"),
+        "names the holder: {said}"
+    );
+    assert_eq!(
+        std::fs::read(s.journal()).unwrap(),
+        before,
+        "nothing appended"
+    );
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let s = Setup::new("dry-run");
+    let input = s.file(
+        "kea.csv",
+        &format!("{HEADER}\n10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0,\n"),
+    );
+    let out = s.peregrine(
+        &["import", "--format", "kea-csv", "--dry-run"],
+        Some(&input),
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("would import 1 leases"), "{said}");
+    assert!(
+        !s.root.join("leases").exists(),
+        "a dry run does not even create the lease directory"
+    );
+    // With a journal there, a dry run leaves it as it was.
+    let out = s.peregrine(&["import", "--format", "kea-csv"], Some(&input));
+    assert!(out.status.success(), "{}", text(&out));
+    let before = std::fs::read(s.journal()).unwrap();
+    let other = s.file(
+        "more.csv",
+        &format!("{HEADER}\n10.0.0.11,02:00:00:00:00:02,,3600,1800000000,1,0,0,,0,\n"),
+    );
+    let out = s.peregrine(
+        &["import", "--format", "kea-csv", "--dry-run"],
+        Some(&other),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read(s.journal()).unwrap(), before);
+}
+
+#[test]
+fn a_directory_in_use_is_refused() {
+    let s = Setup::new("locked");
+    let input = s.file(
+        "kea.csv",
+        &format!("{HEADER}\n10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0,\n"),
+    );
+    // This process holds the lock, as a running server would.
+    let held = LeaseDir::open(&s.root.join("leases")).unwrap();
+    for args in [
+        &["import", "--format", "kea-csv"][..],
+        &["export", "--format", "json"][..],
+    ] {
+        let out = s.peregrine(args, (args[0] == "import").then_some(&input));
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(said.contains("in use by another process"), "{said}");
+    }
+    drop(held);
+}
+
+#[test]
+fn export_writes_back_what_import_wrote() {
+    let s = Setup::new("export");
+    let rows = "10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0,\n\
+                10.0.0.11,02:00:00:00:00:02,01:02:00:00:00:00:02,600,1800000000,1,0,0,,1,\n";
+    let input = s.file("kea.csv", &format!("{HEADER}\n{rows}"));
+    let out = s.peregrine(&["import", "--format", "kea-csv"], Some(&input));
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = s.root.join("out.csv");
+    let out = s.peregrine(
+        &[
+            "export",
+            "--format",
+            "kea-csv",
+            "--output",
+            csv.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let written = std::fs::read_to_string(&csv).unwrap();
+    let columns: Vec<String> = written
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            HEADER.rsplit_once(',').unwrap().0,
+            "10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0",
+            "10.0.0.11,02:00:00:00:00:02,01:02:00:00:00:00:02,600,1800000000,1,0,0,,1",
+        ]
+    );
+    let out = s.peregrine(&["export", "--format", "json"], None);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(json[1]["state"], "abandoned");
+    assert_eq!(json[1]["scope"], "lan");
+}
