@@ -20,7 +20,7 @@ command -v perfdhcp >/dev/null || { echo "perfdhcp missing (apt-get install kea-
 
 topology_up_if_needed
 write_configs
-trap 'bench_stop; "$HARNESS/netns-topology.sh" down >/dev/null 2>&1' EXIT INT TERM
+trap 'bench_stop; "$HARNESS/netns-topology.sh" down >/dev/null 2>&1' EXIT; trap 'exit 130' INT TERM
 nodrop_udp67 "$NS_PERF"   # the UDP-socket generators below need UDP/67 delivered
 
 field() { awk -v s="$1" -v k="$2" '

@@ -105,6 +105,8 @@ pub struct Settings {
     pub salt: u32,
     /// Server process to measure the CPU of.
     pub server_pid: Option<u32>,
+    /// Exchanges begun per paced burst (1 to [`BURST`]).
+    pub burst: u32,
 }
 
 /// Entries of the timer wheel: a client and the transmission it times.
@@ -220,7 +222,7 @@ impl Generator {
             stats: Stats::new(),
             wheel: Wheel::new(),
             rng: Rng(u64::from(s.salt) | 1 << 40),
-            pacer: Pacer::new(rate, BURST),
+            pacer: Pacer::new(rate, s.burst),
             base: Instant::now(),
             started: 0,
             planned,
@@ -294,12 +296,19 @@ impl Generator {
             }
             let mut begun = 0;
             if sending {
-                let due = self.pacer.take(now);
-                for _ in 0..due {
-                    if self.started >= self.planned || !self.begin_next(now, tx) {
+                // A burst at a time; more than one only to catch up after a stall.
+                'bursts: for _ in 0..crate::pacing::CATCH_UP {
+                    let due = self.pacer.take(now);
+                    if due == 0 {
                         break;
                     }
-                    begun += 1;
+                    for _ in 0..due {
+                        if self.started >= self.planned || !self.begin_next(now, tx) {
+                            break 'bursts;
+                        }
+                        begun += 1;
+                    }
+                    self.flush(tx)?;
                 }
                 if begun > 0 {
                     if self.first_ns.is_none() {
@@ -328,17 +337,16 @@ impl Generator {
             {
                 break;
             }
-            // Idle: sleep until the next send is due, at most 1 ms.
+            // Idle: wait for frames (1 ms at most) unless the next burst is due sooner, in which
+            // case keep polling: the backends wait in whole milliseconds.
             if got == 0 && begun == 0 {
-                let wait = if sending {
-                    self.pacer.next_due_ns().map_or(Duration::ZERO, |d| {
-                        Duration::from_nanos(d.saturating_sub(now).min(1_000_000))
-                    })
-                } else {
-                    Duration::from_millis(1)
-                };
-                if !wait.is_zero() {
-                    rx.wait(wait)?;
+                let soon = sending
+                    && self
+                        .pacer
+                        .next_due_ns()
+                        .is_none_or(|d| d.saturating_sub(now) < 1_000_000);
+                if !soon {
+                    rx.wait(Duration::from_millis(1))?;
                 }
             }
         }

@@ -82,6 +82,9 @@ struct RunArgs {
     /// Exchanges begun per second (0: as fast as possible).
     #[arg(long, default_value_t = 1000)]
     rate: u64,
+    /// Exchanges begun per paced burst, released every burst/rate seconds (1: evenly spaced).
+    #[arg(long, default_value_t = BURST, value_parser = clap::value_parser!(u32).range(1..=32))]
+    burst: u32,
     /// What the clients do.
     #[arg(long, value_enum, default_value = "dora")]
     scenario: Scenario,
@@ -257,6 +260,7 @@ fn run(a: &RunArgs) -> Result<ExitCode> {
             },
             salt,
             server_pid: a.server_pid,
+            burst: a.burst,
         })
     };
     let quit = quit_flag()?;
@@ -291,6 +295,11 @@ fn run(a: &RunArgs) -> Result<ExitCode> {
             drive(settings(headers)?, &mut rx, &mut tx, &quit, a.quiet)?
         }
     };
+    emit(&report, a)
+}
+
+/// Prints the table, writes the files asked for, and judges the drops.
+fn emit(report: &peregrine_bench::stats::Report, a: &RunArgs) -> Result<ExitCode> {
     println!("{}", report.table());
     if let Some(p) = &a.json {
         report.write_json(p)?;
