@@ -60,6 +60,7 @@ cat "$OUT/runs.log"
 # One run of server $1 at rate $2; prints a log line; status 0 = passed (< 1 % drops, offered).
 one_run() {
   local srv=$1 rate=$2 clients=$(( $2 * RUN_S )) rc
+  wait_cargo_idle   # before every run: a build on the other core halves what a run measures
   (( clients > 480000 )) && clients=480000   # the 8 pools hold 8 x 65 521 addresses
   bench_start "$srv" >/dev/null 2>&1 || { echo "$srv did not start" >&2; return 2; }
   local json="$OUT/run.json" load; load=$(cut -d' ' -f1 /proc/loadavg)
@@ -100,41 +101,11 @@ for srv in "${SERVERS[@]}"; do
     best=$((best - 1))
   done
   if (( best >= 0 )); then s=${rates[$best]}; else s="<${rates[0]}"; fi
-  echo -e "SUSTAINED\t$srv\t$s" | tee -a "$OUT/runs.log"
+  top=""; (( best == ${#rates[@]} - 1 )) && top="top-of-ladder"
+  echo -e "SUSTAINED\t$srv\t$s\t$top" | tee -a "$OUT/runs.log"
 done
 
-python3 - "$OUT/runs.log" > "$OUT/summary.md" <<'PY'
-import sys, statistics as st
-runs, sustained = {}, {}
-for line in open(sys.argv[1]):
-    if line.startswith("#"): continue
-    f = line.rstrip("\n").split("\t")
-    if f[0] == "SUSTAINED": sustained[f[1]] = f[2]; continue
-    kv = dict(x.split("=", 1) for x in f[3:])
-    runs.setdefault(f[0], []).append((int(f[1]), f[2], kv))
-def at(srv, rate):
-    return [kv for r, v, kv in runs.get(srv, []) if r == rate and v == "pass"]
-def med(xs):
-    xs = [float(x) for x in xs if x not in ("None", "")]
-    return st.median(xs) if xs else None
-def rate_of(srv):
-    s = sustained.get(srv, "")
-    return int(s) if s.isdigit() else None
-ref = {k: rate_of(k) for k in ("kea-persist", "kea-nopersist")}
-print("| server | sustained DORA/s (3/3 runs < 1 % drops) | × Kea persist | × Kea no-persist | ACKs/s at sustained (median) | DORA p50 / p99 ms | server CPU % of a core | server CPU µs per DORA | first failing step |")
-print("|---|---:|---:|---:|---:|---|---:|---:|---|")
-for srv in sustained:
-    r = rate_of(srv); kvs = at(srv, r) if r else []
-    acks = med(k["acks_per_s"] for k in kvs); p50 = med(k["dora_p50_ms"] for k in kvs)
-    p99 = med(k["dora_p99_ms"] for k in kvs); cpu = med(k["server_cpu"] for k in kvs)
-    fails = sorted((rr, v, kv) for rr, v, kv in runs[srv] if v != "pass")
-    first = next((f"{rr}: {v}, offered {kv['offered']}, ACKs/s {kv['acks_per_s']}, drops DO/RA {kv['drops_do']}/{kv['drops_ra']} %, CPU {kv['server_cpu']} %"
-                  for rr, v, kv in fails if r is None or rr > r), "none in the ladder")
-    ratio = lambda k: f"{r / ref[k]:.2f}" if r and ref.get(k) else "–"
-    fmt = lambda x, p=0: "–" if x is None else f"{x:,.{p}f}"
-    us = f"{cpu * 1e4 / r:.1f}" if cpu is not None and r else "–"
-    print(f"| {srv} | {sustained[srv]} | {ratio('kea-persist')} | {ratio('kea-nopersist')} | {fmt(acks)} | {fmt(p50, 2)} / {fmt(p99, 2)} | {fmt(cpu)} | {us} | {first} |")
-PY
+python3 "$BENCH_DIR/summarize.py" "$OUT/runs.log" > "$OUT/summary.md"
 cat "$OUT/summary.md"
 "$LOADGEN" plot --input "$OUT/runs.csv" --output "$BENCH_DIR/results/compare.png" \
   --title "DORA goodput and p99 latency vs offered rate ($STAMP, generator $GEN_BACKEND)" \

@@ -122,7 +122,10 @@ pub fn draw(
         .map_err(|e| anyhow!("{e}"))?;
     let mut mesh = chart.configure_mesh();
     if text {
-        mesh.x_desc("offered DORA/s").y_desc("ACKs/s (goodput)");
+        mesh.x_desc("offered DORA/s")
+            .y_desc("ACKs/s (goodput)")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"));
     } else {
         mesh.disable_x_axis().disable_y_axis();
     }
