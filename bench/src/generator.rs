@@ -403,7 +403,12 @@ impl Generator {
             label: self.s.label.clone(),
             scenario: self.s.scenario.name().to_owned(),
             backend: self.s.backend.clone(),
-            target_rate: self.s.rate,
+            // An avalanche is not paced.
+            target_rate: if self.s.scenario == Scenario::Avalanche {
+                0
+            } else {
+                self.s.rate
+            },
             clients: self.s.clients,
             relays: self.s.giaddrs.len() as u32,
             send_s,
