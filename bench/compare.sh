@@ -42,7 +42,7 @@ ladder() {
   case "$1" in
     dhcpd) echo 100 200 300 400 600 800 ;;
     kea-*) echo 4000 8000 12000 16000 20000 24000 28000 ;;
-    *) echo 10000 20000 40000 60000 80000 100000 120000 ;;
+    *) echo 10000 20000 40000 60000 80000 100000 120000 150000 180000 220000 ;;
   esac
 }
 
@@ -83,7 +83,7 @@ cpu = r["server_cpu_pct"]
 print(f'{r["label"]}\t{r["target_rate"]}\t{verdict}\toffered={r["offered_per_s"]:.0f}\tacks_per_s={dora["answered_per_s"]:.0f}'
       f'\tdrops_do={do["drop_pct"]:.2f}\tdrops_ra={ra.get("drop_pct", 100):.2f}\tdora_p50_ms={dora["p50_ms"]:.3f}'
       f'\tdora_p99_ms={dora["p99_ms"]:.3f}\tserver_cpu={cpu if cpu is None else round(cpu)}'
-      f'\tgen_cpu={r["generator_cpu_pct"]:.0f}\tload={sys.argv[3]}')
+      f'\tgen_cpu={r["generator_cpu_pct"]:.0f}\tgen_busy={r["generator_busy_pct"]:.0f}\tload={sys.argv[3]}')
 sys.exit(0 if verdict == "pass" else 1)
 PY
 }

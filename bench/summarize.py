@@ -22,7 +22,7 @@ def rate_of(srv):
     s = sustained.get(srv, "")
     return int(s) if s.isdigit() else None
 ref = {k: rate_of(k) for k in ("kea-persist", "kea-nopersist")}
-print("| server | sustained DORA/s (3/3 runs < 1 % drops) | × Kea persist | × Kea no-persist | ACKs/s at sustained (median) | DORA p50 / p99 ms | server CPU % of a core | server CPU µs per DORA | generator CPU % | first failing step |")
+print("| server | sustained DORA/s (3/3 runs < 1 % drops) | × Kea persist | × Kea no-persist | ACKs/s at sustained (median) | DORA p50 / p99 ms | server CPU % of a core | server CPU µs per DORA | generator busy % | first failing step |")
 print("|---|---:|---:|---:|---:|---|---:|---:|---:|---|")
 for srv in sustained:
     r = rate_of(srv); kvs = at(srv, r) if r else []
@@ -34,6 +34,6 @@ for srv in sustained:
     ratio = lambda k: f"{r / ref[k]:.2f}" if r and ref.get(k) else "–"
     fmt = lambda x, p=0: "–" if x is None else f"{x:,.{p}f}"
     us = f"{cpu * 1e4 / r:.1f}" if cpu is not None and r else "–"
-    gen = med(k["gen_cpu"] for k in kvs)
+    gen = med(k.get("gen_busy", "None") for k in kvs)
     shown = f"≥ {sustained[srv]} (top of the ladder)" if top.get(srv) else sustained[srv]
     print(f"| {srv} | {shown} | {ratio('kea-persist')} | {ratio('kea-nopersist')} | {fmt(acks)} | {fmt(p50, 2)} / {fmt(p99, 2)} | {fmt(cpu)} | {us} | {fmt(gen)} | {first} |")

@@ -185,6 +185,8 @@ pub struct Generator {
     scratch_remote: [u8; 255],
     gen_cpu_pct: f64,
     server_cpu_pct: Option<f64>,
+    /// Time spent in rounds that did some work (not in idle polls or waits).
+    busy_ns: u64,
 }
 
 /// Counts while running, for a progress display.
@@ -236,6 +238,7 @@ impl Generator {
             scratch_remote: [0; 255],
             gen_cpu_pct: 0.0,
             server_cpu_pct: None,
+            busy_ns: 0,
             s,
         }
     }
@@ -268,6 +271,7 @@ impl Generator {
         let mut sending = true;
         loop {
             let mut now = self.now_ns();
+            let round_start = now;
             // 1. Replies: a burst at a time, follow-up REQUESTs go into the TX burst.
             let mut got = 0;
             loop {
@@ -322,9 +326,12 @@ impl Generator {
                 }
             }
             // 3. Timers.
-            self.fire_timers(now, tx);
+            let fired = self.fire_timers(now, tx);
             // 4. One flush per round.
             self.flush(tx)?;
+            if got > 0 || begun > 0 || fired {
+                self.busy_ns += self.now_ns() - round_start;
+            }
             if now >= next_tick {
                 next_tick = now + 100_000_000;
                 tick(self.progress());
@@ -419,6 +426,8 @@ impl Generator {
             foreign: self.stats.foreign,
             tx_refused: self.stats.tx_refused,
             generator_cpu_pct: self.gen_cpu_pct,
+            generator_busy_pct: 100.0 * self.busy_ns as f64
+                / self.base.elapsed().as_nanos().max(1) as f64,
             server_cpu_pct: self.server_cpu_pct,
             lease_times_s: marks,
             phases: Report::phases_of(&self.stats, send_s),
@@ -620,8 +629,10 @@ impl Generator {
         Ok(())
     }
 
-    fn fire_timers<T: TxQueue>(&mut self, now: u64, tx: &mut T) {
+    /// Fires the timers due by `now`; true if any was live.
+    fn fire_timers<T: TxQueue>(&mut self, now: u64, tx: &mut T) -> bool {
         let now_ms = now / 1_000_000;
+        let mut fired = false;
         while self.wheel.next_ms <= now_ms {
             let slot = (self.wheel.next_ms as usize) % WHEEL_SLOTS;
             let mut entries = std::mem::take(&mut self.wheel.slots[slot]);
@@ -630,6 +641,7 @@ impl Generator {
                 if c.seq != seq || !c.state.busy() {
                     continue; // answered, or re-armed since
                 }
+                fired = true;
                 let phase = match c.state {
                     State::Selecting => Phase::Discover,
                     State::Requesting => Phase::Request,
@@ -654,6 +666,7 @@ impl Generator {
             self.wheel.slots[slot] = entries;
             self.wheel.next_ms += 1;
         }
+        fired
     }
 
     /// Handles one received frame.

@@ -191,8 +191,12 @@ pub struct Report {
     pub foreign: u64,
     /// Frames the kernel refused to send.
     pub tx_refused: u64,
-    /// CPU of the generator, percent of one core, over the whole run.
+    /// CPU of the generator, percent of one core, over the whole run. It busy-polls while
+    /// the next burst is due within 1 ms, so this is not a measure of its load.
     pub generator_cpu_pct: f64,
+    /// Share of the run the generator's loop spent in rounds that did work (received, sent or
+    /// fired a timer), percent: near 100 the generator is the bottleneck.
+    pub generator_busy_pct: f64,
     /// CPU of the server process (`--server-pid`), percent of one core over the send period.
     pub server_cpu_pct: Option<f64>,
     /// Avalanche: seconds until 50/90/99/100 % of the clients held a lease.
@@ -302,9 +306,10 @@ impl Report {
         }
         let _ = write!(
             s,
-            "generator CPU {:.0} %, server CPU {}, unexpected replies {}, foreign frames {}, \
-             TX refused {}",
+            "generator CPU {:.0} % (busy {:.0} %), server CPU {}, unexpected replies {}, \
+             foreign frames {}, TX refused {}",
             self.generator_cpu_pct,
+            self.generator_busy_pct,
             self.server_cpu_pct
                 .map_or_else(|| "not measured".to_owned(), |c| format!("{c:.0} %")),
             self.unexpected,
@@ -350,7 +355,7 @@ impl Report {
         }
         for p in &self.phases {
             let opt = |v: Option<f64>| v.map_or_else(String::new, |c| format!("{c:.1}"));
-            let record: [String; 23] = [
+            let record: [String; 24] = [
                 self.label.clone(),
                 self.scenario.clone(),
                 self.backend.clone(),
@@ -361,6 +366,7 @@ impl Report {
                 format!("{:.3}", self.send_s),
                 opt(self.server_cpu_pct),
                 format!("{:.1}", self.generator_cpu_pct),
+                format!("{:.1}", self.generator_busy_pct),
                 p.phase.to_owned(),
                 p.sent.to_string(),
                 p.answered.to_string(),
@@ -386,7 +392,7 @@ impl Report {
 struct CsvRow;
 
 impl CsvRow {
-    const HEADER: [&'static str; 23] = [
+    const HEADER: [&'static str; 24] = [
         "label",
         "scenario",
         "backend",
@@ -397,6 +403,7 @@ impl CsvRow {
         "send_s",
         "server_cpu_pct",
         "generator_cpu_pct",
+        "generator_busy_pct",
         "phase",
         "sent",
         "answered",
