@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# bench/compare.sh -- sustained DORA rate of Peregrine, Kea 2.2 and ISC dhcpd, and the I/O
+# ceiling of each backend, measured with peregrine-loadgen in one session (not run in CI).
+#
+# Topology: the shared harness's DIRECT layout (../shared/harness/netns-topology.sh) under the
+# private prefix $TOPO_PREFIX (default lgb): the generator in <P>-perf acts as 8 relays
+# (giaddrs 10.210.0.1 .. 10.217.0.1, option 82 circuit-id olt{relay}/port{port} and remote-id
+# sub-{client}), the server in <P>-srv answers on s-perf 10.200.1.1. Server on CPU0, generator
+# on CPU1. Every run: a fresh server with an empty lease database, every DISCOVER from a new
+# client, RUN_S seconds of sending, an answer later than 1 s is a drop.
+#
+# Sustained rate (the definition of ../shared/harness/BASELINES.md): the highest rate of the
+# ladder at which 3 of 3 runs lost < 1 % on both DISCOVER-OFFER and REQUEST-ACK. The ladder
+# goes up with single runs until one fails; the last rate that passed is then repeated twice,
+# stepping down a rung while a repeat fails. A run in which the generator could not offer
+# 97 % of the target rate counts as failed ("generator-limited").
+#
+# Servers: peregrine-afpacket-fsync peregrine-afpacket-none peregrine-udp-fsync
+#   peregrine-udp-none (config/harness.toml with durability fsync / none-unsafe, AF_PACKET or
+#   UDP backend), kea-persist kea-nopersist (the harness's Kea configs), dhcpd (lease file,
+#   fsync per lease), echo-afpacket echo-udp (peregrine-loadgen echo: the I/O ceiling).
+#
+# Usage (root; after `cargo build --release -p peregrine-bench -p peregrine`):
+#   bench/compare.sh [SERVER ...]            default: all of the above, about 10-15 minutes
+# Env: RUN_S (default 3), GEN_BACKEND (afpacket | udp, default afpacket), OUT (result dir).
+# Output: $OUT/{runs.csv,runs.log,summary.md} (default bench/results/compare-<UTC time>/) and
+# the chart bench/results/compare.png.
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+harness_lock
+RUN_S="${RUN_S:-3}"
+GEN_BACKEND="${GEN_BACKEND:-afpacket}"
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+OUT="${OUT:-$BENCH_DIR/results/compare-$STAMP}"
+mkdir -p "$OUT"
+ALL=(kea-persist kea-nopersist peregrine-afpacket-fsync peregrine-afpacket-none peregrine-udp-fsync
+     peregrine-udp-none dhcpd echo-afpacket echo-udp)
+SERVERS=("$@"); [[ ${#SERVERS[@]} -gt 0 ]] || SERVERS=("${ALL[@]}")
+[[ -x "$LOADGEN" && -x "$BIN/peregrine" ]] || { echo "build first: cargo build --release -p peregrine-bench -p peregrine" >&2; exit 1; }
+
+ladder() {
+  case "$1" in
+    dhcpd) echo 100 200 300 400 600 800 ;;
+    kea-*) echo 4000 8000 12000 16000 20000 24000 28000 ;;
+    *) echo 10000 20000 40000 60000 80000 100000 120000 150000 180000 220000 ;;
+  esac
+}
+
+topology_up_if_needed
+write_configs
+trap 'bench_stop; nodrop_udp67 "$NS_PERF"; "$HARNESS/netns-topology.sh" down >/dev/null 2>&1' EXIT; trap 'exit 130' INT TERM
+if [[ $GEN_BACKEND == afpacket ]]; then drop_udp67 "$NS_PERF" p-srv; else nodrop_udp67 "$NS_PERF"; fi
+{
+  echo "# compare.sh $STAMP: generator backend $GEN_BACKEND, ${RUN_S} s per run, server CPU$SRV_CPU, generator CPU$GEN_CPU"
+  echo "# $(uname -r), $(nproc) CPUs: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
+  echo "# kea $(kea-dhcp4 -v 2>/dev/null), dhcpd $(dhcpd --version 2>&1 | head -1), peregrine $(git -C "$REPO_DIR" rev-parse --short HEAD)"
+} > "$OUT/runs.log"
+cat "$OUT/runs.log"
+
+# One run of server $1 at rate $2; prints a log line; status 0 = passed (< 1 % drops, offered).
+one_run() {
+  local srv=$1 rate=$2 clients=$(( $2 * RUN_S )) rc
+  wait_cargo_idle   # before every run: a build on the other core halves what a run measures
+  (( clients > 480000 )) && clients=480000   # the 8 pools hold 8 x 65 521 addresses
+  bench_start "$srv" >/dev/null 2>&1 || { echo "$srv did not start" >&2; return 2; }
+  local json="$OUT/run.json" load; load=$(cut -d' ' -f1 /proc/loadavg)
+  rm -f "$json"
+  local gen=(--backend "$GEN_BACKEND"); [[ $GEN_BACKEND == afpacket ]] && gen+=(--interface p-srv)
+  ip netns exec "$NS_PERF" taskset -c "$GEN_CPU" "$LOADGEN" run "${gen[@]}" --server "$SERVER_IP" \
+    --giaddr "$GIADDRS_8" --clients "$clients" --rate "$rate" --timeout 1 \
+    --circuit-id 'olt{relay}/port{port}' --remote-id 'sub-{client}' --server-pid "$SPID" \
+    --label "$srv" --max-drop-pct 1 --quiet --json "$json" --csv "$OUT/runs.csv" > "$OUT/last.txt" 2>&1
+  rc=$?
+  bench_stop
+  python3 - "$json" "$rc" "$load" <<'PY' | tee -a "$OUT/runs.log"
+import json, sys
+r = json.load(open(sys.argv[1])); rc = int(sys.argv[2])
+ph = {p["phase"]: p for p in r["phases"]}
+do, ra, dora = ph["discover-offer"], ph.get("request-ack", {}), ph["dora"]
+offered_ok = r["offered_per_s"] >= 0.97 * r["target_rate"]
+verdict = "pass" if rc == 0 and offered_ok else ("generator-limited" if not offered_ok else "fail")
+cpu = r["server_cpu_pct"]
+print(f'{r["label"]}\t{r["target_rate"]}\t{verdict}\toffered={r["offered_per_s"]:.0f}\tacks_per_s={dora["answered_per_s"]:.0f}'
+      f'\tdrops_do={do["drop_pct"]:.2f}\tdrops_ra={ra.get("drop_pct", 100):.2f}\tdora_p50_ms={dora["p50_ms"]:.3f}'
+      f'\tdora_p99_ms={dora["p99_ms"]:.3f}\tserver_cpu={cpu if cpu is None else round(cpu)}'
+      f'\tgen_cpu={r["generator_cpu_pct"]:.0f}\tgen_busy={r["generator_busy_pct"]:.0f}\tload={sys.argv[3]}')
+sys.exit(0 if verdict == "pass" else 1)
+PY
+}
+
+for srv in "${SERVERS[@]}"; do
+  wait_cargo_idle
+  read -r -a rates <<< "$(ladder "$srv")"
+  best=-1
+  for i in "${!rates[@]}"; do
+    if one_run "$srv" "${rates[$i]}"; then best=$i; else break; fi
+  done
+  # Confirm: two more runs at the best rate; step down a rung while one fails.
+  while (( best >= 0 )); do
+    if one_run "$srv" "${rates[$best]}" && one_run "$srv" "${rates[$best]}"; then break; fi
+    best=$((best - 1))
+  done
+  if (( best >= 0 )); then s=${rates[$best]}; else s="<${rates[0]}"; fi
+  top=""; (( best == ${#rates[@]} - 1 )) && top="top-of-ladder"
+  echo -e "SUSTAINED\t$srv\t$s\t$top" | tee -a "$OUT/runs.log"
+done
+
+python3 "$BENCH_DIR/summarize.py" "$OUT/runs.log" > "$OUT/summary.md"
+cat "$OUT/summary.md"
+"$LOADGEN" plot --input "$OUT/runs.csv" --output "$BENCH_DIR/results/compare.png" \
+  --title "DORA goodput and p99 latency vs offered rate ($STAMP, generator $GEN_BACKEND)" \
+  && cp "$BENCH_DIR/results/compare.png" "$OUT/compare.png"
+rm -f "$OUT/run.json" "$OUT/last.txt"

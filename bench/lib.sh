@@ -1,0 +1,85 @@
+# bench/lib.sh -- shared by bench/compare.sh and bench/validate.sh (source it, don't run it).
+#
+# Reuses the shared harness (../shared/harness): its namespace topology (netns-topology.sh,
+# DIRECT layout: generator namespace <P>-perf with giaddrs 10.210.0.1 .. 10.217.0.1 on p-srv,
+# server namespace <P>-srv with 10.200.1.1 on s-perf) and its server start/stop helpers
+# (lib/common.sh). Namespaces get their own prefix (TOPO_PREFIX, default "lgb") and runtime files
+# their own directory (RUN_DIR), so nothing here touches another user's dh-* namespaces or
+# /tmp/dhcp-harness.
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+HARNESS="${HARNESS:-$(cd "$REPO_DIR/.." && pwd)/shared/harness}"
+[[ -d "$HARNESS" ]] || HARNESS=/work/shared/harness
+export TOPO_PREFIX="${TOPO_PREFIX:-lgb}"
+export RUN_DIR="${RUN_DIR:-/tmp/peregrine-bench}"
+# shellcheck source=/dev/null
+source "$HARNESS/lib/common.sh"
+BIN="${BIN:-$REPO_DIR/target/release}"
+LOADGEN="$BIN/peregrine-loadgen"
+SERVER_IP=10.200.1.1
+GIADDRS_8=10.210.0.1,10.211.0.1,10.212.0.1,10.213.0.1,10.214.0.1,10.215.0.1,10.216.0.1,10.217.0.1
+SRV_CPU="${SRV_CPU:-0}"   # server pinned here
+GEN_CPU="${GEN_CPU:-1}"   # generator pinned here
+
+# Kernel UDP/67 in namespace $1 on device $2 dropped at ingress (after AF_PACKET taps have seen
+# it): a raw-frame generator or responder must not have its kernel answer each frame with an
+# ICMP port-unreachable. `nodrop` removes the rule.
+drop_udp67() {
+  ip netns exec "$1" nft delete table netdev lgbdrop 2>/dev/null || true
+  ip netns exec "$1" nft -f - <<NFT
+table netdev lgbdrop {
+  chain in { type filter hook ingress device "$2" priority 0; policy accept; udp dport 67 drop; }
+}
+NFT
+}
+nodrop_udp67() { ip netns exec "$1" nft delete table netdev lgbdrop 2>/dev/null || true; }
+
+# Writes the server configs this bench runs into $RUN_DIR (from the repository's
+# config/harness.toml and the harness's Kea configs), with runtime paths under $RUN_DIR.
+write_configs() {
+  mkdir -p "$RUN_DIR"
+  local base="$REPO_DIR/config/harness.toml"
+  local d
+  for d in fsync none-unsafe; do
+    sed -e "s|/tmp/peregrine-harness/leases|$RUN_DIR/leases|" \
+        -e "s|^durability = .*|durability = \"$d\"|" "$base" > "$RUN_DIR/pg-afpacket-$d.toml"
+    sed -e "s|^backend = \"af-packet\"|backend = \"udp\"|" "$RUN_DIR/pg-afpacket-$d.toml" > "$RUN_DIR/pg-udp-$d.toml"
+  done
+  for d in persist nopersist; do
+    sed -e "s|/tmp/dhcp-harness|$RUN_DIR|g" "$HARNESS/conf/kea-dhcp4-$d.json" > "$RUN_DIR/kea-$d.json"
+  done
+}
+
+# The foreground start command of server $1 (run inside the server namespace); also wipes its
+# lease state so that every run starts from an empty lease database.
+bench_server_cmd() {
+  case "$1" in
+    peregrine-afpacket-fsync|peregrine-afpacket-none|peregrine-udp-fsync|peregrine-udp-none)
+      local be=${1#peregrine-}; be=${be%-*}; local d=${1##*-}; [[ $d == none ]] && d=none-unsafe
+      rm -rf "$RUN_DIR/leases"; mkdir -p "$RUN_DIR/leases"
+      echo "$BIN/peregrine run --config $RUN_DIR/pg-$be-$d.toml" ;;
+    kea-persist|kea-nopersist)
+      rm -f "$RUN_DIR"/kea-leases4.csv* "$RUN_DIR"/kea-dhcp4.log "$RUN_DIR"/kea4*.pid
+      echo "env KEA_PIDFILE_DIR=$RUN_DIR KEA_LOCKFILE_DIR=$RUN_DIR kea-dhcp4 -c $RUN_DIR/kea-${1#kea-}.json" ;;
+    dhcpd)
+      rm -f "$RUN_DIR"/dhcpd.leases*; : > "$RUN_DIR/dhcpd.leases"
+      echo "dhcpd -4 -f -q -cf $HARNESS/conf/dhcpd.conf -lf $RUN_DIR/dhcpd.leases -pf $RUN_DIR/dhcpd.pid s-rly s-perf" ;;
+    echo-udp) echo "$LOADGEN echo --backend udp --bind $SERVER_IP" ;;
+    echo-afpacket) echo "$LOADGEN echo --backend afpacket --interface s-perf" ;;
+    *) return 1 ;;
+  esac
+}
+
+# Start server $1 pinned to $SRV_CPU (fresh state); sets SPID.
+bench_start() {
+  local cmd; cmd="$(bench_server_cmd "$1")" || { echo "unknown server $1" >&2; return 1; }
+  if [[ $1 == echo-afpacket ]]; then drop_udp67 "$NS_SRV" s-perf; else nodrop_udp67 "$NS_SRV"; fi
+  start_server_cmd "taskset -c $SRV_CPU $cmd" "$RUN_DIR/server-$1.out" || return 1
+  SPID="$(cat "$SERVER_PIDFILE")"
+}
+
+bench_stop() { stop_server; }
+
+# Wait until no cargo build holds the shared lock, so builds of other engineers do not overlap
+# the start of a measurement (they may still start during it: figures are noisy).
+wait_cargo_idle() { flock /tmp/peregrine-cargo.lock true; }

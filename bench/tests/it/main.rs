@@ -1,0 +1,252 @@
+//! `peregrine-loadgen` end to end, in network namespaces of its own (needs root): a few
+//! thousand relayed DORAs through the UDP backend against the real `peregrine` server binary,
+//! and against the loadgen's own echo responder. Without root the tests say so and pass;
+//! without the server binary they fail under CI (`CI` set) and say so and pass elsewhere.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use peregrine_testkit::netns::Netns;
+use serde_json::Value;
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_peregrine-loadgen");
+
+/// Peregrine serving two relay subnets over a UDP socket, without a journal.
+const SERVER_CONFIG: &str = r#"
+[dataplane]
+backend = "udp"
+
+[[interface]]
+name = "srv0"
+address = "10.200.1.1"
+
+[[scope]]
+name = "relay-a"
+subnet = "10.210.0.0/16"
+
+[[scope.pool]]
+range = "10.210.0.10 - 10.210.255.250"
+
+[scope.options]
+routers = ["10.210.0.1"]
+
+[[scope]]
+name = "relay-b"
+subnet = "10.211.0.0/16"
+
+[[scope.pool]]
+range = "10.211.0.10 - 10.211.255.250"
+
+[scope.options]
+routers = ["10.211.0.1"]
+"#;
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `peregrine` binary `cargo test --workspace` builds beside this test, or `PEREGRINE_BIN`.
+fn server_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PEREGRINE_BIN").map_or_else(
+        || {
+            let exe = std::env::current_exe().unwrap();
+            // target/<profile>/deps/it-<hash> -> target/<profile>/peregrine
+            exe.parent().unwrap().parent().unwrap().join("peregrine")
+        },
+        PathBuf::from,
+    );
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the peregrine binary is required in CI: {} is missing (cargo build -p peregrine)",
+        path.display()
+    );
+    eprintln!(
+        "skipping: {} not built (cargo build -p peregrine, or set PEREGRINE_BIN)",
+        path.display()
+    );
+    None
+}
+
+/// A server namespace and a generator namespace joined by a veth pair: `srv0` 10.200.1.1/24,
+/// `gen0` 10.200.1.2/24 with the relay addresses 10.210.0.1/16 and 10.211.0.1/16 on it.
+fn topology(test: &str) -> Option<(Netns, Netns)> {
+    let srv = Netns::new(test)?;
+    let generator = Netns::new(test)?;
+    srv.ip(&format!(
+        "link add srv0 type veth peer name gen0 netns {}",
+        generator.name()
+    ));
+    srv.ip("addr add 10.200.1.1/24 dev srv0");
+    srv.ip("link set srv0 up");
+    srv.ip("route add 10.210.0.0/15 via 10.200.1.2");
+    generator.ip("addr add 10.200.1.2/24 dev gen0");
+    generator.ip("addr add 10.210.0.1/16 dev gen0");
+    generator.ip("addr add 10.211.0.1/16 dev gen0");
+    generator.ip("link set gen0 up");
+    Some((srv, generator))
+}
+
+/// Waits until something in `ns` listens on UDP port 67.
+fn wait_for_udp67(ns: &Netns, server: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ns
+            .command("ss")
+            .args(["-Huln", "sport = :67"])
+            .output()
+            .unwrap();
+        if !out.stdout.is_empty() {
+            return;
+        }
+        assert!(
+            server.0.try_wait().unwrap().is_none(),
+            "the server exited before listening"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on UDP/67 after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs the generator in `ns` and returns its JSON report.
+fn loadgen(ns: &Netns, args: &[&str], dir: &std::path::Path) -> Value {
+    let json = dir.join("report.json");
+    let out = ns
+        .command(LOADGEN)
+        .args(["run", "--backend", "udp", "--server", "10.200.1.1"])
+        .args(["--giaddr", "10.210.0.1,10.211.0.1", "--quiet", "--json"])
+        .arg(&json)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "loadgen failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{stdout}");
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
+fn phase<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == name)
+        .unwrap_or_else(|| panic!("no phase {name} in {report}"))
+}
+
+fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("peregrine-bench-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn every_client_gets_a_lease_from_peregrine_without_drops() {
+    let Some(bin) = server_binary() else {
+        return;
+    };
+    let Some((srv, generator)) = topology("loadgen_peregrine") else {
+        return;
+    };
+    let dir = temp_dir("peregrine");
+    let config = dir.join("server.toml");
+    std::fs::write(&config, SERVER_CONFIG).unwrap();
+    let mut server = Proc(
+        srv.command(bin.to_str().unwrap())
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_udp67(&srv, &mut server);
+    let clients = 3000;
+    let pid = server.0.id().to_string();
+    let report = loadgen(
+        &generator,
+        &[
+            "--clients",
+            &clients.to_string(),
+            "--rate",
+            "1500",
+            "--timeout",
+            "3",
+            "--circuit-id",
+            "olt{relay}/port{port}",
+            "--remote-id",
+            "sub-{client}",
+            "--server-pid",
+            &pid,
+        ],
+        &dir,
+    );
+    let dora = phase(&report, "dora");
+    assert_eq!(dora["answered"], clients, "{report}");
+    assert_eq!(dora["drops"], 0, "{report}");
+    assert_eq!(dora["naks"], 0, "{report}");
+    assert_eq!(phase(&report, "discover-offer")["answered"], clients);
+    assert_eq!(report["leased_clients"], clients);
+    assert_eq!(report["unexpected"], 0);
+    assert!(report["server_cpu_pct"].as_f64().is_some(), "{report}");
+    assert!(server.0.try_wait().unwrap().is_none(), "server died");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn echo_responder_answers_every_exchange() {
+    let Some((srv, generator)) = topology("loadgen_echo") else {
+        return;
+    };
+    let dir = temp_dir("echo");
+    let mut echo = Proc(
+        srv.command(LOADGEN)
+            .args(["echo", "--backend", "udp", "--max-time", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_udp67(&srv, &mut echo);
+    let report = loadgen(
+        &generator,
+        &[
+            "--clients",
+            "2000",
+            "--rate",
+            "2000",
+            "--scenario",
+            "renew",
+            "--timeout",
+            "3",
+        ],
+        &dir,
+    );
+    for name in ["dora", "renew"] {
+        let p = phase(&report, name);
+        assert_eq!(
+            (p["answered"].as_u64(), p["drops"].as_u64()),
+            (Some(2000), Some(0)),
+            "{report}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
