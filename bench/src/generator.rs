@@ -758,3 +758,189 @@ impl Generator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peregrine_io::mem::{self, MemPeer};
+    use peregrine_wire::MacAddr;
+    use peregrine_wire::ethernet::VlanTags;
+
+    /// A server on the other side of an in-memory port: answers with the echo responder, but
+    /// ignores the first transmission of every DISCOVER whose client number `ignore` picks and
+    /// turns the ACK of every client `nak` picks into a NAK.
+    fn server(
+        peer: &MemPeer,
+        stop: &AtomicBool,
+        ignore: impl Fn(u32) -> bool,
+        nak: impl Fn(u32) -> bool,
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        while !stop.load(Ordering::Relaxed) {
+            for (frame, _) in peer.sent() {
+                let mut out = [0u8; 1522];
+                let f = RxFrame {
+                    data: &frame,
+                    ifindex: 0,
+                    checksum_pending: false,
+                };
+                let Some(len) = crate::echo::reply(f, [2, 0, 0, 0, 0, 1], &mut out) else {
+                    continue;
+                };
+                let Ok(Demuxed::Udp { payload, .. }) = demux_with(&out[..len], true) else {
+                    continue;
+                };
+                let msg = DhcpMessage::parse(payload).unwrap();
+                let client = msg.packet().xid(); // salt 0 in these tests
+                let kind = msg.message_type().unwrap();
+                if kind == MessageType::Offer && ignore(client) && seen.insert(client) {
+                    continue;
+                }
+                if kind == MessageType::Ack && nak(client) {
+                    // Message type is the first option, right after the cookie.
+                    let at = len - payload.len() + peregrine_wire::dhcp::OPTIONS_OFFSET + 2;
+                    out[at] = MessageType::Nak as u8;
+                    // The UDP checksum no longer holds; the generator is told not to check.
+                    peer.inject(&out[..len], 1);
+                    continue;
+                }
+                peer.inject(&out[..len], 0);
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn settings(scenario: Scenario, clients: u32) -> Settings {
+        let giaddrs = vec![Ipv4Addr::new(10, 210, 0, 1), Ipv4Addr::new(10, 211, 0, 1)];
+        let headers = giaddrs
+            .iter()
+            .map(|&g| UdpFrameHeaders {
+                dst_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                src_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+                vlans: VlanTags::NONE,
+                src_ip: g,
+                dst_ip: Ipv4Addr::new(10, 200, 1, 1),
+                src_port: 67,
+                dst_port: 67,
+                ttl: 64,
+            })
+            .collect();
+        Settings {
+            label: "test".into(),
+            backend: "mem".into(),
+            scenario,
+            rate: 20_000,
+            clients,
+            giaddrs,
+            headers,
+            circuit_id: Some(Template::parse("olt{relay}/port{port}").unwrap()),
+            remote_id: None,
+            timeout: Duration::from_secs(2),
+            retries: 0,
+            duration: None,
+            max_time: Duration::from_secs(20),
+            mix: Mix {
+                renew: 1,
+                reboot: 1,
+                release: 1,
+                dora: 1,
+            },
+            salt: 0,
+            server_pid: None,
+            burst: BURST,
+        }
+    }
+
+    /// Runs `s` against the fake server and returns the report.
+    fn run(s: Settings, ignore: fn(u32) -> bool, nak: fn(u32) -> bool) -> Report {
+        let (peer, mut rx, mut tx) = mem::port(BURST as usize);
+        let stop = AtomicBool::new(false);
+        let quit = Arc::new(AtomicBool::new(false));
+        let mut g = Generator::new(s);
+        std::thread::scope(|scope| {
+            scope.spawn(|| server(&peer, &stop, ignore, nak));
+            // The in-memory port marks NAKed frames with ifindex 1; their checksum is stale.
+            let mut rx = NakTolerant(&mut rx);
+            g.run(&mut rx, &mut tx, &quit, &mut |_| {}).unwrap();
+            stop.store(true, Ordering::Relaxed);
+        });
+        g.report()
+    }
+
+    /// Presents frames that arrived with ifindex 1 as having a checksum still to compute.
+    struct NakTolerant<'a>(&'a mut mem::MemRx);
+
+    impl RxQueue for NakTolerant<'_> {
+        fn rx_burst(
+            &mut self,
+            max: usize,
+            f: &mut dyn FnMut(RxFrame<'_>),
+        ) -> std::io::Result<usize> {
+            self.0.rx_burst(max, &mut |frame| {
+                f(RxFrame {
+                    checksum_pending: frame.ifindex == 1,
+                    ..frame
+                });
+            })
+        }
+
+        fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
+            self.0.wait(timeout)
+        }
+    }
+
+    #[test]
+    fn every_reply_is_matched_to_its_client() {
+        let r = run(settings(Scenario::Dora, 2000), |_| false, |_| false);
+        let dora = r.phase("dora").unwrap();
+        assert_eq!((dora.sent, dora.answered, dora.drops), (2000, 2000, 0));
+        assert_eq!(r.phase("discover-offer").unwrap().answered, 2000);
+        assert_eq!(r.phase("request-ack").unwrap().answered, 2000);
+        assert_eq!((r.leased_clients, r.unexpected, r.foreign), (2000, 0, 0));
+    }
+
+    #[test]
+    fn unanswered_requests_are_drops_and_naks_are_counted() {
+        // Every tenth client's DISCOVER goes unanswered; every seventh client is NAKed.
+        let r = run(
+            settings(Scenario::Dora, 1000),
+            |c| c % 10 == 0,
+            |c| c % 7 == 0,
+        );
+        let d = r.phase("discover-offer").unwrap();
+        assert_eq!((d.answered, d.timeouts, d.drops), (900, 100, 100));
+        let ra = r.phase("request-ack").unwrap();
+        // Clients 0, 70, 140 ... were already lost at DISCOVER.
+        let naked = (0..1000).filter(|c| c % 7 == 0 && c % 10 != 0).count() as u64;
+        assert_eq!((ra.naks, ra.answered), (naked, 900 - naked));
+        assert_eq!(r.leased_clients, 900 - naked);
+    }
+
+    #[test]
+    fn renew_and_reboot_follow_the_lease() {
+        for (scenario, phase) in [
+            (Scenario::Renew, "renew"),
+            (Scenario::InitReboot, "init-reboot"),
+        ] {
+            let r = run(settings(scenario, 500), |_| false, |_| false);
+            let p = r.phase(phase).unwrap();
+            assert_eq!((p.sent, p.answered, p.drops), (500, 500, 0), "{scenario:?}");
+            assert_eq!(r.phase("dora").unwrap().answered, 500);
+        }
+        let r = run(settings(Scenario::Release, 500), |_| false, |_| false);
+        assert_eq!(r.phase("release").unwrap().sent, 500);
+        assert_eq!(r.leased_clients, 0);
+    }
+
+    #[test]
+    fn avalanche_retransmits_after_the_back_off() {
+        let mut s = settings(Scenario::Avalanche, 50);
+        s.retries = 1;
+        // Every DISCOVER's first transmission is lost; the retransmission 3-5 s later is answered.
+        let r = run(s, |_| true, |_| false);
+        let d = r.phase("discover-offer").unwrap();
+        assert_eq!((d.sent, d.timeouts, d.answered, d.drops), (100, 50, 50, 0));
+        let t = r.lease_times_s.unwrap();
+        assert!(t[3].is_some_and(|t| (3.0..7.0).contains(&t)), "{t:?}");
+    }
+}
