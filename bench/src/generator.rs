@@ -4,7 +4,8 @@
 //! Shaped like DPDK's l3fwd: one thread polls RX a burst at a time (32 frames), answers what it
 //! received into the TX burst, begins the exchanges the pacer grants, fires due timers, and
 //! flushes TX once per round. Nothing is allocated per packet: client state is a flat table,
-//! the timer wheel's slots keep their capacity, frames are written into the TX queue's buffers.
+//! timers are lists threaded through a second one, frames are written into the TX queue's
+//! buffers (a test counts the allocations).
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -109,30 +110,85 @@ pub struct Settings {
     pub burst: u32,
 }
 
-/// Entries of the timer wheel: a client and the transmission it times.
-type TimerEntry = (u32, u16);
+/// "No client" in the timer wheel's links.
+const NIL: u32 = u32::MAX;
 
-/// A hashed timer wheel of 1 ms slots. Slot vectors keep their capacity, so once warm it
-/// allocates nothing.
+/// Where a client's timer lies in the wheel: its slot and its neighbours there.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    prev: u32,
+    next: u32,
+    /// `NIL` when the client has no timer armed.
+    slot: u32,
+}
+
+/// A hashed timer wheel of 1 ms slots holding at most one timer per client (the one of its
+/// latest transmission), as doubly linked lists threaded through a table indexed by client:
+/// arming, re-arming and firing are O(1), and nothing is allocated after construction.
 struct Wheel {
-    slots: Vec<Vec<TimerEntry>>,
+    heads: Vec<u32>,
+    links: Vec<Link>,
     /// The next slot (in ms since start) not yet fired.
     next_ms: u64,
 }
 
-const WHEEL_SLOTS: usize = 1 << 17; // 131 s
+const WHEEL_SLOTS: usize = 1 << 17; // 131 s, longer than any wait
 
 impl Wheel {
-    fn new() -> Self {
+    fn new(clients: u32) -> Self {
+        let unlinked = Link {
+            prev: NIL,
+            next: NIL,
+            slot: NIL,
+        };
         Self {
-            slots: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
+            heads: vec![NIL; WHEEL_SLOTS],
+            links: vec![unlinked; clients as usize],
             next_ms: 0,
         }
     }
 
-    fn add(&mut self, at_ns: u64, entry: TimerEntry) {
+    /// Arms client `idx`'s timer for `at_ns`, replacing any it had.
+    fn arm(&mut self, idx: u32, at_ns: u64) {
+        self.disarm(idx);
         let ms = (at_ns / 1_000_000).max(self.next_ms);
-        self.slots[(ms as usize) % WHEEL_SLOTS].push(entry);
+        let slot = (ms as usize) % WHEEL_SLOTS;
+        let head = self.heads[slot];
+        self.links[idx as usize] = Link {
+            prev: NIL,
+            next: head,
+            slot: slot as u32,
+        };
+        if head != NIL {
+            self.links[head as usize].prev = idx;
+        }
+        self.heads[slot] = idx;
+    }
+
+    /// Removes client `idx`'s timer, if armed.
+    fn disarm(&mut self, idx: u32) {
+        let l = self.links[idx as usize];
+        if l.slot == NIL {
+            return;
+        }
+        if l.prev == NIL {
+            self.heads[l.slot as usize] = l.next;
+        } else {
+            self.links[l.prev as usize].next = l.next;
+        }
+        if l.next != NIL {
+            self.links[l.next as usize].prev = l.prev;
+        }
+        self.links[idx as usize].slot = NIL;
+    }
+
+    /// Takes one timer out of `slot`: the client whose timer it was.
+    fn pop(&mut self, slot: usize) -> Option<u32> {
+        let head = self.heads[slot];
+        (head != NIL).then(|| {
+            self.disarm(head);
+            head
+        })
     }
 }
 
@@ -222,7 +278,7 @@ impl Generator {
             id: Identity::new(n, s.giaddrs.len() as u32, s.salt),
             clients: vec![Client::default(); n as usize],
             stats: Stats::new(),
-            wheel: Wheel::new(),
+            wheel: Wheel::new(n),
             rng: Rng(u64::from(s.salt) | 1 << 40),
             pacer: Pacer::new(rate, s.burst),
             base: Instant::now(),
@@ -557,9 +613,7 @@ impl Generator {
         let wait = self.wait_ns(c.tries);
         let c = &mut self.clients[idx as usize];
         c.tries = c.tries.saturating_add(1);
-        c.seq = c.seq.wrapping_add(1);
-        let entry = (idx, c.seq);
-        self.wheel.add(now + wait, entry);
+        self.wheel.arm(idx, now + wait);
     }
 
     /// How long to wait after transmission number `tries` (0-based).
@@ -635,20 +689,16 @@ impl Generator {
         let mut fired = false;
         while self.wheel.next_ms <= now_ms {
             let slot = (self.wheel.next_ms as usize) % WHEEL_SLOTS;
-            let mut entries = std::mem::take(&mut self.wheel.slots[slot]);
-            for &(idx, seq) in &entries {
+            while let Some(idx) = self.wheel.pop(slot) {
                 let c = self.clients[idx as usize];
-                if c.seq != seq || !c.state.busy() {
-                    continue; // answered, or re-armed since
-                }
-                fired = true;
                 let phase = match c.state {
                     State::Selecting => Phase::Discover,
                     State::Requesting => Phase::Request,
                     State::Renewing => Phase::Renew,
                     State::Rebooting => Phase::Reboot,
-                    State::Idle => continue,
+                    State::Idle => continue, // answered since
                 };
+                fired = true;
                 self.stats.phase(phase).timeouts += 1;
                 if c.tries <= self.s.retries {
                     self.transmit(idx, now, tx);
@@ -662,8 +712,6 @@ impl Generator {
                     self.inflight -= 1;
                 }
             }
-            entries.clear();
-            self.wheel.slots[slot] = entries;
             self.wheel.next_ms += 1;
         }
         fired
@@ -716,6 +764,7 @@ impl Generator {
                     _ => Phase::Reboot,
                 };
                 let had = c.lease != 0;
+                self.wheel.disarm(idx);
                 let c = &mut self.clients[idx as usize];
                 c.state = State::Idle;
                 self.inflight -= 1;
@@ -756,5 +805,338 @@ impl Generator {
                 self.lease_marks[i] = Some(now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use peregrine_io::mem::{self, MemPeer};
+    use peregrine_wire::MacAddr;
+    use peregrine_wire::ethernet::VlanTags;
+
+    /// A server on the other side of an in-memory port: answers with the echo responder, but
+    /// ignores the first transmission of every DISCOVER whose client number `ignore` picks and
+    /// turns the ACK of every client `nak` picks into a NAK.
+    fn server(
+        peer: &MemPeer,
+        stop: &AtomicBool,
+        ignore: impl Fn(u32) -> bool,
+        nak: impl Fn(u32) -> bool,
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        while !stop.load(Ordering::Relaxed) {
+            for (frame, _) in peer.sent() {
+                let mut out = [0u8; 1522];
+                let f = RxFrame {
+                    data: &frame,
+                    ifindex: 0,
+                    checksum_pending: false,
+                };
+                let Some(len) = crate::echo::reply(f, [2, 0, 0, 0, 0, 1], &mut out) else {
+                    continue;
+                };
+                let Ok(Demuxed::Udp { payload, .. }) = demux_with(&out[..len], true) else {
+                    continue;
+                };
+                let msg = DhcpMessage::parse(payload).unwrap();
+                let client = msg.packet().xid(); // salt 0 in these tests
+                let kind = msg.message_type().unwrap();
+                if kind == MessageType::Offer && ignore(client) && seen.insert(client) {
+                    continue;
+                }
+                if kind == MessageType::Ack && nak(client) {
+                    // Message type is the first option, right after the cookie.
+                    let at = len - payload.len() + peregrine_wire::dhcp::OPTIONS_OFFSET + 2;
+                    out[at] = MessageType::Nak as u8;
+                    // The UDP checksum no longer holds; the generator is told not to check.
+                    peer.inject(&out[..len], 1);
+                    continue;
+                }
+                peer.inject(&out[..len], 0);
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn settings(scenario: Scenario, clients: u32) -> Settings {
+        let giaddrs = vec![Ipv4Addr::new(10, 210, 0, 1), Ipv4Addr::new(10, 211, 0, 1)];
+        let headers = giaddrs
+            .iter()
+            .map(|&g| UdpFrameHeaders {
+                dst_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                src_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+                vlans: VlanTags::NONE,
+                src_ip: g,
+                dst_ip: Ipv4Addr::new(10, 200, 1, 1),
+                src_port: 67,
+                dst_port: 67,
+                ttl: 64,
+            })
+            .collect();
+        Settings {
+            label: "test".into(),
+            backend: "mem".into(),
+            scenario,
+            rate: 20_000,
+            clients,
+            giaddrs,
+            headers,
+            circuit_id: Some(Template::parse("olt{relay}/port{port}").unwrap()),
+            remote_id: None,
+            timeout: Duration::from_secs(2),
+            retries: 0,
+            duration: None,
+            max_time: Duration::from_secs(20),
+            mix: Mix {
+                renew: 1,
+                reboot: 1,
+                release: 1,
+                dora: 1,
+            },
+            salt: 0,
+            server_pid: None,
+            burst: BURST,
+        }
+    }
+
+    /// Runs `s` against the fake server and returns the report.
+    fn run(s: Settings, ignore: fn(u32) -> bool, nak: fn(u32) -> bool) -> Report {
+        let (peer, mut rx, mut tx) = mem::port(BURST as usize);
+        let stop = AtomicBool::new(false);
+        let quit = Arc::new(AtomicBool::new(false));
+        let mut g = Generator::new(s);
+        std::thread::scope(|scope| {
+            scope.spawn(|| server(&peer, &stop, ignore, nak));
+            // The in-memory port marks NAKed frames with ifindex 1; their checksum is stale.
+            let mut rx = NakTolerant(&mut rx);
+            g.run(&mut rx, &mut tx, &quit, &mut |_| {}).unwrap();
+            stop.store(true, Ordering::Relaxed);
+        });
+        g.report()
+    }
+
+    /// Presents frames that arrived with ifindex 1 as having a checksum still to compute.
+    struct NakTolerant<'a>(&'a mut mem::MemRx);
+
+    impl RxQueue for NakTolerant<'_> {
+        fn rx_burst(
+            &mut self,
+            max: usize,
+            f: &mut dyn FnMut(RxFrame<'_>),
+        ) -> std::io::Result<usize> {
+            self.0.rx_burst(max, &mut |frame| {
+                f(RxFrame {
+                    checksum_pending: frame.ifindex == 1,
+                    ..frame
+                });
+            })
+        }
+
+        fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
+            self.0.wait(timeout)
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: peregrine_testkit::CountingAllocator = peregrine_testkit::CountingAllocator;
+
+    /// Frames the generator sends are answered at once by the echo responder into a ring of
+    /// preallocated buffers that its RX side reads: a server that allocates nothing either.
+    struct Ring {
+        frames: Vec<[u8; 1522]>,
+        lens: Vec<usize>,
+        head: usize,
+        len: usize,
+    }
+
+    /// Copies each frame out before handing it up, so that the generator may send (and the
+    /// ring take replies) from inside the RX callback, as with real backends.
+    struct LoopRx(std::rc::Rc<std::cell::RefCell<Ring>>, [u8; 1522]);
+
+    struct LoopTx {
+        ring: std::rc::Rc<std::cell::RefCell<Ring>>,
+        bufs: Vec<[u8; 1522]>,
+        queued: Vec<usize>,
+    }
+
+    impl RxQueue for LoopRx {
+        fn rx_burst(
+            &mut self,
+            max: usize,
+            f: &mut dyn FnMut(RxFrame<'_>),
+        ) -> std::io::Result<usize> {
+            let mut n = 0;
+            while n < max {
+                let len = {
+                    let mut r = self.0.borrow_mut();
+                    if r.len == 0 {
+                        break;
+                    }
+                    let at = r.head;
+                    let len = r.lens[at];
+                    self.1[..len].copy_from_slice(&r.frames[at][..len]);
+                    r.head = (at + 1) % r.frames.len();
+                    r.len -= 1;
+                    len
+                };
+                f(RxFrame {
+                    data: &self.1[..len],
+                    ifindex: 0,
+                    checksum_pending: false,
+                });
+                n += 1;
+            }
+            Ok(n)
+        }
+
+        fn wait(&mut self, _: Duration) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl TxQueue for LoopTx {
+        fn buffer(&mut self) -> Option<&mut [u8]> {
+            let i = self.queued.len();
+            self.bufs.get_mut(i).map(|b| &mut b[..])
+        }
+
+        fn queue(&mut self, len: usize, _: u32) {
+            self.queued.push(len);
+        }
+
+        fn flush(&mut self) -> std::io::Result<usize> {
+            let mut r = self.ring.borrow_mut();
+            let cap = r.frames.len();
+            for (i, &len) in self.queued.iter().enumerate() {
+                let f = RxFrame {
+                    data: &self.bufs[i][..len],
+                    ifindex: 0,
+                    checksum_pending: false,
+                };
+                if r.len < cap {
+                    let at = (r.head + r.len) % cap;
+                    if let Some(n) = crate::echo::reply(f, [2, 0, 0, 0, 0, 1], &mut r.frames[at]) {
+                        r.lens[at] = n;
+                        r.len += 1;
+                    }
+                }
+            }
+            let n = self.queued.len();
+            self.queued.clear();
+            Ok(n)
+        }
+
+        fn pending(&self) -> usize {
+            self.queued.len()
+        }
+    }
+
+    /// Allocations made by a whole run of `clients` DORAs at full speed over the loopback.
+    fn allocations_for(clients: u32) -> (usize, Report) {
+        let ring = std::rc::Rc::new(std::cell::RefCell::new(Ring {
+            frames: vec![[0; 1522]; 1024],
+            lens: vec![0; 1024],
+            head: 0,
+            len: 0,
+        }));
+        let mut rx = LoopRx(ring.clone(), [0; 1522]);
+        let mut tx = LoopTx {
+            ring,
+            bufs: vec![[0; 1522]; BURST as usize],
+            queued: Vec::with_capacity(BURST as usize),
+        };
+        let mut s = settings(Scenario::Dora, clients);
+        s.rate = 0;
+        let mut g = Generator::new(s);
+        let quit = Arc::new(AtomicBool::new(false));
+        let n = peregrine_testkit::allocations_during(|| {
+            g.run(&mut rx, &mut tx, &quit, &mut |_| {}).unwrap();
+        });
+        (n, g.report())
+    }
+
+    #[test]
+    fn nothing_is_allocated_per_exchange() {
+        let (small, r1) = allocations_for(1_000);
+        let (large, r2) = allocations_for(20_000);
+        assert_eq!(r1.phase("dora").unwrap().answered, 1_000);
+        assert_eq!(r2.phase("dora").unwrap().answered, 20_000);
+        // What a run allocates (reading /proc for its CPU time) does not grow with its length.
+        assert_eq!(
+            small, large,
+            "allocations grow with the number of exchanges"
+        );
+    }
+
+    #[test]
+    fn timers_rearm_and_disarm_in_place() {
+        let mut w = Wheel::new(4);
+        w.arm(0, 5_000_000);
+        w.arm(1, 5_000_000);
+        w.arm(2, 6_000_000);
+        w.arm(1, 7_000_000); // re-armed: leaves slot 5
+        w.disarm(2);
+        assert_eq!(w.pop(5), Some(0));
+        assert_eq!(w.pop(5), None);
+        assert_eq!(w.pop(6), None);
+        assert_eq!(w.pop(7), Some(1));
+        w.disarm(3); // never armed
+        assert_eq!(w.pop(7), None);
+    }
+
+    #[test]
+    fn every_reply_is_matched_to_its_client() {
+        let r = run(settings(Scenario::Dora, 2000), |_| false, |_| false);
+        let dora = r.phase("dora").unwrap();
+        assert_eq!((dora.sent, dora.answered, dora.drops), (2000, 2000, 0));
+        assert_eq!(r.phase("discover-offer").unwrap().answered, 2000);
+        assert_eq!(r.phase("request-ack").unwrap().answered, 2000);
+        assert_eq!((r.leased_clients, r.unexpected, r.foreign), (2000, 0, 0));
+    }
+
+    #[test]
+    fn unanswered_requests_are_drops_and_naks_are_counted() {
+        // Every tenth client's DISCOVER goes unanswered; every seventh client is NAKed.
+        let r = run(
+            settings(Scenario::Dora, 1000),
+            |c| c % 10 == 0,
+            |c| c % 7 == 0,
+        );
+        let d = r.phase("discover-offer").unwrap();
+        assert_eq!((d.answered, d.timeouts, d.drops), (900, 100, 100));
+        let ra = r.phase("request-ack").unwrap();
+        // Clients 0, 70, 140 ... were already lost at DISCOVER.
+        let naked = (0..1000).filter(|c| c % 7 == 0 && c % 10 != 0).count() as u64;
+        assert_eq!((ra.naks, ra.answered), (naked, 900 - naked));
+        assert_eq!(r.leased_clients, 900 - naked);
+    }
+
+    #[test]
+    fn renew_and_reboot_follow_the_lease() {
+        for (scenario, phase) in [
+            (Scenario::Renew, "renew"),
+            (Scenario::InitReboot, "init-reboot"),
+        ] {
+            let r = run(settings(scenario, 500), |_| false, |_| false);
+            let p = r.phase(phase).unwrap();
+            assert_eq!((p.sent, p.answered, p.drops), (500, 500, 0), "{scenario:?}");
+            assert_eq!(r.phase("dora").unwrap().answered, 500);
+        }
+        let r = run(settings(Scenario::Release, 500), |_| false, |_| false);
+        assert_eq!(r.phase("release").unwrap().sent, 500);
+        assert_eq!(r.leased_clients, 0);
+    }
+
+    #[test]
+    fn avalanche_retransmits_after_the_back_off() {
+        let mut s = settings(Scenario::Avalanche, 50);
+        s.retries = 1;
+        // Every DISCOVER's first transmission is lost; the retransmission 3-5 s later is answered.
+        let r = run(s, |_| true, |_| false);
+        let d = r.phase("discover-offer").unwrap();
+        assert_eq!((d.sent, d.timeouts, d.answered, d.drops), (100, 50, 50, 0));
+        let t = r.lease_times_s.unwrap();
+        assert!(t[3].is_some_and(|t| (3.0..7.0).contains(&t)), "{t:?}");
     }
 }

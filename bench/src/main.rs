@@ -326,10 +326,17 @@ fn drive<R: RxQueue, T: TxQueue>(
     quiet: bool,
 ) -> Result<peregrine_bench::stats::Report> {
     let mut g = Generator::new(settings);
+    let open_ended = g.progress().planned == u64::MAX;
     let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
         let b = ProgressBar::new(0);
+        // A scenario that runs for a duration has no total to show a bar against.
+        let template = if open_ended {
+            "{elapsed_precise} {pos} exchanges begun, {msg}"
+        } else {
+            "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}"
+        };
         b.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
