@@ -21,6 +21,9 @@ const SECRET: &str = "secret";
 pub(crate) const LOCK: &str = "lock";
 /// Lease state is private to the server: client identities and the key secret.
 const MODE: u32 = 0o600;
+/// How often, and how long apart, a held directory lock is tried again before giving up.
+const LOCK_RETRIES: u32 = 25;
+const LOCK_RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 /// `recovered_len` before a recovery, and after the writer has taken it.
 const NOT_RECOVERED: u64 = u64::MAX;
 
@@ -115,7 +118,20 @@ pub(crate) fn lock(dir: &Path) -> Result<File, StoreError> {
         .mode(MODE)
         .open(&path)
         .map_err(io_at(&path))?;
-    match file.try_lock() {
+    // A lock released a moment ago can still look held: a child process forked by this one
+    // (any `Command::spawn`) holds a copy of the descriptor until its `exec` closes it. So a
+    // held lock is retried briefly before it counts as another server's.
+    let mut attempts = 0;
+    let taken = loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if attempts < LOCK_RETRIES => {
+                attempts += 1;
+                std::thread::sleep(LOCK_RETRY_WAIT);
+            }
+            other => break other,
+        }
+    };
+    match taken {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut text = String::new();
