@@ -1,11 +1,12 @@
 //! The `peregrine` process, end to end, in a network namespace of its own (needs root):
 //! tagged and untagged DISCOVERs get OFFERs with the same tags, malformed frames leave it
 //! serving, and SIGTERM stops it cleanly; and (without root) the lease import and export
-//! commands, in `leases`.
+//! commands, in `leases`; and the migration from ISC dhcpd with real clients, in `migration`.
 
 #![allow(clippy::unwrap_used)]
 
 mod leases;
+mod migration;
 
 use std::net::Ipv4Addr;
 use std::process::{Child, Stdio};
