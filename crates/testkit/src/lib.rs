@@ -3,12 +3,14 @@
 //! [`CountingAllocator`] proves hot paths allocate nothing: a test binary installs it as its
 //! global allocator and wraps the code under test in [`allocations_during`]. [`netns::Netns`]
 //! gives a test its own network namespace, removed when the test ends. [`frames`] writes the
-//! client messages and frames tests send.
+//! client messages and frames tests send. [`process`] finds the third-party tools tests drive
+//! and stops the processes they start.
 // A global allocator can only be written with `unsafe impl GlobalAlloc`.
 #![allow(unsafe_code)]
 
 pub mod frames;
 pub mod netns;
+pub mod process;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

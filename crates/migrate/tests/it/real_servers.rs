@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use peregrine_config::model::Config;
@@ -18,70 +18,19 @@ use peregrine_engine::{Engine, EngineOptions};
 use peregrine_migrate::bindings::{lease_of, restore};
 use peregrine_migrate::{HwAddr, Import, LeaseState, dhcpd, kea_csv};
 use peregrine_testkit::netns::Netns;
-
-/// The full path of `tool` (PATH, then the sbin directories test runners often leave out).
-fn find(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
+use peregrine_testkit::process::{Running, TempDir, require_tools};
 
 /// The tools, or `None` after saying which is missing (a failure in CI).
 fn tools<const N: usize>(test: &str, names: [&str; N]) -> Option<[PathBuf; N]> {
-    let found = names.map(find);
-    if let Some(i) = found.iter().position(Option::is_none) {
-        let msg = format!(
-            "{test}: {} not installed (Debian: kea-dhcp4-server, isc-dhcp-server, kea-admin)",
-            names[i]
-        );
-        assert!(std::env::var_os("CI").is_none(), "{msg}: required in CI");
-        eprintln!("skipping {msg}");
-        return None;
-    }
-    Some(found.map(Option::unwrap))
+    require_tools(test, names, "kea-dhcp4-server, isc-dhcp-server, kea-admin")
 }
 
-/// A server process, killed on drop if the test did not stop it.
-struct Server(Option<Child>);
-
-impl Server {
-    /// SIGTERM, then up to 10 s for it to exit (SIGKILL after that).
-    fn stop(&mut self) {
-        let Some(mut child) = self.0.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("server did not stop within 10 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A fresh directory for one server's files.
-fn workdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("peregrine-migrate-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// SIGTERM, then up to 10 s for the server to write its lease file and exit.
+fn stop(server: &mut Running) {
+    assert!(
+        server.terminate(Duration::from_secs(10)).is_some(),
+        "server did not stop within 10 s of SIGTERM"
+    );
 }
 
 /// Waits up to 10 s for `path` to contain `needle` (a server's "started" log line).
@@ -191,7 +140,7 @@ fn mac(text: &str) -> [u8; 6] {
 
 /// Starts Kea on `srv0` with the lease file `leases`, a control socket `dir/kea.sock` (with
 /// the lease commands hook) and the log `dir/NAME.log`; returns once it has started.
-fn start_kea(ns: &Netns, kea: &Path, dir: &Path, leases: &Path, name: &str) -> Server {
+fn start_kea(ns: &Netns, kea: &Path, dir: &Path, leases: &Path, name: &str) -> Running {
     let log = dir.join(format!("{name}.log"));
     let config = format!(
         r#"{{"Dhcp4": {{
@@ -220,7 +169,7 @@ fn start_kea(ns: &Netns, kea: &Path, dir: &Path, leases: &Path, name: &str) -> S
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server(Some(child));
+    let server = Running::new(child);
     wait_for(&log, "DHCP4_STARTED");
     server
 }
@@ -269,11 +218,12 @@ fn a_kea_2_2_memfile_imports_and_kea_loads_the_export() {
     let Some((ns, clients)) = namespaces("kea_import", 78) else {
         return;
     };
-    let dir = workdir("kea");
+    let tmp = TempDir::new("migrate-kea");
+    let dir = tmp.path();
     let leases = dir.join("kea-leases4.csv");
-    let mut server = start_kea(&ns, &kea, &dir, &leases, "kea");
-    perfdhcp(&clients, &perf, &dir);
-    server.stop();
+    let mut server = start_kea(&ns, &kea, dir, &leases, "kea");
+    perfdhcp(&clients, &perf, dir);
+    stop(&mut server);
 
     let text = std::fs::read_to_string(&leases).unwrap();
     // A plain reading: the last row of an address, unless it deletes it.
@@ -311,9 +261,9 @@ fn a_kea_2_2_memfile_imports_and_kea_loads_the_export() {
     let mut file = std::fs::File::create(&exported).unwrap();
     assert!(kea_csv::write(&mut file, &leases_out).unwrap().is_empty());
     drop(file);
-    let mut server = start_kea(&ns, &kea, &dir, &exported, "kea-again");
+    let mut server = start_kea(&ns, &kea, dir, &exported, "kea-again");
     let reply = kea_command(&dir.join("kea.sock"), r#"{"command": "lease4-get-all"}"#);
-    server.stop();
+    stop(&mut server);
     let log = std::fs::read_to_string(dir.join("kea-again.log")).unwrap();
     assert!(
         !log.contains("ROW_ERROR"),
@@ -331,7 +281,6 @@ fn a_kea_2_2_memfile_imports_and_kea_loads_the_export() {
         })
         .collect();
     assert_eq!(loaded, expected, "what Kea loaded from the export");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -342,7 +291,8 @@ fn an_isc_dhcpd_4_4_lease_file_imports() {
     let Some((ns, clients)) = namespaces("dhcpd_import", 79) else {
         return;
     };
-    let dir = workdir("dhcpd");
+    let tmp = TempDir::new("migrate-dhcpd");
+    let dir = tmp.path();
     let leases = dir.join("dhcpd.leases");
     let log = dir.join("dhcpd.log");
     std::fs::write(&leases, "").unwrap();
@@ -368,10 +318,10 @@ fn an_isc_dhcpd_4_4_lease_file_imports() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut server = Server(Some(child));
+    let mut server = Running::new(child);
     wait_for(&log, "Sending on");
-    perfdhcp(&clients, &perf, &dir);
-    server.stop();
+    perfdhcp(&clients, &perf, dir);
+    stop(&mut server);
 
     let bytes = std::fs::read(&leases).unwrap();
     let text = String::from_utf8_lossy(&bytes);
@@ -388,5 +338,4 @@ fn an_isc_dhcpd_4_4_lease_file_imports() {
         }
     }
     check(&dhcpd::import(&bytes), &expected, 79);
-    std::fs::remove_dir_all(&dir).ok();
 }

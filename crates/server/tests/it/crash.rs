@@ -13,7 +13,7 @@ use peregrine_testkit::netns::Netns;
 use peregrine_wire::dhcp::MessageType;
 use peregrine_wire::ethernet::VlanTags;
 
-use super::{discover, message, replies_within, start};
+use super::{discover, message, replies_within, start, stop};
 
 /// Kill-restart rounds.
 const ROUNDS: u32 = 8;
@@ -202,7 +202,7 @@ fn acked_leases_survive_repeated_kill_9_under_load() {
             );
         }
         // Load until SIGKILL lands, at a random moment, from another thread: mid-batch, mid-fsync.
-        let mut child = server.0.take().unwrap();
+        let mut child = server.take().unwrap();
         let pid = child.id().to_string();
         let delay = Duration::from_millis(50 + xorshift(&mut seed) % 400);
         let killer = std::thread::spawn(move || {
@@ -240,7 +240,7 @@ fn acked_leases_survive_repeated_kill_9_under_load() {
     // Every client that saw an ACK is offered its own address again.
     let mut server = start(&ns, &config_path);
     offered_again(&mut tx, &mut rx, &acked);
-    assert!(server.stop().success());
+    assert!(stop(&mut server).success());
     let snapshots = std::fs::read_dir(&leases)
         .unwrap()
         .filter(|e| {

@@ -9,13 +9,14 @@ mod leases;
 mod migration;
 
 use std::net::Ipv4Addr;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use peregrine_io::afpacket::{self, AfPacketConfig};
 use peregrine_io::{RxQueue, TxQueue};
 use peregrine_testkit::frames::{ClientMessage, udp_frame};
 use peregrine_testkit::netns::Netns;
+use peregrine_testkit::process::Running;
 use peregrine_wire::MacAddr;
 use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
@@ -40,38 +41,12 @@ interfaces = ["srv0"]
 range = "10.77.0.100 - 10.77.0.199"
 "#;
 
-/// The server process, stopped with SIGTERM on drop if the test did not stop it.
-struct Server(Option<Child>);
-
-impl Server {
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let mut child = self.0.take().unwrap();
-        // SIGTERM, as an operator's service manager sends it.
-        std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "peregrine did not stop within 10 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// Stops the server with SIGTERM, as an operator's service manager does; it must exit within
+/// 10 s.
+fn stop(server: &mut Running) -> std::process::ExitStatus {
+    server
+        .terminate(Duration::from_secs(10))
+        .expect("peregrine did not stop within 10 s of SIGTERM")
 }
 
 fn discover(mac: [u8; 6], xid: u32, vlans: VlanTags) -> Vec<u8> {
@@ -165,7 +140,7 @@ fn tagged_clients_get_tagged_replies_and_bad_frames_leave_the_server_serving() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut server = Server(Some(child));
+    let mut server = Running::new(child);
     let (mut rx, mut tx) = ns
         .enter(|| afpacket::open("cli0", &AfPacketConfig::default()))
         .unwrap();
@@ -241,18 +216,15 @@ fn tagged_clients_get_tagged_replies_and_bad_frames_leave_the_server_serving() {
         [4],
         "still serving after bad frames"
     );
-    assert!(
-        server.0.as_mut().unwrap().try_wait().unwrap().is_none(),
-        "server still running"
-    );
+    assert!(server.is_running(), "server still running");
 
-    let status = server.stop();
+    let status = stop(&mut server);
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Starts `peregrine run` with `config` inside `ns`.
-fn start(ns: &Netns, config: &std::path::Path) -> Server {
+fn start(ns: &Netns, config: &std::path::Path) -> Running {
     let child = ns
         .command(env!("CARGO_BIN_EXE_peregrine"))
         .args(["run", "--config"])
@@ -261,7 +233,7 @@ fn start(ns: &Netns, config: &std::path::Path) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Server(Some(child))
+    Running::new(child)
 }
 
 /// Sends `frame` until a reply of `kind` comes (the server may still be starting).
@@ -336,7 +308,7 @@ fn an_acked_lease_survives_kill_9() {
     );
     assert_eq!(acked, offered);
     // SIGKILL: no chance to flush anything the ACK did not already wait for.
-    let mut child = server.0.take().unwrap();
+    let mut child = server.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -361,6 +333,6 @@ fn an_acked_lease_survives_kill_9() {
         again, acked,
         "the client gets its lease back after the crash"
     );
-    assert!(server.stop().success());
+    assert!(stop(&mut server).success());
     std::fs::remove_dir_all(&dir).ok();
 }

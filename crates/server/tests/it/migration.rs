@@ -9,59 +9,15 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use peregrine_testkit::netns::Netns;
+use peregrine_testkit::process::{Running, TempDir, require_tools};
 
 const CLIENTS: usize = 3;
-
-/// The full path of `tool` (PATH, then the sbin directories test runners often leave out).
-fn find(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
-
-/// A process stopped with SIGTERM (SIGKILL after 10 s) on `stop` or drop.
-struct Proc(Option<Child>);
-
-impl Proc {
-    fn stop(&mut self) {
-        let Some(mut child) = self.0.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// How long a stopped process may take to exit after SIGTERM before it is killed.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// Waits up to `secs` for `f` to return something.
 fn wait_until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -113,13 +69,13 @@ fn lease(
         .stderr(std::fs::File::create(dir.join(format!("c{i}-{since}.log"))).unwrap())
         .spawn()
         .unwrap();
-    let mut p = Proc(Some(child));
+    let mut p = Running::new(child);
     let got = wait_until(45, &format!("dhclient on c{i} bound"), || {
         let text = std::fs::read_to_string(&events).unwrap_or_default();
         let fresh: Vec<&str> = text.lines().skip(since).collect();
         bound(&fresh.join("\n"), i)
     });
-    p.stop();
+    p.terminate(GRACE);
     got
 }
 
@@ -130,26 +86,19 @@ fn lines(path: &Path) -> usize {
 #[test]
 fn clients_of_dhcpd_get_their_old_addresses_from_peregrine_on_a_new_server_address() {
     let test = "migration_from_dhcpd";
-    let mut found = Vec::new();
-    for tool in ["dhcpd", "dhclient"] {
-        let Some(p) = find(tool) else {
-            let msg =
-                format!("{test}: {tool} not installed (Debian: isc-dhcp-server, isc-dhcp-client)");
-            assert!(std::env::var_os("CI").is_none(), "{msg}: required in CI");
-            eprintln!("skipping {msg}");
-            return;
-        };
-        found.push(p);
-    }
-    let (dhcpd, dhclient) = (found[0].clone(), found[1].clone());
+    let Some([dhcpd, dhclient]) = require_tools(
+        test,
+        ["dhcpd", "dhclient"],
+        "isc-dhcp-server, isc-dhcp-client",
+    ) else {
+        return;
+    };
     let Some((server, clients)) = network(test) else {
         return;
     };
 
-    let dir = std::env::temp_dir().join(format!("peregrine-migration-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let _cleanup = TempDir(dir.clone());
+    let tmp = TempDir::new("migration");
+    let dir = tmp.path().to_path_buf();
     let events = dir.join("events");
     client_files(&dir, &events);
 
@@ -171,7 +120,7 @@ fn clients_of_dhcpd_get_their_old_addresses_from_peregrine_on_a_new_server_addre
     assert_eq!(distinct.len(), CLIENTS, "distinct addresses: {old:?}");
 
     // 2. dhcpd stops; the server moves to a new address.
-    dhcpd_proc.stop();
+    dhcpd_proc.terminate(GRACE);
     server.ip("addr del 10.79.0.1/24 dev srv0");
     server.ip("addr add 10.79.0.2/24 dev srv0");
 
@@ -189,7 +138,7 @@ fn clients_of_dhcpd_get_their_old_addresses_from_peregrine_on_a_new_server_addre
         .stderr(std::fs::File::create(&plog).unwrap())
         .spawn()
         .unwrap();
-    let mut peregrine = Proc(Some(child));
+    let mut peregrine = Running::new(child);
     std::thread::sleep(Duration::from_millis(500));
     let new_server = Ipv4Addr::new(10, 79, 0, 2);
     // A server without the imported leases stays silent on INIT-REBOOT; the client then
@@ -209,11 +158,8 @@ fn clients_of_dhcpd_get_their_old_addresses_from_peregrine_on_a_new_server_addre
             "c{i}: the INIT-REBOOT request was acknowledged"
         );
     }
-    assert!(
-        peregrine.0.as_mut().unwrap().try_wait().unwrap().is_none(),
-        "peregrine still running"
-    );
-    peregrine.stop();
+    assert!(peregrine.is_running(), "peregrine still running");
+    peregrine.terminate(GRACE);
 }
 
 /// The server's namespace with a bridge `srv0` (10.79.0.1/24) and one veth port per client;
@@ -256,7 +202,7 @@ fn client_files(dir: &Path, events: &Path) {
 }
 
 /// ISC dhcpd on `srv0` with the lease file `leases`; returns once it serves.
-fn start_dhcpd(ns: &Netns, dhcpd: &Path, dir: &Path, leases: &Path) -> Proc {
+fn start_dhcpd(ns: &Netns, dhcpd: &Path, dir: &Path, leases: &Path) -> Running {
     std::fs::write(
         dir.join("dhcpd.conf"),
         "default-lease-time 3600;\nmax-lease-time 7200;\nauthoritative;\nping-check false;\n\
@@ -277,7 +223,7 @@ fn start_dhcpd(ns: &Netns, dhcpd: &Path, dir: &Path, leases: &Path) -> Proc {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let dhcpd_proc = Proc(Some(child));
+    let dhcpd_proc = Running::new(child);
     wait_until(10, "dhcpd started", || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
