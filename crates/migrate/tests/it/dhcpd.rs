@@ -8,11 +8,7 @@ use peregrine_engine::BindingState;
 use peregrine_migrate::bindings::restore;
 use peregrine_migrate::{HwAddr, LeaseState, dhcpd};
 
-use crate::support::{config, engine, fixture};
-
-fn ip(last: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 0, last)
-}
+use crate::support::{config, engine, fixture, ip};
 
 #[test]
 fn the_fixture_reads_as_dhcpd_would() {

@@ -1,29 +1,18 @@
 //! Kea memfile CSV: the fixture (a log with a renewal, a deletion, a bad address, a short
 //! row), and the round trip engine → CSV → engine.
 
-use std::net::Ipv4Addr;
-
 use peregrine_engine::{Binding, BindingEvent, BindingState, ScopeId};
 use peregrine_migrate::bindings::{lease_of, restore};
 use peregrine_migrate::{LeaseState, kea_csv};
 
-use crate::support::{config, engine, fixture};
-
-fn ip(last: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 0, last)
-}
+use crate::support::{config, engine, fixture, ip, rows};
 
 #[test]
 fn the_fixture_reads_as_kea_would() {
     let text = String::from_utf8(fixture("kea-leases4.csv")).unwrap();
     let got = kea_csv::import(&text);
-    let rows: Vec<(usize, Ipv4Addr, LeaseState)> = got
-        .records
-        .iter()
-        .map(|r| (r.line, r.lease.address, r.lease.state))
-        .collect();
     assert_eq!(
-        rows,
+        rows(&got),
         [
             (3, ip(11), LeaseState::Active),
             (4, ip(12), LeaseState::Abandoned),

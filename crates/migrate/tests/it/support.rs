@@ -1,5 +1,7 @@
 //! An engine over the fixtures' addresses.
 
+use std::net::Ipv4Addr;
+
 use peregrine_config::model::Config;
 use peregrine_engine::{Engine, EngineOptions, KeySecret};
 
@@ -34,4 +36,19 @@ pub(crate) fn fixture(name: &str) -> Vec<u8> {
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
+}
+
+/// Address 10.0.0.`last`, in the fixtures' scope.
+pub(crate) fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, last)
+}
+
+/// Each imported record as (source line, address, state).
+pub(crate) fn rows(
+    got: &peregrine_migrate::Import,
+) -> Vec<(usize, Ipv4Addr, peregrine_migrate::LeaseState)> {
+    got.records
+        .iter()
+        .map(|r| (r.line, r.lease.address, r.lease.state))
+        .collect()
 }

@@ -8,23 +8,14 @@ use peregrine_engine::BindingState;
 use peregrine_migrate::bindings::restore;
 use peregrine_migrate::{HwAddr, LeaseState, windows_xml};
 
-use crate::support::{config, engine, fixture};
-
-fn ip(last: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 0, last)
-}
+use crate::support::{config, engine, fixture, ip, rows};
 
 #[test]
 fn the_export_reads_leases_and_reservations() {
     let text = String::from_utf8(fixture("windows-export.xml")).unwrap();
     let got = windows_xml::import(&text);
-    let rows: Vec<(usize, Ipv4Addr, LeaseState)> = got
-        .records
-        .iter()
-        .map(|r| (r.line, r.lease.address, r.lease.state))
-        .collect();
     assert_eq!(
-        rows,
+        rows(&got),
         [
             (41, ip(20), LeaseState::Reserved),
             (53, ip(30), LeaseState::Active),
