@@ -64,7 +64,6 @@ fn load(config_path: &Path, create: bool) -> anyhow::Result<Loaded> {
     } else {
         None
     };
-    let recovered = dir.as_ref().map(LeaseDir::recover).transpose()?;
     let key_secret = dir
         .as_ref()
         .map_or_else(KeySecret::random, LeaseDir::key_secret);
@@ -73,12 +72,8 @@ fn load(config_path: &Path, create: bool) -> anyhow::Result<Loaded> {
         ..EngineOptions::default()
     };
     let engine = Engine::new(&config, options).context("building the engine")?;
-    if let Some(r) = &recovered {
-        let refused = r
-            .events
-            .iter()
-            .filter(|e| engine.replay(e).is_err())
-            .count();
+    if let Some(dir) = &dir {
+        let (_, refused) = crate::run::replay_history(&engine, dir)?;
         if refused > 0 {
             eprintln!(
                 "note: {refused} journal records are outside the configured pools, as \

@@ -254,17 +254,7 @@ impl Journal for StoreJournal {
 /// replayed as it is read (a 10 M-lease history is never held in memory twice), on every core.
 fn recover(engine: &Engine, dir: &LeaseDir) -> anyhow::Result<()> {
     let t = std::time::Instant::now();
-    let refused = AtomicU64::new(0);
-    // Replay keeps each address's newest version whatever the order, so every core may help:
-    // the workers do not run yet.
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let recovered = dir.recover_parallel(threads, |event| {
-        if let Err(e) = engine.replay(event) {
-            refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(?e, "lease journal: binding not restored");
-        }
-    })?;
-    let refused = refused.into_inner();
+    let (recovered, refused) = replay_history(engine, dir)?;
     if recovered.truncated_bytes > 0 {
         tracing::warn!(
             bytes = recovered.truncated_bytes,
@@ -293,6 +283,25 @@ fn recover(engine: &Engine, dir: &LeaseDir) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Replays `dir`'s lease history into `engine` on every core; returns what recovery read and
+/// how many records the configuration refused (addresses in no pool). Replay keeps each
+/// address's newest version whatever the order, so the threads need no coordination; nothing
+/// else may use the engine meanwhile.
+pub(crate) fn replay_history(
+    engine: &Engine,
+    dir: &LeaseDir,
+) -> anyhow::Result<(peregrine_store::Recovered, u64)> {
+    let refused = AtomicU64::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let recovered = dir.recover_parallel(threads, |event| {
+        if let Err(e) = engine.replay(event) {
+            refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(?e, "lease journal: binding not restored");
+        }
+    })?;
+    Ok((recovered, refused.into_inner()))
 }
 
 /// What the dataplane needs of a configured interface, read from sysfs.
