@@ -232,6 +232,7 @@ pub(crate) struct StatsCollector {
     messages_out: Family,
     drops: Family,
     worker_frames: Family,
+    handoff: Family,
     pools: Family,
     uptime: Family,
 }
@@ -298,6 +299,14 @@ impl StatsCollector {
                 &["worker"],
                 Kind::Counter,
             )?,
+            handoff: Family::new(
+                "peregrine_worker_handoff_frames_total",
+                "DHCP requests handed between workers of one interface to the worker owning \
+                 their client, by worker: out (handed to another), in (handed here), \
+                 ring_full (kept here: the owner's ring was full).",
+                &["worker", "direction"],
+                Kind::Counter,
+            )?,
             pools: Family::new(
                 "peregrine_pool_addresses",
                 "Addresses of each pool, by state (total: every address of the pool).",
@@ -330,6 +339,23 @@ impl StatsCollector {
                 .map(|(i, w)| family.sample(&[&i.to_string()], value(read(w))))
                 .collect(),
         )
+    }
+
+    /// Hand-off counters, three per worker.
+    fn handoff(&self) -> MetricFamily {
+        let directions: [(&str, ReadWorker); 3] = [
+            ("out", |w| w.handed_off.get()),
+            ("in", |w| w.handed_in.get()),
+            ("ring_full", |w| w.handoff_full.get()),
+        ];
+        let mut samples = Vec::new();
+        for (i, w) in self.workers.iter().enumerate() {
+            let worker = i.to_string();
+            for (direction, read) in &directions {
+                samples.push(self.handoff.sample(&[&worker, direction], value(read(w))));
+            }
+        }
+        self.handoff.family(samples)
     }
 
     /// The workers' latency histograms merged, as a Prometheus histogram.
@@ -384,6 +410,7 @@ impl Collector for StatsCollector {
                 &self.messages_out,
                 &self.drops,
                 &self.worker_frames,
+                &self.handoff,
                 &self.pools,
                 &self.uptime,
                 &self.held_replies,
@@ -418,6 +445,7 @@ impl Collector for StatsCollector {
             ),
         );
         out.push(self.per_worker(&self.worker_frames, |w| w.rx_frames.get()));
+        out.push(self.handoff());
         let mut pools = Vec::new();
         for p in self.engine.pool_stats() {
             let index = p.pool.to_string();

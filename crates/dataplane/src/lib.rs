@@ -9,9 +9,11 @@
 //! counted by reason in [`WorkerStats`]; nothing is logged per packet.
 
 mod frame;
+mod handoff;
 mod stats;
 mod worker;
 
 pub use frame::{Interface, Processed, process};
+pub use handoff::Handoff;
 pub use stats::{Counter, DROP_LABELS, Drop, Gauge, Latency, TX_REFUSED, WorkerStats};
 pub use worker::{Journal, NoJournal, Worker, WorkerConfig};

@@ -205,6 +205,12 @@ pub struct WorkerStats {
     pub journaled: Counter,
     /// Leases expired by this worker's timer runs.
     pub expired: Counter,
+    /// DHCP requests handed to the worker that owns their client.
+    pub handed_off: Counter,
+    /// DHCP requests handled here because the owner's hand-off ring was full.
+    pub handoff_full: Counter,
+    /// DHCP requests other workers handed here.
+    pub handed_in: Counter,
     /// Reply latency (see [`Latency`]).
     pub latency: Latency,
     /// Replies waiting for the journal to commit their binding change.

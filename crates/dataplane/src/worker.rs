@@ -8,9 +8,10 @@ use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
 use peregrine_engine::{BindingEvent, Engine, Time};
-use peregrine_io::{FRAME_CAPACITY, RxQueue, TxQueue};
+use peregrine_io::{FRAME_CAPACITY, RxFrame, RxQueue, TxQueue};
 
 use crate::frame::{Interface, Processed, process};
+use crate::handoff::{Handoff, Offered};
 use crate::stats::{Drop, Latency, TX_REFUSED, WorkerStats};
 
 /// Where binding changes become durable (the lease journal), as one worker sees it.
@@ -97,6 +98,10 @@ pub struct WorkerConfig {
     pub expiry_budget: usize,
     /// Replies that may wait for the journal at once.
     pub held_replies: usize,
+    /// How long after the last frame another worker handed here this worker keeps polling at
+    /// the drain interval instead of sleeping [`WorkerConfig::idle_wait`]: a worker that sleeps
+    /// in its own queue's wait sees handed frames only when it wakes.
+    pub handoff_linger: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -108,6 +113,7 @@ impl Default for WorkerConfig {
             runs_expiry: false,
             expiry_budget: 1024,
             held_replies: 1024,
+            handoff_linger: Duration::from_secs(1),
         }
     }
 }
@@ -125,6 +131,10 @@ pub struct Worker<R, T, J> {
     held: Held,
     /// Latencies recorded since the last [`Latency::publish`].
     latency: Histogram<u64>,
+    /// This worker's end of the hand-off mesh, if it shares its interface with others.
+    handoff: Option<Handoff>,
+    /// When another worker last handed a frame here.
+    last_handed_in: Instant,
 }
 
 impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
@@ -154,7 +164,17 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
             journal,
             held,
             latency: Latency::histogram(),
+            handoff: None,
+            last_handed_in: Instant::now(),
         }
+    }
+
+    /// Hands each DHCP request this worker receives to the worker of `handoff`'s mesh that
+    /// owns its client, and handles what the others hand here (see [`Handoff`]).
+    #[must_use]
+    pub fn with_handoff(mut self, handoff: Handoff) -> Worker<R, T, J> {
+        self.handoff = Some(handoff);
+        self
     }
 
     /// Runs until `quit` is set; flushes what is queued before returning.
@@ -178,10 +198,13 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
                 last_expiry = Instant::now();
             }
             self.stats.held_replies.set(self.held.waiting.len() as u64);
-            if received == 0 {
-                // Replies waiting for the journal are released as soon as it commits: poll
-                // for that at the drain interval rather than sleeping a whole idle period.
-                let wait = if self.held.waiting.is_empty() {
+            if received == 0 && !self.handoff.as_ref().is_some_and(Handoff::pending) {
+                // Replies waiting for the journal are released as soon as it commits, and
+                // frames other workers hand here wait for this loop: poll for them at the
+                // drain interval rather than sleeping a whole idle period, while they come.
+                let handed_lately = self.handoff.is_some()
+                    && self.last_handed_in.elapsed() < self.config.handoff_linger;
+                let wait = if self.held.waiting.is_empty() && !handed_lately {
                     self.config.idle_wait
                 } else {
                     self.config.drain
@@ -225,7 +248,9 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
         stats.expired.add(expired as u64);
     }
 
-    /// One receive burst: handles every frame; returns how many arrived.
+    /// One receive burst: handles every frame (or hands it to the worker that owns its
+    /// client), then what other workers handed here; returns how many frames were handled or
+    /// passed on.
     pub fn poll(&mut self, now: Time) -> std::io::Result<usize> {
         let Worker {
             engine,
@@ -237,59 +262,61 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
             journal,
             held,
             latency,
+            handoff,
+            ..
         } = self;
         let mut io_error = None;
         let received = Instant::now();
-        let mut replies = 0u64;
+        let mut ctx = Context {
+            engine,
+            tx,
+            interfaces,
+            stats,
+            journal,
+            held,
+            now,
+            replies: 0,
+        };
         let n = rx.rx_burst(config.burst, &mut |frame| {
-            stats.rx_frames.inc();
-            let Some(iface) = interfaces
-                .iter()
-                .find(|i| i.ifindex == frame.ifindex)
-                .or(interfaces.first())
-            else {
-                return;
-            };
-            if tx.buffer().is_none()
-                && let Err(e) = flush(tx, stats)
-            {
-                io_error = Some(e);
-                return;
-            }
-            let Some(buf) = tx.buffer() else { return };
-            match process(engine, iface, now, &frame, buf, stats) {
-                Processed::Nothing => {}
-                Processed::Reply(len) => {
-                    tx.queue(len, iface.ifindex);
-                    replies += 1;
-                }
-                Processed::AfterCommit { len, event } => match journal.as_mut() {
-                    // No journal configured: the change lives in memory only, the reply goes now.
-                    None if len > 0 => {
-                        tx.queue(len, iface.ifindex);
-                        replies += 1;
+            ctx.stats.rx_frames.inc();
+            if let Some(h) = handoff.as_ref() {
+                match h.offer(&frame, received) {
+                    Offered::Sent => {
+                        ctx.stats.handed_off.inc();
+                        return;
                     }
-                    None => {}
-                    Some(j) => match j.submit(&event) {
-                        None => stats.count_drop(Drop::JournalFull),
-                        Some(seq) => {
-                            stats.journaled.inc();
-                            if len > 0 && !held.hold(seq, &buf[..len], iface.ifindex, received) {
-                                stats.count_drop(Drop::HeldFull);
-                            }
-                        }
-                    },
-                },
+                    Offered::Keep { full: true } => ctx.stats.handoff_full.inc(),
+                    Offered::Keep { full: false } => {}
+                }
+            }
+            if let Err(e) = ctx.handle(&frame, received) {
+                io_error = Some(e);
             }
         })?;
-        stats.last_burst.set(n as u64);
-        if replies > 0 {
+        ctx.stats.last_burst.set(n as u64);
+        if ctx.replies > 0 {
             // One clock read per burst: every reply of the burst is charged the whole burst.
-            latency.saturating_record_n(nanos(received.elapsed()), replies);
+            latency.saturating_record_n(nanos(received.elapsed()), ctx.replies);
+        }
+        let mut handed_in = 0;
+        if let Some(h) = handoff.as_ref() {
+            handed_in = h.receive(config.burst, &mut |frame, received| {
+                let before = ctx.replies;
+                if let Err(e) = ctx.handle(frame, received) {
+                    io_error = Some(e);
+                }
+                if ctx.replies > before {
+                    latency.saturating_record(nanos(received.elapsed()));
+                }
+            });
+            ctx.stats.handed_in.add(handed_in as u64);
+            if handed_in > 0 {
+                self.last_handed_in = Instant::now();
+            }
         }
         match io_error {
             Some(e) => Err(e),
-            None => Ok(n),
+            None => Ok(n + handed_in),
         }
     }
 
@@ -324,6 +351,66 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
     /// Sends the queued burst.
     pub fn flush(&mut self) -> std::io::Result<()> {
         flush(&mut self.tx, &self.stats)
+    }
+}
+
+/// What handling one frame needs of its worker, borrowed for a burst.
+struct Context<'w, T, J> {
+    engine: &'w Engine,
+    tx: &'w mut T,
+    interfaces: &'w [Interface],
+    stats: &'w WorkerStats,
+    journal: &'w mut Option<J>,
+    held: &'w mut Held,
+    now: Time,
+    /// Replies queued so far in this burst.
+    replies: u64,
+}
+
+impl<T: TxQueue, J: Journal> Context<'_, T, J> {
+    /// Handles one frame received at `received`: the reply is queued, held for the journal,
+    /// or there is none. Errors are the TX queue's.
+    fn handle(&mut self, frame: &RxFrame<'_>, received: Instant) -> std::io::Result<()> {
+        let Some(iface) = self
+            .interfaces
+            .iter()
+            .find(|i| i.ifindex == frame.ifindex)
+            .or(self.interfaces.first())
+        else {
+            return Ok(());
+        };
+        if self.tx.buffer().is_none() {
+            flush(self.tx, self.stats)?;
+        }
+        let Some(buf) = self.tx.buffer() else {
+            return Ok(());
+        };
+        let stats = self.stats;
+        match process(self.engine, iface, self.now, frame, buf, stats) {
+            Processed::Nothing => {}
+            Processed::Reply(len) => {
+                self.tx.queue(len, iface.ifindex);
+                self.replies += 1;
+            }
+            Processed::AfterCommit { len, event } => match self.journal.as_mut() {
+                // No journal configured: the change lives in memory only, the reply goes now.
+                None if len > 0 => {
+                    self.tx.queue(len, iface.ifindex);
+                    self.replies += 1;
+                }
+                None => {}
+                Some(j) => match j.submit(&event) {
+                    None => stats.count_drop(Drop::JournalFull),
+                    Some(seq) => {
+                        stats.journaled.inc();
+                        if len > 0 && !self.held.hold(seq, &buf[..len], iface.ifindex, received) {
+                            stats.count_drop(Drop::HeldFull);
+                        }
+                    }
+                },
+            },
+        }
+        Ok(())
     }
 }
 

@@ -410,6 +410,14 @@ fn metrics_sum_the_workers_and_report_every_drop_reason_and_pool() {
         let labels = [("worker", worker)];
         assert_eq!(sample(&m, "peregrine_worker_held_replies", &labels), 0);
         assert!(sample(&m, "peregrine_worker_rx_burst_frames", &labels) <= 32);
+        // These workers share no hand-off mesh: every series is there, at zero.
+        for direction in ["out", "in", "ring_full"] {
+            let labels = [("direction", direction), ("worker", worker)];
+            assert_eq!(
+                sample(&m, "peregrine_worker_handoff_frames_total", &labels),
+                0
+            );
+        }
     }
     // No journal here: no journal figures.
     assert!(

@@ -460,3 +460,154 @@ fn an_ack_waits_for_its_binding_to_be_durable_and_offers_do_not() {
         .unwrap();
     assert_eq!(stats.drops[full].get(), 1);
 }
+
+/// The client's yiaddr in a reply frame sent to the relay.
+fn offered(frame: &[u8]) -> (MessageType, [u8; 6], Ipv4Addr) {
+    let Demuxed::Udp { payload, .. } = demux(frame).unwrap() else {
+        panic!("not a UDP frame")
+    };
+    let m = DhcpMessage::parse(payload).unwrap();
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&m.packet().chaddr()[..6]);
+    (m.message_type().unwrap(), mac, m.packet().yiaddr())
+}
+
+/// Two workers share an interface; the kernel gives one of them every frame of a relay (one
+/// flow). Each request is handed to the worker its client hashes to, which answers from its
+/// own queue: both workers serve, and a client's OFFER and ACK come from the same one.
+#[test]
+fn one_relays_flow_is_spread_over_both_workers_by_client() {
+    let engine = engine();
+    let mut peers = Vec::new();
+    let mut workers = Vec::new();
+    let mut stats = Vec::new();
+    for handoff in peregrine_dataplane::Handoff::mesh(2, 16) {
+        let (peer, rx, tx) = mem::port(64);
+        let s = Arc::new(WorkerStats::default());
+        let w = Worker::new(
+            engine.clone(),
+            (rx, tx),
+            vec![iface(&engine)],
+            s.clone(),
+            WorkerConfig::default(),
+            None::<NoJournal>,
+        )
+        .with_handoff(handoff);
+        peers.push(peer);
+        workers.push(w);
+        stats.push(s);
+    }
+    let now = 1_800_000_000;
+    // Runs both workers until neither has anything left; returns who sent what.
+    let mut exchange = |frames: &[Vec<u8>]| {
+        for f in frames {
+            peers[0].inject(f, 7);
+        }
+        while workers
+            .iter_mut()
+            .map(|w| w.poll(now).unwrap())
+            .sum::<usize>()
+            > 0
+        {}
+        let mut by_worker = Vec::new();
+        for (w, peer) in workers.iter_mut().zip(&peers) {
+            w.flush().unwrap();
+            by_worker.push(
+                peer.sent()
+                    .iter()
+                    .map(|(f, _)| offered(f))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        by_worker
+    };
+    let clients = 32u8;
+    let discovers: Vec<Vec<u8>> = (0..clients)
+        .map(|n| relayed_discover(VlanTags::NONE, n))
+        .collect();
+    let offers = exchange(&discovers);
+    assert_eq!(offers[0].len() + offers[1].len(), usize::from(clients));
+    assert!(
+        !offers[0].is_empty() && !offers[1].is_empty(),
+        "both workers serve: {} and {}",
+        offers[0].len(),
+        offers[1].len()
+    );
+    assert_eq!(stats[0].handed_off.get(), offers[1].len() as u64);
+    assert_eq!(stats[1].handed_in.get(), offers[1].len() as u64);
+    assert_eq!(
+        stats[1].rx_frames.get(),
+        0,
+        "worker 1 received nothing itself"
+    );
+
+    // The REQUESTs arrive on worker 0 again: each client's ACK comes from its OFFER's worker.
+    let requests: Vec<Vec<u8>> = offers
+        .iter()
+        .flatten()
+        .map(|(_, mac, addr)| {
+            let mut m = ClientMessage::new(MessageType::Request, *mac, u32::from(mac[5]));
+            m.requested = Some(*addr);
+            m.server_id = Some(SERVER);
+            from_relay(&m.relayed(RELAY, b"olt-1/1"), VlanTags::NONE)
+        })
+        .collect();
+    let acks = exchange(&requests);
+    for (w, (offers, acks)) in offers.iter().zip(&acks).enumerate() {
+        assert_eq!(acks.len(), offers.len(), "worker {w}");
+        for ((_, mac, addr), ack) in offers.iter().zip(acks) {
+            assert_eq!(*ack, (MessageType::Ack, *mac, *addr), "worker {w}");
+        }
+    }
+    assert_eq!(stats[0].handoff_full.get(), 0);
+
+    // Handing off and handling handed frames allocates nothing (sending is the mem port's).
+    for n in 100..132 {
+        peers[0].inject(&relayed_discover(VlanTags::NONE, n), 7);
+    }
+    let handed = stats[0].handed_off.get();
+    let allocated = allocations_during(|| {
+        while workers
+            .iter_mut()
+            .map(|w| w.poll(now).unwrap())
+            .sum::<usize>()
+            > 0
+        {}
+    });
+    assert!(stats[0].handed_off.get() > handed);
+    assert_eq!(allocated, 0);
+}
+
+/// A full ring does not lose a frame: the receiving worker handles it itself and counts it.
+#[test]
+fn a_full_handoff_ring_keeps_the_frame_here() {
+    let engine = engine();
+    let mut mesh = peregrine_dataplane::Handoff::mesh(2, 1).into_iter();
+    let (peer, rx, tx) = mem::port(64);
+    let stats = Arc::new(WorkerStats::default());
+    let mut worker = Worker::new(
+        engine.clone(),
+        (rx, tx),
+        vec![iface(&engine)],
+        stats.clone(),
+        WorkerConfig::default(),
+        None::<NoJournal>,
+    )
+    .with_handoff(mesh.next().unwrap());
+    // The other end exists but never polls: its ring (one frame deep) fills at once.
+    let _idle = mesh.next().unwrap();
+    for n in 0..32 {
+        peer.inject(&relayed_discover(VlanTags::NONE, n), 7);
+    }
+    assert_eq!(worker.poll(1_800_000_000).unwrap(), 32);
+    worker.flush().unwrap();
+    let handed = stats.handed_off.get();
+    let full = stats.handoff_full.get();
+    assert_eq!(handed, 1, "one frame fits the ring");
+    assert!(full > 0);
+    assert_eq!(
+        peer.sent().len() as u64,
+        32 - handed,
+        "every other frame got its OFFER here"
+    );
+}
