@@ -126,6 +126,8 @@ pub(crate) struct Dataplane {
     pub(crate) backend: Option<Spanned<String>>,
     /// Any integer, so that a negative count gets the same message as one too large.
     pub(crate) workers: Option<Spanned<i64>>,
+    pub(crate) cores: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub(crate) handoff: Option<bool>,
 }
 
 /// `[[interface]]`: an interface to serve, and our address on it.
@@ -144,6 +146,7 @@ pub(crate) struct Leases {
     pub(crate) directory: Spanned<String>,
     pub(crate) durability: Option<Spanned<String>>,
     pub(crate) compact_after: Option<Spanned<i64>>,
+    pub(crate) writer_core: Option<Spanned<i64>>,
 }
 
 /// `[control]`: the control plane.

@@ -51,6 +51,11 @@ pub struct Runtime {
     pub backend: Backend,
     /// Worker threads (each polls every interface's queue for it).
     pub workers: u32,
+    /// CPU cores the workers are pinned to, worker `i` on `cores[i % len]`; empty: not pinned.
+    pub cores: Vec<usize>,
+    /// Whether a worker hands each DHCP request to the worker its client hashes to, so that
+    /// one relay's flow (which the kernel's flow hash gives to one worker) uses every worker.
+    pub handoff: bool,
     /// Interfaces to serve.
     pub interfaces: Vec<InterfaceConfig>,
     /// Where the control plane (metrics, health, API) listens.
@@ -79,6 +84,8 @@ pub struct LeaseStore {
     pub durability: Durability,
     /// Seal the journal and compact it into a snapshot once it passes this many bytes.
     pub compact_after: u64,
+    /// The CPU core the journal writer and its compaction are pinned to; `None`: not pinned.
+    pub writer_core: Option<usize>,
 }
 
 impl LeaseStore {
@@ -87,6 +94,8 @@ impl LeaseStore {
     /// The least [`LeaseStore::compact_after`] accepted: below it the server would spend its
     /// disk bandwidth rewriting snapshots.
     pub const MIN_COMPACT_AFTER: u64 = 64 << 10;
+    /// The highest CPU core number accepted (Linux's `CPU_SETSIZE` less one).
+    pub const MAX_CORE: usize = 1023;
 }
 
 impl Default for Runtime {
@@ -94,6 +103,8 @@ impl Default for Runtime {
         Runtime {
             backend: Backend::default(),
             workers: 1,
+            cores: Vec::new(),
+            handoff: true,
             interfaces: Vec::new(),
             control_listen: SocketAddr::from(([127, 0, 0, 1], 9167)),
             leases: None,

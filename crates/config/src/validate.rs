@@ -932,6 +932,17 @@ fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runtime> {
             workers
         }
     };
+    let cores = match &file.dataplane.cores {
+        None => Some(Vec::new()),
+        Some(list) => list
+            .get_ref()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| core(v, &format!("dataplane.cores[{i}]"), d))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect(),
+    };
     let interfaces = interfaces(&file.interface, d);
     let control_listen = optional(
         file.control.listen.as_ref(),
@@ -946,6 +957,8 @@ fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runtime> {
     Some(Runtime {
         backend: backend.ok()?.unwrap_or(defaults.backend),
         workers: workers?,
+        cores: cores?,
+        handoff: file.dataplane.handoff.unwrap_or(defaults.handoff),
         interfaces: interfaces?,
         control_listen: control_listen.ok()?.unwrap_or(defaults.control_listen),
         leases: leases?,
@@ -986,11 +999,29 @@ fn leases(l: &file::Leases, d: &mut Diagnostics<'_>) -> Option<LeaseStore> {
             bytes
         }
     };
+    let writer_core = match &l.writer_core {
+        None => Some(None),
+        Some(v) => core(v, "leases.writer-core", d).map(Some),
+    };
     Some(LeaseStore {
         directory: directory?,
         durability: durability.ok()?.unwrap_or_default(),
         compact_after: compact_after?,
+        writer_core: writer_core?,
     })
+}
+
+/// A CPU core number, 0 to [`LeaseStore::MAX_CORE`]. Whether the machine has that core is
+/// known only where the server runs, which checks it when it pins its threads.
+fn core(v: &Spanned<i64>, key: &str, d: &mut Diagnostics<'_>) -> Option<usize> {
+    let core = usize::try_from(*v.get_ref())
+        .ok()
+        .filter(|c| *c <= LeaseStore::MAX_CORE);
+    if core.is_none() {
+        let message = format!("must be a CPU core number, 0 to {}", LeaseStore::MAX_CORE);
+        d.at(v, key, message);
+    }
+    core
 }
 
 fn durability(s: &str) -> Result<Durability, String> {

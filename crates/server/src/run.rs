@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context, bail};
 use peregrine_config::model::{Backend, Config, Durability, InterfaceConfig};
 use peregrine_control::ControlSources;
-use peregrine_dataplane::{Interface, Journal, Worker, WorkerConfig, WorkerStats};
+use peregrine_dataplane::{Handoff, Interface, Journal, Worker, WorkerConfig, WorkerStats};
 use peregrine_engine::{BindingEvent, Engine, EngineOptions, KeySecret};
 use peregrine_io::afpacket::{self, AfPacketConfig};
+use peregrine_io::tap::{Tap, TapConfig};
 use peregrine_io::{RxQueue, TxQueue};
 use peregrine_store::{
     Journal as StoreWriter, JournalOptions, JournalWriter, LeaseDir, WorkerJournal,
@@ -44,11 +45,13 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = &store {
         recover(&engine, dir)?;
     }
+    // TAP devices exist once we create them: open them before reading their interfaces.
+    let mut taps = open_taps(&config)?;
     let interfaces = config
         .runtime
         .interfaces
         .iter()
-        .map(|i| interface(i, &engine))
+        .map(|i| interface(i, &engine, config.runtime.backend))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     let quit = Arc::new(AtomicBool::new(false));
@@ -60,27 +63,20 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         Backend::Udp => 1,
         Backend::AfPacket | Backend::Tap => interfaces.len() * config.runtime.workers as usize,
     };
-    let (writer, mut journals) = if let (Some(dir), Some(leases)) = (&store, &config.runtime.leases)
-    {
-        let options = JournalOptions {
-            durability: match leases.durability {
-                Durability::Fsync => peregrine_store::Durability::Fsync,
-                Durability::NoneUnsafe => peregrine_store::Durability::NoneUnsafe,
-            },
-            compact_after: leases.compact_after,
-        };
-        let (writer, sides) = StoreWriter::start(dir, options, workers)?;
-        (Some(writer), sides.into_iter().map(StoreJournal).collect())
-    } else {
-        tracing::warn!("no [leases] directory configured: leases live in memory only");
-        (None, Vec::new())
-    };
+    let (writer, mut journals) = start_journal(&config, store.as_ref(), workers)?;
     let started = std::time::Instant::now();
     let Started {
         handles,
         stats,
         quiet_kernel,
-    } = start_workers(&config, &engine, &interfaces, &mut journals, &quit)?;
+    } = start_workers(
+        &config,
+        &engine,
+        &interfaces,
+        &mut taps,
+        &mut journals,
+        &quit,
+    )?;
     let sources = ControlSources {
         engine: engine.clone(),
         workers: stats.clone(),
@@ -121,6 +117,28 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     failed.map_or(Ok(()), Err)
 }
 
+/// Starts the journal writer with a side for each of `workers`, if leases are kept durably.
+fn start_journal(
+    config: &Config,
+    store: Option<&LeaseDir>,
+    workers: usize,
+) -> anyhow::Result<(Option<JournalWriter>, Vec<StoreJournal>)> {
+    let (Some(dir), Some(leases)) = (store, &config.runtime.leases) else {
+        tracing::warn!("no [leases] directory configured: leases live in memory only");
+        return Ok((None, Vec::new()));
+    };
+    let options = JournalOptions {
+        durability: match leases.durability {
+            Durability::Fsync => peregrine_store::Durability::Fsync,
+            Durability::NoneUnsafe => peregrine_store::Durability::NoneUnsafe,
+        },
+        compact_after: leases.compact_after,
+        core: leases.writer_core,
+    };
+    let (writer, sides) = StoreWriter::start(dir, options, workers)?;
+    Ok((Some(writer), sides.into_iter().map(StoreJournal).collect()))
+}
+
 /// The running workers, their counters, and the socket that keeps the kernel quiet.
 struct Started {
     handles: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
@@ -133,42 +151,61 @@ fn start_workers(
     config: &Config,
     engine: &Arc<Engine>,
     interfaces: &[Interface],
+    taps: &mut Vec<Tap>,
     journals: &mut Vec<StoreJournal>,
     quit: &Arc<AtomicBool>,
 ) -> anyhow::Result<Started> {
-    let mut stats: Vec<Arc<WorkerStats>> = Vec::new();
+    let mut started = Started {
+        handles: Vec::new(),
+        stats: Vec::new(),
+        quiet_kernel: None,
+    };
+    let workers = config.runtime.workers as usize;
+    let cores = &config.runtime.cores;
+    let mut plan = |name: String, iface: Vec<Interface>, handoff, runs_expiry| {
+        let stats = Arc::new(WorkerStats::default());
+        let index = started.stats.len();
+        started.stats.push(stats.clone());
+        WorkerPlan {
+            name,
+            core: (!cores.is_empty()).then(|| cores[index % cores.len()]),
+            interfaces: iface,
+            stats,
+            journal: journals.pop(),
+            handoff,
+            runs_expiry,
+        }
+    };
     let mut handles = Vec::new();
-    let mut quiet_kernel: Option<std::net::UdpSocket> = None;
+    // Every worker of an interface shares its rings; one worker needs none.
+    let mesh = || -> Vec<Option<Handoff>> {
+        if config.runtime.handoff && workers > 1 {
+            Handoff::mesh(workers, HANDOFF_DEPTH)
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            (0..workers).map(|_| None).collect()
+        }
+    };
     match config.runtime.backend {
         Backend::Udp => {
             // One socket on port 67 receives for every interface; IP_PKTINFO tells them apart.
             // A second socket would receive every broadcast again, so UDP mode runs one worker.
-            if config.runtime.workers > 1 {
-                tracing::warn!(
-                    "backend udp runs one worker; workers = {} ignored",
-                    config.runtime.workers
-                );
+            if workers > 1 {
+                tracing::warn!("backend udp runs one worker; workers = {workers} ignored");
             }
             let queue = peregrine_io::udp::open(Ipv4Addr::UNSPECIFIED, 67, 32)
                 .context("opening UDP port 67")?;
-            let s = Arc::new(WorkerStats::default());
-            stats.push(s.clone());
-            handles.push(spawn(
-                "peregrine-udp",
-                engine,
-                queue,
-                interfaces.to_vec(),
-                (s, journals.pop()),
-                true,
-                quit,
-            )?);
+            let plan = plan("peregrine-udp".into(), interfaces.to_vec(), None, true);
+            handles.push(spawn(plan, engine, queue, quit)?);
         }
         Backend::AfPacket => {
             // The kernel still owns these interfaces and sees every frame we do. A UDP/67
             // socket that is never read keeps it from answering relays with ICMP port
             // unreachable (and any other DHCP server from starting here); its buffer fills and
             // the kernel drops its copies silently. ARP is answered twice, identically.
-            quiet_kernel = Some(
+            started.quiet_kernel = Some(
                 std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 67))
                     .context("binding UDP/67 to keep the kernel quiet")?,
             );
@@ -177,45 +214,77 @@ fn start_workers(
                 // Fanout groups are per network namespace: mix in the pid so that two servers
                 // in one namespace do not join each other's group.
                 let group = ((std::process::id() as u16) << 4) ^ k as u16;
-                for w in 0..config.runtime.workers {
+                for (w, handoff) in mesh().into_iter().enumerate() {
                     let afp = AfPacketConfig {
                         fanout_group: Some(group),
                         ..AfPacketConfig::default()
                     };
                     let queue = afpacket::open(name, &afp)
                         .with_context(|| format!("AF_PACKET on {name}"))?;
-                    let s = Arc::new(WorkerStats::default());
-                    stats.push(s.clone());
                     let thread = format!("pg-{name}-{w}");
-                    let expiry = k == 0 && w == 0;
-                    handles.push(spawn(
-                        &thread,
-                        engine,
-                        queue,
-                        vec![iface.clone()],
-                        (s, journals.pop()),
-                        expiry,
-                        quit,
-                    )?);
+                    let plan = plan(thread, vec![iface.clone()], handoff, k == 0 && w == 0);
+                    handles.push(spawn(plan, engine, queue, quit)?);
                 }
             }
         }
-        Backend::Tap => bail!("backend tap is not wired into the server yet; use af-packet or udp"),
+        Backend::Tap => {
+            // The kernel is the peer on a TAP device, not a second owner of our address: it
+            // answers nothing for us, so nothing needs quieting.
+            for (k, (tap, iface)) in taps.drain(..).zip(interfaces).enumerate() {
+                for (w, (queue, handoff)) in tap.queues.into_iter().zip(mesh()).enumerate() {
+                    let thread = format!("pg-{}-{w}", tap.name);
+                    let plan = plan(thread, vec![iface.clone()], handoff, k == 0 && w == 0);
+                    handles.push(spawn(plan, engine, queue, quit)?);
+                }
+            }
+        }
     }
-    Ok(Started {
-        handles,
-        stats,
-        quiet_kernel,
-    })
+    started.handles = handles;
+    Ok(started)
 }
 
+/// Frames each way between two workers of one interface that may wait for the other.
+const HANDOFF_DEPTH: usize = 1024;
+
+/// Creates the TAP devices of a `tap` configuration, each with one queue per worker.
+fn open_taps(config: &Config) -> anyhow::Result<Vec<Tap>> {
+    if config.runtime.backend != Backend::Tap {
+        return Ok(Vec::new());
+    }
+    let workers = config.runtime.workers as usize;
+    config
+        .runtime
+        .interfaces
+        .iter()
+        .map(|i| {
+            let tap = TapConfig {
+                queues: workers,
+                multi_queue: workers > 1,
+                ..TapConfig::default()
+            };
+            peregrine_io::tap::open(&i.name, &tap)
+                .with_context(|| format!("creating TAP device {}", i.name))
+        })
+        .collect()
+}
+
+/// Everything one worker thread starts with.
+struct WorkerPlan {
+    name: String,
+    core: Option<usize>,
+    interfaces: Vec<Interface>,
+    stats: Arc<WorkerStats>,
+    journal: Option<StoreJournal>,
+    handoff: Option<Handoff>,
+    runs_expiry: bool,
+}
+
+/// Starts a worker thread, pinned to its core if it has one. A worker that cannot be pinned
+/// sets `quit`, so the server stops with its error instead of running unpinned.
 fn spawn<R, T>(
-    name: &str,
+    plan: WorkerPlan,
     engine: &Arc<Engine>,
     queue: (R, T),
-    interfaces: Vec<Interface>,
-    (stats, journal): (Arc<WorkerStats>, Option<StoreJournal>),
-    runs_expiry: bool,
     quit: &Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>>
 where
@@ -225,13 +294,30 @@ where
     let engine = engine.clone();
     let quit = quit.clone();
     let config = WorkerConfig {
-        runs_expiry,
+        runs_expiry: plan.runs_expiry,
         ..WorkerConfig::default()
     };
+    let name = plan.name.clone();
     std::thread::Builder::new()
-        .name(name.into())
+        .name(plan.name)
         .spawn(move || {
-            let mut worker = Worker::new(engine, queue, interfaces, stats, config, journal);
+            if let Some(core) = plan.core
+                && let Err(e) = peregrine_io::pin_current_thread(core)
+            {
+                quit.store(true, Ordering::Relaxed);
+                return Err(anyhow::anyhow!("worker {name}: {e}"));
+            }
+            let mut worker = Worker::new(
+                engine,
+                queue,
+                plan.interfaces,
+                plan.stats,
+                config,
+                plan.journal,
+            );
+            if let Some(handoff) = plan.handoff {
+                worker = worker.with_handoff(handoff);
+            }
             worker.run(&quit).context("worker I/O")
         })
         .context("starting a worker thread")
@@ -305,7 +391,11 @@ pub(crate) fn replay_history(
 }
 
 /// What the dataplane needs of a configured interface, read from sysfs.
-fn interface(i: &InterfaceConfig, engine: &Engine) -> anyhow::Result<Interface> {
+///
+/// On a TAP device the interface's own MAC address is the kernel's, the peer's: we send from a
+/// locally administered address made from ours (`02:00:` and the four octets of the IPv4
+/// address), unique on the segment as long as the addresses are.
+fn interface(i: &InterfaceConfig, engine: &Engine, backend: Backend) -> anyhow::Result<Interface> {
     let sys = Path::new("/sys/class/net").join(&i.name);
     let ifindex: u32 = std::fs::read_to_string(sys.join("ifindex"))
         .with_context(|| format!("interface {}: not found", i.name))?
@@ -316,6 +406,12 @@ fn interface(i: &InterfaceConfig, engine: &Engine) -> anyhow::Result<Interface> 
         .with_context(|| format!("interface {}: no MAC address", i.name))?;
     let mac = parse_mac(mac.trim())
         .with_context(|| format!("interface {}: MAC address {mac:?}", i.name))?;
+    let mac = if backend == Backend::Tap {
+        let octets = i.address.octets();
+        MacAddr([0x02, 0x00, octets[0], octets[1], octets[2], octets[3]])
+    } else {
+        mac
+    };
     Ok(Interface {
         ifindex,
         mac,

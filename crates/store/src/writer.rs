@@ -57,6 +57,9 @@ pub struct JournalOptions {
     /// sealed segments are then compacted into a snapshot in the background. Disk use stays
     /// near one snapshot (one record per address that ever changed) plus twice this.
     pub compact_after: u64,
+    /// The CPU core the writer and compaction threads run on, away from the workers' cores
+    /// so that a commit's wake-up never preempts packet processing; `None`: not pinned.
+    pub core: Option<usize>,
 }
 
 impl JournalOptions {
@@ -69,6 +72,7 @@ impl Default for JournalOptions {
         JournalOptions {
             durability: Durability::default(),
             compact_after: JournalOptions::DEFAULT_COMPACT_AFTER,
+            core: None,
         }
     }
 }
@@ -139,6 +143,15 @@ impl Journal {
             idle: CachePadded::new(AtomicBool::new(false)),
             stats: Arc::new(JournalStats::default()),
         });
+        let (pinned_tx, pinned_rx) = mpsc::channel();
+        let pin = move || -> io::Result<()> {
+            let result = options
+                .core
+                .map_or(Ok(()), peregrine_io::pin_current_thread);
+            let failed = result.as_ref().err().map(ToString::to_string);
+            let _ = pinned_tx.send(failed);
+            result
+        };
         let (sealed_tx, sealed_rx) = mpsc::channel();
         if next_segment > 1 {
             // Segments sealed before a restart may still wait for their compaction.
@@ -149,7 +162,12 @@ impl Journal {
             .spawn({
                 let shared = shared.clone();
                 let dir = dir.path().to_path_buf();
-                move || compact_loop(&shared, &dir, &sealed_rx)
+                let pin = pin.clone();
+                move || {
+                    if pin().is_ok() {
+                        compact_loop(&shared, &dir, &sealed_rx);
+                    }
+                }
             })
             .map_err(io_at(&path))?;
         let segments = Segments {
@@ -165,9 +183,25 @@ impl Journal {
             .name("peregrine-journal".into())
             .spawn({
                 let shared = shared.clone();
-                move || write_loop(&shared, file, options.durability, segments)
+                move || {
+                    pin()?;
+                    write_loop(&shared, file, options.durability, segments)
+                }
             })
             .map_err(io_at(&path))?;
+        // Both threads report whether they could be pinned before they do anything else.
+        for _ in 0..2 {
+            if let Ok(Some(failed)) = pinned_rx.recv() {
+                shared.stop.store(true, Ordering::Release);
+                thread.thread().unpark();
+                let _ = thread.join();
+                let _ = compactor.join();
+                return Err(StoreError::Io {
+                    path,
+                    source: io::Error::other(format!("journal writer: {failed}")),
+                });
+            }
+        }
         let sides = (0..workers)
             .map(|index| WorkerJournal {
                 shared: shared.clone(),

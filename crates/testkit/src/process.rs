@@ -49,6 +49,11 @@ impl Running {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// The process id (0 once stopped).
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
     /// Gives the process back (to kill it some other way); `None` once stopped.
     pub fn take(&mut self) -> Option<Child> {
         self.0.take()

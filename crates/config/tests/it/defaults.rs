@@ -80,6 +80,12 @@ fn runtime_keys_not_given_take_their_defaults() {
 
     let r = valid("[dataplane]\nbackend = \"tap\"\nworkers = 1\n").runtime;
     assert_eq!((r.backend, r.workers), (Backend::Tap, 1));
+    assert!(r.cores.is_empty() && r.handoff);
+
+    let r = valid("[dataplane]\ncores = [1, 0]\nhandoff = false\n").runtime;
+    assert_eq!((r.cores.as_slice(), r.handoff), ([1, 0].as_slice(), false));
+    let r = valid("[leases]\ndirectory = \"/tmp/x\"\nwriter-core = 1\n").runtime;
+    assert_eq!(r.leases.and_then(|l| l.writer_core), Some(1));
 }
 
 #[test]

@@ -792,6 +792,31 @@ fn workers_out_of_range() {
 }
 
 #[test]
+fn cores_out_of_range_are_each_reported() {
+    let errors = errors("[dataplane]\ncores = [0, -1, 1024, 3]\n");
+    let found: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{}:{} {}: {}", e.line, e.column, e.key, e.message))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "2:13 dataplane.cores[1]: must be a CPU core number, 0 to 1023",
+            "2:17 dataplane.cores[2]: must be a CPU core number, 0 to 1023",
+        ]
+    );
+}
+
+#[test]
+fn writer_core_out_of_range() {
+    assert_error(
+        "[leases]\ndirectory = \"/tmp/x\"\nwriter-core = 4096\n",
+        "3:15 leases.writer-core",
+        "must be a CPU core number, 0 to 1023",
+    );
+}
+
+#[test]
 fn unknown_key_in_dataplane() {
     assert_error(
         "[dataplane]\nthreads = 4\n",

@@ -204,6 +204,9 @@ fn every_key_is_shown() {
     let schema = [
         "backend",
         "workers",
+        "cores",
+        "handoff",
+        "writer-core",
         "trusted",
         "listen",
         "directory",

@@ -23,6 +23,7 @@ use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
 use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, demux};
 
 mod crash;
+mod workers;
 
 const CONFIG: &str = r#"
 [dataplane]
@@ -186,8 +187,12 @@ fn tagged_clients_get_tagged_replies_and_bad_frames_leave_the_server_serving() {
     let good = discover([2, 0, 0, 0x77, 0, 4], 4, VlanTags::NONE);
     let mut bad_checksum = good.clone();
     *bad_checksum.last_mut().unwrap() ^= 0x55;
+    // More fragments follow, with the header checksum redone: a fragment, nothing else wrong.
     let mut fragment = good.clone();
     fragment[14 + 6] = 0x20;
+    fragment[14 + 10..14 + 12].fill(0);
+    let sum = peregrine_wire::checksum::checksum(&fragment[14..34]);
+    fragment[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
     let mut bad_options = good.clone();
     let opt_at = 14 + 20 + 8 + 240;
     bad_options[opt_at + 1] = 250; // option 53's length runs past the message
@@ -218,9 +223,62 @@ fn tagged_clients_get_tagged_replies_and_bad_frames_leave_the_server_serving() {
     );
     assert!(server.is_running(), "server still running");
 
+    assert_bad_frames_counted(&ns);
+
     let status = stop(&mut server);
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The running server counts each bad frame of the test above under its reason in /metrics.
+fn assert_bad_frames_counted(ns: &Netns) {
+    let metrics = scrape(ns, "127.0.0.1:9167");
+    let drops = |reason: &str| {
+        metric(
+            &metrics,
+            &format!("peregrine_drops_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(
+        ["truncated", "checksum", "fragment", "dhcp_malformed"].map(drops),
+        [2, 1, 1, 1],
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "peregrine_dhcp_messages_sent_total{type=\"offer\"}"
+        ),
+        4
+    );
+}
+
+/// The Prometheus exposition the control plane at `addr` serves inside `ns`.
+fn scrape(ns: &Netns, addr: &str) -> String {
+    let url = format!("http://{addr}/metrics");
+    ns.enter(|| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        agent
+            .get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    })
+}
+
+/// The value of the sample written exactly as `series` (name and labels) in `exposition`.
+fn metric(exposition: &str, series: &str) -> u64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{exposition}"))
+        .parse()
+        .unwrap()
 }
 
 /// Starts `peregrine run` with `config` inside `ns`.

@@ -64,6 +64,7 @@ fn a_full_journal_is_sealed_and_folded_into_a_snapshot_of_the_newest_changes() {
         durability: Durability::Fsync,
         // 40 records per segment.
         compact_after: (HEADER_LEN + 40 * RECORD_LEN) as u64,
+        ..JournalOptions::default()
     };
     let total = 1000u32;
     {
@@ -158,6 +159,7 @@ fn recovery_finishes_what_a_crash_interrupted() {
         JournalOptions {
             durability: Durability::Fsync,
             compact_after: 1 << 20,
+            ..JournalOptions::default()
         },
         1,
     )

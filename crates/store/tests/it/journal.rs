@@ -171,3 +171,28 @@ fn append_writes_durably_after_a_recovery_and_a_writer_may_follow() {
         24 + 6 * RECORD_LEN as u64
     );
 }
+
+/// A writer pinned to a core runs there; one pinned to a core the machine lacks refuses to
+/// start and says which.
+#[test]
+fn the_writer_is_pinned_to_its_core_or_refuses_to_start() {
+    let tmp = TempDir::new("pinned");
+    let dir = LeaseDir::open(&tmp.0).unwrap();
+    dir.recover().unwrap();
+    let options = |core| peregrine_store::JournalOptions {
+        core: Some(core),
+        ..peregrine_store::JournalOptions::default()
+    };
+    let (writer, mut sides) = Journal::start(&dir, options(0), 1).unwrap();
+    let seq = sides[0].submit(&event(1, 0)).unwrap();
+    wait_committed(&sides[0], seq);
+    writer.stop().unwrap();
+
+    dir.recover().unwrap();
+    match Journal::start(&dir, options(1023), 1) {
+        Err(StoreError::Io { source, .. }) => {
+            assert!(source.to_string().contains("CPU 1023"), "{source}");
+        }
+        other => panic!("expected a pinning error, got {other:?}"),
+    }
+}
