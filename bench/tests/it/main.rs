@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -43,6 +44,9 @@ range = "10.211.0.10 - 10.211.255.250"
 [scope.options]
 routers = ["10.211.0.1"]
 "#;
+
+/// The relays of [`topology`].
+const TWO_RELAYS: &str = "10.210.0.1,10.211.0.1";
 
 /// A child process killed on drop.
 struct Proc(Child);
@@ -128,7 +132,7 @@ fn loadgen(ns: &Netns, args: &[&str], dir: &std::path::Path) -> Value {
     let out = ns
         .command(LOADGEN)
         .args(["run", "--backend", "udp", "--server", "10.200.1.1"])
-        .args(["--giaddr", "10.210.0.1,10.211.0.1", "--quiet", "--json"])
+        .args(["--quiet", "--json"])
         .arg(&json)
         .args(args)
         .output()
@@ -184,6 +188,8 @@ fn every_client_gets_a_lease_from_peregrine_without_drops() {
     let report = loadgen(
         &generator,
         &[
+            "--giaddr",
+            TWO_RELAYS,
             "--clients",
             &clients.to_string(),
             "--rate",
@@ -211,6 +217,109 @@ fn every_client_gets_a_lease_from_peregrine_without_drops() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Peregrine on AF_PACKET with two workers, serving the eight relay subnets 10.210/16 to
+/// 10.217/16 (the harness's perfdhcp layout), without a journal.
+fn eight_relay_config() -> String {
+    let mut scopes = String::new();
+    for r in 210..218 {
+        let _ = write!(
+            scopes,
+            "\n[[scope]]\nname = \"relay-{r}\"\nsubnet = \"10.{r}.0.0/16\"\n\n\
+             [[scope.pool]]\nrange = \"10.{r}.0.10 - 10.{r}.255.250\"\n"
+        );
+    }
+    format!(
+        "[dataplane]\nbackend = \"af-packet\"\nworkers = 2\n\n\
+         [[interface]]\nname = \"srv0\"\naddress = \"10.200.1.1\"\n{scopes}"
+    )
+}
+
+/// What perfdhcp `-J` cannot check (it listens on one relay address only): clients behind
+/// eight relays all get leases, each from the scope its relay's giaddr selects.
+#[test]
+fn eight_relays_lease_into_their_eight_scopes() {
+    let Some(bin) = server_binary() else {
+        return;
+    };
+    let Some((srv, generator)) = topology("loadgen_eight_relays") else {
+        return;
+    };
+    srv.ip("route add 10.212.0.0/14 via 10.200.1.2");
+    srv.ip("route add 10.216.0.0/15 via 10.200.1.2");
+    let giaddrs: Vec<String> = (210..218).map(|r| format!("10.{r}.0.1")).collect();
+    for g in &giaddrs[2..] {
+        generator.ip(&format!("addr add {g}/16 dev gen0"));
+    }
+    let dir = temp_dir("eight-relays");
+    let config = dir.join("server.toml");
+    std::fs::write(&config, eight_relay_config()).unwrap();
+    let mut server = Proc(
+        srv.command(bin.to_str().unwrap())
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The AF_PACKET server binds UDP/67 (never read) once its sockets are open.
+    wait_for_udp67(&srv, &mut server);
+    let per_relay = 300;
+    let clients = per_relay * giaddrs.len();
+    let report = loadgen(
+        &generator,
+        &[
+            "--giaddr",
+            &giaddrs.join(","),
+            "--clients",
+            &clients.to_string(),
+            "--rate",
+            "1500",
+            "--timeout",
+            "3",
+        ],
+        &dir,
+    );
+    let dora = phase(&report, "dora");
+    assert_eq!(dora["answered"], clients, "{report}");
+    assert_eq!(
+        (dora["drops"].as_u64(), dora["naks"].as_u64()),
+        (Some(0), Some(0))
+    );
+
+    let pools: Value = srv.enter(|| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let body = agent
+            .get("http://127.0.0.1:9167/v1/pools")
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    });
+    let active: Vec<(String, u64)> = pools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["scope"].as_str().unwrap().to_string(),
+                p["active"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64)> = (210..218)
+        .map(|r| (format!("relay-{r}"), per_relay as u64))
+        .collect();
+    assert_eq!(active, want, "client i sits behind relay i mod 8");
+    assert!(server.0.try_wait().unwrap().is_none(), "server died");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn echo_responder_answers_every_exchange() {
     let Some((srv, generator)) = topology("loadgen_echo") else {
@@ -229,6 +338,8 @@ fn echo_responder_answers_every_exchange() {
     let report = loadgen(
         &generator,
         &[
+            "--giaddr",
+            TWO_RELAYS,
             "--clients",
             "2000",
             "--rate",
