@@ -8,11 +8,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use peregrine_engine::{Engine, ScopeId};
+use peregrine_migrate::report::Format;
+
+use crate::import::{ImportError, Importer};
 use prometheus::{Registry, TEXT_FORMAT, TextEncoder};
 use serde::Serialize;
 
@@ -24,6 +28,8 @@ pub(crate) struct ApiState {
     pub(crate) engine: Arc<Engine>,
     /// Scope names by id, for lease lookups (the engine reports a binding's scope by id).
     pub(crate) scope_names: HashMap<ScopeId, String>,
+    /// Lease imports into the running server; `None` without a lease journal.
+    pub(crate) importer: Option<Arc<Importer>>,
 }
 
 pub(crate) fn router(state: Arc<ApiState>) -> Router {
@@ -32,6 +38,10 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/pools", get(pools))
         .route("/v1/leases/{ip}", get(lease))
+        .route(
+            "/v1/leases/import/{format}",
+            post(import).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
+        )
         .route("/v1/scopes", get(scopes))
         .route("/v1/scopes/{name}/activate", post(activate))
         .route("/v1/scopes/{name}/deactivate", post(deactivate))
@@ -84,6 +94,41 @@ async fn pools(State(state): State<Arc<ApiState>>) -> Json<Vec<PoolView>> {
             })
             .collect(),
     )
+}
+
+/// The largest lease file `POST /v1/leases/import` takes: about 5 M Kea CSV lines.
+const MAX_IMPORT_BYTES: usize = 1 << 30;
+
+/// `POST /v1/leases/import/{format}` with the lease file as the body: the import's report
+/// once every imported lease is durable.
+async fn import(
+    State(state): State<Arc<ApiState>>,
+    Path(format): Path<String>,
+    body: Bytes,
+) -> Response {
+    let format = match format.parse::<Format>() {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
+    };
+    let Some(importer) = state.importer.clone() else {
+        return error(
+            StatusCode::CONFLICT,
+            "this server keeps no [leases] directory: imported leases would not survive a \
+             restart"
+                .into(),
+        );
+    };
+    let engine = state.engine.clone();
+    // Parsing, installing and waiting for the journal block: off the event loop, so that
+    // /metrics keeps answering during a large import.
+    match tokio::task::spawn_blocking(move || importer.import(&engine, format, &body)).await {
+        Ok(Ok(report)) => Json(report).into_response(),
+        Ok(Err(ImportError::NotDurable(why))) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("import failed: {e}"),
+        ),
+    }
 }
 
 /// A scope's administrative state, as `/v1/scopes` lists it.

@@ -9,15 +9,23 @@
 //! - `GET /healthz`: `200 ok` while the thread serves.
 //! - `GET /v1/pools`: pool utilisation as JSON.
 //! - `GET /v1/leases/{ip}`: the binding of one address as JSON.
+//! - `GET /v1/scopes`, `POST /v1/scopes/{name}/activate|deactivate`: scopes' administrative
+//!   state.
+//! - `POST /v1/leases/import/{format}`: a Kea, ISC dhcpd or Windows lease file into the
+//!   running server, answered once the imported leases are durable.
 //!
 //! It must not slow the workers: it takes no lock a worker waits on other than the engine's
-//! shard locks, briefly, through the engine's own accessors; it changes no binding; and tokio
+//! shard locks, briefly, through the engine's own accessors; it changes no binding but
+//! those an operator imports; and tokio
 //! stays inside its thread (a current-thread runtime), so workers never see an async runtime.
 //! It does not decide DHCP (that is `peregrine-engine`) and does not count packets (that is
 //! `peregrine-dataplane`).
 
 mod api;
+mod import;
 mod metrics;
+
+pub use import::Importer;
 
 use std::collections::HashMap;
 use std::io;
@@ -43,6 +51,9 @@ pub struct ControlSources {
     pub started: Instant,
     /// The lease journal's writer counters, if leases are journaled.
     pub journal: Option<Arc<JournalStats>>,
+    /// Imports into the running server (`POST /v1/leases/import/{format}`), if leases are
+    /// journaled.
+    pub importer: Option<Arc<Importer>>,
 }
 
 /// The running control plane. [`Control::shutdown`] stops it and joins its thread; dropping it
@@ -95,6 +106,7 @@ pub fn spawn(listen: SocketAddr, sources: ControlSources) -> io::Result<Control>
         registry,
         engine: sources.engine,
         scope_names,
+        importer: sources.importer,
     }));
     let (stop, stopped) = oneshot::channel();
     let thread = std::thread::Builder::new()

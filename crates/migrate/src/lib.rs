@@ -8,7 +8,8 @@
 //! `Export-DhcpServer` files; [`json`] writes JSON for scripts.
 //!
 //! [`bindings`] maps leases to the engine's bindings (scope from the address, client key as
-//! a live client would get it) and back. This crate touches no files and no lease
+//! a live client would get it) and back; [`report`] runs a whole import and reports on every
+//! entry. This crate touches no files and no lease
 //! directory: the `peregrine leases import` and `export` commands do, with the store.
 
 pub mod bindings;
@@ -16,6 +17,7 @@ pub mod dhcpd;
 pub mod json;
 pub mod kea_csv;
 mod lease;
+pub mod report;
 pub mod windows_xml;
 
 pub use lease::{HwAddr, Import, Lease, LeaseState, Record, Skipped, Superseded, Time};

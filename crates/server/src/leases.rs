@@ -10,9 +10,9 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 use peregrine_config::model::Config;
-use peregrine_engine::{Binding, BindingEvent, Engine, EngineOptions, KeySecret};
-use peregrine_migrate::bindings::{self, Conflict};
-use peregrine_migrate::{Import, Lease, Skipped, dhcpd, json, kea_csv, windows_xml};
+use peregrine_engine::{BindingEvent, Engine, EngineOptions, KeySecret};
+use peregrine_migrate::report::{Format, ImportReport};
+use peregrine_migrate::{Lease, bindings, json, kea_csv};
 use peregrine_store::LeaseDir;
 
 /// Exit status of an import that wrote what it could but skipped entries or met conflicts.
@@ -97,16 +97,13 @@ pub(crate) fn import(
 ) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     let loaded = load(config_path, !dry_run)?;
-    let parsed: Import = match format {
-        ImportFormat::KeaCsv => kea_csv::import(&String::from_utf8_lossy(&bytes)),
-        ImportFormat::Dhcpd => dhcpd::import(&bytes),
-        ImportFormat::WindowsXml => windows_xml::import(&String::from_utf8_lossy(&bytes)),
-    };
+    let parsed = Format::from(format).parse(&bytes);
     let bar = progress(parsed.records.len() as u64);
     let restored = bindings::restore(&loaded.engine, &loaded.config, &parsed.records, || {
         bar.inc(1);
     });
     bar.finish_and_clear();
+    let report = ImportReport::new(&parsed, &restored);
     let events: Vec<BindingEvent> = restored.accepted.iter().map(|m| m.event).collect();
     let target = loaded.dir.as_ref().map_or_else(
         || "(no lease directory yet)".into(),
@@ -115,66 +112,83 @@ pub(crate) fn import(
     if !dry_run && let Some(dir) = &loaded.dir {
         dir.append(&events)?;
     }
-    let mut skipped: Vec<&Skipped> = parsed.skipped.iter().chain(&restored.skipped).collect();
-    skipped.sort_by_key(|s| s.line);
-
-    let mut out = io::stdout().lock();
     let verb = if dry_run { "would import" } else { "imported" };
-    writeln!(
-        out,
+    let headline = format!(
         "{}: {verb} {} leases into {target}{}",
         input.display(),
-        events.len(),
+        report.imported,
         if dry_run {
             " (dry run: nothing written)"
         } else {
             ""
         }
-    )?;
-    writeln!(out, "skipped {}", skipped.len())?;
-    for s in &skipped {
-        writeln!(out, "  line {}: {}", s.line, s.reason)?;
+    );
+    report.write_text(&mut io::stdout().lock(), &headline)?;
+    Ok(exit_code(&report))
+}
+
+/// `peregrine leases import --server`: the file posted to a running server's admin API.
+pub(crate) fn import_live(
+    server: &str,
+    format: ImportFormat,
+    input: &Path,
+) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let format = Format::from(format);
+    let url = format!("http://{server}/v1/leases/import/{}", format.as_str());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        // The server answers once every lease is durable; it gives up on the journal at 60 s.
+        .timeout_global(Some(std::time::Duration::from_mins(5)))
+        .build()
+        .into();
+    let mut reply = agent
+        .post(&url)
+        .send(&bytes[..])
+        .with_context(|| format!("posting to {url}"))?;
+    let status = reply.status();
+    let body = reply
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_string()
+        .with_context(|| format!("reading the reply of {url}"))?;
+    if !status.is_success() {
+        let why = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        bail!("{url}: {status}: {why}");
     }
-    writeln!(out, "conflicts {}", restored.conflicts.len())?;
-    for c in &restored.conflicts {
-        writeln!(out, "  line {}: {}", c.line, conflict(c))?;
-    }
-    for n in &parsed.notes {
-        writeln!(out, "note: line {}: {}", n.line, n.reason)?;
-    }
-    if !parsed.superseded.is_empty() {
-        writeln!(
-            out,
-            "note: {} earlier entries were replaced by later entries for the same address \
-             (the last entry of an address is its lease)",
-            parsed.superseded.len()
-        )?;
-    }
-    Ok(if skipped.is_empty() && restored.conflicts.is_empty() {
+    let report: ImportReport =
+        serde_json::from_str(&body).with_context(|| format!("{url}: not an import report"))?;
+    let headline = format!(
+        "{}: imported {} leases into the server at {server} (durable)",
+        input.display(),
+        report.imported
+    );
+    report.write_text(&mut io::stdout().lock(), &headline)?;
+    Ok(exit_code(&report))
+}
+
+/// 0 when the whole file was imported, [`EXIT_PARTIAL`] when entries were skipped or in
+/// conflict.
+pub(crate) fn exit_code(report: &ImportReport) -> ExitCode {
+    if report.complete() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_PARTIAL)
-    })
+    }
 }
 
-fn conflict(c: &Conflict) -> String {
-    format!(
-        "{} is held by another client ({}, {}, mac {}, expires {}); left as it is",
-        c.address,
-        client(&c.holder),
-        c.holder.state.as_str(),
-        mac(c.holder.mac),
-        c.holder.expires
-    )
-}
-
-fn client(b: &Binding) -> String {
-    b.client
-        .map_or_else(|| "no client".into(), |k| format!("{k:?}"))
-}
-
-fn mac(m: [u8; 6]) -> String {
-    m.map(|b| format!("{b:02x}")).join(":")
+impl From<ImportFormat> for Format {
+    fn from(f: ImportFormat) -> Format {
+        match f {
+            ImportFormat::KeaCsv => Format::KeaCsv,
+            ImportFormat::Dhcpd => Format::Dhcpd,
+            ImportFormat::WindowsXml => Format::WindowsXml,
+        }
+    }
 }
 
 /// A progress bar on stderr if it is a terminal; a hidden one otherwise.

@@ -52,16 +52,22 @@ enum LeasesCommand {
         #[arg(long)]
         dir: PathBuf,
     },
-    /// Import leases from another DHCP server into the lease directory of a configuration,
-    /// before Peregrine starts (the directory is locked while a server runs). Each lease
-    /// becomes the binding its client would get from Peregrine; leases outside the configured
-    /// pools are skipped and leases for addresses another client holds are not overwritten,
-    /// each reported with its line. Exit status: 0 if every entry was imported, 3 if some
-    /// were skipped or in conflict (the others are imported), 1 on an error (nothing written).
+    /// Import leases from another DHCP server: into the lease directory of a configuration
+    /// before Peregrine starts (`--config`; the directory is locked while a server runs), or
+    /// into a running server through its admin API (`--server`), which answers once the
+    /// leases are durable. Each lease becomes the binding its client would get from Peregrine;
+    /// leases outside the configured pools are skipped and leases for addresses another client
+    /// holds are not overwritten, each reported with its line. Exit status: 0 if every entry
+    /// was imported, 3 if some were skipped or in conflict (the others are imported), 1 on an
+    /// error.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["config", "server"])))]
     Import {
         /// Configuration file; its `[leases] directory` receives the leases.
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        /// A running server's control address (its `[control] listen`, e.g. 127.0.0.1:9167).
+        #[arg(long, conflicts_with = "dry_run")]
+        server: Option<String>,
         /// The input's format.
         #[arg(long, value_enum)]
         format: leases::ImportFormat,
@@ -111,11 +117,16 @@ fn main() -> ExitCode {
             command:
                 LeasesCommand::Import {
                     config,
+                    server,
                     format,
                     dry_run,
                     input,
                 },
-        } => report(leases::import(&config, format, dry_run, &input)),
+        } => report(match (config, server) {
+            (Some(config), _) => leases::import(&config, format, dry_run, &input),
+            (None, Some(server)) => leases::import_live(&server, format, &input),
+            (None, None) => unreachable!("clap requires one of --config and --server"),
+        }),
         Command::Leases {
             command:
                 LeasesCommand::Export {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use peregrine_config::model::{Backend, Config, Durability, InterfaceConfig};
-use peregrine_control::ControlSources;
+use peregrine_control::{ControlSources, Importer};
 use peregrine_dataplane::{Handoff, Interface, Journal, Worker, WorkerConfig, WorkerStats};
 use peregrine_engine::{BindingEvent, Engine, EngineOptions, KeySecret};
 use peregrine_io::afpacket::{self, AfPacketConfig};
@@ -63,7 +63,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         Backend::Udp => 1,
         Backend::AfPacket | Backend::Tap => interfaces.len() * config.runtime.workers as usize,
     };
-    let (writer, mut journals) = start_journal(&config, store.as_ref(), workers)?;
+    let (writer, mut journals, import_side) = start_journal(&config, store.as_ref(), workers)?;
     let started = std::time::Instant::now();
     let Started {
         handles,
@@ -82,6 +82,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         workers: stats.clone(),
         started,
         journal: writer.as_ref().map(JournalWriter::stats),
+        importer: import_side.map(|side| Arc::new(Importer::new(Arc::new(config.clone()), side))),
     };
     let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
     tracing::info!(listen = %control.local_addr(), "control plane: /metrics /healthz /v1/pools /v1/leases/IP");
@@ -117,15 +118,20 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     failed.map_or(Ok(()), Err)
 }
 
-/// Starts the journal writer with a side for each of `workers`, if leases are kept durably.
+/// Starts the journal writer, if leases are kept durably, with a side for each of `workers`
+/// and one for imports through the admin API.
 fn start_journal(
     config: &Config,
     store: Option<&LeaseDir>,
     workers: usize,
-) -> anyhow::Result<(Option<JournalWriter>, Vec<StoreJournal>)> {
+) -> anyhow::Result<(
+    Option<JournalWriter>,
+    Vec<StoreJournal>,
+    Option<WorkerJournal>,
+)> {
     let (Some(dir), Some(leases)) = (store, &config.runtime.leases) else {
         tracing::warn!("no [leases] directory configured: leases live in memory only");
-        return Ok((None, Vec::new()));
+        return Ok((None, Vec::new(), None));
     };
     let options = JournalOptions {
         durability: match leases.durability {
@@ -135,8 +141,13 @@ fn start_journal(
         compact_after: leases.compact_after,
         core: leases.writer_core,
     };
-    let (writer, sides) = StoreWriter::start(dir, options, workers)?;
-    Ok((Some(writer), sides.into_iter().map(StoreJournal).collect()))
+    let (writer, mut sides) = StoreWriter::start(dir, options, workers + 1)?;
+    let import_side = sides.pop();
+    Ok((
+        Some(writer),
+        sides.into_iter().map(StoreJournal).collect(),
+        import_side,
+    ))
 }
 
 /// The running workers, their counters, and the socket that keeps the kernel quiet.

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod import;
+
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -31,8 +33,13 @@ const RELAY_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xfe]);
 const NOW: u64 = 1_800_000_000;
 const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
-/// Two scopes: "direct" on eth0 (100 addresses) and "relayed" behind 10.201.0.1 (256).
+/// An engine of [`config`].
 fn engine() -> Arc<Engine> {
+    Arc::new(Engine::new(&config(), EngineOptions::default()).unwrap())
+}
+
+/// Two scopes: "direct" on eth0 (100 addresses) and "relayed" behind 10.201.0.1 (256).
+fn config() -> Config {
     let lease = LeaseTimes {
         valid: 3600,
         renew: 1800,
@@ -68,7 +75,7 @@ fn engine() -> Arc<Engine> {
         [10, 200, 0, 199],
     );
     direct.interfaces = vec!["eth0".into()];
-    let config = Config {
+    Config {
         server: ServerSettings {
             authoritative: true,
             match_client_id: true,
@@ -91,8 +98,7 @@ fn engine() -> Arc<Engine> {
             ),
         ],
         runtime: Runtime::default(),
-    };
-    Arc::new(Engine::new(&config, EngineOptions::default()).unwrap())
+    }
 }
 
 fn client_mac(n: u8) -> [u8; 6] {
@@ -195,6 +201,11 @@ fn post(control: &Control, path: &str) -> Reply {
 }
 
 fn call(control: &Control, method: &str, path: &str) -> Reply {
+    send(control, method, path, None)
+}
+
+/// `method` `path`, with `body` if given.
+fn send(control: &Control, method: &str, path: &str, body: Option<&[u8]>) -> Reply {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(5)))
@@ -202,7 +213,10 @@ fn call(control: &Control, method: &str, path: &str) -> Reply {
         .into();
     let url = format!("http://{}{path}", control.local_addr());
     let mut r = match method {
-        "POST" => agent.post(url).send_empty(),
+        "POST" => match body {
+            Some(b) => agent.post(url).send(b),
+            None => agent.post(url).send_empty(),
+        },
         _ => agent.get(url).call(),
     }
     .unwrap();
@@ -314,6 +328,7 @@ fn serve() -> (Control, Vec<Ipv4Addr>, [Arc<WorkerStats>; 2]) {
             workers: vec![a.stats.clone(), b.stats.clone()],
             started: Instant::now().checked_sub(Duration::from_mins(1)).unwrap(),
             journal: None,
+            importer: None,
         },
     )
     .unwrap();
@@ -506,6 +521,7 @@ fn a_scope_is_deactivated_and_activated_through_the_api() {
             workers: vec![lab.stats.clone()],
             started: Instant::now(),
             journal: None,
+            importer: None,
         },
     )
     .unwrap();
@@ -609,6 +625,7 @@ fn a_taken_address_is_refused_with_its_name() {
             workers: vec![],
             started: Instant::now(),
             journal: None,
+            importer: None,
         },
     )
     .unwrap_err();

@@ -23,6 +23,7 @@ use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
 use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, demux};
 
 mod crash;
+mod live_import;
 mod vlan;
 mod workers;
 

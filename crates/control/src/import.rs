@@ -1,0 +1,96 @@
+//! `POST /v1/leases/import/{format}`: leases from another server into the running one.
+//!
+//! The body is the lease file. Its leases are installed in the live engine (a lease whose
+//! address another client holds is reported, not overwritten) and journaled through a journal
+//! side of the control plane's own; the reply, an [`ImportReport`] as JSON, leaves only once
+//! every imported lease is durable. One import runs at a time.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use peregrine_config::model::Config;
+use peregrine_engine::Engine;
+use peregrine_migrate::report::{Format, ImportReport};
+use peregrine_store::WorkerJournal;
+
+/// Longest an import waits for the journal to take and commit its leases.
+const COMMIT_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// What imports into the running server need: the configuration its engine was built from,
+/// and a side of the lease journal that only imports use.
+#[derive(Debug)]
+pub struct Importer {
+    config: Arc<Config>,
+    journal: Mutex<WorkerJournal>,
+}
+
+/// Why an import did not complete.
+#[derive(Debug)]
+pub(crate) enum ImportError {
+    /// The journal did not take or commit the leases in time; those installed are live
+    /// but may not survive a restart.
+    NotDurable(String),
+}
+
+impl Importer {
+    /// An importer for the engine built from `config`, journaling through `journal`.
+    pub fn new(config: Arc<Config>, journal: WorkerJournal) -> Importer {
+        Importer {
+            config,
+            journal: Mutex::new(journal),
+        }
+    }
+
+    /// Imports `bytes` as `format` into `engine` and waits until the journal holds every
+    /// imported lease durably. Blocks: run it off the control plane's event loop.
+    pub(crate) fn import(
+        &self,
+        engine: &Engine,
+        format: Format,
+        bytes: &[u8],
+    ) -> Result<ImportReport, ImportError> {
+        let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let started = Instant::now();
+        let (report, events) = ImportReport::run(engine, &self.config, format, bytes, || {});
+        let deadline = started + COMMIT_TIMEOUT;
+        let mut last = journal.committed();
+        for (i, event) in events.iter().enumerate() {
+            last = loop {
+                if let Some(seq) = journal.submit(event) {
+                    break seq;
+                }
+                // The queue is full: the writer is a batch behind.
+                if Instant::now() > deadline {
+                    return Err(ImportError::NotDurable(format!(
+                        "the lease journal took {i} of {} imported leases within {} s; the \
+                         rest are live but not journaled (is the writer failing? see \
+                         peregrine_journal_failed)",
+                        events.len(),
+                        COMMIT_TIMEOUT.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            };
+        }
+        while journal.committed() < last {
+            if Instant::now() > deadline {
+                return Err(ImportError::NotDurable(format!(
+                    "the lease journal did not commit the {} imported leases within {} s: \
+                     they are live but may not survive a restart",
+                    events.len(),
+                    COMMIT_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        tracing::info!(
+            format = format.as_str(),
+            imported = report.imported,
+            skipped = report.skipped.len(),
+            conflicts = report.conflicts.len(),
+            ms = started.elapsed().as_millis(),
+            "leases imported through the admin API"
+        );
+        Ok(report)
+    }
+}

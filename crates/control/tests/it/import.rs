@@ -1,0 +1,126 @@
+//! `POST /v1/leases/import/{format}`: a Kea lease file into a running server. Leases in a pool
+//! are installed and durable before the reply; an address in no pool is skipped and one that
+//! a live client holds is a conflict, each reported with its line; unknown formats and a
+//! server without a lease journal are refused.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use peregrine_control::{ControlSources, Importer, spawn};
+use peregrine_store::{Durability, Journal, LeaseDir};
+use peregrine_testkit::process::TempDir;
+
+use crate::{LOOPBACK, Lab, config, engine, get, json, send};
+
+const HEADER: &str = "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context";
+
+fn row(address: Ipv4Addr, mac_last: u8) -> String {
+    format!("{address},02:aa:00:00:00:{mac_last:02x},,3600,4000000000,2,0,0,,0,")
+}
+
+#[test]
+fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
+    let engine = engine();
+    let mut lab = Lab::new(&engine);
+    let held = lab.lease(1);
+    let tmp = TempDir::new("control-import");
+    let dir = LeaseDir::open(tmp.path()).unwrap();
+    dir.recover().unwrap();
+    let (writer, mut sides) = Journal::start(&dir, Durability::Fsync, 1).unwrap();
+    let importer = Arc::new(Importer::new(Arc::new(config()), sides.pop().unwrap()));
+    let control = spawn(
+        LOOPBACK,
+        ControlSources {
+            engine: engine.clone(),
+            workers: vec![lab.stats.clone()],
+            started: Instant::now(),
+            journal: Some(writer.stats()),
+            importer: Some(importer),
+        },
+    )
+    .unwrap();
+
+    let (a, b) = (Ipv4Addr::new(10, 201, 1, 50), Ipv4Addr::new(10, 201, 1, 51));
+    let file = [
+        HEADER.to_string(),
+        row(a, 1),
+        row(b, 2),
+        row(Ipv4Addr::new(192, 0, 2, 77), 3),
+        row(held, 4),
+    ]
+    .join("\n");
+    let reply = send(
+        &control,
+        "POST",
+        "/v1/leases/import/kea-csv",
+        Some(file.as_bytes()),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let report = json(&reply);
+    assert_eq!(report["imported"], 2, "{report}");
+    assert_eq!(report["skipped"][0]["line"], 4, "{report}");
+    assert!(
+        report["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("in no configured pool")
+    );
+    assert_eq!(report["conflicts"][0]["line"], 5, "{report}");
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 1);
+    assert_eq!(report["conflicts"].as_array().unwrap().len(), 1);
+
+    // Live at once: the lease API shows them, and the client that held its address keeps it.
+    let lease = json(&get(&control, &format!("/v1/leases/{a}")));
+    assert_eq!(
+        (lease["state"].as_str(), lease["mac"].as_str()),
+        (Some("active"), Some("02:aa:00:00:00:01"))
+    );
+    let kept = json(&get(&control, &format!("/v1/leases/{held}")));
+    assert_eq!(kept["mac"], "02:cc:00:00:00:01");
+
+    // Refused: an unknown format, and (below) a server that journals nothing.
+    let unknown = send(&control, "POST", "/v1/leases/import/csv", Some(b"x"));
+    assert_eq!(unknown.status, 404);
+    assert!(
+        json(&unknown)["error"]
+            .as_str()
+            .unwrap()
+            .contains("kea-csv")
+    );
+    control.shutdown().unwrap();
+
+    // Durable: the journal holds both imported leases (the reply waited for that).
+    writer.stop().unwrap();
+    drop(dir);
+    let dir = LeaseDir::open(tmp.path()).unwrap();
+    let mut journaled: Vec<Ipv4Addr> = dir
+        .recover()
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.address)
+        .collect();
+    journaled.sort();
+    assert_eq!(journaled, [a, b]);
+
+    let without = spawn(
+        LOOPBACK,
+        ControlSources {
+            engine,
+            workers: vec![],
+            started: Instant::now(),
+            journal: None,
+            importer: None,
+        },
+    )
+    .unwrap();
+    let refused = send(
+        &without,
+        "POST",
+        "/v1/leases/import/kea-csv",
+        Some(file.as_bytes()),
+    );
+    assert_eq!(refused.status, 409);
+    without.shutdown().unwrap();
+}
