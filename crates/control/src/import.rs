@@ -55,10 +55,15 @@ impl Importer {
         let deadline = started + COMMIT_TIMEOUT;
         let mut last = journal.committed();
         for (i, event) in events.iter().enumerate() {
+            // One wake-up of the writer per 256 leases, not per lease.
+            if i % 256 == 255 {
+                journal.wake();
+            }
             last = loop {
-                if let Some(seq) = journal.submit(event) {
+                if let Some(seq) = journal.enqueue(event) {
                     break seq;
                 }
+                journal.wake();
                 // The queue is full: the writer is a batch behind.
                 if Instant::now() > deadline {
                     return Err(ImportError::NotDurable(format!(
@@ -72,6 +77,7 @@ impl Importer {
                 std::thread::sleep(Duration::from_micros(200));
             };
         }
+        journal.wake();
         while journal.committed() < last {
             if Instant::now() > deadline {
                 return Err(ImportError::NotDurable(format!(

@@ -6,7 +6,7 @@ use peregrine_engine::{BindingEvent, Engine, InterfaceId, NextHop, RxMeta, Time,
 use peregrine_io::RxFrame;
 use peregrine_wire::arp;
 use peregrine_wire::checksum;
-use peregrine_wire::dhcp::SERVER_PORT;
+use peregrine_wire::dhcp::{MessageType, SERVER_PORT};
 use peregrine_wire::ethernet::{VlanTags, ethertype};
 use peregrine_wire::frame::{
     Demuxed, L2, L3, UdpFrameHeaders, demux_with, write_ethernet, write_headers,
@@ -39,12 +39,15 @@ pub enum Processed {
     /// A reply frame of this many bytes was written at the start of the TX buffer.
     Reply(usize),
     /// A binding changed: `event` must be journaled, and the reply frame of `len` bytes (0:
-    /// none) written at the start of the TX buffer may leave only once it is durable.
+    /// none) written at the start of the TX buffer may leave only once it is durable. The
+    /// reply is not yet counted in [`WorkerStats::messages_out`]: whoever sends it counts it.
     AfterCommit {
         /// Reply length; 0 when the request gets no reply (RELEASE, DECLINE).
         len: usize,
         /// The change to make durable.
         event: BindingEvent,
+        /// The reply's message type, if there is a reply.
+        kind: Option<MessageType>,
     },
 }
 
@@ -75,9 +78,11 @@ pub fn process(
             payload,
         } if is_for_us(iface, &l3) => {
             return match dhcp(engine, iface, now, (l2, l3, src_port), payload, tx, stats) {
-                Ok((len, Some(event))) => Processed::AfterCommit { len, event },
-                Ok((0, None)) => Processed::Nothing,
-                Ok((len, None)) => Processed::Reply(len),
+                Ok(DhcpOut::Deferred { len, event, kind }) => {
+                    Processed::AfterCommit { len, event, kind }
+                }
+                Ok(DhcpOut::Now(0)) => Processed::Nothing,
+                Ok(DhcpOut::Now(len)) => Processed::Reply(len),
                 Err(()) => {
                     stats.count_drop(Drop::TxError);
                     Processed::Nothing
@@ -117,6 +122,18 @@ fn is_for_us(iface: &Interface, l3: &L3) -> bool {
     l3.dst == iface.addr || l3.dst == Ipv4Addr::BROADCAST
 }
 
+/// What [`dhcp`] wrote.
+enum DhcpOut {
+    /// A reply of this many bytes to send now (counted), or 0: none.
+    Now(usize),
+    /// A binding change, and its reply of `len` bytes (0: none) of `kind`, not yet counted.
+    Deferred {
+        len: usize,
+        event: BindingEvent,
+        kind: Option<MessageType>,
+    },
+}
+
 fn dhcp(
     engine: &Engine,
     iface: &Interface,
@@ -125,7 +142,7 @@ fn dhcp(
     payload: &[u8],
     tx: &mut [u8],
     stats: &WorkerStats,
-) -> Result<(usize, Option<BindingEvent>), ()> {
+) -> Result<DhcpOut, ()> {
     let meta = RxMeta {
         interface: iface.engine_id,
         vlans: l2.vlans,
@@ -154,10 +171,16 @@ fn dhcp(
             stats.deferred.inc();
             (kind, len, dst, Some(event))
         }
-        Verdict::Record { event } => return Ok((0, Some(event))),
+        Verdict::Record { event } => {
+            return Ok(DhcpOut::Deferred {
+                len: 0,
+                event,
+                kind: None,
+            });
+        }
         Verdict::Drop(reason) => {
             stats.count_drop(Drop::Engine(reason));
-            return Ok((0, None));
+            return Ok(DhcpOut::Now(0));
         }
     };
     let dst_mac = match dst.next_hop {
@@ -177,8 +200,16 @@ fn dhcp(
     };
     let start = write_headers(tx, headroom, len, &headers).map_err(|_| ())?;
     debug_assert_eq!(start, 0);
+    let len = headroom + len;
+    if let Some(event) = event {
+        return Ok(DhcpOut::Deferred {
+            len,
+            event,
+            kind: Some(kind),
+        });
+    }
     stats.message_out(kind);
-    Ok((headroom + len, event))
+    Ok(DhcpOut::Now(len))
 }
 
 fn arp_reply(

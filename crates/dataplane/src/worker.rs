@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use hdrhistogram::Histogram;
 use peregrine_engine::{BindingEvent, Engine, Time};
 use peregrine_io::{FRAME_CAPACITY, RxFrame, RxQueue, TxQueue};
+use peregrine_wire::dhcp::MessageType;
 
 use crate::frame::{Interface, Processed, process};
 use crate::handoff::{Handoff, Offered};
@@ -19,6 +20,11 @@ pub trait Journal {
     /// Queues `event` without blocking; returns its sequence number, or `None` when the
     /// journal cannot take it now.
     fn submit(&mut self, event: &BindingEvent) -> Option<u64>;
+
+    /// The worker submitted a burst of changes: have them written now. Called once per burst
+    /// in which anything was submitted, so that a journal whose writer must be woken wakes it
+    /// once per burst rather than once per change.
+    fn flush(&mut self) {}
 
     /// The highest sequence number that is on stable storage.
     fn committed(&self) -> u64;
@@ -36,6 +42,10 @@ impl Journal for NoJournal {
     fn committed(&self) -> u64 {
         match *self {}
     }
+
+    fn flush(&mut self) {
+        match *self {}
+    }
 }
 
 /// Replies waiting for their binding change to be durable, in submission order, in buffers
@@ -50,6 +60,8 @@ struct HeldReply {
     seq: u64,
     buffer: usize,
     len: usize,
+    /// Counted in [`WorkerStats::messages_out`] when it leaves.
+    kind: MessageType,
     ifindex: u32,
     /// When its request left the receive ring.
     received: Instant,
@@ -67,7 +79,14 @@ impl Held {
     }
 
     /// Keeps a copy of `frame` until `seq` is durable; false if every buffer is in use.
-    fn hold(&mut self, seq: u64, frame: &[u8], ifindex: u32, received: Instant) -> bool {
+    fn hold(
+        &mut self,
+        seq: u64,
+        frame: &[u8],
+        kind: MessageType,
+        ifindex: u32,
+        received: Instant,
+    ) -> bool {
         let Some(buffer) = self.free.pop() else {
             return false;
         };
@@ -76,6 +95,7 @@ impl Held {
             seq,
             buffer,
             len: frame.len(),
+            kind,
             ifindex,
             received,
         });
@@ -112,7 +132,7 @@ impl Default for WorkerConfig {
             idle_wait: Duration::from_millis(1),
             runs_expiry: false,
             expiry_budget: 1024,
-            held_replies: 1024,
+            held_replies: 4096,
             handoff_linger: Duration::from_secs(1),
         }
     }
@@ -245,6 +265,11 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
                 }
             }
         });
+        if expired > 0
+            && let Some(j) = journal.as_mut()
+        {
+            j.flush();
+        }
         stats.expired.add(expired as u64);
     }
 
@@ -276,6 +301,7 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
             held,
             now,
             replies: 0,
+            submitted: false,
         };
         let n = rx.rx_burst(config.burst, &mut |frame| {
             ctx.stats.rx_frames.inc();
@@ -314,6 +340,11 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
                 self.last_handed_in = Instant::now();
             }
         }
+        if ctx.submitted
+            && let Some(j) = ctx.journal.as_mut()
+        {
+            j.flush();
+        }
         match io_error {
             Some(e) => Err(e),
             None => Ok(n + handed_in),
@@ -341,6 +372,7 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
                 .unwrap_or_else(|| unreachable!());
             buf[..reply.len].copy_from_slice(&self.held.buffers[reply.buffer][..reply.len]);
             self.tx.queue(reply.len, reply.ifindex);
+            self.stats.message_out(reply.kind);
             self.held.free.push(reply.buffer);
             self.latency
                 .saturating_record(nanos(reply.received.elapsed()));
@@ -365,6 +397,8 @@ struct Context<'w, T, J> {
     now: Time,
     /// Replies queued so far in this burst.
     replies: u64,
+    /// Whether a binding change went to the journal in this burst.
+    submitted: bool,
 }
 
 impl<T: TxQueue, J: Journal> Context<'_, T, J> {
@@ -392,19 +426,25 @@ impl<T: TxQueue, J: Journal> Context<'_, T, J> {
                 self.tx.queue(len, iface.ifindex);
                 self.replies += 1;
             }
-            Processed::AfterCommit { len, event } => match self.journal.as_mut() {
+            Processed::AfterCommit { len, event, kind } => match self.journal.as_mut() {
                 // No journal configured: the change lives in memory only, the reply goes now.
-                None if len > 0 => {
-                    self.tx.queue(len, iface.ifindex);
-                    self.replies += 1;
+                None => {
+                    if let Some(kind) = kind.filter(|_| len > 0) {
+                        self.tx.queue(len, iface.ifindex);
+                        stats.message_out(kind);
+                        self.replies += 1;
+                    }
                 }
-                None => {}
                 Some(j) => match j.submit(&event) {
                     None => stats.count_drop(Drop::JournalFull),
                     Some(seq) => {
                         stats.journaled.inc();
-                        if len > 0 && !self.held.hold(seq, &buf[..len], iface.ifindex, received) {
-                            stats.count_drop(Drop::HeldFull);
+                        self.submitted = true;
+                        if let Some(kind) = kind.filter(|_| len > 0) {
+                            let reply = &buf[..len];
+                            if !self.held.hold(seq, reply, kind, iface.ifindex, received) {
+                                stats.count_drop(Drop::HeldFull);
+                            }
                         }
                     }
                 },

@@ -339,7 +339,11 @@ struct StoreJournal(WorkerJournal);
 
 impl Journal for StoreJournal {
     fn submit(&mut self, event: &BindingEvent) -> Option<u64> {
-        self.0.submit(event)
+        self.0.enqueue(event)
+    }
+
+    fn flush(&mut self) {
+        self.0.wake();
     }
 
     fn committed(&self) -> u64 {

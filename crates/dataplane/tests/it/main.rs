@@ -431,6 +431,8 @@ fn an_ack_waits_for_its_binding_to_be_durable_and_offers_do_not() {
     worker.release_committed().unwrap();
     worker.flush().unwrap();
     assert!(peer.sent().is_empty(), "the ACK waits for the journal");
+    let acks_sent = || stats.messages_out[MessageType::Ack as usize].get();
+    assert_eq!(acks_sent(), 0, "a held ACK is not counted as sent");
     assert_eq!(events.lock().unwrap().len(), 1);
     assert_eq!(events.lock().unwrap()[0].address, offered);
 
@@ -439,6 +441,7 @@ fn an_ack_waits_for_its_binding_to_be_durable_and_offers_do_not() {
     worker.flush().unwrap();
     let sent = peer.sent();
     assert_eq!(sent.len(), 1, "released once durable");
+    assert_eq!(acks_sent(), 1);
     let Demuxed::Udp { payload, .. } = demux(&sent[0].0).unwrap() else {
         panic!()
     };
@@ -459,6 +462,11 @@ fn an_ack_waits_for_its_binding_to_be_durable_and_offers_do_not() {
         .position(|l| *l == "journal_full")
         .unwrap();
     assert_eq!(stats.drops[full].get(), 1);
+    assert_eq!(
+        acks_sent(),
+        1,
+        "the ACK dropped for the journal was not sent"
+    );
 }
 
 /// The client's yiaddr in a reply frame sent to the relay.
