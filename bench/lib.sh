@@ -18,6 +18,8 @@ BIN="${BIN:-$REPO_DIR/target/release}"
 LOADGEN="$BIN/peregrine-loadgen"
 SERVER_IP=10.200.1.1
 GIADDRS_8=10.210.0.1,10.211.0.1,10.212.0.1,10.213.0.1,10.214.0.1,10.215.0.1,10.216.0.1,10.217.0.1
+# The relays of the wide layout (bench/widen.py: eight /15 scopes), for more than 500 000 clients.
+GIADDRS_WIDE=10.208.0.1,10.210.0.1,10.212.0.1,10.214.0.1,10.216.0.1,10.218.0.1,10.220.0.1,10.222.0.1
 SRV_CPU="${SRV_CPU:-0}"   # server pinned here
 GEN_CPU="${GEN_CPU:-1}"   # generator pinned here
 

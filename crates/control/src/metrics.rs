@@ -61,7 +61,7 @@ const TOTALS: [(&str, &str, ReadWorker); 6] = [
 type ReadJournal = fn(&JournalCounters) -> f64;
 
 /// The journal writer's figures: name, help, type, figure.
-const JOURNAL: [(&str, &str, Kind, ReadJournal); 10] = [
+const JOURNAL: [(&str, &str, Kind, ReadJournal); 11] = [
     (
         "peregrine_journal_records_total",
         "Binding changes written to the lease journal.",
@@ -109,6 +109,12 @@ const JOURNAL: [(&str, &str, Kind, ReadJournal); 10] = [
         "Compactions of sealed journal segments into a snapshot.",
         Kind::Counter,
         |j| value(j.compactions),
+    ),
+    (
+        "peregrine_journal_last_compaction_seconds",
+        "How long the last compaction took (it runs beside the writer, never in its way).",
+        Kind::Gauge,
+        |j| j.last_compaction.as_secs_f64(),
     ),
     (
         "peregrine_journal_compaction_failures_total",

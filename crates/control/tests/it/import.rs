@@ -11,7 +11,7 @@ use peregrine_control::{ControlSources, Importer, spawn};
 use peregrine_store::{Durability, Journal, LeaseDir};
 use peregrine_testkit::process::TempDir;
 
-use crate::{LOOPBACK, Lab, config, engine, get, json, send};
+use crate::{LOOPBACK, Lab, config, engine, get, json, parse, raw, sample, send};
 
 const HEADER: &str = "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context";
 
@@ -78,8 +78,16 @@ fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
     );
     let kept = json(&get(&control, &format!("/v1/leases/{held}")));
     assert_eq!(kept["mac"], "02:cc:00:00:00:01");
+    // The journal's figures count the two records; nothing was sealed, so nothing compacted.
+    let m = parse(&get(&control, "/metrics").body);
+    assert_eq!(sample(&m, "peregrine_journal_records_total", &[]), 2);
+    assert_eq!(sample(&m, "peregrine_journal_compactions_total", &[]), 0);
+    assert_eq!(
+        raw(&m, "peregrine_journal_last_compaction_seconds", &[]),
+        "0"
+    );
 
-    // Refused: an unknown format, and (below) a server that journals nothing.
+    // Refused: an unknown format.
     let unknown = send(&control, "POST", "/v1/leases/import/csv", Some(b"x"));
     assert_eq!(unknown.status, 404);
     assert!(
@@ -103,11 +111,16 @@ fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
         .collect();
     journaled.sort();
     assert_eq!(journaled, [a, b]);
+}
 
+/// A server that journals nothing refuses imports: they would not survive a restart.
+#[test]
+fn a_server_without_a_lease_journal_refuses_imports() {
+    let file = format!("{HEADER}\n{}", row(Ipv4Addr::new(10, 201, 1, 50), 1));
     let without = spawn(
         LOOPBACK,
         ControlSources {
-            engine,
+            engine: engine(),
             workers: vec![],
             started: Instant::now(),
             journal: None,
