@@ -66,22 +66,53 @@ fn check(ret: libc::c_int, what: &str) -> io::Result<libc::c_int> {
 }
 
 fn set_opt(fd: libc::c_int, level: libc::c_int, name: libc::c_int, what: &str) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: `one` outlives the call and its size is passed.
+    set_int(fd, level, name, 1, what)
+}
+
+fn set_int(
+    fd: libc::c_int,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+    what: &str,
+) -> io::Result<()> {
+    // SAFETY: `value` outlives the call and its size is passed.
     let r = unsafe {
         libc::setsockopt(
             fd,
             level,
             name,
-            (&raw const one).cast(),
+            (&raw const value).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     check(r, what).map(|_| ())
 }
 
-/// Opens a non-blocking UDP socket bound to `bind:port` with `SO_BROADCAST` and `IP_PKTINFO`,
-/// and splits it into receive and transmit sides with `burst` buffers each.
+/// Bytes of socket buffer asked for each way: a relay's burst of thousands of DISCOVERs waits
+/// here while the worker is busy, instead of being dropped at the default of ~200 KiB (a few
+/// hundred datagrams with their overhead).
+pub const SOCKET_BUFFER: libc::c_int = 8 << 20;
+
+/// Sets the receive and send buffers to [`SOCKET_BUFFER`]: with `SO_RCVBUFFORCE` /
+/// `SO_SNDBUFFORCE` where allowed (`CAP_NET_ADMIN`), else as far as `net.core.rmem_max` /
+/// `wmem_max` let `SO_RCVBUF` / `SO_SNDBUF` go.
+fn size_buffers(fd: libc::c_int) -> io::Result<()> {
+    let bytes = SOCKET_BUFFER;
+    for (force, plain, what) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, "SO_RCVBUF"),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, "SO_SNDBUF"),
+    ] {
+        if set_int(fd, libc::SOL_SOCKET, force, bytes, what).is_err() {
+            set_int(fd, libc::SOL_SOCKET, plain, bytes, what)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens a non-blocking UDP socket bound to `bind:port` with `SO_BROADCAST`, `IP_PKTINFO` and
+/// buffers of [`SOCKET_BUFFER`] bytes (see [`size_buffers`]), and splits it into receive and
+/// transmit sides with `burst` buffers each.
 pub fn open(bind: Ipv4Addr, port: u16, burst: usize) -> io::Result<(UdpRx, UdpTx)> {
     // SAFETY: plain socket(2) call; the result is checked before use.
     let raw = check(
@@ -99,6 +130,7 @@ pub fn open(bind: Ipv4Addr, port: u16, burst: usize) -> io::Result<(UdpRx, UdpTx
     set_opt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, "SO_REUSEADDR")?;
     set_opt(raw, libc::SOL_SOCKET, libc::SO_BROADCAST, "SO_BROADCAST")?;
     set_opt(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, "IP_PKTINFO")?;
+    size_buffers(raw)?;
     let addr = sockaddr(bind, port);
     // SAFETY: `addr` is a valid sockaddr_in of the size passed.
     let r = unsafe {
@@ -406,4 +438,47 @@ fn parse_reply(f: &[u8]) -> Option<Reply> {
         payload_at: offset,
         payload_len: len,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get_int(fd: libc::c_int, name: libc::c_int) -> usize {
+        let mut value: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `value` and `len` outlive the call and describe a c_int.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&raw mut value).cast(),
+                &raw mut len,
+            )
+        };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        usize::try_from(value).unwrap_or(0)
+    }
+
+    /// The buffers are raised past the default (~200 KiB): to `SOCKET_BUFFER` (which the
+    /// kernel reports doubled) with the privilege to force it, else to `rmem_max`/`wmem_max`.
+    #[test]
+    fn socket_buffers_are_raised() {
+        let (rx, _tx) = open(Ipv4Addr::LOCALHOST, 0, 4).unwrap();
+        let fd = rx.fd.as_raw_fd();
+        let cap = |sysctl: &str| {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{sysctl}"))
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .unwrap_or(0)
+        };
+        // SAFETY: geteuid(2) takes nothing and cannot fail.
+        let forced = unsafe { libc::geteuid() } == 0;
+        for (name, sysctl) in [(libc::SO_RCVBUF, "rmem_max"), (libc::SO_SNDBUF, "wmem_max")] {
+            let ours = usize::try_from(SOCKET_BUFFER).unwrap_or(0);
+            let want = if forced { ours } else { ours.min(cap(sysctl)) };
+            assert!(get_int(fd, name) >= want, "{sysctl}: {}", get_int(fd, name));
+        }
+    }
 }
