@@ -147,6 +147,7 @@ pub(crate) struct Leases {
     pub(crate) durability: Option<Spanned<String>>,
     pub(crate) compact_after: Option<Spanned<i64>>,
     pub(crate) writer_core: Option<Spanned<i64>>,
+    pub(crate) commit_interval_us: Option<Spanned<i64>>,
 }
 
 /// `[control]`: the control plane.

@@ -86,6 +86,8 @@ pub struct LeaseStore {
     pub compact_after: u64,
     /// The CPU core the journal writer and its compaction are pinned to; `None`: not pinned.
     pub writer_core: Option<usize>,
+    /// With fsync durability, the least microseconds from one journal sync to the next.
+    pub commit_interval_us: u32,
 }
 
 impl LeaseStore {
@@ -96,6 +98,10 @@ impl LeaseStore {
     pub const MIN_COMPACT_AFTER: u64 = 64 << 10;
     /// The highest CPU core number accepted (Linux's `CPU_SETSIZE` less one).
     pub const MAX_CORE: usize = 1023;
+    /// The default [`LeaseStore::commit_interval_us`]: 1 ms.
+    pub const DEFAULT_COMMIT_INTERVAL_US: u32 = 1000;
+    /// The largest [`LeaseStore::commit_interval_us`]: 100 ms (an ACK waits up to this long).
+    pub const MAX_COMMIT_INTERVAL_US: u32 = 100_000;
 }
 
 impl Default for Runtime {

@@ -1003,11 +1003,31 @@ fn leases(l: &file::Leases, d: &mut Diagnostics<'_>) -> Option<LeaseStore> {
         None => Some(None),
         Some(v) => core(v, "leases.writer-core", d).map(Some),
     };
+    let commit_interval_us = match &l.commit_interval_us {
+        None => Some(LeaseStore::DEFAULT_COMMIT_INTERVAL_US),
+        Some(v) => {
+            let us = u32::try_from(*v.get_ref())
+                .ok()
+                .filter(|us| *us <= LeaseStore::MAX_COMMIT_INTERVAL_US);
+            if us.is_none() {
+                d.at(
+                    v,
+                    "leases.commit-interval-us",
+                    format_args!(
+                        "must be between 0 and {} microseconds",
+                        LeaseStore::MAX_COMMIT_INTERVAL_US
+                    ),
+                );
+            }
+            us
+        }
+    };
     Some(LeaseStore {
         directory: directory?,
         durability: durability.ok()?.unwrap_or_default(),
         compact_after: compact_after?,
         writer_core: writer_core?,
+        commit_interval_us: commit_interval_us?,
     })
 }
 

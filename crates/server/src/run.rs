@@ -140,6 +140,7 @@ fn start_journal(
         },
         compact_after: leases.compact_after,
         core: leases.writer_core,
+        commit_interval: std::time::Duration::from_micros(u64::from(leases.commit_interval_us)),
     };
     let (writer, mut sides) = StoreWriter::start(dir, options, workers + 1)?;
     let import_side = sides.pop();

@@ -60,11 +60,20 @@ pub struct JournalOptions {
     /// The CPU core the writer and compaction threads run on, away from the workers' cores
     /// so that a commit's wake-up never preempts packet processing; `None`: not pinned.
     pub core: Option<usize>,
+    /// With [`Durability::Fsync`], the least time from one `fdatasync` to the next: changes
+    /// that arrive meanwhile wait and join the next batch. Under light load the last sync is
+    /// long past and a change is written at once; under heavy load this caps the syncs per
+    /// second, and with them the writer's CPU (on a virtual disk every sync is a doorbell to
+    /// the hypervisor) and its preemptions of the workers. Zero: sync as soon as the last
+    /// one is done.
+    pub commit_interval: Duration,
 }
 
 impl JournalOptions {
     /// The default [`JournalOptions::compact_after`]: 64 MiB, about 720 000 changes.
     pub const DEFAULT_COMPACT_AFTER: u64 = 64 << 20;
+    /// The default [`JournalOptions::commit_interval`]: 1 ms.
+    pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(1);
 }
 
 impl Default for JournalOptions {
@@ -73,6 +82,7 @@ impl Default for JournalOptions {
             durability: Durability::default(),
             compact_after: JournalOptions::DEFAULT_COMPACT_AFTER,
             core: None,
+            commit_interval: JournalOptions::DEFAULT_COMMIT_INTERVAL,
         }
     }
 }
@@ -185,7 +195,7 @@ impl Journal {
                 let shared = shared.clone();
                 move || {
                     pin()?;
-                    write_loop(&shared, file, options.durability, segments)
+                    write_loop(&shared, file, &options, segments)
                 }
             })
             .map_err(io_at(&path))?;
@@ -431,10 +441,10 @@ impl JournalStats {
 fn write_loop(
     shared: &Shared,
     file: File,
-    durability: Durability,
+    options: &JournalOptions,
     segments: Segments,
 ) -> io::Result<()> {
-    let result = run(shared, file, durability, segments);
+    let result = run(shared, file, options, segments);
     if result.is_err() {
         shared.stats.failed.store(true, Ordering::Relaxed);
     }
@@ -447,10 +457,13 @@ fn write_loop(
 fn run(
     shared: &Shared,
     mut file: File,
-    durability: Durability,
+    options: &JournalOptions,
     mut segments: Segments,
 ) -> io::Result<()> {
     let stats = &shared.stats;
+    let durability = options.durability;
+    // When the last fdatasync started; the next waits until commit_interval has passed.
+    let mut last_sync: Option<Instant> = None;
     let mut batch = vec![0u8; MAX_BATCH * RECORD_LEN].into_boxed_slice();
     // Per worker: records taken from its queue so far, which is its highest sequence number in
     // this batch, and what was last published.
@@ -458,6 +471,12 @@ fn run(
     let mut published = taken.clone();
     let mut first = 0;
     loop {
+        if let Some(wait) = last_sync.and_then(|l| options.commit_interval.checked_sub(l.elapsed()))
+            && !shared.stop.load(Ordering::Acquire)
+        {
+            // Workers do not wake a writer that is not idle; `stop` does, which is fine.
+            thread::park_timeout(wait);
+        }
         // Read before draining: whatever was queued before `stop` was set is drained below.
         let stopping = shared.stop.load(Ordering::Acquire);
         let count = fill(&shared.feeds, &mut batch, &mut taken, &mut first);
@@ -472,6 +491,7 @@ fn run(
         file.write_all(bytes)?;
         if durability == Durability::Fsync {
             let started = Instant::now();
+            last_sync = Some(started);
             file.sync_data()?;
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             stats.last_fsync_ns.store(ns, Ordering::Relaxed);

@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use peregrine_config::model::{
-    AdminState, Backend, InterfaceConfig, LeaseTimes, ReservationKey, Runtime,
+    AdminState, Backend, InterfaceConfig, LeaseStore, LeaseTimes, ReservationKey, Runtime,
 };
 
 use super::valid;
@@ -85,7 +85,13 @@ fn runtime_keys_not_given_take_their_defaults() {
     let r = valid("[dataplane]\ncores = [1, 0]\nhandoff = false\n").runtime;
     assert_eq!((r.cores.as_slice(), r.handoff), ([1, 0].as_slice(), false));
     let r = valid("[leases]\ndirectory = \"/tmp/x\"\nwriter-core = 1\n").runtime;
-    assert_eq!(r.leases.and_then(|l| l.writer_core), Some(1));
+    let leases = r.leases.unwrap();
+    assert_eq!(
+        (leases.writer_core, leases.commit_interval_us),
+        (Some(1), LeaseStore::DEFAULT_COMMIT_INTERVAL_US)
+    );
+    let r = valid("[leases]\ndirectory = \"/tmp/x\"\ncommit-interval-us = 0\n").runtime;
+    assert_eq!(r.leases.unwrap().commit_interval_us, 0);
 }
 
 #[test]

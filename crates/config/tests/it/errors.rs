@@ -808,6 +808,17 @@ fn cores_out_of_range_are_each_reported() {
 }
 
 #[test]
+fn commit_interval_out_of_range() {
+    for us in ["-1", "100001"] {
+        assert_error(
+            &format!("[leases]\ndirectory = \"/tmp/x\"\ncommit-interval-us = {us}\n"),
+            "3:22 leases.commit-interval-us",
+            "must be between 0 and 100000 microseconds",
+        );
+    }
+}
+
+#[test]
 fn writer_core_out_of_range() {
     assert_error(
         "[leases]\ndirectory = \"/tmp/x\"\nwriter-core = 4096\n",

@@ -207,6 +207,7 @@ fn every_key_is_shown() {
         "cores",
         "handoff",
         "writer-core",
+        "commit-interval-us",
         "trusted",
         "listen",
         "directory",

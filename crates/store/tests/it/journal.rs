@@ -196,3 +196,33 @@ fn the_writer_is_pinned_to_its_core_or_refuses_to_start() {
         other => panic!("expected a pinning error, got {other:?}"),
     }
 }
+
+/// With a commit interval, changes that arrive while the last sync is recent wait for the
+/// next batch: ten changes submitted 2 ms apart, each waking the writer (without the
+/// interval, each gets a sync of its own), take a couple of fdatasyncs. The first is written
+/// at once (no sync was recent).
+#[test]
+fn changes_within_the_commit_interval_share_one_sync() {
+    let tmp = TempDir::new("commit-interval");
+    let dir = LeaseDir::open(&tmp.0).unwrap();
+    dir.recover().unwrap();
+    let options = peregrine_store::JournalOptions {
+        commit_interval: std::time::Duration::from_millis(200),
+        ..peregrine_store::JournalOptions::default()
+    };
+    let (writer, mut sides) = Journal::start(&dir, options, 1).unwrap();
+    let stats = writer.stats();
+    let first = sides[0].submit(&event(0, 0)).unwrap();
+    wait_committed(&sides[0], first);
+    assert_eq!(stats.snapshot().fsyncs, 1);
+    let mut last = first;
+    for n in 1..10 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        last = sides[0].submit(&event(n, 0)).unwrap();
+    }
+    wait_committed(&sides[0], last);
+    writer.stop().unwrap();
+    let c = stats.snapshot();
+    assert_eq!(c.records, 10);
+    assert!(c.fsyncs <= 3, "{} fdatasyncs for 10 changes", c.fsyncs);
+}
