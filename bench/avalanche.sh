@@ -11,7 +11,7 @@
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 harness_lock
-OUT="${OUT:-$RUN_DIR}"
+OUT="${OUT:-$RUN_DIR}"; mkdir -p "$OUT"
 SERVERS=("$@"); [[ ${#SERVERS[@]} -gt 0 ]] || SERVERS=(kea-persist kea-nopersist peregrine-afpacket-fsync peregrine-udp-fsync)
 CLIENTS="${CLIENTS:-100000}"
 topology_up_if_needed; write_configs

@@ -43,6 +43,13 @@ pub fn pin_current_thread(core: usize) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("pinning a thread to CPU {core}: {e}")))
 }
 
+/// Lowers the calling thread to the idle scheduling class (`SCHED_IDLE`), for background work
+/// that must never take CPU from a worker on the same core.
+#[cfg(target_os = "linux")]
+pub fn idle_priority_current_thread() -> io::Result<()> {
+    sys::idle_priority_current_thread()
+}
+
 /// Bytes every TX buffer can hold: a full Ethernet frame with two VLAN tags.
 pub const FRAME_CAPACITY: usize = 1522;
 

@@ -106,9 +106,36 @@ pub(crate) fn pin_current_thread(core: usize) -> io::Result<()> {
     }
 }
 
+/// Moves the calling thread to `SCHED_IDLE`: it runs only when nothing else on its core wants
+/// to, so background work (compaction) never delays a worker that shares the core.
+pub(crate) fn idle_priority_current_thread() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param; 0 is the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_moved_to_idle_priority_runs_as_sched_idle() {
+        let policy = std::thread::spawn(|| {
+            super::idle_priority_current_thread().unwrap();
+            // SAFETY: sched_getscheduler(2) on the calling thread reads its policy.
+            unsafe { libc::sched_getscheduler(0) }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(policy, libc::SCHED_IDLE);
+        // SAFETY: as above; the test thread itself kept its policy.
+        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
+    }
 
     #[test]
     fn interface_names_are_checked_before_the_kernel_sees_them() {

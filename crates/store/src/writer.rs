@@ -119,6 +119,22 @@ struct Shared {
     stats: Arc<JournalStats>,
 }
 
+impl Shared {
+    fn new(workers: usize) -> Shared {
+        Shared {
+            feeds: (0..workers)
+                .map(|_| Feed {
+                    queue: ArrayQueue::new(QUEUE_CAPACITY),
+                    committed: CachePadded::new(AtomicU64::new(0)),
+                })
+                .collect(),
+            stop: AtomicBool::new(false),
+            idle: CachePadded::new(AtomicBool::new(false)),
+            stats: Arc::new(JournalStats::default()),
+        }
+    }
+}
+
 impl Journal {
     /// Starts the writer of `dir`'s journal, and its compaction thread, with one
     /// [`WorkerJournal`] for each of `workers` dataplane workers.
@@ -142,17 +158,7 @@ impl Journal {
         if file.metadata().map_err(io_at(&path))?.len() != recovered {
             return Err(StoreError::NotRecovered(path));
         }
-        let shared = Arc::new(Shared {
-            feeds: (0..workers)
-                .map(|_| Feed {
-                    queue: ArrayQueue::new(QUEUE_CAPACITY),
-                    committed: CachePadded::new(AtomicU64::new(0)),
-                })
-                .collect(),
-            stop: AtomicBool::new(false),
-            idle: CachePadded::new(AtomicBool::new(false)),
-            stats: Arc::new(JournalStats::default()),
-        });
+        let shared = Arc::new(Shared::new(workers));
         let (pinned_tx, pinned_rx) = mpsc::channel();
         let pin = move || -> io::Result<()> {
             let result = options
@@ -175,6 +181,11 @@ impl Journal {
                 let pin = pin.clone();
                 move || {
                     if pin().is_ok() {
+                        // Compaction is never urgent: on a core it shares with a worker, it
+                        // runs only when the worker idles. Without the privilege it runs as is.
+                        if let Err(e) = peregrine_io::idle_priority_current_thread() {
+                            tracing::debug!("lease compaction keeps its priority: {e}");
+                        }
                         compact_loop(&shared, &dir, &sealed_rx);
                     }
                 }
