@@ -51,7 +51,7 @@ write_configs
 trap 'bench_stop; nodrop_udp67 "$NS_PERF"; "$HARNESS/netns-topology.sh" down >/dev/null 2>&1' EXIT; trap 'exit 130' INT TERM
 if [[ $GEN_BACKEND == afpacket ]]; then drop_udp67 "$NS_PERF" p-srv; else nodrop_udp67 "$NS_PERF"; fi
 {
-  echo "# compare.sh $STAMP: generator backend $GEN_BACKEND, ${RUN_S} s per run, server CPU$SRV_CPU, generator CPU$GEN_CPU"
+  echo "# compare.sh $STAMP: generator backend $GEN_BACKEND, ${RUN_S} s per run, server CPU$SRV_CPU, generator CPU$GEN_CPU, commit-interval-us ${COMMIT_INTERVAL_US:-default}"
   echo "# $(uname -r), $(nproc) CPUs: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
   echo "# kea $(kea-dhcp4 -v 2>/dev/null), dhcpd $(dhcpd --version 2>&1 | head -1), peregrine $(git -C "$REPO_DIR" rev-parse --short HEAD)"
 } > "$OUT/runs.log"

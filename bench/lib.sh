@@ -37,14 +37,16 @@ NFT
 nodrop_udp67() { ip netns exec "$1" nft delete table netdev lgbdrop 2>/dev/null || true; }
 
 # Writes the server configs this bench runs into $RUN_DIR (from the repository's
-# config/harness.toml and the harness's Kea configs), with runtime paths under $RUN_DIR.
+# config/harness.toml and the harness's Kea configs), with runtime paths under $RUN_DIR;
+# COMMIT_INTERVAL_US, if set, becomes Peregrine's leases.commit-interval-us.
 write_configs() {
   mkdir -p "$RUN_DIR"
   local base="$REPO_DIR/config/harness.toml"
   local d
   for d in fsync none-unsafe; do
     sed -e "s|/tmp/peregrine-harness/leases|$RUN_DIR/leases|" \
-        -e "s|^durability = .*|durability = \"$d\"|" "$base" > "$RUN_DIR/pg-afpacket-$d.toml"
+        -e "s|^durability = .*|durability = \"$d\"${COMMIT_INTERVAL_US:+\\ncommit-interval-us = $COMMIT_INTERVAL_US}|" \
+        "$base" > "$RUN_DIR/pg-afpacket-$d.toml"
     sed -e "s|^backend = \"af-packet\"|backend = \"udp\"|" "$RUN_DIR/pg-afpacket-$d.toml" > "$RUN_DIR/pg-udp-$d.toml"
   done
   for d in persist nopersist; do

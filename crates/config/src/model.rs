@@ -98,8 +98,8 @@ impl LeaseStore {
     pub const MIN_COMPACT_AFTER: u64 = 64 << 10;
     /// The highest CPU core number accepted (Linux's `CPU_SETSIZE` less one).
     pub const MAX_CORE: usize = 1023;
-    /// The default [`LeaseStore::commit_interval_us`]: 1 ms.
-    pub const DEFAULT_COMMIT_INTERVAL_US: u32 = 1000;
+    /// The default [`LeaseStore::commit_interval_us`]: 2 ms.
+    pub const DEFAULT_COMMIT_INTERVAL_US: u32 = 2000;
     /// The largest [`LeaseStore::commit_interval_us`]: 100 ms (an ACK waits up to this long).
     pub const MAX_COMMIT_INTERVAL_US: u32 = 100_000;
 }
