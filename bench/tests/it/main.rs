@@ -102,6 +102,21 @@ fn topology(test: &str) -> Option<(Netns, Netns)> {
     Some((srv, generator))
 }
 
+/// Starts `bin run` in `ns` with `config` written into `dir`.
+fn start_server(ns: &Netns, bin: &std::path::Path, dir: &std::path::Path, config: &str) -> Proc {
+    let path = dir.join("server.toml");
+    std::fs::write(&path, config).unwrap();
+    Proc(
+        ns.command(bin.to_str().unwrap())
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Waits until something in `ns` listens on UDP port 67.
 fn wait_for_udp67(ns: &Netns, server: &mut Proc) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -171,17 +186,7 @@ fn every_client_gets_a_lease_from_peregrine_without_drops() {
         return;
     };
     let dir = temp_dir("peregrine");
-    let config = dir.join("server.toml");
-    std::fs::write(&config, SERVER_CONFIG).unwrap();
-    let mut server = Proc(
-        srv.command(bin.to_str().unwrap())
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut server = start_server(&srv, &bin, &dir, SERVER_CONFIG);
     wait_for_udp67(&srv, &mut server);
     let clients = 3000;
     let pid = server.0.id().to_string();
@@ -251,17 +256,7 @@ fn eight_relays_lease_into_their_eight_scopes() {
         generator.ip(&format!("addr add {g}/16 dev gen0"));
     }
     let dir = temp_dir("eight-relays");
-    let config = dir.join("server.toml");
-    std::fs::write(&config, eight_relay_config()).unwrap();
-    let mut server = Proc(
-        srv.command(bin.to_str().unwrap())
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut server = start_server(&srv, &bin, &dir, &eight_relay_config());
     // The AF_PACKET server binds UDP/67 (never read) once its sockets are open.
     wait_for_udp67(&srv, &mut server);
     let per_relay = 300;

@@ -13,7 +13,7 @@ use peregrine_testkit::process::TempDir;
 
 use crate::{LOOPBACK, Lab, config, engine, get, json, parse, raw, sample, send};
 
-const HEADER: &str = "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context";
+use peregrine_migrate::kea_csv::HEADER;
 
 fn row(address: Ipv4Addr, mac_last: u8) -> String {
     format!("{address},02:aa:00:00:00:{mac_last:02x},,3600,4000000000,2,0,0,,0,")

@@ -12,7 +12,7 @@ use peregrine_wire::ethernet::VlanTags;
 
 use crate::{CONFIG, ask, discover, start, stop};
 
-const HEADER: &str = "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context";
+use peregrine_migrate::kea_csv::HEADER;
 
 #[test]
 fn a_lease_imported_into_the_running_server_is_served_and_survives_kill_9() {
