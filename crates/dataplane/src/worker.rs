@@ -116,7 +116,8 @@ pub struct WorkerConfig {
     pub runs_expiry: bool,
     /// Bindings expired per expiry run, so one run never stalls packets for long.
     pub expiry_budget: usize,
-    /// Replies that may wait for the journal at once.
+    /// Replies that may wait for the journal at once; each has a buffer of
+    /// [`FRAME_CAPACITY`] bytes allocated when the worker starts (6 MiB at the default 4096).
     pub held_replies: usize,
     /// How long after the last frame another worker handed here this worker keeps polling at
     /// the drain interval instead of sleeping [`WorkerConfig::idle_wait`]: a worker that sleeps

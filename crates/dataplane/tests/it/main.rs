@@ -116,6 +116,29 @@ fn iface(engine: &Engine) -> Interface {
     }
 }
 
+/// A worker without a journal on a fresh in-memory port of `burst` frames, with its peer and
+/// counters.
+fn mem_worker(
+    engine: &Arc<Engine>,
+    burst: usize,
+) -> (
+    mem::MemPeer,
+    Worker<mem::MemRx, mem::MemTx, NoJournal>,
+    Arc<WorkerStats>,
+) {
+    let (peer, rx, tx) = mem::port(burst);
+    let stats = Arc::new(WorkerStats::default());
+    let worker = Worker::new(
+        engine.clone(),
+        (rx, tx),
+        vec![iface(engine)],
+        stats.clone(),
+        WorkerConfig::default(),
+        None::<NoJournal>,
+    );
+    (peer, worker, stats)
+}
+
 /// The frame the relay sends for client `n`'s message `m`, with `vlans`.
 fn from_relay(m: &ClientMessage<'_>, vlans: VlanTags) -> Vec<u8> {
     let headers = UdpFrameHeaders {
@@ -140,16 +163,7 @@ fn relayed_discover(vlans: VlanTags, n: u8) -> Vec<u8> {
 #[test]
 fn a_relayed_discover_gets_an_offer_to_the_relay_with_the_same_tags() {
     let engine = engine();
-    let (peer, rx, tx) = mem::port(32);
-    let stats = Arc::new(WorkerStats::default());
-    let mut worker = Worker::new(
-        engine.clone(),
-        (rx, tx),
-        vec![iface(&engine)],
-        stats.clone(),
-        WorkerConfig::default(),
-        None::<NoJournal>,
-    );
+    let (peer, mut worker, stats) = mem_worker(&engine, 32);
     let qinq = VlanTags::double(
         VlanTag::new(ethertype::QINQ, 300, 0),
         VlanTag::new(ethertype::VLAN, 42, 0),
@@ -490,17 +504,8 @@ fn one_relays_flow_is_spread_over_both_workers_by_client() {
     let mut workers = Vec::new();
     let mut stats = Vec::new();
     for handoff in peregrine_dataplane::Handoff::mesh(2, 16) {
-        let (peer, rx, tx) = mem::port(64);
-        let s = Arc::new(WorkerStats::default());
-        let w = Worker::new(
-            engine.clone(),
-            (rx, tx),
-            vec![iface(&engine)],
-            s.clone(),
-            WorkerConfig::default(),
-            None::<NoJournal>,
-        )
-        .with_handoff(handoff);
+        let (peer, w, s) = mem_worker(&engine, 64);
+        let w = w.with_handoff(handoff);
         peers.push(peer);
         workers.push(w);
         stats.push(s);
@@ -591,17 +596,8 @@ fn one_relays_flow_is_spread_over_both_workers_by_client() {
 fn a_full_handoff_ring_keeps_the_frame_here() {
     let engine = engine();
     let mut mesh = peregrine_dataplane::Handoff::mesh(2, 1).into_iter();
-    let (peer, rx, tx) = mem::port(64);
-    let stats = Arc::new(WorkerStats::default());
-    let mut worker = Worker::new(
-        engine.clone(),
-        (rx, tx),
-        vec![iface(&engine)],
-        stats.clone(),
-        WorkerConfig::default(),
-        None::<NoJournal>,
-    )
-    .with_handoff(mesh.next().unwrap());
+    let (peer, worker, stats) = mem_worker(&engine, 64);
+    let mut worker = worker.with_handoff(mesh.next().unwrap());
     // The other end exists but never polls: its ring (one frame deep) fills at once.
     let _idle = mesh.next().unwrap();
     for n in 0..32 {
