@@ -34,8 +34,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use peregrine_dataplane::WorkerStats;
 use peregrine_engine::Engine;
+use peregrine_stats::WorkerStats;
 use peregrine_store::JournalStats;
 use tokio::sync::oneshot;
 

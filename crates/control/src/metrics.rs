@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use peregrine_dataplane::{DROP_LABELS, Latency, WorkerStats};
 use peregrine_engine::{Engine, PoolStats};
+use peregrine_stats::{FrameDrop, Latency, WorkerStats};
 use peregrine_store::{JournalCounters, JournalStats};
 use peregrine_wire::dhcp::MessageType;
 use prometheus::core::{Collector, Desc};
@@ -440,12 +440,10 @@ impl Collector for StatsCollector {
         // `rate()` and alerts miss the first increase.
         out.push(
             self.drops.family(
-                DROP_LABELS
-                    .iter()
-                    .enumerate()
-                    .map(|(i, reason)| {
+                FrameDrop::all()
+                    .map(|d| {
                         self.drops
-                            .sample(&[reason], value(self.sum(|w| w.drops[i].get())))
+                            .sample(&[d.as_str()], value(self.sum(|w| w.dropped(d))))
                     })
                     .collect(),
             ),

@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 
 use peregrine_engine::{BindingEvent, Engine, InterfaceId, NextHop, RxMeta, Time, Verdict};
 use peregrine_io::RxFrame;
+use peregrine_stats::{WorkerDrop, WorkerStats};
 use peregrine_wire::arp;
 use peregrine_wire::checksum;
 use peregrine_wire::dhcp::{MessageType, SERVER_PORT};
@@ -13,8 +14,6 @@ use peregrine_wire::frame::{
 };
 use peregrine_wire::ipv4::{Ipv4Header, protocol};
 use peregrine_wire::{MacAddr, ethernet, ipv4, udp};
-
-use crate::stats::{Drop, WorkerStats};
 
 /// The interface a queue serves, as the dataplane needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,24 +30,32 @@ pub struct Interface {
     pub trusted: bool,
 }
 
-/// The outcome of [`process`].
+/// What one received frame comes to: the one outcome type from frame processing to the TX
+/// queue. Nothing is counted as sent yet: a message is counted once, when it is queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Processed {
+pub enum Outcome {
     /// Nothing to send.
     Nothing,
-    /// A reply frame of this many bytes was written at the start of the TX buffer.
-    Reply(usize),
-    /// A binding changed: `event` must be journaled, and the reply frame of `len` bytes (0:
-    /// none) written at the start of the TX buffer may leave only once it is durable. The
-    /// reply is not yet counted in [`WorkerStats::messages_out`]: whoever sends it counts it.
-    AfterCommit {
-        /// Reply length; 0 when the request gets no reply (RELEASE, DECLINE).
-        len: usize,
-        /// The change to make durable.
+    /// Send the frame written at the start of the TX buffer now.
+    Send(Reply),
+    /// A binding changed: `event` goes through the commit gate, and its reply, if any (RELEASE
+    /// and DECLINE have none), written at the start of the TX buffer, leaves once the gate
+    /// confirms the change.
+    Commit {
+        /// The change.
         event: BindingEvent,
-        /// The reply's message type, if there is a reply.
-        kind: Option<MessageType>,
+        /// The reply that waits for it.
+        reply: Option<Reply>,
     },
+}
+
+/// A reply frame written at the start of the TX buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// Frame length in bytes.
+    pub len: usize,
+    /// The DHCP message type, for a DHCP reply (`None`: ARP or ICMP).
+    pub kind: Option<MessageType>,
 }
 
 /// Handles one received frame: ARP and ICMP echo for `iface.addr`, DHCP to the engine, drops
@@ -61,12 +68,12 @@ pub fn process(
     frame: &RxFrame<'_>,
     tx: &mut [u8],
     stats: &WorkerStats,
-) -> Processed {
+) -> Outcome {
     let d = match demux_with(frame.data, !frame.checksum_pending) {
         Ok(d) => d,
         Err(e) => {
-            stats.count_drop(Drop::Wire(e));
-            return Processed::Nothing;
+            stats.count_drop(e);
+            return Outcome::Nothing;
         }
     };
     let out = match d {
@@ -77,17 +84,11 @@ pub fn process(
             dst_port: SERVER_PORT,
             payload,
         } if is_for_us(iface, &l3) => {
-            return match dhcp(engine, iface, now, (l2, l3, src_port), payload, tx, stats) {
-                Ok(DhcpOut::Deferred { len, event, kind }) => {
-                    Processed::AfterCommit { len, event, kind }
-                }
-                Ok(DhcpOut::Now(0)) => Processed::Nothing,
-                Ok(DhcpOut::Now(len)) => Processed::Reply(len),
-                Err(()) => {
-                    stats.count_drop(Drop::TxError);
-                    Processed::Nothing
-                }
-            };
+            return dhcp(engine, iface, now, (l2, l3, src_port), payload, tx, stats)
+                .unwrap_or_else(|()| {
+                    stats.count_drop(WorkerDrop::TxError);
+                    Outcome::Nothing
+                });
         }
         Demuxed::Arp { l2, arp }
             if arp.operation() == arp::op::REQUEST && arp.target_ip() == iface.addr =>
@@ -101,17 +102,15 @@ pub fn process(
             echo_reply(iface, &l2, &l3, message, tx).inspect(|_| stats.icmp_replies.inc())
         }
         _ => {
-            stats.count_drop(Drop::NotForUs);
-            return Processed::Nothing;
+            stats.count_drop(WorkerDrop::NotForUs);
+            return Outcome::Nothing;
         }
     };
-    match out {
-        Ok(0) => Processed::Nothing,
-        Ok(n) => Processed::Reply(n),
-        Err(()) => {
-            stats.count_drop(Drop::TxError);
-            Processed::Nothing
-        }
+    if let Ok(len) = out {
+        Outcome::Send(Reply { len, kind: None })
+    } else {
+        stats.count_drop(WorkerDrop::TxError);
+        Outcome::Nothing
     }
 }
 
@@ -122,18 +121,6 @@ fn is_for_us(iface: &Interface, l3: &L3) -> bool {
     l3.dst == iface.addr || l3.dst == Ipv4Addr::BROADCAST
 }
 
-/// What [`dhcp`] wrote.
-enum DhcpOut {
-    /// A reply of this many bytes to send now (counted), or 0: none.
-    Now(usize),
-    /// A binding change, and its reply of `len` bytes (0: none) of `kind`, not yet counted.
-    Deferred {
-        len: usize,
-        event: BindingEvent,
-        kind: Option<MessageType>,
-    },
-}
-
 fn dhcp(
     engine: &Engine,
     iface: &Interface,
@@ -142,7 +129,7 @@ fn dhcp(
     payload: &[u8],
     tx: &mut [u8],
     stats: &WorkerStats,
-) -> Result<DhcpOut, ()> {
+) -> Result<Outcome, ()> {
     let meta = RxMeta {
         interface: iface.engine_id,
         vlans: l2.vlans,
@@ -171,16 +158,10 @@ fn dhcp(
             stats.deferred.inc();
             (kind, len, dst, Some(event))
         }
-        Verdict::Record { event } => {
-            return Ok(DhcpOut::Deferred {
-                len: 0,
-                event,
-                kind: None,
-            });
-        }
+        Verdict::Record { event } => return Ok(Outcome::Commit { event, reply: None }),
         Verdict::Drop(reason) => {
-            stats.count_drop(Drop::Engine(reason));
-            return Ok(DhcpOut::Now(0));
+            stats.count_drop(reason);
+            return Ok(Outcome::Nothing);
         }
     };
     let dst_mac = match dst.next_hop {
@@ -200,16 +181,17 @@ fn dhcp(
     };
     let start = write_headers(tx, headroom, len, &headers).map_err(|_| ())?;
     debug_assert_eq!(start, 0);
-    let len = headroom + len;
-    if let Some(event) = event {
-        return Ok(DhcpOut::Deferred {
-            len,
+    let reply = Reply {
+        len: headroom + len,
+        kind: Some(kind),
+    };
+    Ok(match event {
+        Some(event) => Outcome::Commit {
             event,
-            kind: Some(kind),
-        });
-    }
-    stats.message_out(kind);
-    Ok(DhcpOut::Now(len))
+            reply: Some(reply),
+        },
+        None => Outcome::Send(reply),
+    })
 }
 
 fn arp_reply(

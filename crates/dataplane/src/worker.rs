@@ -4,104 +4,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use std::collections::VecDeque;
-
 use hdrhistogram::Histogram;
-use peregrine_engine::{BindingEvent, Engine, Time};
-use peregrine_io::{FRAME_CAPACITY, RxFrame, RxQueue, TxQueue};
+use peregrine_engine::{BindingSink, Engine, Time};
+use peregrine_io::{RxFrame, RxQueue, TxQueue};
+use peregrine_stats::{Latency, WorkerDrop, WorkerStats};
 use peregrine_wire::dhcp::MessageType;
 
-use crate::frame::{Interface, Processed, process};
+use crate::commit::{Admitted, CommitGate};
+use crate::frame::{Interface, Outcome, Reply, process};
 use crate::handoff::{Handoff, Offered};
-use crate::stats::{Drop, Latency, TX_REFUSED, WorkerStats};
-
-/// Where binding changes become durable (the lease journal), as one worker sees it.
-pub trait Journal {
-    /// Queues `event` without blocking; returns its sequence number, or `None` when the
-    /// journal cannot take it now.
-    fn submit(&mut self, event: &BindingEvent) -> Option<u64>;
-
-    /// The worker submitted a burst of changes: have them written now. Called once per burst
-    /// in which anything was submitted, so that a journal whose writer must be woken wakes it
-    /// once per burst rather than once per change.
-    fn flush(&mut self) {}
-
-    /// The highest sequence number that is on stable storage.
-    fn committed(&self) -> u64;
-}
-
-/// The journal of a server that keeps leases in memory only: `Option::<NoJournal>::None`.
-#[derive(Debug, Clone, Copy)]
-pub enum NoJournal {}
-
-impl Journal for NoJournal {
-    fn submit(&mut self, _: &BindingEvent) -> Option<u64> {
-        match *self {}
-    }
-
-    fn committed(&self) -> u64 {
-        match *self {}
-    }
-
-    fn flush(&mut self) {
-        match *self {}
-    }
-}
-
-/// Replies waiting for their binding change to be durable, in submission order, in buffers
-/// allocated once.
-struct Held {
-    buffers: Vec<Box<[u8]>>,
-    free: Vec<usize>,
-    waiting: VecDeque<HeldReply>,
-}
-
-struct HeldReply {
-    seq: u64,
-    buffer: usize,
-    len: usize,
-    /// Counted in [`WorkerStats::messages_out`] when it leaves.
-    kind: MessageType,
-    ifindex: u32,
-    /// When its request left the receive ring.
-    received: Instant,
-}
-
-impl Held {
-    fn new(capacity: usize) -> Held {
-        Held {
-            buffers: (0..capacity)
-                .map(|_| vec![0u8; FRAME_CAPACITY].into_boxed_slice())
-                .collect(),
-            free: (0..capacity).rev().collect(),
-            waiting: VecDeque::with_capacity(capacity),
-        }
-    }
-
-    /// Keeps a copy of `frame` until `seq` is durable; false if every buffer is in use.
-    fn hold(
-        &mut self,
-        seq: u64,
-        frame: &[u8],
-        kind: MessageType,
-        ifindex: u32,
-        received: Instant,
-    ) -> bool {
-        let Some(buffer) = self.free.pop() else {
-            return false;
-        };
-        self.buffers[buffer][..frame.len()].copy_from_slice(frame);
-        self.waiting.push_back(HeldReply {
-            seq,
-            buffer,
-            len: frame.len(),
-            kind,
-            ifindex,
-            received,
-        });
-        true
-    }
-}
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -116,8 +27,9 @@ pub struct WorkerConfig {
     pub runs_expiry: bool,
     /// Bindings expired per expiry run, so one run never stalls packets for long.
     pub expiry_budget: usize,
-    /// Replies that may wait for the journal at once; each has a buffer of
-    /// [`FRAME_CAPACITY`] bytes allocated when the worker starts (6 MiB at the default 4096).
+    /// Replies that may wait for the commit gate at once; each has a buffer of
+    /// [`peregrine_io::FRAME_CAPACITY`] bytes allocated when the worker starts (6 MiB at the
+    /// default 4096).
     pub held_replies: usize,
     /// How long after the last frame another worker handed here this worker keeps polling at
     /// the drain interval instead of sleeping [`WorkerConfig::idle_wait`]: a worker that sleeps
@@ -140,16 +52,15 @@ impl Default for WorkerConfig {
 }
 
 /// One worker: a queue pair, the interfaces it serves, the shared engine, its own counters,
-/// and its side of the lease journal.
-pub struct Worker<R, T, J> {
+/// and its commit gate (over its side of the lease journal, or of a fan-out).
+pub struct Worker<R, T, S> {
     engine: Arc<Engine>,
     rx: R,
     tx: T,
     interfaces: Vec<Interface>,
     stats: Arc<WorkerStats>,
     config: WorkerConfig,
-    journal: Option<J>,
-    held: Held,
+    gate: CommitGate<S>,
     /// Latencies recorded since the last [`Latency::publish`].
     latency: Histogram<u64>,
     /// This worker's end of the hand-off mesh, if it shares its interface with others.
@@ -158,23 +69,20 @@ pub struct Worker<R, T, J> {
     last_handed_in: Instant,
 }
 
-impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
+impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
     /// A worker over `rx`/`tx`. Frames whose ifindex matches none of `interfaces` are
     /// handled as the first one's (backends with one interface report 0 or its index).
-    /// Without a `journal`, replies leave at once and binding changes are kept in memory only.
+    /// Binding changes go to `sink`, and the replies that depend on them leave once it
+    /// confirms them; without one, replies leave at once and changes live in memory only.
     pub fn new(
         engine: Arc<Engine>,
         (rx, tx): (R, T),
         interfaces: Vec<Interface>,
         stats: Arc<WorkerStats>,
         config: WorkerConfig,
-        journal: Option<J>,
-    ) -> Worker<R, T, J> {
-        let held = Held::new(if journal.is_some() {
-            config.held_replies
-        } else {
-            0
-        });
+        sink: Option<S>,
+    ) -> Worker<R, T, S> {
+        let gate = CommitGate::new(sink, config.held_replies);
         Worker {
             engine,
             rx,
@@ -182,8 +90,7 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
             interfaces,
             stats,
             config,
-            journal,
-            held,
+            gate,
             latency: Latency::histogram(),
             handoff: None,
             last_handed_in: Instant::now(),
@@ -193,7 +100,7 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
     /// Hands each DHCP request this worker receives to the worker of `handoff`'s mesh that
     /// owns its client, and handles what the others hand here (see [`Handoff`]).
     #[must_use]
-    pub fn with_handoff(mut self, handoff: Handoff) -> Worker<R, T, J> {
+    pub fn with_handoff(mut self, handoff: Handoff) -> Worker<R, T, S> {
         self.handoff = Some(handoff);
         self
     }
@@ -218,14 +125,14 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
                 self.publish_latency();
                 last_expiry = Instant::now();
             }
-            self.stats.held_replies.set(self.held.waiting.len() as u64);
+            self.stats.held_replies.set(self.gate.held() as u64);
             if received == 0 && !self.handoff.as_ref().is_some_and(Handoff::pending) {
-                // Replies waiting for the journal are released as soon as it commits, and
+                // Replies waiting for the gate are released as soon as it confirms, and
                 // frames other workers hand here wait for this loop: poll for them at the
                 // drain interval rather than sleeping a whole idle period, while they come.
                 let handed_lately = self.handoff.is_some()
                     && self.last_handed_in.elapsed() < self.config.handoff_linger;
-                let wait = if self.held.waiting.is_empty() && !handed_lately {
+                let wait = if self.gate.held() == 0 && !handed_lately {
                     self.config.idle_wait
                 } else {
                     self.config.drain
@@ -233,9 +140,9 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
                 self.rx.wait(wait)?;
             }
         }
-        // Let the journal commit what is held (bounded), so a clean stop loses no reply.
+        // Let the sink confirm what is held (bounded), so a clean stop loses no reply.
         let deadline = Instant::now() + Duration::from_secs(1);
-        while !self.held.waiting.is_empty() && Instant::now() < deadline {
+        while self.gate.held() > 0 && Instant::now() < deadline {
             self.release_committed()?;
             std::thread::sleep(self.config.drain);
         }
@@ -249,28 +156,23 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
         self.stats.latency.publish(&mut self.latency);
     }
 
-    /// Runs lease expiry, journaling what it changes.
+    /// Runs lease expiry, passing what it changes through the commit gate.
     fn expire(&mut self, now: Time) {
         let Worker {
             engine,
-            journal,
+            gate,
             stats,
             config,
             ..
         } = self;
         let expired = engine.tick(now, config.expiry_budget, |event| {
-            if let Some(j) = journal.as_mut() {
-                match j.submit(&event) {
-                    Some(_) => stats.journaled.inc(),
-                    None => stats.count_drop(Drop::JournalFull),
-                }
+            match gate.admit(&event) {
+                Admitted::InMemory => {}
+                Admitted::Submitted(_) => stats.journaled.inc(),
+                Admitted::Refused => stats.count_drop(WorkerDrop::JournalFull),
             }
         });
-        if expired > 0
-            && let Some(j) = journal.as_mut()
-        {
-            j.flush();
-        }
+        gate.flush();
         stats.expired.add(expired as u64);
     }
 
@@ -285,8 +187,7 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
             interfaces,
             stats,
             config,
-            journal,
-            held,
+            gate,
             latency,
             handoff,
             ..
@@ -298,11 +199,9 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
             tx,
             interfaces,
             stats,
-            journal,
-            held,
+            gate,
             now,
             replies: 0,
-            submitted: false,
         };
         let n = rx.rx_burst(config.burst, &mut |frame| {
             ctx.stats.rx_frames.inc();
@@ -341,44 +240,39 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
                 self.last_handed_in = Instant::now();
             }
         }
-        if ctx.submitted
-            && let Some(j) = ctx.journal.as_mut()
-        {
-            j.flush();
-        }
+        ctx.gate.flush();
         match io_error {
             Some(e) => Err(e),
             None => Ok(n + handed_in),
         }
     }
 
-    /// Queues, in order, every held reply whose binding change the journal has committed.
+    /// Queues, in order, every held reply whose binding change the gate has confirmed.
     pub fn release_committed(&mut self) -> std::io::Result<()> {
-        let Some(journal) = self.journal.as_ref() else {
-            return Ok(());
-        };
-        let committed = journal.committed();
-        while let Some(front) = self.held.waiting.front() {
-            if front.seq > committed {
-                break;
+        let Worker {
+            tx,
+            stats,
+            gate,
+            latency,
+            ..
+        } = self;
+        let mut io_error = None;
+        gate.release(|held, frame| {
+            if tx.buffer().is_none()
+                && let Err(e) = flush(tx, stats)
+            {
+                io_error = Some(e);
+                return false;
             }
-            if self.tx.buffer().is_none() {
-                flush(&mut self.tx, &self.stats)?;
-            }
-            let Some(buf) = self.tx.buffer() else { break };
-            let reply = self
-                .held
-                .waiting
-                .pop_front()
-                .unwrap_or_else(|| unreachable!());
-            buf[..reply.len].copy_from_slice(&self.held.buffers[reply.buffer][..reply.len]);
-            self.tx.queue(reply.len, reply.ifindex);
-            self.stats.message_out(reply.kind);
-            self.held.free.push(reply.buffer);
-            self.latency
-                .saturating_record(nanos(reply.received.elapsed()));
-        }
-        Ok(())
+            let Some(buf) = tx.buffer() else {
+                return false;
+            };
+            buf[..frame.len()].copy_from_slice(frame);
+            queue(tx, stats, held.len, Some(held.kind), held.ifindex);
+            latency.saturating_record(nanos(held.received.elapsed()));
+            true
+        });
+        io_error.map_or(Ok(()), Err)
     }
 
     /// Sends the queued burst.
@@ -388,23 +282,20 @@ impl<R: RxQueue, T: TxQueue, J: Journal> Worker<R, T, J> {
 }
 
 /// What handling one frame needs of its worker, borrowed for a burst.
-struct Context<'w, T, J> {
+struct Context<'w, T, S> {
     engine: &'w Engine,
     tx: &'w mut T,
     interfaces: &'w [Interface],
     stats: &'w WorkerStats,
-    journal: &'w mut Option<J>,
-    held: &'w mut Held,
+    gate: &'w mut CommitGate<S>,
     now: Time,
     /// Replies queued so far in this burst.
     replies: u64,
-    /// Whether a binding change went to the journal in this burst.
-    submitted: bool,
 }
 
-impl<T: TxQueue, J: Journal> Context<'_, T, J> {
-    /// Handles one frame received at `received`: the reply is queued, held for the journal,
-    /// or there is none. Errors are the TX queue's.
+impl<T: TxQueue, S: BindingSink> Context<'_, T, S> {
+    /// Handles one frame received at `received`: the reply is queued, held in the commit
+    /// gate, or there is none. Errors are the TX queue's.
     fn handle(&mut self, frame: &RxFrame<'_>, received: Instant) -> std::io::Result<()> {
         let Some(iface) = self
             .interfaces
@@ -422,36 +313,50 @@ impl<T: TxQueue, J: Journal> Context<'_, T, J> {
         };
         let stats = self.stats;
         match process(self.engine, iface, self.now, frame, buf, stats) {
-            Processed::Nothing => {}
-            Processed::Reply(len) => {
-                self.tx.queue(len, iface.ifindex);
+            Outcome::Nothing => {}
+            Outcome::Send(Reply { len, kind }) => {
+                queue(self.tx, stats, len, kind, iface.ifindex);
                 self.replies += 1;
             }
-            Processed::AfterCommit { len, event, kind } => match self.journal.as_mut() {
-                // No journal configured: the change lives in memory only, the reply goes now.
-                None => {
-                    if let Some(kind) = kind.filter(|_| len > 0) {
-                        self.tx.queue(len, iface.ifindex);
-                        stats.message_out(kind);
+            Outcome::Commit { event, reply } => match self.gate.admit(&event) {
+                Admitted::InMemory => {
+                    if let Some(Reply { len, kind }) = reply {
+                        queue(self.tx, stats, len, kind, iface.ifindex);
                         self.replies += 1;
                     }
                 }
-                Some(j) => match j.submit(&event) {
-                    None => stats.count_drop(Drop::JournalFull),
-                    Some(seq) => {
-                        stats.journaled.inc();
-                        self.submitted = true;
-                        if let Some(kind) = kind.filter(|_| len > 0) {
-                            let reply = &buf[..len];
-                            if !self.held.hold(seq, reply, kind, iface.ifindex, received) {
-                                stats.count_drop(Drop::HeldFull);
-                            }
-                        }
+                Admitted::Refused => stats.count_drop(WorkerDrop::JournalFull),
+                Admitted::Submitted(seq) => {
+                    stats.journaled.inc();
+                    if let Some(Reply {
+                        len,
+                        kind: Some(kind),
+                    }) = reply
+                        && !self
+                            .gate
+                            .hold(seq, &buf[..len], kind, iface.ifindex, received)
+                    {
+                        stats.count_drop(WorkerDrop::HeldFull);
                     }
-                },
+                }
             },
         }
         Ok(())
+    }
+}
+
+/// Queues the frame of `len` bytes written into `tx`'s buffer, and counts it: the one place a
+/// DHCP message is counted as sent.
+fn queue<T: TxQueue>(
+    tx: &mut T,
+    stats: &WorkerStats,
+    len: usize,
+    kind: Option<MessageType>,
+    ifindex: u32,
+) {
+    tx.queue(len, ifindex);
+    if let Some(kind) = kind {
+        stats.message_out(kind);
     }
 }
 
@@ -462,7 +367,8 @@ fn flush<T: TxQueue>(tx: &mut T, stats: &WorkerStats) -> std::io::Result<()> {
     }
     let sent = tx.flush()?;
     stats.tx_frames.add(sent as u64);
-    stats.drops[TX_REFUSED].add(queued.saturating_sub(sent) as u64);
+    stats.drops[peregrine_stats::FrameDrop::Worker(WorkerDrop::TxRefused).index()]
+        .add(queued.saturating_sub(sent) as u64);
     Ok(())
 }
 

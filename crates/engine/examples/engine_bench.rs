@@ -16,10 +16,9 @@
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use peregrine_config::model::{
-    AdminState, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Runtime, Scope, ServerSettings,
-};
+use peregrine_config::model::{Config, ServerSettings};
 use peregrine_engine::{Engine, EngineOptions, RxMeta, Verdict};
+use peregrine_testkit::config as fixture;
 use peregrine_wire::MacAddr;
 use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, MessageType, opt, relay};
 use peregrine_wire::ethernet::VlanTags;
@@ -28,52 +27,25 @@ const GIADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
 fn config(clients: u32) -> Config {
-    let lease = LeaseTimes {
-        valid: 3600,
-        renew: 1800,
-        rebind: 3150,
+    let server = ServerSettings {
+        offer_hold: 30,
+        decline_probation: 3600,
+        ..fixture::server(true)
     };
-    let mut options = OptionSet::default();
-    options.set(opt::ROUTER, GIADDR.octets().to_vec());
-    options.set(opt::DNS_SERVERS, vec![192, 0, 2, 53, 192, 0, 2, 54]);
-    options.set(opt::DOMAIN_NAME, b"isp.example".to_vec());
     let first = Ipv4Addr::new(10, 0, 1, 0).to_bits();
-    Config {
-        server: ServerSettings {
-            authoritative: true,
-            match_client_id: true,
-            lease,
-            offer_hold: 30,
-            decline_probation: 3600,
-            cache_threshold: 0.25,
-            stash_agent_options: true,
-            options: OptionSet::default(),
-        },
-        classes: vec![],
-        scopes: vec![Scope {
-            name: "bench".into(),
-            subnet: Ipv4Net {
-                addr: Ipv4Addr::new(10, 0, 0, 0),
-                prefix: 8,
-            },
-            pools: vec![Pool {
-                first: Ipv4Addr::from_bits(first),
-                last: Ipv4Addr::from_bits(first + clients + clients / 8),
-                classes: vec![],
-            }],
-            relay_addresses: vec![],
-            interfaces: vec![],
-            shared_network: None,
-            server_id: None,
-            lease,
-            authoritative: true,
-            match_client_id: true,
-            state: AdminState::Active,
-            options,
-            reservations: vec![],
-        }],
-        runtime: Runtime::default(),
-    }
+    let mut scope = fixture::scope(
+        "bench",
+        fixture::net([10, 0, 0, 0], 8),
+        Ipv4Addr::from_bits(first),
+        Ipv4Addr::from_bits(first + clients + clients / 8),
+        &server,
+    );
+    scope.options.set(opt::ROUTER, GIADDR.octets().to_vec());
+    scope
+        .options
+        .set(opt::DNS_SERVERS, vec![192, 0, 2, 53, 192, 0, 2, 54]);
+    scope.options.set(opt::DOMAIN_NAME, b"isp.example".to_vec());
+    fixture::config(server, vec![scope])
 }
 
 /// A message template and the offsets to stamp per client.

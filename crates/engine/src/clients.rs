@@ -5,13 +5,13 @@
 //! same client at once (a retransmission landing on two queues) from giving it two addresses.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use crossbeam_utils::CachePadded;
 
 use crate::binding::ScopeId;
-use crate::key::ClientKey;
+use crate::key::{ClientKey, KeySecret};
 use crate::pool::SlotRef;
 
 /// Where a client's binding is.
@@ -24,8 +24,10 @@ pub(crate) struct Loc {
 
 /// A client key with its keyed hash, computed once per request.
 ///
-/// The hash is SipHash under the process's random seed, so clients cannot aim at one bucket
-/// (HashDoS); the map below uses it as is instead of hashing the key again.
+/// The hash is SipHash under a key derived from the lease directory's secret: clients who do
+/// not know it cannot aim at one bucket (HashDoS), and the same secret makes the same choices
+/// (which shard a client locks, where its search for a free address starts), so a run
+/// replays exactly. The map below uses the hash as is instead of hashing the key again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HashedKey {
     pub(crate) hash: u64,
@@ -75,13 +77,14 @@ pub(crate) type ClientMap = HashMap<HashedKey, Loc, BuildHasherDefault<PassThrou
 #[derive(Debug)]
 pub(crate) struct ClientIndex {
     shards: Box<[CachePadded<Mutex<ClientMap>>]>,
-    seed: RandomState,
+    seed: KeySecret,
 }
 
 impl ClientIndex {
     /// `shards` is rounded up to a power of two; each map reserves room for `per_shard`
-    /// entries so that steady-state allocation never grows (and reallocates) it.
-    pub(crate) fn new(shards: u32, per_shard: usize) -> ClientIndex {
+    /// entries so that steady-state allocation never grows (and reallocates) it. Keys are
+    /// hashed under a key derived from `secret`.
+    pub(crate) fn new(shards: u32, per_shard: usize, secret: &KeySecret) -> ClientIndex {
         let n = shards.max(1).next_power_of_two();
         ClientIndex {
             shards: (0..n)
@@ -92,7 +95,7 @@ impl ClientIndex {
                     )))
                 })
                 .collect(),
-            seed: RandomState::new(),
+            seed: secret.derive(b"client index"),
         }
     }
 

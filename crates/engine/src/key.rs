@@ -1,6 +1,6 @@
 //! Client identity: the key every binding and index is looked up by.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 /// Bytes kept inline; longer identities are replaced by a keyed 128-bit digest.
 const INLINE: usize = 30;
@@ -44,6 +44,23 @@ impl KeySecret {
         let mut s = [0u8; 16];
         s[..8].copy_from_slice(&a.to_le_bytes());
         s[8..].copy_from_slice(&b.to_le_bytes());
+        KeySecret(s)
+    }
+}
+
+impl KeySecret {
+    /// A secret for another use, derived from this one under `label`: one secret kept with the
+    /// leases keys every hash the engine makes, and no two uses share a key.
+    pub(crate) fn derive(&self, label: &[u8]) -> KeySecret {
+        let half = |n: u8| {
+            let mut h = self.build_hasher();
+            h.write(label);
+            h.write_u8(n);
+            h.finish()
+        };
+        let mut s = [0u8; 16];
+        s[..8].copy_from_slice(&half(0).to_le_bytes());
+        s[8..].copy_from_slice(&half(1).to_le_bytes());
         KeySecret(s)
     }
 }

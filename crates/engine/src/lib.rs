@@ -26,14 +26,25 @@
 
 mod binding;
 mod clients;
+mod discover;
 mod engine;
+mod expiry;
+mod install;
 mod key;
 mod pool;
+mod query;
+mod release;
 mod reply;
+mod request;
 mod scope;
+mod select;
+mod sink;
 mod verdict;
 
 pub use binding::{Binding, BindingEvent, BindingState, ScopeId, Time};
-pub use engine::{BuildError, Engine, EngineOptions, PoolStats, RestoreError};
+pub use engine::{BuildError, Engine, EngineOptions};
+pub use install::RestoreError;
 pub use key::{ClientKey, KeySecret};
+pub use query::PoolStats;
+pub use sink::BindingSink;
 pub use verdict::{Destination, DropReason, InterfaceId, NextHop, RxMeta, Verdict};

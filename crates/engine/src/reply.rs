@@ -112,6 +112,31 @@ impl Engine {
         }
     }
 
+    /// The options a reply may carry for `code`, most specific first: reservation, classes,
+    /// scope, server.
+    pub(crate) fn option_value<'a>(
+        &'a self,
+        scope: &'a Scope,
+        reservation: Option<usize>,
+        classes: u32,
+        code: u8,
+    ) -> Option<&'a [u8]> {
+        reservation
+            .and_then(|i| scope.reservations.list[i].options.get(code))
+            .or_else(|| {
+                if classes == 0 {
+                    return None;
+                }
+                self.classes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| classes & (1 << i) != 0)
+                    .find_map(|(_, c)| c.options.get(code))
+            })
+            .or_else(|| scope.options.get(code))
+            .or_else(|| self.settings.options.get(code))
+    }
+
     fn write_reply(
         &self,
         r: &Request<'_, '_>,

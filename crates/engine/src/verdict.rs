@@ -59,11 +59,14 @@ pub struct Destination {
     pub src_ip: Ipv4Addr,
 }
 
-/// Why a request got no reply. Each reason is a counter label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why a request got no reply. Each reason is a counter label ([`DropReason::as_str`]);
+/// fieldless, so `reason as usize` indexes a counter array of [`strum::EnumCount::COUNT`]
+/// entries and [`strum::IntoEnumIterator::iter`] lists every label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumCount, strum::EnumIter)]
+#[repr(u8)]
 pub enum DropReason {
-    /// The DHCP message did not parse.
-    Malformed(peregrine_wire::Error),
+    /// The DHCP message did not parse (how is not counted: the frame around it did).
+    Malformed,
     /// `op` was not BOOTREQUEST.
     NotRequest,
     /// No option 53 (BOOTP) or an undefined message type.
@@ -79,7 +82,7 @@ pub enum DropReason {
     /// No address is free for this client.
     PoolExhausted,
     /// The REQUEST names another server, or a DECLINE or RELEASE is not for us.
-    NotForUs,
+    ServerIdNotOurs,
     /// We hold no binding for the client and are not authoritative: stay silent (RFC 2131
     /// section 4.3.2, coexistence of servers on one link).
     UnknownClient,
@@ -91,10 +94,11 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// A short, stable label.
+    /// A short, stable label, unique among every drop counter's (hence `dhcp_malformed`
+    /// beside the frame's `malformed`).
     pub const fn as_str(self) -> &'static str {
         match self {
-            DropReason::Malformed(_) => "malformed",
+            DropReason::Malformed => "dhcp_malformed",
             DropReason::NotRequest => "not_request",
             DropReason::NotDhcp => "not_dhcp",
             DropReason::UnexpectedType => "unexpected_type",
@@ -102,7 +106,7 @@ impl DropReason {
             DropReason::NoScope => "no_scope",
             DropReason::ScopeInactive => "scope_inactive",
             DropReason::PoolExhausted => "pool_exhausted",
-            DropReason::NotForUs => "not_for_us",
+            DropReason::ServerIdNotOurs => "server_id_not_ours",
             DropReason::UnknownClient => "unknown_client",
             DropReason::NoBinding => "no_binding",
             DropReason::ReplyTooLarge => "reply_too_large",

@@ -35,21 +35,6 @@ pub mod tap;
 #[cfg(target_os = "linux")]
 pub mod udp;
 
-/// Restricts the calling thread to run only on CPU `core` (a worker pinned to its core, as
-/// DPDK pins its lcores). Errors say which core could not be had.
-#[cfg(target_os = "linux")]
-pub fn pin_current_thread(core: usize) -> io::Result<()> {
-    sys::pin_current_thread(core)
-        .map_err(|e| io::Error::new(e.kind(), format!("pinning a thread to CPU {core}: {e}")))
-}
-
-/// Lowers the calling thread to the idle scheduling class (`SCHED_IDLE`), for background work
-/// that must never take CPU from a worker on the same core.
-#[cfg(target_os = "linux")]
-pub fn idle_priority_current_thread() -> io::Result<()> {
-    sys::idle_priority_current_thread()
-}
-
 /// Bytes every TX buffer can hold: a full Ethernet frame with two VLAN tags.
 pub const FRAME_CAPACITY: usize = 1522;
 

@@ -84,58 +84,9 @@ pub(crate) fn context(e: &io::Error, backend: &str, interface: &str, step: &str)
     io::Error::new(e.kind(), format!("{backend} on {interface:?}: {step}: {e}"))
 }
 
-/// Restricts the calling thread to CPU `core`. Fails with `EINVAL` when the machine has no
-/// such core (or it is outside the process's allowed set).
-pub(crate) fn pin_current_thread(core: usize) -> io::Result<()> {
-    if core >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("CPU {core} is beyond CPU_SETSIZE"),
-        ));
-    }
-    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `core` is below CPU_SETSIZE, checked above.
-    unsafe { libc::CPU_SET(core, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is the calling thread.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Moves the calling thread to `SCHED_IDLE`: it runs only when nothing else on its core wants
-/// to, so background work (compaction) never delays a worker that shares the core.
-pub(crate) fn idle_priority_current_thread() -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid sched_param; 0 is the calling thread.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_thread_moved_to_idle_priority_runs_as_sched_idle() {
-        let policy = std::thread::spawn(|| {
-            super::idle_priority_current_thread().unwrap();
-            // SAFETY: sched_getscheduler(2) on the calling thread reads its policy.
-            unsafe { libc::sched_getscheduler(0) }
-        })
-        .join()
-        .unwrap();
-        assert_eq!(policy, libc::SCHED_IDLE);
-        // SAFETY: as above; the test thread itself kept its policy.
-        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
-    }
 
     #[test]
     fn interface_names_are_checked_before_the_kernel_sees_them() {

@@ -5,7 +5,11 @@
 //! DHCP logic lives in `peregrine-engine`, the per-frame work in `peregrine-dataplane`, the
 //! packet I/O in `peregrine-io`; this crate only wires them together.
 
+mod backend;
 mod leases;
+// The one module that makes scheduling syscalls (sched_setaffinity, sched_setscheduler).
+#[allow(unsafe_code)]
+mod placement;
 mod run;
 
 use std::io::IsTerminal;

@@ -31,6 +31,6 @@ pub use dir::LeaseDir;
 pub use error::StoreError;
 pub use recover::{Recovered, RepairReport, repair};
 pub use writer::{
-    Durability, Journal, JournalCounters, JournalOptions, JournalStats, JournalWriter,
-    WorkerJournal,
+    Durability, Journal, JournalCounters, JournalOptions, JournalStats, JournalThread,
+    JournalWriter, ThreadSetup, WorkerJournal,
 };

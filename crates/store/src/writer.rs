@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
-use peregrine_engine::BindingEvent;
+use peregrine_engine::{BindingEvent, BindingSink};
 
 use crate::compact::compact;
 use crate::dir::{JOURNAL, LeaseDir, unix_now, write_atomically};
@@ -48,8 +48,22 @@ pub enum Durability {
     NoneUnsafe,
 }
 
-/// How the journal is written.
+/// A journal thread, as [`ThreadSetup`] is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalThread {
+    /// The writer: group commit, sealing.
+    Writer,
+    /// Compaction of sealed segments into a snapshot: never urgent.
+    Compactor,
+}
+
+/// Runs first on each journal thread, before it touches a file: where the caller places it
+/// (its core, its scheduling class). The store knows files, not where threads run; an error
+/// makes [`Journal::start`] refuse with it.
+pub type ThreadSetup = Arc<dyn Fn(JournalThread) -> io::Result<()> + Send + Sync>;
+
+/// How the journal is written.
+#[derive(Clone)]
 pub struct JournalOptions {
     /// When a change counts as committed.
     pub durability: Durability,
@@ -57,9 +71,10 @@ pub struct JournalOptions {
     /// sealed segments are then compacted into a snapshot in the background. Disk use stays
     /// near one snapshot (one record per address that ever changed) plus twice this.
     pub compact_after: u64,
-    /// The CPU core the writer and compaction threads run on, away from the workers' cores
-    /// so that a commit's wake-up never preempts packet processing; `None`: not pinned.
-    pub core: Option<usize>,
+    /// Places each journal thread when it starts (the server pins them to
+    /// `leases.writer-core`, away from the workers, so that a commit's wake-up never preempts
+    /// packet processing); `None`: they run where the OS puts them.
+    pub setup: Option<ThreadSetup>,
     /// With [`Durability::Fsync`], the least time from one `fdatasync` to the next: changes
     /// that arrive meanwhile wait and join the next batch. Under light load the last sync is
     /// long past and a change is written at once; under heavy load this caps the syncs per
@@ -81,9 +96,20 @@ impl Default for JournalOptions {
         JournalOptions {
             durability: Durability::default(),
             compact_after: JournalOptions::DEFAULT_COMPACT_AFTER,
-            core: None,
+            setup: None,
             commit_interval: JournalOptions::DEFAULT_COMMIT_INTERVAL,
         }
+    }
+}
+
+impl std::fmt::Debug for JournalOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalOptions")
+            .field("durability", &self.durability)
+            .field("compact_after", &self.compact_after)
+            .field("setup", &self.setup.as_ref().map(|_| ".."))
+            .field("commit_interval", &self.commit_interval)
+            .finish()
     }
 }
 
@@ -159,13 +185,12 @@ impl Journal {
             return Err(StoreError::NotRecovered(path));
         }
         let shared = Arc::new(Shared::new(workers));
-        let (pinned_tx, pinned_rx) = mpsc::channel();
-        let pin = move || -> io::Result<()> {
-            let result = options
-                .core
-                .map_or(Ok(()), peregrine_io::pin_current_thread);
+        let (placed_tx, placed_rx) = mpsc::channel();
+        let setup = options.setup.clone();
+        let place = move |which: JournalThread| -> io::Result<()> {
+            let result = setup.as_ref().map_or(Ok(()), |setup| setup(which));
             let failed = result.as_ref().err().map(ToString::to_string);
-            let _ = pinned_tx.send(failed);
+            let _ = placed_tx.send(failed);
             result
         };
         let (sealed_tx, sealed_rx) = mpsc::channel();
@@ -178,14 +203,9 @@ impl Journal {
             .spawn({
                 let shared = shared.clone();
                 let dir = dir.path().to_path_buf();
-                let pin = pin.clone();
+                let place = place.clone();
                 move || {
-                    if pin().is_ok() {
-                        // Compaction is never urgent: on a core it shares with a worker, it
-                        // runs only when the worker idles. Without the privilege it runs as is.
-                        if let Err(e) = peregrine_io::idle_priority_current_thread() {
-                            tracing::debug!("lease compaction keeps its priority: {e}");
-                        }
+                    if place(JournalThread::Compactor).is_ok() {
                         compact_loop(&shared, &dir, &sealed_rx);
                     }
                 }
@@ -205,14 +225,14 @@ impl Journal {
             .spawn({
                 let shared = shared.clone();
                 move || {
-                    pin()?;
+                    place(JournalThread::Writer)?;
                     write_loop(&shared, file, &options, segments)
                 }
             })
             .map_err(io_at(&path))?;
-        // Both threads report whether they could be pinned before they do anything else.
+        // Both threads report whether they could be placed before they do anything else.
         for _ in 0..2 {
-            if let Ok(Some(failed)) = pinned_rx.recv() {
+            if let Ok(Some(failed)) = placed_rx.recv() {
                 shared.stop.store(true, Ordering::Release);
                 thread.thread().unpark();
                 let _ = thread.join();
@@ -328,6 +348,21 @@ impl WorkerJournal {
         self.shared.feeds[self.index]
             .committed
             .load(Ordering::Acquire)
+    }
+}
+
+impl BindingSink for WorkerJournal {
+    /// [`WorkerJournal::enqueue`]: the writer is woken by [`BindingSink::flush`], once per burst.
+    fn submit(&mut self, event: &BindingEvent) -> Option<u64> {
+        self.enqueue(event)
+    }
+
+    fn flush(&mut self) {
+        self.wake();
+    }
+
+    fn confirmed(&self) -> u64 {
+        self.committed()
     }
 }
 

@@ -4,10 +4,11 @@
 //! global allocator and wraps the code under test in [`allocations_during`]. [`netns::Netns`]
 //! gives a test its own network namespace, removed when the test ends. [`frames`] writes the
 //! client messages and frames tests send. [`process`] finds the third-party tools tests drive
-//! and stops the processes they start.
+//! and stops the processes they start. [`config`] builds validated configurations by hand.
 // A global allocator can only be written with `unsafe impl GlobalAlloc`.
 #![allow(unsafe_code)]
 
+pub mod config;
 pub mod frames;
 pub mod netns;
 pub mod process;

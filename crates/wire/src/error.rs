@@ -3,7 +3,11 @@ use core::fmt;
 /// Why a buffer could not be read as, or written into, a wire format.
 ///
 /// Small and `Copy` so that the dataplane can count drops by reason without allocating.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Fieldless, so `error as usize` indexes a counter array of [`strum::EnumCount::COUNT`] entries
+/// and [`strum::IntoEnumIterator::iter`] lists every label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumCount, strum::EnumIter)]
+#[repr(u8)]
 pub enum Error {
     /// The buffer is shorter than a header, or than a length the header declares.
     Truncated,

@@ -5,20 +5,21 @@
 
 mod import;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use peregrine_config::model::{
-    AdminState, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Runtime, Scope, ServerSettings,
-};
+use peregrine_config::model::Config;
 use peregrine_control::{Control, ControlSources, spawn};
-use peregrine_dataplane::{DROP_LABELS, Interface, NoJournal, Worker, WorkerConfig, WorkerStats};
+use peregrine_dataplane::{Interface, NoSink, Worker, WorkerConfig};
 use peregrine_engine::{Engine, EngineOptions};
 use peregrine_io::mem;
+use peregrine_stats::WorkerStats;
+use peregrine_store::JournalStats;
+use peregrine_testkit::config as fixture;
 use peregrine_testkit::frames::{ClientMessage, udp_frame};
 use peregrine_wire::MacAddr;
 use peregrine_wire::dhcp::{DhcpMessage, MessageType};
@@ -40,65 +41,7 @@ fn engine() -> Arc<Engine> {
 
 /// Two scopes: "direct" on eth0 (100 addresses) and "relayed" behind 10.201.0.1 (256).
 fn config() -> Config {
-    let lease = LeaseTimes {
-        valid: 3600,
-        renew: 1800,
-        rebind: 3150,
-    };
-    let scope = |name: &str, net: [u8; 4], prefix, first: [u8; 4], last: [u8; 4]| Scope {
-        name: name.into(),
-        subnet: Ipv4Net {
-            addr: net.into(),
-            prefix,
-        },
-        pools: vec![Pool {
-            first: first.into(),
-            last: last.into(),
-            classes: vec![],
-        }],
-        relay_addresses: vec![],
-        interfaces: vec![],
-        shared_network: None,
-        server_id: None,
-        lease,
-        authoritative: true,
-        match_client_id: true,
-        state: AdminState::Active,
-        options: OptionSet::default(),
-        reservations: vec![],
-    };
-    let mut direct = scope(
-        "direct",
-        [10, 200, 0, 0],
-        24,
-        [10, 200, 0, 100],
-        [10, 200, 0, 199],
-    );
-    direct.interfaces = vec!["eth0".into()];
-    Config {
-        server: ServerSettings {
-            authoritative: true,
-            match_client_id: true,
-            lease,
-            offer_hold: 10,
-            decline_probation: 600,
-            cache_threshold: 0.25,
-            stash_agent_options: true,
-            options: OptionSet::default(),
-        },
-        classes: vec![],
-        scopes: vec![
-            direct,
-            scope(
-                "relayed",
-                [10, 201, 0, 0],
-                16,
-                [10, 201, 1, 0],
-                [10, 201, 1, 255],
-            ),
-        ],
-        runtime: Runtime::default(),
-    }
+    fixture::lab(true)
 }
 
 fn client_mac(n: u8) -> [u8; 6] {
@@ -126,7 +69,7 @@ fn relayed(kind: MessageType, n: u8, requested: Option<Ipv4Addr>) -> Vec<u8> {
 /// A worker on an in-memory port, as the server runs one per core.
 struct Lab {
     peer: mem::MemPeer,
-    worker: Worker<mem::MemRx, mem::MemTx, NoJournal>,
+    worker: Worker<mem::MemRx, mem::MemTx, NoSink>,
     stats: Arc<WorkerStats>,
 }
 
@@ -147,7 +90,7 @@ impl Lab {
             vec![iface],
             stats.clone(),
             WorkerConfig::default(),
-            None::<NoJournal>,
+            None::<NoSink>,
         );
         Lab {
             peer,
@@ -305,8 +248,69 @@ fn sample(samples: &BTreeMap<Series, String>, name: &str, labels: &[(&str, &str)
     raw(samples, name, labels).parse().unwrap()
 }
 
-/// Two workers that have seen traffic, and a control plane over them.
-fn serve() -> (Control, Vec<Ipv4Addr>, [Arc<WorkerStats>; 2]) {
+/// Every metric family `/metrics` exposed before the stats crate existed: dashboards and alerts
+/// name these, so the set may grow but none may go or be renamed.
+const FAMILIES: [&str; 27] = [
+    "peregrine_arp_replies_total",
+    "peregrine_dhcp_acks_deferred_total",
+    "peregrine_dhcp_messages_received_total",
+    "peregrine_dhcp_messages_sent_total",
+    "peregrine_drops_total",
+    "peregrine_frames_received_total",
+    "peregrine_frames_sent_total",
+    "peregrine_icmp_echo_replies_total",
+    "peregrine_journal_batches_total",
+    "peregrine_journal_bytes_total",
+    "peregrine_journal_compaction_failures_total",
+    "peregrine_journal_compactions_total",
+    "peregrine_journal_failed",
+    "peregrine_journal_fsyncs_total",
+    "peregrine_journal_last_compaction_seconds",
+    "peregrine_journal_last_fsync_seconds",
+    "peregrine_journal_records_total",
+    "peregrine_journal_segments_sealed_total",
+    "peregrine_journal_snapshot_records",
+    "peregrine_leases_expired_total",
+    "peregrine_pool_addresses",
+    "peregrine_reply_latency_seconds",
+    "peregrine_uptime_seconds",
+    "peregrine_worker_frames_received_total",
+    "peregrine_worker_handoff_frames_total",
+    "peregrine_worker_held_replies",
+    "peregrine_worker_rx_burst_frames",
+];
+
+/// Every `reason` label of `peregrine_drops_total` as it was before the labels were derived
+/// from the reason enums.
+const DROP_REASONS: [&str; 24] = [
+    "truncated",
+    "malformed",
+    "checksum",
+    "fragment",
+    "bad_magic",
+    "unsupported",
+    "no_space",
+    "not_for_us",
+    "dhcp_malformed",
+    "not_request",
+    "not_dhcp",
+    "unexpected_type",
+    "untrusted_relay_info",
+    "no_scope",
+    "scope_inactive",
+    "pool_exhausted",
+    "server_id_not_ours",
+    "unknown_client",
+    "no_binding",
+    "reply_too_large",
+    "tx_error",
+    "tx_refused",
+    "journal_full",
+    "held_full",
+];
+
+/// Two workers that have seen traffic, and a control plane over them (and over `journal`).
+fn serve(journal: Option<Arc<JournalStats>>) -> (Control, Vec<Ipv4Addr>, [Arc<WorkerStats>; 2]) {
     let engine = engine();
     let mut a = Lab::new(&engine);
     let mut b = Lab::new(&engine);
@@ -327,7 +331,7 @@ fn serve() -> (Control, Vec<Ipv4Addr>, [Arc<WorkerStats>; 2]) {
             engine,
             workers: vec![a.stats.clone(), b.stats.clone()],
             started: Instant::now().checked_sub(Duration::from_mins(1)).unwrap(),
-            journal: None,
+            journal,
             importer: None,
         },
     )
@@ -336,8 +340,41 @@ fn serve() -> (Control, Vec<Ipv4Addr>, [Arc<WorkerStats>; 2]) {
 }
 
 #[test]
+fn metrics_keep_every_family_name_and_drop_reason_they_had() {
+    // A journaled server's families: with a journal's counters.
+    let (control, _leased, _stats) = serve(Some(Arc::new(JournalStats::default())));
+    let m = parse(&get(&control, "/metrics").body);
+    // A histogram's samples carry suffixes; the family is the name without them.
+    let families: BTreeSet<&str> = m
+        .keys()
+        .map(|(name, _)| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|f| f.ends_with("_seconds"))
+                .unwrap_or(name)
+        })
+        .collect();
+    let missing: Vec<&str> = FAMILIES
+        .iter()
+        .copied()
+        .filter(|f| !families.contains(f))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "families gone from /metrics: {missing:?}"
+    );
+    let reasons: BTreeSet<&str> = m
+        .keys()
+        .filter(|(name, _)| name == "peregrine_drops_total")
+        .map(|(_, labels)| labels["reason"].as_str())
+        .collect();
+    assert_eq!(reasons, BTreeSet::from(DROP_REASONS));
+}
+
+#[test]
 fn metrics_sum_the_workers_and_report_every_drop_reason_and_pool() {
-    let (control, _leased, stats) = serve();
+    let (control, _leased, stats) = serve(None);
     let reply = get(&control, "/metrics");
     assert_eq!(reply.status, 200);
     assert_eq!(reply.content_type, "text/plain; version=0.0.4");
@@ -370,7 +407,7 @@ fn metrics_sum_the_workers_and_report_every_drop_reason_and_pool() {
         assert_eq!(sent(t), 0, "{t}");
     }
 
-    for reason in DROP_LABELS {
+    for reason in DROP_REASONS {
         let want = u64::from(reason == "truncated");
         assert_eq!(
             sample(&m, "peregrine_drops_total", &[("reason", reason)]),
@@ -453,7 +490,7 @@ fn metrics_sum_the_workers_and_report_every_drop_reason_and_pool() {
 
 #[test]
 fn pools_and_leases_are_served_as_json() {
-    let (control, leased, _stats) = serve();
+    let (control, leased, _stats) = serve(None);
 
     let pools = json(&get(&control, "/v1/pools"));
     let pools = pools.as_array().unwrap();
@@ -569,7 +606,7 @@ fn a_scope_is_deactivated_and_activated_through_the_api() {
 
 #[test]
 fn health_is_ok_and_shutdown_joins_and_closes_the_port() {
-    let (control, _leased, _stats) = serve();
+    let (control, _leased, _stats) = serve(None);
     let reply = get(&control, "/healthz");
     assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
     assert_eq!(get(&control, "/nowhere").status, 404);
@@ -608,7 +645,7 @@ fn health_is_ok_and_shutdown_joins_and_closes_the_port() {
 
 #[test]
 fn dropping_the_handle_stops_the_server() {
-    let (control, _leased, _stats) = serve();
+    let (control, _leased, _stats) = serve(None);
     let addr = control.local_addr();
     drop(control);
     assert!(TcpStream::connect(addr).is_err());

@@ -5,15 +5,11 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use peregrine_config::model::{
-    AdminState, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Runtime, Scope, ServerSettings,
-};
-use peregrine_dataplane::{
-    DROP_LABELS, Interface, Journal, NoJournal, Processed, Worker, WorkerConfig, WorkerStats,
-    process,
-};
-use peregrine_engine::{Engine, EngineOptions};
+use peregrine_dataplane::{Interface, NoSink, Outcome, Reply, Worker, WorkerConfig, process};
+use peregrine_engine::{BindingSink, Engine, EngineOptions};
 use peregrine_io::mem;
+use peregrine_stats::{FrameDrop, WorkerStats};
+use peregrine_testkit::config as fixture;
 use peregrine_testkit::frames::{ClientMessage, udp_frame};
 use peregrine_testkit::{CountingAllocator, allocations_during};
 use peregrine_wire::MacAddr;
@@ -38,72 +34,9 @@ const SERVER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 const RELAY: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1);
 const RELAY_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xfe]);
 
+/// An engine of testkit's lab: "direct" on eth0 and "relayed" behind [`RELAY`].
 fn engine() -> Arc<Engine> {
-    let lease = LeaseTimes {
-        valid: 3600,
-        renew: 1800,
-        rebind: 3150,
-    };
-    let scope = |name: &str,
-                 net: [u8; 4],
-                 prefix,
-                 first: [u8; 4],
-                 last: [u8; 4],
-                 interfaces: Vec<String>| Scope {
-        name: name.into(),
-        subnet: Ipv4Net {
-            addr: net.into(),
-            prefix,
-        },
-        pools: vec![Pool {
-            first: first.into(),
-            last: last.into(),
-            classes: vec![],
-        }],
-        relay_addresses: vec![],
-        interfaces,
-        shared_network: None,
-        server_id: None,
-        lease,
-        authoritative: true,
-        match_client_id: true,
-        state: AdminState::Active,
-        options: OptionSet::default(),
-        reservations: vec![],
-    };
-    let config = Config {
-        server: ServerSettings {
-            authoritative: true,
-            match_client_id: true,
-            lease,
-            offer_hold: 10,
-            decline_probation: 600,
-            cache_threshold: 0.25,
-            stash_agent_options: true,
-            options: OptionSet::default(),
-        },
-        classes: vec![],
-        scopes: vec![
-            scope(
-                "direct",
-                [10, 200, 0, 0],
-                24,
-                [10, 200, 0, 100],
-                [10, 200, 0, 199],
-                vec!["eth0".into()],
-            ),
-            scope(
-                "relayed",
-                [10, 201, 0, 0],
-                16,
-                [10, 201, 1, 0],
-                [10, 201, 1, 255],
-                vec![],
-            ),
-        ],
-        runtime: Runtime::default(),
-    };
-    Arc::new(Engine::new(&config, EngineOptions::default()).unwrap())
+    Arc::new(Engine::new(&fixture::lab(true), EngineOptions::default()).unwrap())
 }
 
 fn iface(engine: &Engine) -> Interface {
@@ -123,7 +56,7 @@ fn mem_worker(
     burst: usize,
 ) -> (
     mem::MemPeer,
-    Worker<mem::MemRx, mem::MemTx, NoJournal>,
+    Worker<mem::MemRx, mem::MemTx, NoSink>,
     Arc<WorkerStats>,
 ) {
     let (peer, rx, tx) = mem::port(burst);
@@ -134,7 +67,7 @@ fn mem_worker(
         vec![iface(engine)],
         stats.clone(),
         WorkerConfig::default(),
-        None::<NoJournal>,
+        None::<NoSink>,
     );
     (peer, worker, stats)
 }
@@ -233,7 +166,8 @@ fn arp_for_our_address_is_answered_and_junk_is_counted() {
         (MacAddr::ZERO, SERVER),
     )
     .unwrap();
-    let Processed::Reply(len) = process(&engine, &i, 0, &rx(&frame), &mut tx, &stats) else {
+    let Outcome::Send(Reply { len, .. }) = process(&engine, &i, 0, &rx(&frame), &mut tx, &stats)
+    else {
         panic!()
     };
     let Demuxed::Arp { l2, arp } = demux(&tx[..len]).unwrap() else {
@@ -259,22 +193,21 @@ fn arp_for_our_address_is_answered_and_junk_is_counted() {
     .unwrap();
     assert_eq!(
         process(&engine, &i, 0, &rx(&frame), &mut tx, &stats),
-        Processed::Nothing
+        Outcome::Nothing
     );
     // A truncated frame and a bad checksum are counted by reason.
     let good = relayed_discover(VlanTags::NONE, 1);
     assert_eq!(
         process(&engine, &i, 0, &rx(&good[..20]), &mut tx, &stats),
-        Processed::Nothing
+        Outcome::Nothing
     );
     let mut bad = good.clone();
     *bad.last_mut().unwrap() ^= 0xff;
     assert_eq!(
         process(&engine, &i, 0, &rx(&bad), &mut tx, &stats),
-        Processed::Nothing
+        Outcome::Nothing
     );
-    let count =
-        |label: &str| stats.drops[DROP_LABELS.iter().position(|l| *l == label).unwrap()].get();
+    let count = |label: &str| stats.dropped(FrameDrop::from_label(label).unwrap());
     assert_eq!(
         (count("truncated"), count("checksum"), count("not_for_us")),
         (1, 1, 1)
@@ -295,7 +228,7 @@ fn handling_a_frame_allocates_nothing() {
         for f in &frames {
             assert!(matches!(
                 process(&engine, &i, 1_800_000_000, &rx(f), &mut tx, &stats),
-                Processed::Reply(_)
+                Outcome::Send(_)
             ));
         }
     });
@@ -330,7 +263,8 @@ fn ping_to_our_address_gets_an_echo_reply() {
     icmp[8..].copy_from_slice(b"peregrin");
     let sum = peregrine_wire::checksum::checksum(icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let Processed::Reply(len) = process(&engine, &i, 0, &rx(&ping), &mut tx, &stats) else {
+    let Outcome::Send(Reply { len, .. }) = process(&engine, &i, 0, &rx(&ping), &mut tx, &stats)
+    else {
         panic!()
     };
     let Demuxed::Icmp { l3, message, .. } = demux(&tx[..len]).unwrap() else {
@@ -359,7 +293,7 @@ fn a_checksum_still_to_be_computed_is_not_held_against_the_frame() {
     frame[udp_checksum..udp_checksum + 2].copy_from_slice(&[0x12, 0x34]);
     assert_eq!(
         process(&engine, &i, 0, &rx(&frame), &mut tx, &stats),
-        Processed::Nothing
+        Outcome::Nothing
     );
     let pending = peregrine_io::RxFrame {
         data: &frame,
@@ -368,7 +302,7 @@ fn a_checksum_still_to_be_computed_is_not_held_against_the_frame() {
     };
     assert!(matches!(
         process(&engine, &i, 0, &pending, &mut tx, &stats),
-        Processed::Reply(_)
+        Outcome::Send(_)
     ));
 }
 
@@ -381,7 +315,7 @@ struct ScriptedJournal {
     events: Arc<std::sync::Mutex<Vec<peregrine_engine::BindingEvent>>>,
 }
 
-impl Journal for ScriptedJournal {
+impl BindingSink for ScriptedJournal {
     fn submit(&mut self, event: &peregrine_engine::BindingEvent) -> Option<u64> {
         if self.refuse.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
@@ -391,7 +325,7 @@ impl Journal for ScriptedJournal {
         Some(self.next)
     }
 
-    fn committed(&self) -> u64 {
+    fn confirmed(&self) -> u64 {
         self.committed.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
@@ -471,11 +405,8 @@ fn an_ack_waits_for_its_binding_to_be_durable_and_offers_do_not() {
     worker.release_committed().unwrap();
     worker.flush().unwrap();
     assert!(peer.sent().is_empty());
-    let full = DROP_LABELS
-        .iter()
-        .position(|l| *l == "journal_full")
-        .unwrap();
-    assert_eq!(stats.drops[full].get(), 1);
+    let full = FrameDrop::from_label("journal_full").unwrap();
+    assert_eq!(stats.dropped(full), 1);
     assert_eq!(
         acks_sent(),
         1,

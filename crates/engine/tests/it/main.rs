@@ -1,10 +1,11 @@
 //! Engine tests: scenarios for each RFC 2131 branch with a fake clock, property tests over
-//! random message sequences, concurrency, and an allocation count.
+//! random message sequences, concurrency, deterministic replay, and an allocation count.
 
 // Helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
 mod concurrency;
+mod determinism;
 mod no_alloc;
 mod properties;
 mod scenarios;

@@ -1,13 +1,11 @@
-//! A small lab: a config builder over the validated model, a DHCP client that writes real
+//! A small lab: testkit's lab configuration with scope options, a DHCP client that writes real
 //! messages with peregrine-wire, and a simulated clock.
 
 use std::net::Ipv4Addr;
 
-use peregrine_config::model::{
-    AdminState, Class, Config, Ipv4Net, LeaseTimes, OptionSet, Pool, Reservation, Runtime, Scope,
-    ServerSettings,
-};
+use peregrine_config::model::{Class, Config, OptionSet, Reservation};
 use peregrine_engine::{Engine, EngineOptions, RxMeta, Verdict};
+use peregrine_testkit::config as fixture;
 use peregrine_wire::MacAddr;
 use peregrine_wire::dhcp::{
     BootpHeader, DhcpMessage, DhcpWriter, FLAG_BROADCAST, MessageType, opt, relay,
@@ -17,78 +15,17 @@ use peregrine_wire::ethernet::VlanTags;
 pub(crate) const SERVER: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 pub(crate) const T0: u64 = 1_800_000_000;
 
-pub(crate) fn net(a: [u8; 4], prefix: u8) -> Ipv4Net {
-    Ipv4Net {
-        addr: Ipv4Addr::from(a),
-        prefix,
-    }
-}
-
-pub(crate) fn settings() -> ServerSettings {
-    ServerSettings {
-        authoritative: false,
-        match_client_id: true,
-        lease: LeaseTimes {
-            valid: 3600,
-            renew: 1800,
-            rebind: 3150,
-        },
-        offer_hold: 10,
-        decline_probation: 600,
-        cache_threshold: 0.25,
-        stash_agent_options: true,
-        options: OptionSet::default(),
-    }
-}
-
-pub(crate) fn scope(name: &str, subnet: Ipv4Net, first: [u8; 4], last: [u8; 4]) -> Scope {
-    let mut options = OptionSet::default();
-    let router = Ipv4Addr::from_bits(subnet.addr.to_bits() + 1);
-    options.set(opt::ROUTER, router.octets().to_vec());
-    options.set(opt::DNS_SERVERS, vec![10, 0, 0, 53]);
-    Scope {
-        name: name.into(),
-        subnet,
-        pools: vec![Pool {
-            first: first.into(),
-            last: last.into(),
-            classes: vec![],
-        }],
-        relay_addresses: vec![],
-        interfaces: vec![],
-        shared_network: None,
-        server_id: None,
-        lease: settings().lease,
-        authoritative: false,
-        match_client_id: true,
-        state: AdminState::Active,
-        options,
-        reservations: vec![],
-    }
-}
-
 /// Two scopes: a directly attached one on `eth0` (10.200.0.0/24), and a relayed one
-/// (10.201.0.0/16, relay 10.201.0.1).
+/// (10.201.0.0/16, relay 10.201.0.1); not authoritative, and each scope gives its first address
+/// as the router and 10.0.0.53 as the DNS server.
 pub(crate) fn lab_config() -> Config {
-    let mut direct = scope(
-        "direct",
-        net([10, 200, 0, 0], 24),
-        [10, 200, 0, 100],
-        [10, 200, 0, 199],
-    );
-    direct.interfaces = vec!["eth0".into()];
-    let relayed = scope(
-        "relayed",
-        net([10, 201, 0, 0], 16),
-        [10, 201, 1, 0],
-        [10, 201, 1, 255],
-    );
-    Config {
-        server: settings(),
-        classes: vec![],
-        scopes: vec![direct, relayed],
-        runtime: Runtime::default(),
+    let mut config = fixture::lab(false);
+    for scope in &mut config.scopes {
+        let router = Ipv4Addr::from_bits(scope.subnet.addr.to_bits() + 1);
+        scope.options.set(opt::ROUTER, router.octets().to_vec());
+        scope.options.set(opt::DNS_SERVERS, vec![10, 0, 0, 53]);
     }
+    config
 }
 
 pub(crate) fn engine(config: &Config) -> Engine {

@@ -172,28 +172,49 @@ fn append_writes_durably_after_a_recovery_and_a_writer_may_follow() {
     );
 }
 
-/// A writer pinned to a core runs there; one pinned to a core the machine lacks refuses to
-/// start and says which.
+/// Each journal thread is placed by the caller's setup before it writes; a setup that fails
+/// (the server's, when the writer's core does not exist) makes the journal refuse to start
+/// and says why. (Pinning itself is tested where it lives, in the server.)
 #[test]
-fn the_writer_is_pinned_to_its_core_or_refuses_to_start() {
+fn the_writer_is_placed_by_its_setup_or_refuses_to_start() {
+    use peregrine_store::JournalThread;
+    use std::sync::{Arc, Mutex};
     let tmp = TempDir::new("pinned");
     let dir = LeaseDir::open(&tmp.0).unwrap();
     dir.recover().unwrap();
-    let options = |core| peregrine_store::JournalOptions {
-        core: Some(core),
+    let placed = Arc::new(Mutex::new(Vec::new()));
+    let options = peregrine_store::JournalOptions {
+        setup: Some(Arc::new({
+            let placed = placed.clone();
+            move |which| {
+                placed.lock().unwrap().push(which);
+                Ok(())
+            }
+        })),
         ..peregrine_store::JournalOptions::default()
     };
-    let (writer, mut sides) = Journal::start(&dir, options(0), 1).unwrap();
+    let (writer, mut sides) = Journal::start(&dir, options, 1).unwrap();
     let seq = sides[0].submit(&event(1, 0)).unwrap();
     wait_committed(&sides[0], seq);
     writer.stop().unwrap();
+    let mut placed = placed.lock().unwrap().clone();
+    placed.sort_by_key(|t| *t == JournalThread::Compactor);
+    assert_eq!(placed, [JournalThread::Writer, JournalThread::Compactor]);
 
     dir.recover().unwrap();
-    match Journal::start(&dir, options(1023), 1) {
+    let failing = peregrine_store::JournalOptions {
+        setup: Some(Arc::new(|_| {
+            Err(std::io::Error::other(
+                "pinning a thread to CPU 1023: Invalid argument",
+            ))
+        })),
+        ..peregrine_store::JournalOptions::default()
+    };
+    match Journal::start(&dir, failing, 1) {
         Err(StoreError::Io { source, .. }) => {
             assert!(source.to_string().contains("CPU 1023"), "{source}");
         }
-        other => panic!("expected a pinning error, got {other:?}"),
+        other => panic!("expected a placement error, got {other:?}"),
     }
 }
 

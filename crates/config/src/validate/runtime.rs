@@ -1,0 +1,172 @@
+//! `[dataplane]`, `[control]` and `[leases]`: backend, workers, cores, the lease store and its
+//! durability; the `[[interface]]` list is checked in [`super::interfaces`].
+
+use toml::Spanned;
+
+use super::interfaces::interfaces;
+use super::optional;
+use crate::error::Diagnostics;
+use crate::file;
+use crate::model::{Backend, Durability, LeaseStore, Runtime};
+use crate::text;
+
+/// The most `dataplane.workers` there may be.
+const MAX_WORKERS: u32 = 64;
+
+/// `[dataplane]`, `[[interface]]` and `[control]`, with the defaults of [`Runtime::default`].
+///
+/// An interface address outside every scope's subnet is no error: it is how a relay-facing
+/// interface looks (relays reach it across the network, and their giaddr selects the scope).
+pub(super) fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runtime> {
+    let defaults = Runtime::default();
+    let backend = optional(
+        file.dataplane.backend.as_ref(),
+        "dataplane.backend",
+        backend,
+        d,
+    );
+    let workers = match &file.dataplane.workers {
+        None => Some(defaults.workers),
+        Some(v) => {
+            let workers = u32::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| (1..=MAX_WORKERS).contains(n));
+            if workers.is_none() {
+                let message = format!("must be between 1 and {MAX_WORKERS}");
+                d.at(v, "dataplane.workers", message);
+            }
+            workers
+        }
+    };
+    let cores = match &file.dataplane.cores {
+        None => Some(Vec::new()),
+        Some(list) => list
+            .get_ref()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| core(v, &format!("dataplane.cores[{i}]"), d))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect(),
+    };
+    let interfaces = interfaces(&file.interface, d);
+    let control_listen = optional(
+        file.control.listen.as_ref(),
+        "control.listen",
+        text::listen_address,
+        d,
+    );
+    let leases = match &file.leases {
+        None => Some(None),
+        Some(l) => leases(l, d).map(Some),
+    };
+    Some(Runtime {
+        backend: backend.ok()?.unwrap_or(defaults.backend),
+        workers: workers?,
+        cores: cores?,
+        handoff: file.dataplane.handoff.unwrap_or(defaults.handoff),
+        interfaces: interfaces?,
+        control_listen: control_listen.ok()?.unwrap_or(defaults.control_listen),
+        leases: leases?,
+    })
+}
+
+/// `[leases]`: a directory (absolute, or relative to where the server starts), durability and
+/// the journal size that triggers compaction.
+fn leases(l: &file::Leases, d: &mut Diagnostics<'_>) -> Option<LeaseStore> {
+    let dir = l.directory.get_ref();
+    let directory = if dir.trim().is_empty() {
+        d.at(
+            &l.directory,
+            "leases.directory",
+            "must name a directory".to_string(),
+        );
+        None
+    } else {
+        Some(std::path::PathBuf::from(dir))
+    };
+    let durability = optional(l.durability.as_ref(), "leases.durability", durability, d);
+    let compact_after = match &l.compact_after {
+        None => Some(LeaseStore::DEFAULT_COMPACT_AFTER),
+        Some(v) => {
+            let bytes = u64::try_from(*v.get_ref())
+                .ok()
+                .filter(|b| *b >= LeaseStore::MIN_COMPACT_AFTER);
+            if bytes.is_none() {
+                d.at(
+                    v,
+                    "leases.compact-after",
+                    format_args!(
+                        "must be at least {} bytes (64 KiB)",
+                        LeaseStore::MIN_COMPACT_AFTER
+                    ),
+                );
+            }
+            bytes
+        }
+    };
+    let writer_core = match &l.writer_core {
+        None => Some(None),
+        Some(v) => core(v, "leases.writer-core", d).map(Some),
+    };
+    let commit_interval_us = match &l.commit_interval_us {
+        None => Some(LeaseStore::DEFAULT_COMMIT_INTERVAL_US),
+        Some(v) => {
+            let us = u32::try_from(*v.get_ref())
+                .ok()
+                .filter(|us| *us <= LeaseStore::MAX_COMMIT_INTERVAL_US);
+            if us.is_none() {
+                d.at(
+                    v,
+                    "leases.commit-interval-us",
+                    format_args!(
+                        "must be between 0 and {} microseconds",
+                        LeaseStore::MAX_COMMIT_INTERVAL_US
+                    ),
+                );
+            }
+            us
+        }
+    };
+    Some(LeaseStore {
+        directory: directory?,
+        durability: durability.ok()?.unwrap_or_default(),
+        compact_after: compact_after?,
+        writer_core: writer_core?,
+        commit_interval_us: commit_interval_us?,
+    })
+}
+
+/// A CPU core number, 0 to [`LeaseStore::MAX_CORE`]. Whether the machine has that core is
+/// known only where the server runs, which checks it when it pins its threads.
+fn core(v: &Spanned<i64>, key: &str, d: &mut Diagnostics<'_>) -> Option<usize> {
+    let core = usize::try_from(*v.get_ref())
+        .ok()
+        .filter(|c| *c <= LeaseStore::MAX_CORE);
+    if core.is_none() {
+        let message = format!("must be a CPU core number, 0 to {}", LeaseStore::MAX_CORE);
+        d.at(v, key, message);
+    }
+    core
+}
+
+fn durability(s: &str) -> Result<Durability, String> {
+    match s {
+        "fsync" => Ok(Durability::Fsync),
+        "none-unsafe" => Ok(Durability::NoneUnsafe),
+        _ => Err(format!(
+            "unknown durability `{s}`; the modes are fsync and none-unsafe"
+        )),
+    }
+}
+
+fn backend(s: &str) -> Result<Backend, String> {
+    match s {
+        "af-packet" => Ok(Backend::AfPacket),
+        "udp" => Ok(Backend::Udp),
+        "tap" => Ok(Backend::Tap),
+        _ => Err(format!(
+            "unknown backend `{s}`; the backends are af-packet, udp and tap"
+        )),
+    }
+}

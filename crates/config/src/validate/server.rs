@@ -1,0 +1,223 @@
+//! `[server]`: its settings, and the lease times and timers, which scopes inherit from it.
+
+use toml::Spanned;
+
+use crate::error::Diagnostics;
+use crate::file;
+use crate::model::{LeaseTimes, ServerSettings};
+use crate::options;
+
+/// `server.lease-time` when not given, in seconds.
+const DEFAULT_LEASE_TIME: u32 = 3600;
+/// `server.offer-hold` when not given, in seconds.
+const DEFAULT_OFFER_HOLD: u32 = 10;
+/// `server.decline-probation` when not given, in seconds.
+const DEFAULT_DECLINE_PROBATION: u32 = 86_400;
+/// `server.cache-threshold` when not given.
+const DEFAULT_CACHE_THRESHOLD: f64 = 0.25;
+
+pub(super) fn server(
+    s: &file::Server,
+    defaults: &Defaults,
+    d: &mut Diagnostics<'_>,
+) -> Option<ServerSettings> {
+    let lease = lease_times(
+        d,
+        Level::Server,
+        &defaults.lease,
+        defaults.renew.as_ref(),
+        defaults.rebind.as_ref(),
+    );
+    let cache_threshold = match &s.cache_threshold {
+        None => Some(DEFAULT_CACHE_THRESHOLD),
+        Some(v) if (0.0..=1.0).contains(v.get_ref()) => Some(*v.get_ref()),
+        Some(v) => {
+            d.at(v, "server.cache-threshold", "must be between 0 and 1");
+            None
+        }
+    };
+    let options = options::encode(&s.options, "server.options", d);
+    Some(ServerSettings {
+        authoritative: defaults.authoritative,
+        match_client_id: defaults.match_client_id,
+        lease: lease?,
+        offer_hold: s.offer_hold.unwrap_or(DEFAULT_OFFER_HOLD),
+        decline_probation: s.decline_probation.unwrap_or(DEFAULT_DECLINE_PROBATION),
+        cache_threshold: cache_threshold? as f32,
+        stash_agent_options: s.stash_agent_options.unwrap_or(true),
+        options: options?,
+    })
+}
+
+// ---- Lease times -------------------------------------------------------------------------------
+
+/// The part of the file a value was set in; an error names the most local key involved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Server,
+    Scope,
+}
+
+/// Where a lease time or timer was written.
+#[derive(Clone)]
+struct Site {
+    at: usize,
+    key: String,
+    level: Level,
+}
+
+/// A lease time or timer, and where it comes from: a derived timer has the site of the lease
+/// time it was derived from; the built-in default lease time has none.
+#[derive(Clone)]
+struct Timer {
+    value: u32,
+    site: Option<Site>,
+    derived: bool,
+}
+
+impl Timer {
+    fn set(value: &Spanned<u32>, key: String, level: Level) -> Timer {
+        Timer {
+            value: *value.get_ref(),
+            site: Some(Site {
+                at: value.span().start,
+                key,
+                level,
+            }),
+            derived: false,
+        }
+    }
+
+    /// `numerator / denominator` of `lease`.
+    fn derived(lease: &Timer, numerator: u64, denominator: u64) -> Timer {
+        Timer {
+            value: (u64::from(lease.value) * numerator / denominator) as u32,
+            site: lease.site.clone(),
+            derived: true,
+        }
+    }
+
+    fn level(&self) -> Option<Level> {
+        self.site.as_ref().map(|s| s.level)
+    }
+
+    fn describe(&self, name: &str, level: Level) -> String {
+        if self.derived {
+            format!("{name} {} (derived from lease-time)", self.value)
+        } else if self.level().is_some_and(|l| l < level) {
+            format!("{name} {} (from [server])", self.value)
+        } else {
+            format!("{name} {}", self.value)
+        }
+    }
+}
+
+/// What scopes inherit from `[server]`; timers only when given, the others derive.
+pub(super) struct Defaults {
+    lease: Timer,
+    renew: Option<Timer>,
+    rebind: Option<Timer>,
+    pub(super) authoritative: bool,
+    pub(super) match_client_id: bool,
+}
+
+impl Defaults {
+    pub(super) fn new(s: &file::Server) -> Defaults {
+        let set =
+            |v: &Spanned<u32>, field: &str| Timer::set(v, format!("server.{field}"), Level::Server);
+        Defaults {
+            lease: s.lease_time.as_ref().map_or(
+                Timer {
+                    value: DEFAULT_LEASE_TIME,
+                    site: None,
+                    derived: false,
+                },
+                |v| set(v, "lease-time"),
+            ),
+            renew: s.renew_timer.as_ref().map(|v| set(v, "renew-timer")),
+            rebind: s.rebind_timer.as_ref().map(|v| set(v, "rebind-timer")),
+            authoritative: s.authoritative.unwrap_or(false),
+            match_client_id: s.match_client_id.unwrap_or(true),
+        }
+    }
+}
+
+/// Derives the timers not given (T1 50 %, T2 87.5 % of the lease time, as RFC 2131 4.4.5
+/// suggests) and checks T1 < T2 < lease time.
+///
+/// A problem whose most local key lies above `level` is left unreported: every value involved
+/// is then the server's, and checking `[server]` reported it already.
+fn lease_times(
+    d: &mut Diagnostics<'_>,
+    level: Level,
+    lease: &Timer,
+    renew: Option<&Timer>,
+    rebind: Option<&Timer>,
+) -> Option<LeaseTimes> {
+    let renew = renew
+        .cloned()
+        .unwrap_or_else(|| Timer::derived(lease, 1, 2));
+    let rebind = rebind
+        .cloned()
+        .unwrap_or_else(|| Timer::derived(lease, 7, 8));
+    let (culprit, message) = if lease.value == 0 {
+        (lease, "must be at least 1 second".to_owned())
+    } else if renew.value >= rebind.value {
+        let message = format!(
+            "{} must be less than {}",
+            renew.describe("renew-timer", level),
+            rebind.describe("rebind-timer", level)
+        );
+        (blame(&renew, &rebind), message)
+    } else if rebind.value >= lease.value {
+        let message = format!(
+            "{} must be less than {}",
+            rebind.describe("rebind-timer", level),
+            lease.describe("lease-time", level)
+        );
+        (blame(&rebind, lease), message)
+    } else {
+        return Some(LeaseTimes {
+            valid: lease.value,
+            renew: renew.value,
+            rebind: rebind.value,
+        });
+    };
+    if let Some(site) = culprit.site.as_ref().filter(|s| s.level == level) {
+        d.error(Some(site.at), &site.key, message);
+    }
+    None
+}
+
+/// The more local of two timers; a tie blames `a`.
+fn blame<'t>(a: &'t Timer, b: &'t Timer) -> &'t Timer {
+    if b.level() > a.level() { b } else { a }
+}
+
+/// A scope's lease times. A lease time and its timers go together: a scope that sets its lease
+/// time derives the timers it does not set from it; one that does not inherits all three.
+pub(super) fn scope_lease(
+    key: &str,
+    s: &file::Scope,
+    defaults: &Defaults,
+    d: &mut Diagnostics<'_>,
+) -> Option<LeaseTimes> {
+    let timer = |value: &Option<Spanned<u32>>, field: &str| {
+        value
+            .as_ref()
+            .map(|v| Timer::set(v, format!("{key}.{field}"), Level::Scope))
+    };
+    let lease = timer(&s.lease_time, "lease-time");
+    let renew = timer(&s.renew_timer, "renew-timer");
+    let rebind = timer(&s.rebind_timer, "rebind-timer");
+    match &lease {
+        Some(lease) => lease_times(d, Level::Scope, lease, renew.as_ref(), rebind.as_ref()),
+        None => lease_times(
+            d,
+            Level::Scope,
+            &defaults.lease,
+            renew.as_ref().or(defaults.renew.as_ref()),
+            rebind.as_ref().or(defaults.rebind.as_ref()),
+        ),
+    }
+}

@@ -1,0 +1,187 @@
+//! DISCOVER: which address a client is offered, held for it until it asks for it.
+
+use std::net::Ipv4Addr;
+use std::sync::MutexGuard;
+
+use peregrine_wire::dhcp::MessageType;
+
+use crate::binding::{BindingState, ScopeId, Time};
+use crate::clients::{ClientIndex, ClientMap, Loc};
+use crate::engine::{Engine, Request};
+use crate::pool::{Shard, SlotRef};
+use crate::reply::{LeaseGrant, ReplySpec};
+use crate::scope::Scope;
+use crate::select::{allows, probe, reservation_for};
+use crate::verdict::{DropReason, Verdict};
+
+/// An address found for an OFFER, its pool shard still locked so that nobody else takes it.
+struct Candidate<'e> {
+    scope: &'e Scope,
+    addr: Ipv4Addr,
+    loc: Loc,
+    shard: MutexGuard<'e, Shard>,
+    /// False when the client holds the address as an active lease already: nothing to hold.
+    hold: bool,
+}
+
+impl Engine {
+    pub(crate) fn discover(&self, r: &Request<'_, '_>, scope: &Scope, tx: &mut [u8]) -> Verdict {
+        let link = self.link(scope);
+        let (held, mut clients) = self.clients.lock(&r.hkey);
+        // In order: the client's own address, its reservation, the address it asks for, and
+        // then the address freed longest ago.
+        let found = self
+            .known_address(r, link, &mut clients)
+            .or_else(|| self.reserved_address(r, link))
+            .or_else(|| self.requested_address(r, link))
+            .or_else(|| self.free_address(r, link));
+        let Some(mut c) = found else {
+            return Verdict::Drop(DropReason::PoolExhausted);
+        };
+        if c.hold {
+            let until = r.now + Time::from(self.settings.offer_hold);
+            let state = BindingState::Offered;
+            self.take(r, held, &mut clients, &mut c.shard, c.loc, state, until, 0);
+        }
+        let (s, addr) = (c.scope, c.addr);
+        drop(c);
+        drop(clients);
+        self.offer(r, s, addr, tx)
+    }
+
+    /// A client we know on this link gets its address again (lease affinity).
+    fn known_address<'e>(
+        &'e self,
+        r: &Request<'_, '_>,
+        link: &[ScopeId],
+        clients: &mut ClientMap,
+    ) -> Option<Candidate<'e>> {
+        let loc = clients.get(&r.hkey).copied()?;
+        if link.contains(&loc.scope) {
+            let s = self.scope(loc.scope);
+            let pool = &s.pools[usize::from(loc.pool)];
+            let shard = pool.lock(loc.at.shard);
+            let b = *shard.binding(loc.at.slot);
+            if b.owned_by(&r.key) && b.state != BindingState::Abandoned {
+                return Some(Candidate {
+                    scope: s,
+                    addr: pool.address(loc.at),
+                    loc,
+                    shard,
+                    hold: b.state != BindingState::Active,
+                });
+            }
+        }
+        // Stale (the address went to another client) or on another link: forget it.
+        clients.remove(&r.hkey);
+        None
+    }
+
+    /// A reservation on this link.
+    fn reserved_address<'e>(
+        &'e self,
+        r: &Request<'_, '_>,
+        link: &[ScopeId],
+    ) -> Option<Candidate<'e>> {
+        let mut scratch = [0u8; 512];
+        let probe = probe(r, &mut scratch);
+        for s in link.iter().map(|id| self.scope(*id)) {
+            if !s.is_active() || s.reservations.is_empty() {
+                continue;
+            }
+            let Some(i) = s.reservations.find(&probe) else {
+                continue;
+            };
+            let addr = s.reservations.list[i].address;
+            let Some((p, at)) = s.locate(addr) else {
+                continue;
+            };
+            let shard = s.pools[p].lock(at.shard);
+            let b = *shard.binding(at.slot);
+            if b.state == BindingState::Reserved || b.owned_by(&r.key) || b.state.is_available() {
+                return Some(Candidate::hold(s, addr, Loc::new(s.id, p, at), shard));
+            }
+        }
+        None
+    }
+
+    /// The address the client asks for, if it is free and the client may have it.
+    fn requested_address<'e>(
+        &'e self,
+        r: &Request<'_, '_>,
+        link: &[ScopeId],
+    ) -> Option<Candidate<'e>> {
+        let want = r.msg.requested_ip()?;
+        let s = link
+            .iter()
+            .map(|id| self.scope(*id))
+            .find(|s| s.is_active() && s.subnet.contains(want))?;
+        let (p, at) = s.locate(want)?;
+        let pool = &s.pools[p];
+        if !pool.dynamic
+            || !allows(pool.classes, r.classes)
+            || s.reservations.of_address(want).is_some()
+        {
+            return None;
+        }
+        let shard = pool.lock(at.shard);
+        if !shard.binding(at.slot).state.is_available() {
+            return None;
+        }
+        Some(Candidate::hold(s, want, Loc::new(s.id, p, at), shard))
+    }
+
+    /// The address freed longest ago, starting at the client's own shard.
+    fn free_address<'e>(&'e self, r: &Request<'_, '_>, link: &[ScopeId]) -> Option<Candidate<'e>> {
+        let spread = ClientIndex::spread(&r.hkey);
+        for s in link
+            .iter()
+            .map(|id| self.scope(*id))
+            .filter(|s| s.is_active())
+        {
+            let usable = s
+                .pools
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.dynamic && allows(p.classes, r.classes));
+            for (p, pool) in usable {
+                let n = pool.shard_count();
+                let start = (spread % u64::from(n)) as u32;
+                for k in (0..n).map(|i| (start + i) % n) {
+                    let mut shard = pool.lock(k);
+                    if let Some(slot) = shard.pop_free() {
+                        let at = SlotRef { shard: k, slot };
+                        let loc = Loc::new(s.id, p, at);
+                        return Some(Candidate::hold(s, pool.address(at), loc, shard));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn offer(&self, r: &Request<'_, '_>, s: &Scope, addr: Ipv4Addr, tx: &mut [u8]) -> Verdict {
+        let spec = ReplySpec {
+            kind: MessageType::Offer,
+            yiaddr: addr,
+            lease: Some(LeaseGrant::full(s.lease)),
+            scope: s,
+            classes: r.classes,
+            reservation: reservation_for(r, s, addr),
+        };
+        self.reply(r, &spec, tx, None)
+    }
+}
+
+impl<'e> Candidate<'e> {
+    /// An address to hold for the client.
+    fn hold(scope: &'e Scope, addr: Ipv4Addr, loc: Loc, shard: MutexGuard<'e, Shard>) -> Self {
+        Candidate {
+            scope,
+            addr,
+            loc,
+            shard,
+            hold: true,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! RELEASE and DECLINE end a client's binding; INFORM asks for configuration only.
+
+use std::net::Ipv4Addr;
+
+use peregrine_wire::dhcp::MessageType;
+
+use crate::binding::{Binding, BindingEvent, BindingState, Time};
+use crate::engine::{Engine, Request};
+use crate::reply::ReplySpec;
+use crate::scope::Scope;
+use crate::verdict::{DropReason, Verdict};
+
+impl Engine {
+    pub(crate) fn decline(&self, r: &Request<'_, '_>, scope: &Scope) -> Verdict {
+        let Some(addr) = r.msg.requested_ip() else {
+            return Verdict::Drop(DropReason::NoBinding);
+        };
+        if r.msg
+            .server_id()
+            .is_some_and(|sid| sid != scope.server_id(r.meta))
+        {
+            return Verdict::Drop(DropReason::ServerIdNotOurs);
+        }
+        let probation = r.now + Time::from(self.settings.decline_probation);
+        self.end_binding(r, scope, addr, |b| Binding {
+            client: None,
+            state: BindingState::Abandoned,
+            expires: probation,
+            cltt: r.now,
+            ..*b
+        })
+    }
+
+    pub(crate) fn release(&self, r: &Request<'_, '_>, scope: &Scope) -> Verdict {
+        let addr = r.msg.packet().ciaddr();
+        if r.msg
+            .server_id()
+            .is_some_and(|sid| sid != scope.server_id(r.meta))
+        {
+            return Verdict::Drop(DropReason::ServerIdNotOurs);
+        }
+        // The client keeps affinity: its entry stays, and the address goes to the back of the queue.
+        self.end_binding(r, scope, addr, |b| Binding {
+            state: BindingState::Released,
+            expires: r.now,
+            cltt: r.now,
+            ..*b
+        })
+    }
+
+    /// Ends the client's binding of `addr` with `next` (RELEASE, DECLINE).
+    fn end_binding(
+        &self,
+        r: &Request<'_, '_>,
+        scope: &Scope,
+        addr: Ipv4Addr,
+        next: impl Fn(&Binding) -> Binding,
+    ) -> Verdict {
+        let Some(s) = self
+            .link(scope)
+            .iter()
+            .map(|id| self.scope(*id))
+            .find(|s| s.subnet.contains(addr))
+        else {
+            return Verdict::Drop(DropReason::NoBinding);
+        };
+        let Some((p, at)) = s.locate(addr) else {
+            return Verdict::Drop(DropReason::NoBinding);
+        };
+        let (_, mut clients) = self.clients.lock(&r.hkey);
+        let mut shard = s.pools[p].lock(at.shard);
+        let b = *shard.binding(at.slot);
+        if !b.owned_by(&r.key) || !matches!(b.state, BindingState::Active | BindingState::Offered) {
+            return Verdict::Drop(DropReason::NoBinding);
+        }
+        let after = next(&b);
+        shard.set(at.slot, after);
+        if after.state == BindingState::Abandoned {
+            shard.schedule(at.slot, after.expires);
+            clients.remove(&r.hkey);
+        } else if s.reservations.of_address(addr).is_some() {
+            shard.set(
+                at.slot,
+                Binding {
+                    state: BindingState::Reserved,
+                    ..after
+                },
+            );
+        } else {
+            shard.push_free(at.slot);
+        }
+        Verdict::Record {
+            event: BindingEvent {
+                scope: s.id,
+                address: addr,
+                binding: *shard.binding(at.slot),
+            },
+        }
+    }
+
+    pub(crate) fn inform(&self, r: &Request<'_, '_>, scope: &Scope, tx: &mut [u8]) -> Verdict {
+        let spec = ReplySpec {
+            kind: MessageType::Ack,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            lease: None,
+            scope,
+            classes: r.classes,
+            reservation: None,
+        };
+        self.reply(r, &spec, tx, None)
+    }
+}

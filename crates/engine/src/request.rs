@@ -1,0 +1,245 @@
+//! REQUEST (RFC 2131 section 4.3.2): commit the binding and ACK it, NAK it, or stay silent.
+
+use std::net::Ipv4Addr;
+
+use peregrine_wire::dhcp::{MessageType, RelayAgentInfo};
+
+use crate::binding::{Binding, BindingEvent, BindingState, Time};
+use crate::clients::Loc;
+use crate::engine::{Engine, Request};
+use crate::reply::{LeaseGrant, ReplySpec};
+use crate::scope::Scope;
+use crate::select::{allows, reservation_for};
+use crate::verdict::{DropReason, Verdict};
+
+/// How a REQUEST reached us (RFC 2131 section 4.3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestState {
+    Selecting,
+    InitReboot,
+    RenewingOrRebinding,
+}
+
+impl Engine {
+    pub(crate) fn request(&self, r: &Request<'_, '_>, scope: &Scope, tx: &mut [u8]) -> Verdict {
+        let p = r.msg.packet();
+        if let Some(sid) = r.msg.server_id() {
+            let ours = sid == scope.server_id(r.meta)
+                || r.rai.as_ref().and_then(RelayAgentInfo::server_id_override) == Some(sid);
+            if !ours {
+                self.withdraw_offer(r, scope);
+                return Verdict::Drop(DropReason::ServerIdNotOurs);
+            }
+            let Some(want) = r
+                .msg
+                .requested_ip()
+                .or(Some(p.ciaddr()).filter(|a| !a.is_unspecified()))
+            else {
+                return Verdict::Drop(DropReason::NoBinding);
+            };
+            return self.commit(r, scope, want, RequestState::Selecting, tx);
+        }
+        if p.ciaddr().is_unspecified() {
+            let Some(want) = r.msg.requested_ip() else {
+                return Verdict::Drop(DropReason::NoBinding);
+            };
+            return self.commit(r, scope, want, RequestState::InitReboot, tx);
+        }
+        self.commit(r, scope, p.ciaddr(), RequestState::RenewingOrRebinding, tx)
+    }
+
+    /// The client chose another server: the address offered to it goes back to the pool.
+    fn withdraw_offer(&self, r: &Request<'_, '_>, scope: &Scope) {
+        let (_, clients) = self.clients.lock(&r.hkey);
+        let Some(loc) = clients.get(&r.hkey).copied() else {
+            return;
+        };
+        if !self.link(scope).contains(&loc.scope) {
+            return;
+        }
+        self.return_offer(r, loc);
+    }
+
+    /// Puts the address at `loc` back in its pool if it is on offer to this client (the caller
+    /// holds the client's index entry, and no pool shard).
+    fn return_offer(&self, r: &Request<'_, '_>, loc: Loc) {
+        let pool = &self.scope(loc.scope).pools[usize::from(loc.pool)];
+        let mut shard = pool.lock(loc.at.shard);
+        let b = *shard.binding(loc.at.slot);
+        if b.owned_by(&r.key) && b.state == BindingState::Offered {
+            let freed = Binding {
+                state: BindingState::Free,
+                expires: r.now,
+                ..b
+            };
+            shard.set(loc.at.slot, freed);
+            shard.push_free(loc.at.slot);
+        }
+    }
+
+    /// Answers a REQUEST for `want`: ACK it (durably), NAK it, or stay silent.
+    fn commit(
+        &self,
+        r: &Request<'_, '_>,
+        scope: &Scope,
+        want: Ipv4Addr,
+        state: RequestState,
+        tx: &mut [u8],
+    ) -> Verdict {
+        let link = self.link(scope);
+        let Some(s) = link
+            .iter()
+            .map(|id| self.scope(*id))
+            .find(|s| s.subnet.contains(want))
+        else {
+            // Wrong network for this client (RFC 2131 section 4.3.2).
+            return self.refuse(r, scope, state, tx);
+        };
+        let Some((p, at)) = s.locate(want) else {
+            return self.refuse(r, s, state, tx);
+        };
+        let loc = Loc::new(s.id, p, at);
+        let (held, mut clients) = self.clients.lock(&r.hkey);
+
+        // One pool-shard lock at a time: return a different address on offer to the client first.
+        if let Some(old) = clients.get(&r.hkey).copied().filter(|old| *old != loc) {
+            self.return_offer(r, old);
+        }
+        let pool = &s.pools[p];
+        let mut shard = pool.lock(at.shard);
+        let b = *shard.binding(at.slot);
+        let reserved_for = s.reservations.of_address(want);
+        let mine = b.owned_by(&r.key) && b.state != BindingState::Abandoned;
+        if !mine {
+            if !may_take(r, s, pool, &b, want) {
+                drop(shard);
+                drop(clients);
+                return if b.client.is_some() || reserved_for.is_some() {
+                    self.nak(r, s, tx)
+                } else {
+                    self.refuse(r, s, state, tx)
+                };
+            }
+            if state != RequestState::Selecting && !s.authoritative {
+                // A client we never heard of, renewing or rebooting: another server may own it.
+                drop(shard);
+                drop(clients);
+                return Verdict::Drop(DropReason::UnknownClient);
+            }
+        }
+        // A unicast renewal reaches us without the relay, so without option 82: with
+        // stash-agent-options the classes and reservation that bound the lease still apply.
+        let stashed = mine && self.settings.stash_agent_options && r.rai.is_none();
+        let classes = if stashed { b.classes } else { r.classes };
+        let reservation = if stashed {
+            reserved_for
+        } else {
+            reservation_for(r, s, want)
+        };
+        if mine && b.state == BindingState::Active && self.cache_hit(&b, r.now) {
+            // Early renewal: the unchanged lease again, nothing to journal (Kea's lease caching).
+            shard.set(at.slot, Binding { cltt: r.now, ..b });
+            drop(shard);
+            drop(clients);
+            let remaining = (b.expires - r.now) as u32;
+            let spec = ReplySpec {
+                kind: MessageType::Ack,
+                yiaddr: want,
+                lease: Some(LeaseGrant::remaining(s.lease, remaining)),
+                scope: s,
+                classes,
+                reservation,
+            };
+            return self.reply(r, &spec, tx, None);
+        }
+        let valid = s.lease.valid;
+        let mut binding = self.take(
+            r,
+            held,
+            &mut clients,
+            &mut shard,
+            loc,
+            BindingState::Active,
+            r.now + Time::from(valid),
+            valid,
+        );
+        if binding.classes != classes {
+            binding.classes = classes;
+            binding = shard.set(at.slot, binding);
+        }
+        drop(shard);
+        drop(clients);
+        let event = BindingEvent {
+            scope: s.id,
+            address: want,
+            binding,
+        };
+        let spec = ReplySpec {
+            kind: MessageType::Ack,
+            yiaddr: want,
+            lease: Some(LeaseGrant::full(s.lease)),
+            scope: s,
+            classes,
+            reservation,
+        };
+        self.reply(r, &spec, tx, Some(event))
+    }
+
+    /// A request for an address the client cannot have: NAK when it asked us by server id or
+    /// we are authoritative (its notion of its address is wrong and it must hear so), else
+    /// stay silent so that another server on the link may answer.
+    fn refuse(
+        &self,
+        r: &Request<'_, '_>,
+        s: &Scope,
+        state: RequestState,
+        tx: &mut [u8],
+    ) -> Verdict {
+        if state == RequestState::Selecting || s.authoritative {
+            self.nak(r, s, tx)
+        } else {
+            Verdict::Drop(DropReason::UnknownClient)
+        }
+    }
+
+    fn nak(&self, r: &Request<'_, '_>, s: &Scope, tx: &mut [u8]) -> Verdict {
+        let spec = ReplySpec {
+            kind: MessageType::Nak,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            lease: None,
+            scope: s,
+            classes: 0,
+            reservation: None,
+        };
+        self.reply(r, &spec, tx, None)
+    }
+
+    fn cache_hit(&self, b: &Binding, now: Time) -> bool {
+        let threshold = self.settings.cache_threshold;
+        if threshold <= 0.0 || b.granted == 0 || b.expires <= now {
+            return false;
+        }
+        let start = b.expires - Time::from(b.granted);
+        // Lease ages are far below 2^52 seconds: the conversion is exact.
+        #[allow(clippy::cast_precision_loss)]
+        let age = now.saturating_sub(start) as f64;
+        age < f64::from(threshold) * f64::from(b.granted)
+    }
+}
+
+/// Whether a client may take `want`, which it does not hold: its own reservation, or a free
+/// dynamic address of a pool its classes may use.
+fn may_take(
+    r: &Request<'_, '_>,
+    s: &Scope,
+    pool: &crate::pool::Pool,
+    b: &Binding,
+    want: Ipv4Addr,
+) -> bool {
+    if s.reservations.of_address(want).is_some() {
+        reservation_for(r, s, want).is_some()
+            && (b.state == BindingState::Reserved || b.state.is_available())
+    } else {
+        pool.dynamic && allows(pool.classes, r.classes) && b.state.is_available()
+    }
+}

@@ -1,0 +1,100 @@
+//! Where threads run: pinning to a core and the idle scheduling class, applied by the thread
+//! itself when it starts. The server makes (or is handed) every thread, so it places them;
+//! the crates whose threads these are (the journal's, the workers') know nothing of cores.
+
+use std::io;
+use std::sync::Arc;
+
+use peregrine_store::{JournalThread, ThreadSetup};
+
+/// Restricts the calling thread to CPU `core` (a worker pinned to its core, as DPDK pins its
+/// lcores). Errors say which core could not be had.
+pub(crate) fn pin_current_thread(core: usize) -> io::Result<()> {
+    let pinned = if core >= libc::CPU_SETSIZE as usize {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "beyond CPU_SETSIZE",
+        ))
+    } else {
+        // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `core` is below CPU_SETSIZE, checked above.
+        unsafe { libc::CPU_SET(core, &mut set) };
+        // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is the calling thread.
+        let rc =
+            unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    pinned.map_err(|e| io::Error::new(e.kind(), format!("pinning a thread to CPU {core}: {e}")))
+}
+
+/// Moves the calling thread to `SCHED_IDLE`: it runs only when nothing else on its core wants
+/// to, so background work (compaction) never delays a worker that shares the core.
+pub(crate) fn idle_priority_current_thread() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param; 0 is the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &raw const param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// How the journal's threads are placed: both on `core` if one is configured (away from the
+/// workers), and compaction, never urgent, in the idle class so that on a core it shares with
+/// a worker it runs only when the worker idles (without the privilege it runs as is).
+pub(crate) fn journal_setup(core: Option<usize>) -> ThreadSetup {
+    Arc::new(move |thread| {
+        if let Some(core) = core {
+            pin_current_thread(core)?;
+        }
+        if thread == JournalThread::Compactor
+            && let Err(e) = idle_priority_current_thread()
+        {
+            tracing::debug!("lease compaction keeps its priority: {e}");
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_moved_to_idle_priority_runs_as_sched_idle() {
+        let policy = std::thread::spawn(|| {
+            idle_priority_current_thread().unwrap();
+            // SAFETY: sched_getscheduler(2) on the calling thread reads its policy.
+            unsafe { libc::sched_getscheduler(0) }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(policy, libc::SCHED_IDLE);
+        // SAFETY: as above; the test thread itself kept its policy.
+        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
+    }
+
+    /// A thread pinned to core 0 runs there; a core the machine lacks is refused by name, and
+    /// the journal refuses to start with that error.
+    #[test]
+    fn pinning_takes_a_real_core_and_names_a_missing_one() {
+        std::thread::spawn(|| pin_current_thread(0).unwrap())
+            .join()
+            .unwrap();
+        let e = std::thread::spawn(|| pin_current_thread(1023).unwrap_err())
+            .join()
+            .unwrap();
+        assert!(e.to_string().contains("CPU 1023"), "{e}");
+        let e = std::thread::spawn(|| journal_setup(Some(1023))(JournalThread::Writer))
+            .join()
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().contains("CPU 1023"), "{e}");
+    }
+}
