@@ -1,0 +1,13 @@
+//! Integration tests of peregrine-failover: ISC's golden messages, property round trips and
+//! arbitrary bytes.
+
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod fuzz_corpus;
+mod golden;
+mod roundtrip;
+mod support;
+
+#[path = "../../../../fuzz/failover_targets.rs"]
+mod failover_targets;
