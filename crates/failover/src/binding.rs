@@ -1,4 +1,9 @@
-//! Binding states of D12 §5.11 (numbers of §12.3).
+//! Binding states of D12 §5.11 (numbers of §12.3) and the rules about them, as data and pure
+//! functions the engine calls: which transitions a server makes on its own, which of a
+//! partner's updates it accepts, and the MCLT rule that bounds every lease it grants.
+
+use crate::Time;
+use crate::message::{BindingUpdate, RejectReason};
 
 /// The status of one address in a binding update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,4 +52,218 @@ impl BindingStatus {
             BindingStatus::Backup => "BACKUP",
         }
     }
+}
+
+/// Which side of the relationship a server is (D12 §5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Owns FREE addresses, sends CONNECT, wins conflicts it must resolve first.
+    Primary,
+    /// Owns BACKUP addresses, answers CONNECT.
+    Secondary,
+}
+
+impl Role {
+    /// The partner's role.
+    #[must_use]
+    pub const fn partner(self) -> Role {
+        match self {
+            Role::Primary => Role::Secondary,
+            Role::Secondary => Role::Primary,
+        }
+    }
+
+    /// The status of the addresses this role may allocate from in NORMAL and
+    /// COMMUNICATIONS-INTERRUPTED: FREE for the primary, BACKUP for the secondary (D12 §5.4).
+    pub const fn own_pool(self) -> BindingStatus {
+        match self {
+            Role::Primary => BindingStatus::Free,
+            Role::Secondary => BindingStatus::Backup,
+        }
+    }
+}
+
+/// Whether a server may move one of its addresses from one status to another on its own
+/// (D12 §5.11, figure 5.11-1), and on what condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transition {
+    /// At any time (a renewal, an expiry at the lease's end, a release, a DECLINE, the operator).
+    Allowed,
+    /// Only to the client that held it, and only while no update reporting the expiry or
+    /// release has been sent to the partner (ISC's "rewind", S5).
+    RewindOnly,
+    /// Only once the partner has acknowledged the transitory status, or in PARTNER-DOWN once the
+    /// MCLT has passed ([`reusable_at`]).
+    AfterPartnerAck,
+    /// Only in PARTNER-DOWN once the MCLT has passed: the address is the partner's to allocate.
+    PartnerDownOnly,
+    /// Never; the partner or the operator must move it.
+    Forbidden,
+}
+
+/// The condition on a transition a server of `role` makes on its own.
+// One arm per row of the draft's figure, even where two rows end alike.
+#[allow(clippy::match_same_arms)]
+pub const fn local_transition(role: Role, from: BindingStatus, to: BindingStatus) -> Transition {
+    use BindingStatus::{Abandoned, Active, Backup, Expired, Free, Released, Reset};
+    match (from, to) {
+        (Active, Active | Expired | Released | Reset)
+        | (Free | Backup | Active | Expired | Released, Abandoned)
+        | (Abandoned, Reset | Abandoned)
+        | (Free, Free)
+        | (Backup, Backup) => Transition::Allowed,
+        (Free, Active) => match role {
+            Role::Primary => Transition::Allowed,
+            Role::Secondary => Transition::PartnerDownOnly,
+        },
+        (Backup, Active) => match role {
+            Role::Secondary => Transition::Allowed,
+            Role::Primary => Transition::PartnerDownOnly,
+        },
+        // Pool balancing: the primary hands FREE addresses to the secondary; either side may
+        // give BACKUP back with a FREE update (ISC's secondary does).
+        (Free, Backup) => match role {
+            Role::Primary => Transition::Allowed,
+            Role::Secondary => Transition::Forbidden,
+        },
+        (Backup, Free) => Transition::Allowed,
+        (Expired | Released, Active) => Transition::RewindOnly,
+        (Expired | Released | Reset, Free | Backup) => Transition::AfterPartnerAck,
+        (Expired, Expired) | (Released, Released) | (Reset, Reset) => Transition::Allowed,
+        _ => Transition::Forbidden,
+    }
+}
+
+/// What the receiver knows of an address, as far as the acceptance rules need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Held {
+    /// Its status.
+    pub status: BindingStatus,
+    /// When the lease told to the client ends (0 if none).
+    pub lease_expiration: Time,
+    /// Client last transaction time, if known.
+    pub client_last_transaction: Option<Time>,
+    /// When the address entered `status`.
+    pub start_time_of_state: Time,
+}
+
+/// What a received BNDUPD says of an address, as far as the acceptance rules need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Offered {
+    /// The status the partner moved it to.
+    pub status: BindingStatus,
+    /// The partner's client last transaction time, if it sent one.
+    pub client_last_transaction: Option<Time>,
+    /// Whether the update names the client the receiver's binding names (only meaningful when
+    /// both are ACTIVE).
+    pub same_client: bool,
+}
+
+/// Whether to accept a partner's binding update for an address the receiver holds as `held`
+/// (D12 §7.1.3, figure 7.1.3-1). `now` is the receiver's clock; times from the partner are
+/// already corrected for the measured clock skew.
+///
+/// Errors carry the reject reason the BNDACK sends.
+// One arm per cell group of the draft's figure, even where two end alike.
+#[allow(clippy::match_same_arms)]
+pub fn accept_update(
+    role: Role,
+    now: Time,
+    held: &Held,
+    offered: &Offered,
+) -> Result<(), RejectReason> {
+    use BindingStatus::{Abandoned, Active, Backup, Expired, Free, Released, Reset};
+    let outdated = Err(RejectReason::OUTDATED_BINDING_INFORMATION);
+    // Missing in the update counts as older; present in the update and absent here as newer.
+    let newer = match (
+        offered.client_last_transaction,
+        held.client_last_transaction,
+    ) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(theirs), Some(ours)) => theirs > ours,
+    };
+    let if_newer = if newer { Ok(()) } else { outdated };
+    // Rows: what the receiver holds; columns: what the partner sent.
+    match (held.status, offered.status) {
+        (Free | Backup, _) => Ok(()),
+        (Abandoned, Reset | Abandoned) => Ok(()),
+        (Abandoned, _) => Err(RejectReason::LESS_CRITICAL_BINDING_INFORMATION),
+        (_, Reset | Abandoned) => Ok(()),
+        (Active, Active) if offered.same_client => Ok(()),
+        (Active, Active) => match role {
+            // Two servers leased one address to two clients: the secondary's table gives way,
+            // the primary refuses and its own update wins at the secondary (S11).
+            Role::Secondary => Ok(()),
+            Role::Primary => Err(RejectReason::FATAL_CONFLICT),
+        },
+        (Active, Expired | Free | Backup) if now > held.lease_expiration => Ok(()),
+        (Active, Expired | Free | Backup) => outdated,
+        (Active, Released) | (Expired, Active) | (Released, Active | Expired) => if_newer,
+        (Expired | Released, _) => Ok(()),
+        (Reset, Active) => match offered.client_last_transaction {
+            Some(t) if t > held.start_time_of_state => Ok(()),
+            _ => outdated,
+        },
+        (Reset, _) => Ok(()),
+    }
+}
+
+/// Checks that a binding update carries what its status requires (D12 table 7.1-1): an ACTIVE
+/// binding names its client and carries the lease and potential expiration times.
+pub fn check_update(update: &BindingUpdate<'_>) -> Result<(), RejectReason> {
+    let complete = update.status != BindingStatus::Active
+        || ((update.client_id.is_some() || update.hardware.is_some())
+            && update.lease_expiration.is_some()
+            && update.potential_expiration.is_some());
+    if complete {
+        Ok(())
+    } else {
+        Err(RejectReason::MISSING_BINDING_INFORMATION)
+    }
+}
+
+/// The four per-address times failover keeps beside the lease expiration (D12 §7.1.5; ISC's
+/// lease-file `tstp`, `tsfp`, `atsfp`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PartnerTimes {
+    /// The latest potential expiration time this server sent in a BNDUPD (acknowledged or not).
+    pub sent: Time,
+    /// The latest potential expiration time the partner acknowledged.
+    pub acked: Time,
+    /// The latest potential expiration time received from the partner (and acknowledged).
+    pub received: Time,
+}
+
+/// The longest lease, in seconds, that may be granted (or a renewal extended to) at `now`
+/// without breaking the MCLT rule (S2, D12 §5.2.1): `now + lease <= max(now, acked, received) +
+/// mclt`. A first lease on an address the partner never acknowledged is at most the MCLT; once
+/// the partner has acknowledged a potential expiration far enough ahead, the whole `desired`.
+pub fn grantable_lease(now: Time, desired: u32, mclt: u32, times: &PartnerTimes) -> u32 {
+    let horizon = now.max(times.acked).max(times.received) + u64::from(mclt);
+    let allowed = horizon - now;
+    u32::try_from(allowed).map_or(desired, |a| a.min(desired))
+}
+
+/// The potential expiration time to send with a lease of `granted` seconds when the client
+/// wants `desired`: far enough ahead that, once acknowledged, the renewal at half the granted
+/// lease may be given the whole desired lease (ISC: `now + desired + granted / 2`).
+pub fn potential_expiration(now: Time, desired: u32, granted: u32) -> Time {
+    now + u64::from(desired) + u64::from(granted / 2)
+}
+
+/// When an address a client held may be given to another client by a server in PARTNER-DOWN
+/// since `partner_down_since` (S5, D12 §5.2.2, §9.4.2): the MCLT after every time either side
+/// may have promised it until, and the MCLT after PARTNER-DOWN began.
+pub fn reusable_at(
+    lease_expiration: Time,
+    times: &PartnerTimes,
+    mclt: u32,
+    partner_down_since: Time,
+) -> Time {
+    let promised = lease_expiration
+        .max(times.sent)
+        .max(times.acked)
+        .max(times.received);
+    (promised + u64::from(mclt)).max(partner_down_since + u64::from(mclt))
 }

@@ -31,11 +31,16 @@
 
 pub mod binding;
 pub mod codec;
+pub mod hash;
 pub mod message;
 pub mod state;
 
 mod error;
 
-pub use binding::BindingStatus;
+pub use binding::{BindingStatus, Role};
 pub use error::{Error, Result};
 pub use state::ServerState;
+
+/// Seconds since the Unix epoch: the crate's only notion of time, passed in by the caller (the
+/// engine's `Time`; the wire carries it as `u32`).
+pub type Time = u64;

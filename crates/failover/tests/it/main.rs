@@ -7,6 +7,7 @@
 mod fuzz_corpus;
 mod golden;
 mod roundtrip;
+mod rules;
 mod support;
 
 #[path = "../../../../fuzz/failover_targets.rs"]
