@@ -2,8 +2,10 @@
 //! functions the engine calls: which transitions a server makes on its own, which of a
 //! partner's updates it accepts, and the MCLT rule that bounds every lease it grants.
 
+use std::net::Ipv4Addr;
+
 use crate::Time;
-use crate::message::{BindingUpdate, RejectReason};
+use crate::message::{BindingUpdate, HardwareAddr, RejectReason};
 
 /// The status of one address in a binding update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -266,4 +268,121 @@ pub fn reusable_at(
         .max(times.acked)
         .max(times.received);
     (promised + u64::from(mclt)).max(partner_down_since + u64::from(mclt))
+}
+
+/// A client hardware address, owned: the hardware type and up to 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hardware {
+    /// ARP hardware type (1 = Ethernet).
+    pub htype: u8,
+    len: u8,
+    addr: [u8; 16],
+}
+
+impl Hardware {
+    /// A hardware address of type `htype`; `None` if `addr` is longer than 16 bytes.
+    pub fn new(htype: u8, addr: &[u8]) -> Option<Self> {
+        let mut bytes = [0u8; 16];
+        bytes.get_mut(..addr.len())?.copy_from_slice(addr);
+        Some(Hardware {
+            htype,
+            len: addr.len() as u8,
+            addr: bytes,
+        })
+    }
+
+    /// An Ethernet address.
+    pub fn ethernet(mac: [u8; 6]) -> Self {
+        let mut addr = [0u8; 16];
+        addr[..6].copy_from_slice(&mac);
+        Hardware {
+            htype: 1,
+            len: 6,
+            addr,
+        }
+    }
+
+    /// The address bytes.
+    pub fn addr(&self) -> &[u8] {
+        &self.addr[..usize::from(self.len)]
+    }
+}
+
+/// One binding as the session queues it for the partner or hands a partner's to the caller:
+/// a [`BindingUpdate`] that owns its data, with times on the receiver's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Binding {
+    /// The address.
+    pub address: Ipv4Addr,
+    /// Its status.
+    pub status: BindingStatus,
+    /// The client's option 61, if it sent one.
+    pub client_id: Option<Box<[u8]>>,
+    /// The client's hardware address.
+    pub hardware: Option<Hardware>,
+    /// Lease expiration time told to the client (0: none).
+    pub lease_expiration: Time,
+    /// Potential expiration time (0: none).
+    pub potential_expiration: Time,
+    /// When the binding entered its status (0: none).
+    pub start_time_of_state: Time,
+    /// Client last transaction time, if known.
+    pub client_last_transaction: Option<Time>,
+    /// IP flags (bit 0 RESERVED, bit 1 BOOTP); sent only when non-zero, as ISC does.
+    pub ip_flags: u16,
+}
+
+impl Binding {
+    /// A binding with only the address and status.
+    pub const fn new(address: Ipv4Addr, status: BindingStatus) -> Self {
+        Binding {
+            address,
+            status,
+            client_id: None,
+            hardware: None,
+            lease_expiration: 0,
+            potential_expiration: 0,
+            start_time_of_state: 0,
+            client_last_transaction: None,
+            ip_flags: 0,
+        }
+    }
+
+    /// The binding a received update describes, its times moved onto the receiver's clock by
+    /// `skew` (the partner's clock minus ours, in seconds). A time of 0 means none and stays 0.
+    pub fn from_update(update: &BindingUpdate<'_>, skew: i64) -> Self {
+        let local = |t: Option<u32>| match t {
+            None | Some(0) => 0,
+            Some(t) => u64::try_from(i64::from(t) - skew).unwrap_or(0),
+        };
+        Binding {
+            address: update.address,
+            status: update.status,
+            client_id: update.client_id.map(Box::from),
+            hardware: update.hardware.and_then(|h| Hardware::new(h.htype, h.addr)),
+            lease_expiration: local(update.lease_expiration),
+            potential_expiration: local(update.potential_expiration),
+            start_time_of_state: local(update.start_time_of_state),
+            client_last_transaction: update.client_last_transaction.map(|t| local(Some(t))),
+            ip_flags: update.ip_flags.unwrap_or(0),
+        }
+    }
+
+    /// The update that sends this binding, with the options ISC sends for its status: the three
+    /// times always (0 where none), the client and its last transaction time when known.
+    pub fn to_update(&self) -> BindingUpdate<'_> {
+        let wire = |t: Time| u32::try_from(t).unwrap_or(u32::MAX);
+        let mut u = BindingUpdate::new(self.address, self.status);
+        u.client_id = self.client_id.as_deref();
+        u.hardware = self.hardware.as_ref().map(|h| HardwareAddr {
+            htype: h.htype,
+            addr: h.addr(),
+        });
+        u.lease_expiration = Some(wire(self.lease_expiration));
+        u.potential_expiration = Some(wire(self.potential_expiration));
+        u.start_time_of_state = Some(wire(self.start_time_of_state));
+        u.client_last_transaction = self.client_last_transaction.map(wire);
+        u.ip_flags = (self.ip_flags != 0).then_some(self.ip_flags);
+        u
+    }
 }

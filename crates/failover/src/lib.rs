@@ -33,13 +33,15 @@ pub mod binding;
 pub mod codec;
 pub mod hash;
 pub mod message;
+pub mod session;
 pub mod state;
 
 mod error;
 
 pub use binding::{BindingStatus, Role};
 pub use error::{Error, Result};
-pub use state::ServerState;
+pub use session::{CloseReason, Config, Event, Restored, Session};
+pub use state::{ServerState, Service};
 
 /// Seconds since the Unix epoch: the crate's only notion of time, passed in by the caller (the
 /// engine's `Time`; the wire carries it as `u32`).

@@ -834,3 +834,22 @@ fn ip_of(opt: &RawOption<'_>) -> Result<Ipv4Addr> {
         .map_err(|_| Error::OptionLength(opt.code))?;
     Ok(Ipv4Addr::from(octets))
 }
+
+/// Encodes a BNDACK answering every transaction of one BNDUPD, in the order given; `header.xid`
+/// must be the BNDUPD's.
+pub fn encode_bndack<'a>(
+    header: Header,
+    acks: impl IntoIterator<Item = BindingAck<'a>>,
+    buf: &mut [u8],
+) -> Result<usize> {
+    let mut w = Writer::new(buf, MessageType::BndAck, header.time, header.xid)?;
+    let mut any = false;
+    for ack in acks {
+        ack.write(&mut w)?;
+        any = true;
+    }
+    if !any {
+        return Err(Error::MissingOption(option::ASSIGNED_IP_ADDRESS));
+    }
+    Ok(w.finish())
+}

@@ -75,3 +75,67 @@ impl core::fmt::Display for ServerState {
         f.write_str(self.as_str())
     }
 }
+
+/// Which clients a server answers in a state (D12 §9, S7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// None: the state must leave no trace of any client in the database.
+    None,
+    /// Renewals and rebinds only (RECOVER-DONE).
+    RenewOnly,
+    /// Renewals and rebinds from anyone, the rest only for the clients the load-balancing hash
+    /// gives this server (NORMAL).
+    Balanced,
+    /// Every client, from this server's own pool (and the partner's once PARTNER-DOWN's MCLT has
+    /// passed).
+    All,
+}
+
+impl ServerState {
+    /// Which clients a server in this state answers.
+    pub const fn service(self) -> Service {
+        match self {
+            ServerState::Normal => Service::Balanced,
+            ServerState::CommunicationsInterrupted
+            | ServerState::PartnerDown
+            | ServerState::ResolutionInterrupted
+            | ServerState::ConflictDone => Service::All,
+            ServerState::RecoverDone => Service::RenewOnly,
+            ServerState::Startup
+            | ServerState::PotentialConflict
+            | ServerState::Recover
+            | ServerState::Paused
+            | ServerState::Shutdown
+            | ServerState::RecoverWait => Service::None,
+        }
+    }
+
+    /// The state a server in this state goes to when communication with its partner fails
+    /// (D12 §9.2): the states that need the partner fall back; the others go on.
+    #[must_use]
+    pub const fn on_communications_failure(self) -> ServerState {
+        match self {
+            ServerState::Normal | ServerState::RecoverDone => {
+                ServerState::CommunicationsInterrupted
+            }
+            ServerState::PotentialConflict | ServerState::ConflictDone => {
+                ServerState::ResolutionInterrupted
+            }
+            other => other,
+        }
+    }
+
+    /// The state a server restarts into, before it has spoken to its partner, when it was in
+    /// this state (D12 §9.3.2): through the communication-failed transition; a wait for the MCLT
+    /// that a restart interrupted starts over from RECOVER.
+    #[must_use]
+    pub const fn after_restart(self) -> ServerState {
+        match self {
+            ServerState::Startup | ServerState::Paused | ServerState::Shutdown => {
+                ServerState::CommunicationsInterrupted
+            }
+            ServerState::RecoverWait => ServerState::Recover,
+            other => other.on_communications_failure(),
+        }
+    }
+}

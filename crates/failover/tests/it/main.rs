@@ -6,6 +6,7 @@
 
 mod fuzz_corpus;
 mod golden;
+mod pair;
 mod roundtrip;
 mod rules;
 mod support;
