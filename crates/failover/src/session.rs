@@ -482,7 +482,7 @@ impl Session {
             self.last_sent = now;
             return len;
         }
-        if self.link != Link::Up || !self.unpersisted.is_empty() {
+        if self.link != Link::Up {
             return None;
         }
         let room = self.partner.map_or(0, |p| p.max_unacked) as usize;
@@ -504,7 +504,10 @@ impl Session {
 
     /// The oldest unconfirmed [`Event::StateChanged`] is on disk: its STATE message may leave.
     pub fn state_persisted(&mut self) {
+        // Before the startup decision the partner has been told only where we were; the
+        // decision says where we are.
         if let Some((state, since)) = self.unpersisted.pop_front()
+            && !self.startup
             && matches!(self.link, Link::AwaitState | Link::Up)
         {
             self.control.push_back(Outgoing::State {
@@ -927,12 +930,15 @@ impl Session {
         };
         let next = next.filter(|&n| n != self.state);
         if first && std::mem::take(&mut self.startup) && next.is_none() {
-            // The startup decision is to stay: say so without the flag.
-            self.control.push_back(Outgoing::State {
-                state: self.state,
-                since: self.since,
-                flags: 0,
-            });
+            // The startup decision is to stay: say so without the flag (a change still being
+            // persisted is said when it is).
+            if self.unpersisted.is_empty() {
+                self.control.push_back(Outgoing::State {
+                    state: self.state,
+                    since: self.since,
+                    flags: 0,
+                });
+            }
         }
         if let Some(n) = next {
             self.enter(n, now);

@@ -7,6 +7,7 @@
 mod fuzz_corpus;
 mod golden;
 mod pair;
+mod replay;
 mod roundtrip;
 mod rules;
 mod support;
