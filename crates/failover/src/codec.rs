@@ -234,10 +234,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
-/// The length of the message that starts `stream`, from its first two bytes; `None` until they
-/// have arrived. The caller frames a TCP stream with it before building a [`Packet`].
+/// How many bytes of `stream` the message that starts it takes, from its length field; `None`
+/// until two bytes have arrived. A length below the 12-byte header counts as 12, so a caller
+/// that hands those bytes on (and the decoder refuses them) always makes progress.
 pub fn frame_len(stream: &[u8]) -> Option<usize> {
-    (stream.len() >= 2).then(|| usize::from(be16(stream, 0)))
+    (stream.len() >= 2).then(|| usize::from(be16(stream, 0)).max(HEADER_LEN))
 }
 
 /// One option: its code and value.

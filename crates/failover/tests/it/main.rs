@@ -11,6 +11,7 @@ mod replay;
 mod roundtrip;
 mod rules;
 mod support;
+mod tshark;
 
 #[path = "../../../../fuzz/failover_targets.rs"]
 mod failover_targets;
