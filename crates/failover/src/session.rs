@@ -895,7 +895,9 @@ impl Session {
             S::Normal | S::CommunicationsInterrupted => match them {
                 S::Normal | S::CommunicationsInterrupted | S::RecoverDone => Some(S::Normal),
                 S::Shutdown => Some(S::PartnerDown),
-                S::PartnerDown if their_since > self.since => Some(S::Recover),
+                // Both may have served the partner's clients: resolve (D12 §9.9.3). Knowing we
+                // stopped before the partner took over would allow RECOVER instead; without a
+                // record of when we last served, conflict is the safe reading.
                 S::PartnerDown
                 | S::PotentialConflict
                 | S::ConflictDone

@@ -509,6 +509,7 @@ fn bad_input_closes_the_connection_with_a_counted_reason() {
 
 #[test]
 fn partner_down_is_refused_while_in_contact_and_taken_when_apart() {
+    use ServerState::{ConflictDone, Normal, PotentialConflict};
     let mut pair = normal_pair();
     assert_eq!(
         pair.primary.session.partner_down(pair.now),
@@ -524,12 +525,63 @@ fn partner_down_is_refused_while_in_contact_and_taken_when_apart() {
         Some(ServerState::PartnerDown),
         "persisted"
     );
-    // The secondary comes back after its own restart: it recovers from the primary.
+    // The secondary, which served its own pool meanwhile, comes back after a restart with its
+    // leases: both may have served the same clients, so they resolve the conflict first.
+    let b = active(9, pair.now);
+    pair.secondary.bindings.insert(b.address, b.clone());
     let saved = pair.secondary.saved;
+    let bindings = std::mem::take(&mut pair.secondary.bindings);
     pair.secondary = Server::new(config(Role::Secondary), saved, pair.now);
+    pair.secondary.bindings = bindings;
     pair.primary.session.disconnected(pair.now);
     pair.connect();
-    assert_eq!(pair.secondary.session.state(), ServerState::RecoverWait);
-    pair.run_until(pair.now + u64::from(MCLT) + 1);
     assert_eq!(pair.states(), (ServerState::Normal, ServerState::Normal));
+    assert!(
+        pair.primary
+            .states
+            .ends_with(&[PotentialConflict, ConflictDone, Normal])
+    );
+    assert!(
+        pair.secondary
+            .states
+            .ends_with(&[PotentialConflict, Normal])
+    );
+    assert_eq!(
+        pair.primary.bindings.get(&b.address),
+        Some(&b),
+        "the secondary's lease"
+    );
+}
+
+#[test]
+fn two_servers_in_partner_down_resolve_the_conflict_when_they_meet() {
+    use ServerState::{ConflictDone, Normal, PartnerDown, PotentialConflict};
+    let mut pair = normal_pair();
+    pair.cut();
+    pair.run_until(T0 + 40);
+    assert_eq!(pair.primary.session.partner_down(pair.now), Ok(()));
+    assert_eq!(pair.secondary.session.partner_down(pair.now), Ok(()));
+    pair.pump();
+    assert_eq!(pair.states(), (PartnerDown, PartnerDown));
+    // Each leased an address the other does not know of.
+    let (p, s) = (active(1, pair.now), active(2, pair.now));
+    pair.primary.bindings.insert(p.address, p.clone());
+    pair.secondary.bindings.insert(s.address, s.clone());
+    pair.primary.session.disconnected(pair.now);
+    pair.secondary.session.disconnected(pair.now);
+    pair.connect();
+    // S8: in contact, they never both stay in PARTNER-DOWN; the primary resolves first.
+    assert_eq!(pair.states(), (Normal, Normal));
+    assert!(
+        pair.primary
+            .states
+            .ends_with(&[PotentialConflict, ConflictDone, Normal])
+    );
+    assert!(
+        pair.secondary
+            .states
+            .ends_with(&[PotentialConflict, Normal])
+    );
+    assert_eq!(pair.primary.bindings, pair.secondary.bindings);
+    assert_eq!(pair.primary.bindings.len(), 2);
 }
