@@ -124,6 +124,7 @@ async fn import(
     match tokio::task::spawn_blocking(move || importer.import(&engine, format, &body)).await {
         Ok(Ok(report)) => Json(report).into_response(),
         Ok(Err(ImportError::NotDurable(why))) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Ok(Err(ImportError::Unreadable(why))) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("import failed: {e}"),

@@ -30,6 +30,8 @@ pub(crate) enum ImportError {
     /// The journal did not take or commit the leases in time; those installed are live
     /// but may not survive a restart.
     NotDurable(String),
+    /// Nothing in the file could be read as its format; nothing was installed.
+    Unreadable(String),
 }
 
 impl Importer {
@@ -51,7 +53,8 @@ impl Importer {
     ) -> Result<ImportReport, ImportError> {
         let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
-        let (report, events) = ImportReport::run(engine, &self.config, format, bytes, || {});
+        let (report, events) = ImportReport::run(engine, &self.config, format, bytes, || {})
+            .map_err(|e| ImportError::Unreadable(e.to_string()))?;
         let deadline = started + COMMIT_TIMEOUT;
         let mut last = journal.committed();
         for (i, event) in events.iter().enumerate() {

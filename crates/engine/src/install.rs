@@ -58,7 +58,12 @@ impl Engine {
             })
             .ok_or(RestoreError::UnknownAddress(addr))?;
         let loc = Loc::new(s.id, p, at);
-        let b = event.binding;
+        let mut b = event.binding;
+        // Bindings written before client identifiers of the form 01+MAC were keyed by the MAC
+        // (and imported ones that carry both) get the key a live request now derives.
+        if b.mac != [0; 6] {
+            b.client = b.client.map(|k| k.canonical(1, &b.mac));
+        }
         let hashed = b.client.map(|k| self.clients.hashed(k));
         let mut guard = hashed.as_ref().map(|k| self.clients.lock(k));
         let mut shard = s.pools[p].lock(at.shard);

@@ -142,6 +142,30 @@ impl ClientKey {
         }
     }
 
+    /// This key, or the hardware key it stands for: a client identifier that is the client's
+    /// own hardware type and address (`01` + MAC, what most clients that send option 61 send,
+    /// and what Windows and Kea record for a client by its MAC) names the same client as that
+    /// hardware address, so the client is found whether or not it sends option 61 (RFC 2131
+    /// §4.2 leaves the choice to the server; Kea matches either). Any other identifier is a
+    /// client of its own.
+    #[must_use]
+    pub fn canonical(self, htype: u8, chaddr: &[u8]) -> ClientKey {
+        let len = usize::from(self.len);
+        let own_address = self.kind == KeyKind::ClientId
+            && !chaddr.is_empty()
+            && len == chaddr.len() + 1
+            && self.bytes[0] == htype
+            && self.bytes[1..len] == *chaddr;
+        if own_address {
+            ClientKey {
+                kind: KeyKind::Hardware,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+
     /// The identity bytes (or the digest, for long identities).
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]

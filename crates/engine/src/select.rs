@@ -16,7 +16,7 @@ impl Engine {
     /// matches on it, client identifier: for lease import and the admin API.
     pub fn client_key_for(&self, htype: u8, chaddr: &[u8], client_id: Option<&[u8]>) -> ClientKey {
         match client_id.filter(|id| !id.is_empty()) {
-            Some(id) => ClientKey::client_id(id, &self.key_seed),
+            Some(id) => ClientKey::client_id(id, &self.key_seed).canonical(htype, chaddr),
             None => ClientKey::hardware(htype, chaddr, &self.key_seed),
         }
     }
@@ -31,7 +31,8 @@ impl Engine {
                 v.contiguous(&mut scratch).ok()
             };
             if let Some(id) = id.filter(|id| !id.is_empty()) {
-                return ClientKey::client_id(id, &self.key_seed);
+                let p = msg.packet();
+                return ClientKey::client_id(id, &self.key_seed).canonical(p.htype(), p.chaddr());
             }
         }
         let p = msg.packet();

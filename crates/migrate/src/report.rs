@@ -33,16 +33,49 @@ impl Format {
         }
     }
 
-    /// Reads `bytes` as this format; never fails (what cannot be read is in
-    /// [`Import::skipped`]).
-    pub fn parse(self, bytes: &[u8]) -> Import {
-        match self {
+    /// Reads `bytes` as this format. Entries that cannot be read are in [`Import::skipped`];
+    /// a file of which nothing could be read (not this format, not well-formed, the wrong
+    /// encoding, no entry readable) is [`Unreadable`], so that nothing is imported from a file
+    /// mistaken for another and the operator's script stops.
+    pub fn parse(self, bytes: &[u8]) -> Result<Import, Unreadable> {
+        let parsed = match self {
             Format::KeaCsv => kea_csv::import(&String::from_utf8_lossy(bytes)),
             Format::Dhcpd => dhcpd::import(bytes),
-            Format::WindowsXml => windows_xml::import(&String::from_utf8_lossy(bytes)),
+            Format::WindowsXml => windows_xml::import_bytes(bytes),
+        };
+        if parsed.records.is_empty() && !parsed.skipped.is_empty() {
+            return Err(Unreadable {
+                format: self,
+                entries: parsed.skipped.iter().map(Entry::from).collect(),
+            });
         }
+        Ok(parsed)
     }
 }
+
+/// A file nothing could be read from as the format it was given as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The format it was read as.
+    pub format: Format,
+    /// Why each entry (or the whole file, at line 1) could not be read.
+    pub entries: Vec<Entry>,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "nothing could be read as {}", self.format.as_str())?;
+        if let Some(first) = self.entries.first() {
+            write!(f, ": line {}: {}", first.line, first.reason)?;
+        }
+        if self.entries.len() > 1 {
+            write!(f, " (and {} more entries like it)", self.entries.len() - 1)?;
+        }
+        f.write_str("; nothing was imported")
+    }
+}
+
+impl std::error::Error for Unreadable {}
 
 impl FromStr for Format {
     type Err = String;
@@ -66,6 +99,15 @@ pub struct Entry {
     pub reason: String,
 }
 
+impl From<&crate::Skipped> for Entry {
+    fn from(s: &crate::Skipped) -> Entry {
+        Entry {
+            line: s.line,
+            reason: s.reason.clone(),
+        }
+    }
+}
+
 /// What an import did with every entry of its file.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ImportReport {
@@ -83,26 +125,24 @@ pub struct ImportReport {
 
 impl ImportReport {
     /// Parses `bytes` as `format`, installs its leases in `engine` (built from `config`), and
-    /// returns the report with the binding changes the journal must record.
+    /// returns the report with the binding changes the journal must record. An unreadable
+    /// file installs nothing.
     pub fn run(
         engine: &Engine,
         config: &Config,
         format: Format,
         bytes: &[u8],
         progress: impl FnMut(),
-    ) -> (ImportReport, Vec<BindingEvent>) {
-        let parsed = format.parse(bytes);
+    ) -> Result<(ImportReport, Vec<BindingEvent>), Unreadable> {
+        let parsed = format.parse(bytes)?;
         let restored = bindings::restore(engine, config, &parsed.records, progress);
         let events = restored.accepted.iter().map(|m| m.event).collect();
-        (ImportReport::new(&parsed, &restored), events)
+        Ok((ImportReport::new(&parsed, &restored), events))
     }
 
     /// The report of `parsed` once restored as `restored`.
     pub fn new(parsed: &Import, restored: &Restored) -> ImportReport {
-        let entry = |s: &crate::Skipped| Entry {
-            line: s.line,
-            reason: s.reason.clone(),
-        };
+        let entry = Entry::from;
         let mut skipped: Vec<Entry> = parsed
             .skipped
             .iter()

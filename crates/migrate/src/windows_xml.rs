@@ -7,15 +7,18 @@
 //! `ClientId`, `Name`, `Type`, …). Elements are matched by local name, so a namespace
 //! prefix makes no difference; unknown elements are ignored.
 //!
-//! `ClientId` is hex bytes separated by `-`: for an Ethernet client, its MAC address. Windows
-//! identifies a client by its option 61 when it sends one, which Windows clients do (type 1
-//! and the MAC), so a six-byte `ClientId` becomes the hardware address *and* the client
-//! identifier `01` + MAC. A client that sent no option 61 is therefore not recognised by a
-//! scope that matches on client identifiers (`match-client-id`, the default) until its
-//! next DISCOVER; any other length is taken as the client identifier as sent.
+//! The cmdlet writes the file in UTF-16 (little-endian, with a byte order mark); UTF-16
+//! big-endian and UTF-8, with or without a mark, are read as well ([`import_bytes`]).
 //!
-//! `LeaseExpiryTime` is an `xs:dateTime`; one without a zone offset is read as UTC, which is
-//! noted. `AddressState` `Active`, `Offered` give an active lease, `Expired` an expired one,
+//! `ClientId` is hex bytes separated by `-`: for an Ethernet client, its MAC address, which
+//! Windows shows whether or not the client sent option 61. A six-byte `ClientId` becomes the
+//! hardware address and the client identifier `01` + MAC, which the engine keys as that
+//! hardware address: the client keeps its address whether it sends no option 61 (ISC
+//! dhclient's default) or `01` + MAC. Any other length is taken as the client identifier as
+//! sent.
+//!
+//! `LeaseExpiryTime` is an `xs:dateTime`; one without a zone offset is read in the zone the
+//! operator names (UTC by default), which the report notes. `AddressState` `Active`, `Offered` give an active lease, `Expired` an expired one,
 //! `Declined` an abandoned one, `ActiveReservation` and `InactiveReservation` a reserved one;
 //! the `…DnsRegistration`-suffixed variants Windows also reports count as their stem.
 
@@ -25,6 +28,45 @@ use roxmltree::{Document, Node};
 
 use crate::dhcpd::days_from_civil;
 use crate::lease::{HwAddr, Import, Lease, LeaseState, Time, parse_hex_bytes};
+
+/// Reads an `Export-DhcpServer` file as the cmdlet writes it: UTF-16 with a byte order mark
+/// (little- or big-endian), or UTF-8. Never fails: bytes that are none of these give one skipped
+/// entry saying why.
+pub fn import_bytes(bytes: &[u8]) -> Import {
+    match decode_text(bytes) {
+        Ok(text) => import(&text),
+        Err(why) => {
+            let mut out = Import::default();
+            out.skip(1, why);
+            out
+        }
+    }
+}
+
+/// The text of `bytes`: UTF-16 LE or BE by their byte order mark (or, without one, by the zero
+/// bytes of an ASCII `<` in either order), else UTF-8 (a mark skipped).
+fn decode_text(bytes: &[u8]) -> Result<String, String> {
+    let utf16 = |body: &[u8], from: fn([u8; 2]) -> u16, order: &str| {
+        if !body.len().is_multiple_of(2) {
+            return Err(format!("UTF-16 {order} text with an odd number of bytes"));
+        }
+        let units = body.chunks_exact(2).map(|c| from([c[0], c[1]]));
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .map_err(|e| format!("not UTF-16 {order}: {e}"))
+    };
+    match bytes {
+        [0xff, 0xfe, rest @ ..] => utf16(rest, u16::from_le_bytes, "little-endian"),
+        [0xfe, 0xff, rest @ ..] => utf16(rest, u16::from_be_bytes, "big-endian"),
+        [0xef, 0xbb, 0xbf, rest @ ..] => {
+            String::from_utf8(rest.to_vec()).map_err(|e| format!("not UTF-8: {e}"))
+        }
+        [b'<', 0, ..] => utf16(bytes, u16::from_le_bytes, "little-endian"),
+        [0, b'<', ..] => utf16(bytes, u16::from_be_bytes, "big-endian"),
+        _ => String::from_utf8(bytes.to_vec())
+            .map_err(|e| format!("neither UTF-8 nor UTF-16 with a byte order mark: {e}")),
+    }
+}
 
 /// Reads an `Export-DhcpServer` XML document. Never fails: a document that is not XML, or
 /// not such an export, gives one skipped entry saying why.

@@ -96,8 +96,10 @@ pub(crate) fn import(
     input: &Path,
 ) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let parsed = Format::from(format)
+        .parse(&bytes)
+        .with_context(|| input.display().to_string())?;
     let loaded = load(config_path, !dry_run)?;
-    let parsed = Format::from(format).parse(&bytes);
     let bar = progress(parsed.records.len() as u64);
     let restored = bindings::restore(&loaded.engine, &loaded.config, &parsed.records, || {
         bar.inc(1);

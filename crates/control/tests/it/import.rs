@@ -1,7 +1,7 @@
 //! `POST /v1/leases/import/{format}`: a Kea lease file into a running server. Leases in a pool
 //! are installed and durable before the reply; an address in no pool is skipped and one that
-//! a live client holds is a conflict, each reported with its line; unknown formats and a
-//! server without a lease journal are refused.
+//! a live client holds is a conflict, each reported with its line; unknown formats, files
+//! nothing can be read from and a server without a lease journal are refused.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -96,6 +96,20 @@ fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
             .unwrap()
             .contains("kea-csv")
     );
+    // Refused: a file nothing can be read from as the format named (a Windows export posted
+    // as a Kea file); nothing is installed or journaled.
+    let export = "<?xml version=\"1.0\"?>\n<DHCPServer><IPv4/></DHCPServer>\n";
+    let wrong = send(
+        &control,
+        "POST",
+        "/v1/leases/import/kea-csv",
+        Some(export.as_bytes()),
+    );
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    let why = json(&wrong)["error"].as_str().unwrap().to_owned();
+    assert!(why.contains("nothing was imported"), "{why}");
+    let m = parse(&get(&control, "/metrics").body);
+    assert_eq!(sample(&m, "peregrine_journal_records_total", &[]), 2);
     control.shutdown().unwrap();
 
     // Durable: the journal holds both imported leases (the reply waited for that).

@@ -788,3 +788,21 @@ fn replay_keeps_the_newest_change_of_each_address_whatever_the_order() {
         assert!(renewed.binding.version > leased_b.binding.version);
     }
 }
+
+#[test]
+fn a_client_identifier_of_01_and_the_mac_is_the_same_client_as_the_bare_mac() {
+    let mut sim = Sim::new(&lab_config());
+    let mut with_id = Client::new(61);
+    with_id.identifier = Some([&[1][..], &with_id.mac].concat());
+    let addr = sim.dora(&with_id);
+    // The same host, no longer sending option 61 (another DHCP client on it, say).
+    let mut bare = with_id.clone();
+    bare.identifier = None;
+    bare.xid += 1;
+    assert_eq!(sim.yiaddr(&bare.discover()), addr);
+    // The same MAC with another identifier is another client.
+    let mut other = with_id.clone();
+    other.identifier = Some(b"router-61".to_vec());
+    other.xid += 2;
+    assert_ne!(sim.yiaddr(&other.discover()), addr);
+}

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use peregrine_engine::BindingState;
 use peregrine_migrate::bindings::restore;
+use peregrine_migrate::report::Format;
 use peregrine_migrate::{HwAddr, LeaseState, windows_xml};
 
 use crate::support::{config, engine, fixture, ip, rows};
@@ -69,4 +70,81 @@ fn documents_that_are_not_exports_are_refused_with_a_line() {
     assert!(got.skipped[0].reason.contains("XML"), "{}", got.skipped[0]);
     let got = windows_xml::import("<?xml version=\"1.0\"?>\n<Other/>");
     assert_eq!(got.skipped[0].line, 2);
+}
+
+/// The fixture as `Export-DhcpServer` writes it: UTF-16 little-endian with a byte order mark
+/// and the declaration saying so; and the other encodings an operator's tools may leave.
+fn encoded(text: &str) -> [(&'static str, Vec<u8>); 5] {
+    let text = text.replace("encoding=\"utf-8\"", "encoding=\"utf-16\"");
+    let le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    [
+        ("UTF-16 LE with BOM", [&[0xff, 0xfe][..], &le].concat()),
+        ("UTF-16 BE with BOM", [&[0xfe, 0xff][..], &be].concat()),
+        ("UTF-16 LE without BOM", le),
+        (
+            "UTF-8 with BOM",
+            [&[0xef, 0xbb, 0xbf][..], text.as_bytes()].concat(),
+        ),
+        ("UTF-8", text.into_bytes()),
+    ]
+}
+
+#[test]
+fn utf16_and_utf8_exports_give_the_same_leases() {
+    let text = String::from_utf8(fixture("windows-export.xml")).unwrap();
+    let want = windows_xml::import(&text);
+    assert_eq!(want.records.len(), 6);
+    for (name, bytes) in encoded(&text) {
+        let got = Format::WindowsXml.parse(&bytes).unwrap();
+        assert_eq!(got.records, want.records, "{name}");
+        assert_eq!(got.skipped, want.skipped, "{name}");
+    }
+}
+
+#[test]
+fn a_file_nothing_can_be_read_from_is_an_error() {
+    let text = String::from_utf8(fixture("windows-export.xml")).unwrap();
+    let utf16: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let cases: [(Format, &[u8], &str); 5] = [
+        // UTF-16 read as a Kea CSV or dhcpd file, and Latin-1 as XML.
+        (Format::KeaCsv, &utf16, "kea-csv"),
+        (Format::Dhcpd, &utf16, "dhcpd"),
+        (
+            Format::WindowsXml,
+            b"<DHCPServer>\xe9</DHCPServer>",
+            "UTF-8",
+        ),
+        (Format::WindowsXml, b"address,hwaddr\n10.0.0.1,x\n", "XML"),
+        // An odd number of bytes after a UTF-16 mark.
+        (Format::WindowsXml, &[0xff, 0xfe, b'<'], "odd"),
+    ];
+    for (format, bytes, why) in cases {
+        let err = format.parse(bytes).unwrap_err();
+        assert!(err.to_string().contains(why), "{format:?}: {err}");
+        assert!(err.to_string().contains("nothing was imported"));
+    }
+    // An export with no lease in it is not an error: there is nothing to import.
+    let empty = "<DHCPServer><IPv4><Scopes><Scope><ScopeId>10.0.0.0</ScopeId></Scope></Scopes></IPv4></DHCPServer>";
+    let got = Format::WindowsXml.parse(empty.as_bytes()).unwrap();
+    assert!(got.records.is_empty() && got.skipped.is_empty());
+}
+
+#[test]
+fn a_client_known_by_its_mac_keeps_its_address_with_or_without_option_61() {
+    let text = String::from_utf8(fixture("windows-export.xml")).unwrap();
+    let got = windows_xml::import(&text);
+    let config = config(true);
+    let engine = engine(&config);
+    restore(&engine, &config, &got.records, || {});
+    let mac = [2, 0, 0, 0, 0, 0x30];
+    let (_, b) = engine.binding(ip(30)).unwrap();
+    // The key a client sending no option 61 gets, and one sending 01 + MAC.
+    let bare = engine.client_key_for(1, &mac, None);
+    let with_id = engine.client_key_for(1, &mac, Some(&[1, 2, 0, 0, 0, 0, 0x30]));
+    assert_eq!(b.client, Some(bare));
+    assert_eq!(bare, with_id);
+    // A client with the same MAC and another identifier is another client.
+    let other = engine.client_key_for(1, &mac, Some(b"router-30"));
+    assert_ne!(other, bare);
 }
