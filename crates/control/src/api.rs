@@ -9,11 +9,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use peregrine_engine::{Engine, ScopeId};
+use peregrine_migrate::LocalZone;
 use peregrine_migrate::report::Format;
 
 use crate::import::{ImportError, Importer};
@@ -104,11 +105,22 @@ const MAX_IMPORT_BYTES: usize = 1 << 30;
 async fn import(
     State(state): State<Arc<ApiState>>,
     Path(format): Path<String>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
     let format = match format.parse::<Format>() {
         Ok(f) => f,
         Err(e) => return error(StatusCode::NOT_FOUND, e),
+    };
+    // `?timezone=ZONE`: the zone of times the file gives without one (UTC by default).
+    let zone = query
+        .iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("timezone="))
+        .map_or_else(|| Ok(LocalZone::default()), |z| percent_decode(z)?.parse());
+    let zone = match zone {
+        Ok(z) => z,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let Some(importer) = state.importer.clone() else {
         return error(
@@ -121,7 +133,8 @@ async fn import(
     let engine = state.engine.clone();
     // Parsing, installing and waiting for the journal block: off the event loop, so that
     // /metrics keeps answering during a large import.
-    match tokio::task::spawn_blocking(move || importer.import(&engine, format, &body)).await {
+    match tokio::task::spawn_blocking(move || importer.import(&engine, format, &zone, &body)).await
+    {
         Ok(Ok(report)) => Json(report).into_response(),
         Ok(Err(ImportError::NotDurable(why))) => error(StatusCode::SERVICE_UNAVAILABLE, why),
         Ok(Err(ImportError::Unreadable(why))) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
@@ -130,6 +143,25 @@ async fn import(
             format!("import failed: {e}"),
         ),
     }
+}
+
+/// A query value with its `%XX` escapes (and `+` for a space) decoded.
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bad = || format!("query value {text:?} is not percent-encoded UTF-8");
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'%' => {
+                let hex = [bytes.next().ok_or_else(bad)?, bytes.next().ok_or_else(bad)?];
+                let hex = std::str::from_utf8(&hex).map_err(|_| bad())?;
+                u8::from_str_radix(hex, 16).map_err(|_| bad())?
+            }
+            b'+' => b' ',
+            b => b,
+        });
+    }
+    String::from_utf8(out).map_err(|_| bad())
 }
 
 /// A scope's administrative state, as `/v1/scopes` lists it.

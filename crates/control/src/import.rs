@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use peregrine_config::model::Config;
 use peregrine_engine::Engine;
+use peregrine_migrate::LocalZone;
 use peregrine_migrate::report::{Format, ImportReport};
 use peregrine_store::WorkerJournal;
 
@@ -49,11 +50,12 @@ impl Importer {
         &self,
         engine: &Engine,
         format: Format,
+        zone: &LocalZone,
         bytes: &[u8],
     ) -> Result<ImportReport, ImportError> {
         let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
-        let (report, events) = ImportReport::run(engine, &self.config, format, bytes, || {})
+        let (report, events) = ImportReport::run(engine, &self.config, format, zone, bytes, || {})
             .map_err(|e| ImportError::Unreadable(e.to_string()))?;
         let deadline = started + COMMIT_TIMEOUT;
         let mut last = journal.committed();

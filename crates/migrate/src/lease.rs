@@ -7,6 +7,97 @@ use std::net::Ipv4Addr;
 /// Seconds since the UNIX epoch.
 pub type Time = u64;
 
+/// The time zone in which a lease file's times that name none are read (a Windows export's
+/// `LeaseExpiryTime` is the server's local time): UTC unless the operator names another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalZone {
+    name: String,
+    zone: jiff::tz::TimeZone,
+}
+
+impl Default for LocalZone {
+    fn default() -> LocalZone {
+        LocalZone {
+            name: "UTC".into(),
+            zone: jiff::tz::TimeZone::UTC,
+        }
+    }
+}
+
+impl std::str::FromStr for LocalZone {
+    type Err = String;
+
+    /// `UTC`, a fixed offset (`+02:00`, `-05:30`), or an IANA name (`Europe/Berlin`) from the
+    /// system's time zone database.
+    fn from_str(name: &str) -> Result<LocalZone, String> {
+        let name = name.trim();
+        let zone = if name.eq_ignore_ascii_case("utc") || name == "Z" {
+            jiff::tz::TimeZone::UTC
+        } else if let Some(seconds) = fixed_offset(name) {
+            let offset = jiff::tz::Offset::from_seconds(seconds)
+                .map_err(|e| format!("time zone offset {name:?}: {e}"))?;
+            jiff::tz::TimeZone::fixed(offset)
+        } else {
+            jiff::tz::TimeZone::get(name).map_err(|e| {
+                format!(
+                    "unknown time zone {name:?} ({e}); give an IANA name such as \
+                     Europe/Berlin, UTC, or an offset such as +02:00"
+                )
+            })?
+        };
+        Ok(LocalZone {
+            name: name.to_owned(),
+            zone,
+        })
+    }
+}
+
+impl LocalZone {
+    /// The zone as the operator named it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The UNIX time of a civil date and time in this zone (the earlier instant where a clock
+    /// change repeats an hour); `None` for a date that does not exist.
+    pub(crate) fn to_unix(
+        &self,
+        year: u64,
+        month: u64,
+        day: u64,
+        hour: u64,
+        minute: u64,
+        second: u64,
+    ) -> Option<i64> {
+        let civil = jiff::civil::DateTime::new(
+            i16::try_from(year).ok()?,
+            i8::try_from(month).ok()?,
+            i8::try_from(day).ok()?,
+            i8::try_from(hour).ok()?,
+            i8::try_from(minute).ok()?,
+            i8::try_from(second).ok()?,
+            0,
+        )
+        .ok()?;
+        let zoned = civil.to_zoned(self.zone.clone()).ok()?;
+        Some(zoned.timestamp().as_second())
+    }
+}
+
+/// `+HH:MM` or `-HH:MM` as seconds east of UTC.
+fn fixed_offset(text: &str) -> Option<i32> {
+    let b = text.as_bytes();
+    let sign = match b.first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (h, m) = text[1..].split_once(':')?;
+    let h: i32 = h.parse().ok().filter(|_| h.len() == 2)?;
+    let m: i32 = m.parse().ok().filter(|_| m.len() == 2)?;
+    (h <= 23 && m <= 59).then_some(sign * (h * 3600 + m * 60))
+}
+
 /// A hardware address: the BOOTP `htype` and the address bytes (at most 16, as `chaddr`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HwAddr {

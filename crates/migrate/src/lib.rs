@@ -20,4 +20,4 @@ mod lease;
 pub mod report;
 pub mod windows_xml;
 
-pub use lease::{HwAddr, Import, Lease, LeaseState, Record, Skipped, Superseded, Time};
+pub use lease::{HwAddr, Import, Lease, LeaseState, LocalZone, Record, Skipped, Superseded, Time};

@@ -10,7 +10,7 @@ use peregrine_engine::{Binding, BindingEvent, Engine};
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::{self, Conflict, Restored};
-use crate::{Import, dhcpd, kea_csv, windows_xml};
+use crate::{Import, LocalZone, dhcpd, kea_csv, windows_xml};
 
 /// A lease file format Peregrine imports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +37,13 @@ impl Format {
     /// a file of which nothing could be read (not this format, not well-formed, the wrong
     /// encoding, no entry readable) is [`Unreadable`], so that nothing is imported from a file
     /// mistaken for another and the operator's script stops.
-    pub fn parse(self, bytes: &[u8]) -> Result<Import, Unreadable> {
+    ///
+    /// Times that name no zone (Windows exports) are read in `zone`.
+    pub fn parse(self, bytes: &[u8], zone: &LocalZone) -> Result<Import, Unreadable> {
         let parsed = match self {
             Format::KeaCsv => kea_csv::import(&String::from_utf8_lossy(bytes)),
             Format::Dhcpd => dhcpd::import(bytes),
-            Format::WindowsXml => windows_xml::import_bytes(bytes),
+            Format::WindowsXml => windows_xml::import_bytes(bytes, zone),
         };
         if parsed.records.is_empty() && !parsed.skipped.is_empty() {
             return Err(Unreadable {
@@ -131,10 +133,11 @@ impl ImportReport {
         engine: &Engine,
         config: &Config,
         format: Format,
+        zone: &LocalZone,
         bytes: &[u8],
         progress: impl FnMut(),
     ) -> Result<(ImportReport, Vec<BindingEvent>), Unreadable> {
-        let parsed = format.parse(bytes)?;
+        let parsed = format.parse(bytes, zone)?;
         let restored = bindings::restore(engine, config, &parsed.records, progress);
         let events = restored.accepted.iter().map(|m| m.event).collect();
         Ok((ImportReport::new(&parsed, &restored), events))

@@ -27,14 +27,14 @@ use std::net::Ipv4Addr;
 use roxmltree::{Document, Node};
 
 use crate::dhcpd::days_from_civil;
-use crate::lease::{HwAddr, Import, Lease, LeaseState, Time, parse_hex_bytes};
+use crate::lease::{HwAddr, Import, Lease, LeaseState, LocalZone, Time, parse_hex_bytes};
 
 /// Reads an `Export-DhcpServer` file as the cmdlet writes it: UTF-16 with a byte order mark
 /// (little- or big-endian), or UTF-8. Never fails: bytes that are none of these give one skipped
 /// entry saying why.
-pub fn import_bytes(bytes: &[u8]) -> Import {
+pub fn import_bytes(bytes: &[u8], zone: &LocalZone) -> Import {
     match decode_text(bytes) {
-        Ok(text) => import(&text),
+        Ok(text) => import(&text, zone),
         Err(why) => {
             let mut out = Import::default();
             out.skip(1, why);
@@ -68,9 +68,10 @@ fn decode_text(bytes: &[u8]) -> Result<String, String> {
     }
 }
 
-/// Reads an `Export-DhcpServer` XML document. Never fails: a document that is not XML, or
-/// not such an export, gives one skipped entry saying why.
-pub fn import(text: &str) -> Import {
+/// Reads an `Export-DhcpServer` XML document, with times that name no zone read in `zone`.
+/// Never fails: a document that is not XML, or not such an export, gives one skipped entry
+/// saying why.
+pub fn import(text: &str, zone: &LocalZone) -> Import {
     let mut out = Import::default();
     let doc = match Document::parse(text) {
         Ok(d) => d,
@@ -94,10 +95,10 @@ pub fn import(text: &str) -> Import {
         out.note(line(&doc, root), "no <IPv4> section: nothing to import");
         return out;
     };
-    let mut assumed_utc = false;
+    let mut assumed_local = false;
     for scope in children(child(v4, "Scopes"), "Scope") {
         for lease in children(child(scope, "Leases"), "Lease") {
-            match lease_of(lease, &mut assumed_utc) {
+            match lease_of(lease, zone, &mut assumed_local) {
                 Ok(l) => out.push(line(&doc, lease), l),
                 Err(reason) => out.skip(line(&doc, lease), reason),
             }
@@ -112,10 +113,13 @@ pub fn import(text: &str) -> Import {
     // A reservation and the lease its client holds name the same address; the lease was
     // pushed first, so `finish` would keep the reservation. Keep the lease: it says more.
     let mut out = prefer_leases(out);
-    if assumed_utc {
+    if assumed_local {
         out.note(
             line(&doc, root),
-            "LeaseExpiryTime values without a time zone were read as UTC",
+            format!(
+                "LeaseExpiryTime values without a time zone were read in {} (--timezone)",
+                zone.name()
+            ),
         );
     }
     out
@@ -196,7 +200,11 @@ fn identity(node: Node<'_, '_>) -> Result<(Option<HwAddr>, Option<Vec<u8>>), Str
     })
 }
 
-fn lease_of(node: Node<'_, '_>, assumed_utc: &mut bool) -> Result<Lease, String> {
+fn lease_of(
+    node: Node<'_, '_>,
+    zone: &LocalZone,
+    assumed_local: &mut bool,
+) -> Result<Lease, String> {
     let address = address(node)?;
     let state_text = text(node, "AddressState").unwrap_or("Active");
     let stem = state_text
@@ -220,10 +228,10 @@ fn lease_of(node: Node<'_, '_>, assumed_utc: &mut bool) -> Result<Lease, String>
     l.client_id = client_id;
     l.hostname = text(node, "HostName").map(str::to_string);
     if let Some(t) = text(node, "LeaseExpiryTime") {
-        let (at, zoned) = datetime(t).ok_or_else(|| {
+        let (at, zoned) = datetime(t, zone).ok_or_else(|| {
             format!("LeaseExpiryTime {t:?} is not a date and time (YYYY-MM-DDTHH:MM:SS)")
         })?;
-        *assumed_utc |= !zoned;
+        *assumed_local |= !zoned;
         l.expires = Some(at);
     }
     Ok(l)
@@ -239,8 +247,9 @@ fn reservation_of(node: Node<'_, '_>) -> Result<Lease, String> {
     Ok(l)
 }
 
-/// An `xs:dateTime` as UNIX time, and whether it named its zone.
-fn datetime(text: &str) -> Option<(Time, bool)> {
+/// An `xs:dateTime` as UNIX time (read in `zone` if it names none), and whether it named its
+/// zone.
+fn datetime(text: &str, zone: &LocalZone) -> Option<(Time, bool)> {
     let b = text.as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<u64> {
         let part = b.get(r)?;
@@ -273,7 +282,10 @@ fn datetime(text: &str) -> Option<(Time, bool)> {
     let local =
         days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + sec.min(60);
     let (offset, zoned): (i64, bool) = match rest {
-        "" => (0, false),
+        "" => {
+            let at = zone.to_unix(year, month, day, hour, minute, sec.min(59))?;
+            return Some((u64::try_from(at).ok()?, false));
+        }
         "Z" => (0, true),
         z if z.len() == 6 && matches!(z.as_bytes()[0], b'+' | b'-') && z.as_bytes()[3] == b':' => {
             let zb = z.as_bytes();
@@ -296,16 +308,34 @@ fn datetime(text: &str) -> Option<(Time, bool)> {
 #[cfg(test)]
 mod tests {
     use super::datetime;
+    use crate::LocalZone;
 
     #[test]
     fn datetimes() {
-        assert_eq!(datetime("1970-01-01T00:00:00"), Some((0, false)));
-        assert_eq!(datetime("1970-01-01T01:00:00+01:00"), Some((0, true)));
+        let utc = LocalZone::default();
+        assert_eq!(datetime("1970-01-01T00:00:00", &utc), Some((0, false)));
+        assert_eq!(datetime("1970-01-01T01:00:00+01:00", &utc), Some((0, true)));
         assert_eq!(
-            datetime("2026-11-19T10:00:00.1234567Z"),
+            datetime("2026-11-19T10:00:00.1234567Z", &utc),
             Some((1_795_082_400, true))
         );
-        assert_eq!(datetime("2026-11-19 10:00:00"), None);
-        assert_eq!(datetime("2026-11-19T10:00:00+0100"), None);
+        assert_eq!(datetime("2026-11-19 10:00:00", &utc), None);
+        assert_eq!(datetime("2026-11-19T10:00:00+0100", &utc), None);
+        assert_eq!(datetime("2026-02-30T10:00:00", &utc), None);
+        // Without a zone, in the operator's: CET in November, CEST in July.
+        let berlin: LocalZone = "Europe/Berlin".parse().unwrap();
+        assert_eq!(
+            datetime("2026-11-19T11:00:00", &berlin),
+            Some((1_795_082_400, false))
+        );
+        assert_eq!(
+            datetime("2026-07-01T12:00:00", &berlin),
+            datetime("2026-07-01T10:00:00Z", &utc).map(|(t, _)| (t, false))
+        );
+        let fixed: LocalZone = "-05:30".parse().unwrap();
+        assert_eq!(
+            datetime("2026-11-19T04:30:00", &fixed),
+            Some((1_795_082_400, false))
+        );
     }
 }

@@ -12,7 +12,7 @@ use clap::ValueEnum;
 use peregrine_config::model::Config;
 use peregrine_engine::{BindingEvent, Engine, EngineOptions, KeySecret};
 use peregrine_migrate::report::{Format, ImportReport};
-use peregrine_migrate::{Lease, bindings, json, kea_csv};
+use peregrine_migrate::{Lease, LocalZone, bindings, json, kea_csv};
 use peregrine_store::LeaseDir;
 
 /// Exit status of an import that wrote what it could but skipped entries or met conflicts.
@@ -92,12 +92,13 @@ fn load(config_path: &Path, create: bool) -> anyhow::Result<Loaded> {
 pub(crate) fn import(
     config_path: &Path,
     format: ImportFormat,
+    zone: &LocalZone,
     dry_run: bool,
     input: &Path,
 ) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     let parsed = Format::from(format)
-        .parse(&bytes)
+        .parse(&bytes, zone)
         .with_context(|| input.display().to_string())?;
     let loaded = load(config_path, !dry_run)?;
     let bar = progress(parsed.records.len() as u64);
@@ -133,11 +134,16 @@ pub(crate) fn import(
 pub(crate) fn import_live(
     server: &str,
     format: ImportFormat,
+    zone: &LocalZone,
     input: &Path,
 ) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     let format = Format::from(format);
-    let url = format!("http://{server}/v1/leases/import/{}", format.as_str());
+    let url = format!(
+        "http://{server}/v1/leases/import/{}?timezone={}",
+        format.as_str(),
+        query_escape(zone.name())
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         // The server answers once every lease is durable; it gives up on the journal at 60 s.
@@ -171,6 +177,19 @@ pub(crate) fn import_live(
     );
     report.write_text(&mut io::stdout().lock(), &headline)?;
     Ok(exit_code(&report))
+}
+
+/// `text` with every byte but letters, digits and `/-_.:` percent-encoded, for a query.
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"/-_.:".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// 0 when the whole file was imported, [`EXIT_PARTIAL`] when entries were skipped or in

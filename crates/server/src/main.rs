@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use peregrine_migrate::LocalZone;
 
 /// Peregrine: a DHCPv4 server for carrier networks.
 #[derive(Parser)]
@@ -78,6 +79,10 @@ enum LeasesCommand {
         /// Read, check and report, but write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// The zone of times the file gives without one (a Windows export's expiry times are
+        /// the old server's local time): an IANA name (Europe/Berlin), UTC or an offset (+02:00).
+        #[arg(long, default_value = "UTC")]
+        timezone: LocalZone,
         /// The lease file to import.
         input: PathBuf,
     },
@@ -124,11 +129,12 @@ fn main() -> ExitCode {
                     server,
                     format,
                     dry_run,
+                    timezone,
                     input,
                 },
         } => report(match (config, server) {
-            (Some(config), _) => leases::import(&config, format, dry_run, &input),
-            (None, Some(server)) => leases::import_live(&server, format, &input),
+            (Some(config), _) => leases::import(&config, format, &timezone, dry_run, &input),
+            (None, Some(server)) => leases::import_live(&server, format, &timezone, &input),
             (None, None) => unreachable!("clap requires one of --config and --server"),
         }),
         Command::Leases {

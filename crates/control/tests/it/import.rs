@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use peregrine_control::{ControlSources, Importer, spawn};
+use peregrine_control::{Control, ControlSources, Importer, spawn};
 use peregrine_store::{Durability, Journal, LeaseDir};
 use peregrine_testkit::process::TempDir;
 
@@ -96,20 +96,7 @@ fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
             .unwrap()
             .contains("kea-csv")
     );
-    // Refused: a file nothing can be read from as the format named (a Windows export posted
-    // as a Kea file); nothing is installed or journaled.
-    let export = "<?xml version=\"1.0\"?>\n<DHCPServer><IPv4/></DHCPServer>\n";
-    let wrong = send(
-        &control,
-        "POST",
-        "/v1/leases/import/kea-csv",
-        Some(export.as_bytes()),
-    );
-    assert_eq!(wrong.status, 422, "{}", wrong.body);
-    let why = json(&wrong)["error"].as_str().unwrap().to_owned();
-    assert!(why.contains("nothing was imported"), "{why}");
-    let m = parse(&get(&control, "/metrics").body);
-    assert_eq!(sample(&m, "peregrine_journal_records_total", &[]), 2);
+    unreadable_files_and_zones(&control);
     control.shutdown().unwrap();
 
     // Durable: the journal holds both imported leases (the reply waited for that).
@@ -124,7 +111,47 @@ fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
         .map(|e| e.address)
         .collect();
     journaled.sort();
-    assert_eq!(journaled, [a, b]);
+    assert_eq!(journaled, [a, b, Ipv4Addr::new(10, 201, 1, 60)]);
+}
+
+/// A file nothing can be read from as the format named is refused with nothing installed; a
+/// Windows export's zoneless times are read in the zone `?timezone=` names.
+fn unreadable_files_and_zones(control: &Control) {
+    // Refused: a file nothing can be read from as the format named (a Windows export posted
+    // as a Kea file); nothing is installed or journaled.
+    let export = "<?xml version=\"1.0\"?>\n<DHCPServer><IPv4/></DHCPServer>\n";
+    let wrong = send(
+        control,
+        "POST",
+        "/v1/leases/import/kea-csv",
+        Some(export.as_bytes()),
+    );
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    let why = json(&wrong)["error"].as_str().unwrap().to_owned();
+    assert!(why.contains("nothing was imported"), "{why}");
+    let m = parse(&get(control, "/metrics").body);
+    assert_eq!(sample(&m, "peregrine_journal_records_total", &[]), 2);
+
+    // A Windows export's zoneless times are read in the zone named by ?timezone=.
+    let export = "<DHCPServer><IPv4><Scopes><Scope><Leases><Lease>\
+        <IPAddress>10.201.1.60</IPAddress><ClientId>02-aa-00-00-00-60</ClientId>\
+        <AddressState>Active</AddressState><LeaseExpiryTime>2096-11-19T10:00:00</LeaseExpiryTime>\
+        </Lease></Leases></Scope></Scopes></IPv4></DHCPServer>";
+    let path = "/v1/leases/import/windows-xml?timezone=Europe%2FBerlin";
+    let reply = send(control, "POST", path, Some(export.as_bytes()));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let report = json(&reply);
+    assert_eq!(report["imported"], 1, "{report}");
+    assert!(
+        report["notes"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Europe/Berlin"),
+        "{report}"
+    );
+    let bad = "/v1/leases/import/windows-xml?timezone=Mars%2FOlympus";
+    let refused = send(control, "POST", bad, Some(export.as_bytes()));
+    assert_eq!(refused.status, 400, "{}", refused.body);
 }
 
 /// A server that journals nothing refuses imports: they would not survive a restart.

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 
-use peregrine_migrate::{dhcpd, kea_csv, windows_xml};
+use peregrine_migrate::{LocalZone, dhcpd, kea_csv, windows_xml};
 
 use crate::support::fixture;
 
@@ -52,11 +52,11 @@ proptest! {
 
     #[test]
     fn windows_xml_takes_any_text(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = windows_xml::import(&String::from_utf8_lossy(&bytes));
+        let _ = windows_xml::import(&String::from_utf8_lossy(&bytes), &LocalZone::default());
     }
 
     #[test]
     fn windows_xml_takes_damaged_files(bytes in damaged("windows-export.xml")) {
-        let _ = windows_xml::import(&String::from_utf8_lossy(&bytes));
+        let _ = windows_xml::import(&String::from_utf8_lossy(&bytes), &LocalZone::default());
     }
 }

@@ -7,14 +7,14 @@ use std::net::Ipv4Addr;
 use peregrine_engine::BindingState;
 use peregrine_migrate::bindings::restore;
 use peregrine_migrate::report::Format;
-use peregrine_migrate::{HwAddr, LeaseState, windows_xml};
+use peregrine_migrate::{HwAddr, LeaseState, LocalZone, windows_xml};
 
 use crate::support::{config, engine, fixture, ip, rows};
 
 #[test]
 fn the_export_reads_leases_and_reservations() {
     let text = String::from_utf8(fixture("windows-export.xml")).unwrap();
-    let got = windows_xml::import(&text);
+    let got = windows_xml::import(&text, &LocalZone::default());
     assert_eq!(
         rows(&got),
         [
@@ -64,11 +64,11 @@ fn the_export_reads_leases_and_reservations() {
 
 #[test]
 fn documents_that_are_not_exports_are_refused_with_a_line() {
-    let got = windows_xml::import("<DHCPServer>\n<IPv4>\n</DHCPServer>");
+    let got = windows_xml::import("<DHCPServer>\n<IPv4>\n</DHCPServer>", &LocalZone::default());
     assert!(got.records.is_empty());
     assert_eq!(got.skipped.len(), 1);
     assert!(got.skipped[0].reason.contains("XML"), "{}", got.skipped[0]);
-    let got = windows_xml::import("<?xml version=\"1.0\"?>\n<Other/>");
+    let got = windows_xml::import("<?xml version=\"1.0\"?>\n<Other/>", &LocalZone::default());
     assert_eq!(got.skipped[0].line, 2);
 }
 
@@ -93,10 +93,12 @@ fn encoded(text: &str) -> [(&'static str, Vec<u8>); 5] {
 #[test]
 fn utf16_and_utf8_exports_give_the_same_leases() {
     let text = String::from_utf8(fixture("windows-export.xml")).unwrap();
-    let want = windows_xml::import(&text);
+    let want = windows_xml::import(&text, &LocalZone::default());
     assert_eq!(want.records.len(), 6);
     for (name, bytes) in encoded(&text) {
-        let got = Format::WindowsXml.parse(&bytes).unwrap();
+        let got = Format::WindowsXml
+            .parse(&bytes, &LocalZone::default())
+            .unwrap();
         assert_eq!(got.records, want.records, "{name}");
         assert_eq!(got.skipped, want.skipped, "{name}");
     }
@@ -120,20 +122,22 @@ fn a_file_nothing_can_be_read_from_is_an_error() {
         (Format::WindowsXml, &[0xff, 0xfe, b'<'], "odd"),
     ];
     for (format, bytes, why) in cases {
-        let err = format.parse(bytes).unwrap_err();
+        let err = format.parse(bytes, &LocalZone::default()).unwrap_err();
         assert!(err.to_string().contains(why), "{format:?}: {err}");
         assert!(err.to_string().contains("nothing was imported"));
     }
     // An export with no lease in it is not an error: there is nothing to import.
     let empty = "<DHCPServer><IPv4><Scopes><Scope><ScopeId>10.0.0.0</ScopeId></Scope></Scopes></IPv4></DHCPServer>";
-    let got = Format::WindowsXml.parse(empty.as_bytes()).unwrap();
+    let got = Format::WindowsXml
+        .parse(empty.as_bytes(), &LocalZone::default())
+        .unwrap();
     assert!(got.records.is_empty() && got.skipped.is_empty());
 }
 
 #[test]
 fn a_client_known_by_its_mac_keeps_its_address_with_or_without_option_61() {
     let text = String::from_utf8(fixture("windows-export.xml")).unwrap();
-    let got = windows_xml::import(&text);
+    let got = windows_xml::import(&text, &LocalZone::default());
     let config = config(true);
     let engine = engine(&config);
     restore(&engine, &config, &got.records, || {});
@@ -147,4 +151,40 @@ fn a_client_known_by_its_mac_keeps_its_address_with_or_without_option_61() {
     // A client with the same MAC and another identifier is another client.
     let other = engine.client_key_for(1, &mac, Some(b"router-30"));
     assert_ne!(other, bare);
+}
+
+#[test]
+fn times_without_a_zone_are_read_in_the_zone_the_operator_names() {
+    let text = String::from_utf8(fixture("windows-export.xml")).unwrap();
+    let utc = windows_xml::import(&text, &LocalZone::default());
+    let berlin: LocalZone = "Europe/Berlin".parse().unwrap();
+    let local = windows_xml::import(&text, &berlin);
+    // Line 62's lease expires at 10:00 without a zone: 10:00 UTC, or 09:00 UTC in Berlin (CET).
+    let expiry = |i: &peregrine_migrate::Import| {
+        i.records
+            .iter()
+            .find(|r| r.line == 62)
+            .and_then(|r| r.lease.expires)
+            .unwrap()
+    };
+    assert_eq!(expiry(&utc) - expiry(&local), 3600);
+    assert!(utc.notes[0].reason.contains("read in UTC"));
+    assert!(local.notes[0].reason.contains("read in Europe/Berlin"));
+    // Times that name their zone do not move.
+    let zoned = |i: &peregrine_migrate::Import| {
+        i.records
+            .iter()
+            .find(|r| r.line == 53)
+            .unwrap()
+            .lease
+            .expires
+    };
+    assert_eq!(zoned(&utc), zoned(&local));
+    assert!(
+        "Mars/Olympus"
+            .parse::<LocalZone>()
+            .unwrap_err()
+            .contains("IANA")
+    );
+    assert!("+25:00".parse::<LocalZone>().is_err());
 }
