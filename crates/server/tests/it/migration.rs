@@ -17,10 +17,10 @@ use peregrine_testkit::process::{Running, TempDir, require_tools};
 
 const CLIENTS: usize = 3;
 /// How long a stopped process may take to exit after SIGTERM before it is killed.
-const GRACE: Duration = Duration::from_secs(10);
+pub(crate) const GRACE: Duration = Duration::from_secs(10);
 
 /// Waits up to `secs` for `f` to return something.
-fn wait_until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(t) = f() {
@@ -32,7 +32,7 @@ fn wait_until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 /// What the dhclient script recorded last in `text` for client `i`: (reason, address, server id).
-fn bound(text: &str, i: usize) -> Option<(String, Ipv4Addr, Ipv4Addr)> {
+pub(crate) fn bound(text: &str, i: usize) -> Option<(String, Ipv4Addr, Ipv4Addr)> {
     text.lines().rev().find_map(|l| {
         let w: Vec<&str> = l.split_whitespace().collect();
         (w.len() == 4
@@ -44,7 +44,7 @@ fn bound(text: &str, i: usize) -> Option<(String, Ipv4Addr, Ipv4Addr)> {
 }
 
 /// Runs dhclient on `c{i}` until it is bound (then stops it), returning what it bound to.
-fn lease(
+pub(crate) fn lease(
     clients: &Netns,
     dhclient: &Path,
     dir: &Path,
@@ -79,7 +79,7 @@ fn lease(
     got
 }
 
-fn lines(path: &Path) -> usize {
+pub(crate) fn lines(path: &Path) -> usize {
     std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
 }
 
@@ -182,7 +182,7 @@ fn network(test: &str) -> Option<(Netns, Netns)> {
 }
 
 /// The dhclient configuration and a script that records what the client bound to in `events`.
-fn client_files(dir: &Path, events: &Path) {
+pub(crate) fn client_files(dir: &Path, events: &Path) {
     // It configures nothing: the clients' namespace needs no addresses.
     let script = dir.join("script");
     std::fs::write(
