@@ -5,7 +5,9 @@
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-use peregrine_dataplane::{Interface, NoSink, Outcome, Reply, Worker, WorkerConfig, process};
+use peregrine_dataplane::{
+    Fanout, Interface, NoSink, Outcome, Reply, Worker, WorkerConfig, process,
+};
 use peregrine_engine::{BindingSink, Engine, EngineOptions};
 use peregrine_io::mem;
 use peregrine_stats::{FrameDrop, WorkerStats};
@@ -412,6 +414,65 @@ fn an_ack_waits_for_its_binding_to_be_durable_and_offers_do_not() {
         1,
         "the ACK dropped for the journal was not sent"
     );
+}
+
+/// A sink that counts what it is given and confirms it at once, allocating nothing.
+#[derive(Default, Clone)]
+struct CountingSink(Arc<std::sync::atomic::AtomicU64>);
+
+impl BindingSink for CountingSink {
+    fn submit(&mut self, _: &peregrine_engine::BindingEvent) -> Option<u64> {
+        Some(self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1)
+    }
+
+    fn confirmed(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn a_change_fanned_out_to_two_sinks_allocates_nothing_and_reaches_both() {
+    let engine = engine();
+    let (peer, rx, tx) = mem::port(64);
+    let stats = Arc::new(WorkerStats::default());
+    let (journal, partner) = (CountingSink::default(), CountingSink::default());
+    let (journaled, told) = (journal.0.clone(), partner.0.clone());
+    let mut worker = Worker::new(
+        engine.clone(),
+        (rx, tx),
+        vec![iface(&engine)],
+        stats.clone(),
+        WorkerConfig::default(),
+        Some(Fanout {
+            confirming: journal,
+            lazy: partner,
+        }),
+    );
+    let now = 1_800_000_000;
+    let clients = 0..32u8;
+    for n in clients.clone() {
+        peer.inject(&relayed_discover(VlanTags::NONE, n), 7);
+    }
+    while worker.poll(now).unwrap() > 0 {}
+    worker.flush().unwrap();
+    let offers: Vec<Ipv4Addr> = peer.sent().iter().map(|(f, _)| offered(f).2).collect();
+    assert_eq!(offers.len(), 32);
+    for (n, addr) in clients.zip(&offers) {
+        peer.inject(&relayed_request(n, *addr), 7);
+    }
+    // Handling the REQUESTs, fanning their changes out and releasing the held ACKs allocates
+    // nothing (sending is the mem port's).
+    let allocated = allocations_during(|| {
+        while worker.poll(now).unwrap() > 0 {}
+        worker.release_committed().unwrap();
+    });
+    assert_eq!(allocated, 0);
+    worker.flush().unwrap();
+    let acks = peer.sent();
+    assert_eq!(acks.len(), 32);
+    assert!(acks.iter().all(|(f, _)| offered(f).0 == MessageType::Ack));
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!((count(&journaled), count(&told)), (32, 32));
 }
 
 /// The client's yiaddr in a reply frame sent to the relay.
