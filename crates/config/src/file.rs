@@ -42,6 +42,7 @@ pub(crate) struct Server {
     pub(crate) decline_probation: Option<u32>,
     pub(crate) cache_threshold: Option<Spanned<f64>>,
     pub(crate) stash_agent_options: Option<bool>,
+    pub(crate) ping_check_ms: Option<Spanned<u32>>,
     #[serde(default)]
     pub(crate) options: Options,
 }
@@ -77,6 +78,7 @@ pub(crate) struct Scope {
     pub(crate) rebind_timer: Option<Spanned<u32>>,
     pub(crate) authoritative: Option<bool>,
     pub(crate) match_client_id: Option<bool>,
+    pub(crate) ping_check_ms: Option<Spanned<u32>>,
     #[serde(default)]
     pub(crate) state: State,
     #[serde(default)]

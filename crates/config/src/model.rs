@@ -183,6 +183,10 @@ pub struct ServerSettings {
     /// Remember option 82 from the REQUEST that bound a lease and use it for later unicast
     /// renewals that arrive without it (Kea's stash-agent-options).
     pub stash_agent_options: bool,
+    /// Before offering an address no client holds, probe it (ICMP echo through the relay, ARP
+    /// on a directly attached link) and wait this many milliseconds for an answer; an address
+    /// that answers is in use and not offered. 0 (the default) offers without probing.
+    pub ping_check_ms: u32,
     /// Options every reply may carry, unless a scope, class or reservation sets the same code.
     pub options: OptionSet,
 }
@@ -220,6 +224,8 @@ pub struct Scope {
     pub authoritative: bool,
     /// See [`ServerSettings::match_client_id`].
     pub match_client_id: bool,
+    /// See [`ServerSettings::ping_check_ms`].
+    pub ping_check_ms: u32,
     /// Whether the scope answers.
     pub state: AdminState,
     /// Options for this scope (option 1, the subnet mask, is added from `subnet`).

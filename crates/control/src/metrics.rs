@@ -239,6 +239,8 @@ pub(crate) struct StatsCollector {
     drops: Family,
     worker_frames: Family,
     handoff: Family,
+    ping_checks: Family,
+    probes_waiting: Family,
     pools: Family,
     uptime: Family,
 }
@@ -312,6 +314,20 @@ impl StatsCollector {
                  ring_full (kept here: the owner's ring was full).",
                 &["worker", "direction"],
                 Kind::Counter,
+            )?,
+            ping_checks: Family::new(
+                "peregrine_ping_checks_total",
+                "Ping checks of addresses about to be offered: sent (probes: ICMP echo through \
+                 the relay, or ARP), answered (the address was in use: it left service and \
+                 another was offered).",
+                &["result"],
+                Kind::Counter,
+            )?,
+            probes_waiting: Family::new(
+                "peregrine_worker_probes_waiting",
+                "OFFERs waiting for their ping check, by worker.",
+                &["worker"],
+                Kind::Gauge,
             )?,
             pools: Family::new(
                 "peregrine_pool_addresses",
@@ -417,6 +433,8 @@ impl Collector for StatsCollector {
                 &self.drops,
                 &self.worker_frames,
                 &self.handoff,
+                &self.ping_checks,
+                &self.probes_waiting,
                 &self.pools,
                 &self.uptime,
                 &self.held_replies,
@@ -450,6 +468,13 @@ impl Collector for StatsCollector {
         );
         out.push(self.per_worker(&self.worker_frames, |w| w.rx_frames.get()));
         out.push(self.handoff());
+        out.push(self.ping_checks.family(vec![
+            self.ping_checks
+                .sample(&["sent"], value(self.sum(|w| w.probes_sent.get()))),
+            self.ping_checks
+                .sample(&["answered"], value(self.sum(|w| w.probes_answered.get()))),
+        ]));
+        out.push(self.per_worker(&self.probes_waiting, |w| w.probes_waiting.get()));
         let mut pools = Vec::new();
         for p in self.engine.pool_stats() {
             let index = p.pool.to_string();

@@ -47,6 +47,80 @@ pub enum Outcome {
         /// The reply that waits for it.
         reply: Option<Reply>,
     },
+    /// An OFFER (written at the start of the TX buffer) that may leave only if nothing answers
+    /// `probe` within `wait_ms` (a ping check).
+    Probe {
+        /// The OFFER.
+        reply: Reply,
+        /// What to probe, and how.
+        probe: ProbeSpec,
+        /// How long to wait for an answer, milliseconds.
+        wait_ms: u32,
+    },
+    /// An answer to a probe of ours: something uses this address.
+    Answered(Ipv4Addr),
+}
+
+/// A probe of an address before it is offered: ICMP echo through the relay that asked, or an
+/// ARP request on a directly attached link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeSpec {
+    /// The address to probe.
+    pub address: Ipv4Addr,
+    /// Our address, the probe's source.
+    pub src_ip: Ipv4Addr,
+    /// `Some(relay's MAC)`: an ICMP echo request through the relay; `None`: an ARP request,
+    /// broadcast on the link.
+    pub via_relay: Option<MacAddr>,
+    /// The request's VLAN tags, which the probe carries too.
+    pub vlans: VlanTags,
+}
+
+/// The ICMP identifier of our probes' echo requests.
+const PROBE_IDENT: u16 = 0x5047;
+
+/// Writes the frame of `probe` at the start of `tx`; returns its length.
+pub(crate) fn write_probe(
+    iface: &Interface,
+    probe: &ProbeSpec,
+    tx: &mut [u8],
+) -> Result<usize, ()> {
+    let Some(relay) = probe.via_relay else {
+        let n = write_ethernet(
+            tx,
+            MacAddr::BROADCAST,
+            iface.mac,
+            &probe.vlans,
+            ethertype::ARP,
+        )
+        .map_err(|_| ())?;
+        let m = arp::write(
+            tx.get_mut(n..).ok_or(())?,
+            arp::op::REQUEST,
+            (iface.mac, probe.src_ip),
+            (MacAddr([0; 6]), probe.address),
+        )
+        .map_err(|_| ())?;
+        return Ok(pad(tx, n + m, &probe.vlans));
+    };
+    let n = write_ethernet(tx, relay, iface.mac, &probe.vlans, ethertype::IPV4).map_err(|_| ())?;
+    let ip = Ipv4Header {
+        src: probe.src_ip,
+        dst: probe.address,
+        protocol: protocol::ICMP,
+        ttl: 64,
+    };
+    let h = ip.write(tx.get_mut(n..).ok_or(())?, 8).map_err(|_| ())?;
+    let icmp = tx.get_mut(n + h..n + h + 8).ok_or(())?;
+    icmp[0] = ICMP_ECHO_REQUEST;
+    icmp[1] = 0;
+    icmp[2..4].fill(0);
+    icmp[4..6].copy_from_slice(&PROBE_IDENT.to_be_bytes());
+    // The address's low half as the sequence number: replies are matched by source address.
+    icmp[6..8].copy_from_slice(&probe.address.octets()[2..4]);
+    let sum = checksum::checksum(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    Ok(pad(tx, n + h + 8, &probe.vlans))
 }
 
 /// A reply frame written at the start of the TX buffer.
@@ -101,6 +175,21 @@ pub fn process(
         {
             echo_reply(iface, &l2, &l3, message, tx).inspect(|_| stats.icmp_replies.inc())
         }
+        // Answers to our probes: whoever answers uses that address.
+        Demuxed::Icmp { l3, message, .. }
+            if l3.dst == iface.addr
+                && message.first() == Some(&ICMP_ECHO_REPLY)
+                && message.get(4..6) == Some(&PROBE_IDENT.to_be_bytes()[..]) =>
+        {
+            return Outcome::Answered(l3.src);
+        }
+        Demuxed::Arp { arp, .. }
+            if arp.operation() == arp::op::REPLY
+                && arp.target_ip() == iface.addr
+                && !arp.sender_ip().is_unspecified() =>
+        {
+            return Outcome::Answered(arp.sender_ip());
+        }
         _ => {
             stats.count_drop(WorkerDrop::NotForUs);
             return Outcome::Nothing;
@@ -147,8 +236,25 @@ fn dhcp(
     let (kind, verdict) =
         engine.handle_typed(now, &meta, payload, tx.get_mut(headroom..).ok_or(())?);
     stats.message_in(kind);
+    let mut probe = None;
     let (kind, len, dst, event) = match verdict {
         Verdict::Reply { kind, len, dst } => (kind, len, dst, None),
+        Verdict::Probe {
+            len,
+            dst,
+            address,
+            wait_ms,
+        } => {
+            let spec = ProbeSpec {
+                address,
+                src_ip: dst.src_ip,
+                // A relayed DISCOVER's OFFER goes back to its relay; the probe goes through it.
+                via_relay: (dst.next_hop == NextHop::Sender).then_some(l2.src),
+                vlans: l2.vlans,
+            };
+            probe = Some((spec, wait_ms));
+            (MessageType::Offer, len, dst, None)
+        }
         Verdict::Defer {
             kind,
             len,
@@ -185,12 +291,17 @@ fn dhcp(
         len: headroom + len,
         kind: Some(kind),
     };
-    Ok(match event {
-        Some(event) => Outcome::Commit {
+    Ok(match (event, probe) {
+        (Some(event), _) => Outcome::Commit {
             event,
             reply: Some(reply),
         },
-        None => Outcome::Send(reply),
+        (None, Some((probe, wait_ms))) => Outcome::Probe {
+            reply,
+            probe,
+            wait_ms,
+        },
+        (None, None) => Outcome::Send(reply),
     })
 }
 

@@ -6,16 +6,19 @@
 //! and QinQ; answer ARP and ICMP echo for the server's own addresses; hand DHCP (UDP port 67)
 //! to the engine; write the reply frame with the request's VLAN tags; pass binding changes
 //! through the commit gate (a [`peregrine_engine::BindingSink`] chosen at start-up, which may
-//! fan out: [`Fanout`]) and release the replies that wait for them. It decides nothing about
+//! fan out: [`Fanout`]) and release the replies that wait for them; hold an OFFER while a
+//! ping check probes its address ([`ProbeAnswers`]). It decides nothing about
 //! DHCP (that is `peregrine-engine`) and knows no NIC (that is `peregrine-io`). Drops are
 //! counted by reason in [`peregrine_stats::WorkerStats`]; nothing is logged per packet.
 
 mod commit;
 mod frame;
 mod handoff;
+mod probe;
 mod worker;
 
 pub use commit::{Fanout, NoSink};
-pub use frame::{Interface, Outcome, Reply, process};
+pub use frame::{Interface, Outcome, ProbeSpec, Reply, process};
 pub use handoff::Handoff;
+pub use probe::ProbeAnswers;
 pub use worker::{Worker, WorkerConfig};

@@ -11,8 +11,9 @@ use peregrine_stats::{Latency, WorkerDrop, WorkerStats};
 use peregrine_wire::dhcp::MessageType;
 
 use crate::commit::{Admitted, CommitGate};
-use crate::frame::{Interface, Outcome, Reply, process};
+use crate::frame::{Interface, Outcome, Reply, process, write_probe};
 use crate::handoff::{Handoff, Offered};
+use crate::probe::{self, Due, ProbeAnswers, Probes};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -35,6 +36,11 @@ pub struct WorkerConfig {
     /// the drain interval instead of sleeping [`WorkerConfig::idle_wait`]: a worker that sleeps
     /// in its own queue's wait sees handed frames only when it wakes.
     pub handoff_linger: Duration,
+    /// OFFERs that may wait for a ping check at once; each has two buffers of
+    /// [`peregrine_io::FRAME_CAPACITY`] bytes allocated when the worker starts (12 MiB at
+    /// 4096). With a ping check of W ms, a worker offers at most this many addresses per W ms;
+    /// 0 (the default) for a server with no ping check.
+    pub probe_slots: usize,
 }
 
 impl Default for WorkerConfig {
@@ -47,6 +53,7 @@ impl Default for WorkerConfig {
             expiry_budget: 1024,
             held_replies: 4096,
             handoff_linger: Duration::from_secs(1),
+            probe_slots: 0,
         }
     }
 }
@@ -67,6 +74,12 @@ pub struct Worker<R, T, S> {
     handoff: Option<Handoff>,
     /// When another worker last handed a frame here.
     last_handed_in: Instant,
+    /// OFFERs waiting for a ping check.
+    probes: Probes,
+    /// Addresses that answered a probe, shared with the other workers.
+    answers: Arc<ProbeAnswers>,
+    /// Where a due OFFER or its request is copied while it is sent or handled again.
+    scratch: Box<[u8]>,
 }
 
 impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
@@ -83,6 +96,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
         sink: Option<S>,
     ) -> Worker<R, T, S> {
         let gate = CommitGate::new(sink, config.held_replies);
+        let probes = Probes::new(config.probe_slots);
         Worker {
             engine,
             rx,
@@ -94,7 +108,18 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             latency: Latency::histogram(),
             handoff: None,
             last_handed_in: Instant::now(),
+            probes,
+            answers: Arc::new(ProbeAnswers::default()),
+            scratch: vec![0; peregrine_io::FRAME_CAPACITY].into_boxed_slice(),
         }
+    }
+
+    /// Shares `answers` with the other workers of the server: an answer to a probe may reach
+    /// any of them.
+    #[must_use]
+    pub fn with_probe_answers(mut self, answers: Arc<ProbeAnswers>) -> Worker<R, T, S> {
+        self.answers = answers;
+        self
     }
 
     /// Hands each DHCP request this worker receives to the worker of `handoff`'s mesh that
@@ -113,6 +138,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             let now = unix_now();
             let received = self.poll(now)?;
             self.release_committed()?;
+            self.release_probes(now)?;
             let waited = last_flush.elapsed();
             if self.tx.pending() > 0 && (received == 0 || waited >= self.config.drain) {
                 self.flush()?;
@@ -190,6 +216,8 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             gate,
             latency,
             handoff,
+            probes,
+            answers,
             ..
         } = self;
         let mut io_error = None;
@@ -200,6 +228,8 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             interfaces,
             stats,
             gate,
+            probes,
+            answers,
             now,
             replies: 0,
         };
@@ -275,6 +305,71 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
         io_error.map_or(Ok(()), Err)
     }
 
+    /// Sends every OFFER whose ping check went unanswered; for one whose address answered,
+    /// takes the address out of service and handles its DISCOVER again (which probes another).
+    pub fn release_probes(&mut self, now: Time) -> std::io::Result<()> {
+        let Worker {
+            engine,
+            tx,
+            interfaces,
+            stats,
+            gate,
+            probes,
+            answers,
+            scratch,
+            ..
+        } = self;
+        while let Some(due) = probes.take_due(Instant::now(), answers, scratch) {
+            match due {
+                Due::Offer { len, ifindex } => {
+                    if tx.buffer().is_none() {
+                        flush(tx, stats)?;
+                    }
+                    let Some(buf) = tx.buffer() else {
+                        stats.count_drop(WorkerDrop::TxError);
+                        continue;
+                    };
+                    buf[..len].copy_from_slice(&scratch[..len]);
+                    queue(tx, stats, len, Some(MessageType::Offer), ifindex);
+                }
+                Due::InUse {
+                    address,
+                    len,
+                    ifindex,
+                } => {
+                    stats.probes_answered.inc();
+                    if let Some(event) = engine.address_in_use(now, address) {
+                        match gate.admit(&event) {
+                            Admitted::InMemory => {}
+                            Admitted::Submitted(_) => stats.journaled.inc(),
+                            Admitted::Refused => stats.count_drop(WorkerDrop::JournalFull),
+                        }
+                    }
+                    let mut ctx = Context {
+                        engine,
+                        tx,
+                        interfaces,
+                        stats,
+                        gate,
+                        probes,
+                        answers,
+                        now,
+                        replies: 0,
+                    };
+                    let frame = RxFrame {
+                        data: &scratch[..len],
+                        ifindex,
+                        checksum_pending: false,
+                    };
+                    ctx.handle(&frame, Instant::now())?;
+                }
+            }
+        }
+        gate.flush();
+        stats.probes_waiting.set(probes.len() as u64);
+        Ok(())
+    }
+
     /// Sends the queued burst.
     pub fn flush(&mut self) -> std::io::Result<()> {
         flush(&mut self.tx, &self.stats)
@@ -288,6 +383,8 @@ struct Context<'w, T, S> {
     interfaces: &'w [Interface],
     stats: &'w WorkerStats,
     gate: &'w mut CommitGate<S>,
+    probes: &'w mut Probes,
+    answers: &'w ProbeAnswers,
     now: Time,
     /// Replies queued so far in this burst.
     replies: u64,
@@ -340,6 +437,31 @@ impl<T: TxQueue, S: BindingSink> Context<'_, T, S> {
                     }
                 }
             },
+            Outcome::Probe {
+                reply,
+                probe,
+                wait_ms,
+            } => {
+                let until = received + probe::wait(wait_ms);
+                self.answers.clear(probe.address);
+                let frames = (&buf[..reply.len], frame.data);
+                if !self
+                    .probes
+                    .hold(probe.address, until, frames, iface.ifindex)
+                {
+                    stats.count_drop(WorkerDrop::ProbeFull);
+                    return Ok(());
+                }
+                // The OFFER is copied away; the probe is written over it and leaves now.
+                match write_probe(iface, &probe, buf) {
+                    Ok(len) => {
+                        queue(self.tx, stats, len, None, iface.ifindex);
+                        stats.probes_sent.inc();
+                    }
+                    Err(()) => stats.count_drop(WorkerDrop::TxError),
+                }
+            }
+            Outcome::Answered(address) => self.answers.note(address),
         }
         Ok(())
     }

@@ -22,6 +22,9 @@ struct Candidate<'e> {
     shard: MutexGuard<'e, Shard>,
     /// False when the client holds the address as an active lease already: nothing to hold.
     hold: bool,
+    /// No client holds the address now (never leased, or its lease ended): a ping check
+    /// probes it before it is offered.
+    unheld: bool,
 }
 
 impl Engine {
@@ -43,10 +46,18 @@ impl Engine {
             let state = BindingState::Offered;
             self.take(r, held, &mut clients, &mut c.shard, c.loc, state, until, 0);
         }
-        let (s, addr) = (c.scope, c.addr);
+        let (s, addr, unheld) = (c.scope, c.addr, c.unheld);
         drop(c);
         drop(clients);
-        self.offer(r, s, addr, tx)
+        match self.offer(r, s, addr, tx) {
+            Verdict::Reply { len, dst, .. } if unheld && s.ping_check_ms > 0 => Verdict::Probe {
+                len,
+                dst,
+                address: addr,
+                wait_ms: s.ping_check_ms,
+            },
+            other => other,
+        }
     }
 
     /// A client we know on this link gets its address again (lease affinity).
@@ -69,6 +80,7 @@ impl Engine {
                     loc,
                     shard,
                     hold: b.state != BindingState::Active,
+                    unheld: matches!(b.state, BindingState::Expired | BindingState::Released),
                 });
             }
         }
@@ -99,7 +111,11 @@ impl Engine {
             let shard = s.pools[p].lock(at.shard);
             let b = *shard.binding(at.slot);
             if b.state == BindingState::Reserved || b.owned_by(&r.key) || b.state.is_available() {
-                return Some(Candidate::hold(s, addr, Loc::new(s.id, p, at), shard));
+                // A reservation's address is the client's: not probed.
+                return Some(Candidate {
+                    unheld: false,
+                    ..Candidate::hold(s, addr, Loc::new(s.id, p, at), shard)
+                });
             }
         }
         None
@@ -182,6 +198,7 @@ impl<'e> Candidate<'e> {
             loc,
             shard,
             hold: true,
+            unheld: true,
         }
     }
 }

@@ -1,10 +1,12 @@
-//! RELEASE and DECLINE end a client's binding; INFORM asks for configuration only.
+//! RELEASE and DECLINE end a client's binding (and a ping check that something answered ends
+//! an offer); INFORM asks for configuration only.
 
 use std::net::Ipv4Addr;
 
 use peregrine_wire::dhcp::MessageType;
 
 use crate::binding::{Binding, BindingEvent, BindingState, Time};
+use crate::clients::Loc;
 use crate::engine::{Engine, Request};
 use crate::reply::ReplySpec;
 use crate::scope::Scope;
@@ -28,6 +30,49 @@ impl Engine {
             expires: probation,
             cltt: r.now,
             ..*b
+        })
+    }
+
+    /// Something answered a probe of `address` (a ping check): a host we know nothing of uses
+    /// it. The address goes out of service for the decline probation, as a DECLINE puts it,
+    /// whoever it was offered to; returns the change to record. `None` if the address is in no
+    /// pool, or a client holds it (an active lease or a reservation is not taken away on a
+    /// probe's word).
+    pub fn address_in_use(&self, now: Time, address: Ipv4Addr) -> Option<BindingEvent> {
+        let (s, p, at) = self
+            .scopes
+            .iter()
+            .find_map(|s| s.locate(address).map(|(p, at)| (s, p, at)))?;
+        let loc = Loc::new(s.id, p, at);
+        // Lock order: the holder's client-index shard, then the pool shard.
+        let holder = s.pools[p].lock(at.shard).binding(at.slot).client;
+        let hashed = holder.map(|k| self.clients.hashed(k));
+        let mut clients = hashed.as_ref().map(|k| self.clients.lock(k));
+        let mut shard = s.pools[p].lock(at.shard);
+        let b = *shard.binding(at.slot);
+        let probed = b.state == BindingState::Offered || b.state.is_available();
+        if b.client != holder || !probed {
+            return None;
+        }
+        shard.unlink(at.slot);
+        let after = shard.set(
+            at.slot,
+            Binding {
+                client: None,
+                state: BindingState::Abandoned,
+                expires: now + Time::from(self.settings.decline_probation),
+                cltt: now,
+                ..b
+            },
+        );
+        shard.schedule(at.slot, after.expires);
+        if let (Some(key), Some((held, map))) = (holder, clients.as_mut()) {
+            self.clients.forget(key, loc, *held, map);
+        }
+        Some(BindingEvent {
+            scope: s.id,
+            address,
+            binding: after,
         })
     }
 

@@ -21,6 +21,8 @@ pub(crate) struct Scope {
     pub(crate) lease: LeaseTimes,
     pub(crate) authoritative: bool,
     pub(crate) match_client_id: bool,
+    /// Milliseconds to wait for an answer to a probe of an address before offering it; 0 off.
+    pub(crate) ping_check_ms: u32,
     active: AtomicBool,
     /// Scope options with option 1 (subnet mask) added.
     pub(crate) options: OptionSet,
@@ -199,6 +201,7 @@ pub(crate) fn build_scope(
         lease: s.lease,
         authoritative: s.authoritative,
         match_client_id: s.match_client_id,
+        ping_check_ms: s.ping_check_ms,
         active: AtomicBool::new(s.state == AdminState::Active),
         options,
         pools,

@@ -139,6 +139,21 @@ pub enum Verdict {
         /// The binding change to make durable first.
         event: BindingEvent,
     },
+    /// An OFFER of an address no client holds, in a scope with a ping check: probe `address`
+    /// first (ICMP echo through the relay, ARP on a directly attached link) and send the OFFER
+    /// only if nothing answers within `wait_ms`. If something does, the address is in use:
+    /// tell the engine ([`crate::Engine::address_in_use`]) and handle the DISCOVER again, which
+    /// finds another.
+    Probe {
+        /// Bytes of the OFFER written into `tx`.
+        len: usize,
+        /// Where the OFFER goes.
+        dst: Destination,
+        /// The address offered, to probe.
+        address: Ipv4Addr,
+        /// How long to wait for an answer, milliseconds.
+        wait_ms: u32,
+    },
     /// No reply, but a binding changed and must be recorded (RELEASE, DECLINE).
     Record {
         /// The change.

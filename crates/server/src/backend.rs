@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
 use peregrine_config::model::{Backend as BackendKind, Config, InterfaceConfig};
-use peregrine_dataplane::{Handoff, Interface, Worker, WorkerConfig};
+use peregrine_dataplane::{Handoff, Interface, ProbeAnswers, Worker, WorkerConfig};
 use peregrine_engine::Engine;
 use peregrine_io::afpacket::{self, AfPacketConfig};
 use peregrine_io::tap::{Tap, TapConfig};
@@ -51,6 +51,9 @@ pub(crate) struct WorkerSeed {
     pub(crate) sink: Option<WorkerSink>,
     pub(crate) handoff: Option<Handoff>,
     pub(crate) runs_expiry: bool,
+    /// Ping check: OFFERs that may wait at once (0: no scope has one), and the answers every
+    /// worker of the server notes and reads.
+    pub(crate) probes: (usize, Arc<ProbeAnswers>),
 }
 
 /// A packet I/O backend, opened: its interfaces found, its queues ready.
@@ -214,6 +217,7 @@ where
     let quit = quit.clone();
     let config = WorkerConfig {
         runs_expiry: seed.runs_expiry,
+        probe_slots: seed.probes.0,
         ..WorkerConfig::default()
     };
     let name = seed.name.clone();
@@ -233,7 +237,8 @@ where
                 seed.stats,
                 config,
                 seed.sink,
-            );
+            )
+            .with_probe_answers(seed.probes.1);
             if let Some(handoff) = seed.handoff {
                 worker = worker.with_handoff(handoff);
             }

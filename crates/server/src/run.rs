@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context, bail};
 use peregrine_config::model::{Config, Durability};
 use peregrine_control::{ControlSources, Importer};
-use peregrine_dataplane::{Handoff, Interface};
+use peregrine_dataplane::{Handoff, Interface, ProbeAnswers};
 use peregrine_engine::{Engine, EngineOptions, KeySecret};
 use peregrine_stats::WorkerStats;
 use peregrine_store::{Journal, JournalOptions, JournalWriter, LeaseDir, WorkerJournal};
@@ -149,6 +149,13 @@ fn seeds(
             }
         }
     }
+    // A ping check makes OFFERs wait; room for them is allocated only where one is set.
+    let probe_slots = if config.scopes.iter().any(|s| s.ping_check_ms > 0) {
+        PROBE_SLOTS
+    } else {
+        0
+    };
+    let answers = Arc::new(ProbeAnswers::default());
     let mut stats = Vec::new();
     let seeds = slots
         .iter()
@@ -170,6 +177,7 @@ fn seeds(
                     .find(|(i, _)| *i == slot.interface)
                     .and_then(|(_, mesh)| mesh.next()),
                 runs_expiry: index == 0,
+                probes: (probe_slots, answers.clone()),
             }
         })
         .collect();
@@ -178,6 +186,10 @@ fn seeds(
 
 /// Frames each way between two workers of one interface that may wait for the other.
 const HANDOFF_DEPTH: usize = 1024;
+
+/// OFFERs per worker that may wait for a ping check at once: with a 500 ms check, 8 000
+/// DISCOVERs per second per worker.
+const PROBE_SLOTS: usize = 4096;
 
 /// Reads the lease history into the engine: snapshot, sealed segments, journal, each change
 /// replayed as it is read (a 10 M-lease history is never held in memory twice), on every core.

@@ -79,6 +79,12 @@ pub struct WorkerStats {
     pub handoff_full: Counter,
     /// DHCP requests other workers handed here.
     pub handed_in: Counter,
+    /// Ping-check probes sent (ICMP echo or ARP) for addresses about to be offered.
+    pub probes_sent: Counter,
+    /// Probes answered: the address was in use and another was offered.
+    pub probes_answered: Counter,
+    /// OFFERs waiting for their ping check.
+    pub probes_waiting: Gauge,
     /// Reply latency (see [`Latency`]).
     pub latency: Latency,
     /// Replies waiting for their binding change to commit.

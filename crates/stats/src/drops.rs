@@ -20,6 +20,9 @@ pub enum WorkerDrop {
     JournalFull,
     /// Too many replies already wait for their binding change to commit: this one is not sent.
     HeldFull,
+    /// Too many OFFERs already wait for their ping check: this DISCOVER is not answered (the
+    /// client retries).
+    ProbeFull,
 }
 
 impl WorkerDrop {
@@ -31,6 +34,7 @@ impl WorkerDrop {
             WorkerDrop::TxRefused => "tx_refused",
             WorkerDrop::JournalFull => "journal_full",
             WorkerDrop::HeldFull => "held_full",
+            WorkerDrop::ProbeFull => "probe_full",
         }
     }
 }

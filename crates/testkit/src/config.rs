@@ -36,6 +36,7 @@ pub fn server(authoritative: bool) -> ServerSettings {
     ServerSettings {
         authoritative,
         match_client_id: true,
+        ping_check_ms: 0,
         lease: LEASE,
         offer_hold: 10,
         decline_probation: 600,
@@ -72,6 +73,7 @@ pub fn scope(
         lease: server.lease,
         authoritative: server.authoritative,
         match_client_id: server.match_client_id,
+        ping_check_ms: server.ping_check_ms,
         state: AdminState::Active,
         options: OptionSet::default(),
         reservations: vec![],

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use toml::Spanned;
 
-use super::server::{Defaults, scope_lease};
+use super::server::{Defaults, ping_check, scope_lease};
 use super::{Field, Known, Parser, optional, unique_name};
 use crate::error::Diagnostics;
 use crate::file;
@@ -70,13 +70,9 @@ fn scope<'f>(
         text::non_empty,
         d,
     );
-    layout.scopes.push((
-        s.name.get_ref(),
-        s.shared_network
-            .as_ref()
-            .map(|n| n.get_ref().as_str())
-            .filter(|n| !n.is_empty()),
-    ));
+    layout
+        .scopes
+        .push((s.name.get_ref(), shared_network_name(s)));
 
     let subnet = d.parse(&s.subnet, format_args!("{key}.subnet"), text::network);
     if let Some(subnet) = subnet {
@@ -130,6 +126,7 @@ fn scope<'f>(
         })
         .collect();
     let options = options::encode(&s.options, &format!("{key}.options"), d);
+    let ping_check_ms = scope_ping_check(s, &key, defaults, d);
     let mut reserved = Reserved::default();
     let reservations: Vec<_> = s
         .reservation
@@ -157,6 +154,7 @@ fn scope<'f>(
         lease: lease?,
         authoritative: s.authoritative.unwrap_or(defaults.authoritative),
         match_client_id: s.match_client_id.unwrap_or(defaults.match_client_id),
+        ping_check_ms: ping_check_ms?,
         state: match s.state {
             file::State::Active => AdminState::Active,
             file::State::Inactive => AdminState::Inactive,
@@ -164,6 +162,27 @@ fn scope<'f>(
         options: options?,
         reservations: reservations.into_iter().collect::<Option<_>>()?,
     })
+}
+
+/// The shared network a scope names, if it names a non-empty one.
+fn shared_network_name(s: &file::Scope) -> Option<&str> {
+    s.shared_network
+        .as_ref()
+        .map(|n| n.get_ref().as_str())
+        .filter(|n| !n.is_empty())
+}
+
+/// The scope's `ping-check-ms`, or the server's.
+fn scope_ping_check(
+    s: &file::Scope,
+    key: &str,
+    defaults: &Defaults,
+    d: &mut Diagnostics<'_>,
+) -> Option<u32> {
+    match &s.ping_check_ms {
+        Some(v) => ping_check(v, &format!("{key}.ping-check-ms"), d),
+        None => Some(defaults.ping_check_ms),
+    }
 }
 
 /// Parses every entry of the list at `key` and places the good ones for the cross-scope checks.

@@ -37,6 +37,9 @@ pub(super) fn server(
         }
     };
     let options = options::encode(&s.options, "server.options", d);
+    if let Some(v) = &s.ping_check_ms {
+        ping_check(v, "server.ping-check-ms", d);
+    }
     Some(ServerSettings {
         authoritative: defaults.authoritative,
         match_client_id: defaults.match_client_id,
@@ -45,6 +48,7 @@ pub(super) fn server(
         decline_probation: s.decline_probation.unwrap_or(DEFAULT_DECLINE_PROBATION),
         cache_threshold: cache_threshold? as f32,
         stash_agent_options: s.stash_agent_options.unwrap_or(true),
+        ping_check_ms: defaults.ping_check_ms,
         options: options?,
     })
 }
@@ -119,6 +123,25 @@ pub(super) struct Defaults {
     rebind: Option<Timer>,
     pub(super) authoritative: bool,
     pub(super) match_client_id: bool,
+    pub(super) ping_check_ms: u32,
+}
+
+/// The longest a DISCOVER may wait for a ping check: clients retransmit after about 4 s.
+const MAX_PING_CHECK_MS: u32 = 2000;
+
+/// A `ping-check-ms` value, checked against [`MAX_PING_CHECK_MS`].
+pub(super) fn ping_check(v: &Spanned<u32>, key: &str, d: &mut Diagnostics<'_>) -> Option<u32> {
+    if *v.get_ref() > MAX_PING_CHECK_MS {
+        d.at(
+            v,
+            key,
+            format!(
+                "at most {MAX_PING_CHECK_MS} ms: clients retransmit a DISCOVER after about 4 s"
+            ),
+        );
+        return None;
+    }
+    Some(*v.get_ref())
 }
 
 impl Defaults {
@@ -138,6 +161,7 @@ impl Defaults {
             rebind: s.rebind_timer.as_ref().map(|v| set(v, "rebind-timer")),
             authoritative: s.authoritative.unwrap_or(false),
             match_client_id: s.match_client_id.unwrap_or(true),
+            ping_check_ms: s.ping_check_ms.as_ref().map_or(0, |v| *v.get_ref()),
         }
     }
 }

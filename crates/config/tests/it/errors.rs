@@ -1075,3 +1075,22 @@ fn unreadable_file() {
     );
     assert_ne!(error.file, FILE);
 }
+
+#[test]
+fn a_ping_check_longer_than_a_client_waits_is_refused_where_it_is_set() {
+    assert_error(
+        "[server]\nping-check-ms = 5000\n",
+        "2:17 server.ping-check-ms",
+        "at most 2000 ms",
+    );
+    let text = "[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\nping-check-ms = 2001\n";
+    assert_error(text, "4:17 scope[0].ping-check-ms", "at most 2000 ms");
+    // Inherited from [server] unless the scope sets its own.
+    let config = valid(
+        "[server]\nping-check-ms = 300\n[[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\n\
+         [[scope]]\nname = \"b\"\nsubnet = \"10.0.1.0/24\"\nping-check-ms = 0\n",
+    );
+    let ms: Vec<u32> = config.scopes.iter().map(|s| s.ping_check_ms).collect();
+    assert_eq!(ms, [300, 0]);
+    assert_eq!(config.server.ping_check_ms, 300);
+}

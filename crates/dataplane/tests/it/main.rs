@@ -607,3 +607,181 @@ fn a_full_handoff_ring_keeps_the_frame_here() {
         "every other frame got its OFFER here"
     );
 }
+
+/// A worker whose engine runs a ping check of `ms` on every scope.
+fn probing_worker(
+    ms: u32,
+) -> (
+    mem::MemPeer,
+    Worker<mem::MemRx, mem::MemTx, NoSink>,
+    Arc<WorkerStats>,
+) {
+    let mut config = fixture::lab(true);
+    for s in &mut config.scopes {
+        s.ping_check_ms = ms;
+    }
+    let engine = Arc::new(Engine::new(&config, EngineOptions::default()).unwrap());
+    let (peer, rx, tx) = mem::port(32);
+    let stats = Arc::new(WorkerStats::default());
+    let worker = Worker::new(
+        engine.clone(),
+        (rx, tx),
+        vec![iface(&engine)],
+        stats.clone(),
+        WorkerConfig {
+            probe_slots: 8,
+            ..WorkerConfig::default()
+        },
+        None::<NoSink>,
+    );
+    (peer, worker, stats)
+}
+
+/// What one sent frame is: an ARP request for an address, an ICMP echo request to one (with
+/// the MAC it went to), or a DHCP message and its yiaddr.
+#[derive(Debug, PartialEq, Eq)]
+enum Sent {
+    ArpFor(Ipv4Addr),
+    EchoTo(Ipv4Addr, MacAddr),
+    Dhcp(MessageType, Ipv4Addr),
+}
+
+fn sent(peer: &mem::MemPeer) -> Vec<Sent> {
+    peer.sent()
+        .iter()
+        .map(|(f, _)| match demux(f).unwrap() {
+            Demuxed::Arp { arp, .. } => Sent::ArpFor(arp.target_ip()),
+            Demuxed::Icmp { l2, l3, message } => {
+                assert_eq!(message[0], 8, "an echo request");
+                Sent::EchoTo(l3.dst, l2.dst)
+            }
+            Demuxed::Udp { payload, .. } => {
+                let m = DhcpMessage::parse(payload).unwrap();
+                Sent::Dhcp(m.message_type().unwrap(), m.packet().yiaddr())
+            }
+            other => panic!("unexpected frame {other:?}"),
+        })
+        .collect()
+}
+
+fn direct_discover(n: u8) -> Vec<u8> {
+    let m = ClientMessage::new(MessageType::Discover, [2, 0xdd, 0, 0, 0, n], u32::from(n));
+    let headers = UdpFrameHeaders {
+        dst_mac: MacAddr::BROADCAST,
+        src_mac: MacAddr([2, 0xdd, 0, 0, 0, n]),
+        vlans: VlanTags::NONE,
+        src_ip: Ipv4Addr::UNSPECIFIED,
+        dst_ip: Ipv4Addr::BROADCAST,
+        src_port: 68,
+        dst_port: 67,
+        ttl: 64,
+    };
+    udp_frame(&headers, &m.bytes())
+}
+
+/// An ARP reply to the server from the host that uses `ip`.
+fn arp_reply_from(ip: Ipv4Addr) -> Vec<u8> {
+    let host = MacAddr([2, 0xee, 0, 0, 0, 1]);
+    let mut f = vec![0u8; 60];
+    let n = peregrine_wire::frame::write_ethernet(
+        &mut f,
+        SERVER_MAC,
+        host,
+        &VlanTags::NONE,
+        ethertype::ARP,
+    )
+    .unwrap();
+    peregrine_wire::arp::write(
+        &mut f[n..],
+        peregrine_wire::arp::op::REPLY,
+        (host, ip),
+        (SERVER_MAC, SERVER),
+    )
+    .unwrap();
+    f
+}
+
+#[test]
+fn an_address_that_answers_its_arp_probe_is_not_offered() {
+    let (peer, mut worker, stats) = probing_worker(30);
+    let now = 1_800_000_000;
+    peer.inject(&direct_discover(1), 7);
+    worker.poll(now).unwrap();
+    worker.release_probes(now).unwrap();
+    worker.flush().unwrap();
+    // On the directly attached link, an ARP request for the address first, and no OFFER yet.
+    let [Sent::ArpFor(first)] = sent(&peer)[..] else {
+        panic!("{:?}", sent(&peer))
+    };
+    // A host answers for it; the wait ends: the address is in use, and another is probed.
+    peer.inject(&arp_reply_from(first), 7);
+    worker.poll(now).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    worker.release_probes(now).unwrap();
+    worker.flush().unwrap();
+    let [Sent::ArpFor(second)] = sent(&peer)[..] else {
+        panic!("{:?}", sent(&peer))
+    };
+    assert_ne!(second, first);
+    // Nothing answers for the second: its OFFER leaves when the wait ends, not before.
+    worker.release_probes(now).unwrap();
+    worker.flush().unwrap();
+    assert!(peer.sent().is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    worker.release_probes(now).unwrap();
+    worker.flush().unwrap();
+    assert_eq!(sent(&peer), [Sent::Dhcp(MessageType::Offer, second)]);
+    assert_eq!(
+        (stats.probes_sent.get(), stats.probes_answered.get()),
+        (2, 1)
+    );
+    assert_eq!(stats.messages_out[MessageType::Offer as usize].get(), 1);
+    assert_eq!(stats.probes_waiting.get(), 0);
+}
+
+#[test]
+fn a_relayed_offer_waits_for_an_icmp_probe_through_the_relay() {
+    let (peer, mut worker, stats) = probing_worker(30);
+    let now = 1_800_000_000;
+    peer.inject(&relayed_discover(VlanTags::NONE, 9), 7);
+    worker.poll(now).unwrap();
+    worker.flush().unwrap();
+    let [Sent::EchoTo(addr, via)] = sent(&peer)[..] else {
+        panic!("{:?}", sent(&peer))
+    };
+    assert_eq!(via, RELAY_MAC, "the echo request goes through the relay");
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    worker.release_probes(now).unwrap();
+    worker.flush().unwrap();
+    assert_eq!(sent(&peer), [Sent::Dhcp(MessageType::Offer, addr)]);
+    assert_eq!(stats.probes_answered.get(), 0);
+    // A client that already holds its address is not probed again.
+    let offered = addr;
+    peer.inject(&relayed_request(9, offered), 7);
+    worker.poll(now).unwrap();
+    worker.flush().unwrap();
+    assert_eq!(sent(&peer), [Sent::Dhcp(MessageType::Ack, offered)]);
+    peer.inject(&relayed_discover(VlanTags::NONE, 9), 7);
+    worker.poll(now).unwrap();
+    worker.flush().unwrap();
+    assert_eq!(sent(&peer), [Sent::Dhcp(MessageType::Offer, offered)]);
+    assert_eq!(stats.probes_sent.get(), 1);
+}
+
+#[test]
+fn discovers_past_the_probe_slots_are_counted_drops() {
+    let (peer, mut worker, stats) = probing_worker(1000);
+    for n in 0..12 {
+        peer.inject(&relayed_discover(VlanTags::NONE, n), 7);
+    }
+    worker.poll(1_800_000_000).unwrap();
+    worker.flush().unwrap();
+    assert_eq!(sent(&peer).len(), 8, "one probe per slot");
+    assert_eq!(
+        stats.dropped(FrameDrop::from_label("probe_full").unwrap()),
+        4
+    );
+    assert_eq!(stats.probes_waiting.get(), 0, "published by release_probes");
+    worker.release_probes(1_800_000_000).unwrap();
+    assert_eq!(stats.probes_waiting.get(), 8);
+}

@@ -806,3 +806,50 @@ fn a_client_identifier_of_01_and_the_mac_is_the_same_client_as_the_bare_mac() {
     other.xid += 2;
     assert_ne!(sim.yiaddr(&other.discover()), addr);
 }
+
+#[test]
+fn a_ping_check_probes_unheld_addresses_and_one_that_answers_is_not_offered_again() {
+    let mut config = lab_config();
+    for s in &mut config.scopes {
+        s.ping_check_ms = 500;
+    }
+    let mut sim = Sim::new(&config);
+    let c = Client::new(70);
+    let v = sim.send(&c.discover());
+    let Verdict::Probe {
+        address, wait_ms, ..
+    } = v
+    else {
+        panic!("a fresh address is probed first: {v:?}")
+    };
+    assert_eq!(wait_ms, 500);
+    assert_eq!(sim.reply(&v).packet().yiaddr(), address);
+    // Something answered: the address leaves service, and the DISCOVER again gets another.
+    let event = sim.engine.address_in_use(sim.now, address).unwrap();
+    assert_eq!(event.address, address);
+    assert_eq!(event.binding.state, BindingState::Abandoned);
+    assert_eq!(event.binding.client, None);
+    let v = sim.send(&c.discover());
+    let Verdict::Probe { address: next, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_ne!(next, address);
+    // The client takes the second: no probe for its own address afterwards, and none of a
+    // lease it holds is taken away on a probe's word.
+    let (_, server) = (next, sim.reply(&v).server_id().unwrap());
+    assert!(matches!(
+        sim.send(&c.select(next, server)),
+        Verdict::Defer { .. }
+    ));
+    assert!(matches!(sim.send(&c.discover()), Verdict::Reply { .. }));
+    assert_eq!(sim.engine.address_in_use(sim.now, next), None);
+    // Out of every pool: nothing to do.
+    assert_eq!(
+        sim.engine
+            .address_in_use(sim.now, Ipv4Addr::new(192, 0, 2, 1)),
+        None
+    );
+    // Without a ping check, the same DISCOVER is offered at once.
+    let mut plain = Sim::new(&lab_config());
+    assert!(matches!(plain.send(&c.discover()), Verdict::Reply { .. }));
+}

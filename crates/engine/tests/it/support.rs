@@ -230,7 +230,9 @@ impl Sim {
     /// The reply written by the last verdict.
     pub(crate) fn reply(&self, v: &Verdict) -> DhcpMessage<'_> {
         let len = match v {
-            Verdict::Reply { len, .. } | Verdict::Defer { len, .. } => *len,
+            Verdict::Reply { len, .. }
+            | Verdict::Defer { len, .. }
+            | Verdict::Probe { len, .. } => *len,
             other => panic!("no reply: {other:?}"),
         };
         DhcpMessage::parse(&self.tx[..len]).unwrap()
