@@ -22,7 +22,8 @@
 #
 # Usage (root; after `cargo build --release -p peregrine-bench -p peregrine`):
 #   bench/compare.sh [SERVER ...]            default: all of the above, about 10-15 minutes
-# Env: RUN_S (default 3), GEN_BACKEND (afpacket | udp, default afpacket), OUT (result dir).
+# Env: RUN_S (default 3), GEN_BACKEND (afpacket | udp, default afpacket), OUT (result dir),
+#   PING_CHECK_MS (Peregrine with a ping check of that many ms on every scope; default none).
 # Output: $OUT/{runs.csv,runs.log,summary.md} (default bench/results/compare-<UTC time>/) and
 # the chart bench/results/compare.png.
 set -uo pipefail
@@ -51,7 +52,7 @@ write_configs
 trap 'bench_stop; nodrop_udp67 "$NS_PERF"; "$HARNESS/netns-topology.sh" down >/dev/null 2>&1' EXIT; trap 'exit 130' INT TERM
 if [[ $GEN_BACKEND == afpacket ]]; then drop_udp67 "$NS_PERF" p-srv; else nodrop_udp67 "$NS_PERF"; fi
 {
-  echo "# compare.sh $STAMP: generator backend $GEN_BACKEND, ${RUN_S} s per run, server CPU$SRV_CPU, generator CPU$GEN_CPU, commit-interval-us ${COMMIT_INTERVAL_US:-default}"
+  echo "# compare.sh $STAMP: generator backend $GEN_BACKEND, ${RUN_S} s per run, server CPU$SRV_CPU, generator CPU$GEN_CPU, commit-interval-us ${COMMIT_INTERVAL_US:-default}, ping-check-ms ${PING_CHECK_MS:-0}"
   echo "# $(uname -r), $(nproc) CPUs: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
   echo "# kea $(kea-dhcp4 -v 2>/dev/null), dhcpd $(dhcpd --version 2>&1 | head -1), peregrine $(git -C "$REPO_DIR" rev-parse --short HEAD)"
 } > "$OUT/runs.log"

@@ -46,6 +46,7 @@ write_configs() {
   for d in fsync none-unsafe; do
     sed -e "s|/tmp/peregrine-harness/leases|$RUN_DIR/leases|" \
         -e "s|^durability = .*|durability = \"$d\"${COMMIT_INTERVAL_US:+\\ncommit-interval-us = $COMMIT_INTERVAL_US}|" \
+        -e "s|^\[server\]|[server]${PING_CHECK_MS:+\\nping-check-ms = $PING_CHECK_MS}|" \
         "$base" > "$RUN_DIR/pg-afpacket-$d.toml"
     sed -e "s|^backend = \"af-packet\"|backend = \"udp\"|" "$RUN_DIR/pg-afpacket-$d.toml" > "$RUN_DIR/pg-udp-$d.toml"
   done
