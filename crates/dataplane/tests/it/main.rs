@@ -647,7 +647,11 @@ enum Sent {
 }
 
 fn sent(peer: &mem::MemPeer) -> Vec<Sent> {
-    peer.sent()
+    sent_of(&peer.sent())
+}
+
+fn sent_of(frames: &[(Vec<u8>, u32)]) -> Vec<Sent> {
+    frames
         .iter()
         .map(|(f, _)| match demux(f).unwrap() {
             Demuxed::Arp { arp, .. } => Sent::ArpFor(arp.target_ip()),
@@ -784,4 +788,57 @@ fn discovers_past_the_probe_slots_are_counted_drops() {
     assert_eq!(stats.probes_waiting.get(), 0, "published by release_probes");
     worker.release_probes(1_800_000_000).unwrap();
     assert_eq!(stats.probes_waiting.get(), 8);
+}
+
+/// The echo reply a host using `ip` behind the relay sends to our probe `probe`.
+fn echo_reply_to(probe: &[u8], ip: Ipv4Addr) -> Vec<u8> {
+    let Demuxed::Icmp { message, .. } = demux(probe).unwrap() else {
+        panic!("not an ICMP probe")
+    };
+    let mut reply = message.to_vec();
+    reply[0] = 0;
+    reply[2..4].fill(0);
+    let sum = peregrine_wire::checksum::checksum(&reply);
+    reply[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut f = vec![0u8; 14 + 20 + reply.len()];
+    let n = peregrine_wire::frame::write_ethernet(
+        &mut f,
+        SERVER_MAC,
+        RELAY_MAC,
+        &VlanTags::NONE,
+        ethertype::IPV4,
+    )
+    .unwrap();
+    let ip_header = peregrine_wire::ipv4::Ipv4Header {
+        src: ip,
+        dst: SERVER,
+        protocol: peregrine_wire::ipv4::protocol::ICMP,
+        ttl: 63,
+    };
+    let h = ip_header.write(&mut f[n..], reply.len()).unwrap();
+    f[n + h..].copy_from_slice(&reply);
+    f
+}
+
+#[test]
+fn an_echo_reply_through_the_relay_moves_the_offer_to_another_address() {
+    let (peer, mut worker, stats) = probing_worker(30);
+    let now = 1_800_000_000;
+    peer.inject(&relayed_discover(VlanTags::NONE, 3), 7);
+    worker.poll(now).unwrap();
+    worker.flush().unwrap();
+    let probes = peer.sent();
+    let [Sent::EchoTo(first, _)] = sent_of(&probes)[..] else {
+        panic!("{probes:?}")
+    };
+    peer.inject(&echo_reply_to(&probes[0].0, first), 7);
+    worker.poll(now).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    worker.release_probes(now).unwrap();
+    worker.flush().unwrap();
+    let [Sent::EchoTo(second, _)] = sent(&peer)[..] else {
+        panic!("the DISCOVER is probed again for another address")
+    };
+    assert_ne!(second, first);
+    assert_eq!(stats.probes_answered.get(), 1);
 }
