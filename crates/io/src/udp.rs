@@ -19,6 +19,10 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
+use peregrine_wire::MacAddr;
+use peregrine_wire::ethernet::VlanTags;
+use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, demux_with, write_headers_unchecked};
+
 use crate::{FRAME_CAPACITY, RxFrame, RxQueue, TxQueue};
 
 /// Bytes of synthetic Ethernet, IPv4 and UDP header in front of each received payload.
@@ -208,38 +212,20 @@ fn pktinfo(msg: &libc::msghdr) -> Option<(u32, Ipv4Addr)> {
     None
 }
 
-/// Writes Ethernet, IPv4 and UDP headers for a datagram of `len` bytes from `src` to `dst`.
-fn synthesize(buf: &mut [u8], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), len: usize) {
-    buf[0..6].copy_from_slice(&OUR_MAC);
-    buf[6..12].copy_from_slice(&SENDER_MAC);
-    buf[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut buf[14..34];
-    ip.fill(0);
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + 8 + len) as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&src.0.octets());
-    ip[16..20].copy_from_slice(&dst.0.octets());
-    let sum = ip_checksum(ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let udp = &mut buf[34..42];
-    udp[0..2].copy_from_slice(&src.1.to_be_bytes());
-    udp[2..4].copy_from_slice(&dst.1.to_be_bytes());
-    udp[4..6].copy_from_slice(&((8 + len) as u16).to_be_bytes());
-    // Zero: "no checksum". The kernel verified the datagram's checksum already.
-    udp[6..8].fill(0);
-}
-
-fn ip_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+/// Writes Ethernet, IPv4 and UDP headers in front of a datagram of `len` bytes from `src` to
+/// `dst` received at `buf[HEADROOM..]`; the UDP checksum is left out (the kernel verified it).
+fn synthesize(buf: &mut [u8], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), len: usize) -> bool {
+    let headers = UdpFrameHeaders {
+        dst_mac: MacAddr(OUR_MAC),
+        src_mac: MacAddr(SENDER_MAC),
+        vlans: VlanTags::NONE,
+        src_ip: src.0,
+        dst_ip: dst.0,
+        src_port: src.1,
+        dst_port: dst.1,
+        ttl: 64,
+    };
+    write_headers_unchecked(buf, HEADROOM, len, &headers) == Ok(0)
 }
 
 impl RxQueue for UdpRx {
@@ -291,9 +277,11 @@ impl RxQueue for UdpRx {
                 u16::from_be(name.sin_port),
             );
             let buf = &mut self.bufs[i];
-            synthesize(buf, src, (dst, 67), len);
+            // Headers that cannot be written (never, within a frame's capacity) leave an empty
+            // frame, which the dataplane counts as truncated.
+            let framed = synthesize(buf, src, (dst, 67), len);
             f(RxFrame {
-                data: &buf[..HEADROOM + len],
+                data: &buf[..if framed { HEADROOM + len } else { 0 }],
                 ifindex,
                 checksum_pending: false,
             });
@@ -410,33 +398,32 @@ struct Reply {
     payload_len: usize,
 }
 
-/// Reads a reply frame the dataplane wrote: Ethernet (tags allowed) + IPv4 + UDP.
+/// Reads a reply frame the dataplane wrote (Ethernet, tags allowed, IPv4, UDP) with `wire`;
+/// `None` for anything else, which is then not sent (and counted by the caller).
 fn parse_reply(f: &[u8]) -> Option<Reply> {
-    let mut at = 12;
-    while matches!(f.get(at..at + 2)?, [0x81 | 0x91, 0x00] | [0x88, 0xa8]) {
-        at += 4;
-    }
-    if f.get(at..at + 2)? != [0x08, 0x00] {
+    let Demuxed::Udp {
+        l2,
+        l3,
+        dst_port,
+        payload,
+        ..
+    } = demux_with(f, false).ok()?
+    else {
         return None;
-    }
-    let ip = f.get(at + 2..)?;
-    let ihl = usize::from(*ip.first()? & 0x0f) * 4;
-    let src = Ipv4Addr::new(*ip.get(12)?, ip[13], ip[14], ip[15]);
-    let mut dst = Ipv4Addr::new(*ip.get(16)?, ip[17], ip[18], ip[19]);
-    let udp = ip.get(ihl..)?;
-    let port = u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]);
-    let len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?])).checked_sub(8)?;
-    let mac: [u8; 6] = f.get(0..6)?.try_into().ok()?;
-    if mac != SENDER_MAC && mac != [0xff; 6] {
-        // Addressed to a client's hardware address: it has no address yet, so broadcast.
-        dst = Ipv4Addr::BROADCAST;
-    }
-    let offset = at + 2 + ihl + 8;
-    (offset + len <= f.len()).then_some(Reply {
-        dst: (dst, port),
-        src,
-        payload_at: offset,
-        payload_len: len,
+    };
+    // Addressed to a client's hardware address: it has no address yet, so broadcast.
+    let dst = if l2.dst.0 != SENDER_MAC && l2.dst != MacAddr::BROADCAST {
+        Ipv4Addr::BROADCAST
+    } else {
+        l3.dst
+    };
+    // The payload is a slice of `f`: its offset is the distance between their starts.
+    let payload_at = (payload.as_ptr() as usize).checked_sub(f.as_ptr() as usize)?;
+    Some(Reply {
+        dst: (dst, dst_port),
+        src: l3.src,
+        payload_at,
+        payload_len: payload.len(),
     })
 }
 
@@ -459,6 +446,46 @@ mod tests {
         };
         assert_eq!(r, 0, "{}", io::Error::last_os_error());
         usize::try_from(value).unwrap_or(0)
+    }
+
+    /// A frame that is not an Ethernet/IPv4/UDP reply (one too short for its headers, one of
+    /// another protocol) is not sent and not read past its end; flush reports it unsent, which
+    /// the dataplane counts (`tx_refused`).
+    #[test]
+    fn frames_that_are_not_replies_are_not_sent() {
+        let (_rx, mut tx) = open(Ipv4Addr::LOCALHOST, 0, 4).unwrap();
+        let mut reply = vec![0u8; 300];
+        let headers = UdpFrameHeaders {
+            dst_mac: MacAddr(SENDER_MAC),
+            src_mac: MacAddr(OUR_MAC),
+            vlans: VlanTags::NONE,
+            src_ip: Ipv4Addr::LOCALHOST,
+            dst_ip: Ipv4Addr::LOCALHOST,
+            src_port: 67,
+            dst_port: 9,
+            ttl: 64,
+        };
+        let len = peregrine_wire::frame::build_udp_frame(&mut reply, &headers, |p| {
+            p[..4].copy_from_slice(b"DHCP");
+            Ok(4)
+        })
+        .unwrap();
+        // Cut inside the IPv4 header (the old reader indexed past the end here), inside the
+        // Ethernet header, and an ARP frame.
+        let mut arp = reply.clone();
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        for frame in [&reply[..27], &reply[..10], &arp[..60]] {
+            let buf = tx.buffer().unwrap();
+            buf[..frame.len()].copy_from_slice(frame);
+            tx.queue(frame.len(), 0);
+            assert_eq!(tx.flush().unwrap(), 0, "{} bytes", frame.len());
+        }
+        // A whole reply goes.
+        let buf = tx.buffer().unwrap();
+        buf[..len].copy_from_slice(&reply[..len]);
+        tx.queue(len, 0);
+        assert_eq!(tx.flush().unwrap(), 1);
+        assert_eq!(parse_reply(&reply[..len]).map(|r| r.payload_len), Some(4));
     }
 
     /// The buffers are raised past the default (~200 KiB): to `SOCKET_BUFFER` (which the

@@ -222,6 +222,29 @@ pub fn write_headers(
     payload_len: usize,
     h: &UdpFrameHeaders,
 ) -> Result<usize> {
+    write_headers_with(buf, payload_at, payload_len, h, udp::write_header)
+}
+
+/// As [`write_headers`], with UDP checksum 0 ("none"): a datagram a UDP socket received (the
+/// kernel verified its checksum) presented as a frame, its payload not read again.
+pub fn write_headers_unchecked(
+    buf: &mut [u8],
+    payload_at: usize,
+    payload_len: usize,
+    h: &UdpFrameHeaders,
+) -> Result<usize> {
+    write_headers_with(buf, payload_at, payload_len, h, udp::write_header_unchecked)
+}
+
+type UdpHeaderWriter = fn(&mut [u8], (Ipv4Addr, u16), (Ipv4Addr, u16), usize) -> Result<usize>;
+
+fn write_headers_with(
+    buf: &mut [u8],
+    payload_at: usize,
+    payload_len: usize,
+    h: &UdpFrameHeaders,
+    udp_header: UdpHeaderWriter,
+) -> Result<usize> {
     let start = payload_at.checked_sub(h.len()).ok_or(Error::NoSpace)?;
     let end = payload_at.checked_add(payload_len).ok_or(Error::NoSpace)?;
     let frame = buf.get_mut(start..end).ok_or(Error::NoSpace)?;
@@ -233,7 +256,7 @@ pub fn write_headers(
         ttl: h.ttl,
     };
     let l3 = ip.write(&mut frame[l2..], udp::HEADER_LEN + payload_len)?;
-    udp::write_header(
+    udp_header(
         &mut frame[l2 + l3..],
         (h.src_ip, h.src_port),
         (h.dst_ip, h.dst_port),
@@ -260,6 +283,27 @@ pub fn build_udp_frame(
 mod tests {
     use super::*;
     use crate::ethernet::VlanTag;
+
+    #[test]
+    fn unchecked_headers_carry_no_udp_checksum_and_demux_alike() {
+        let h = headers(VlanTags::NONE);
+        let mut a = [0u8; 64];
+        let mut b = [0u8; 64];
+        for buf in [&mut a, &mut b] {
+            buf[h.len()..h.len() + 5].copy_from_slice(b"hello");
+        }
+        assert_eq!(write_headers(&mut a, h.len(), 5, &h), Ok(0));
+        assert_eq!(write_headers_unchecked(&mut b, h.len(), 5, &h), Ok(0));
+        let at = h.len() - udp::HEADER_LEN + 6;
+        assert_ne!(a[at..at + 2], [0, 0]);
+        assert_eq!(b[at..at + 2], [0, 0], "checksum 0: none");
+        assert_eq!(a[..at], b[..at]);
+        let payload = |f: &[u8]| match demux(f) {
+            Ok(Demuxed::Udp { payload, .. }) => payload.to_vec(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(payload(&a[..h.len() + 5]), payload(&b[..h.len() + 5]));
+    }
 
     fn headers(vlans: VlanTags) -> UdpFrameHeaders {
         UdpFrameHeaders {
