@@ -14,6 +14,7 @@ use peregrine_wire::dhcp::{BOOTREQUEST, DhcpMessage, MessageType, RelayAgentInfo
 use crate::binding::{Binding, BindingState, ScopeId, Time};
 use crate::clients::{ClientIndex, ClientMap, HashedKey, Loc};
 use crate::key::{ClientKey, KeySecret};
+use crate::partner::Partnering;
 use crate::pool::Shard;
 use crate::scope::{Scope, Selector, build_scope};
 use crate::verdict::{DropReason, RxMeta, Verdict};
@@ -78,6 +79,8 @@ pub struct Engine {
     pub(crate) selector: Selector,
     pub(crate) clients: ClientIndex,
     pub(crate) key_seed: KeySecret,
+    /// The failover side, when the server has a partner ([`Engine::with_failover`]).
+    pub(crate) partnering: Option<Partnering>,
 }
 
 /// One request, decoded, with what the engine derived from it.
@@ -137,6 +140,7 @@ impl Engine {
             selector,
             clients: ClientIndex::new(options.client_shards, per_shard, &options.key_secret),
             key_seed: options.key_secret,
+            partnering: None,
         })
     }
 
@@ -193,6 +197,12 @@ impl Engine {
         };
         if !scope.is_active() {
             return Verdict::Drop(DropReason::ScopeInactive);
+        }
+        // A server whose failover state does not answer this client leaves no trace of it.
+        if let Some(p) = &self.partnering
+            && let Err(reason) = p.admits(kind, msg)
+        {
+            return Verdict::Drop(reason);
         }
         let key = self.client_key(msg, scope.match_client_id);
         let mac = packet.client_mac().map_or([0; 6], |m| m.octets());

@@ -136,7 +136,9 @@ impl Engine {
         } else {
             reservation_for(r, s, want)
         };
-        if mine && b.state == BindingState::Active && self.cache_hit(&b, r.now) {
+        // A lease shortened by the MCLT rule is not cached: its renewal may get more.
+        let whole = b.granted >= s.lease.valid;
+        if mine && b.state == BindingState::Active && whole && self.cache_hit(&b, r.now) {
             // Early renewal: the unchanged lease again, nothing to journal (Kea's lease caching).
             shard.set(at.slot, Binding { cltt: r.now, ..b });
             drop(shard);
@@ -152,7 +154,15 @@ impl Engine {
             };
             return self.reply(r, &spec, tx, None);
         }
-        let valid = s.lease.valid;
+        // With a failover partner, no longer than the partner has acknowledged plus the MCLT;
+        // the potential expiration sent with the update lets the next renewal have it all.
+        let (valid, sent) = match &self.partnering {
+            Some(p) => {
+                let (granted, pet) = p.grant(r.now, s.lease.valid, &b);
+                (granted, Some(pet))
+            }
+            None => (s.lease.valid, None),
+        };
         let mut binding = self.take(
             r,
             held,
@@ -163,8 +173,10 @@ impl Engine {
             r.now + Time::from(valid),
             valid,
         );
-        if binding.classes != classes {
+        if binding.classes != classes || sent.is_some_and(|pet| pet > binding.partner_sent) {
             binding.classes = classes;
+            binding.partner_sent =
+                sent.map_or(binding.partner_sent, |pet| pet.max(binding.partner_sent));
             binding = shard.set(at.slot, binding);
         }
         drop(shard);
@@ -177,7 +189,7 @@ impl Engine {
         let spec = ReplySpec {
             kind: MessageType::Ack,
             yiaddr: want,
-            lease: Some(LeaseGrant::full(s.lease)),
+            lease: Some(LeaseGrant::remaining(s.lease, valid)),
             scope: s,
             classes,
             reservation,

@@ -91,6 +91,11 @@ pub enum DropReason {
     NoBinding,
     /// The reply did not fit the client's maximum message size.
     ReplyTooLarge,
+    /// The failover state answers no such request now (RECOVER, POTENTIAL-CONFLICT, ...; only
+    /// renewals in RECOVER-DONE).
+    FailoverSilent,
+    /// In NORMAL, load balancing gives this client to the failover partner.
+    PartnerClient,
 }
 
 impl DropReason {
@@ -110,6 +115,8 @@ impl DropReason {
             DropReason::UnknownClient => "unknown_client",
             DropReason::NoBinding => "no_binding",
             DropReason::ReplyTooLarge => "reply_too_large",
+            DropReason::FailoverSilent => "failover_silent",
+            DropReason::PartnerClient => "partner_client",
         }
     }
 }

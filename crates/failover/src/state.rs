@@ -78,6 +78,7 @@ impl core::fmt::Display for ServerState {
 
 /// Which clients a server answers in a state (D12 §9, S7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Service {
     /// None: the state must leave no trace of any client in the database.
     None,
@@ -89,6 +90,19 @@ pub enum Service {
     /// Every client, from this server's own pool (and the partner's once PARTNER-DOWN's MCLT has
     /// passed).
     All,
+}
+
+impl Service {
+    /// The service of a value from `self as u8`; `None` for any other value.
+    pub const fn from_u8(value: u8) -> Option<Service> {
+        Some(match value {
+            0 => Service::None,
+            1 => Service::RenewOnly,
+            2 => Service::Balanced,
+            3 => Service::All,
+            _ => return None,
+        })
+    }
 }
 
 impl ServerState {

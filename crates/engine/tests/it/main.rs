@@ -6,6 +6,7 @@
 
 mod concurrency;
 mod determinism;
+mod failover;
 mod no_alloc;
 mod properties;
 mod scenarios;

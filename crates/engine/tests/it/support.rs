@@ -66,6 +66,8 @@ pub(crate) struct Client {
     pub(crate) vendor_class: Option<Vec<u8>>,
     pub(crate) broadcast: bool,
     pub(crate) xid: u32,
+    /// Seconds since the client began (BOOTP `secs`).
+    pub(crate) secs: u16,
 }
 
 impl Client {
@@ -80,6 +82,7 @@ impl Client {
             vendor_class: None,
             broadcast: false,
             xid: n,
+            secs: 0,
         }
     }
 
@@ -115,7 +118,7 @@ impl Client {
             hlen: 6,
             hops: u8::from(!self.giaddr.is_unspecified()),
             xid: self.xid,
-            secs: 0,
+            secs: self.secs,
             flags: if self.broadcast { FLAG_BROADCAST } else { 0 },
             ciaddr,
             yiaddr: Ipv4Addr::UNSPECIFIED,

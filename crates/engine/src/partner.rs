@@ -1,0 +1,158 @@
+//! What failover asks of the engine's decisions (draft-ietf-dhc-failover-12): which clients
+//! this server answers in its failover state, and how long a lease it may grant before its
+//! partner has acknowledged the binding (the MCLT rule). The rules themselves are
+//! `peregrine-failover`'s; the session's state reaches the engine as a [`Service`] it reads once
+//! per request.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+pub use peregrine_failover::Service;
+use peregrine_failover::binding::{PartnerTimes, grantable_lease, potential_expiration};
+use peregrine_failover::hash::{BitOrder, HashBucketAssignment, bucket};
+use peregrine_wire::dhcp::{DhcpMessage, MessageType};
+
+use crate::binding::{Binding, BindingEvent, Time};
+use crate::engine::Engine;
+use crate::verdict::DropReason;
+
+/// How this server shares its pools with a failover partner, as far as its decisions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverPolicy {
+    /// Whether this server is the relationship's primary.
+    pub primary: bool,
+    /// Maximum client lead time, seconds: how far a lease may run past what the partner has
+    /// acknowledged.
+    pub mclt: u32,
+    /// The hash bucket assignment: a set bit means the primary answers the bucket in NORMAL.
+    pub buckets: HashBucketAssignment,
+    /// How `buckets` is read (ISC's own reading, towards an ISC partner).
+    pub bit_order: BitOrder,
+    /// A client whose `secs` exceeds this is answered whatever its bucket (ISC's `load balance
+    /// max seconds`); 0 never.
+    pub load_balance_max_secs: u16,
+}
+
+impl FailoverPolicy {
+    /// Whether the load-balancing hash gives the client of `msg` to this server.
+    fn answers(&self, msg: &DhcpMessage<'_>) -> bool {
+        let secs = msg.packet().secs();
+        if self.load_balance_max_secs > 0 && secs > self.load_balance_max_secs {
+            return true;
+        }
+        // RFC 3074: the client identifier's value (type byte included), else chaddr.
+        let mut scratch = [0u8; 255];
+        let id = msg
+            .client_id()
+            .and_then(|v| v.contiguous(&mut scratch).ok());
+        let key = id.unwrap_or_else(|| msg.packet().chaddr());
+        self.buckets.primary_answers(bucket(key), self.bit_order) == self.primary
+    }
+}
+
+/// The engine's failover side: the policy, fixed at start, and the service the session's
+/// state allows, changed by the link thread as the state changes.
+#[derive(Debug)]
+pub(crate) struct Partnering {
+    pub(crate) policy: FailoverPolicy,
+    service: AtomicU8,
+}
+
+impl Partnering {
+    pub(crate) fn new(policy: FailoverPolicy) -> Partnering {
+        Partnering {
+            policy,
+            // Silent until the session says otherwise: a server that does not yet know its
+            // failover state must leave no trace of any client.
+            service: AtomicU8::new(Service::None as u8),
+        }
+    }
+
+    pub(crate) fn service(&self) -> Service {
+        Service::from_u8(self.service.load(Ordering::Relaxed)).unwrap_or(Service::None)
+    }
+
+    /// Whether a request of `kind` is answered in the current service (S7); the reason if not.
+    pub(crate) fn admits(
+        &self,
+        kind: MessageType,
+        msg: &DhcpMessage<'_>,
+    ) -> Result<(), DropReason> {
+        let p = msg.packet();
+        let renewal = kind == MessageType::Request
+            && !p.ciaddr().is_unspecified()
+            && msg.server_id().is_none()
+            && msg.requested_ip().is_none();
+        match self.service() {
+            Service::All => Ok(()),
+            Service::RenewOnly if renewal => Ok(()),
+            Service::None | Service::RenewOnly => Err(DropReason::FailoverSilent),
+            // NORMAL: renewals from anyone, a REQUEST naming a server by its id goes where it
+            // names, and the rest (DISCOVER, INIT-REBOOT, RELEASE, DECLINE, INFORM) by hash.
+            Service::Balanced if renewal || msg.server_id().is_some() => Ok(()),
+            Service::Balanced if self.policy.answers(msg) => Ok(()),
+            Service::Balanced => Err(DropReason::PartnerClient),
+        }
+    }
+
+    /// The lease to grant at `now` when the scope grants `desired` and the address's binding
+    /// is `b` (its partner times), and the potential expiration to send the partner with it.
+    pub(crate) fn grant(&self, now: Time, desired: u32, b: &Binding) -> (u32, Time) {
+        let times = PartnerTimes {
+            sent: b.partner_sent,
+            acked: b.partner_acked,
+            received: 0,
+        };
+        let granted = grantable_lease(now, desired, self.policy.mclt, &times);
+        (granted, potential_expiration(now, desired, granted))
+    }
+}
+
+impl Engine {
+    /// Sets the failover policy: from then on every request passes the service check and
+    /// every lease the MCLT rule. The service starts silent ([`Engine::set_failover_service`]).
+    #[must_use]
+    pub fn with_failover(mut self, policy: FailoverPolicy) -> Engine {
+        self.partnering = Some(Partnering::new(policy));
+        self
+    }
+
+    /// The clients the failover state answers now (the link thread sets it as the session's
+    /// state changes, once the change is durable).
+    pub fn set_failover_service(&self, service: Service) {
+        if let Some(p) = &self.partnering {
+            p.service.store(service as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// The partner acknowledged `address`'s binding with `potential_expiration`: leases on it
+    /// may now run to that time plus the MCLT. Returns the change to journal; `None` if the
+    /// address is in no pool or already knew as much.
+    pub fn partner_acknowledged(
+        &self,
+        address: Ipv4Addr,
+        potential_expiration: Time,
+    ) -> Option<BindingEvent> {
+        let (s, p, at) = self
+            .scopes
+            .iter()
+            .find_map(|s| s.locate(address).map(|(p, at)| (s, p, at)))?;
+        let mut shard = s.pools[p].lock(at.shard);
+        let b = *shard.binding(at.slot);
+        if b.partner_acked >= potential_expiration {
+            return None;
+        }
+        let stored = shard.set(
+            at.slot,
+            Binding {
+                partner_acked: potential_expiration,
+                ..b
+            },
+        );
+        Some(BindingEvent {
+            scope: s.id,
+            address,
+            binding: stored,
+        })
+    }
+}

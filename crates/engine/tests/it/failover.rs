@@ -1,0 +1,157 @@
+//! The engine with a failover partner: which clients it answers in each service its
+//! failover state allows (S7, RFC 3074 load balancing in NORMAL), and the MCLT rule on every
+//! grant (S2: a lease runs at most the MCLT past what the partner acknowledged).
+
+use peregrine_engine::{BindingState, DropReason, FailoverPolicy, Service, Verdict};
+use peregrine_failover::hash::{BitOrder, HashBucketAssignment, bucket};
+use peregrine_wire::dhcp::MessageType;
+
+use crate::support::{Client, SERVER, Sim, T0, engine, lab_config};
+
+const MCLT: u32 = 30;
+
+fn policy(primary: bool) -> FailoverPolicy {
+    FailoverPolicy {
+        primary,
+        mclt: MCLT,
+        buckets: HashBucketAssignment::split(128),
+        bit_order: BitOrder::Draft,
+        load_balance_max_secs: 3,
+    }
+}
+
+fn sim(primary: bool, service: Service) -> Sim {
+    let engine = engine(&lab_config()).with_failover(policy(primary));
+    engine.set_failover_service(service);
+    Sim {
+        engine,
+        now: T0,
+        tx: vec![0u8; 1500],
+    }
+}
+
+fn dropped(v: &Verdict) -> Option<DropReason> {
+    match v {
+        Verdict::Drop(r) => Some(*r),
+        _ => None,
+    }
+}
+
+#[test]
+fn states_that_must_be_silent_answer_nothing_and_recover_done_only_renewals() {
+    let c = Client::new(1);
+    // Before the session has said anything the engine is silent.
+    let engine = engine(&lab_config()).with_failover(policy(true));
+    let mut quiet = Sim {
+        engine,
+        now: T0,
+        tx: vec![0u8; 1500],
+    };
+    assert_eq!(
+        dropped(&quiet.send(&c.discover())),
+        Some(DropReason::FailoverSilent)
+    );
+    // A lease made while serving all...
+    let mut s = sim(true, Service::All);
+    let addr = s.dora(&c);
+    // ...is renewed in RECOVER-DONE, where nothing else is answered.
+    s.engine.set_failover_service(Service::RenewOnly);
+    s.advance(20);
+    assert!(matches!(
+        s.send(&c.renew(addr)),
+        Verdict::Defer {
+            kind: MessageType::Ack,
+            ..
+        }
+    ));
+    let other = Client::new(2);
+    assert_eq!(
+        dropped(&s.send(&other.discover())),
+        Some(DropReason::FailoverSilent)
+    );
+    assert_eq!(
+        dropped(&s.send(&c.init_reboot(addr))),
+        Some(DropReason::FailoverSilent)
+    );
+    s.engine.set_failover_service(Service::None);
+    assert_eq!(
+        dropped(&s.send(&c.renew(addr))),
+        Some(DropReason::FailoverSilent)
+    );
+}
+
+#[test]
+fn in_normal_each_server_answers_exactly_its_buckets() {
+    let mut primary = sim(true, Service::Balanced);
+    let mut secondary = sim(false, Service::Balanced);
+    let mut answered = [0usize; 2];
+    // Fewer clients than the direct scope's 100 addresses: a drop is the hash's, not the pool's.
+    let partners = |v: &Verdict| dropped(v) == Some(DropReason::PartnerClient);
+    for n in 0..90 {
+        let c = Client::new(n);
+        let by_primary = !partners(&primary.send(&c.discover()));
+        let by_secondary = !partners(&secondary.send(&c.discover()));
+        assert_ne!(
+            by_primary, by_secondary,
+            "client {n}: exactly one server answers"
+        );
+        // The primary's buckets are 0..128 of the RFC 3074 hash of chaddr.
+        assert_eq!(by_primary, bucket(&c.mac) < 128, "client {n}");
+        answered[usize::from(by_secondary)] += 1;
+    }
+    assert!(answered[0] > 25 && answered[1] > 25, "{answered:?}");
+    // A client that has waited past the load-balance limit is answered by both.
+    let mut c = (0..90)
+        .map(Client::new)
+        .find(|c| bucket(&c.mac) >= 128)
+        .unwrap();
+    assert_eq!(
+        dropped(&primary.send(&c.discover())),
+        Some(DropReason::PartnerClient)
+    );
+    c.secs = 4;
+    assert!(!matches!(primary.send(&c.discover()), Verdict::Drop(_)));
+}
+
+#[test]
+fn a_first_lease_is_the_mclt_until_the_partner_acknowledges() {
+    let mut s = sim(true, Service::All);
+    let c = Client::new(7);
+    let v = s.send(&c.discover());
+    let addr = s.reply(&v).packet().yiaddr();
+    let v = s.send(&c.select(addr, SERVER));
+    let Verdict::Defer { event, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        s.reply(&v).lease_time(),
+        Some(MCLT),
+        "the first ACK is the MCLT"
+    );
+    // The update tells the partner it may see the whole lease: t + desired + granted / 2.
+    let desired = 3600;
+    assert_eq!(
+        event.binding.partner_sent,
+        T0 + desired + u64::from(MCLT / 2)
+    );
+    assert_eq!(event.binding.expires, T0 + u64::from(MCLT));
+    // Renewed before the partner acknowledged: still no more than the MCLT from now.
+    s.advance(15);
+    let v = s.send(&c.renew(addr));
+    assert_eq!(s.reply(&v).lease_time(), Some(MCLT));
+    // Acknowledged: the next renewal gets the whole lease.
+    let acked = s
+        .engine
+        .partner_acknowledged(addr, event.binding.partner_sent)
+        .unwrap();
+    assert_eq!(acked.binding.partner_acked, event.binding.partner_sent);
+    assert_eq!(acked.binding.state, BindingState::Active);
+    assert_eq!(
+        s.engine.partner_acknowledged(addr, T0),
+        None,
+        "nothing newer"
+    );
+    s.advance(1);
+    let v = s.send(&c.renew(addr));
+    assert_eq!(s.reply(&v).lease_time(), Some(3600));
+}
