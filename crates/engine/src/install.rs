@@ -4,7 +4,11 @@
 
 use std::net::Ipv4Addr;
 
-use crate::binding::{Binding, BindingEvent, BindingState};
+use peregrine_failover::BindingStatus;
+use peregrine_failover::binding::{Binding as PartnerBinding, Held, Offered, Role, accept_update};
+use peregrine_failover::message::RejectReason;
+
+use crate::binding::{Binding, BindingEvent, BindingState, Time};
 use crate::clients::Loc;
 use crate::engine::Engine;
 
@@ -22,11 +26,98 @@ pub enum RestoreError {
 enum Install {
     /// Another server's lease: refused if another client holds the address.
     Import,
+    /// A failover partner's update, already judged by the draft's acceptance rules.
+    Partner,
     /// A journal record: applied if its version is newer.
     Replay,
 }
 
 impl Engine {
+    /// A failover partner's binding update, judged by the draft's acceptance rules (D12
+    /// §7.1.3, [`peregrine_failover::binding::accept_update`]) against what this server holds,
+    /// and installed if accepted: returns the change to journal before the BNDACK leaves, or
+    /// the reject reason the BNDACK carries. The partner's potential expiration joins what
+    /// bounds this server's own grants on the address (the MCLT rule takes the later of what
+    /// either side may have promised).
+    pub fn install_partner(
+        &self,
+        now: Time,
+        update: &PartnerBinding,
+    ) -> Result<BindingEvent, RejectReason> {
+        let primary = self.partnering.as_ref().is_some_and(|p| p.policy.primary);
+        let role = if primary {
+            Role::Primary
+        } else {
+            Role::Secondary
+        };
+        let (s, p, at) = self
+            .scopes
+            .iter()
+            .find_map(|s| s.locate(update.address).map(|(p, at)| (s, p, at)))
+            .ok_or(RejectReason::ILLEGAL_IP_ADDRESS)?;
+        let hardware = update.hardware.as_ref();
+        let id = update.client_id.as_deref().filter(|_| s.match_client_id);
+        let key = (id.is_some() || hardware.is_some()).then(|| {
+            let (htype, chaddr) = hardware.map_or((0, &[][..]), |h| (h.htype, h.addr()));
+            self.client_key_for(htype, chaddr, id)
+        });
+        let cur = *s.pools[p].lock(at.shard).binding(at.slot);
+        let held = Held {
+            status: status_of(cur.state),
+            lease_expiration: cur.expires,
+            client_last_transaction: (cur.cltt != 0).then_some(cur.cltt),
+            start_time_of_state: cur.cltt,
+        };
+        let offered = Offered {
+            status: update.status,
+            client_last_transaction: update.client_last_transaction,
+            same_client: key.is_some() && cur.client == key,
+        };
+        accept_update(role, now, &held, &offered)?;
+        let cltt = update.client_last_transaction.unwrap_or(now);
+        let (state, client, expires) = match update.status {
+            BindingStatus::Active => (BindingState::Active, key, update.lease_expiration),
+            BindingStatus::Expired => (BindingState::Expired, key, update.lease_expiration),
+            BindingStatus::Released => (BindingState::Released, key, now),
+            BindingStatus::Abandoned => (
+                BindingState::Abandoned,
+                None,
+                now + Time::from(self.settings.decline_probation),
+            ),
+            BindingStatus::Backup => (BindingState::Backup, None, 0),
+            BindingStatus::Free | BindingStatus::Reset => (BindingState::Free, None, 0),
+        };
+        let mac = match hardware {
+            Some(h) if h.htype == 1 => <[u8; 6]>::try_from(h.addr()).unwrap_or([0; 6]),
+            _ => [0; 6],
+        };
+        let binding = Binding {
+            client,
+            mac,
+            state,
+            expires,
+            cltt,
+            granted: u32::try_from(expires.saturating_sub(cltt)).unwrap_or(u32::MAX),
+            partner_sent: cur.partner_sent,
+            partner_acked: cur.partner_acked.max(update.potential_expiration),
+            classes: 0,
+            version: cur.version,
+        };
+        let event = BindingEvent {
+            scope: s.id,
+            address: update.address,
+            binding,
+        };
+        let stored = self
+            .install(&event, Install::Partner)
+            .map_err(|_| RejectReason::ILLEGAL_IP_ADDRESS)?
+            .unwrap_or(binding);
+        Ok(BindingEvent {
+            binding: stored,
+            ..event
+        })
+    }
+
     /// Installs an imported binding (another server's lease) as the address's next version,
     /// and returns it as stored (version included: what to journal). An address another
     /// client holds is reported as a conflict and left alone.
@@ -78,6 +169,7 @@ impl Engine {
                 }
                 shard.set(at.slot, b)
             }
+            Install::Partner => shard.set(at.slot, b),
             Install::Replay => {
                 if b.version <= cur.version {
                     return Ok(None);
@@ -111,5 +203,21 @@ impl Engine {
             }
         }
         Ok(Some(stored))
+    }
+}
+
+/// What the draft calls an address in `state`: an address held for an offer is, to a partner,
+/// as good as leased; a reserved one is its client's.
+fn status_of(state: BindingState) -> BindingStatus {
+    match state {
+        BindingState::Free => BindingStatus::Free,
+        BindingState::Offered | BindingState::Active | BindingState::Reserved => {
+            BindingStatus::Active
+        }
+        BindingState::Expired => BindingStatus::Expired,
+        BindingState::Released => BindingStatus::Released,
+        BindingState::Abandoned => BindingStatus::Abandoned,
+        BindingState::Reset => BindingStatus::Reset,
+        BindingState::Backup => BindingStatus::Backup,
     }
 }

@@ -1,9 +1,15 @@
 //! The engine with a failover partner: which clients it answers in each service its
 //! failover state allows (S7, RFC 3074 load balancing in NORMAL), and the MCLT rule on every
-//! grant (S2: a lease runs at most the MCLT past what the partner acknowledged).
+//! grant (S2: a lease runs at most the MCLT past what the partner acknowledged), and a
+//! partner's updates through the install door (figure 7.1.3-1).
+
+use std::net::Ipv4Addr;
 
 use peregrine_engine::{BindingState, DropReason, FailoverPolicy, Service, Verdict};
+use peregrine_failover::BindingStatus;
+use peregrine_failover::binding::{Binding as PartnerBinding, Hardware};
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment, bucket};
+use peregrine_failover::message::RejectReason;
 use peregrine_wire::dhcp::MessageType;
 
 use crate::support::{Client, SERVER, Sim, T0, engine, lab_config};
@@ -154,4 +160,67 @@ fn a_first_lease_is_the_mclt_until_the_partner_acknowledges() {
     s.advance(1);
     let v = s.send(&c.renew(addr));
     assert_eq!(s.reply(&v).lease_time(), Some(3600));
+}
+
+/// A partner's ACTIVE binding of `addr` for `c`, leased until `until`, promised to `pet`.
+fn partner_active(c: &Client, addr: Ipv4Addr, until: u64, pet: u64) -> PartnerBinding {
+    let mut b = PartnerBinding::new(addr, BindingStatus::Active);
+    b.hardware = Some(Hardware::ethernet(c.mac));
+    b.lease_expiration = until;
+    b.potential_expiration = pet;
+    b.start_time_of_state = T0;
+    b.client_last_transaction = Some(T0);
+    b
+}
+
+#[test]
+fn a_partners_binding_enters_by_the_drafts_rules() {
+    // The secondary takes the primary's lease: the client is known here at once, and what
+    // the partner may have promised bounds what this server grants.
+    let mut s = sim(false, Service::All);
+    let c = Client::new(9);
+    let addr = Ipv4Addr::new(10, 200, 0, 150);
+    let event = s
+        .engine
+        .install_partner(T0, &partner_active(&c, addr, T0 + 600, T0 + 900))
+        .unwrap();
+    assert_eq!(event.binding.state, BindingState::Active);
+    assert_eq!(event.binding.partner_acked, T0 + 900);
+    assert_eq!(s.yiaddr(&c.discover()), addr);
+    let v = s.send(&c.select(addr, SERVER));
+    assert_eq!(
+        s.reply(&v).lease_time(),
+        Some(900 + MCLT),
+        "up to the partner's PET + MCLT"
+    );
+
+    // At the primary, a partner's lease of an address another client holds is refused, and
+    // an early expiry of a running lease is outdated.
+    let mut p = sim(true, Service::All);
+    let holder = Client::new(10);
+    let held = p.dora(&holder);
+    let other = Client::new(11);
+    assert_eq!(
+        p.engine
+            .install_partner(T0, &partner_active(&other, held, T0 + 600, T0 + 900)),
+        Err(RejectReason::FATAL_CONFLICT)
+    );
+    let mut expired = partner_active(&holder, held, T0, T0);
+    expired.status = BindingStatus::Expired;
+    assert_eq!(
+        p.engine.install_partner(T0 + 1, &expired),
+        Err(RejectReason::OUTDATED_BINDING_INFORMATION)
+    );
+    // The same client's renewal by the partner is taken.
+    assert!(
+        p.engine
+            .install_partner(T0 + 1, &partner_active(&holder, held, T0 + 700, T0 + 1000))
+            .is_ok()
+    );
+    // An address outside every pool.
+    let outside = partner_active(&other, Ipv4Addr::new(192, 0, 2, 1), T0 + 600, T0 + 900);
+    assert_eq!(
+        p.engine.install_partner(T0, &outside),
+        Err(RejectReason::ILLEGAL_IP_ADDRESS)
+    );
 }
