@@ -8,6 +8,7 @@ use peregrine_wire::dhcp::MessageType;
 use crate::binding::{BindingState, ScopeId, Time};
 use crate::clients::{ClientIndex, ClientMap, Loc};
 use crate::engine::{Engine, Request};
+use crate::partner::Owner;
 use crate::pool::{Shard, SlotRef};
 use crate::reply::{LeaseGrant, ReplySpec};
 use crate::scope::Scope;
@@ -73,7 +74,18 @@ impl Engine {
             let pool = &s.pools[usize::from(loc.pool)];
             let shard = pool.lock(loc.at.shard);
             let b = *shard.binding(loc.at.slot);
-            if b.owned_by(&r.key) && b.state != BindingState::Abandoned {
+            // With a partner, affinity to an address no longer held (expired, released, back
+            // in a pool) counts only where this server may allocate it (S5, S6).
+            let held = matches!(
+                b.state,
+                BindingState::Active | BindingState::Offered | BindingState::Reserved
+            );
+            let allowed = held
+                || self
+                    .partnering
+                    .as_ref()
+                    .is_none_or(|p| p.may_allocate(b.state, r.now));
+            if b.owned_by(&r.key) && b.state != BindingState::Abandoned && allowed {
                 return Some(Candidate {
                     scope: s,
                     addr: pool.address(loc.at),
@@ -141,7 +153,12 @@ impl Engine {
             return None;
         }
         let shard = pool.lock(at.shard);
-        if !shard.binding(at.slot).state.is_available() {
+        let state = shard.binding(at.slot).state;
+        let may = match &self.partnering {
+            Some(p) => p.may_allocate(state, r.now),
+            None => state.is_available(),
+        };
+        if !may {
             return None;
         }
         Some(Candidate::hold(s, want, Loc::new(s.id, p, at), shard))
@@ -165,7 +182,7 @@ impl Engine {
                 let start = (spread % u64::from(n)) as u32;
                 for k in (0..n).map(|i| (start + i) % n) {
                     let mut shard = pool.lock(k);
-                    if let Some(slot) = shard.pop_free() {
+                    if let Some(slot) = self.pop_available(&mut shard, r.now) {
                         let at = SlotRef { shard: k, slot };
                         let loc = Loc::new(s.id, p, at);
                         return Some(Candidate::hold(s, pool.address(at), loc, shard));
@@ -174,6 +191,26 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// The next address this server may allocate from `shard`: with a failover partner, of
+    /// its own pool (FREE at the primary, BACKUP at the secondary), then of the partner's once
+    /// PARTNER-DOWN has lasted the MCLT.
+    fn pop_available(&self, shard: &mut Shard, now: Time) -> Option<u32> {
+        let Some(p) = &self.partnering else {
+            return shard.pop_free();
+        };
+        let (own, partners) = match p.own() {
+            Owner::Primary => (
+                Shard::pop_free as fn(&mut Shard) -> Option<u32>,
+                Shard::pop_backup as fn(&mut Shard) -> Option<u32>,
+            ),
+            Owner::Secondary => (
+                Shard::pop_backup as fn(&mut Shard) -> Option<u32>,
+                Shard::pop_free as fn(&mut Shard) -> Option<u32>,
+            ),
+        };
+        own(shard).or_else(|| p.may_take_partners(now).then(|| partners(shard)).flatten())
     }
 
     fn offer(&self, r: &Request<'_, '_>, s: &Scope, addr: Ipv4Addr, tx: &mut [u8]) -> Verdict {

@@ -230,6 +230,14 @@ impl Engine {
         }
     }
 
+    /// The state an address goes back to when an offer of it lapses: this server's own pool
+    /// (BACKUP at a failover secondary, FREE otherwise).
+    pub(crate) fn available_state(&self) -> BindingState {
+        self.partnering
+            .as_ref()
+            .map_or(BindingState::Free, Partnering::own_state)
+    }
+
     pub(crate) fn link(&self, scope: &Scope) -> &[ScopeId] {
         &self.selector.links[scope.link]
     }

@@ -23,7 +23,7 @@ impl Engine {
                         let reserved = s.reservations.of_address(addr).is_some();
                         let after = match b.state {
                             BindingState::Offered => Binding {
-                                state: BindingState::Free,
+                                state: self.available_state(),
                                 expires: now,
                                 ..b
                             },
@@ -48,7 +48,11 @@ impl Engine {
                             after
                         };
                         let after = shard.set(slot, after);
-                        if !reserved {
+                        // With a partner, an expired lease waits for the partner to
+                        // acknowledge the expiry before another client may have it (S5).
+                        let waits =
+                            self.partnering.is_some() && after.state == BindingState::Expired;
+                        if !reserved && !waits {
                             shard.push_free(slot);
                         }
                         if b.state != BindingState::Offered {

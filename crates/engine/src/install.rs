@@ -182,12 +182,22 @@ impl Engine {
                 shard.unlink(at.slot);
                 shard.schedule(at.slot, b.expires);
             }
-            BindingState::Reserved | BindingState::Backup => shard.unlink(at.slot),
-            BindingState::Free
+            BindingState::Reserved => shard.unlink(at.slot),
+            BindingState::Backup
+            | BindingState::Free
             | BindingState::Expired
             | BindingState::Released
             | BindingState::Reset => {
-                shard.push_free(at.slot);
+                // Onto the list of its state (FREE or BACKUP), whichever it was on before; with
+                // a partner, an expiry or release not yet acknowledged stays off (S5).
+                let waits = self.partnering.is_some()
+                    && matches!(b.state, BindingState::Expired | BindingState::Released);
+                if cur.state != b.state || waits {
+                    shard.unlink(at.slot);
+                }
+                if !waits {
+                    shard.push_free(at.slot);
+                }
             }
         }
         if let (Some((_, clients)), Some(k)) = (guard.as_mut(), hashed) {

@@ -5,14 +5,14 @@
 //! per request.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 pub use peregrine_failover::Service;
 use peregrine_failover::binding::{PartnerTimes, grantable_lease, potential_expiration};
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment, bucket};
 use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 
-use crate::binding::{Binding, BindingEvent, Time};
+use crate::binding::{Binding, BindingEvent, BindingState, Time};
 use crate::engine::Engine;
 use crate::verdict::DropReason;
 
@@ -56,6 +56,17 @@ impl FailoverPolicy {
 pub(crate) struct Partnering {
     pub(crate) policy: FailoverPolicy,
     service: AtomicU8,
+    /// When this server entered PARTNER-DOWN (0: it is not in PARTNER-DOWN).
+    partner_down_since: AtomicU64,
+}
+
+/// Which of a shard's lists of available addresses an allocation draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// The primary's FREE addresses.
+    Primary,
+    /// The secondary's BACKUP addresses.
+    Secondary,
 }
 
 impl Partnering {
@@ -65,6 +76,40 @@ impl Partnering {
             // Silent until the session says otherwise: a server that does not yet know its
             // failover state must leave no trace of any client.
             service: AtomicU8::new(Service::None as u8),
+            partner_down_since: AtomicU64::new(0),
+        }
+    }
+
+    /// This server's pool.
+    pub(crate) fn own(&self) -> Owner {
+        if self.policy.primary {
+            Owner::Primary
+        } else {
+            Owner::Secondary
+        }
+    }
+
+    /// The state an available address of this server's own pool is in.
+    pub(crate) fn own_state(&self) -> BindingState {
+        match self.own() {
+            Owner::Primary => BindingState::Free,
+            Owner::Secondary => BindingState::Backup,
+        }
+    }
+
+    /// Whether this server may allocate the partner's available addresses at `now`: in
+    /// PARTNER-DOWN, once the MCLT has passed since it began (S5, S6).
+    pub(crate) fn may_take_partners(&self, now: Time) -> bool {
+        let since = self.partner_down_since.load(Ordering::Relaxed);
+        since != 0 && now >= since + Time::from(self.policy.mclt)
+    }
+
+    /// Whether an available address in `state` may be allocated to a new client at `now`.
+    pub(crate) fn may_allocate(&self, state: BindingState, now: Time) -> bool {
+        match state {
+            BindingState::Free => self.own() == Owner::Primary || self.may_take_partners(now),
+            BindingState::Backup => self.own() == Owner::Secondary || self.may_take_partners(now),
+            _ => false,
         }
     }
 
@@ -125,6 +170,54 @@ impl Engine {
         }
     }
 
+    /// This server entered PARTNER-DOWN at `since` (`None`: it left it): the partner's
+    /// available addresses become this server's to allocate once the MCLT has passed.
+    pub fn set_partner_down(&self, since: Option<Time>) {
+        if let Some(p) = &self.partnering {
+            p.partner_down_since
+                .store(since.map_or(0, |t| t.max(1)), Ordering::Relaxed);
+        }
+    }
+
+    /// Pool balancing at the primary: moves up to `max` of its FREE addresses (those freed
+    /// longest ago) to BACKUP, the secondary's to allocate; returns the changes to journal and
+    /// send the partner. Nothing at a secondary or without failover.
+    pub fn assign_backup(&self, max: usize) -> Vec<BindingEvent> {
+        let mut out = Vec::new();
+        if !self.partnering.as_ref().is_some_and(|p| p.policy.primary) {
+            return out;
+        }
+        for s in &self.scopes {
+            for pool in s.pools.iter().filter(|p| p.dynamic) {
+                for k in 0..pool.shard_count() {
+                    let mut shard = pool.lock(k);
+                    while out.len() < max {
+                        let Some(slot) = shard.pop_free() else {
+                            break;
+                        };
+                        let b = *shard.binding(slot);
+                        let stored = shard.set(
+                            slot,
+                            Binding {
+                                state: BindingState::Backup,
+                                client: None,
+                                ..b
+                            },
+                        );
+                        shard.push_free(slot);
+                        let at = crate::pool::SlotRef { shard: k, slot };
+                        out.push(BindingEvent {
+                            scope: s.id,
+                            address: pool.address(at),
+                            binding: stored,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The partner acknowledged `address`'s binding with `potential_expiration`: leases on it
     /// may now run to that time plus the MCLT. Returns the change to journal; `None` if the
     /// address is in no pool or already knew as much.
@@ -139,16 +232,27 @@ impl Engine {
             .find_map(|s| s.locate(address).map(|(p, at)| (s, p, at)))?;
         let mut shard = s.pools[p].lock(at.shard);
         let b = *shard.binding(at.slot);
-        if b.partner_acked >= potential_expiration {
+        // An expiry or release the partner has acknowledged: the address is the primary's
+        // again, to allocate (D12 §5.11); its client keeps affinity.
+        let transitory = matches!(b.state, BindingState::Expired | BindingState::Released);
+        if b.partner_acked >= potential_expiration && !transitory {
             return None;
         }
         let stored = shard.set(
             at.slot,
             Binding {
-                partner_acked: potential_expiration,
+                partner_acked: b.partner_acked.max(potential_expiration),
+                state: if transitory {
+                    BindingState::Free
+                } else {
+                    b.state
+                },
                 ..b
             },
         );
+        if transitory {
+            shard.push_free(at.slot);
+        }
         Some(BindingEvent {
             scope: s.id,
             address,

@@ -2,7 +2,8 @@
 //!
 //! A pool's addresses are dealt round-robin to its shards (offset `i` lives in shard `i % n`),
 //! so consecutive addresses never share a lock. Each shard keeps, under its one mutex, the
-//! bindings of its addresses, an intrusive FIFO list of the addresses that may be allocated,
+//! bindings of its addresses, an intrusive FIFO list of the addresses that may be allocated
+//! (two with a failover partner: the primary's FREE and the secondary's BACKUP addresses),
 //! a timer heap, and per-state counts. Allocation pops the list head: O(1) however full the
 //! pool is, and the address freed longest ago goes first, which gives returning clients the
 //! best chance to find their old address still theirs (lease affinity).
@@ -29,6 +30,9 @@ pub(crate) struct Shard {
     prev: Vec<u32>,
     head: u32,
     tail: u32,
+    /// The BACKUP list: available addresses a failover secondary owns.
+    backup_head: u32,
+    backup_tail: u32,
     timers: BinaryHeap<Reverse<(Time, u32)>>,
     timer_capacity: usize,
     counts: [u32; STATES],
@@ -43,6 +47,8 @@ impl Shard {
             prev: vec![NIL; len],
             head: NIL,
             tail: NIL,
+            backup_head: NIL,
+            backup_tail: NIL,
             timers: BinaryHeap::with_capacity(timer_capacity),
             timer_capacity,
             counts: [0; STATES],
@@ -80,7 +86,7 @@ impl Shard {
         b
     }
 
-    /// Takes the available address freed longest ago.
+    /// Takes the available address freed longest ago (of the FREE list).
     pub(crate) fn pop_free(&mut self) -> Option<u32> {
         let slot = self.head;
         if slot == NIL {
@@ -90,23 +96,40 @@ impl Shard {
         Some(slot)
     }
 
-    /// Appends `slot` to the free list (no-op if already there).
+    /// Takes the BACKUP address freed longest ago (a failover secondary's to allocate).
+    pub(crate) fn pop_backup(&mut self) -> Option<u32> {
+        let slot = self.backup_head;
+        if slot == NIL {
+            return None;
+        }
+        self.unlink(slot);
+        Some(slot)
+    }
+
+    /// Appends `slot` to the list its state belongs to: BACKUP addresses to the BACKUP list,
+    /// every other to the FREE list (no-op if already on one).
     pub(crate) fn push_free(&mut self, slot: u32) {
         let i = slot as usize;
         if self.next[i] != UNLINKED {
             return;
         }
-        self.next[i] = NIL;
-        self.prev[i] = self.tail;
-        if self.tail == NIL {
-            self.head = slot;
+        let backup = self.slots[i].state == BindingState::Backup;
+        let (head, tail) = if backup {
+            (&mut self.backup_head, &mut self.backup_tail)
         } else {
-            self.next[self.tail as usize] = slot;
+            (&mut self.head, &mut self.tail)
+        };
+        self.next[i] = NIL;
+        self.prev[i] = *tail;
+        if *tail == NIL {
+            *head = slot;
+        } else {
+            self.next[*tail as usize] = slot;
         }
-        self.tail = slot;
+        *tail = slot;
     }
 
-    /// Removes `slot` from the free list (no-op if not there).
+    /// Removes `slot` from whichever list holds it (no-op if none).
     pub(crate) fn unlink(&mut self, slot: u32) {
         let i = slot as usize;
         let (next, prev) = (self.next[i], self.prev[i]);
@@ -114,12 +137,20 @@ impl Shard {
             return;
         }
         if prev == NIL {
-            self.head = next;
+            if self.head == slot {
+                self.head = next;
+            } else {
+                self.backup_head = next;
+            }
         } else {
             self.next[prev as usize] = next;
         }
         if next == NIL {
-            self.tail = prev;
+            if self.tail == slot {
+                self.tail = prev;
+            } else {
+                self.backup_tail = prev;
+            }
         } else {
             self.prev[next as usize] = prev;
         }

@@ -131,7 +131,9 @@ impl Engine {
                     ..after
                 },
             );
-        } else {
+        } else if self.partnering.is_none() || after.state != BindingState::Released {
+            // With a partner, a released address waits for the partner to acknowledge the
+            // release before another client may have it (S5).
             shard.push_free(at.slot);
         }
         Verdict::Record {

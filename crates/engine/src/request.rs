@@ -68,7 +68,7 @@ impl Engine {
         let b = *shard.binding(loc.at.slot);
         if b.owned_by(&r.key) && b.state == BindingState::Offered {
             let freed = Binding {
-                state: BindingState::Free,
+                state: self.available_state(),
                 expires: r.now,
                 ..b
             };

@@ -224,3 +224,94 @@ fn a_partners_binding_enters_by_the_drafts_rules() {
         Err(RejectReason::ILLEGAL_IP_ADDRESS)
     );
 }
+
+/// A DISCOVER's offered address, or the drop reason.
+fn offer(s: &mut Sim, c: &Client) -> Result<Ipv4Addr, DropReason> {
+    let v = s.send(&c.discover());
+    match v {
+        Verdict::Drop(r) => Err(r),
+        _ => Ok(s.reply(&v).packet().yiaddr()),
+    }
+}
+
+#[test]
+fn each_server_allocates_only_its_own_pool_until_partner_down_has_lasted_the_mclt() {
+    // The direct scope's 100 addresses start FREE: the primary's. Pool balancing gives 40 to
+    // the secondary, which takes them as the primary's BACKUP updates.
+    let mut primary = sim(true, Service::All);
+    let mut secondary = sim(false, Service::All);
+    assert_eq!(
+        offer(&mut secondary, &Client::new(1)),
+        Err(DropReason::PoolExhausted)
+    );
+    let moved = primary.engine.assign_backup(40);
+    assert_eq!(moved.len(), 40);
+    let backup: Vec<Ipv4Addr> = moved.iter().map(|e| e.address).collect();
+    for e in &moved {
+        assert_eq!(e.binding.state, BindingState::Backup);
+        let mut b = PartnerBinding::new(e.address, BindingStatus::Backup);
+        b.start_time_of_state = T0;
+        secondary.engine.install_partner(T0, &b).unwrap();
+    }
+    assert!(
+        secondary.engine.assign_backup(1).is_empty(),
+        "only the primary balances"
+    );
+    // COMMUNICATIONS-INTERRUPTED: each serves every client, from its own pool only, and no
+    // address is offered by both (S1, S6).
+    let mut offered = std::collections::HashSet::new();
+    for n in 0..40 {
+        let a = offer(&mut secondary, &Client::new(100 + n)).unwrap();
+        assert!(backup.contains(&a), "{a} is the secondary's");
+        assert!(offered.insert(a));
+    }
+    assert_eq!(
+        offer(&mut secondary, &Client::new(200)),
+        Err(DropReason::PoolExhausted)
+    );
+    for n in 0..60 {
+        let a = offer(&mut primary, &Client::new(300 + n)).unwrap();
+        assert!(!backup.contains(&a), "{a} is not the primary's to offer");
+        assert!(offered.insert(a));
+    }
+    assert_eq!(
+        offer(&mut primary, &Client::new(400)),
+        Err(DropReason::PoolExhausted)
+    );
+    // PARTNER-DOWN: the partner's addresses only once the MCLT has passed (S5).
+    let mut fresh = sim(true, Service::All);
+    fresh.engine.assign_backup(100);
+    fresh.engine.set_partner_down(Some(T0));
+    assert_eq!(
+        offer(&mut fresh, &Client::new(500)),
+        Err(DropReason::PoolExhausted)
+    );
+    fresh.advance(u64::from(MCLT));
+    assert!(offer(&mut fresh, &Client::new(500)).is_ok());
+}
+
+#[test]
+fn an_expired_lease_waits_for_the_partners_acknowledgement_before_another_client_has_it() {
+    let mut config = lab_config();
+    config.scopes[0].pools[0].last = Ipv4Addr::new(10, 200, 0, 100);
+    let engine = engine(&config).with_failover(policy(true));
+    engine.set_failover_service(Service::All);
+    let mut s = Sim {
+        engine,
+        now: T0,
+        tx: vec![0u8; 1500],
+    };
+    // One address; its client's lease (the MCLT: 30 s) runs out.
+    let holder = Client::new(1);
+    let addr = s.dora(&holder);
+    s.advance(u64::from(MCLT) + 1);
+    let expired = s.tick();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].binding.state, BindingState::Expired);
+    // Until the partner acknowledges the expiry, no other client gets the address.
+    let other = Client::new(2);
+    assert_eq!(offer(&mut s, &other), Err(DropReason::PoolExhausted));
+    let acked = s.engine.partner_acknowledged(addr, s.now).unwrap();
+    assert_eq!(acked.binding.state, BindingState::Free);
+    assert_eq!(offer(&mut s, &other), Ok(addr));
+}
