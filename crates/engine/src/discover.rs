@@ -210,7 +210,9 @@ impl Engine {
                 Shard::pop_free as fn(&mut Shard) -> Option<u32>,
             ),
         };
-        own(shard).or_else(|| p.may_take_partners(now).then(|| partners(shard)).flatten())
+        let partners_too = p.may_take_partners(now)
+            || p.policy.broken == Some(crate::partner::Broken::IgnoreOwnership);
+        own(shard).or_else(|| partners_too.then(|| partners(shard)).flatten())
     }
 
     fn offer(&self, r: &Request<'_, '_>, s: &Scope, addr: Ipv4Addr, tx: &mut [u8]) -> Verdict {

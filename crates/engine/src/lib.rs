@@ -46,7 +46,7 @@ pub use binding::{Binding, BindingEvent, BindingState, ScopeId, Time};
 pub use engine::{BuildError, Engine, EngineOptions};
 pub use install::RestoreError;
 pub use key::{ClientKey, KeySecret};
-pub use partner::{FailoverPolicy, Service};
+pub use partner::{Broken, FailoverPolicy, Service};
 pub use query::PoolStats;
 pub use sink::BindingSink;
 pub use verdict::{Destination, DropReason, InterfaceId, NextHop, RxMeta, Verdict};

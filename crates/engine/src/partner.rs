@@ -31,6 +31,18 @@ pub struct FailoverPolicy {
     /// A client whose `secs` exceeds this is answered whatever its bucket (ISC's `load balance
     /// max seconds`); 0 never.
     pub load_balance_max_secs: u16,
+    /// A guard deliberately removed, for the simulation's mutation tests only: the S1 checker
+    /// must catch each. `None` in every real server.
+    #[doc(hidden)]
+    pub broken: Option<Broken>,
+}
+
+/// The failover guards a mutation test may remove (issue 27: the checker must have teeth).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broken {
+    /// The secondary allocates the primary's FREE addresses too (S6 removed).
+    IgnoreOwnership,
 }
 
 impl FailoverPolicy {

@@ -186,13 +186,25 @@ pub fn accept_update(
         (Some(theirs), Some(ours)) => theirs > ours,
     };
     let if_newer = if newer { Ok(()) } else { outdated };
+    // The same client's lease again: taken unless it is older than the one held, so that an
+    // update queued during a partition does not undo a renewal made since (found by the pair
+    // simulation, seed 478: an older ACTIVE, then an older RELEASE freed a leased address).
+    let not_older = match (
+        offered.client_last_transaction,
+        held.client_last_transaction,
+    ) {
+        (Some(theirs), Some(ours)) => theirs >= ours,
+        (None, Some(_)) => false,
+        (_, None) => true,
+    };
     // Rows: what the receiver holds; columns: what the partner sent.
     match (held.status, offered.status) {
         (Free | Backup, _) => Ok(()),
         (Abandoned, Reset | Abandoned) => Ok(()),
         (Abandoned, _) => Err(RejectReason::LESS_CRITICAL_BINDING_INFORMATION),
         (_, Reset | Abandoned) => Ok(()),
-        (Active, Active) if offered.same_client => Ok(()),
+        (Active, Active) if offered.same_client && not_older => Ok(()),
+        (Active, Active) if offered.same_client => outdated,
         (Active, Active) => match role {
             // Two servers leased one address to two clients: the secondary's table gives way,
             // the primary refuses and its own update wins at the secondary (S11).

@@ -23,6 +23,7 @@ fn policy(primary: bool) -> FailoverPolicy {
         buckets: HashBucketAssignment::split(128),
         bit_order: BitOrder::Draft,
         load_balance_max_secs: 3,
+        broken: None,
     }
 }
 

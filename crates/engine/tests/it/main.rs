@@ -8,6 +8,7 @@ mod concurrency;
 mod determinism;
 mod failover;
 mod no_alloc;
+mod pair_sim;
 mod properties;
 mod scenarios;
 mod support;

@@ -149,6 +149,17 @@ fn the_active_row_of_figure_7_1_3_1() {
         accept_update(p, now, &active, &offered(Active, Some(T + 50), true)),
         Ok(())
     );
+    // The same client's older lease (an update queued during a partition) does not undo a
+    // later renewal.
+    let renewed = held(Active, T + 200, Some(T + 60));
+    assert_eq!(
+        accept_update(p, now, &renewed, &offered(Active, Some(T + 50), true)),
+        outdated
+    );
+    assert_eq!(
+        accept_update(p, now, &renewed, &offered(Active, None, true)),
+        outdated
+    );
     assert_eq!(
         accept_update(p, now, &active, &offered(Active, Some(T + 50), false)),
         Err(RejectReason::FATAL_CONFLICT)
