@@ -5,7 +5,7 @@ use std::sync::MutexGuard;
 
 use peregrine_wire::dhcp::MessageType;
 
-use crate::binding::{BindingState, ScopeId, Time};
+use crate::binding::{Binding, BindingState, ScopeId, Time};
 use crate::clients::{ClientIndex, ClientMap, Loc};
 use crate::engine::{Engine, Request};
 use crate::partner::Owner;
@@ -210,9 +210,30 @@ impl Engine {
                 Shard::pop_free as fn(&mut Shard) -> Option<u32>,
             ),
         };
-        let partners_too = p.may_take_partners(now)
-            || p.policy.broken == Some(crate::partner::Broken::IgnoreOwnership);
-        own(shard).or_else(|| partners_too.then(|| partners(shard)).flatten())
+        // One by one: an address someone may still have been promised is put back at the end
+        // of its list (a bounded look, each DISCOVER).
+        let mut take = |pop: fn(&mut Shard) -> Option<u32>, ok: &dyn Fn(&Binding) -> bool| {
+            for _ in 0..8 {
+                let slot = pop(shard)?;
+                if ok(shard.binding(slot)) {
+                    return Some(slot);
+                }
+                shard.push_free(slot);
+            }
+            None
+        };
+        if p.may_take_own(now)
+            && let Some(slot) = take(own, &|b| p.own_reusable(b, now))
+        {
+            return Some(slot);
+        }
+        if p.policy.broken == Some(crate::partner::Broken::IgnoreOwnership) {
+            return partners(shard);
+        }
+        if !p.may_take_partners(now) {
+            return None;
+        }
+        take(partners, &|b| p.partners_reusable(b, now))
     }
 
     fn offer(&self, r: &Request<'_, '_>, s: &Scope, addr: Ipv4Addr, tx: &mut [u8]) -> Verdict {

@@ -75,10 +75,12 @@ impl Engine {
         };
         accept_update(role, now, &held, &offered)?;
         let cltt = update.client_last_transaction.unwrap_or(now);
+        // EXPIRED, RELEASED and RESET are transitory: the receiver sets FREE as it acknowledges
+        // them (D12 §5.11), the client keeping affinity; the sender on the acknowledgement.
         let (state, client, expires) = match update.status {
             BindingStatus::Active => (BindingState::Active, key, update.lease_expiration),
-            BindingStatus::Expired => (BindingState::Expired, key, update.lease_expiration),
-            BindingStatus::Released => (BindingState::Released, key, now),
+            BindingStatus::Expired => (BindingState::Free, key, update.lease_expiration),
+            BindingStatus::Released => (BindingState::Free, key, now),
             BindingStatus::Abandoned => (
                 BindingState::Abandoned,
                 None,

@@ -5,10 +5,12 @@
 //! per request.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 pub use peregrine_failover::Service;
-use peregrine_failover::binding::{PartnerTimes, grantable_lease, potential_expiration};
+use peregrine_failover::binding::{
+    PartnerTimes, grantable_lease, potential_expiration, reusable_at,
+};
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment, bucket};
 use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 
@@ -43,6 +45,8 @@ pub struct FailoverPolicy {
 pub enum Broken {
     /// The secondary allocates the primary's FREE addresses too (S6 removed).
     IgnoreOwnership,
+    /// In PARTNER-DOWN the partner's addresses are taken at once, not after the MCLT (S5).
+    NoPartnerDownWait,
 }
 
 impl FailoverPolicy {
@@ -70,6 +74,9 @@ pub(crate) struct Partnering {
     service: AtomicU8,
     /// When this server entered PARTNER-DOWN (0: it is not in PARTNER-DOWN).
     partner_down_since: AtomicU64,
+    /// In PARTNER-DOWN, whether this server's own addresses wait the MCLT too: the partner
+    /// was last seen in PARTNER-DOWN itself (or never seen), so it may have used them.
+    own_waits: AtomicBool,
 }
 
 /// Which of a shard's lists of available addresses an allocation draws from.
@@ -89,6 +96,7 @@ impl Partnering {
             // failover state must leave no trace of any client.
             service: AtomicU8::new(Service::None as u8),
             partner_down_since: AtomicU64::new(0),
+            own_waits: AtomicBool::new(false),
         }
     }
 
@@ -113,7 +121,46 @@ impl Partnering {
     /// PARTNER-DOWN, once the MCLT has passed since it began (S5, S6).
     pub(crate) fn may_take_partners(&self, now: Time) -> bool {
         let since = self.partner_down_since.load(Ordering::Relaxed);
-        since != 0 && now >= since + Time::from(self.policy.mclt)
+        let wait = if self.policy.broken == Some(Broken::NoPartnerDownWait) {
+            0
+        } else {
+            Time::from(self.policy.mclt)
+        };
+        since != 0 && now >= since + wait
+    }
+
+    /// Whether this server may allocate its own addresses at `now`: always, but in a
+    /// PARTNER-DOWN entered while the partner was itself last seen in PARTNER-DOWN, where it
+    /// may have used them: then only after the MCLT.
+    pub(crate) fn may_take_own(&self, now: Time) -> bool {
+        let in_partner_down = self.partner_down_since.load(Ordering::Relaxed) != 0;
+        !(in_partner_down && self.own_waits.load(Ordering::Relaxed)) || self.may_take_partners(now)
+    }
+
+    /// Whether the partner's address bound as `b` may go to a new client at `now`, in
+    /// PARTNER-DOWN: the MCLT after everything either side may have promised on it (S5).
+    pub(crate) fn partners_reusable(&self, b: &Binding, now: Time) -> bool {
+        if self.policy.broken == Some(Broken::NoPartnerDownWait) {
+            return true;
+        }
+        let since = self.partner_down_since.load(Ordering::Relaxed);
+        let times = PartnerTimes {
+            sent: b.partner_sent,
+            acked: b.partner_acked,
+            received: 0,
+        };
+        now >= reusable_at(b.expires, &times, self.policy.mclt, since)
+    }
+
+    /// Whether an address of this server's own pool bound as `b` may go to a new client at
+    /// `now`: never promised to anyone by either side, or the MCLT after the latest either
+    /// side may have promised (its lease, the potential expirations sent and received). The
+    /// partner's acknowledgement of an expiry is not enough alone: a partner that lost its
+    /// lease database and recovered acknowledges what it no longer knows it promised (found
+    /// by the pair simulation, seed 736).
+    pub(crate) fn own_reusable(&self, b: &Binding, now: Time) -> bool {
+        let promised = b.partner_sent.max(b.partner_acked);
+        promised == 0 || now >= b.expires.max(promised) + Time::from(self.policy.mclt)
     }
 
     /// Whether an available address in `state` may be allocated to a new client at `now`.
@@ -183,9 +230,12 @@ impl Engine {
     }
 
     /// This server entered PARTNER-DOWN at `since` (`None`: it left it): the partner's
-    /// available addresses become this server's to allocate once the MCLT has passed.
-    pub fn set_partner_down(&self, since: Option<Time>) {
+    /// available addresses become this server's to allocate once the MCLT has passed; its own
+    /// at once, unless `partner_was_down` (the partner was last seen in PARTNER-DOWN, or never
+    /// seen: it may have allocated them), when they wait the MCLT too.
+    pub fn set_partner_down(&self, since: Option<Time>, partner_was_down: bool) {
         if let Some(p) = &self.partnering {
+            p.own_waits.store(partner_was_down, Ordering::Relaxed);
             p.partner_down_since
                 .store(since.map_or(0, |t| t.max(1)), Ordering::Relaxed);
         }

@@ -70,8 +70,9 @@ impl Engine {
         })
     }
 
-    /// Calls `f` with every binding that is not free: its scope, address and binding (for
-    /// lease export). Takes each shard lock only to copy that shard's bindings out, and
+    /// Calls `f` with every binding that is not free, or free but remembering a failover
+    /// promise (what a recovering partner must learn): its scope, address and binding (for
+    /// lease export and a partner's UPDREQALL). Takes each shard lock only to copy that shard's bindings out, and
     /// calls `f` with no lock held, so `f` may call back into the engine. Bindings change
     /// meanwhile on a serving engine: each is as it was when its shard was read.
     pub fn for_each_binding(&self, mut f: impl FnMut(ScopeId, Ipv4Addr, &Binding)) {
@@ -83,7 +84,8 @@ impl Engine {
                         let shard = pool.lock(k);
                         for slot in 0..shard.slot_count() {
                             let b = shard.binding(slot);
-                            if b.state != BindingState::Free {
+                            let promised = b.partner_sent != 0 || b.partner_acked != 0;
+                            if b.state != BindingState::Free || promised {
                                 copied.push((crate::pool::SlotRef { shard: k, slot }, *b));
                             }
                         }

@@ -268,6 +268,7 @@ pub struct Session {
     requested: bool,
     recover_wait_until: Option<Time>,
     events: VecDeque<Event>,
+    partner_last_state: Option<ServerState>,
 }
 
 impl Session {
@@ -307,6 +308,7 @@ impl Session {
             requested: false,
             recover_wait_until: None,
             events: VecDeque::new(),
+            partner_last_state: None,
         };
         if restored.map(|r| r.state) != Some(state) {
             // A state the restart moved through is a change like any other: kept before told.
@@ -323,6 +325,13 @@ impl Session {
     /// When the server entered its state.
     pub const fn since(&self) -> Time {
         self.since
+    }
+
+    /// The state the partner last reported, on this connection or an earlier one since this
+    /// session started (`None`: never heard). A partner last seen in PARTNER-DOWN may have
+    /// allocated this server's addresses too.
+    pub const fn partner_last_state(&self) -> Option<ServerState> {
+        self.partner_last_state
     }
 
     /// The partner's last reported state, while communications are OK.
@@ -778,6 +787,19 @@ impl Session {
                     acks: Vec::new(),
                 };
                 for update in batch.updates() {
+                    // Crossed updates of one address: the primary's own (queued or in flight)
+                    // wins over the secondary's change of availability, so that both end with
+                    // the primary's (as ISC, reason 16); a lease is never refused this way.
+                    let crossed = self.config.role == Role::Primary
+                        && update.status != crate::BindingStatus::Active
+                        && self.pending_for(update.address);
+                    if crossed {
+                        pending.acks.push((
+                            update.address,
+                            Some(RejectReason::LESS_CRITICAL_BINDING_INFORMATION),
+                        ));
+                        continue;
+                    }
                     match check_update(&update) {
                         Ok(()) => self.events.push_back(Event::Update {
                             xid: header.xid,
@@ -857,6 +879,12 @@ impl Session {
         }
     }
 
+    /// Whether an update of ours for `address` is queued or awaits its acknowledgement.
+    fn pending_for(&self, address: Ipv4Addr) -> bool {
+        self.queued.iter().any(|(_, b)| b.address == address)
+            || self.in_flight.iter().any(|f| f.binding.address == address)
+    }
+
     /// Every binding queued for the partner's request is acknowledged: UPDDONE.
     fn maybe_update_done(&mut self) {
         let Some(Serving {
@@ -881,6 +909,7 @@ impl Session {
         if let Some(p) = self.partner.as_mut() {
             p.state = Some((st.state, their_since));
         }
+        self.partner_last_state = Some(st.state);
         let first = self.link == Link::AwaitState;
         self.link = Link::Up;
         let them = st.state;

@@ -282,7 +282,7 @@ fn each_server_allocates_only_its_own_pool_until_partner_down_has_lasted_the_mcl
     // PARTNER-DOWN: the partner's addresses only once the MCLT has passed (S5).
     let mut fresh = sim(true, Service::All);
     fresh.engine.assign_backup(100);
-    fresh.engine.set_partner_down(Some(T0));
+    fresh.engine.set_partner_down(Some(T0), false);
     assert_eq!(
         offer(&mut fresh, &Client::new(500)),
         Err(DropReason::PoolExhausted)
@@ -314,5 +314,12 @@ fn an_expired_lease_waits_for_the_partners_acknowledgement_before_another_client
     assert_eq!(offer(&mut s, &other), Err(DropReason::PoolExhausted));
     let acked = s.engine.partner_acknowledged(addr, s.now).unwrap();
     assert_eq!(acked.binding.state, BindingState::Free);
+    // Nor before the MCLT after the latest potential expiration either side sent: a partner
+    // that lost its database acknowledges what it no longer knows it promised.
+    let promised = acked.binding.partner_sent.max(acked.binding.partner_acked);
+    assert!(promised > acked.binding.expires);
+    s.now = promised + u64::from(MCLT) - 1;
+    assert_eq!(offer(&mut s, &other), Err(DropReason::PoolExhausted));
+    s.now += 1;
     assert_eq!(offer(&mut s, &other), Ok(addr));
 }

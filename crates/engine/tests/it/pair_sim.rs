@@ -12,12 +12,12 @@ use std::net::Ipv4Addr;
 
 use peregrine_engine::{
     Binding, BindingEvent, BindingState, Broken, Engine, EngineOptions, FailoverPolicy, KeySecret,
-    Verdict,
+    Service, Verdict,
 };
 use peregrine_failover::binding::{Binding as PartnerBinding, Hardware};
 use peregrine_failover::codec::MAX_MESSAGE_LEN;
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
-use peregrine_failover::{BindingStatus, Config, Event, Role, ServerState, Session};
+use peregrine_failover::{BindingStatus, Config, Event, Restored, Role, ServerState, Session};
 use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 
 use crate::support::{Client, SERVER, T0, lab_config, meta};
@@ -47,11 +47,46 @@ struct Server {
     engine: Engine,
     session: Session,
     balanced: bool,
+    primary: bool,
+    broken: Option<Broken>,
+    seed: u64,
+    /// Whether it runs (a crashed server answers nothing).
+    up: bool,
+    /// The failover state it kept on disk.
+    saved: Option<Restored>,
 }
 
 impl Server {
     /// `broken`: a guard removed, for the mutation test.
     fn new(primary: bool, broken: Option<Broken>, seed: u64, now: u64) -> Server {
+        Server {
+            engine: Self::engine(primary, broken, seed),
+            session: Self::session(primary, None, now),
+            balanced: false,
+            primary,
+            broken,
+            seed,
+            up: true,
+            saved: None,
+        }
+    }
+
+    /// Starts again after a crash: with its leases and failover state (the journal), or with
+    /// an empty lease directory (it recovers everything from the partner).
+    fn restart(&mut self, now: u64, with_leases: bool) {
+        if !with_leases {
+            self.engine = Self::engine(self.primary, self.broken, self.seed);
+            self.saved = None;
+        }
+        // Silent until the session says otherwise, as at every start.
+        self.engine.set_failover_service(Service::None);
+        self.engine.set_partner_down(None, false);
+        self.session = Self::session(self.primary, self.saved, now);
+        self.balanced = false;
+        self.up = true;
+    }
+
+    fn engine(primary: bool, broken: Option<Broken>, seed: u64) -> Engine {
         let mut config = lab_config();
         // A small pool, so that the two servers contend for it.
         config.scopes[0].pools[0].last = Ipv4Addr::new(10, 200, 0, 119);
@@ -69,7 +104,7 @@ impl Server {
                     .unwrap(),
             ),
         };
-        let engine = Engine::new(&config, options)
+        Engine::new(&config, options)
             .unwrap()
             .with_failover(FailoverPolicy {
                 primary,
@@ -78,13 +113,16 @@ impl Server {
                 bit_order: BitOrder::Draft,
                 load_balance_max_secs: 0,
                 broken,
-            });
+            })
+    }
+
+    fn session(primary: bool, saved: Option<Restored>, now: u64) -> Session {
         let role = if primary {
             Role::Primary
         } else {
             Role::Secondary
         };
-        let session = Session::new(
+        Session::new(
             Config {
                 role,
                 relationship_name: (*b"sim").into(),
@@ -96,14 +134,9 @@ impl Server {
                 vendor_class: (*b"peregrine-sim").into(),
                 safe_period: None,
             },
-            None,
+            saved,
             now,
-        );
-        Server {
-            engine,
-            session,
-            balanced: false,
-        }
+        )
     }
 
     /// Carries out the session's events against the engine, as the link thread does.
@@ -111,9 +144,18 @@ impl Server {
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::StateChanged { state, since } => {
+                    self.saved = Some(Restored {
+                        state,
+                        start_time: since,
+                        mclt: self.session.mclt(),
+                    });
                     self.engine.set_failover_service(state.service());
-                    self.engine
-                        .set_partner_down((state == ServerState::PartnerDown).then_some(since));
+                    self.engine.set_partner_down(
+                        (state == ServerState::PartnerDown).then_some(since),
+                        self.session
+                            .partner_last_state()
+                            .is_none_or(|s| s == ServerState::PartnerDown),
+                    );
                     self.session.state_persisted();
                 }
                 Event::Update { xid, binding } => {
@@ -125,15 +167,10 @@ impl Server {
                     potential_expiration,
                     result: Ok(()),
                 } => {
-                    if let Some(e) = self
+                    // Journaled in a real server; the partner set FREE itself as it acknowledged.
+                    let _ = self
                         .engine
-                        .partner_acknowledged(address, potential_expiration)
-                    {
-                        // A FREE after an acknowledged expiry is news to the partner too.
-                        if e.binding.state == BindingState::Free {
-                            self.session.send_update(partner_binding(&e));
-                        }
-                    }
+                        .partner_acknowledged(address, potential_expiration);
                 }
                 Event::UpdateRequest { .. } => {
                     let mut all = Vec::new();
@@ -166,6 +203,9 @@ impl Server {
 
     /// A request through the relay; the reply, and any binding change goes to the partner.
     fn handle(&mut self, now: u64, msg: &[u8]) -> Option<(MessageType, Ipv4Addr, u32, Ipv4Addr)> {
+        if !self.up {
+            return None;
+        }
         let mut tx = vec![0u8; 1500];
         let m = meta(&self.engine);
         let v = self.engine.handle(now, &m, msg, &mut tx);
@@ -216,7 +256,9 @@ fn partner_binding(e: &BindingEvent) -> PartnerBinding {
         u.hardware = Some(Hardware::ethernet(b.mac));
     }
     u.lease_expiration = b.expires;
-    u.potential_expiration = b.partner_sent;
+    // Everything this server knows may have been promised on the address: its own potential
+    // expiration, and the partner's it acknowledged (what a recovering partner must learn).
+    u.potential_expiration = b.partner_sent.max(b.partner_acked);
     u.start_time_of_state = b.cltt;
     u.client_last_transaction = Some(b.cltt);
     u
@@ -261,6 +303,10 @@ struct SimClient {
 struct Ran {
     acks: [u32; 2],
     partitions: u32,
+    heals: u32,
+    crashes: u32,
+    restarts: u32,
+    partner_down: u32,
     normal: bool,
 }
 
@@ -281,28 +327,17 @@ fn run(seed: u64, broken: Option<Broken>) -> Result<Ran, String> {
         })
         .collect();
     let mut leases = Leases::default();
-    let mut link_up = true;
+    let mut link = Link {
+        up: true,
+        connected: true,
+    };
     let mut wire: [VecDeque<Vec<u8>>; 2] = [VecDeque::new(), VecDeque::new()];
     for s in &mut servers {
         s.session.connected(now);
     }
     for step in 0..STEPS {
         now += 1;
-        // Faults: the link drops and heals.
-        if rng.below(400) == 0 {
-            link_up = !link_up;
-            if link_up {
-                for s in &mut servers {
-                    s.session.connected(now);
-                }
-            } else {
-                ran.partitions += 1;
-                for s in &mut servers {
-                    s.session.disconnected(now);
-                }
-                wire = [VecDeque::new(), VecDeque::new()];
-            }
-        }
+        faults(&mut rng, &mut servers, &mut link, &mut wire, &mut ran, now);
         client_step(
             &mut rng,
             (now, step),
@@ -314,9 +349,69 @@ fn run(seed: u64, broken: Option<Broken>) -> Result<Ran, String> {
         ran.normal |= servers
             .iter()
             .all(|s| s.session.state() == ServerState::Normal);
-        servers_step(&mut servers, &mut wire, link_up, now);
+        servers_step(&mut servers, &mut wire, link.connected, now);
     }
     Ok(ran)
+}
+
+/// The link between the servers: cut and healed on its own; it carries messages when it is
+/// up and both servers run.
+struct Link {
+    up: bool,
+    connected: bool,
+}
+
+/// Faults: the link is cut and heals; a server crashes and restarts (with its leases or with
+/// an empty lease directory); while one is down, the operator may put the other in
+/// PARTNER-DOWN (only then: S8).
+fn faults(
+    rng: &mut Rng,
+    servers: &mut [Server; 2],
+    link: &mut Link,
+    wire: &mut [VecDeque<Vec<u8>>; 2],
+    ran: &mut Ran,
+    now: u64,
+) {
+    if rng.below(400) == 0 {
+        link.up = !link.up;
+    }
+    match (servers[0].up, servers[1].up) {
+        (true, true) if rng.below(700) == 0 => {
+            let k = rng.below(2) as usize;
+            servers[k].up = false;
+            ran.crashes += 1;
+        }
+        (up0, up1) if !(up0 && up1) => {
+            let down = usize::from(up0);
+            let survivor = 1 - down;
+            if rng.below(100) == 0 && servers[survivor].session.partner_down(now).is_ok() {
+                ran.partner_down += 1;
+            }
+            if rng.below(150) == 0 {
+                let with_leases = rng.below(2) == 0;
+                servers[down].restart(now, with_leases);
+                ran.restarts += 1;
+            }
+        }
+        _ => {}
+    }
+    let connected = link.up && servers.iter().all(|s| s.up);
+    if connected != link.connected {
+        link.connected = connected;
+        for s in servers.iter_mut().filter(|s| s.up) {
+            if connected {
+                s.session.connected(now);
+            } else {
+                s.session.disconnected(now);
+            }
+        }
+        if connected {
+            ran.heals += 1;
+        } else {
+            ran.partitions += 1;
+            *wire = [VecDeque::new(), VecDeque::new()];
+        }
+    }
 }
 
 /// One random client does something: renews, releases, or (without a lease) DISCOVERs
@@ -459,6 +554,10 @@ fn a_pair_never_leases_one_address_to_two_clients() {
                 total.acks[0] += ran.acks[0];
                 total.acks[1] += ran.acks[1];
                 total.partitions += ran.partitions;
+                total.heals += ran.heals;
+                total.crashes += ran.crashes;
+                total.restarts += ran.restarts;
+                total.partner_down += ran.partner_down;
                 total.normal |= ran.normal;
             }
             Err(e) => panic!(
@@ -472,7 +571,18 @@ fn a_pair_never_leases_one_address_to_two_clients() {
     if seeds.len() >= 10 {
         assert!(total.acks[0] > 50 && total.acks[1] > 50, "{total:?}");
         assert!(total.normal && total.partitions > 0, "{total:?}");
+        assert!(
+            total.crashes > 0 && total.restarts > 0 && total.partner_down > 0,
+            "{total:?}"
+        );
     }
+}
+
+#[test]
+fn a_survivor_that_takes_the_partners_addresses_at_once_is_caught() {
+    let caught = (1..=400).find_map(|seed| run(seed, Some(Broken::NoPartnerDownWait)).err());
+    let e = caught.expect("taking the partner's addresses at PARTNER-DOWN at once is caught");
+    assert!(e.contains("S1"), "{e}");
 }
 
 #[test]
