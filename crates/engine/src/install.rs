@@ -74,6 +74,18 @@ impl Engine {
             same_client: key.is_some() && cur.client == key,
         };
         accept_update(role, now, &held, &offered)?;
+        // An address's availability (FREE or BACKUP) set after the partner's report on it was
+        // made is not undone by that report: the two crossed (pool balancing against an expiry,
+        // found by the pair simulation, seeds 2779 and 2438). A lease still running is always
+        // taken; one already over is only a report.
+        let running = update.status == BindingStatus::Active && update.lease_expiration > now;
+        let stale = matches!(cur.state, BindingState::Free | BindingState::Backup)
+            && !running
+            && update.start_time_of_state != 0
+            && update.start_time_of_state < cur.cltt;
+        if stale {
+            return Err(RejectReason::OUTDATED_BINDING_INFORMATION);
+        }
         let cltt = update.client_last_transaction.unwrap_or(now);
         // EXPIRED, RELEASED and RESET are transitory: the receiver sets FREE as it acknowledges
         // them (D12 §5.11), the client keeping affinity; the sender on the acknowledgement.

@@ -244,7 +244,7 @@ impl Engine {
     /// Pool balancing at the primary: moves up to `max` of its FREE addresses (those freed
     /// longest ago) to BACKUP, the secondary's to allocate; returns the changes to journal and
     /// send the partner. Nothing at a secondary or without failover.
-    pub fn assign_backup(&self, max: usize) -> Vec<BindingEvent> {
+    pub fn assign_backup(&self, now: Time, max: usize) -> Vec<BindingEvent> {
         let mut out = Vec::new();
         if !self.partnering.as_ref().is_some_and(|p| p.policy.primary) {
             return out;
@@ -263,6 +263,9 @@ impl Engine {
                             Binding {
                                 state: BindingState::Backup,
                                 client: None,
+                                // When it entered BACKUP: a partner's older report on the
+                                // address does not undo it.
+                                cltt: now,
                                 ..b
                             },
                         );

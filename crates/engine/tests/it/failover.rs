@@ -245,7 +245,7 @@ fn each_server_allocates_only_its_own_pool_until_partner_down_has_lasted_the_mcl
         offer(&mut secondary, &Client::new(1)),
         Err(DropReason::PoolExhausted)
     );
-    let moved = primary.engine.assign_backup(40);
+    let moved = primary.engine.assign_backup(T0, 40);
     assert_eq!(moved.len(), 40);
     let backup: Vec<Ipv4Addr> = moved.iter().map(|e| e.address).collect();
     for e in &moved {
@@ -255,7 +255,7 @@ fn each_server_allocates_only_its_own_pool_until_partner_down_has_lasted_the_mcl
         secondary.engine.install_partner(T0, &b).unwrap();
     }
     assert!(
-        secondary.engine.assign_backup(1).is_empty(),
+        secondary.engine.assign_backup(T0, 1).is_empty(),
         "only the primary balances"
     );
     // COMMUNICATIONS-INTERRUPTED: each serves every client, from its own pool only, and no
@@ -281,7 +281,7 @@ fn each_server_allocates_only_its_own_pool_until_partner_down_has_lasted_the_mcl
     );
     // PARTNER-DOWN: the partner's addresses only once the MCLT has passed (S5).
     let mut fresh = sim(true, Service::All);
-    fresh.engine.assign_backup(100);
+    fresh.engine.assign_backup(T0, 100);
     fresh.engine.set_partner_down(Some(T0), false);
     assert_eq!(
         offer(&mut fresh, &Client::new(500)),

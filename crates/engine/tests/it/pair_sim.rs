@@ -194,7 +194,7 @@ impl Server {
         // The primary hands the secondary half its pool once, when they first meet in NORMAL.
         if !self.balanced && self.session.state() == ServerState::Normal {
             self.balanced = true;
-            let moved = self.engine.assign_backup(10);
+            let moved = self.engine.assign_backup(now, 10);
             for e in &moved {
                 self.session.send_update(partner_binding(e));
             }
