@@ -43,6 +43,8 @@ impl Rng {
 }
 
 /// One server of the pair: its engine, its session and what its link thread does.
+// The simulated server's situation is a handful of independent facts.
+#[allow(clippy::struct_excessive_bools)]
 struct Server {
     engine: Engine,
     session: Session,
@@ -54,6 +56,9 @@ struct Server {
     up: bool,
     /// The failover state it kept on disk.
     saved: Option<Restored>,
+    /// Whether its lease database is whole: false from a restart with an empty lease
+    /// directory until it has recovered from its partner (NORMAL).
+    whole: bool,
 }
 
 impl Server {
@@ -68,6 +73,7 @@ impl Server {
             seed,
             up: true,
             saved: None,
+            whole: true,
         }
     }
 
@@ -77,6 +83,7 @@ impl Server {
         if !with_leases {
             self.engine = Self::engine(self.primary, self.broken, self.seed);
             self.saved = None;
+            self.whole = false;
         }
         // Silent until the session says otherwise, as at every start.
         self.engine.set_failover_service(Service::None);
@@ -144,6 +151,7 @@ impl Server {
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::StateChanged { state, since } => {
+                    self.whole |= state == ServerState::Normal;
                     self.saved = Some(Restored {
                         state,
                         start_time: since,
@@ -387,8 +395,14 @@ fn faults(
             if rng.below(100) == 0 && servers[survivor].session.partner_down(now).is_ok() {
                 ran.partner_down += 1;
             }
-            if rng.below(150) == 0 {
-                let with_leases = rng.below(2) == 0;
+            // The operator's side of PARTNER-DOWN (S8): a server declared down comes back only
+            // where it can reach its partner; one that restarts cut off would serve in
+            // COMMUNICATIONS-INTERRUPTED beside a survivor using its addresses (F5).
+            let declared_down = servers[survivor].session.state() == ServerState::PartnerDown;
+            if rng.below(150) == 0 && (link.up || !declared_down) {
+                // A lease database is lost only while the partner's is whole: with both lost
+                // nobody remembers a lease, and no protocol can keep its address.
+                let with_leases = rng.below(2) == 0 || !servers[survivor].whole;
                 servers[down].restart(now, with_leases);
                 ran.restarts += 1;
             }
