@@ -163,6 +163,19 @@ impl Partnering {
         promised == 0 || now >= b.expires.max(promised) + Time::from(self.policy.mclt)
     }
 
+    /// Whether an address no client holds now (bound as `b`) may be granted at `now`: of this
+    /// server's own pool once nothing promised on it may still run, of the partner's in
+    /// PARTNER-DOWN once the MCLT past every promise has passed.
+    pub(crate) fn may_grant_unheld(&self, b: &Binding, now: Time) -> bool {
+        if b.state == self.own_state() {
+            self.may_take_own(now) && self.own_reusable(b, now)
+        } else if matches!(b.state, BindingState::Free | BindingState::Backup) {
+            self.may_take_partners(now) && self.partners_reusable(b, now)
+        } else {
+            false
+        }
+    }
+
     /// Whether an available address in `state` may be allocated to a new client at `now`.
     pub(crate) fn may_allocate(&self, state: BindingState, now: Time) -> bool {
         match state {

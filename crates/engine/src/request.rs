@@ -127,6 +127,11 @@ impl Engine {
                 return Verdict::Drop(DropReason::UnknownClient);
             }
         }
+        if self.partner_forbids(&b, mine, r.now) {
+            drop(shard);
+            drop(clients);
+            return Verdict::Drop(DropReason::FailoverSilent);
+        }
         // A unicast renewal reaches us without the relay, so without option 82: with
         // stash-agent-options the classes and reservation that bound the lease still apply.
         let stashed = mine && self.settings.stash_agent_options && r.rai.is_none();
@@ -156,13 +161,7 @@ impl Engine {
         }
         // With a failover partner, no longer than the partner has acknowledged plus the MCLT;
         // the potential expiration sent with the update lets the next renewal have it all.
-        let (valid, sent) = match &self.partnering {
-            Some(p) => {
-                let (granted, pet) = p.grant(r.now, s.lease.valid, &b);
-                (granted, Some(pet))
-            }
-            None => (s.lease.valid, None),
-        };
+        let (valid, sent) = self.lease_to_grant(r.now, s, &b);
         let mut binding = self.take(
             r,
             held,
@@ -195,6 +194,32 @@ impl Engine {
             reservation,
         };
         self.reply(r, &spec, tx, Some(event))
+    }
+
+    /// The lease to grant on `b` now, and with a partner the potential expiration to send.
+    fn lease_to_grant(&self, now: Time, s: &Scope, b: &Binding) -> (u32, Option<Time>) {
+        match &self.partnering {
+            Some(p) => {
+                let (granted, pet) = p.grant(now, s.lease.valid, b);
+                (granted, Some(pet))
+            }
+            None => (s.lease.valid, None),
+        }
+    }
+
+    /// With a partner, granting an address the client does not hold now (a lease that ended,
+    /// an address back in a pool) is an allocation, by the ownership rules; without them a
+    /// server recovered from its partner renewed the partner's address (pair simulation, seed
+    /// 5981). The caller stays silent: the client rebinds, and its server answers.
+    fn partner_forbids(&self, b: &Binding, mine: bool, now: Time) -> bool {
+        let held_now = mine
+            && matches!(
+                b.state,
+                BindingState::Active | BindingState::Offered | BindingState::Reserved
+            );
+        self.partnering
+            .as_ref()
+            .is_some_and(|p| !held_now && !p.may_grant_unheld(b, now))
     }
 
     /// A request for an address the client cannot have: NAK when it asked us by server id or
