@@ -47,6 +47,9 @@ pub enum Broken {
     IgnoreOwnership,
     /// In PARTNER-DOWN the partner's addresses are taken at once, not after the MCLT (S5).
     NoPartnerDownWait,
+    /// Leases are granted as the scope says, not bounded by what the partner has acknowledged
+    /// plus the MCLT (the MCLT rule removed).
+    NoMcltClamp,
 }
 
 impl FailoverPolicy {
@@ -220,7 +223,11 @@ impl Partnering {
             acked: b.partner_acked,
             received: 0,
         };
-        let granted = grantable_lease(now, desired, self.policy.mclt, &times);
+        let granted = if self.policy.broken == Some(Broken::NoMcltClamp) {
+            desired
+        } else {
+            grantable_lease(now, desired, self.policy.mclt, &times)
+        };
         (granted, potential_expiration(now, desired, granted))
     }
 }

@@ -600,6 +600,13 @@ fn a_survivor_that_takes_the_partners_addresses_at_once_is_caught() {
 }
 
 #[test]
+fn a_server_that_grants_past_the_mclt_is_caught() {
+    let caught = (1..=400).find_map(|seed| run(seed, Some(Broken::NoMcltClamp)).err());
+    let e = caught.expect("granting leases unbounded by the MCLT rule is caught within 400 seeds");
+    assert!(e.contains("S1"), "{e}");
+}
+
+#[test]
 fn a_secondary_that_allocates_the_primarys_addresses_is_caught() {
     let caught = (1..=20).find_map(|seed| run(seed, Some(Broken::IgnoreOwnership)).err());
     let e = caught.expect("the broken pair leased one address to two clients within 20 seeds");
