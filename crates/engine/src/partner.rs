@@ -50,6 +50,9 @@ pub enum Broken {
     /// Leases are granted as the scope says, not bounded by what the partner has acknowledged
     /// plus the MCLT (the MCLT rule removed).
     NoMcltClamp,
+    /// A server whose service is none (just started, recovering, or out of touch without
+    /// PARTNER-DOWN) answers every client as if in NORMAL (S7 removed).
+    AnswerWhenSilent,
 }
 
 impl FailoverPolicy {
@@ -203,7 +206,13 @@ impl Partnering {
             && !p.ciaddr().is_unspecified()
             && msg.server_id().is_none()
             && msg.requested_ip().is_none();
-        match self.service() {
+        let service = match self.service() {
+            Service::None if self.policy.broken == Some(Broken::AnswerWhenSilent) => {
+                Service::Balanced
+            }
+            service => service,
+        };
+        match service {
             Service::All => Ok(()),
             Service::RenewOnly if renewal => Ok(()),
             Service::None | Service::RenewOnly => Err(DropReason::FailoverSilent),

@@ -607,6 +607,13 @@ fn a_server_that_grants_past_the_mclt_is_caught() {
 }
 
 #[test]
+fn a_server_that_answers_while_silent_is_caught() {
+    let caught = (1..=400).find_map(|seed| run(seed, Some(Broken::AnswerWhenSilent)).err());
+    let e = caught.expect("answering clients with no service is caught within 400 seeds");
+    assert!(e.contains("S1"), "{e}");
+}
+
+#[test]
 fn a_secondary_that_allocates_the_primarys_addresses_is_caught() {
     let caught = (1..=20).find_map(|seed| run(seed, Some(Broken::IgnoreOwnership)).err());
     let e = caught.expect("the broken pair leased one address to two clients within 20 seeds");
