@@ -11,6 +11,7 @@ use peregrine_failover::message::RejectReason;
 use crate::binding::{Binding, BindingEvent, BindingState, Time};
 use crate::clients::Loc;
 use crate::engine::Engine;
+use crate::partner::Broken;
 
 /// Why a binding could not be restored (journal replay, lease import).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +84,11 @@ impl Engine {
             && !running
             && update.start_time_of_state != 0
             && update.start_time_of_state < cur.cltt;
-        if stale {
+        let broken = self
+            .partnering
+            .as_ref()
+            .is_some_and(|p| p.policy.broken == Some(Broken::AcceptStaleReports));
+        if stale && !broken {
             return Err(RejectReason::OUTDATED_BINDING_INFORMATION);
         }
         let cltt = update.client_last_transaction.unwrap_or(now);

@@ -43,7 +43,7 @@ pub struct FailoverPolicy {
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Broken {
-    /// The secondary allocates the primary's FREE addresses too (S6 removed).
+    /// A server allocates its partner's available addresses too (S6 removed).
     IgnoreOwnership,
     /// In PARTNER-DOWN the partner's addresses are taken at once, not after the MCLT (S5).
     NoPartnerDownWait,
@@ -53,6 +53,9 @@ pub enum Broken {
     /// A server whose service is none (just started, recovering, or out of touch without
     /// PARTNER-DOWN) answers every client as if in NORMAL (S7 removed).
     AnswerWhenSilent,
+    /// A partner's report that an address's lease is over undoes an availability (FREE,
+    /// BACKUP) set after the report was made.
+    AcceptStaleReports,
 }
 
 impl FailoverPolicy {

@@ -318,14 +318,14 @@ struct Ran {
     normal: bool,
 }
 
-/// Runs one seed; `Err` describes the first violation. `broken`: a guard removed from the
-/// secondary.
+/// Runs one seed; `Err` describes the first violation. `broken`: a guard removed from both
+/// servers.
 fn run(seed: u64, broken: Option<Broken>) -> Result<Ran, String> {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut now = T0;
     let mut ran = Ran::default();
     let mut servers = [
-        Server::new(true, None, seed, now),
+        Server::new(true, broken, seed, now),
         Server::new(false, broken, seed, now),
     ];
     let mut clients: Vec<SimClient> = (0..CLIENTS)
@@ -610,6 +610,14 @@ fn a_server_that_grants_past_the_mclt_is_caught() {
 fn a_server_that_answers_while_silent_is_caught() {
     let caught = (1..=400).find_map(|seed| run(seed, Some(Broken::AnswerWhenSilent)).err());
     let e = caught.expect("answering clients with no service is caught within 400 seeds");
+    assert!(e.contains("S1"), "{e}");
+}
+
+#[test]
+fn a_server_that_accepts_stale_reports_is_caught() {
+    // First caught at seed 2779 (searching from 1 takes a minute in a debug build).
+    let e =
+        run(2779, Some(Broken::AcceptStaleReports)).expect_err("accepting stale reports is caught");
     assert!(e.contains("S1"), "{e}");
 }
 
