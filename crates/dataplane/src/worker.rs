@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use peregrine_engine::{BindingSink, Engine, Time};
+use peregrine_engine::{BindingEvent, BindingSink, Engine, Time};
 use peregrine_io::{RxFrame, RxQueue, TxQueue};
 use peregrine_stats::{Latency, WorkerDrop, WorkerStats};
 use peregrine_wire::dhcp::MessageType;
@@ -192,11 +192,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             ..
         } = self;
         let expired = engine.tick(now, config.expiry_budget, |event| {
-            match gate.admit(&event) {
-                Admitted::InMemory => {}
-                Admitted::Submitted(_) => stats.journaled.inc(),
-                Admitted::Refused => stats.count_drop(WorkerDrop::JournalFull),
-            }
+            admit_change(gate, stats, &event);
         });
         gate.flush();
         stats.expired.add(expired as u64);
@@ -339,11 +335,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
                 } => {
                     stats.probes_answered.inc();
                     if let Some(event) = engine.address_in_use(now, address) {
-                        match gate.admit(&event) {
-                            Admitted::InMemory => {}
-                            Admitted::Submitted(_) => stats.journaled.inc(),
-                            Admitted::Refused => stats.count_drop(WorkerDrop::JournalFull),
-                        }
+                        admit_change(gate, stats, &event);
                     }
                     let mut ctx = Context {
                         engine,
@@ -373,6 +365,20 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
     /// Sends the queued burst.
     pub fn flush(&mut self) -> std::io::Result<()> {
         flush(&mut self.tx, &self.stats)
+    }
+}
+
+/// Passes a change no client waits on (an expiry, an address found in use) through the commit
+/// gate, counting where it went.
+fn admit_change<S: BindingSink>(
+    gate: &mut CommitGate<S>,
+    stats: &WorkerStats,
+    event: &BindingEvent,
+) {
+    match gate.admit(event) {
+        Admitted::InMemory => {}
+        Admitted::Submitted(_) => stats.journaled.inc(),
+        Admitted::Refused => stats.count_drop(WorkerDrop::JournalFull),
     }
 }
 

@@ -12,23 +12,9 @@ use peregrine_failover::binding::Binding;
 use peregrine_failover::codec::MAX_MESSAGE_LEN;
 use peregrine_failover::message::{self, Disconnect, Header, Message, RejectReason};
 use peregrine_failover::{BindingStatus, binding::Hardware};
+use peregrine_testkit::process::require_tools;
 
 use crate::pair::{Pair, T0};
-
-fn tshark_available() -> bool {
-    let found = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "tshark is required in CI (apt-get install tshark)"
-        );
-        eprintln!("tshark not installed: skipping the tshark cross-check");
-    }
-    found
-}
 
 /// A raw-IPv4 pcap (link type 101) holding `messages` as the segments of one TCP stream from
 /// 10.98.0.2 to port 647 of 10.98.0.1.
@@ -126,9 +112,9 @@ fn our_messages() -> Vec<Vec<u8>> {
 
 #[test]
 fn tshark_reads_every_message_type_we_emit() {
-    if !tshark_available() {
+    let Some([tshark]) = require_tools("failover tshark cross-check", ["tshark"], "tshark") else {
         return;
-    }
+    };
     let messages = our_messages();
     let kinds: BTreeSet<u8> = messages
         .iter()
@@ -137,7 +123,7 @@ fn tshark_reads_every_message_type_we_emit() {
     assert_eq!(kinds, (1..=12).collect(), "every message type is exercised");
     let path = std::env::temp_dir().join(format!("peregrine-failover-{}.pcap", std::process::id()));
     std::fs::write(&path, pcap(&messages)).unwrap();
-    let out = Command::new("tshark")
+    let out = Command::new(tshark)
         .args(["-n", "-r"])
         .arg(&path)
         .args([
