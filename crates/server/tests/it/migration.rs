@@ -31,6 +31,24 @@ pub(crate) fn wait_until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option
     }
 }
 
+/// Starts `command` with its standard error in `log`; returns once the log shows `ready` (the
+/// program serves).
+pub(crate) fn spawn_logged(command: &mut Command, log: &Path, ready: &str) -> Running {
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let running = Running::new(child);
+    wait_until(10, &format!("{} in {}", ready, log.display()), || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains(ready)
+            .then_some(())
+    });
+    running
+}
+
 /// What the dhclient script recorded last in `text` for client `i`: (reason, address, server id).
 pub(crate) fn bound(text: &str, i: usize) -> Option<(String, Ipv4Addr, Ipv4Addr)> {
     text.lines().rev().find_map(|l| {
@@ -130,16 +148,14 @@ fn clients_of_dhcpd_get_their_old_addresses_from_peregrine_on_a_new_server_addre
     // 4. Peregrine on 10.79.0.2: each client, started again with its lease file, gets its old
     // address from the new server.
     let plog = dir.join("peregrine.log");
-    let child = server
-        .command(env!("CARGO_BIN_EXE_peregrine"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&plog).unwrap())
-        .spawn()
-        .unwrap();
-    let mut peregrine = Running::new(child);
-    std::thread::sleep(Duration::from_millis(500));
+    let mut peregrine = spawn_logged(
+        server
+            .command(env!("CARGO_BIN_EXE_peregrine"))
+            .args(["run", "--config"])
+            .arg(&config),
+        &plog,
+        "listening",
+    );
     let new_server = Ipv4Addr::new(10, 79, 0, 2);
     // A server without the imported leases stays silent on INIT-REBOOT; the client then
     // falls back to DISCOVER, asks for the same address and may well get it (reason BOUND), so
@@ -210,27 +226,18 @@ fn start_dhcpd(ns: &Netns, dhcpd: &Path, dir: &Path, leases: &Path) -> Running {
     )
     .unwrap();
     let log = dir.join("dhcpd.log");
-    let child = ns
-        .command(dhcpd.to_str().unwrap())
-        .args(["-4", "-f", "-d", "-cf"])
-        .arg(dir.join("dhcpd.conf"))
-        .arg("-lf")
-        .arg(leases)
-        .arg("-pf")
-        .arg(dir.join("dhcpd.pid"))
-        .arg("srv0")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let dhcpd_proc = Running::new(child);
-    wait_until(10, "dhcpd started", || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("Sending on")
-            .then_some(())
-    });
-    dhcpd_proc
+    spawn_logged(
+        ns.command(dhcpd.to_str().unwrap())
+            .args(["-4", "-f", "-d", "-cf"])
+            .arg(dir.join("dhcpd.conf"))
+            .arg("-lf")
+            .arg(leases)
+            .arg("-pf")
+            .arg(dir.join("dhcpd.pid"))
+            .arg("srv0"),
+        &log,
+        "Sending on",
+    )
 }
 
 /// Writes Peregrine's configuration (10.79.0.2, the same pool) and imports `leases` into its

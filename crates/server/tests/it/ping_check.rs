@@ -9,12 +9,11 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
 use peregrine_testkit::netns::Netns;
-use peregrine_testkit::process::{Running, TempDir, require_tools};
+use peregrine_testkit::process::{TempDir, require_tools};
 
+use crate::migration::spawn_logged;
 use crate::{metric, scrape};
 
 const CONTROL: &str = "127.0.0.1:9168";
@@ -75,16 +74,14 @@ range = "10.81.0.10 - 10.81.0.13"
     )
     .unwrap();
     let log = dir.path().join("peregrine.log");
-    let child = server
-        .command(env!("CARGO_BIN_EXE_peregrine"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut peregrine = Running::new(child);
-    std::thread::sleep(Duration::from_millis(500));
+    let mut peregrine = spawn_logged(
+        server
+            .command(env!("CARGO_BIN_EXE_peregrine"))
+            .args(["run", "--config"])
+            .arg(&config),
+        &log,
+        "listening",
+    );
 
     let got = udhcpc_lease(&clients, &udhcpc, dir.path());
     assert_eq!(

@@ -14,13 +14,13 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use peregrine_migrate::dhcpd;
 use peregrine_testkit::netns::Netns;
 use peregrine_testkit::process::{Running, TempDir, require_tools};
 
-use crate::migration::{GRACE, bound, client_files, lease, lines, wait_until};
+use crate::migration::{GRACE, bound, client_files, lease, lines, spawn_logged, wait_until};
 
 const OLD_A: Ipv4Addr = Ipv4Addr::new(10, 80, 0, 1);
 const OLD_B: Ipv4Addr = Ipv4Addr::new(10, 80, 0, 2);
@@ -98,24 +98,15 @@ impl Lab {
     /// dhcrelay between the clients' segment and the servers', towards `server`.
     fn relay_to(&self, server: Ipv4Addr) -> Running {
         let log = self.dir.join(format!("dhcrelay-{server}.log"));
-        let child = self
-            .relay
-            .command(self.dhcrelay.to_str().unwrap())
-            .args(["-4", "-d", "-id", "lan0", "-iu", "up0", "-pf"])
-            .arg(self.dir.join(format!("dhcrelay-{server}.pid")))
-            .arg(server.to_string())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let relay = Running::new(child);
-        wait_until(10, "dhcrelay started", || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("Sending on")
-                .then_some(())
-        });
-        relay
+        spawn_logged(
+            self.relay
+                .command(self.dhcrelay.to_str().unwrap())
+                .args(["-4", "-d", "-id", "lan0", "-iu", "up0", "-pf"])
+                .arg(self.dir.join(format!("dhcrelay-{server}.pid")))
+                .arg(server.to_string()),
+            &log,
+            "Sending on",
+        )
     }
 
     /// ISC dhcpd in server namespace `i`, serving `range` of the clients' subnet.
@@ -134,27 +125,16 @@ impl Lab {
         let leases = self.dir.join(format!("dhcpd{i}.leases"));
         std::fs::write(&leases, "").unwrap();
         let log = self.dir.join(format!("dhcpd{i}.log"));
-        let child = self.servers[i]
-            .command(dhcpd.to_str().unwrap())
+        let mut command = self.servers[i].command(dhcpd.to_str().unwrap());
+        command
             .args(["-4", "-f", "-d", "-cf"])
             .arg(&conf)
             .arg("-lf")
             .arg(&leases)
             .arg("-pf")
             .arg(self.dir.join(format!("dhcpd{i}.pid")))
-            .arg(format!("srv{i}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let proc = Running::new(child);
-        wait_until(10, "dhcpd started", || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("Sending on")
-                .then_some(())
-        });
-        (proc, leases)
+            .arg(format!("srv{i}"));
+        (spawn_logged(&mut command, &log, "Sending on"), leases)
     }
 
     /// Runs client `i` until it is bound; what it bound to. dhclient starts from its lease file
@@ -225,15 +205,14 @@ fn a_split_scope_moves_off_two_old_servers_and_every_client_keeps_its_address() 
     // 2. Peregrine serves the scope, inactive; the old servers stop serving it.
     let config = peregrine_config(&dir);
     let plog = dir.join("peregrine.log");
-    let child = lab.servers[2]
-        .command(env!("CARGO_BIN_EXE_peregrine"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&plog).unwrap())
-        .spawn()
-        .unwrap();
-    let mut peregrine = Running::new(child);
+    let mut peregrine = spawn_logged(
+        lab.servers[2]
+            .command(env!("CARGO_BIN_EXE_peregrine"))
+            .args(["run", "--config"])
+            .arg(&config),
+        &plog,
+        "listening",
+    );
     a.terminate(GRACE);
     b.terminate(GRACE);
 
