@@ -106,6 +106,16 @@ impl Binding {
     pub(crate) fn owned_by(&self, key: &ClientKey) -> bool {
         self.client.as_ref() == Some(key)
     }
+
+    /// Whether a client holds the address at `now`: a reservation, or a lease or offer whose
+    /// time has not run out (expiry may not have processed it yet).
+    pub(crate) fn held_at(&self, now: Time) -> bool {
+        match self.state {
+            BindingState::Reserved => true,
+            BindingState::Active | BindingState::Offered => self.expires > now,
+            _ => false,
+        }
+    }
 }
 
 /// Identifies a scope inside one engine.

@@ -75,16 +75,15 @@ impl Engine {
             let shard = pool.lock(loc.at.shard);
             let b = *shard.binding(loc.at.slot);
             // With a partner, affinity to an address no longer held (expired, released, back
-            // in a pool) counts only where this server may allocate it (S5, S6).
-            let held = matches!(
-                b.state,
-                BindingState::Active | BindingState::Offered | BindingState::Reserved
-            );
-            let allowed = held
+            // in a pool, or a lease whose time ran out before expiry saw it: a partner's late
+            // update, pair simulation seed 94) counts only where this server may allocate it,
+            // by the same rules as any free address (S5, S6; seed 6284: its own address in a
+            // PARTNER-DOWN that must wait the MCLT).
+            let allowed = b.held_at(r.now)
                 || self
                     .partnering
                     .as_ref()
-                    .is_none_or(|p| p.may_allocate(b.state, r.now));
+                    .is_none_or(|p| p.may_grant_unheld(&b, r.now));
             if b.owned_by(&r.key) && b.state != BindingState::Abandoned && allowed {
                 return Some(Candidate {
                     scope: s,

@@ -74,7 +74,10 @@ impl Engine {
             client_last_transaction: update.client_last_transaction,
             same_client: key.is_some() && cur.client == key,
         };
-        accept_update(role, now, &held, &offered)?;
+        let broken = self.partnering.as_ref().and_then(|p| p.policy.broken);
+        if broken != Some(Broken::AcceptRejected) {
+            accept_update(role, now, &held, &offered)?;
+        }
         // An address's availability (FREE or BACKUP) set after the partner's report on it was
         // made is not undone by that report: the two crossed (pool balancing against an expiry,
         // found by the pair simulation, seeds 2779 and 2438). A lease still running is always
@@ -84,11 +87,7 @@ impl Engine {
             && !running
             && update.start_time_of_state != 0
             && update.start_time_of_state < cur.cltt;
-        let broken = self
-            .partnering
-            .as_ref()
-            .is_some_and(|p| p.policy.broken == Some(Broken::AcceptStaleReports));
-        if stale && !broken {
+        if stale && broken != Some(Broken::AcceptStaleReports) {
             return Err(RejectReason::OUTDATED_BINDING_INFORMATION);
         }
         let cltt = update.client_last_transaction.unwrap_or(now);

@@ -56,6 +56,9 @@ pub enum Broken {
     /// A partner's report that an address's lease is over undoes an availability (FREE,
     /// BACKUP) set after the report was made.
     AcceptStaleReports,
+    /// A partner's update is installed even where the draft's acceptance rules (D12 §7.1.3)
+    /// reject it.
+    AcceptRejected,
 }
 
 impl FailoverPolicy {

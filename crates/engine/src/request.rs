@@ -212,11 +212,7 @@ impl Engine {
     /// server recovered from its partner renewed the partner's address (pair simulation, seed
     /// 5981). The caller stays silent: the client rebinds, and its server answers.
     fn partner_forbids(&self, b: &Binding, mine: bool, now: Time) -> bool {
-        let held_now = mine
-            && matches!(
-                b.state,
-                BindingState::Active | BindingState::Offered | BindingState::Reserved
-            );
+        let held_now = mine && b.held_at(now);
         self.partnering
             .as_ref()
             .is_some_and(|p| !held_now && !p.may_grant_unheld(b, now))

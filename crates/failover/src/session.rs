@@ -248,6 +248,10 @@ pub struct Session {
     persisted_since: Time,
     /// Set at start until the partner's first STATE: ours carry the STARTUP flag till then.
     startup: bool,
+    /// A server restarted from its saved state is in STARTUP, answering no client, until it
+    /// hears its partner's state or this time passes (D12 §9.3): what it may serve depends on
+    /// what the partner did meanwhile (a survivor in PARTNER-DOWN may hold its addresses).
+    starting_until: Option<Time>,
     mclt: Option<u32>,
     hba: HashBucketAssignment,
     link: Link,
@@ -275,14 +279,16 @@ impl Session {
     /// A session starting at `now` from what was kept on disk (`None`: never ran failover, or
     /// lost its database: it starts in RECOVER and asks the partner for everything).
     pub fn new(config: Config, restored: Option<Restored>, now: Time) -> Session {
+        // The saved state stays until the startup decision; no record means RECOVER.
         let (state, since, mclt) = match restored {
-            Some(r) => (r.state.after_restart(), r.start_time, r.mclt),
+            Some(r) => (r.state, r.start_time, r.mclt),
             None => (ServerState::Recover, now, None),
         };
         let mclt = match config.role {
             Role::Primary => Some(config.mclt.unwrap_or(DEFAULT_MCLT)),
             Role::Secondary => config.mclt.or(mclt),
         };
+        let starting_until = restored.map(|_| now + u64::from(config.receive_timer));
         let mut session = Session {
             hba: config.hash_bucket_assignment,
             config,
@@ -292,6 +298,7 @@ impl Session {
             persisted_state: state,
             persisted_since: since,
             startup: true,
+            starting_until,
             mclt,
             link: Link::Down,
             partner: None,
@@ -310,16 +317,38 @@ impl Session {
             events: VecDeque::new(),
             partner_last_state: None,
         };
-        if restored.map(|r| r.state) != Some(state) {
-            // A state the restart moved through is a change like any other: kept before told.
+        if restored.is_none() {
             session.enter(state, now);
         }
         session
     }
 
-    /// The server state.
+    /// The server state: STARTUP until the startup decision.
     pub const fn state(&self) -> ServerState {
-        self.state
+        if self.starting_until.is_some() {
+            ServerState::Startup
+        } else {
+            self.state
+        }
+    }
+
+    /// The startup decision's first half: the saved state, through the communication-failed
+    /// transition (D12 §9.3.2), becomes the state, and the caller learns it (the service).
+    /// The partner's state, if heard, then moves it on like any state it reports.
+    fn end_startup(&mut self, now: Time) {
+        if self.starting_until.take().is_none() {
+            return;
+        }
+        let next = self.state.after_restart();
+        if next == self.state {
+            self.events.push_back(Event::StateChanged {
+                state: self.state,
+                since: self.since,
+            });
+        } else {
+            // A state the restart moved through is a change like any other: kept before told.
+            self.enter(next, now);
+        }
     }
 
     /// When the server entered its state.
@@ -439,6 +468,9 @@ impl Session {
                 self.control.push_back(Outgoing::Contact);
             }
         }
+        if self.starting_until.is_some_and(|t| now >= t) {
+            self.end_startup(now);
+        }
         if let Some(until) = self.recover_wait_until
             && self.state == ServerState::RecoverWait
             && now >= until
@@ -458,6 +490,9 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Time> {
         let mut next: Option<Time> = None;
         let mut at = |t: Time| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(t) = self.starting_until {
+            at(t);
+        }
         if self.link != Link::Down {
             at(self.last_received + u64::from(self.config.receive_timer));
             if matches!(self.link, Link::AwaitState | Link::Up) {
@@ -572,6 +607,7 @@ impl Session {
     /// The operator says the partner is down (D12 §9.4: only by fiat, S8). Refused while the
     /// partner is in contact, which would put both servers in PARTNER-DOWN.
     pub fn partner_down(&mut self, now: Time) -> Result<(), ServerState> {
+        self.end_startup(now);
         match self.state {
             ServerState::PartnerDown => Ok(()),
             _ if self.link == Link::Up => Err(self.state),
@@ -910,6 +946,7 @@ impl Session {
             p.state = Some((st.state, their_since));
         }
         self.partner_last_state = Some(st.state);
+        self.end_startup(now);
         let first = self.link == Link::AwaitState;
         self.link = Link::Up;
         let them = st.state;

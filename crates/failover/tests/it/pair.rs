@@ -585,3 +585,56 @@ fn two_servers_in_partner_down_resolve_the_conflict_when_they_meet() {
     assert_eq!(pair.primary.bindings, pair.secondary.bindings);
     assert_eq!(pair.primary.bindings.len(), 2);
 }
+
+#[test]
+fn a_restarted_server_answers_no_client_until_it_has_heard_its_partner() {
+    use ServerState::{CommunicationsInterrupted, PartnerDown, PotentialConflict, Startup};
+    let mut pair = normal_pair();
+    pair.cut();
+    pair.run_until(T0 + 40);
+    assert_eq!(pair.secondary.session.partner_down(pair.now), Ok(()));
+    pair.secondary.process_events();
+    // The primary restarts from NORMAL while the secondary has taken over: until it hears
+    // the secondary's PARTNER-DOWN it must not serve (it was restarted from NORMAL, which
+    // alone would allow its own pool in COMMUNICATIONS-INTERRUPTED).
+    let saved = pair.primary.saved;
+    pair.primary = Server::new(config(Role::Primary), saved, pair.now);
+    pair.primary.process_events();
+    assert_eq!(pair.primary.session.state(), Startup);
+    assert!(
+        pair.primary.states.is_empty(),
+        "no service before the decision"
+    );
+    pair.secondary.session.disconnected(pair.now);
+    pair.connect();
+    assert_eq!(
+        pair.primary.states.first(),
+        Some(&CommunicationsInterrupted)
+    );
+    assert!(pair.primary.states.contains(&PotentialConflict));
+    // Alone, the decision waits the receive timer, then falls back as after any failure.
+    pair.cut();
+    let saved = Some(Restored {
+        state: ServerState::Normal,
+        start_time: pair.now,
+        mclt: Some(MCLT),
+    });
+    let started = pair.now;
+    pair.primary = Server::new(config(Role::Primary), saved, started);
+    pair.run_until(started + u64::from(config(Role::Primary).receive_timer) - 1);
+    assert_eq!(pair.primary.session.state(), Startup);
+    pair.run_until(started + u64::from(config(Role::Primary).receive_timer));
+    assert_eq!(pair.primary.states, [CommunicationsInterrupted]);
+    // A server restarted in PARTNER-DOWN keeps the time it entered it.
+    let saved = Some(Restored {
+        state: PartnerDown,
+        start_time: started,
+        mclt: Some(MCLT),
+    });
+    pair.secondary = Server::new(config(Role::Secondary), saved, pair.now + 5);
+    pair.now += 100;
+    pair.secondary.session.handle_timeout(pair.now);
+    pair.secondary.process_events();
+    assert_eq!(pair.secondary.session.state(), PartnerDown);
+    assert_eq!(pair.secondary.session.since(), started);
+}
