@@ -75,7 +75,8 @@ pub struct Binding {
     pub cltt: Time,
     /// Lease length granted at the last ACK, for lease caching.
     pub granted: u32,
-    /// Potential expiration time last sent to the failover partner.
+    /// The latest potential expiration known on the address: sent to the failover partner,
+    /// or received from it (what may have been promised; reuse waits the MCLT past it).
     pub partner_sent: Time,
     /// Potential expiration time the failover partner acknowledged.
     pub partner_acked: Time,
@@ -105,6 +106,16 @@ impl Binding {
 
     pub(crate) fn owned_by(&self, key: &ClientKey) -> bool {
         self.client.as_ref() == Some(key)
+    }
+
+    /// When the address entered its state: a lease that ended, when it ended; otherwise the
+    /// last transaction (an availability records when it was set there). What a partner's
+    /// update is judged against (D12 start-time-of-state).
+    pub fn state_since(&self) -> Time {
+        match self.state {
+            BindingState::Expired | BindingState::Released => self.expires,
+            _ => self.cltt,
+        }
     }
 
     /// Whether a client holds the address at `now`: a reservation, or a lease or offer whose

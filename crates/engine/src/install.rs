@@ -38,8 +38,8 @@ impl Engine {
     /// §7.1.3, [`peregrine_failover::binding::accept_update`]) against what this server holds,
     /// and installed if accepted: returns the change to journal before the BNDACK leaves, or
     /// the reject reason the BNDACK carries. The partner's potential expiration joins what
-    /// bounds this server's own grants on the address (the MCLT rule takes the later of what
-    /// either side may have promised).
+    /// this server knows was promised on the address, which bounds its reuse; grants are
+    /// bounded by what the partner acknowledged of this server's own (the MCLT rule).
     pub fn install_partner(
         &self,
         now: Time,
@@ -67,12 +67,13 @@ impl Engine {
             status: status_of(cur.state),
             lease_expiration: cur.expires,
             client_last_transaction: (cur.cltt != 0).then_some(cur.cltt),
-            start_time_of_state: cur.cltt,
+            start_time_of_state: cur.state_since(),
         };
         let offered = Offered {
             status: update.status,
             client_last_transaction: update.client_last_transaction,
             same_client: key.is_some() && cur.client == key,
+            lease_expiration: update.lease_expiration,
         };
         let broken = self.partnering.as_ref().and_then(|p| p.policy.broken);
         if broken != Some(Broken::AcceptRejected) {
@@ -81,12 +82,17 @@ impl Engine {
         // An address's availability (FREE or BACKUP) set after the partner's report on it was
         // made is not undone by that report: the two crossed (pool balancing against an expiry,
         // found by the pair simulation, seeds 2779 and 2438). A lease still running is always
-        // taken; one already over is only a report.
+        // taken; one already over is only a report. Nor does an availability older than what
+        // happened here since undo it (seed 179: a BACKUP assignment queued through a
+        // partition reached the secondary after it had leased the address and the lease had
+        // expired, and made it the secondary's again while the primary took it back as FREE).
         let running = update.status == BindingStatus::Active && update.lease_expiration > now;
-        let stale = matches!(cur.state, BindingState::Free | BindingState::Backup)
-            && !running
-            && update.start_time_of_state != 0
-            && update.start_time_of_state < cur.cltt;
+        let available = matches!(update.status, BindingStatus::Free | BindingStatus::Backup);
+        let older =
+            update.start_time_of_state != 0 && update.start_time_of_state < cur.state_since();
+        let stale = older
+            && (available
+                || (matches!(cur.state, BindingState::Free | BindingState::Backup) && !running));
         if stale && broken != Some(Broken::AcceptStaleReports) {
             return Err(RejectReason::OUTDATED_BINDING_INFORMATION);
         }
@@ -94,6 +100,14 @@ impl Engine {
         // EXPIRED, RELEASED and RESET are transitory: the receiver sets FREE as it acknowledges
         // them (D12 §5.11), the client keeping affinity; the sender on the acknowledgement.
         let (state, client, expires) = match update.status {
+            // Both servers may have answered one client's REBIND: it holds whichever lease it
+            // took, so the same client's lease here only ever lengthens (pair simulation,
+            // seed 4 with rebinding clients).
+            BindingStatus::Active if cur.state == BindingState::Active && cur.client == key => (
+                BindingState::Active,
+                key,
+                update.lease_expiration.max(cur.expires),
+            ),
             BindingStatus::Active => (BindingState::Active, key, update.lease_expiration),
             BindingStatus::Expired => (BindingState::Free, key, update.lease_expiration),
             BindingStatus::Released => (BindingState::Free, key, now),
@@ -116,8 +130,11 @@ impl Engine {
             expires,
             cltt,
             granted: u32::try_from(expires.saturating_sub(cltt)).unwrap_or(u32::MAX),
-            partner_sent: cur.partner_sent,
-            partner_acked: cur.partner_acked.max(update.potential_expiration),
+            // The partner's promise bounds when the address may be reused, never how long
+            // this server may grant: read through a skew measured across the link's delay it
+            // runs late (pair simulation, seed 727 with delay), which only makes reuse wait.
+            partner_sent: cur.partner_sent.max(update.potential_expiration),
+            partner_acked: cur.partner_acked,
             classes: 0,
             version: cur.version,
         };

@@ -5,7 +5,7 @@
 //! per request.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 pub use peregrine_failover::Service;
 use peregrine_failover::binding::{
@@ -86,9 +86,9 @@ pub(crate) struct Partnering {
     service: AtomicU8,
     /// When this server entered PARTNER-DOWN (0: it is not in PARTNER-DOWN).
     partner_down_since: AtomicU64,
-    /// In PARTNER-DOWN, whether this server's own addresses wait the MCLT too: the partner
-    /// was last seen in PARTNER-DOWN itself (or never seen), so it may have used them.
-    own_waits: AtomicBool,
+    /// From when this server's own available addresses may be allocated: a partner in
+    /// PARTNER-DOWN may have used them (the session's `own_addresses_from`).
+    own_from: AtomicU64,
 }
 
 /// Which of a shard's lists of available addresses an allocation draws from.
@@ -108,7 +108,7 @@ impl Partnering {
             // failover state must leave no trace of any client.
             service: AtomicU8::new(Service::None as u8),
             partner_down_since: AtomicU64::new(0),
-            own_waits: AtomicBool::new(false),
+            own_from: AtomicU64::new(0),
         }
     }
 
@@ -141,12 +141,10 @@ impl Partnering {
         since != 0 && now >= since + wait
     }
 
-    /// Whether this server may allocate its own addresses at `now`: always, but in a
-    /// PARTNER-DOWN entered while the partner was itself last seen in PARTNER-DOWN, where it
-    /// may have used them: then only after the MCLT.
+    /// Whether this server may allocate its own addresses at `now`: once a partner that may
+    /// have used them in PARTNER-DOWN can hold none of them any more.
     pub(crate) fn may_take_own(&self, now: Time) -> bool {
-        let in_partner_down = self.partner_down_since.load(Ordering::Relaxed) != 0;
-        !(in_partner_down && self.own_waits.load(Ordering::Relaxed)) || self.may_take_partners(now)
+        now >= self.own_from.load(Ordering::Relaxed)
     }
 
     /// Whether the partner's address bound as `b` may go to a new client at `now`, in
@@ -265,20 +263,26 @@ impl Engine {
     }
 
     /// This server entered PARTNER-DOWN at `since` (`None`: it left it): the partner's
-    /// available addresses become this server's to allocate once the MCLT has passed; its own
-    /// at once, unless `partner_was_down` (the partner was last seen in PARTNER-DOWN, or never
-    /// seen: it may have allocated them), when they wait the MCLT too.
-    pub fn set_partner_down(&self, since: Option<Time>, partner_was_down: bool) {
+    /// available addresses become this server's to allocate once the MCLT has passed.
+    pub fn set_partner_down(&self, since: Option<Time>) {
         if let Some(p) = &self.partnering {
-            p.own_waits.store(partner_was_down, Ordering::Relaxed);
             p.partner_down_since
                 .store(since.map_or(0, |t| t.max(1)), Ordering::Relaxed);
         }
     }
 
-    /// Pool balancing at the primary: moves up to `max` of its FREE addresses (those freed
-    /// longest ago) to BACKUP, the secondary's to allocate; returns the changes to journal and
-    /// send the partner. Nothing at a secondary or without failover.
+    /// This server's own available addresses may be allocated from `at` on (the session's
+    /// `own_addresses_from`: a partner in PARTNER-DOWN may have used them). Set after every
+    /// batch of session events; 0 at once, `Time::MAX` not until told otherwise.
+    pub fn set_own_addresses_from(&self, at: Time) {
+        if let Some(p) = &self.partnering {
+            p.own_from.store(at, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves up to `max` of the primary's FREE addresses (those freed longest ago) to BACKUP,
+    /// the secondary's to allocate; returns the changes to journal and send the partner.
+    /// Nothing at a secondary or without failover.
     pub fn assign_backup(&self, now: Time, max: usize) -> Vec<BindingEvent> {
         let mut out = Vec::new();
         if !self.partnering.as_ref().is_some_and(|p| p.policy.primary) {
@@ -286,33 +290,32 @@ impl Engine {
         }
         for s in &self.scopes {
             for pool in s.pools.iter().filter(|p| p.dynamic) {
-                for k in 0..pool.shard_count() {
-                    let mut shard = pool.lock(k);
-                    while out.len() < max {
-                        let Some(slot) = shard.pop_free() else {
-                            break;
-                        };
-                        let b = *shard.binding(slot);
-                        let stored = shard.set(
-                            slot,
-                            Binding {
-                                state: BindingState::Backup,
-                                client: None,
-                                // When it entered BACKUP: a partner's older report on the
-                                // address does not undo it.
-                                cltt: now,
-                                ..b
-                            },
-                        );
-                        shard.push_free(slot);
-                        let at = crate::pool::SlotRef { shard: k, slot };
-                        out.push(BindingEvent {
-                            scope: s.id,
-                            address: pool.address(at),
-                            binding: stored,
-                        });
-                    }
-                }
+                move_to_backup(s, pool, now, max - out.len(), &mut out);
+            }
+        }
+        out
+    }
+
+    /// Pool balancing at the primary, as it answers the secondary's POOLREQ (D12 §5.4): in
+    /// each pool, FREE addresses move to BACKUP until the secondary holds half of what is
+    /// available (the hash gives it half the clients). Returns the changes to journal and
+    /// send the partner; nothing at a secondary or without failover.
+    pub fn balance_pools(&self, now: Time) -> Vec<BindingEvent> {
+        let mut out = Vec::new();
+        if !self.partnering.as_ref().is_some_and(|p| p.policy.primary) {
+            return out;
+        }
+        for s in &self.scopes {
+            for pool in s.pools.iter().filter(|p| p.dynamic) {
+                let (free, backup) = (0..pool.shard_count()).fold((0, 0), |(f, b), k| {
+                    let shard = pool.lock(k);
+                    (
+                        f + shard.count(BindingState::Free),
+                        b + shard.count(BindingState::Backup),
+                    )
+                });
+                let short = u32::midpoint(free, backup).saturating_sub(backup) as usize;
+                move_to_backup(s, pool, now, short, &mut out);
             }
         }
         out
@@ -358,5 +361,43 @@ impl Engine {
             address,
             binding: stored,
         })
+    }
+}
+
+/// Moves up to `max` FREE addresses of `pool` to BACKUP, appending the changes to `out`.
+fn move_to_backup(
+    s: &crate::scope::Scope,
+    pool: &crate::pool::Pool,
+    now: Time,
+    max: usize,
+    out: &mut Vec<BindingEvent>,
+) {
+    let goal = out.len() + max;
+    for k in 0..pool.shard_count() {
+        let mut shard = pool.lock(k);
+        while out.len() < goal {
+            let Some(slot) = shard.pop_free() else {
+                break;
+            };
+            let b = *shard.binding(slot);
+            let stored = shard.set(
+                slot,
+                Binding {
+                    state: BindingState::Backup,
+                    client: None,
+                    // When it entered BACKUP: a partner's older report on the
+                    // address does not undo it.
+                    cltt: now,
+                    ..b
+                },
+            );
+            shard.push_free(slot);
+            let at = crate::pool::SlotRef { shard: k, slot };
+            out.push(BindingEvent {
+                scope: s.id,
+                address: pool.address(at),
+                binding: stored,
+            });
+        }
     }
 }

@@ -159,7 +159,16 @@ pub struct Offered {
     /// Whether the update names the client the receiver's binding names (only meaningful when
     /// both are ACTIVE).
     pub same_client: bool,
+    /// When the lease it reports ends (0 if none), already corrected for the skew.
+    pub lease_expiration: Time,
 }
+
+/// How far apart the two servers' readings of one moment may still be once the partner's is
+/// corrected for the clock skew, seconds: the skew is measured across the link's one-way delay.
+/// A partner's report that a lease the receiver holds is over must be newer by more than this
+/// (pair simulation, seed 273: a client released at one server and leased again at the other
+/// two seconds later; the late-read release freed the new lease).
+pub const TIME_UNCERTAINTY: Time = 5;
 
 /// Whether to accept a partner's binding update for an address the receiver holds as `held`
 /// (D12 §7.1.3, figure 7.1.3-1). `now` is the receiver's clock; times from the partner are
@@ -186,6 +195,13 @@ pub fn accept_update(
         (Some(theirs), Some(ours)) => theirs > ours,
     };
     let if_newer = if newer { Ok(()) } else { outdated };
+    let clearly_newer = match (
+        offered.client_last_transaction,
+        held.client_last_transaction,
+    ) {
+        (Some(theirs), Some(ours)) => theirs > ours + TIME_UNCERTAINTY,
+        _ => newer,
+    };
     // The same client's lease again: taken unless it is older than the one held, so that an
     // update queued during a partition does not undo a renewal made since (found by the pair
     // simulation, seed 478: an older ACTIVE, then an older RELEASE freed a leased address).
@@ -205,6 +221,10 @@ pub fn accept_update(
         (_, Reset | Abandoned) => Ok(()),
         (Active, Active) if offered.same_client && not_older => Ok(()),
         (Active, Active) if offered.same_client => outdated,
+        // Another client's lease that is already over is old news, not a conflict: giving way
+        // to it would forget the lease held here (pair simulation, seed 151: a restarted
+        // primary's unexpired-looking ACTIVE replaced the secondary's live lease).
+        (Active, Active) if offered.lease_expiration <= now => outdated,
         (Active, Active) => match role {
             // Two servers leased one address to two clients: the secondary's table gives way,
             // the primary refuses and its own update wins at the secondary (S11).
@@ -213,7 +233,9 @@ pub fn accept_update(
         },
         (Active, Expired | Free | Backup) if now > held.lease_expiration => Ok(()),
         (Active, Expired | Free | Backup) => outdated,
-        (Active, Released) | (Expired, Active) | (Released, Active | Expired) => if_newer,
+        (Active, Released) if clearly_newer => Ok(()),
+        (Active, Released) => outdated,
+        (Expired, Active) | (Released, Active | Expired) => if_newer,
         (Expired | Released, _) => Ok(()),
         (Reset, Active) => match offered.client_last_transaction {
             Some(t) if t > held.start_time_of_state => Ok(()),

@@ -153,9 +153,12 @@ pub enum Event {
         /// Whether every binding is asked for.
         all: bool,
     },
-    /// The secondary asked for addresses (POOLREQ): move some to BACKUP, queue their updates,
-    /// and answer with [`Session::pool_response`].
-    PoolRequest,
+    /// The secondary asked for addresses (POOLREQ `xid`): move some to BACKUP, queue their
+    /// updates, and answer with [`Session::pool_response`].
+    PoolRequest {
+        /// The request's transaction id, for the answer.
+        xid: u32,
+    },
     /// The primary answered our POOLREQ.
     PoolResponse(u32),
     /// Close the connection once what [`Session::poll_transmit`] still gives is written.
@@ -197,6 +200,10 @@ enum Outgoing {
         state: ServerState,
         since: Time,
         flags: u8,
+        /// Our updates up to this sequence number leave first: the partner learns what we did
+        /// in a state before it learns we left it (pair simulation, seed 4522: grants made in
+        /// PARTNER-DOWN arriving after the state that ended it).
+        after: u64,
     },
     UpdReqAll,
     UpdReq,
@@ -269,10 +276,41 @@ pub struct Session {
     inbound: VecDeque<Inbound>,
     serving: Option<Serving>,
     /// Our UPDREQ(ALL) waiting for the partner's UPDDONE.
-    requested: bool,
+    requested: Option<Requested>,
     recover_wait_until: Option<Time>,
     events: VecDeque<Event>,
     partner_last_state: Option<ServerState>,
+    /// The partner's last PARTNER-DOWN as this session saw it: while it lasts the partner may
+    /// allocate this server's addresses.
+    partner_down: PartnerDownSeen,
+    /// When a session started without a saved state (a lost or new lease database): leases
+    /// it granted before and forgot run at most the MCLT past this.
+    started_empty: Option<Time>,
+    /// Whether this server knows every binding its partner knows: it kept its database, or it
+    /// has had the answer to an UPDREQALL since it started without.
+    whole: bool,
+    /// Until when what a partner that lost its database granted and forgot may run: the
+    /// MCLT after this session heard it in RECOVER.
+    partner_forgot_until: Time,
+}
+
+/// What our outstanding UPDREQ(ALL) asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Requested {
+    /// The partner's unacknowledged updates (UPDREQ).
+    Unacked,
+    /// Everything (UPDREQALL).
+    All,
+}
+
+/// Whether, and until when, this session saw its partner in PARTNER-DOWN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartnerDownSeen {
+    Never,
+    /// Last heard in PARTNER-DOWN.
+    Ongoing,
+    /// Heard in another state at this time, after PARTNER-DOWN.
+    Ended(Time),
 }
 
 impl Session {
@@ -312,10 +350,14 @@ impl Session {
             next_seq: 0,
             inbound: VecDeque::new(),
             serving: None,
-            requested: false,
+            requested: None,
             recover_wait_until: None,
             events: VecDeque::new(),
             partner_last_state: None,
+            partner_down: PartnerDownSeen::Never,
+            started_empty: restored.is_none().then_some(now),
+            whole: restored.is_some(),
+            partner_forgot_until: 0,
         };
         if restored.is_none() {
             session.enter(state, now);
@@ -397,6 +439,41 @@ impl Session {
         }
     }
 
+    /// From when this server may allocate its own available addresses. A partner seen in
+    /// PARTNER-DOWN may have allocated them until it left it, and renews what it granted for
+    /// as long as its clients ask: this server learns of those grants from the updates the
+    /// partner sends before the state that ends PARTNER-DOWN, and may allocate from when it
+    /// hears that state. While the partner is last known in PARTNER-DOWN, never
+    /// (`Time::MAX`), unless this server is in PARTNER-DOWN itself: then the MCLT after it
+    /// entered it (pair simulation, seeds 15, 688, 820, 867, 4522: a survivor's grants not yet
+    /// heard of by a server recovering, resolving a conflict, or cut off again). A server
+    /// that started without its database waits the MCLT after it started, too.
+    pub fn own_addresses_from(&self) -> Time {
+        let mclt = Time::from(self.mclt.unwrap_or(DEFAULT_MCLT));
+        let in_partner_down = self.state() == ServerState::PartnerDown;
+        // What a server that lost its database granted and forgot may still run: RECOVER-WAIT
+        // waits for it, and so must the way through POTENTIAL-CONFLICT (seed 16940).
+        // Until it has heard everything the partner knows it cannot tell how far its forgotten
+        // leases were promised (seed 697: a recovering primary resolving a conflict asked only
+        // for the partner's unacknowledged updates, and reused an address it had leased).
+        let forgotten = match self.started_empty {
+            Some(_) if !self.whole => Time::MAX,
+            Some(t) => t + mclt,
+            None => 0,
+        };
+        let partner = match self.partner_down {
+            PartnerDownSeen::Ended(at) => at,
+            // Never heard since this server started: the partner may be anywhere.
+            PartnerDownSeen::Never if in_partner_down && self.partner_last_state.is_none() => {
+                self.since + mclt
+            }
+            PartnerDownSeen::Never => 0,
+            PartnerDownSeen::Ongoing if in_partner_down => self.since + mclt,
+            PartnerDownSeen::Ongoing => Time::MAX,
+        };
+        partner.max(forgotten).max(self.partner_forgot_until)
+    }
+
     /// How many of our updates wait for room or for their acknowledgement.
     pub fn pending_updates(&self) -> usize {
         self.queued.len() + self.in_flight.len()
@@ -412,6 +489,9 @@ impl Session {
         self.last_sent = now;
         self.next_xid = 0;
         self.farewell.clear();
+        // Nothing said for an earlier connection goes out on this one (seed 8934: a POOLRESP
+        // queued after the link fell reached a partner still waiting for CONNECT).
+        self.control.clear();
         match self.config.role {
             Role::Primary => {
                 self.link = Link::AwaitConnectAck;
@@ -469,6 +549,10 @@ impl Session {
             }
         }
         if self.starting_until.is_some_and(|t| now >= t) {
+            // STARTUP is over: the STARTUP flag with it, or a partner that meets us later
+            // would ignore our state as a starter's (seed 3708: two servers in PARTNER-DOWN
+            // each ignored the other's and both served).
+            self.startup = false;
             self.end_startup(now);
         }
         if let Some(until) = self.recover_wait_until
@@ -521,7 +605,20 @@ impl Session {
         if self.link == Link::Down {
             return None;
         }
-        if let Some(out) = self.control.pop_front() {
+        // A STATE waiting for our earlier updates holds back the control messages behind it,
+        // but for acknowledgements and keepalives, which the partner needs to make room for
+        // those updates (else each side waits on the other).
+        let waiting = self.link == Link::Up
+            && matches!(self.control.front(), Some(Outgoing::State { after, .. })
+                if self.queued.front().is_some_and(|(s, _)| s <= after));
+        let next = if waiting {
+            self.control
+                .iter()
+                .position(|o| matches!(o, Outgoing::BndAck(..) | Outgoing::Contact))
+        } else {
+            (!self.control.is_empty()).then_some(0)
+        };
+        if let Some(out) = next.and_then(|i| self.control.remove(i)) {
             let len = self.encode(&out, time, buf);
             self.last_sent = now;
             return len;
@@ -558,6 +655,7 @@ impl Session {
                 state,
                 since,
                 flags: 0,
+                after: self.next_seq,
             });
         }
     }
@@ -607,7 +705,10 @@ impl Session {
     /// The operator says the partner is down (D12 §9.4: only by fiat, S8). Refused while the
     /// partner is in contact, which would put both servers in PARTNER-DOWN.
     pub fn partner_down(&mut self, now: Time) -> Result<(), ServerState> {
-        self.end_startup(now);
+        if self.starting_until.is_some() {
+            self.startup = false;
+            self.end_startup(now);
+        }
         match self.state {
             ServerState::PartnerDown => Ok(()),
             _ if self.link == Link::Up => Err(self.state),
@@ -675,6 +776,7 @@ impl Session {
                 state,
                 since,
                 flags,
+                ..
             } => {
                 let xid = self.xid();
                 let state = State {
@@ -800,10 +902,12 @@ impl Session {
         // A starting server says where it was, with the STARTUP flag, and says where it is
         // only once it has heard where the partner is (D12 §9.3.2); ISC does the same.
         let flags = if self.startup { State::STARTUP } else { 0 };
+        // Said at once: the partner waits for it before anything else.
         self.control.push_back(Outgoing::State {
             state,
             since,
             flags,
+            after: 0,
         });
     }
 
@@ -889,16 +993,11 @@ impl Session {
                     self.events.push_back(Event::UpdateRequest { all });
                 }
             }
-            Message::UpdDone => {
-                if !self.requested {
-                    return self.close(now, CloseReason::UnexpectedAnswer);
-                }
-                self.requested = false;
-                self.on_update_done(now);
-            }
+            Message::UpdDone => self.on_update_done(now),
             Message::PoolReq => {
                 if self.config.role == Role::Primary {
-                    self.events.push_back(Event::PoolRequest);
+                    self.events
+                        .push_back(Event::PoolRequest { xid: header.xid });
                 } else {
                     self.control.push_back(Outgoing::PoolResp(header.xid, 0));
                 }
@@ -946,6 +1045,19 @@ impl Session {
             p.state = Some((st.state, their_since));
         }
         self.partner_last_state = Some(st.state);
+        self.partner_down = match (st.state, self.partner_down) {
+            (ServerState::PartnerDown, _) => PartnerDownSeen::Ongoing,
+            (_, PartnerDownSeen::Ongoing) => PartnerDownSeen::Ended(now),
+            (_, seen) => seen,
+        };
+        // A partner that comes back without its database cannot tell what it granted or
+        // renewed (in PARTNER-DOWN, or renewing in COMMUNICATIONS-INTERRUPTED), and it
+        // acknowledges expiries it knows nothing of: all that runs at most the MCLT from now
+        // (seeds 1099, 4370).
+        if st.state == ServerState::Recover {
+            let mclt = Time::from(self.mclt.unwrap_or(DEFAULT_MCLT));
+            self.partner_forgot_until = self.partner_forgot_until.max(now + mclt);
+        }
         self.end_startup(now);
         let first = self.link == Link::AwaitState;
         self.link = Link::Up;
@@ -987,9 +1099,8 @@ impl Session {
             },
             S::PotentialConflict => match (self.config.role, them) {
                 // The secondary resolves its side once the primary has resolved its own.
-                (Role::Secondary, S::ConflictDone) if !self.requested => {
-                    self.requested = true;
-                    self.control.push_back(Outgoing::UpdReq);
+                (Role::Secondary, S::ConflictDone) if self.requested.is_none() => {
+                    self.request_updates();
                     None
                 }
                 _ => None,
@@ -1005,6 +1116,7 @@ impl Session {
                     state: self.state,
                     since: self.since,
                     flags: 0,
+                    after: self.next_seq,
                 });
             }
         }
@@ -1018,22 +1130,38 @@ impl Session {
     /// Requests what the state asks for once the partner is heard (D12 §9.5.2, §9.10.2).
     fn on_communications_ok(&mut self) {
         match self.state {
-            ServerState::Recover if !self.requested => {
+            ServerState::Recover if self.requested.is_none() => {
                 // ISC always asks for everything from RECOVER, never UPDREQ.
-                self.requested = true;
+                self.requested = Some(Requested::All);
                 self.control.push_back(Outgoing::UpdReqAll);
             }
             ServerState::PotentialConflict
-                if self.config.role == Role::Primary && !self.requested =>
+                if self.config.role == Role::Primary && self.requested.is_none() =>
             {
-                self.requested = true;
-                self.control.push_back(Outgoing::UpdReq);
+                self.request_updates();
             }
             _ => {}
         }
     }
 
+    /// Asks the partner for what we lack: its unacknowledged updates (UPDREQ), or everything
+    /// (UPDREQALL) while this server lacks the database it started without.
+    fn request_updates(&mut self) {
+        let (asked, out) = if self.whole {
+            (Requested::Unacked, Outgoing::UpdReq)
+        } else {
+            (Requested::All, Outgoing::UpdReqAll)
+        };
+        self.requested = Some(asked);
+        self.control.push_back(out);
+    }
+
+    /// UPDDONE: the partner sent all we asked for.
     fn on_update_done(&mut self, now: Time) {
+        let Some(asked) = self.requested.take() else {
+            return self.close(now, CloseReason::UnexpectedAnswer);
+        };
+        self.whole |= asked == Requested::All;
         match self.state {
             ServerState::Recover => {
                 // ISC skips the wait when the partner is recovering too (a fresh pair): neither
@@ -1107,7 +1235,7 @@ impl Session {
         }
         self.inbound.clear();
         self.serving = None;
-        self.requested = false;
+        self.requested = None;
         if was_up {
             let next = self.state.on_communications_failure();
             if next != self.state {

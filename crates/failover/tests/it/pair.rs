@@ -91,6 +91,7 @@ impl Server {
                                 status: binding.status,
                                 client_last_transaction: binding.client_last_transaction,
                                 same_client: held.client_id == binding.client_id,
+                                lease_expiration: binding.lease_expiration,
                             },
                         ),
                     };
@@ -109,7 +110,7 @@ impl Server {
                     }
                     self.session.update_request_queued();
                 }
-                Event::PoolRequest | Event::PoolResponse(_) => {}
+                Event::PoolRequest { .. } | Event::PoolResponse(_) => {}
                 Event::Closed(reason) => self.closed.push(reason),
             }
         }
@@ -320,8 +321,21 @@ fn a_server_that_lost_its_database_recovers_everything_and_waits_the_mclt() {
     );
     pair.secondary = Server::new(config(Role::Secondary), None, pair.now);
     let restarted = pair.now;
+    assert_eq!(
+        pair.secondary.session.own_addresses_from(),
+        Time::MAX,
+        "nothing of its own until it has heard everything"
+    );
     pair.connect();
     assert_eq!(pair.secondary.session.state(), ServerState::RecoverWait);
+    // What it granted and forgot runs at most the MCLT past its start; its partner, which
+    // heard it in RECOVER, waits as long before reusing its own addresses.
+    let mclt = u64::from(MCLT);
+    assert_eq!(
+        pair.secondary.session.own_addresses_from(),
+        restarted + mclt
+    );
+    assert_eq!(pair.primary.session.own_addresses_from(), restarted + mclt);
     assert_eq!(
         pair.secondary.bindings, pair.primary.bindings,
         "UPDREQALL answered"
@@ -637,4 +651,55 @@ fn a_restarted_server_answers_no_client_until_it_has_heard_its_partner() {
     pair.secondary.process_events();
     assert_eq!(pair.secondary.session.state(), PartnerDown);
     assert_eq!(pair.secondary.session.since(), started);
+}
+
+#[test]
+fn a_state_change_leaves_after_the_updates_made_before_it() {
+    use ServerState::{PartnerDown, PotentialConflict};
+    let mut pair = normal_pair();
+    pair.cut();
+    pair.run_until(T0 + 40);
+    assert_eq!(pair.primary.session.partner_down(pair.now), Ok(()));
+    pair.primary.process_events();
+    // In PARTNER-DOWN the primary leases more than one window of addresses.
+    for n in 1..=25 {
+        let b = active(n, pair.now);
+        pair.primary.bindings.insert(b.address, b.clone());
+        pair.primary.session.send_update(b);
+    }
+    // While it is last known in PARTNER-DOWN, the partner may use the secondary's addresses.
+    pair.primary.session.disconnected(pair.now);
+    pair.secondary.session.disconnected(pair.now);
+    pair.primary.sent.clear();
+    pair.up = true;
+    pair.primary.session.connected(pair.now);
+    pair.secondary.session.connected(pair.now);
+    let mut heard_down = false;
+    for _ in 0..10_000 {
+        let a = pair.primary.drain(pair.now);
+        for m in &a {
+            pair.secondary.session.handle(pair.now, m);
+        }
+        heard_down |= pair.secondary.session.own_addresses_from() == Time::MAX;
+        let b = pair.secondary.drain(pair.now);
+        for m in &b {
+            pair.primary.session.handle(pair.now, m);
+        }
+        if a.is_empty() && b.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        heard_down,
+        "the secondary held back while the primary was in PARTNER-DOWN"
+    );
+    assert!(pair.primary.states.contains(&PotentialConflict));
+    // Every update made in PARTNER-DOWN reached the secondary before the STATE that left it.
+    let sent = &pair.primary.sent;
+    let states: Vec<_> = (0..sent.len()).filter(|&i| sent[i] == "STATE").collect();
+    assert!(states.len() >= 2, "{sent:?}");
+    let before = sent[..states[1]].iter().filter(|&&m| m == "BNDUPD").count();
+    assert!(before >= 25, "{sent:?}");
+    assert_eq!(pair.secondary.bindings.len(), pair.primary.bindings.len());
+    assert_eq!(pair.secondary.session.own_addresses_from(), pair.now);
 }

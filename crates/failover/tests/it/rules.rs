@@ -2,8 +2,8 @@
 //! what the ISC lab showed.
 
 use peregrine_failover::binding::{
-    Held, Offered, PartnerTimes, Transition, accept_update, grantable_lease, local_transition,
-    potential_expiration, reusable_at,
+    Held, Offered, PartnerTimes, TIME_UNCERTAINTY, Transition, accept_update, grantable_lease,
+    local_transition, potential_expiration, reusable_at,
 };
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment, bucket};
 use peregrine_failover::message::RejectReason;
@@ -133,6 +133,7 @@ fn offered(status: BindingStatus, cltt: Option<u64>, same_client: bool) -> Offer
         status,
         client_last_transaction: cltt,
         same_client,
+        lease_expiration: u64::MAX,
     }
 }
 
@@ -178,14 +179,34 @@ fn the_active_row_of_figure_7_1_3_1() {
             Ok(())
         );
     }
+    // A release ends the lease only if it is clearly newer: the partner's clock is read
+    // through a skew measured across the link's delay.
     assert_eq!(
-        accept_update(p, now, &active, &offered(Released, Some(T + 1), true)),
+        accept_update(
+            p,
+            now,
+            &active,
+            &offered(Released, Some(T + TIME_UNCERTAINTY + 1), true)
+        ),
         Ok(())
+    );
+    assert_eq!(
+        accept_update(
+            p,
+            now,
+            &active,
+            &offered(Released, Some(T + TIME_UNCERTAINTY), true)
+        ),
+        outdated
     );
     assert_eq!(
         accept_update(p, now, &active, &offered(Released, Some(T), true)),
         outdated
     );
+    // Another client's lease that is already over is no conflict: old news.
+    let mut over = offered(Active, Some(T + 50), false);
+    over.lease_expiration = now;
+    assert_eq!(accept_update(s, now, &active, &over), outdated);
     assert_eq!(
         accept_update(p, now, &active, &offered(Released, None, true)),
         outdated
