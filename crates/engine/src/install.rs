@@ -79,20 +79,22 @@ impl Engine {
         if broken != Some(Broken::AcceptRejected) {
             accept_update(role, now, &held, &offered)?;
         }
-        // An address's availability (FREE or BACKUP) set after the partner's report on it was
-        // made is not undone by that report: the two crossed (pool balancing against an expiry,
-        // found by the pair simulation, seeds 2779 and 2438). A lease still running is always
-        // taken; one already over is only a report. Nor does an availability older than what
-        // happened here since undo it (seed 179: a BACKUP assignment queued through a
-        // partition reached the secondary after it had leased the address and the lease had
-        // expired, and made it the secondary's again while the primary took it back as FREE).
+        // What happened here since the partner's report was made is not undone by it: the two
+        // crossed (pool balancing against an expiry, found by the pair simulation, seeds 2779
+        // and 2438; seed 179: a BACKUP assignment queued through a partition reached the
+        // secondary after it had leased the address and the lease had expired; seed 15276:
+        // another client's old expiry replaced a later lease). A lease still running is
+        // always taken; anything else is only a report.
         let running = update.status == BindingStatus::Active && update.lease_expiration > now;
-        let available = matches!(update.status, BindingStatus::Free | BindingStatus::Backup);
         let older =
             update.start_time_of_state != 0 && update.start_time_of_state < cur.state_since();
+        let available = matches!(update.status, BindingStatus::Free | BindingStatus::Backup);
+        let other_client = key.is_some() && cur.client.is_some() && cur.client != key;
         let stale = older
+            && !running
             && (available
-                || (matches!(cur.state, BindingState::Free | BindingState::Backup) && !running));
+                || other_client
+                || matches!(cur.state, BindingState::Free | BindingState::Backup));
         if stale && broken != Some(Broken::AcceptStaleReports) {
             return Err(RejectReason::OUTDATED_BINDING_INFORMATION);
         }

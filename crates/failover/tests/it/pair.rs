@@ -655,7 +655,7 @@ fn a_restarted_server_answers_no_client_until_it_has_heard_its_partner() {
 
 #[test]
 fn a_state_change_leaves_after_the_updates_made_before_it() {
-    use ServerState::{PartnerDown, PotentialConflict};
+    use ServerState::PotentialConflict;
     let mut pair = normal_pair();
     pair.cut();
     pair.run_until(T0 + 40);
