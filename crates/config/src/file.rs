@@ -27,6 +27,23 @@ pub(crate) struct File {
     #[serde(default)]
     pub(crate) control: Control,
     pub(crate) leases: Option<Leases>,
+    pub(crate) failover: Option<Failover>,
+}
+
+/// `[failover]`: the failover partner this server shares every scope with.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Failover {
+    pub(crate) role: Spanned<String>,
+    pub(crate) local: Spanned<String>,
+    pub(crate) peer: Spanned<String>,
+    pub(crate) relationship: Option<Spanned<String>>,
+    pub(crate) mclt: Option<Spanned<i64>>,
+    pub(crate) split: Option<Spanned<i64>>,
+    pub(crate) max_response_delay: Option<Spanned<i64>>,
+    pub(crate) max_unacked_updates: Option<Spanned<i64>>,
+    pub(crate) load_balance_max_seconds: Option<Spanned<i64>>,
+    pub(crate) auto_partner_down: Option<Spanned<i64>>,
 }
 
 /// `[server]`: behaviour, and the defaults scopes inherit.

@@ -17,6 +17,53 @@ pub struct Config {
     pub scopes: Vec<Scope>,
     /// How the server process runs: packet I/O, interfaces, workers, control plane.
     pub runtime: Runtime,
+    /// The failover partner every scope is shared with; `None`: this server is alone.
+    pub failover: Option<Failover>,
+}
+
+/// A failover relationship (draft-ietf-dhc-failover-12, as ISC dhcpd 4.4 speaks it): this
+/// server's side of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    /// Whether this server is the primary (it connects; it owns the FREE addresses).
+    pub primary: bool,
+    /// Our address on the failover link: the secondary listens on it, the primary connects
+    /// from its IP.
+    pub local: SocketAddr,
+    /// The partner's: the only one whose connections are accepted.
+    pub peer: SocketAddr,
+    /// The relationship's name, the same on both sides (ISC: the `failover peer` name).
+    pub relationship: String,
+    /// Maximum client lead time, seconds (the primary's; the secondary learns it).
+    pub mclt: u32,
+    /// Hash buckets, of 256, whose clients the primary answers in NORMAL (ISC's `split`).
+    pub split: u16,
+    /// Seconds without a message before the connection is given up (ISC's
+    /// `max-response-delay`).
+    pub max_response_delay: u32,
+    /// Binding updates sent before their acknowledgements (ISC's `max-unacked-updates`).
+    pub max_unacked_updates: u32,
+    /// A client whose `secs` passes this is answered by either server (ISC's
+    /// `load balance max seconds`); 0 never.
+    pub load_balance_max_seconds: u16,
+    /// Seconds in COMMUNICATIONS-INTERRUPTED after which this server goes to PARTNER-DOWN on
+    /// its own (ISC's `auto-partner-down`); `None`: only the operator says so.
+    pub auto_partner_down: Option<u32>,
+}
+
+impl Failover {
+    /// Port 647, the failover port ISC uses.
+    pub const DEFAULT_PORT: u16 = 647;
+    /// One hour, ISC's usual MCLT.
+    pub const DEFAULT_MCLT: u32 = 3600;
+    /// Half the buckets each.
+    pub const DEFAULT_SPLIT: u16 = 128;
+    /// ISC's default.
+    pub const DEFAULT_MAX_RESPONSE_DELAY: u32 = 30;
+    /// ISC's usual value.
+    pub const DEFAULT_MAX_UNACKED_UPDATES: u32 = 10;
+    /// ISC's usual value.
+    pub const DEFAULT_LOAD_BALANCE_MAX_SECONDS: u16 = 3;
 }
 
 /// How frames reach the workers.

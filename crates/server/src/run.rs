@@ -25,6 +25,12 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
             path.display()
         );
     }
+    if config.failover.is_some() {
+        bail!(
+            "{}: [failover] is checked but this build does not run the failover link yet",
+            path.display()
+        );
+    }
     let store = config
         .runtime
         .leases

@@ -87,6 +87,7 @@ pub fn config(server: ServerSettings, scopes: Vec<Scope>) -> Config {
         classes: vec![],
         scopes,
         runtime: Runtime::default(),
+        failover: None,
     }
 }
 

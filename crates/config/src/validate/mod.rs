@@ -11,6 +11,7 @@
 //! file and one more call in [`config`].
 
 mod classes;
+mod failover;
 mod interfaces;
 mod runtime;
 mod scopes;
@@ -47,11 +48,16 @@ pub(crate) fn config(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Confi
     };
     let scopes = scopes::scopes(&file.scope, &defaults, &known, d);
     let runtime = runtime::runtime(file, d);
+    let failover = match &file.failover {
+        None => Some(None),
+        Some(f) => failover::failover(f, file.leases.is_some(), d).map(Some),
+    };
     Some(Config {
         server: server?,
         classes: classes?,
         scopes: scopes?,
         runtime: runtime?,
+        failover: failover?,
     })
 }
 

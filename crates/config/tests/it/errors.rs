@@ -1094,3 +1094,77 @@ fn a_ping_check_longer_than_a_client_waits_is_refused_where_it_is_set() {
     assert_eq!(ms, [300, 0]);
     assert_eq!(config.server.ping_check_ms, 300);
 }
+
+// ---- Failover -------------------------------------------------------------------------------------
+
+/// A lease directory (lines 1-2); failover tests append from line 3 on.
+const LEASES: &str = "[leases]\ndirectory = \"/var/lib/peregrine\"\n";
+
+#[test]
+fn failover_is_read_with_its_defaults() {
+    let config = valid(&format!(
+        "{LEASES}[failover]\nrole = \"secondary\"\nlocal = \"10.9.0.2\"\npeer = \"10.9.0.1:6470\"\n"
+    ));
+    let f = config.failover.expect("configured");
+    assert!(!f.primary);
+    assert_eq!(f.local, "10.9.0.2:647".parse().unwrap());
+    assert_eq!(f.peer, "10.9.0.1:6470".parse().unwrap());
+    assert_eq!(f.relationship, "peregrine");
+    assert_eq!((f.mclt, f.split, f.max_response_delay), (3600, 128, 30));
+    assert_eq!((f.max_unacked_updates, f.load_balance_max_seconds), (10, 3));
+    assert_eq!(f.auto_partner_down, None);
+}
+
+#[test]
+fn failover_role_must_be_primary_or_secondary() {
+    assert_error(
+        &format!(
+            "{LEASES}[failover]\nrole = \"master\"\nlocal = \"10.9.0.2\"\npeer = \"10.9.0.1\"\n"
+        ),
+        "4:8 failover.role",
+        "`master` is not a role",
+    );
+}
+
+#[test]
+fn failover_needs_a_lease_directory() {
+    assert_error(
+        "[failover]\nrole = \"primary\"\nlocal = \"10.9.0.1\"\npeer = \"10.9.0.2\"\n",
+        "2:8 failover.role",
+        "needs [leases]",
+    );
+}
+
+#[test]
+fn failover_addresses_are_ipv4_unicast_and_not_our_own() {
+    assert_error(
+        &format!("{LEASES}[failover]\nrole = \"primary\"\nlocal = \"::1\"\npeer = \"10.9.0.2\"\n"),
+        "5:9 failover.local",
+        "not a unicast IPv4 address",
+    );
+    assert_error(
+        &format!(
+            "{LEASES}[failover]\nrole = \"primary\"\nlocal = \"10.9.0.1\"\npeer = \"10.9.0.1:647\"\n"
+        ),
+        "6:8 failover.peer",
+        "own address",
+    );
+}
+
+#[test]
+fn failover_split_and_mclt_are_bounded() {
+    assert_error(
+        &format!(
+            "{LEASES}[failover]\nrole = \"primary\"\nlocal = \"10.9.0.1\"\npeer = \"10.9.0.2\"\nsplit = 300\n"
+        ),
+        "7:9 failover.split",
+        "between 0 and 256",
+    );
+    assert_error(
+        &format!(
+            "{LEASES}[failover]\nrole = \"primary\"\nlocal = \"10.9.0.1\"\npeer = \"10.9.0.2\"\nmclt = 0\n"
+        ),
+        "7:8 failover.mclt",
+        "between 1 and",
+    );
+}

@@ -258,6 +258,16 @@ fn every_key_is_shown() {
         "hex",
         "text",
         "ips",
+        "role",
+        "local",
+        "peer",
+        "relationship",
+        "mclt",
+        "split",
+        "max-response-delay",
+        "max-unacked-updates",
+        "load-balance-max-seconds",
+        "auto-partner-down",
     ];
     for key in schema {
         let pattern = format!("{key} = ");
