@@ -7,9 +7,11 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
+use peregrine_failover::BindingStatus;
 pub use peregrine_failover::Service;
 use peregrine_failover::binding::{
-    PartnerTimes, grantable_lease, potential_expiration, reusable_at,
+    Binding as PartnerBinding, Hardware, PartnerTimes, grantable_lease, potential_expiration,
+    reusable_at,
 };
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment, bucket};
 use peregrine_wire::dhcp::{DhcpMessage, MessageType};
@@ -399,5 +401,43 @@ fn move_to_backup(
                 binding: stored,
             });
         }
+    }
+}
+
+impl BindingEvent {
+    /// The binding update that tells a failover partner of this change (D12 §7.1): the
+    /// client's identity, the lease, and the latest promise known on the address (this
+    /// server's potential expiration, and the partner's it acknowledged: what a recovering
+    /// partner must learn).
+    pub fn partner_update(&self) -> PartnerBinding {
+        let b: &Binding = &self.binding;
+        let status = match b.state {
+            BindingState::Active | BindingState::Offered | BindingState::Reserved => {
+                BindingStatus::Active
+            }
+            BindingState::Expired => BindingStatus::Expired,
+            BindingState::Released => BindingStatus::Released,
+            BindingState::Abandoned => BindingStatus::Abandoned,
+            BindingState::Reset | BindingState::Free => BindingStatus::Free,
+            BindingState::Backup => BindingStatus::Backup,
+        };
+        let mut u = PartnerBinding::new(self.address, status);
+        if let Some(key) = b.client {
+            let (kind, bytes) = key.to_raw();
+            match kind {
+                0 => u.hardware = Hardware::new(bytes[0], &bytes[1..]),
+                _ => u.client_id = Some(bytes.into()),
+            }
+        }
+        if u.hardware.is_none() && b.mac != [0; 6] {
+            u.hardware = Some(Hardware::ethernet(b.mac));
+        }
+        u.lease_expiration = b.expires;
+        // Everything this server knows may have been promised on the address: its own potential
+        // expiration, and the partner's it acknowledged (what a recovering partner must learn).
+        u.potential_expiration = b.partner_sent.max(b.partner_acked);
+        u.start_time_of_state = b.state_since();
+        u.client_last_transaction = Some(b.cltt);
+        u
     }
 }

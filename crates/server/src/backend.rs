@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
 use peregrine_config::model::{Backend as BackendKind, Config, InterfaceConfig};
-use peregrine_dataplane::{Handoff, Interface, ProbeAnswers, Worker, WorkerConfig};
+use peregrine_dataplane::{Fanout, Handoff, Interface, ProbeAnswers, Worker, WorkerConfig};
 use peregrine_engine::Engine;
 use peregrine_io::afpacket::{self, AfPacketConfig};
 use peregrine_io::tap::{Tap, TapConfig};
@@ -23,11 +23,12 @@ use peregrine_stats::WorkerStats;
 use peregrine_store::WorkerJournal;
 use peregrine_wire::MacAddr;
 
+use crate::partner::PartnerQueue;
 use crate::placement::pin_current_thread;
 
-/// Where a worker's binding changes go: its side of the lease journal (with failover, a
-/// fan-out of that and the partner link).
-pub(crate) type WorkerSink = WorkerJournal;
+/// Where a worker's binding changes go: its side of the lease journal, which confirms them,
+/// and the failover link, which is only told (nobody without a partner).
+pub(crate) type WorkerSink = Fanout<WorkerJournal, PartnerQueue>;
 
 /// A running worker thread.
 pub(crate) type WorkerThread = JoinHandle<anyhow::Result<()>>;

@@ -7,6 +7,7 @@
 
 mod backend;
 mod leases;
+mod partner;
 // The one module that makes scheduling syscalls (sched_setaffinity, sched_setscheduler).
 #[allow(unsafe_code)]
 mod placement;

@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context, bail};
 use peregrine_config::model::{Config, Durability};
 use peregrine_control::{ControlSources, Importer};
-use peregrine_dataplane::{Handoff, Interface, ProbeAnswers};
+use peregrine_dataplane::{Fanout, Handoff, Interface, ProbeAnswers};
 use peregrine_engine::{Engine, EngineOptions, KeySecret};
 use peregrine_stats::WorkerStats;
 use peregrine_store::{Journal, JournalOptions, JournalWriter, LeaseDir, WorkerJournal};
 
 use crate::backend::{self, Backend, WorkerSeed, WorkerSink};
+use crate::partner::{self, PartnerQueue};
 use crate::placement;
 
 /// Runs the server described by the file at `path` until SIGTERM or SIGINT.
@@ -22,12 +23,6 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     if config.runtime.interfaces.is_empty() {
         bail!(
             "{}: no [[interface]] configured: nothing to serve",
-            path.display()
-        );
-    }
-    if config.failover.is_some() {
-        bail!(
-            "{}: [failover] is checked but this build does not run the failover link yet",
             path.display()
         );
     }
@@ -44,7 +39,11 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         key_secret,
         ..EngineOptions::default()
     };
-    let engine = Arc::new(Engine::new(&config, options).context("building the engine")?);
+    let mut engine = Engine::new(&config, options).context("building the engine")?;
+    if let Some(f) = &config.failover {
+        engine = engine.with_failover(partner::policy(f));
+    }
+    let engine = Arc::new(engine);
     if let Some(dir) = &store {
         recover(&engine, dir)?;
     }
@@ -55,8 +54,23 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         signal_hook::flag::register(signal, quit.clone()).context("installing signal handlers")?;
     }
 
-    let (writer, sinks, import_side) =
+    let (writer, journals, import_side, link_side) =
         start_journal(&config, store.as_ref(), backend.queues().len())?;
+    // The failover link, before the workers: they tell it of every change from the start.
+    let (partner_queue, link) = match (&config.failover, link_side, &store) {
+        (Some(f), Some(side), Some(dir)) => {
+            let (queue, link) = partner::start(f, &engine, side, dir.path(), &quit)?;
+            (queue, Some(link))
+        }
+        _ => (PartnerQueue::default(), None),
+    };
+    let sinks = journals
+        .into_iter()
+        .map(|journal| Fanout {
+            confirming: journal,
+            lazy: partner_queue.clone(),
+        })
+        .collect();
     let started = std::time::Instant::now();
     let (seeds, stats) = seeds(&config, backend.as_ref(), sinks);
     let handles = backend.start(seeds, &engine, &quit)?;
@@ -89,6 +103,11 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     if let Err(e) = control.shutdown() {
         tracing::warn!("control plane: {e}");
     }
+    if let Some(link) = link
+        && let Err(e) = link.join()
+    {
+        tracing::warn!("failover link: {e:#}");
+    }
     if let Some(writer) = writer {
         writer.stop().context("lease journal")?;
     }
@@ -101,20 +120,25 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     failed.map_or(Ok(()), Err)
 }
 
-/// Starts the journal writer, if leases are kept durably, with a side for each of `workers`
-/// and one for imports through the admin API.
+/// The journal writer and its sides: one per worker, one for imports through the admin API,
+/// and one for the failover link.
+type JournalSides = (
+    Option<JournalWriter>,
+    Vec<WorkerJournal>,
+    Option<WorkerJournal>,
+    Option<WorkerJournal>,
+);
+
+/// Starts the journal writer, if leases are kept durably, with a side for each of `workers`,
+/// one for imports through the admin API and, with failover, one for the link.
 fn start_journal(
     config: &Config,
     store: Option<&LeaseDir>,
     workers: usize,
-) -> anyhow::Result<(
-    Option<JournalWriter>,
-    Vec<WorkerSink>,
-    Option<WorkerJournal>,
-)> {
+) -> anyhow::Result<JournalSides> {
     let (Some(dir), Some(leases)) = (store, &config.runtime.leases) else {
         tracing::warn!("no [leases] directory configured: leases live in memory only");
-        return Ok((None, Vec::new(), None));
+        return Ok((None, Vec::new(), None, None));
     };
     let options = JournalOptions {
         durability: match leases.durability {
@@ -125,9 +149,11 @@ fn start_journal(
         setup: Some(placement::journal_setup(leases.writer_core)),
         commit_interval: std::time::Duration::from_micros(u64::from(leases.commit_interval_us)),
     };
-    let (writer, mut sides) = Journal::start(dir, options, workers + 1)?;
+    let link = usize::from(config.failover.is_some());
+    let (writer, mut sides) = Journal::start(dir, options, workers + 1 + link)?;
+    let link_side = if link == 1 { sides.pop() } else { None };
     let import_side = sides.pop();
-    Ok((Some(writer), sides, import_side))
+    Ok((Some(writer), sides, import_side, link_side))
 }
 
 /// A seed for each of `backend`'s queues, in its order, and their counters: a core from

@@ -11,13 +11,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use peregrine_engine::{
-    Binding, BindingEvent, BindingState, Broken, Engine, EngineOptions, FailoverPolicy, KeySecret,
-    Service, Verdict,
+    BindingEvent, BindingState, Broken, Engine, EngineOptions, FailoverPolicy, KeySecret, Service,
+    Verdict,
 };
-use peregrine_failover::binding::{Binding as PartnerBinding, Hardware};
 use peregrine_failover::codec::MAX_MESSAGE_LEN;
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
-use peregrine_failover::{BindingStatus, Config, Event, Restored, Role, ServerState, Session};
+use peregrine_failover::{Config, Event, Restored, Role, ServerState, Session};
 use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 
 use crate::support::{Client, SERVER, T0, lab_config, meta};
@@ -184,7 +183,7 @@ impl Server {
             }
         });
         for e in &all {
-            self.session.send_update(partner_binding(e));
+            self.session.send_update(e.partner_update());
         }
     }
 
@@ -285,7 +284,7 @@ impl Server {
                 Event::PoolRequest { xid } => {
                     let moved = self.engine.balance_pools(now);
                     for e in &moved {
-                        self.session.send_update(partner_binding(e));
+                        self.session.send_update(e.partner_update());
                     }
                     let n = u32::try_from(moved.len()).unwrap_or(u32::MAX);
                     self.session.pool_response(xid, n);
@@ -330,7 +329,7 @@ impl Server {
             Verdict::Reply { len, .. } | Verdict::Probe { len, .. } => (len, None),
             Verdict::Defer { len, event, .. } => (len, Some(event)),
             Verdict::Record { event } => {
-                self.session.send_update(partner_binding(&event));
+                self.session.send_update(event.partner_update());
                 return Ok(None);
             }
             Verdict::Drop(reason) => {
@@ -342,7 +341,7 @@ impl Server {
             }
         };
         if let Some(e) = event {
-            self.session.send_update(partner_binding(&e));
+            self.session.send_update(e.partner_update());
         }
         let Some(reply) = DhcpMessage::parse(&tx[..len]).ok() else {
             return Ok(None);
@@ -382,39 +381,6 @@ impl Server {
 
 /// A server's answer as a client sees it: type, address, lease, server identifier.
 type Reply = (MessageType, Ipv4Addr, u32, Ipv4Addr);
-
-/// The update that tells the partner of an engine's binding change.
-fn partner_binding(e: &BindingEvent) -> PartnerBinding {
-    let b: &Binding = &e.binding;
-    let status = match b.state {
-        BindingState::Active | BindingState::Offered | BindingState::Reserved => {
-            BindingStatus::Active
-        }
-        BindingState::Expired => BindingStatus::Expired,
-        BindingState::Released => BindingStatus::Released,
-        BindingState::Abandoned => BindingStatus::Abandoned,
-        BindingState::Reset | BindingState::Free => BindingStatus::Free,
-        BindingState::Backup => BindingStatus::Backup,
-    };
-    let mut u = PartnerBinding::new(e.address, status);
-    if let Some(key) = b.client {
-        let (kind, bytes) = key.to_raw();
-        match kind {
-            0 => u.hardware = Hardware::new(bytes[0], &bytes[1..]),
-            _ => u.client_id = Some(bytes.into()),
-        }
-    }
-    if u.hardware.is_none() && b.mac != [0; 6] {
-        u.hardware = Some(Hardware::ethernet(b.mac));
-    }
-    u.lease_expiration = b.expires;
-    // Everything this server knows may have been promised on the address: its own potential
-    // expiration, and the partner's it acknowledged (what a recovering partner must learn).
-    u.potential_expiration = b.partner_sent.max(b.partner_acked);
-    u.start_time_of_state = b.state_since();
-    u.client_last_transaction = Some(b.cltt);
-    u
-}
 
 /// What each client was told: per address, (client, from, until).
 #[derive(Default)]
@@ -945,7 +911,7 @@ fn servers_step(
         let mut expired = Vec::new();
         s.engine.tick(at, 64, |e| expired.push(e));
         for e in &expired {
-            s.session.send_update(partner_binding(e));
+            s.session.send_update(e.partner_update());
         }
         if s.session.poll_timeout().is_some_and(|t| t <= at) {
             s.session.handle_timeout(at);

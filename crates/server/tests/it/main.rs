@@ -7,6 +7,7 @@
 
 mod leases;
 mod migration;
+mod pair;
 
 use std::net::Ipv4Addr;
 use std::process::Stdio;

@@ -1,0 +1,523 @@
+//! The failover link: one thread, off the worker cores, that keeps the TCP connection to the
+//! partner and drives the sans-I/O [`Session`] with it. It is the only place failover touches
+//! a socket, a clock or the disk.
+//!
+//! Workers tell it of their binding changes through [`PartnerQueue`], a bounded queue they
+//! never wait on (a full queue is counted; the MCLT rule bounds what was promised meanwhile).
+//! The partner's updates enter the engine through its `install_partner` door and are journaled
+//! before their acknowledgement leaves; a state change is on disk before its STATE message
+//! leaves (D12 §9.2).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use crossbeam_queue::ArrayQueue;
+use peregrine_config::model::Failover;
+use peregrine_engine::{BindingEvent, BindingSink, Engine, FailoverPolicy, Time};
+use peregrine_failover::codec::{MAX_MESSAGE_LEN, frame_len};
+use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
+use peregrine_failover::{Config, Event, Restored, Role, ServerState, Session};
+use peregrine_store::WorkerJournal;
+
+/// Binding changes the workers may have queued for the link at once.
+const QUEUE: usize = 1 << 16;
+/// Updates the session may hold for the partner before the link stops draining the queue.
+const SESSION_BACKLOG: usize = 1 << 16;
+/// How often the link looks at its socket, queue and timers when nothing happens.
+const TICK: Duration = Duration::from_millis(5);
+/// How often a secondary in NORMAL asks for its share of the pools.
+const POOL_REQUEST_EVERY: Time = 60;
+/// The longest wait between attempts to connect to the partner.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// The engine's failover policy for `f`.
+pub(crate) fn policy(f: &Failover) -> FailoverPolicy {
+    FailoverPolicy {
+        primary: f.primary,
+        mclt: f.mclt,
+        buckets: HashBucketAssignment::split(f.split),
+        bit_order: BitOrder::Draft,
+        load_balance_max_secs: f.load_balance_max_seconds,
+        broken: None,
+    }
+}
+
+/// The workers' side of the link: binding changes for the partner. A server without failover
+/// has none, and its workers tell nobody.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PartnerQueue {
+    queue: Option<Arc<ArrayQueue<BindingEvent>>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl BindingSink for PartnerQueue {
+    fn submit(&mut self, event: &BindingEvent) -> Option<u64> {
+        let queue = self.queue.as_ref()?;
+        if queue.push(*event).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(0)
+    }
+
+    fn confirmed(&self) -> u64 {
+        // Never waited on: the reply does not depend on the partner (Fanout's lazy side).
+        u64::MAX
+    }
+}
+
+/// The running link thread.
+pub(crate) struct PartnerLink {
+    thread: JoinHandle<anyhow::Result<()>>,
+}
+
+impl PartnerLink {
+    /// Waits for the thread (it stops when `quit` is set).
+    pub(crate) fn join(self) -> anyhow::Result<()> {
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the failover link panicked"))?
+    }
+}
+
+/// The workers' queue and the link thread that drains it.
+pub(crate) fn start(
+    f: &Failover,
+    engine: &Arc<Engine>,
+    journal: WorkerJournal,
+    dir: &Path,
+    quit: &Arc<AtomicBool>,
+) -> anyhow::Result<(PartnerQueue, PartnerLink)> {
+    let queue = PartnerQueue {
+        queue: Some(Arc::new(ArrayQueue::new(QUEUE))),
+        dropped: Arc::default(),
+    };
+    let state_path = dir.join("failover.state");
+    let restored = read_state(&state_path)?;
+    let now = unix_now();
+    let session = Session::new(session_config(f), restored, now);
+    let listener = if f.primary {
+        None
+    } else {
+        let l = TcpListener::bind(f.local)
+            .with_context(|| format!("failover: listening on {}", f.local))?;
+        l.set_nonblocking(true)?;
+        Some(l)
+    };
+    tracing::info!(
+        role = if f.primary { "primary" } else { "secondary" },
+        local = %f.local,
+        peer = %f.peer,
+        restored = ?restored.map(|r| r.state),
+        "failover: link starting"
+    );
+    let mut link = Link {
+        session,
+        engine: engine.clone(),
+        journal,
+        state_path,
+        peer: f.peer,
+        primary: f.primary,
+        listener,
+        stream: None,
+        inbox: Vec::with_capacity(4 * MAX_MESSAGE_LEN),
+        outbox: Vec::with_capacity(4 * MAX_MESSAGE_LEN),
+        queue: queue.queue.clone().expect("made above"),
+        pending_acks: Vec::new(),
+        next_attempt: Instant::now(),
+        backoff: Duration::from_millis(250),
+        next_pool_request: 0,
+        mclt: restored.and_then(|r| r.mclt),
+    };
+    let quit = quit.clone();
+    let thread = std::thread::Builder::new()
+        .name("failover".into())
+        .spawn(move || link.run(&quit))
+        .context("starting the failover link")?;
+    Ok((queue, PartnerLink { thread }))
+}
+
+fn session_config(f: &Failover) -> Config {
+    Config {
+        role: if f.primary {
+            Role::Primary
+        } else {
+            Role::Secondary
+        },
+        relationship_name: f.relationship.as_bytes().into(),
+        mclt: f.primary.then_some(f.mclt),
+        hash_bucket_assignment: HashBucketAssignment::split(f.split),
+        max_unacked_bndupd: f.max_unacked_updates,
+        receive_timer: f.max_response_delay,
+        max_clock_skew: 60,
+        vendor_class: concat!("peregrine-", env!("CARGO_PKG_VERSION"))
+            .as_bytes()
+            .into(),
+        safe_period: f.auto_partner_down,
+    }
+}
+
+/// An acknowledgement that waits for its binding to be on disk.
+struct PendingAck {
+    seq: u64,
+    xid: u32,
+    address: std::net::Ipv4Addr,
+}
+
+struct Link {
+    session: Session,
+    engine: Arc<Engine>,
+    journal: WorkerJournal,
+    state_path: PathBuf,
+    peer: SocketAddr,
+    primary: bool,
+    listener: Option<TcpListener>,
+    stream: Option<TcpStream>,
+    inbox: Vec<u8>,
+    outbox: Vec<u8>,
+    queue: Arc<ArrayQueue<BindingEvent>>,
+    pending_acks: Vec<PendingAck>,
+    next_attempt: Instant,
+    backoff: Duration,
+    next_pool_request: Time,
+    mclt: Option<u32>,
+}
+
+impl Link {
+    fn run(&mut self, quit: &AtomicBool) -> anyhow::Result<()> {
+        // Silent until the session says otherwise: a server that does not know its failover
+        // state yet leaves no trace of any client.
+        self.engine
+            .set_failover_service(peregrine_engine::Service::None);
+        while !quit.load(Ordering::Relaxed) {
+            let now = unix_now();
+            self.connect(now);
+            let mut busy = self.read(now);
+            busy |= self.drain_workers();
+            if self.session.poll_timeout().is_some_and(|t| t <= now) {
+                self.session.handle_timeout(now);
+            }
+            self.events(now)?;
+            self.release_acks();
+            busy |= self.write(now);
+            if !busy {
+                std::thread::sleep(TICK);
+            }
+        }
+        Ok(())
+    }
+
+    /// A connection to the partner: the primary connects, the secondary accepts it (from the
+    /// configured peer only).
+    fn connect(&mut self, now: Time) {
+        if self.stream.is_some() {
+            return;
+        }
+        let stream = if self.primary {
+            if Instant::now() < self.next_attempt {
+                return;
+            }
+            match TcpStream::connect_timeout(&self.peer, Duration::from_secs(1)) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!("failover: connecting to {}: {e}", self.peer);
+                    self.next_attempt = Instant::now() + self.backoff;
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    return;
+                }
+            }
+        } else {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((s, from)) if from.ip() == self.peer.ip() => s,
+                Ok((_, from)) => {
+                    tracing::warn!(%from, "failover: connection from an unconfigured address refused");
+                    return;
+                }
+                Err(_) => return,
+            }
+        };
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        tracing::info!(peer = %self.peer, "failover: connected");
+        self.backoff = Duration::from_millis(250);
+        self.inbox.clear();
+        self.outbox.clear();
+        self.stream = Some(stream);
+        self.session.connected(now);
+    }
+
+    /// The connection is gone (closed, reset, or given up by the session).
+    fn lost(&mut self, now: Time, why: &str) {
+        if self.stream.take().is_some() {
+            tracing::info!(peer = %self.peer, "failover: connection lost: {why}");
+            self.session.disconnected(now);
+            self.next_attempt = Instant::now() + self.backoff;
+        }
+    }
+
+    /// Reads what arrived and hands each whole message to the session.
+    fn read(&mut self, now: Time) -> bool {
+        let Some(stream) = self.stream.as_mut() else {
+            return false;
+        };
+        let mut buf = [0u8; 16 * 1024];
+        let mut got = false;
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => {
+                    self.lost(now, "closed by the partner");
+                    return got;
+                }
+                Ok(n) => {
+                    self.inbox.extend_from_slice(&buf[..n]);
+                    got = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.lost(now, &e.to_string());
+                    return got;
+                }
+            }
+        }
+        let mut at = 0;
+        while let Some(len) = frame_len(&self.inbox[at..]) {
+            if self.inbox.len() - at < len {
+                break;
+            }
+            self.session.handle(now, &self.inbox[at..at + len]);
+            at += len;
+        }
+        self.inbox.drain(..at);
+        got
+    }
+
+    /// The workers' changes, for the partner.
+    fn drain_workers(&mut self) -> bool {
+        let mut any = false;
+        while self.session.pending_updates() < SESSION_BACKLOG {
+            let Some(event) = self.queue.pop() else {
+                break;
+            };
+            self.session.send_update(event.partner_update());
+            any = true;
+        }
+        any
+    }
+
+    /// What the session asks of the server.
+    fn events(&mut self, now: Time) -> anyhow::Result<()> {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::StateChanged { state, since } => {
+                    write_state(
+                        &self.state_path,
+                        Restored {
+                            state,
+                            start_time: since,
+                            mclt: self.mclt.or(self.session.mclt()),
+                        },
+                    )?;
+                    tracing::info!(since, "failover: state {state}");
+                    self.engine.set_failover_service(state.service());
+                    self.engine
+                        .set_partner_down((state == ServerState::PartnerDown).then_some(since));
+                    self.session.state_persisted();
+                }
+                Event::McltLearned(mclt) => {
+                    self.mclt = Some(mclt);
+                    write_state(
+                        &self.state_path,
+                        Restored {
+                            state: self.session.state(),
+                            start_time: self.session.since(),
+                            mclt: Some(mclt),
+                        },
+                    )?;
+                }
+                Event::Update { xid, binding } => {
+                    let address = binding.address;
+                    match self.engine.install_partner(now, &binding) {
+                        Ok(event) => match self.journal.submit(&event) {
+                            Some(seq) => self.pending_acks.push(PendingAck { seq, xid, address }),
+                            // Not on disk: no acknowledgement; the partner sends it again.
+                            None => {
+                                tracing::warn!(%address, "failover: journal full, update not acknowledged");
+                            }
+                        },
+                        Err(reason) => self.session.ack_update(xid, address, Err(reason)),
+                    }
+                }
+                Event::Acked {
+                    address,
+                    potential_expiration,
+                    result: Ok(()),
+                } => {
+                    if let Some(event) = self
+                        .engine
+                        .partner_acknowledged(address, potential_expiration)
+                    {
+                        let _ = self.journal.submit(&event);
+                    }
+                }
+                Event::Acked { .. } => {}
+                Event::UpdateRequest { .. } => {
+                    let mut all = Vec::new();
+                    self.engine.for_each_binding(|scope, address, b| {
+                        if b.state != peregrine_engine::BindingState::Offered {
+                            all.push(BindingEvent {
+                                scope,
+                                address,
+                                binding: *b,
+                            });
+                        }
+                    });
+                    for e in &all {
+                        self.session.send_update(e.partner_update());
+                    }
+                    self.session.update_request_queued();
+                }
+                Event::PoolRequest { xid } => {
+                    let moved = self.engine.balance_pools(now);
+                    for e in &moved {
+                        let _ = self.journal.submit(e);
+                        self.session.send_update(e.partner_update());
+                    }
+                    let n = u32::try_from(moved.len()).unwrap_or(u32::MAX);
+                    tracing::info!(moved = n, "failover: pool balanced for the secondary");
+                    self.session.pool_response(xid, n);
+                }
+                Event::PoolResponse(n) => {
+                    tracing::debug!(moved = n, "failover: the primary balanced the pools");
+                }
+                Event::Closed(reason) => {
+                    tracing::warn!(reason = reason.as_str(), "failover: connection closed");
+                    // The farewell (a refusal, a DISCONNECT) leaves first.
+                    self.write(now);
+                    self.lost(now, reason.as_str());
+                }
+            }
+        }
+        self.journal.wake();
+        self.engine
+            .set_own_addresses_from(self.session.own_addresses_from());
+        if !self.primary
+            && self.session.state() == ServerState::Normal
+            && now >= self.next_pool_request
+        {
+            self.session.request_pool();
+            self.next_pool_request = now + POOL_REQUEST_EVERY;
+        }
+        Ok(())
+    }
+
+    /// Acknowledges the partner's updates whose bindings are now on disk.
+    fn release_acks(&mut self) {
+        let done = self.journal.committed();
+        let session = &mut self.session;
+        self.pending_acks.retain(|p| {
+            if p.seq <= done {
+                session.ack_update(p.xid, p.address, Ok(()));
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Writes what the session has to say.
+    fn write(&mut self, now: Time) -> bool {
+        let mut buf = [0u8; MAX_MESSAGE_LEN];
+        while let Some(len) = self.session.poll_transmit(now, &mut buf) {
+            self.outbox.extend_from_slice(&buf[..len]);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            self.outbox.clear();
+            return false;
+        };
+        let mut wrote = false;
+        while !self.outbox.is_empty() {
+            match stream.write(&self.outbox) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.outbox.drain(..n);
+                    wrote = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let why = e.to_string();
+                    self.lost(now, &why);
+                    break;
+                }
+            }
+        }
+        wrote
+    }
+}
+
+fn unix_now() -> Time {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The failover state kept on disk: `state since mclt` (mclt 0: not known yet).
+fn read_state(path: &Path) -> anyhow::Result<Option<Restored>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let bad = || {
+        anyhow::anyhow!(
+            "{}: not a failover state (`state since mclt`); remove it to start in RECOVER and \
+             learn every binding from the partner",
+            path.display()
+        )
+    };
+    let mut words = text.split_whitespace();
+    let state = words
+        .next()
+        .and_then(|w| w.parse::<u8>().ok())
+        .and_then(ServerState::from_u8)
+        .ok_or_else(bad)?;
+    let start_time = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+    let mclt: u32 = words.next().and_then(|w| w.parse().ok()).ok_or_else(bad)?;
+    Ok(Some(Restored {
+        state,
+        start_time,
+        mclt: (mclt != 0).then_some(mclt),
+    }))
+}
+
+/// Writes the state durably (a new file, synced, renamed over the old, the directory synced).
+fn write_state(path: &Path, r: Restored) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let text = format!(
+        "{} {} {}\n",
+        r.state as u8,
+        r.start_time,
+        r.mclt.unwrap_or(0)
+    );
+    let mut file =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
