@@ -1054,7 +1054,9 @@ impl Session {
         // renewed (in PARTNER-DOWN, or renewing in COMMUNICATIONS-INTERRUPTED), and it
         // acknowledges expiries it knows nothing of: all that runs at most the MCLT from now
         // (seeds 1099, 4370).
-        if st.state == ServerState::Recover {
+        // (A server that started without its own database has nothing to protect from it: with
+        // both lost, nobody remembers a lease; a new pair starts so.)
+        if st.state == ServerState::Recover && self.started_empty.is_none() {
             let mclt = Time::from(self.mclt.unwrap_or(DEFAULT_MCLT));
             self.partner_forgot_until = self.partner_forgot_until.max(now + mclt);
         }
@@ -1172,6 +1174,8 @@ impl Session {
                 );
                 let until = self.since + u64::from(self.mclt.unwrap_or(DEFAULT_MCLT));
                 if fresh {
+                    // Nothing was granted before: nothing forgotten to wait for either.
+                    self.started_empty = None;
                     self.enter(ServerState::RecoverDone, now);
                 } else {
                     self.recover_wait_until = Some(until);

@@ -225,6 +225,10 @@ fn a_fresh_pair_reaches_normal_in_both_roles() {
     assert_eq!(pair.primary.states, [Recover, RecoverDone, Normal]);
     assert_eq!(pair.secondary.states, [Recover, RecoverDone, Normal]);
     assert_eq!(pair.now, T0);
+    // Neither granted anything before: both allocate at once (the daemon's pair test found
+    // a new pair idle for the MCLT).
+    assert_eq!(pair.primary.session.own_addresses_from(), 0);
+    assert_eq!(pair.secondary.session.own_addresses_from(), 0);
     assert_eq!(
         pair.secondary.session.mclt(),
         Some(MCLT),

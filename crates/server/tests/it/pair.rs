@@ -1,13 +1,15 @@
 //! Two `peregrine run` processes as a failover pair (issue 28), each in its own network
 //! namespace, joined by a veth pair that carries both the failover link and DHCP.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 
+use peregrine_failover::hash::{BitOrder, HashBucketAssignment, bucket};
 use peregrine_testkit::netns::Netns;
-use peregrine_testkit::process::TempDir;
+use peregrine_testkit::process::{TempDir, require_tools};
 
-use super::migration::{spawn_logged, wait_until};
+use super::migration::{client_files, lease, lines, spawn_logged, wait_until};
 
 /// One server of the pair: its `[failover]` role, its address and the partner's.
 fn config(primary: bool, iface: &str, local: &str, peer: &str, leases: &Path) -> String {
@@ -120,4 +122,142 @@ fn two_servers_connect_and_reach_normal() {
             "failover: pool balanced for the secondary",
         )
     });
+}
+
+/// A switch (a bridge in its own namespace) with the primary (`fo0`, 10.79.9.1), the secondary
+/// (`fo1`, 10.79.9.2) and `CLIENTS` client ports (`c0`, ... in the clients' namespace): the
+/// failover link and every client's broadcast cross it, as on a relay-less access network.
+fn switched(macs: &[[u8; 6]]) -> Option<[Netns; 4]> {
+    let sw = Netns::new("pair")?;
+    let a = Netns::new("pair")?;
+    let b = Netns::new("pair")?;
+    let clients = Netns::new("pair")?;
+    sw.ip("link add br0 type bridge");
+    sw.ip("link set br0 up");
+    for (ns, name, addr) in [(&a, "fo0", "10.79.9.1/24"), (&b, "fo1", "10.79.9.2/24")] {
+        sw.ip(&format!("link add p-{name} type veth peer name {name}"));
+        sw.ip(&format!("link set p-{name} master br0"));
+        sw.ip(&format!("link set p-{name} up"));
+        sw.ip(&format!("link set {name} netns {}", ns.name()));
+        ns.ip(&format!("addr add {addr} dev {name}"));
+        ns.ip(&format!("link set {name} up"));
+    }
+    for (i, mac) in macs.iter().enumerate() {
+        sw.ip(&format!("link add p{i} type veth peer name c{i}"));
+        sw.ip(&format!("link set p{i} master br0"));
+        sw.ip(&format!("link set p{i} up"));
+        sw.ip(&format!("link set c{i} address {}", mac_text(*mac)));
+        sw.ip(&format!("link set c{i} netns {}", clients.name()));
+        clients.ip(&format!("link set c{i} up"));
+    }
+    Some([sw, a, b, clients])
+}
+
+/// Clients on the switch.
+const CLIENTS: usize = 4;
+
+/// Client MACs, two whose hash bucket (RFC 3074, on chaddr: dhclient sends no client
+/// identifier) the primary answers in NORMAL, then two the secondary does, with `split = 128`.
+fn client_macs() -> Vec<[u8; 6]> {
+    let buckets = HashBucketAssignment::split(128);
+    let mut primary = Vec::new();
+    let mut secondary = Vec::new();
+    for n in 0u8..=255 {
+        let mac = [2, 0, 0, 0x79, 9, n];
+        let side = if buckets.primary_answers(bucket(&mac), BitOrder::Draft) {
+            &mut primary
+        } else {
+            &mut secondary
+        };
+        if side.len() < CLIENTS / 2 {
+            side.push(mac);
+        }
+    }
+    primary.into_iter().chain(secondary).collect()
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
+/// The binding `/v1/leases/IP` shows on the server in `ns`: (state, mac).
+fn binding(ns: &Netns, addr: Ipv4Addr) -> Option<(String, String)> {
+    let url = format!("http://127.0.0.1:9167/v1/leases/{addr}");
+    let body = ns.enter(|| {
+        ureq::get(&url)
+            .call()
+            .ok()?
+            .into_body()
+            .read_to_string()
+            .ok()
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    Some((
+        v["state"].as_str()?.to_owned(),
+        v["mac"].as_str()?.to_owned(),
+    ))
+}
+
+#[test]
+fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
+    let test = "pair_replication";
+    let Some([dhclient]) = require_tools(test, ["dhclient"], "isc-dhcp-client") else {
+        return;
+    };
+    let macs = client_macs();
+    let Some([_sw, a, b, clients]) = switched(&macs) else {
+        return;
+    };
+    let tmp = TempDir::new("peregrine-pair-clients");
+    let dir = tmp.path();
+    let path = |name: &str| dir.join(name);
+    std::fs::write(
+        path("primary.toml"),
+        config(
+            true,
+            "fo0",
+            "10.79.9.1",
+            "10.79.9.2",
+            &path("primary-leases"),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        path("secondary.toml"),
+        config(
+            false,
+            "fo1",
+            "10.79.9.2",
+            "10.79.9.1",
+            &path("secondary-leases"),
+        ),
+    )
+    .unwrap();
+    let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
+    let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
+    for who in ["primary", "secondary"] {
+        let log = path(&format!("{who}.log"));
+        wait_until(30, &format!("NORMAL in {}", log.display()), || {
+            says(&log, "failover: state NORMAL")
+        });
+    }
+    let events = path("events");
+    client_files(dir, &events);
+    let mut servers = Vec::new();
+    for (i, mac) in macs.iter().enumerate() {
+        let (_, addr, server) = lease(&clients, &dhclient, dir, i, lines(&events));
+        servers.push(server);
+        // The lease is on both servers: the one that granted it told the other.
+        let mac = mac_text(*mac);
+        for (ns, who) in [(&a, "primary"), (&b, "secondary")] {
+            let seen = wait_until(10, &format!("c{i}'s {addr} at the {who}"), || {
+                binding(ns, addr).filter(|(state, m)| state == "active" && *m == mac)
+            });
+            assert_eq!(seen.1, mac);
+        }
+    }
+    // Each client was answered by the server its hash bucket names (NORMAL's load balancing).
+    let primary = Ipv4Addr::new(10, 79, 9, 1);
+    let secondary = Ipv4Addr::new(10, 79, 9, 2);
+    assert_eq!(servers, [primary, primary, secondary, secondary]);
 }
