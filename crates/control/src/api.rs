@@ -18,6 +18,7 @@ use peregrine_migrate::LocalZone;
 use peregrine_migrate::report::Format;
 
 use crate::import::{ImportError, Importer};
+use peregrine_stats::FailoverStatus;
 use prometheus::{Registry, TEXT_FORMAT, TextEncoder};
 use serde::Serialize;
 
@@ -31,6 +32,8 @@ pub(crate) struct ApiState {
     pub(crate) scope_names: HashMap<ScopeId, String>,
     /// Lease imports into the running server; `None` without a lease journal.
     pub(crate) importer: Option<Arc<Importer>>,
+    /// The failover link; `None` without a partner.
+    pub(crate) failover: Option<Arc<FailoverStatus>>,
 }
 
 pub(crate) fn router(state: Arc<ApiState>) -> Router {
@@ -46,6 +49,8 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/scopes", get(scopes))
         .route("/v1/scopes/{name}/activate", post(activate))
         .route("/v1/scopes/{name}/deactivate", post(deactivate))
+        .route("/v1/failover", get(failover))
+        .route("/v1/failover/partner-down", post(partner_down))
         .with_state(state)
 }
 
@@ -211,6 +216,117 @@ fn set_scope(state: &ApiState, name: &str, active: bool) -> Response {
         "scope state changed through the admin API"
     );
     Json(scope_view(name, active)).into_response()
+}
+
+/// The failover relationship, as `/v1/failover` shows it.
+#[derive(Debug, Serialize)]
+struct FailoverJson {
+    role: &'static str,
+    state: &'static str,
+    /// UNIX seconds.
+    since: u64,
+    partner_state: Option<&'static str>,
+    connected: bool,
+    /// UNIX seconds.
+    last_contact: Option<u64>,
+    /// The partner's clock minus ours, seconds.
+    clock_skew: Option<i64>,
+    unacked_updates: usize,
+    mclt: Option<u32>,
+    updates_sent: u64,
+    updates_accepted: u64,
+    updates_rejected: u64,
+    connections: u64,
+    connections_refused: u64,
+    queue_dropped: u64,
+    /// The last PARTNER-DOWN request's outcome.
+    partner_down: Option<String>,
+    pools: Vec<FailoverPoolJson>,
+}
+
+/// A pool's addresses by owner.
+#[derive(Debug, Serialize)]
+struct FailoverPoolJson {
+    scope: String,
+    pool: usize,
+    /// Available to the primary.
+    free: u64,
+    /// Available to the secondary.
+    backup: u64,
+    active: u64,
+}
+
+fn failover_json(state: &ApiState, status: &FailoverStatus) -> FailoverJson {
+    use std::sync::atomic::Ordering::Relaxed;
+    let v = status.view();
+    FailoverJson {
+        role: v.role,
+        state: v.state,
+        since: v.since,
+        partner_state: v.partner_state,
+        connected: v.connected,
+        last_contact: v.last_contact,
+        clock_skew: v.clock_skew,
+        unacked_updates: v.unacked,
+        mclt: v.mclt,
+        updates_sent: status.updates_sent.load(Relaxed),
+        updates_accepted: status.updates_accepted.load(Relaxed),
+        updates_rejected: status.updates_rejected.load(Relaxed),
+        connections: status.connections.load(Relaxed),
+        connections_refused: status.connections_refused.load(Relaxed),
+        queue_dropped: status.queue_dropped.load(Relaxed),
+        partner_down: v.partner_down,
+        pools: state
+            .engine
+            .pool_stats()
+            .into_iter()
+            .map(|p| FailoverPoolJson {
+                scope: p.scope_name,
+                pool: p.pool,
+                free: p.free - p.backup,
+                backup: p.backup,
+                active: p.active,
+            })
+            .collect(),
+    }
+}
+
+/// `GET /v1/failover`: our state and the partner's, the link, the updates, each pool's split.
+async fn failover(State(state): State<Arc<ApiState>>) -> Response {
+    match &state.failover {
+        Some(status) => Json(failover_json(&state, status)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no [failover] configured".into()),
+    }
+}
+
+/// `POST /v1/failover/partner-down`: the operator says the partner is down (D12 §9.4: only by
+/// fiat). Refused while the partner is in contact. Answers once the link thread has acted,
+/// with the relationship as `/v1/failover` shows it.
+async fn partner_down(State(state): State<Arc<ApiState>>) -> Response {
+    let Some(status) = state.failover.clone() else {
+        return error(StatusCode::NOT_FOUND, "no [failover] configured".into());
+    };
+    status.request_partner_down();
+    for _ in 0..200 {
+        if !status.partner_down_pending() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let view = failover_json(&state, &status);
+    tracing::warn!(outcome = ?view.partner_down, "PARTNER-DOWN requested through the admin API");
+    if view.state == "PARTNER-DOWN" {
+        Json(view).into_response()
+    } else {
+        error(
+            StatusCode::CONFLICT,
+            format!(
+                "not in PARTNER-DOWN ({}): {}",
+                view.state,
+                view.partner_down.unwrap_or_default()
+            ),
+        )
+    }
 }
 
 /// The binding of one address, as `/v1/leases/{ip}` shows it.

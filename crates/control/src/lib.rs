@@ -35,7 +35,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use peregrine_engine::Engine;
-use peregrine_stats::WorkerStats;
+use peregrine_stats::{FailoverStatus, WorkerStats};
 use peregrine_store::JournalStats;
 use tokio::sync::oneshot;
 
@@ -54,6 +54,9 @@ pub struct ControlSources {
     /// Imports into the running server (`POST /v1/leases/import/{format}`), if leases are
     /// journaled.
     pub importer: Option<Arc<Importer>>,
+    /// The failover link's state and counters (`/v1/failover`, `peregrine_failover_*`), if
+    /// the server has a partner.
+    pub failover: Option<Arc<FailoverStatus>>,
 }
 
 /// The running control plane. [`Control::shutdown`] stops it and joins its thread; dropping it
@@ -107,6 +110,7 @@ pub fn spawn(listen: SocketAddr, sources: ControlSources) -> io::Result<Control>
         engine: sources.engine,
         scope_names,
         importer: sources.importer,
+        failover: sources.failover,
     }));
     let (stop, stopped) = oneshot::channel();
     let thread = std::thread::Builder::new()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use peregrine_engine::{Engine, PoolStats};
-use peregrine_stats::{FrameDrop, Latency, WorkerStats};
+use peregrine_stats::{FailoverStatus, FrameDrop, Latency, WorkerStats};
 use peregrine_store::{JournalCounters, JournalStats};
 use peregrine_wire::dhcp::MessageType;
 use prometheus::core::{Collector, Desc};
@@ -222,12 +222,118 @@ fn value(n: u64) -> f64 {
     n as f64
 }
 
+/// The failover link's families (present only on a server with a partner).
+#[derive(Debug)]
+struct FailoverFamilies {
+    state: Family,
+    connected: Family,
+    unacked: Family,
+    updates: Family,
+    connections: Family,
+    queue_dropped: Family,
+}
+
+impl FailoverFamilies {
+    fn new() -> prometheus::Result<FailoverFamilies> {
+        Ok(FailoverFamilies {
+            state: Family::new(
+                "peregrine_failover_state",
+                "Failover state by server (local, partner), by its number in the protocol: 1 \
+             STARTUP, 2 NORMAL, 3 COMMUNICATIONS-INTERRUPTED, 4 PARTNER-DOWN, 5 \
+             POTENTIAL-CONFLICT, 6 RECOVER, 9 RECOVER-DONE, 10 RESOLUTION-INTERRUPTED, 11 \
+             CONFLICT-DONE, 254 RECOVER-WAIT; the partner's is absent until heard.",
+                &["server"],
+                Kind::Gauge,
+            )?,
+            connected: Family::new(
+                "peregrine_failover_connected",
+                "1 while the connection to the failover partner is up.",
+                &[],
+                Kind::Gauge,
+            )?,
+            unacked: Family::new(
+                "peregrine_failover_unacked_updates",
+                "Binding updates for the partner not yet acknowledged (queued or in flight).",
+                &[],
+                Kind::Gauge,
+            )?,
+            updates: Family::new(
+                "peregrine_failover_updates_total",
+                "Binding updates: sent to the partner, and the partner's accepted or rejected.",
+                &["kind"],
+                Kind::Counter,
+            )?,
+            connections: Family::new(
+                "peregrine_failover_connections_total",
+                "Connections to the partner: made, and refused or closed by this server (an \
+             unconfigured address, a timeout, bad input).",
+                &["outcome"],
+                Kind::Counter,
+            )?,
+            queue_dropped: Family::new(
+                "peregrine_failover_queue_dropped_total",
+                "Binding changes the workers could not queue for the partner (the queue was \
+             full); the MCLT rule bounds what they promised meanwhile.",
+                &[],
+                Kind::Counter,
+            )?,
+        })
+    }
+
+    fn all(&self) -> [&Family; 6] {
+        [
+            &self.state,
+            &self.connected,
+            &self.unacked,
+            &self.updates,
+            &self.connections,
+            &self.queue_dropped,
+        ]
+    }
+
+    /// The families' samples now.
+    fn collect(&self, f: &FailoverStatus) -> Vec<MetricFamily> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let v = f.view();
+        let mut states = vec![self.state.sample(&["local"], f64::from(v.state_code))];
+        if let Some(code) = v.partner_state_code {
+            states.push(self.state.sample(&["partner"], f64::from(code)));
+        }
+        let count = |c: &std::sync::atomic::AtomicU64| value(c.load(Relaxed));
+        vec![
+            self.state.family(states),
+            self.connected.family(vec![
+                self.connected.sample(&[], f64::from(u8::from(v.connected))),
+            ]),
+            self.unacked
+                .family(vec![self.unacked.sample(&[], value(v.unacked as u64))]),
+            self.updates.family(vec![
+                self.updates.sample(&["sent"], count(&f.updates_sent)),
+                self.updates
+                    .sample(&["accepted"], count(&f.updates_accepted)),
+                self.updates
+                    .sample(&["rejected"], count(&f.updates_rejected)),
+            ]),
+            self.connections.family(vec![
+                self.connections.sample(&["made"], count(&f.connections)),
+                self.connections
+                    .sample(&["refused"], count(&f.connections_refused)),
+            ]),
+            self.queue_dropped.family(vec![
+                self.queue_dropped.sample(&[], count(&f.queue_dropped)),
+            ]),
+        ]
+    }
+}
+
 /// Reads the workers' counters and the engine's pools at every scrape.
 #[derive(Debug)]
 pub(crate) struct StatsCollector {
     engine: Arc<Engine>,
     workers: Vec<Arc<WorkerStats>>,
     journal: Option<Arc<JournalStats>>,
+    failover: Option<Arc<FailoverStatus>>,
+    failover_families: FailoverFamilies,
     started: Instant,
     totals: Vec<(Family, ReadWorker)>,
     journal_figures: Vec<(Family, ReadJournal)>,
@@ -252,6 +358,8 @@ impl StatsCollector {
             engine: sources.engine.clone(),
             workers: sources.workers.clone(),
             journal: sources.journal.clone(),
+            failover: sources.failover.clone(),
+            failover_families: FailoverFamilies::new()?,
             started: sources.started,
             totals: TOTALS
                 .iter()
@@ -440,6 +548,7 @@ impl Collector for StatsCollector {
                 &self.held_replies,
                 &self.last_burst,
             ])
+            .chain(self.failover_families.all())
             .chain(self.journal_figures.iter().map(|(f, _)| f))
             .map(|f| &f.desc)
             .chain([&self.latency])
@@ -493,6 +602,9 @@ impl Collector for StatsCollector {
         out.push(self.latency());
         out.push(self.per_worker(&self.held_replies, |w| w.held_replies.get()));
         out.push(self.per_worker(&self.last_burst, |w| w.last_burst.get()));
+        if let Some(f) = &self.failover {
+            out.extend(self.failover_families.collect(f));
+        }
         if let Some(journal) = &self.journal {
             let j = journal.snapshot();
             for (family, read) in &self.journal_figures {

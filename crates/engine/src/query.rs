@@ -28,6 +28,8 @@ pub struct PoolStats {
     pub reserved: u64,
     /// Available to new clients (including expired and released addresses).
     pub free: u64,
+    /// Of `free`, those a failover secondary allocates (BACKUP).
+    pub backup: u64,
 }
 
 impl Engine {
@@ -113,6 +115,7 @@ impl Engine {
                     abandoned: 0,
                     reserved: 0,
                     free: 0,
+                    backup: 0,
                 };
                 for k in 0..pool.shard_count() {
                     let shard = pool.lock(k);
@@ -120,6 +123,7 @@ impl Engine {
                     st.offered += u64::from(shard.count(BindingState::Offered));
                     st.abandoned += u64::from(shard.count(BindingState::Abandoned));
                     st.reserved += u64::from(shard.count(BindingState::Reserved));
+                    st.backup += u64::from(shard.count(BindingState::Backup));
                 }
                 st.free = st.total - st.active - st.offered - st.abandoned - st.reserved;
                 out.push(st);

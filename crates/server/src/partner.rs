@@ -12,7 +12,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +23,7 @@ use peregrine_engine::{BindingEvent, BindingSink, Engine, FailoverPolicy, Time};
 use peregrine_failover::codec::{MAX_MESSAGE_LEN, frame_len};
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
 use peregrine_failover::{Config, Event, Restored, Role, ServerState, Session};
+use peregrine_stats::{FailoverStatus, FailoverView};
 use peregrine_store::WorkerJournal;
 
 /// Binding changes the workers may have queued for the link at once.
@@ -53,14 +54,14 @@ pub(crate) fn policy(f: &Failover) -> FailoverPolicy {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PartnerQueue {
     queue: Option<Arc<ArrayQueue<BindingEvent>>>,
-    dropped: Arc<AtomicU64>,
+    status: Arc<FailoverStatus>,
 }
 
 impl BindingSink for PartnerQueue {
     fn submit(&mut self, event: &BindingEvent) -> Option<u64> {
         let queue = self.queue.as_ref()?;
         if queue.push(*event).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.status.queue_dropped.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         Some(0)
@@ -86,7 +87,8 @@ impl PartnerLink {
     }
 }
 
-/// The workers' queue and the link thread that drains it.
+/// The workers' queue and the link thread that drains it; the link's status, for the control
+/// plane, is the queue's.
 pub(crate) fn start(
     f: &Failover,
     engine: &Arc<Engine>,
@@ -96,7 +98,7 @@ pub(crate) fn start(
 ) -> anyhow::Result<(PartnerQueue, PartnerLink)> {
     let queue = PartnerQueue {
         queue: Some(Arc::new(ArrayQueue::new(QUEUE))),
-        dropped: Arc::default(),
+        status: Arc::default(),
     };
     let state_path = dir.join("failover.state");
     let restored = read_state(&state_path)?;
@@ -134,6 +136,9 @@ pub(crate) fn start(
         backoff: Duration::from_millis(250),
         next_pool_request: 0,
         mclt: restored.and_then(|r| r.mclt),
+        status: queue.status.clone(),
+        last_contact: None,
+        partner_down: None,
     };
     let quit = quit.clone();
     let thread = std::thread::Builder::new()
@@ -187,6 +192,17 @@ struct Link {
     backoff: Duration,
     next_pool_request: Time,
     mclt: Option<u32>,
+    status: Arc<FailoverStatus>,
+    last_contact: Option<Time>,
+    /// The outcome of the operator's last PARTNER-DOWN request.
+    partner_down: Option<String>,
+}
+
+impl PartnerQueue {
+    /// The link's state and counters, for the control plane.
+    pub(crate) fn status(&self) -> Arc<FailoverStatus> {
+        self.status.clone()
+    }
 }
 
 impl Link {
@@ -203,14 +219,46 @@ impl Link {
             if self.session.poll_timeout().is_some_and(|t| t <= now) {
                 self.session.handle_timeout(now);
             }
+            if self.status.take_partner_down_request() {
+                self.partner_down = Some(match self.session.partner_down(now) {
+                    Ok(()) => "accepted".to_owned(),
+                    Err(state) => format!("refused in {state}: the partner is in contact"),
+                });
+            }
             self.events(now)?;
             self.release_acks();
             busy |= self.write(now);
+            self.publish();
             if !busy {
                 std::thread::sleep(TICK);
             }
         }
         Ok(())
+    }
+
+    /// Queues `event`'s update for the partner.
+    fn send(&mut self, event: &BindingEvent) {
+        self.session.send_update(event.partner_update());
+        self.status.updates_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Shows the relationship to the control plane.
+    fn publish(&self) {
+        let s = &self.session;
+        self.status.publish(FailoverView {
+            role: if self.primary { "primary" } else { "secondary" },
+            state: s.state().as_str(),
+            state_code: s.state() as u8,
+            since: s.since(),
+            partner_state: s.partner_state().map(ServerState::as_str),
+            partner_state_code: s.partner_state().map(|p| p as u8),
+            connected: self.stream.is_some(),
+            last_contact: self.last_contact,
+            clock_skew: s.clock_skew(),
+            unacked: s.pending_updates(),
+            mclt: s.mclt(),
+            partner_down: self.partner_down.clone(),
+        });
     }
 
     /// A connection to the partner: the primary connects, the secondary accepts it (from the
@@ -240,6 +288,9 @@ impl Link {
                 Ok((s, from)) if from.ip() == self.peer.ip() => s,
                 Ok((_, from)) => {
                     tracing::warn!(%from, "failover: connection from an unconfigured address refused");
+                    self.status
+                        .connections_refused
+                        .fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 Err(_) => return,
@@ -254,6 +305,7 @@ impl Link {
         self.inbox.clear();
         self.outbox.clear();
         self.stream = Some(stream);
+        self.status.connections.fetch_add(1, Ordering::Relaxed);
         self.session.connected(now);
     }
 
@@ -281,6 +333,7 @@ impl Link {
                 }
                 Ok(n) => {
                     self.inbox.extend_from_slice(&buf[..n]);
+                    self.last_contact = Some(now);
                     got = true;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -310,7 +363,7 @@ impl Link {
             let Some(event) = self.queue.pop() else {
                 break;
             };
-            self.session.send_update(event.partner_update());
+            self.send(&event);
             any = true;
         }
         any
@@ -346,19 +399,7 @@ impl Link {
                         },
                     )?;
                 }
-                Event::Update { xid, binding } => {
-                    let address = binding.address;
-                    match self.engine.install_partner(now, &binding) {
-                        Ok(event) => match self.journal.submit(&event) {
-                            Some(seq) => self.pending_acks.push(PendingAck { seq, xid, address }),
-                            // Not on disk: no acknowledgement; the partner sends it again.
-                            None => {
-                                tracing::warn!(%address, "failover: journal full, update not acknowledged");
-                            }
-                        },
-                        Err(reason) => self.session.ack_update(xid, address, Err(reason)),
-                    }
-                }
+                Event::Update { xid, binding } => self.partner_update(now, xid, &binding),
                 Event::Acked {
                     address,
                     potential_expiration,
@@ -373,26 +414,14 @@ impl Link {
                 }
                 Event::Acked { .. } => {}
                 Event::UpdateRequest { .. } => {
-                    let mut all = Vec::new();
-                    self.engine.for_each_binding(|scope, address, b| {
-                        if b.state != peregrine_engine::BindingState::Offered {
-                            all.push(BindingEvent {
-                                scope,
-                                address,
-                                binding: *b,
-                            });
-                        }
-                    });
-                    for e in &all {
-                        self.session.send_update(e.partner_update());
-                    }
+                    self.send_all();
                     self.session.update_request_queued();
                 }
                 Event::PoolRequest { xid } => {
                     let moved = self.engine.balance_pools(now);
                     for e in &moved {
                         let _ = self.journal.submit(e);
-                        self.session.send_update(e.partner_update());
+                        self.send(e);
                     }
                     let n = u32::try_from(moved.len()).unwrap_or(u32::MAX);
                     tracing::info!(moved = n, "failover: pool balanced for the secondary");
@@ -403,6 +432,9 @@ impl Link {
                 }
                 Event::Closed(reason) => {
                     tracing::warn!(reason = reason.as_str(), "failover: connection closed");
+                    self.status
+                        .connections_refused
+                        .fetch_add(1, Ordering::Relaxed);
                     // The farewell (a refusal, a DISCONNECT) leaves first.
                     self.write(now);
                     self.lost(now, reason.as_str());
@@ -420,6 +452,51 @@ impl Link {
             self.next_pool_request = now + POOL_REQUEST_EVERY;
         }
         Ok(())
+    }
+
+    /// The partner's update: installed by the draft's rules, its acknowledgement sent once the
+    /// binding is on disk; refused at once with the reason.
+    fn partner_update(
+        &mut self,
+        now: Time,
+        xid: u32,
+        binding: &peregrine_failover::binding::Binding,
+    ) {
+        let address = binding.address;
+        let installed = self.engine.install_partner(now, binding);
+        let counter = if installed.is_ok() {
+            &self.status.updates_accepted
+        } else {
+            &self.status.updates_rejected
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match installed {
+            Ok(event) => match self.journal.submit(&event) {
+                Some(seq) => self.pending_acks.push(PendingAck { seq, xid, address }),
+                // Not on disk: no acknowledgement; the partner sends it again.
+                None => {
+                    tracing::warn!(%address, "failover: journal full, update not acknowledged");
+                }
+            },
+            Err(reason) => self.session.ack_update(xid, address, Err(reason)),
+        }
+    }
+
+    /// Every binding this server holds, for the partner (an UPDREQ or UPDREQALL's answer).
+    fn send_all(&mut self) {
+        let mut all = Vec::new();
+        self.engine.for_each_binding(|scope, address, b| {
+            if b.state != peregrine_engine::BindingState::Offered {
+                all.push(BindingEvent {
+                    scope,
+                    address,
+                    binding: *b,
+                });
+            }
+        });
+        for e in &all {
+            self.send(e);
+        }
     }
 
     /// Acknowledges the partner's updates whose bindings are now on disk.

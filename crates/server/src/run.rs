@@ -64,6 +64,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         }
         _ => (PartnerQueue::default(), None),
     };
+    let failover_status = link.as_ref().map(|_| partner_queue.status());
     let sinks = journals
         .into_iter()
         .map(|journal| Fanout {
@@ -80,6 +81,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         started,
         journal: writer.as_ref().map(JournalWriter::stats),
         importer: import_side.map(|side| Arc::new(Importer::new(Arc::new(config.clone()), side))),
+        failover: failover_status,
     };
     let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
     tracing::info!(listen = %control.local_addr(), "control plane: /metrics /healthz /v1/pools /v1/leases/IP");

@@ -9,8 +9,10 @@
 
 mod counters;
 mod drops;
+mod failover;
 mod latency;
 
 pub use counters::{Counter, Gauge, WorkerStats};
 pub use drops::{FrameDrop, WorkerDrop};
+pub use failover::{FailoverStatus, FailoverView};
 pub use latency::Latency;

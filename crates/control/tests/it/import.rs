@@ -37,6 +37,7 @@ fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
             started: Instant::now(),
             journal: Some(writer.stats()),
             importer: Some(importer),
+            failover: None,
         },
     )
     .unwrap();
@@ -166,6 +167,7 @@ fn a_server_without_a_lease_journal_refuses_imports() {
             started: Instant::now(),
             journal: None,
             importer: None,
+            failover: None,
         },
     )
     .unwrap();

@@ -333,6 +333,7 @@ fn serve(journal: Option<Arc<JournalStats>>) -> (Control, Vec<Ipv4Addr>, [Arc<Wo
             started: Instant::now().checked_sub(Duration::from_mins(1)).unwrap(),
             journal,
             importer: None,
+            failover: None,
         },
     )
     .unwrap();
@@ -566,6 +567,7 @@ fn a_scope_is_deactivated_and_activated_through_the_api() {
             started: Instant::now(),
             journal: None,
             importer: None,
+            failover: None,
         },
     )
     .unwrap();
@@ -670,6 +672,7 @@ fn a_taken_address_is_refused_with_its_name() {
             started: Instant::now(),
             journal: None,
             importer: None,
+            failover: None,
         },
     )
     .unwrap_err();

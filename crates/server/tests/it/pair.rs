@@ -71,8 +71,44 @@ fn says(log: &Path, what: &str) -> Option<()> {
         .then_some(())
 }
 
+/// `/v1/failover` on the server in `ns`, and the HTTP status.
+fn failover(ns: &Netns, post: bool) -> (u16, serde_json::Value) {
+    let (status, body) = ns.enter(|| {
+        let url = if post {
+            "http://127.0.0.1:9167/v1/failover/partner-down"
+        } else {
+            "http://127.0.0.1:9167/v1/failover"
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut r = if post {
+            agent.post(url).send_empty().unwrap()
+        } else {
+            agent.get(url).call().unwrap()
+        };
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    });
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+/// Both servers report `states` (ours, the partner's) through `/v1/failover`.
+fn wait_states(servers: [(&Netns, &str); 2], states: [(&str, &str); 2]) {
+    for ((ns, who), (ours, theirs)) in servers.into_iter().zip(states) {
+        wait_until(
+            30,
+            &format!("the {who} in {ours}, its partner in {theirs}"),
+            || {
+                let (_, v) = failover(ns, false);
+                (v["state"] == ours && v["partner_state"] == theirs).then_some(())
+            },
+        );
+    }
+}
+
 #[test]
-fn two_servers_connect_and_reach_normal() {
+fn two_servers_connect_reach_normal_and_survive_one_stopping() {
     let Some((a, b)) = namespaces() else {
         return;
     };
@@ -100,28 +136,54 @@ fn two_servers_connect_and_reach_normal() {
         ),
     )
     .unwrap();
-    let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
+    let mut secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
     let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
+    let pair = [(&a, "primary"), (&b, "secondary")];
+    wait_states(pair, [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")]);
+    // Both came through recovery from nothing, as a new pair does, and keep the state on disk.
     for who in ["primary", "secondary"] {
-        let log = path(&format!("{who}.log"));
-        wait_until(30, &format!("NORMAL in {}", log.display()), || {
-            says(&log, "failover: state NORMAL")
-        });
-    }
-    // Both came through recovery from nothing, as a new pair does, and kept the state on disk.
-    for who in ["primary", "secondary"] {
-        let log = std::fs::read_to_string(path(&format!("{who}.log"))).unwrap();
-        assert!(log.contains("failover: connected"), "{log}");
         let state = std::fs::read_to_string(path(&format!("{who}-leases/failover.state"))).unwrap();
         assert!(state.starts_with("2 "), "NORMAL on disk: {state}");
     }
-    // The secondary asked for its share of the pool and the primary gave it half.
-    wait_until(10, "pool balanced", || {
-        says(
-            &path("primary.log"),
-            "failover: pool balanced for the secondary",
-        )
+    // The secondary asked for its share of the pool: half of it is BACKUP, at both.
+    for (ns, who) in pair {
+        wait_until(10, &format!("half the pool BACKUP at the {who}"), || {
+            let (_, v) = failover(ns, false);
+            (v["pools"][0]["backup"] == 50).then_some(())
+        });
+    }
+    let (_, v) = failover(&a, false);
+    assert_eq!(v["role"], "primary");
+    assert_eq!(v["connected"], true);
+    assert!(v["updates_sent"].as_u64().unwrap() >= 50, "{v}");
+    let metrics = a.enter(|| {
+        ureq::get("http://127.0.0.1:9167/metrics")
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
     });
+    assert!(
+        metrics.contains("peregrine_failover_state{server=\"local\"} 2"),
+        "{metrics}"
+    );
+    // PARTNER-DOWN is refused while the partner is in contact.
+    let (status, v) = failover(&a, true);
+    assert_eq!(status, 409, "{v}");
+    // The secondary stops: the primary serves on in COMMUNICATIONS-INTERRUPTED; the operator
+    // then declares the partner down.
+    secondary.terminate(std::time::Duration::from_secs(10));
+    wait_until(30, "the primary in COMMUNICATIONS-INTERRUPTED", || {
+        let (_, v) = failover(&a, false);
+        (v["state"] == "COMMUNICATIONS-INTERRUPTED").then_some(())
+    });
+    let (status, v) = failover(&a, true);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["state"], "PARTNER-DOWN");
+    // The secondary comes back with its lease directory and the pair catches up to NORMAL.
+    let _secondary = start(&b, &path("secondary.toml"), &path("secondary-2.log"));
+    wait_states(pair, [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")]);
 }
 
 /// A switch (a bridge in its own namespace) with the primary (`fo0`, 10.79.9.1), the secondary
