@@ -41,10 +41,34 @@ enum Command {
         #[command(subcommand)]
         command: LeasesCommand,
     },
+    /// A running server's failover relationship, through its admin API.
+    Failover {
+        #[command(subcommand)]
+        command: FailoverCommand,
+    },
     /// Check a configuration file and report every error with its file, line, column and key.
     CheckConfig {
         /// Configuration file to check.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FailoverCommand {
+    /// Prints our state and the partner's, the link and each pool's FREE/BACKUP split, one
+    /// `key: value` per line (for scripts; `GET /v1/failover` is the same as JSON).
+    Status {
+        /// The server's control address (its `[control] listen`, e.g. 127.0.0.1:9167).
+        #[arg(long)]
+        server: String,
+    },
+    /// Tells the server its partner is down (D12: only the operator knows): it then serves the
+    /// partner's clients too, and after the MCLT its addresses. Refused while the partner is in
+    /// contact. Safe only if the partner is stopped: see docs/failover.md.
+    PartnerDown {
+        /// The server's control address.
+        #[arg(long)]
+        server: String,
     },
 }
 
@@ -146,6 +170,10 @@ fn main() -> ExitCode {
                     output,
                 },
         } => report(leases::export(&config, format, output.as_ref())),
+        Command::Failover { command } => report(match command {
+            FailoverCommand::Status { server } => failover_call(&server, false),
+            FailoverCommand::PartnerDown { server } => failover_call(&server, true),
+        }),
         Command::Run { config } => {
             init_logging();
             match run::run(&config) {
@@ -157,6 +185,62 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `peregrine failover status|partner-down`: the relationship as `key: value` lines.
+fn failover_call(server: &str, partner_down: bool) -> anyhow::Result<ExitCode> {
+    let url = if partner_down {
+        format!("http://{server}/v1/failover/partner-down")
+    } else {
+        format!("http://{server}/v1/failover")
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut reply = if partner_down {
+        agent.post(&url).send_empty()
+    } else {
+        agent.get(&url).call()
+    }
+    .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let status = reply.status();
+    let body = reply
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&body).map_err(|_| anyhow::anyhow!("{url}: {status}: {body}"))?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "{url}: {status}: {}",
+            value["error"].as_str().unwrap_or(&body)
+        );
+    }
+    let Some(fields) = value.as_object() else {
+        anyhow::bail!("{url}: not a failover status: {body}");
+    };
+    for (key, v) in fields {
+        match v {
+            serde_json::Value::Array(pools) => {
+                for p in pools {
+                    println!(
+                        "pool {}/{}: free {} backup {} active {}",
+                        p["scope"].as_str().unwrap_or("?"),
+                        p["pool"],
+                        p["free"],
+                        p["backup"],
+                        p["active"]
+                    );
+                }
+            }
+            serde_json::Value::String(text) => println!("{key}: {text}"),
+            serde_json::Value::Null => println!("{key}: -"),
+            other => println!("{key}: {other}"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `peregrine leases recover`: repairs the damaged files of a lease directory one by one, in

@@ -346,6 +346,16 @@ impl Link {
         }
         let mut at = 0;
         while let Some(len) = frame_len(&self.inbox[at..]) {
+            if len > MAX_MESSAGE_LEN {
+                // No message is that long: a peer that says so is not speaking the protocol,
+                // and waiting for the rest would hold its buffer open.
+                tracing::warn!(len, "failover: oversized message; closing the connection");
+                self.status
+                    .connections_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                self.lost(now, "oversized message");
+                return got;
+            }
             if self.inbox.len() - at < len {
                 break;
             }

@@ -168,6 +168,17 @@ fn two_servers_connect_reach_normal_and_survive_one_stopping() {
         metrics.contains("peregrine_failover_state{server=\"local\"} 2"),
         "{metrics}"
     );
+    // The same for scripts: `peregrine failover status`.
+    let out = a
+        .command(env!("CARGO_BIN_EXE_peregrine"))
+        .args(["failover", "status", "--server", "127.0.0.1:9167"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("state: NORMAL\n"), "{text}");
+    assert!(text.contains("partner_state: NORMAL\n"), "{text}");
+    assert!(text.contains("pool lan/0: free 50 backup 50"), "{text}");
     // PARTNER-DOWN is refused while the partner is in contact.
     let (status, v) = failover(&a, true);
     assert_eq!(status, 409, "{v}");
@@ -322,4 +333,117 @@ fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
     let primary = Ipv4Addr::new(10, 79, 9, 1);
     let secondary = Ipv4Addr::new(10, 79, 9, 2);
     assert_eq!(servers, [primary, primary, secondary, secondary]);
+}
+
+/// Sends `bytes` to the failover port of 10.79.9.2 from a socket in `ns`; whether the server
+/// closed the connection within 40 s (its receive timer is 30 s).
+fn closes(ns: &Netns, bytes: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    ns.enter(|| {
+        let mut s = std::net::TcpStream::connect("10.79.9.2:647").unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(40)))
+            .unwrap();
+        let _ = s.write_all(bytes);
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return true,
+                // A refusal (CONNECTACK with a reject reason) may come first.
+                Ok(_) => {}
+            }
+        }
+    })
+}
+
+/// A CONNECT as a primary named `relationship` sends it.
+fn connect(relationship: &[u8]) -> Vec<u8> {
+    use peregrine_failover::message::{Connect, Header, Message};
+    let hba = [0xffu8; 32];
+    let mut buf = vec![0u8; 2048];
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let len = Message::Connect(Connect {
+        relationship_name: relationship,
+        max_unacked_bndupd: 10,
+        receive_timer: 30,
+        vendor_class: None,
+        protocol_version: 1,
+        tls_request: Some(0),
+        mclt: 60,
+        hash_bucket_assignment: Some(&hba),
+    })
+    .encode(Header { time, xid: 1 }, &mut buf)
+    .unwrap();
+    buf.truncate(len);
+    buf
+}
+
+#[test]
+fn bad_input_on_the_link_is_refused_and_the_server_serves_on() {
+    let Some((a, b)) = namespaces() else {
+        return;
+    };
+    let dir = TempDir::new("peregrine-pair-bad");
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(
+        path("secondary.toml"),
+        config(
+            false,
+            "fo1",
+            "10.79.9.2",
+            "10.79.9.1",
+            &path("secondary-leases"),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        path("primary.toml"),
+        config(
+            true,
+            "fo0",
+            "10.79.9.1",
+            "10.79.9.2",
+            &path("primary-leases"),
+        ),
+    )
+    .unwrap();
+    let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
+    // From the configured peer's address: garbage, an unknown type, a truncated CONNECT, a
+    // message longer than any, and a CONNECT for another relationship.
+    let mut truncated = connect(b"test-pair");
+    truncated.truncate(20);
+    truncated[..2].copy_from_slice(&20u16.to_be_bytes());
+    let cases: [(&str, Vec<u8>); 5] = [
+        (
+            "garbage",
+            vec![0x00, 0x05, 0x01, 0x99, 0x42, 2, 3, 4, 5, 6, 7, 8],
+        ),
+        ("unknown type", {
+            let mut m = connect(b"test-pair");
+            m[2] = 77;
+            m
+        }),
+        ("truncated", truncated),
+        ("oversized", vec![0xff, 0xff, 5, 12, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ("another relationship", connect(b"someone-else")),
+    ];
+    for (what, bytes) in &cases {
+        assert!(closes(&a, bytes), "{what}: not closed");
+    }
+    // From an address that is not the peer's (the secondary's own, from inside its namespace).
+    assert!(closes(&b, &connect(b"test-pair")), "unconfigured address");
+    let (_, v) = failover(&b, false);
+    assert!(
+        v["connections_refused"].as_u64().unwrap() >= 6,
+        "every refusal counted: {v}"
+    );
+    // Nothing was installed, the secondary still answers, and the real primary pairs with it.
+    assert_eq!(v["updates_accepted"], 0, "{v}");
+    let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
+    wait_states(
+        [(&a, "primary"), (&b, "secondary")],
+        [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")],
+    );
 }
