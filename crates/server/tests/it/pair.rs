@@ -284,29 +284,31 @@ fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
     let tmp = TempDir::new("peregrine-pair-clients");
     let dir = tmp.path();
     let path = |name: &str| dir.join(name);
+    // A short MCLT: the recovery below waits it.
+    let short = |c: String| c.replace("mclt = 60", "mclt = 15");
     std::fs::write(
         path("primary.toml"),
-        config(
+        short(config(
             true,
             "fo0",
             "10.79.9.1",
             "10.79.9.2",
             &path("primary-leases"),
-        ),
+        )),
     )
     .unwrap();
     std::fs::write(
         path("secondary.toml"),
-        config(
+        short(config(
             false,
             "fo1",
             "10.79.9.2",
             "10.79.9.1",
             &path("secondary-leases"),
-        ),
+        )),
     )
     .unwrap();
-    let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
+    let mut secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
     let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
     for who in ["primary", "secondary"] {
         let log = path(&format!("{who}.log"));
@@ -331,8 +333,47 @@ fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
     }
     // Each client was answered by the server its hash bucket names (NORMAL's load balancing).
     let primary = Ipv4Addr::new(10, 79, 9, 1);
-    let secondary = Ipv4Addr::new(10, 79, 9, 2);
-    assert_eq!(servers, [primary, primary, secondary, secondary]);
+    let secondary_ip = Ipv4Addr::new(10, 79, 9, 2);
+    assert_eq!(servers, [primary, primary, secondary_ip, secondary_ip]);
+    let leased: Vec<Ipv4Addr> = (0..CLIENTS)
+        .map(|i| {
+            let text = std::fs::read_to_string(dir.join(format!("c{i}.leases"))).unwrap();
+            text.lines()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix("fixed-address "))
+                .and_then(|a| a.trim_end_matches(';').parse().ok())
+                .unwrap()
+        })
+        .collect();
+    // Each client asks again (INIT-REBOOT): its first lease ran only the MCLT past nothing
+    // acknowledged; now that the partner has acknowledged the binding it gets the whole lease.
+    for (i, addr) in leased.iter().enumerate() {
+        let (_, again, _) = lease(&clients, &dhclient, dir, i, lines(&events));
+        assert_eq!(again, *addr, "c{i} confirmed");
+    }
+    // The secondary dies (SIGKILL) and loses its disk; it comes back empty, learns every
+    // binding from the primary (RECOVER, UPDREQALL), waits the MCLT, and the pair is NORMAL.
+    let mut child = secondary.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(path("secondary-leases")).unwrap();
+    let _secondary = start(&b, &path("secondary.toml"), &path("secondary-2.log"));
+    wait_until(60, "the secondary back in NORMAL", || {
+        says(&path("secondary-2.log"), "failover: state NORMAL")
+    });
+    assert!(says(&path("secondary-2.log"), "failover: state RECOVER-WAIT").is_some());
+    for (i, (addr, mac)) in leased.iter().zip(&macs).enumerate() {
+        assert_eq!(
+            binding(&b, *addr),
+            Some(("active".to_owned(), mac_text(*mac))),
+            "c{i}'s {addr} recovered by the secondary"
+        );
+    }
+    // Every client rebooting asks for its address again (INIT-REBOOT): the pair confirms it.
+    for (i, addr) in leased.iter().enumerate() {
+        let (_, again, _) = lease(&clients, &dhclient, dir, i, lines(&events));
+        assert_eq!(again, *addr, "c{i} kept its address");
+    }
 }
 
 /// Sends `bytes` to the failover port of 10.79.9.2 from a socket in `ns`; whether the server
