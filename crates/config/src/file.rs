@@ -44,6 +44,7 @@ pub(crate) struct Failover {
     pub(crate) max_unacked_updates: Option<Spanned<i64>>,
     pub(crate) load_balance_max_seconds: Option<Spanned<i64>>,
     pub(crate) auto_partner_down: Option<Spanned<i64>>,
+    pub(crate) secret: Option<Spanned<String>>,
 }
 
 /// `[server]`: behaviour, and the defaults scopes inherit.

@@ -49,6 +49,10 @@ pub struct Failover {
     /// Seconds in COMMUNICATIONS-INTERRUPTED after which this server goes to PARTNER-DOWN on
     /// its own (ISC's `auto-partner-down`); `None`: only the operator says so.
     pub auto_partner_down: Option<u32>,
+    /// A secret both servers share: every message between them carries an HMAC-SHA256 of it,
+    /// and a peer without it is refused. `None`: messages are not authenticated (as with ISC
+    /// dhcpd, which knows no such thing).
+    pub secret: Option<String>,
 }
 
 impl Failover {

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use toml::Spanned;
 
+use super::Reported;
 use crate::error::Diagnostics;
 use crate::file;
 use crate::model::Failover;
@@ -40,21 +41,7 @@ pub(super) fn failover(
     {
         d.at(&f.peer, "failover.peer", "is this server's own address");
     }
-    let relationship = match &f.relationship {
-        None => Some("peregrine".to_owned()),
-        Some(v) => {
-            let name = v.get_ref();
-            let ok = !name.is_empty() && name.len() <= 255 && name.is_ascii();
-            if !ok {
-                d.at(
-                    v,
-                    "failover.relationship",
-                    "must be 1 to 255 ASCII characters",
-                );
-            }
-            ok.then(|| name.clone())
-        }
-    };
+    let relationship = relationship(f.relationship.as_ref(), d);
     let mut ranged = |value: &Option<Spanned<i64>>, key: &str, range, default| {
         ranged(value.as_ref(), key, range, default, d)
     };
@@ -94,6 +81,7 @@ pub(super) fn failover(
         (0, u32::MAX),
         0,
     );
+    let secret = secret(f.secret.as_ref(), d);
     if !leases {
         return None;
     }
@@ -108,7 +96,40 @@ pub(super) fn failover(
         max_unacked_updates: max_unacked_updates?,
         load_balance_max_seconds: u16::try_from(load_balance_max_seconds?).ok()?,
         auto_partner_down: auto_partner_down.map(|s| (s > 0).then_some(s))?,
+        secret: secret.ok()?,
     })
+}
+
+/// `failover.relationship`: 1 to 255 ASCII characters, "peregrine" if not given.
+fn relationship(value: Option<&Spanned<String>>, d: &mut Diagnostics<'_>) -> Option<String> {
+    let Some(v) = value else {
+        return Some("peregrine".to_owned());
+    };
+    let name = v.get_ref();
+    let ok = !name.is_empty() && name.len() <= 255 && name.is_ascii();
+    if !ok {
+        d.at(
+            v,
+            "failover.relationship",
+            "must be 1 to 255 ASCII characters",
+        );
+    }
+    ok.then(|| name.clone())
+}
+
+/// `failover.secret`: at least 16 characters; `Ok(None)` when not given.
+fn secret(
+    value: Option<&Spanned<String>>,
+    d: &mut Diagnostics<'_>,
+) -> Result<Option<String>, Reported> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    if v.get_ref().len() < 16 {
+        d.at(v, "failover.secret", "must be at least 16 characters");
+        return Err(Reported);
+    }
+    Ok(Some(v.get_ref().clone()))
 }
 
 /// An address on the failover link: IPv4 (the protocol carries IPv4 addresses), unicast, with

@@ -1168,3 +1168,14 @@ fn failover_split_and_mclt_are_bounded() {
         "between 1 and",
     );
 }
+
+#[test]
+fn failover_secret_is_long_enough() {
+    assert_error(
+        &format!(
+            "{LEASES}[failover]\nrole = \"primary\"\nlocal = \"10.9.0.1\"\npeer = \"10.9.0.2\"\nsecret = \"short\"\n"
+        ),
+        "7:10 failover.secret",
+        "at least 16 characters",
+    );
+}

@@ -268,6 +268,7 @@ fn every_key_is_shown() {
         "max-unacked-updates",
         "load-balance-max-seconds",
         "auto-partner-down",
+        "secret",
     ];
     for key in schema {
         let pattern = format!("{key} = ");

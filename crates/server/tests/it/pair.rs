@@ -488,3 +488,51 @@ fn bad_input_on_the_link_is_refused_and_the_server_serves_on() {
         [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")],
     );
 }
+
+#[test]
+fn with_a_shared_secret_only_a_partner_that_knows_it_pairs() {
+    let Some((a, b)) = namespaces() else {
+        return;
+    };
+    let dir = TempDir::new("peregrine-pair-secret");
+    let path = |name: &str| dir.path().join(name);
+    let secret = "secret = \"a-long-shared-secret-for-the-lab\"\n";
+    let primary = config(
+        true,
+        "fo0",
+        "10.79.9.1",
+        "10.79.9.2",
+        &path("primary-leases"),
+    );
+    std::fs::write(path("primary.toml"), format!("{primary}{secret}")).unwrap();
+    std::fs::write(path("primary-plain.toml"), &primary).unwrap();
+    std::fs::write(
+        path("secondary.toml"),
+        format!(
+            "{}{secret}",
+            config(
+                false,
+                "fo1",
+                "10.79.9.2",
+                "10.79.9.1",
+                &path("secondary-leases")
+            )
+        ),
+    )
+    .unwrap();
+    let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
+    let mut with_secret = start(&a, &path("primary.toml"), &path("primary.log"));
+    let pair = [(&a, "primary"), (&b, "secondary")];
+    wait_states(pair, [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")]);
+    // The primary comes back without the secret: its messages carry no MAC, and the
+    // secondary refuses them, and it, every time it connects.
+    with_secret.terminate(std::time::Duration::from_secs(10));
+    let _plain = start(&a, &path("primary-plain.toml"), &path("primary-plain.log"));
+    wait_until(20, "the unauthenticated primary refused twice", || {
+        let (_, v) = failover(&b, false);
+        (v["connections_refused"].as_u64().unwrap() >= 2).then_some(())
+    });
+    assert!(says(&path("secondary.log"), "unauthenticated").is_some());
+    let (_, v) = failover(&b, false);
+    assert_ne!(v["state"], "NORMAL", "{v}");
+}

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod auth;
+
 use anyhow::Context;
 use crossbeam_queue::ArrayQueue;
 use peregrine_config::model::Failover;
@@ -139,6 +141,7 @@ pub(crate) fn start(
         status: queue.status.clone(),
         last_contact: None,
         partner_down: None,
+        auth: f.secret.as_deref().map(auth::Auth::new),
     };
     let quit = quit.clone();
     let thread = std::thread::Builder::new()
@@ -196,6 +199,8 @@ struct Link {
     last_contact: Option<Time>,
     /// The outcome of the operator's last PARTNER-DOWN request.
     partner_down: Option<String>,
+    /// With `[failover] secret`: every message is authenticated both ways.
+    auth: Option<auth::Auth>,
 }
 
 impl PartnerQueue {
@@ -305,6 +310,9 @@ impl Link {
         self.inbox.clear();
         self.outbox.clear();
         self.stream = Some(stream);
+        if let Some(a) = &mut self.auth {
+            a.reset();
+        }
         self.status.connections.fetch_add(1, Ordering::Relaxed);
         self.session.connected(now);
     }
@@ -344,9 +352,15 @@ impl Link {
                 }
             }
         }
+        let longest = MAX_MESSAGE_LEN
+            + if self.auth.is_some() {
+                auth::TRAILER
+            } else {
+                0
+            };
         let mut at = 0;
         while let Some(len) = frame_len(&self.inbox[at..]) {
-            if len > MAX_MESSAGE_LEN {
+            if len > longest {
                 // No message is that long: a peer that says so is not speaking the protocol,
                 // and waiting for the rest would hold its buffer open.
                 tracing::warn!(len, "failover: oversized message; closing the connection");
@@ -359,7 +373,22 @@ impl Link {
             if self.inbox.len() - at < len {
                 break;
             }
-            self.session.handle(now, &self.inbox[at..at + len]);
+            let frame = &mut self.inbox[at..at + len];
+            let inner = match &mut self.auth {
+                None => len,
+                Some(a) => match a.open(frame) {
+                    Ok(inner) => inner,
+                    Err(why) => {
+                        tracing::warn!("failover: {why}; closing the connection");
+                        self.status
+                            .connections_refused
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.lost(now, why);
+                        return got;
+                    }
+                },
+            };
+            self.session.handle(now, &self.inbox[at..at + inner]);
             at += len;
         }
         self.inbox.drain(..at);
@@ -527,7 +556,11 @@ impl Link {
     fn write(&mut self, now: Time) -> bool {
         let mut buf = [0u8; MAX_MESSAGE_LEN];
         while let Some(len) = self.session.poll_transmit(now, &mut buf) {
+            let start = self.outbox.len();
             self.outbox.extend_from_slice(&buf[..len]);
+            if let Some(a) = &mut self.auth {
+                a.seal(&mut self.outbox, start);
+            }
         }
         let Some(stream) = self.stream.as_mut() else {
             self.outbox.clear();
