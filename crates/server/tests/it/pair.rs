@@ -536,3 +536,85 @@ fn with_a_shared_secret_only_a_partner_that_knows_it_pairs() {
     let (_, v) = failover(&b, false);
     assert_ne!(v["state"], "NORMAL", "{v}");
 }
+
+#[test]
+fn a_partition_interrupts_both_and_healing_restores_normal() {
+    let test = "pair_partition";
+    let Some([nft]) = require_tools(test, ["nft"], "nftables") else {
+        return;
+    };
+    let Some((a, b)) = namespaces() else {
+        return;
+    };
+    let dir = TempDir::new("peregrine-pair-partition");
+    let path = |name: &str| dir.path().join(name);
+    // A short receive timer, so that a silent link is noticed in seconds.
+    let quick = |c: String| format!("{c}max-response-delay = 3\n");
+    std::fs::write(
+        path("primary.toml"),
+        quick(config(
+            true,
+            "fo0",
+            "10.79.9.1",
+            "10.79.9.2",
+            &path("primary-leases"),
+        )),
+    )
+    .unwrap();
+    std::fs::write(
+        path("secondary.toml"),
+        quick(config(
+            false,
+            "fo1",
+            "10.79.9.2",
+            "10.79.9.1",
+            &path("secondary-leases"),
+        )),
+    )
+    .unwrap();
+    let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
+    let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
+    let pair = [(&a, "primary"), (&b, "secondary")];
+    let normal = [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")];
+    wait_states(pair, normal);
+    let interrupted = |ns: &Netns, who: &str| {
+        wait_until(
+            30,
+            &format!("the {who} in COMMUNICATIONS-INTERRUPTED"),
+            || {
+                let (_, v) = failover(ns, false);
+                (v["state"] == "COMMUNICATIONS-INTERRUPTED").then_some(())
+            },
+        );
+    };
+    // The failover port filtered (nft drops it at the secondary): both stop hearing each
+    // other, go to COMMUNICATIONS-INTERRUPTED, and come back to NORMAL once it passes again.
+    let nft = |ns: &Netns, rules: &str| {
+        let status = ns
+            .command(nft.to_str().unwrap())
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(rules.as_bytes())?;
+                c.wait()
+            })
+            .unwrap();
+        assert!(status.success(), "nft {rules}");
+    };
+    nft(
+        &b,
+        "table inet partition {\n chain input {\n type filter hook input priority 0;\n tcp dport 647 drop\n tcp sport 647 drop\n }\n}\n",
+    );
+    interrupted(&a, "primary");
+    interrupted(&b, "secondary");
+    nft(&b, "delete table inet partition\n");
+    wait_states(pair, normal);
+    // The link itself down, then up again.
+    a.ip("link set fo0 down");
+    interrupted(&a, "primary");
+    interrupted(&b, "secondary");
+    a.ip("link set fo0 up");
+    wait_states(pair, normal);
+}
