@@ -17,8 +17,10 @@
 #
 # Servers: peregrine-afpacket-fsync peregrine-afpacket-none peregrine-udp-fsync
 #   peregrine-udp-none (config/harness.toml with durability fsync / none-unsafe, AF_PACKET or
-#   UDP backend), kea-persist kea-nopersist (the harness's Kea configs), dhcpd (lease file,
-#   fsync per lease), echo-afpacket echo-udp (peregrine-loadgen echo: the I/O ceiling).
+#   UDP backend), peregrine-pair-fsync (the AF_PACKET fsync server as a failover primary
+#   answering every client, its partner replicating every lease in namespace <P>-peer, both on
+#   the server's core), kea-persist kea-nopersist (the harness's Kea configs), dhcpd (lease
+#   file, fsync per lease), echo-afpacket echo-udp (peregrine-loadgen echo: the I/O ceiling).
 #
 # Usage (root; after `cargo build --release -p peregrine-bench -p peregrine`):
 #   bench/compare.sh [SERVER ...]            default: all of the above, about 10-15 minutes
@@ -49,7 +51,7 @@ ladder() {
 
 topology_up_if_needed
 write_configs
-trap 'bench_stop; nodrop_udp67 "$NS_PERF"; "$HARNESS/netns-topology.sh" down >/dev/null 2>&1' EXIT; trap 'exit 130' INT TERM
+trap 'bench_stop; nodrop_udp67 "$NS_PERF"; peer_down; "$HARNESS/netns-topology.sh" down >/dev/null 2>&1' EXIT; trap 'exit 130' INT TERM
 if [[ $GEN_BACKEND == afpacket ]]; then drop_udp67 "$NS_PERF" p-srv; else nodrop_udp67 "$NS_PERF"; fi
 {
   echo "# compare.sh $STAMP: generator backend $GEN_BACKEND, ${RUN_S} s per run, server CPU$SRV_CPU, generator CPU$GEN_CPU, commit-interval-us ${COMMIT_INTERVAL_US:-default}, ping-check-ms ${PING_CHECK_MS:-0}"
@@ -63,6 +65,8 @@ one_run() {
   local srv=$1 rate=$2 clients=$(( $2 * RUN_S )) rc
   wait_cargo_idle   # before every run: a build on the other core halves what a run measures
   (( clients > 480000 )) && clients=480000   # the 8 pools hold 8 x 65 521 addresses
+  # A failover primary owns half of them: the other half is its partner's (BACKUP).
+  [[ $srv == peregrine-pair-fsync ]] && (( clients > 240000 )) && clients=240000
   bench_start "$srv" >/dev/null 2>&1 || { echo "$srv did not start" >&2; return 2; }
   local json="$OUT/run.json" load; load=$(cut -d' ' -f1 /proc/loadavg)
   rm -f "$json"

@@ -53,7 +53,31 @@ write_configs() {
   for d in persist nopersist; do
     sed -e "s|/tmp/dhcp-harness|$RUN_DIR|g" "$HARNESS/conf/kea-dhcp4-$d.json" > "$RUN_DIR/kea-$d.json"
   done
+  # The failover pair: the primary is the fsync server answering every client (split 256, so
+  # that the generator's one server address reaches the server that answers); its partner, in
+  # namespace $NS_PEER over a dedicated link fo0-fo1, replicates every lease with fsync too.
+  { cat "$RUN_DIR/pg-afpacket-fsync.toml"
+    printf '\n[failover]\nrole = "primary"\nlocal = "10.254.0.1"\npeer = "10.254.0.2"\nsplit = 256\n'
+  } > "$RUN_DIR/pg-pair-primary.toml"
+  sed -e "s|$RUN_DIR/leases|$RUN_DIR/leases-peer|" "$RUN_DIR/pg-afpacket-fsync.toml" \
+    | python3 -c 'import re,sys; t=sys.stdin.read(); t=re.sub(r"\[\[interface\]\][^[]*", "", t); print(t.replace("[leases]", "[[interface]]\nname = \"fo1\"\naddress = \"10.254.0.2\"\n\n[leases]", 1))' \
+    > "$RUN_DIR/pg-pair-secondary.toml"
+  printf '\n[failover]\nrole = "secondary"\nlocal = "10.254.0.2"\npeer = "10.254.0.1"\n' >> "$RUN_DIR/pg-pair-secondary.toml"
 }
+
+# The failover partner's namespace, and the dedicated link fo0 (in the server's) - fo1.
+NS_PEER="${TOPO_PREFIX}-peer"
+peer_up() {
+  ip netns list | grep -qw "$NS_PEER" && return 0
+  ip netns add "$NS_PEER"
+  ip -n "$NS_PEER" link set lo up
+  ip link add fo0 netns "$NS_SRV" type veth peer name fo1 netns "$NS_PEER"
+  ip -n "$NS_SRV" addr add 10.254.0.1/24 dev fo0
+  ip -n "$NS_PEER" addr add 10.254.0.2/24 dev fo1
+  ip -n "$NS_SRV" link set fo0 up
+  ip -n "$NS_PEER" link set fo1 up
+}
+peer_down() { ip netns del "$NS_PEER" 2>/dev/null || true; }
 
 # The foreground start command of server $1 (run inside the server namespace); also wipes its
 # lease state so that every run starts from an empty lease database.
@@ -69,6 +93,9 @@ bench_server_cmd() {
     dhcpd)
       rm -f "$RUN_DIR"/dhcpd.leases*; : > "$RUN_DIR/dhcpd.leases"
       echo "dhcpd -4 -f -q -cf $HARNESS/conf/dhcpd.conf -lf $RUN_DIR/dhcpd.leases -pf $RUN_DIR/dhcpd.pid s-rly s-perf" ;;
+    peregrine-pair-fsync)
+      rm -rf "$RUN_DIR/leases" "$RUN_DIR/leases-peer"; mkdir -p "$RUN_DIR/leases" "$RUN_DIR/leases-peer"
+      echo "$BIN/peregrine run --config $RUN_DIR/pg-pair-primary.toml" ;;
     echo-udp) echo "$LOADGEN echo --backend udp --bind $SERVER_IP" ;;
     echo-afpacket) echo "$LOADGEN echo --backend afpacket --interface s-perf" ;;
     *) return 1 ;;
@@ -79,11 +106,37 @@ bench_server_cmd() {
 bench_start() {
   local cmd; cmd="$(bench_server_cmd "$1")" || { echo "unknown server $1" >&2; return 1; }
   if [[ $1 == echo-afpacket ]]; then drop_udp67 "$NS_SRV" s-perf; else nodrop_udp67 "$NS_SRV"; fi
+  if [[ $1 == peregrine-pair-fsync ]]; then
+    # The partner first, on the server's core too (a pessimistic figure: its journal and link
+    # work is taken from the primary's core).
+    peer_up
+    ip netns exec "$NS_PEER" taskset -c "$SRV_CPU" "$BIN/peregrine" run --config "$RUN_DIR/pg-pair-secondary.toml" \
+      > "$RUN_DIR/server-peer.out" 2>&1 < /dev/null &
+    PEER_PID=$!
+  fi
   start_server_cmd "taskset -c $SRV_CPU $cmd" "$RUN_DIR/server-$1.out" || return 1
   SPID="$(cat "$SERVER_PIDFILE")"
+  if [[ $1 == peregrine-pair-fsync ]]; then
+    # Measured in NORMAL only.
+    local i
+    for ((i = 0; i < 100; i++)); do
+      ip netns exec "$NS_SRV" curl -s --max-time 1 http://127.0.0.1:9167/v1/failover \
+        | grep -q '"state":"NORMAL","since":[0-9]*,"partner_state":"NORMAL"' && return 0
+      sleep 0.1
+    done
+    echo "the pair did not reach NORMAL" >&2
+    return 1
+  fi
 }
 
-bench_stop() { stop_server; }
+bench_stop() {
+  stop_server
+  if [[ -n "${PEER_PID:-}" ]]; then
+    kill -TERM "$PEER_PID" 2>/dev/null || true
+    wait "$PEER_PID" 2>/dev/null || true
+    PEER_PID=
+  fi
+}
 
 # Wait until no cargo build holds the shared lock, so builds of other engineers do not overlap
 # the start of a measurement (they may still start during it: figures are noisy).
