@@ -143,6 +143,12 @@ pub(crate) fn start(
         partner_down: None,
         auth: f.secret.as_deref().map(auth::Auth::new),
     };
+    if restored.is_some() {
+        // What the partner had not acknowledged when this server stopped was in the last
+        // process's queue: offer it every binding kept (the pair simulation found leases
+        // the partner never heard of otherwise).
+        link.send_all();
+    }
     let quit = quit.clone();
     let thread = std::thread::Builder::new()
         .name("failover".into())
@@ -444,9 +450,14 @@ impl Link {
                     potential_expiration,
                     result: Ok(()),
                 } => {
+                    // Journaled only when the address changed hands (an acknowledged expiry or
+                    // release is FREE again): a lost acknowledged time after a crash only makes
+                    // the next grants shorter, and reuse waits on what was sent, which is kept
+                    // (half the journal records of a pair otherwise).
                     if let Some(event) = self
                         .engine
                         .partner_acknowledged(address, potential_expiration)
+                        && event.binding.state == peregrine_engine::BindingState::Free
                     {
                         let _ = self.journal.submit(&event);
                     }
