@@ -307,7 +307,8 @@ async fn partner_down(State(state): State<Arc<ApiState>>) -> Response {
         return error(StatusCode::NOT_FOUND, "no [failover] configured".into());
     };
     status.request_partner_down();
-    for _ in 0..200 {
+    // The link thread acts within milliseconds; a loaded machine gets five seconds.
+    for _ in 0..500 {
         if !status.partner_down_pending() {
             break;
         }

@@ -11,6 +11,7 @@ use peregrine_failover::message::RejectReason;
 use crate::binding::{Binding, BindingEvent, BindingState, Time};
 use crate::clients::Loc;
 use crate::engine::Engine;
+use crate::key::ClientKey;
 use crate::partner::Broken;
 
 /// Why a binding could not be restored (journal replay, lease import).
@@ -63,42 +64,27 @@ impl Engine {
             self.client_key_for(htype, chaddr, id)
         });
         let cur = *s.pools[p].lock(at.shard).binding(at.slot);
-        let held = Held {
-            status: status_of(cur.state),
-            lease_expiration: cur.expires,
-            client_last_transaction: (cur.cltt != 0).then_some(cur.cltt),
-            start_time_of_state: cur.state_since(),
-        };
-        let offered = Offered {
-            status: update.status,
-            client_last_transaction: update.client_last_transaction,
-            same_client: key.is_some() && cur.client == key,
-            lease_expiration: update.lease_expiration,
-        };
-        let broken = self.partnering.as_ref().and_then(|p| p.policy.broken);
-        if broken != Some(Broken::AcceptRejected) {
-            accept_update(role, now, &held, &offered)?;
-        }
-        // What happened here since the partner's report was made is not undone by it: the two
-        // crossed (pool balancing against an expiry, found by the pair simulation, seeds 2779
-        // and 2438; seed 179: a BACKUP assignment queued through a partition reached the
-        // secondary after it had leased the address and the lease had expired; seed 15276:
-        // another client's old expiry replaced a later lease). A lease still running is
-        // always taken; anything else is only a report.
-        let running = update.status == BindingStatus::Active && update.lease_expiration > now;
-        let older =
-            update.start_time_of_state != 0 && update.start_time_of_state < cur.state_since();
-        let available = matches!(update.status, BindingStatus::Free | BindingStatus::Backup);
-        let other_client = key.is_some() && cur.client.is_some() && cur.client != key;
-        let stale = older
-            && !running
-            && (available
-                || other_client
-                || matches!(cur.state, BindingState::Free | BindingState::Backup));
-        if stale && broken != Some(Broken::AcceptStaleReports) {
-            return Err(RejectReason::OUTDATED_BINDING_INFORMATION);
-        }
+        self.judge_partner(role, now, update, &cur, key)?;
         let cltt = update.client_last_transaction.unwrap_or(now);
+        // At the primary, an address it has assigned to the secondary (BACKUP) stays the
+        // secondary's when the secondary reports a lease on it ended: the primary's assignment
+        // and the report crossed, and the secondary takes the BACKUP update it was sent
+        // (pair simulation, seed 2072: the primary took it back as FREE, the secondary kept
+        // BACKUP, both allocated it).
+        let kept_backup = primary
+            && cur.state == BindingState::Backup
+            && matches!(
+                update.status,
+                BindingStatus::Expired | BindingStatus::Released
+            );
+        let freed = if kept_backup {
+            BindingState::Backup
+        } else {
+            BindingState::Free
+        };
+        // Kept BACKUP is a new assignment, told back to the secondary (its acknowledgement of
+        // the report frees the address there): dated now, so that it is newer than the lease.
+        let cltt = if kept_backup { now } else { cltt };
         // EXPIRED, RELEASED and RESET are transitory: the receiver sets FREE as it acknowledges
         // them (D12 §5.11), the client keeping affinity; the sender on the acknowledgement.
         let (state, client, expires) = match update.status {
@@ -111,8 +97,8 @@ impl Engine {
                 update.lease_expiration.max(cur.expires),
             ),
             BindingStatus::Active => (BindingState::Active, key, update.lease_expiration),
-            BindingStatus::Expired => (BindingState::Free, key, update.lease_expiration),
-            BindingStatus::Released => (BindingState::Free, key, now),
+            BindingStatus::Expired => (freed, key, update.lease_expiration),
+            BindingStatus::Released => (freed, key, now),
             BindingStatus::Abandoned => (
                 BindingState::Abandoned,
                 None,
@@ -153,6 +139,54 @@ impl Engine {
             binding: stored,
             ..event
         })
+    }
+
+    /// The draft's acceptance rules (D12 §7.1.3) for the partner's `update` of an address this
+    /// server holds as `cur`, and the refusal of reports older than what happened here since.
+    fn judge_partner(
+        &self,
+        role: Role,
+        now: Time,
+        update: &PartnerBinding,
+        cur: &Binding,
+        key: Option<ClientKey>,
+    ) -> Result<(), RejectReason> {
+        let held = Held {
+            status: status_of(cur.state),
+            lease_expiration: cur.expires,
+            client_last_transaction: (cur.cltt != 0).then_some(cur.cltt),
+            start_time_of_state: cur.state_since(),
+        };
+        let offered = Offered {
+            status: update.status,
+            client_last_transaction: update.client_last_transaction,
+            same_client: key.is_some() && cur.client == key,
+            lease_expiration: update.lease_expiration,
+        };
+        let broken = self.partnering.as_ref().and_then(|p| p.policy.broken);
+        if broken != Some(Broken::AcceptRejected) {
+            accept_update(role, now, &held, &offered)?;
+        }
+        // What happened here since the partner's report was made is not undone by it: the two
+        // crossed (pool balancing against an expiry, found by the pair simulation, seeds 2779
+        // and 2438; seed 179: a BACKUP assignment queued through a partition reached the
+        // secondary after it had leased the address and the lease had expired; seed 15276:
+        // another client's old expiry replaced a later lease). A lease still running is
+        // always taken; anything else is only a report.
+        let running = update.status == BindingStatus::Active && update.lease_expiration > now;
+        let older =
+            update.start_time_of_state != 0 && update.start_time_of_state < cur.state_since();
+        let available = matches!(update.status, BindingStatus::Free | BindingStatus::Backup);
+        let other_client = key.is_some() && cur.client.is_some() && cur.client != key;
+        let stale = older
+            && !running
+            && (available
+                || other_client
+                || matches!(cur.state, BindingState::Free | BindingState::Backup));
+        if stale && broken != Some(Broken::AcceptStaleReports) {
+            return Err(RejectReason::OUTDATED_BINDING_INFORMATION);
+        }
+        Ok(())
     }
 
     /// Installs an imported binding (another server's lease) as the address's next version,

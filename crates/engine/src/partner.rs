@@ -405,6 +405,16 @@ fn move_to_backup(
 }
 
 impl BindingEvent {
+    /// Whether this change, made by installing the partner's `update`, must be told back to
+    /// the partner: the primary kept an address BACKUP that the secondary reported free.
+    pub fn tell_partner_back(&self, update: &PartnerBinding) -> bool {
+        self.binding.state == BindingState::Backup
+            && matches!(
+                update.status,
+                BindingStatus::Expired | BindingStatus::Released
+            )
+    }
+
     /// The binding update that tells a failover partner of this change (D12 §7.1): the
     /// client's identity, the lease, and the latest promise known on the address (this
     /// server's potential expiration, and the partner's it acknowledged: what a recovering

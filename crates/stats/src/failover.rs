@@ -72,9 +72,9 @@ impl FailoverStatus {
         self.partner_down.store(true, Ordering::Release);
     }
 
-    /// Whether a PARTNER-DOWN request is waiting; taking it (the link thread).
-    pub fn take_partner_down_request(&self) -> bool {
-        self.partner_down.swap(false, Ordering::AcqRel)
+    /// The link thread carried the request out and published the outcome.
+    pub fn partner_down_done(&self) {
+        self.partner_down.store(false, Ordering::Release);
     }
 
     /// Whether a PARTNER-DOWN request is still waiting for the link thread.

@@ -230,13 +230,19 @@ impl Link {
             if self.session.poll_timeout().is_some_and(|t| t <= now) {
                 self.session.handle_timeout(now);
             }
-            if self.status.take_partner_down_request() {
+            let asked = self.status.partner_down_pending();
+            if asked {
                 self.partner_down = Some(match self.session.partner_down(now) {
                     Ok(()) => "accepted".to_owned(),
                     Err(state) => format!("refused in {state}: the partner is in contact"),
                 });
             }
             self.events(now)?;
+            if asked {
+                // The outcome, state on disk included, is visible before the request is done.
+                self.publish();
+                self.status.partner_down_done();
+            }
             self.release_acks();
             busy |= self.write(now);
             self.publish();
@@ -520,6 +526,11 @@ impl Link {
             &self.status.updates_rejected
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if let Ok(event) = &installed
+            && event.tell_partner_back(binding)
+        {
+            self.send(event);
+        }
         match installed {
             Ok(event) => match self.journal.submit(&event) {
                 Some(seq) => self.pending_acks.push(PendingAck { seq, xid, address }),
