@@ -241,7 +241,18 @@ struct FailoverJson {
     queue_dropped: u64,
     /// The last PARTNER-DOWN request's outcome.
     partner_down: Option<String>,
+    /// From a lease's change reaching the link to the partner's acknowledgement.
+    replication_lag: LagJson,
     pools: Vec<FailoverPoolJson>,
+}
+
+/// A latency distribution, milliseconds.
+#[derive(Debug, Serialize)]
+struct LagJson {
+    count: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
 }
 
 /// A pool's addresses by owner.
@@ -276,6 +287,18 @@ fn failover_json(state: &ApiState, status: &FailoverStatus) -> FailoverJson {
         connections_refused: status.connections_refused.load(Relaxed),
         queue_dropped: status.queue_dropped.load(Relaxed),
         partner_down: v.partner_down,
+        replication_lag: {
+            let h = status.lag.read();
+            // Nanoseconds to milliseconds, for people.
+            #[allow(clippy::cast_precision_loss)]
+            let ms = |ns: u64| ns as f64 / 1e6;
+            LagJson {
+                count: h.len(),
+                p50_ms: ms(h.value_at_quantile(0.5)),
+                p99_ms: ms(h.value_at_quantile(0.99)),
+                max_ms: ms(h.max()),
+            }
+        },
         pools: state
             .engine
             .pool_stats()

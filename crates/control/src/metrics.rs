@@ -231,6 +231,7 @@ struct FailoverFamilies {
     updates: Family,
     connections: Family,
     queue_dropped: Family,
+    lag: Family,
 }
 
 impl FailoverFamilies {
@@ -277,10 +278,18 @@ impl FailoverFamilies {
                 &[],
                 Kind::Counter,
             )?,
+            lag: Family::new(
+                "peregrine_failover_replication_lag_seconds",
+                "From a lease's change reaching the failover link to the partner's \
+                 acknowledgement of its update, since the server started: the median, the 99th \
+                 percentile and the longest.",
+                &["quantile"],
+                Kind::Gauge,
+            )?,
         })
     }
 
-    fn all(&self) -> [&Family; 6] {
+    fn all(&self) -> [&Family; 7] {
         [
             &self.state,
             &self.connected,
@@ -288,6 +297,7 @@ impl FailoverFamilies {
             &self.updates,
             &self.connections,
             &self.queue_dropped,
+            &self.lag,
         ]
     }
 
@@ -322,6 +332,16 @@ impl FailoverFamilies {
             self.queue_dropped.family(vec![
                 self.queue_dropped.sample(&[], count(&f.queue_dropped)),
             ]),
+            {
+                let h = f.lag.read();
+                let seconds = |ns: u64| value(ns) / 1e9;
+                self.lag.family(vec![
+                    self.lag.sample(&["0.5"], seconds(h.value_at_quantile(0.5))),
+                    self.lag
+                        .sample(&["0.99"], seconds(h.value_at_quantile(0.99))),
+                    self.lag.sample(&["1"], seconds(h.max())),
+                ])
+            },
         ]
     }
 }

@@ -3,6 +3,8 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::Latency;
+
 /// The failover link's state and counters, written by the link thread, read at scrape and API
 /// time; and the operator's PARTNER-DOWN request, which the link thread carries out.
 #[derive(Debug, Default)]
@@ -22,6 +24,10 @@ pub struct FailoverStatus {
     pub connections_refused: AtomicU64,
     /// Binding changes the workers could not queue for the partner (the queue was full).
     pub queue_dropped: AtomicU64,
+    /// Replication lag, nanoseconds: from a worker's change reaching the link to the
+    /// partner's acknowledgement of its update (ACK to BNDACK, the journal write at the
+    /// partner included).
+    pub lag: Latency,
 }
 
 /// A snapshot of the relationship.

@@ -142,6 +142,8 @@ pub(crate) fn start(
         last_contact: None,
         partner_down: None,
         auth: f.secret.as_deref().map(auth::Auth::new),
+        waiting: std::collections::HashMap::new(),
+        lag: peregrine_stats::Latency::histogram(),
     };
     if restored.is_some() {
         // What the partner had not acknowledged when this server stopped was in the last
@@ -207,6 +209,10 @@ struct Link {
     partner_down: Option<String>,
     /// With `[failover] secret`: every message is authenticated both ways.
     auth: Option<auth::Auth>,
+    /// When each address's oldest unacknowledged change from the workers reached the link.
+    waiting: std::collections::HashMap<std::net::Ipv4Addr, Instant>,
+    /// Replication lag recorded since the last publication.
+    lag: hdrhistogram::Histogram<u64>,
 }
 
 impl PartnerQueue {
@@ -260,7 +266,8 @@ impl Link {
     }
 
     /// Shows the relationship to the control plane.
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.status.lag.publish(&mut self.lag);
         let s = &self.session;
         self.status.publish(FailoverView {
             role: if self.primary { "primary" } else { "secondary" },
@@ -414,6 +421,9 @@ impl Link {
             let Some(event) = self.queue.pop() else {
                 break;
             };
+            self.waiting
+                .entry(event.address)
+                .or_insert_with(Instant::now);
             self.send(&event);
             any = true;
         }
@@ -456,6 +466,12 @@ impl Link {
                     potential_expiration,
                     result: Ok(()),
                 } => {
+                    if let Some(at) = self.waiting.remove(&address) {
+                        let ns = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                        let _ = self
+                            .lag
+                            .record(ns.clamp(1, peregrine_stats::Latency::MAX_NS));
+                    }
                     // Journaled only when the address changed hands (an acknowledged expiry or
                     // release is FREE again): a lost acknowledged time after a crash only makes
                     // the next grants shorter, and reuse waits on what was sent, which is kept
@@ -468,7 +484,9 @@ impl Link {
                         let _ = self.journal.submit(&event);
                     }
                 }
-                Event::Acked { .. } => {}
+                Event::Acked { address, .. } => {
+                    self.waiting.remove(&address);
+                }
                 Event::UpdateRequest { .. } => {
                     self.send_all();
                     self.session.update_request_queued();

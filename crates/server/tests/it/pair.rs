@@ -45,6 +45,28 @@ mclt = 60
     )
 }
 
+/// `primary.toml` and `secondary.toml` in `dir` (lease directories beside them), each passed
+/// through `edit`.
+fn write_pair(dir: &Path, edit: impl Fn(String) -> String) {
+    let path = |name: &str| dir.join(name);
+    let primary = config(
+        true,
+        "fo0",
+        "10.79.9.1",
+        "10.79.9.2",
+        &path("primary-leases"),
+    );
+    let secondary = config(
+        false,
+        "fo1",
+        "10.79.9.2",
+        "10.79.9.1",
+        &path("secondary-leases"),
+    );
+    std::fs::write(path("primary.toml"), edit(primary)).unwrap();
+    std::fs::write(path("secondary.toml"), edit(secondary)).unwrap();
+}
+
 /// Two namespaces joined by `fo0` (10.79.9.1, the primary's) and `fo1` (10.79.9.2).
 fn namespaces() -> Option<(Netns, Netns)> {
     let a = Netns::new("pair")?;
@@ -168,6 +190,10 @@ fn two_servers_connect_reach_normal_and_survive_one_stopping() {
         metrics.contains("peregrine_failover_state{server=\"local\"} 2"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("peregrine_failover_replication_lag_seconds{quantile=\"0.99\"}"),
+        "{metrics}"
+    );
     // The same for scripts: `peregrine failover status`.
     let out = a
         .command(env!("CARGO_BIN_EXE_peregrine"))
@@ -285,29 +311,7 @@ fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
     let dir = tmp.path();
     let path = |name: &str| dir.join(name);
     // A short MCLT: the recovery below waits it.
-    let short = |c: String| c.replace("mclt = 60", "mclt = 15");
-    std::fs::write(
-        path("primary.toml"),
-        short(config(
-            true,
-            "fo0",
-            "10.79.9.1",
-            "10.79.9.2",
-            &path("primary-leases"),
-        )),
-    )
-    .unwrap();
-    std::fs::write(
-        path("secondary.toml"),
-        short(config(
-            false,
-            "fo1",
-            "10.79.9.2",
-            "10.79.9.1",
-            &path("secondary-leases"),
-        )),
-    )
-    .unwrap();
+    write_pair(dir, |c| c.replace("mclt = 60", "mclt = 15"));
     let mut secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
     let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
     for who in ["primary", "secondary"] {
@@ -331,6 +335,16 @@ fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
             assert_eq!(seen.1, mac);
         }
     }
+    // Every lease was replicated and acknowledged: the replication lag is measured.
+    let measured: u64 = [&a, &b]
+        .iter()
+        .map(|ns| {
+            failover(ns, false).1["replication_lag"]["count"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert!(measured >= CLIENTS as u64, "{measured}");
     // Each client was answered by the server its hash bucket names (NORMAL's load balancing).
     let primary = Ipv4Addr::new(10, 79, 9, 1);
     let secondary_ip = Ipv4Addr::new(10, 79, 9, 2);
