@@ -1111,7 +1111,10 @@ fn failover_is_read_with_its_defaults() {
     assert_eq!(f.peer, "10.9.0.1:6470".parse().unwrap());
     assert_eq!(f.relationship, "peregrine");
     assert_eq!((f.mclt, f.split, f.max_response_delay), (3600, 128, 30));
-    assert_eq!((f.max_unacked_updates, f.load_balance_max_seconds), (10, 3));
+    assert_eq!(
+        (f.max_unacked_updates, f.load_balance_max_seconds),
+        (1024, 3)
+    );
     assert_eq!(f.auto_partner_down, None);
 }
 
