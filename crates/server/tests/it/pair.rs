@@ -136,28 +136,7 @@ fn two_servers_connect_reach_normal_and_survive_one_stopping() {
     };
     let dir = TempDir::new("peregrine-pair");
     let path = |name: &str| dir.path().join(name);
-    std::fs::write(
-        path("primary.toml"),
-        config(
-            true,
-            "fo0",
-            "10.79.9.1",
-            "10.79.9.2",
-            &path("primary-leases"),
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        path("secondary.toml"),
-        config(
-            false,
-            "fo1",
-            "10.79.9.2",
-            "10.79.9.1",
-            &path("secondary-leases"),
-        ),
-    )
-    .unwrap();
+    write_pair(dir.path(), |c| c);
     let mut secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
     let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
     let pair = [(&a, "primary"), (&b, "secondary")];
@@ -442,28 +421,7 @@ fn bad_input_on_the_link_is_refused_and_the_server_serves_on() {
     };
     let dir = TempDir::new("peregrine-pair-bad");
     let path = |name: &str| dir.path().join(name);
-    std::fs::write(
-        path("secondary.toml"),
-        config(
-            false,
-            "fo1",
-            "10.79.9.2",
-            "10.79.9.1",
-            &path("secondary-leases"),
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        path("primary.toml"),
-        config(
-            true,
-            "fo0",
-            "10.79.9.1",
-            "10.79.9.2",
-            &path("primary-leases"),
-        ),
-    )
-    .unwrap();
+    write_pair(dir.path(), |c| c);
     let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
     // From the configured peer's address: garbage, an unknown type, a truncated CONNECT, a
     // message longer than any, and a CONNECT for another relationship.
@@ -564,28 +522,7 @@ fn a_partition_interrupts_both_and_healing_restores_normal() {
     let path = |name: &str| dir.path().join(name);
     // A short receive timer, so that a silent link is noticed in seconds.
     let quick = |c: String| format!("{c}max-response-delay = 3\n");
-    std::fs::write(
-        path("primary.toml"),
-        quick(config(
-            true,
-            "fo0",
-            "10.79.9.1",
-            "10.79.9.2",
-            &path("primary-leases"),
-        )),
-    )
-    .unwrap();
-    std::fs::write(
-        path("secondary.toml"),
-        quick(config(
-            false,
-            "fo1",
-            "10.79.9.2",
-            "10.79.9.1",
-            &path("secondary-leases"),
-        )),
-    )
-    .unwrap();
+    write_pair(dir.path(), quick);
     let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
     let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
     let pair = [(&a, "primary"), (&b, "secondary")];
