@@ -107,10 +107,10 @@ bench_start() {
   local cmd; cmd="$(bench_server_cmd "$1")" || { echo "unknown server $1" >&2; return 1; }
   if [[ $1 == echo-afpacket ]]; then drop_udp67 "$NS_SRV" s-perf; else nodrop_udp67 "$NS_SRV"; fi
   if [[ $1 == peregrine-pair-fsync ]]; then
-    # The partner first, on the server's core too (a pessimistic figure: its journal and link
-    # work is taken from the primary's core).
+    # The partner first, on the server's core too unless PEER_CPU says otherwise (a
+    # pessimistic figure: its journal and link work is taken from the primary's core).
     peer_up
-    ip netns exec "$NS_PEER" taskset -c "$SRV_CPU" "$BIN/peregrine" run --config "$RUN_DIR/pg-pair-secondary.toml" \
+    ip netns exec "$NS_PEER" taskset -c "${PEER_CPU:-$SRV_CPU}" "$BIN/peregrine" run --config "$RUN_DIR/pg-pair-secondary.toml" \
       > "$RUN_DIR/server-peer.out" 2>&1 < /dev/null &
     PEER_PID=$!
   fi
