@@ -5,6 +5,7 @@
 //! gives a test its own network namespace, removed when the test ends. [`frames`] writes the
 //! client messages and frames tests send. [`process`] finds the third-party tools tests drive
 //! and stops the processes they start. [`config`] builds validated configurations by hand.
+//! [`rng::Rng`] is the seeded generator of tests that replay from a printed seed.
 // A global allocator can only be written with `unsafe impl GlobalAlloc`.
 #![allow(unsafe_code)]
 
@@ -12,6 +13,7 @@ pub mod config;
 pub mod frames;
 pub mod netns;
 pub mod process;
+pub mod rng;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -17,6 +17,7 @@ use peregrine_engine::{
 use peregrine_failover::codec::MAX_MESSAGE_LEN;
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
 use peregrine_failover::{Config, Event, Restored, Role, ServerState, Session};
+use peregrine_testkit::rng::Rng;
 use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 
 use crate::support::{Client, SERVER, T0, lab_config, meta};
@@ -81,22 +82,6 @@ fn describe(bytes: &[u8]) -> String {
         }
         Ok((h, m)) => format!("{:?} t={}", m, h.time),
         Err(e) => format!("undecodable: {e:?}"),
-    }
-}
-
-/// xorshift64*: deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use peregrine_testkit::rng::Rng;
 use proptest::prelude::*;
 
 use crate::targets;
@@ -30,41 +31,25 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// xorshift64*: deterministic, so a failure reproduces from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// A few byte-level mutations in the style of libFuzzer's: flips, random bytes, interesting
 /// values, truncation, and duplication of a span.
 fn mutate(input: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut v = input.to_vec();
-    for _ in 0..=rng.below(4) {
+    for _ in 0..=rng.index(4) {
         if v.is_empty() {
-            v.push(rng.next() as u8);
+            v.push(rng.next_u64() as u8);
             continue;
         }
-        let at = rng.below(v.len());
-        match rng.below(6) {
-            0 => v[at] ^= 1 << rng.below(8),
-            1 => v[at] = rng.next() as u8,
-            2 => v[at] = [0, 1, 0x7f, 0x80, 0xff, 52, 82, 255][rng.below(8)],
+        let at = rng.index(v.len());
+        match rng.index(6) {
+            0 => v[at] ^= 1 << rng.index(8),
+            1 => v[at] = rng.next_u64() as u8,
+            2 => v[at] = [0, 1, 0x7f, 0x80, 0xff, 52, 82, 255][rng.index(8)],
             3 => v.truncate(at),
             4 => {
-                let end = (at + rng.below(16)).min(v.len());
+                let end = (at + rng.index(16)).min(v.len());
                 let span = v[at..end].to_vec();
-                let to = rng.below(v.len());
+                let to = rng.index(v.len());
                 v.splice(to..to, span);
             }
             _ => v[at] = v[at].wrapping_add(1),
