@@ -137,7 +137,6 @@ pub(crate) fn start(
         next_attempt: Instant::now(),
         backoff: Duration::from_millis(250),
         next_pool_request: 0,
-        mclt: restored.and_then(|r| r.mclt),
         status: queue.status.clone(),
         last_contact: None,
         partner_down: None,
@@ -202,7 +201,6 @@ struct Link {
     next_attempt: Instant,
     backoff: Duration,
     next_pool_request: Time,
-    mclt: Option<u32>,
     status: Arc<FailoverStatus>,
     last_contact: Option<Time>,
     /// The outcome of the operator's last PARTNER-DOWN request.
@@ -440,7 +438,7 @@ impl Link {
                         Restored {
                             state,
                             start_time: since,
-                            mclt: self.mclt.or(self.session.mclt()),
+                            mclt: self.session.mclt(),
                         },
                     )?;
                     tracing::info!(since, "failover: state {state}");
@@ -450,7 +448,6 @@ impl Link {
                     self.session.state_persisted();
                 }
                 Event::McltLearned(mclt) => {
-                    self.mclt = Some(mclt);
                     write_state(
                         &self.state_path,
                         Restored {
