@@ -27,6 +27,7 @@
 mod binding;
 mod clients;
 mod discover;
+mod driver;
 mod engine;
 mod expiry;
 mod install;
@@ -43,6 +44,7 @@ mod sink;
 mod verdict;
 
 pub use binding::{Binding, BindingEvent, BindingState, ScopeId, Time};
+pub use driver::{FailoverDriver, Notice, POOL_REQUEST_EVERY};
 pub use engine::{BuildError, Engine, EngineOptions};
 pub use install::RestoreError;
 pub use key::{ClientKey, KeySecret};

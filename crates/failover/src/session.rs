@@ -365,6 +365,11 @@ impl Session {
         session
     }
 
+    /// This server's role in the relationship.
+    pub const fn role(&self) -> Role {
+        self.config.role
+    }
+
     /// The server state: STARTUP until the startup decision.
     pub const fn state(&self) -> ServerState {
         if self.starting_until.is_some() {

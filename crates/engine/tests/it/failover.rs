@@ -5,11 +5,15 @@
 
 use std::net::Ipv4Addr;
 
-use peregrine_engine::{BindingState, DropReason, FailoverPolicy, Service, Verdict};
-use peregrine_failover::BindingStatus;
+use peregrine_engine::{
+    BindingEvent, BindingSink, BindingState, DropReason, FailoverDriver, FailoverPolicy, Notice,
+    Service, Verdict,
+};
 use peregrine_failover::binding::{Binding as PartnerBinding, Hardware};
+use peregrine_failover::codec::MAX_MESSAGE_LEN;
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment, bucket};
 use peregrine_failover::message::RejectReason;
+use peregrine_failover::{BindingStatus, Config, Role, ServerState, Session};
 use peregrine_wire::dhcp::MessageType;
 
 use crate::support::{Client, SERVER, Sim, T0, engine, lab_config};
@@ -326,4 +330,115 @@ fn an_expired_lease_waits_for_the_partners_acknowledgement_before_another_client
     assert_eq!(offer(&mut s, &other), Err(DropReason::PoolExhausted));
     s.now += 1;
     assert_eq!(offer(&mut s, &other), Ok(addr));
+}
+
+/// A journal whose confirmations the test releases.
+#[derive(Default)]
+struct Gate {
+    submitted: u64,
+    confirmed: u64,
+}
+
+impl BindingSink for Gate {
+    fn submit(&mut self, _: &BindingEvent) -> Option<u64> {
+        self.submitted += 1;
+        Some(self.submitted)
+    }
+
+    fn confirmed(&self) -> u64 {
+        self.confirmed
+    }
+}
+
+/// One side of a pair joined by the driver: its engine, driver and journal, and the
+/// acknowledgements of its own updates it has heard.
+struct Side {
+    engine: peregrine_engine::Engine,
+    driver: FailoverDriver,
+    journal: Gate,
+    acknowledged: usize,
+}
+
+impl Side {
+    fn new(role: Role) -> Side {
+        let mut config = lab_config();
+        config.scopes.truncate(1);
+        config.scopes[0].pools[0].last = Ipv4Addr::new(10, 200, 0, 119);
+        let engine = engine(&config).with_failover(policy(role == Role::Primary));
+        let session = Session::new(
+            Config {
+                role,
+                relationship_name: (*b"test").into(),
+                mclt: (role == Role::Primary).then_some(MCLT),
+                hash_bucket_assignment: HashBucketAssignment::split(128),
+                max_unacked_bndupd: 10,
+                receive_timer: 30,
+                max_clock_skew: 60,
+                vendor_class: (*b"peregrine-test").into(),
+                safe_period: None,
+            },
+            None,
+            T0,
+        );
+        let mut driver = FailoverDriver::new(session, &engine);
+        driver.session_mut().connected(T0);
+        Side {
+            engine,
+            driver,
+            journal: Gate::default(),
+            acknowledged: 0,
+        }
+    }
+
+    /// Carries out what the session asks; returns the bytes it has for the partner.
+    fn step(&mut self, now: u64) -> Vec<Vec<u8>> {
+        while let Some(notice) = self.driver.poll(now, &self.engine, &mut self.journal) {
+            match notice {
+                Notice::Persist(_) => self.driver.persisted(&self.engine),
+                Notice::Acknowledged { result, .. } => {
+                    assert_eq!(result, Ok(()));
+                    self.acknowledged += 1;
+                }
+                Notice::Closed(reason) => panic!("closed: {reason:?}"),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        let mut buf = [0u8; MAX_MESSAGE_LEN];
+        while let Some(len) = self.driver.session_mut().poll_transmit(now, &mut buf) {
+            out.push(buf[..len].to_vec());
+        }
+        out
+    }
+}
+
+/// Runs the pair for `secs` seconds, a round of messages each way per second.
+fn run(pair: &mut [Side; 2], from: u64, secs: u64) {
+    for now in from..from + secs {
+        for i in 0..2 {
+            for m in pair[i].step(now) {
+                pair[1 - i].driver.session_mut().handle(now, &m);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_driver_acknowledges_a_partners_update_only_once_the_journal_has_it() {
+    let mut pair = [Side::new(Role::Primary), Side::new(Role::Secondary)];
+    // The secondary's journal holds everything unconfirmed.
+    run(&mut pair, T0, 10);
+    for side in &pair {
+        assert_eq!(side.driver.session().state(), ServerState::Normal);
+    }
+    // NORMAL: the secondary asked for its share, and the primary sent it as updates; the
+    // secondary installed them but has not acknowledged one.
+    let installed = pair[1].engine.pool_stats()[0].backup;
+    assert!(installed >= 10, "{installed}");
+    assert_eq!(pair[1].journal.submitted, installed);
+    assert_eq!(pair[0].acknowledged, 0);
+    // Once they are durable, every one is acknowledged.
+    pair[1].journal.confirmed = u64::MAX;
+    run(&mut pair, T0 + 10, 10);
+    assert_eq!(pair[0].acknowledged as u64, installed);
 }

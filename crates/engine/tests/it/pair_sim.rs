@@ -11,20 +11,18 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
 
 use peregrine_engine::{
-    BindingEvent, BindingState, Broken, Engine, EngineOptions, FailoverPolicy, KeySecret, Service,
-    Verdict,
+    BindingEvent, BindingSink, BindingState, Broken, Engine, EngineOptions, FailoverDriver,
+    FailoverPolicy, KeySecret, Notice, Service, Verdict,
 };
 use peregrine_failover::codec::MAX_MESSAGE_LEN;
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
-use peregrine_failover::{Config, Event, Restored, Role, ServerState, Session};
+use peregrine_failover::{Config, Restored, Role, ServerState, Session};
 use peregrine_testkit::rng::Rng;
 use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 
 use crate::support::{Client, SERVER, T0, lab_config, meta};
 
 const MCLT: u32 = 30;
-/// How often a secondary in NORMAL asks for its share of the pools, seconds.
-const POOL_REQUEST_EVERY: u64 = 30;
 const CLIENTS: u32 = 16;
 const STEPS: u32 = 1500;
 /// Seconds without faults at the end of a run, for liveness.
@@ -85,14 +83,30 @@ fn describe(bytes: &[u8]) -> String {
     }
 }
 
+/// A journal in memory: every change is durable as it is submitted.
+#[derive(Default)]
+struct Journal(u64);
+
+impl BindingSink for Journal {
+    fn submit(&mut self, _: &BindingEvent) -> Option<u64> {
+        self.0 += 1;
+        Some(self.0)
+    }
+
+    fn confirmed(&self) -> u64 {
+        self.0
+    }
+}
+
 /// One server of the pair: its engine, its session and what its link thread does.
 // The simulated server's situation is a handful of independent facts.
 #[allow(clippy::struct_excessive_bools)]
 struct Server {
     engine: Engine,
-    session: Session,
-    /// When the secondary next asks for its share of the pools (POOLREQ).
-    next_pool_request: u64,
+    /// Its session, driven against the engine as the link thread drives it.
+    driver: FailoverDriver,
+    /// Its journal: in memory, durable at once.
+    journal: Journal,
     /// Its session closed the connection: the link thread connects again.
     closed: bool,
     primary: bool,
@@ -114,10 +128,12 @@ struct Server {
 impl Server {
     /// `broken`: a guard removed, for the mutation test.
     fn new(primary: bool, broken: Option<Broken>, seed: u64, skew: i64, now: u64) -> Server {
+        let engine = Self::engine(primary, broken, seed);
+        let session = Self::session(primary, None, now.saturating_add_signed(skew));
         Server {
-            engine: Self::engine(primary, broken, seed),
-            session: Self::session(primary, None, now.saturating_add_signed(skew)),
-            next_pool_request: 0,
+            driver: FailoverDriver::new(session, &engine),
+            engine,
+            journal: Journal::default(),
             closed: false,
             primary,
             broken,
@@ -140,36 +156,13 @@ impl Server {
             self.whole = false;
             self.epoch += 1;
         }
-        // Silent until the session says otherwise, as at every start.
-        self.engine.set_failover_service(Service::None);
-        self.engine.set_partner_down(None);
-        self.engine.set_own_addresses_from(0);
-        self.session = Self::session(self.primary, self.saved, now);
-        self.next_pool_request = 0;
+        // Silent until the session says otherwise, as at every start; what the partner had
+        // not acknowledged died with the process's queue, so the driver offers it every
+        // binding kept (seed 10: expiries the primary never heard of left both sides refusing
+        // each other's view of seven addresses).
+        let session = Self::session(self.primary, self.saved, now);
+        self.driver = FailoverDriver::new(session, &self.engine);
         self.up = true;
-        // What the partner had not acknowledged died with the process's queue: the restarted
-        // server offers it every binding it kept (seed 10: expiries the primary never heard
-        // of left both sides refusing each other's view of seven addresses).
-        if with_leases {
-            self.queue_all();
-        }
-    }
-
-    /// Queues an update for every binding this server holds (an UPDREQALL's answer).
-    fn queue_all(&mut self) {
-        let mut all = Vec::new();
-        self.engine.for_each_binding(|scope, address, b| {
-            if b.state != BindingState::Offered {
-                all.push(BindingEvent {
-                    scope,
-                    address,
-                    binding: *b,
-                });
-            }
-        });
-        for e in &all {
-            self.session.send_update(e.partner_update());
-        }
     }
 
     fn name(&self) -> &'static str {
@@ -237,71 +230,20 @@ impl Server {
     /// Carries out the session's events against the engine, as the link thread does.
     fn events(&mut self, now: u64) {
         let now = self.clock(now);
-        while let Some(event) = self.session.poll_event() {
-            match event {
-                Event::StateChanged { state, since } => {
-                    trace(now, format_args!("{} -> {state:?}", self.name()));
-                    self.whole |= state == ServerState::Normal;
-                    self.saved = Some(Restored {
-                        state,
-                        start_time: since,
-                        mclt: self.session.mclt(),
-                    });
-                    self.engine.set_failover_service(state.service());
-                    self.engine
-                        .set_partner_down((state == ServerState::PartnerDown).then_some(since));
-                    self.session.state_persisted();
+        while let Some(notice) = self.driver.poll(now, &self.engine, &mut self.journal) {
+            match notice {
+                Notice::Persist(state) => {
+                    trace(now, format_args!("{} -> {:?}", self.name(), state.state));
+                    self.whole |= state.state == ServerState::Normal;
+                    self.saved = Some(state);
+                    self.driver.persisted(&self.engine);
                 }
-                Event::Update { xid, binding } => {
-                    let installed = self.engine.install_partner(now, &binding);
-                    if let Ok(e) = &installed
-                        && e.tell_partner_back(&binding)
-                    {
-                        self.session.send_update(e.partner_update());
-                    }
-                    let result = installed.map(|_| ());
-                    self.session.ack_update(xid, binding.address, result);
-                }
-                Event::Acked {
-                    address,
-                    potential_expiration,
-                    result: Ok(()),
-                } => {
-                    // Journaled in a real server; the partner set FREE itself as it acknowledged.
-                    let _ = self
-                        .engine
-                        .partner_acknowledged(address, potential_expiration);
-                }
-                Event::PoolRequest { xid } => {
-                    let moved = self.engine.balance_pools(now);
-                    for e in &moved {
-                        self.session.send_update(e.partner_update());
-                    }
-                    let n = u32::try_from(moved.len()).unwrap_or(u32::MAX);
-                    self.session.pool_response(xid, n);
-                }
-                Event::UpdateRequest { .. } => {
-                    self.queue_all();
-                    self.session.update_request_queued();
-                }
-                Event::Closed(reason) => {
+                Notice::Closed(reason) => {
                     trace(now, format_args!("{} closes: {reason:?}", self.name()));
                     self.closed = true;
                 }
                 _ => {}
             }
-        }
-        self.engine
-            .set_own_addresses_from(self.session.own_addresses_from());
-        // The secondary asks for its share of the pools in NORMAL, as it enters and then every
-        // POOL_REQUEST_EVERY seconds: the addresses it leases return to the primary's pool as
-        // their leases end (D12 §5.11), so a share given once runs out.
-        if !self.primary
-            && self.session.state() == ServerState::Normal
-            && now >= self.next_pool_request
-        {
-            self.session.request_pool();
-            self.next_pool_request = now + POOL_REQUEST_EVERY;
         }
     }
 
@@ -320,7 +262,7 @@ impl Server {
             Verdict::Reply { len, .. } | Verdict::Probe { len, .. } => (len, None),
             Verdict::Defer { len, event, .. } => (len, Some(event)),
             Verdict::Record { event } => {
-                self.session.send_update(event.partner_update());
+                self.driver.send(&event);
                 return Ok(None);
             }
             Verdict::Drop(reason) => {
@@ -332,7 +274,7 @@ impl Server {
             }
         };
         if let Some(e) = event {
-            self.session.send_update(e.partner_update());
+            self.driver.send(&e);
         }
         let Some(reply) = DhcpMessage::parse(&tx[..len]).ok() else {
             return Ok(None);
@@ -349,7 +291,7 @@ impl Server {
                 reply.lease_time()
             ),
         );
-        let state = self.session.state();
+        let state = self.driver.session().state();
         let silenced = match state.service() {
             Service::None => true,
             Service::RenewOnly => kind == MessageType::Offer,
@@ -518,7 +460,8 @@ fn run(seed: u64, broken: Option<Broken>) -> Result<Ran, String> {
     };
     let mut wire: [Wire; 2] = [VecDeque::new(), VecDeque::new()];
     for s in &mut servers {
-        s.session.connected(s.clock(now));
+        let at = s.clock(now);
+        s.driver.session_mut().connected(at);
     }
     let mut normal_again = None;
     let mut longest_wait = 0;
@@ -554,12 +497,12 @@ fn run(seed: u64, broken: Option<Broken>) -> Result<Ran, String> {
         }
         ran.normal |= servers
             .iter()
-            .all(|s| s.session.state() == ServerState::Normal);
+            .all(|s| s.driver.session().state() == ServerState::Normal);
         servers_step(&mut servers, (&mut wire, &mut observed), &link, now);
         granted_leases_remembered((now, step), &servers, &clients)?;
         let normal = servers
             .iter()
-            .all(|s| s.session.state() == ServerState::Normal);
+            .all(|s| s.driver.session().state() == ServerState::Normal);
         if calm && normal && normal_again.is_none() {
             normal_again = Some(step - STEPS);
         }
@@ -570,7 +513,7 @@ fn run(seed: u64, broken: Option<Broken>) -> Result<Ran, String> {
     let Some(took) = normal_again else {
         return Err(format!(
             "liveness: not in NORMAL {CALM} s after the faults stopped: {:?}",
-            servers.each_ref().map(|s| s.session.state())
+            servers.each_ref().map(|s| s.driver.session().state())
         ));
     };
     if took > NORMAL_WITHIN {
@@ -627,9 +570,9 @@ fn faults(
         for s in servers.iter_mut().filter(|s| s.up) {
             let at = s.clock(now);
             if connected {
-                s.session.connected(at);
+                s.driver.session_mut().connected(at);
             } else {
-                s.session.disconnected(at);
+                s.driver.session_mut().disconnected(at);
             }
         }
         trace(now, format_args!("link connected: {connected}"));
@@ -655,10 +598,10 @@ fn random_faults(
     // back must reach its partner, so the link is not cut before it has heard the survivor.
     let declared_down_starting = servers
         .iter()
-        .any(|s| s.up && s.session.state() == ServerState::Startup)
+        .any(|s| s.up && s.driver.session().state() == ServerState::Startup)
         && servers
             .iter()
-            .any(|s| s.up && s.session.state() == ServerState::PartnerDown);
+            .any(|s| s.up && s.driver.session().state() == ServerState::PartnerDown);
     if rng.below(400) == 0 && !(link.up && declared_down_starting) {
         link.up = !link.up;
     }
@@ -676,14 +619,21 @@ fn random_faults(
             let down = usize::from(up0);
             let survivor = 1 - down;
             let at = servers[survivor].clock(now);
-            if rng.below(100) == 0 && servers[survivor].session.partner_down(at).is_ok() {
+            if rng.below(100) == 0
+                && servers[survivor]
+                    .driver
+                    .session_mut()
+                    .partner_down(at)
+                    .is_ok()
+            {
                 trace(now, format_args!("operator: partner-down"));
                 ran.partner_down += 1;
             }
             // The operator's side of PARTNER-DOWN (S8): a server declared down comes back only
             // where it can reach its partner; one that restarts cut off would serve in
             // COMMUNICATIONS-INTERRUPTED beside a survivor using its addresses (F5).
-            let declared_down = servers[survivor].session.state() == ServerState::PartnerDown;
+            let declared_down =
+                servers[survivor].driver.session().state() == ServerState::PartnerDown;
             if rng.below(150) == 0 && (link.up || !declared_down) {
                 // A lease database is lost only while the partner's is whole: with both lost
                 // nobody remembers a lease, and no protocol can keep its address.
@@ -902,10 +852,10 @@ fn servers_step(
         let mut expired = Vec::new();
         s.engine.tick(at, 64, |e| expired.push(e));
         for e in &expired {
-            s.session.send_update(e.partner_update());
+            s.driver.send(e);
         }
-        if s.session.poll_timeout().is_some_and(|t| t <= at) {
-            s.session.handle_timeout(at);
+        if s.driver.session().poll_timeout().is_some_and(|t| t <= at) {
+            s.driver.session_mut().handle_timeout(at);
         }
     }
     for _ in 0..50 {
@@ -917,7 +867,7 @@ fn servers_step(
             servers[i].events(now);
             let mut buf = [0u8; MAX_MESSAGE_LEN];
             let at = servers[i].clock(now);
-            while let Some(len) = servers[i].session.poll_transmit(at, &mut buf) {
+            while let Some(len) = servers[i].driver.session_mut().poll_transmit(at, &mut buf) {
                 if link.connected {
                     // In order: never before what was sent earlier.
                     let at = wire[i].back().map_or(0, |m| m.0).max(now + link.latency);
@@ -933,7 +883,7 @@ fn servers_step(
                     now,
                     format_args!("to {}: {}", servers[1 - i].name(), describe(&m)),
                 );
-                servers[1 - i].session.handle(at, &m);
+                servers[1 - i].driver.session_mut().handle(at, &m);
                 moved = true;
             }
         }
@@ -949,8 +899,8 @@ fn servers_step(
         for s in servers.iter_mut() {
             let at = s.clock(now);
             s.closed = false;
-            s.session.disconnected(at);
-            s.session.connected(at);
+            s.driver.session_mut().disconnected(at);
+            s.driver.session_mut().connected(at);
         }
     }
 }

@@ -21,10 +21,12 @@ mod auth;
 use anyhow::Context;
 use crossbeam_queue::ArrayQueue;
 use peregrine_config::model::Failover;
-use peregrine_engine::{BindingEvent, BindingSink, Engine, FailoverPolicy, Time};
+use peregrine_engine::{
+    BindingEvent, BindingSink, Engine, FailoverDriver, FailoverPolicy, Notice, Time,
+};
 use peregrine_failover::codec::{MAX_MESSAGE_LEN, frame_len};
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
-use peregrine_failover::{Config, Event, Restored, Role, ServerState, Session};
+use peregrine_failover::{Config, Restored, Role, ServerState, Session};
 use peregrine_stats::{FailoverStatus, FailoverView};
 use peregrine_store::WorkerJournal;
 
@@ -34,8 +36,6 @@ const QUEUE: usize = 1 << 16;
 const SESSION_BACKLOG: usize = 1 << 16;
 /// How often the link looks at its socket, queue and timers when nothing happens.
 const TICK: Duration = Duration::from_millis(5);
-/// How often a secondary in NORMAL asks for its share of the pools.
-const POOL_REQUEST_EVERY: Time = 60;
 /// The longest wait between attempts to connect to the partner.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
@@ -122,7 +122,7 @@ pub(crate) fn start(
         "failover: link starting"
     );
     let mut link = Link {
-        session,
+        driver: FailoverDriver::new(session, engine),
         engine: engine.clone(),
         journal,
         state_path,
@@ -133,10 +133,8 @@ pub(crate) fn start(
         inbox: Vec::with_capacity(4 * MAX_MESSAGE_LEN),
         outbox: Vec::with_capacity(4 * MAX_MESSAGE_LEN),
         queue: queue.queue.clone().expect("made above"),
-        pending_acks: Vec::new(),
         next_attempt: Instant::now(),
         backoff: Duration::from_millis(250),
-        next_pool_request: 0,
         status: queue.status.clone(),
         last_contact: None,
         partner_down: None,
@@ -144,12 +142,6 @@ pub(crate) fn start(
         waiting: std::collections::HashMap::new(),
         lag: peregrine_stats::Latency::histogram(),
     };
-    if restored.is_some() {
-        // What the partner had not acknowledged when this server stopped was in the last
-        // process's queue: offer it every binding kept (the pair simulation found leases
-        // the partner never heard of otherwise).
-        link.send_all();
-    }
     let quit = quit.clone();
     let thread = std::thread::Builder::new()
         .name("failover".into())
@@ -178,15 +170,9 @@ fn session_config(f: &Failover) -> Config {
     }
 }
 
-/// An acknowledgement that waits for its binding to be on disk.
-struct PendingAck {
-    seq: u64,
-    xid: u32,
-    address: std::net::Ipv4Addr,
-}
-
 struct Link {
-    session: Session,
+    /// The session, driven against the engine and the journal.
+    driver: FailoverDriver,
     engine: Arc<Engine>,
     journal: WorkerJournal,
     state_path: PathBuf,
@@ -197,10 +183,8 @@ struct Link {
     inbox: Vec<u8>,
     outbox: Vec<u8>,
     queue: Arc<ArrayQueue<BindingEvent>>,
-    pending_acks: Vec<PendingAck>,
     next_attempt: Instant,
     backoff: Duration,
-    next_pool_request: Time,
     status: Arc<FailoverStatus>,
     last_contact: Option<Time>,
     /// The outcome of the operator's last PARTNER-DOWN request.
@@ -222,21 +206,22 @@ impl PartnerQueue {
 
 impl Link {
     fn run(&mut self, quit: &AtomicBool) -> anyhow::Result<()> {
-        // Silent until the session says otherwise: a server that does not know its failover
-        // state yet leaves no trace of any client.
-        self.engine
-            .set_failover_service(peregrine_engine::Service::None);
         while !quit.load(Ordering::Relaxed) {
             let now = unix_now();
             self.connect(now);
             let mut busy = self.read(now);
             busy |= self.drain_workers();
-            if self.session.poll_timeout().is_some_and(|t| t <= now) {
-                self.session.handle_timeout(now);
+            if self
+                .driver
+                .session()
+                .poll_timeout()
+                .is_some_and(|t| t <= now)
+            {
+                self.driver.session_mut().handle_timeout(now);
             }
             let asked = self.status.partner_down_pending();
             if asked {
-                self.partner_down = Some(match self.session.partner_down(now) {
+                self.partner_down = Some(match self.driver.session_mut().partner_down(now) {
                     Ok(()) => "accepted".to_owned(),
                     Err(state) => format!("refused in {state}: the partner is in contact"),
                 });
@@ -247,7 +232,6 @@ impl Link {
                 self.publish();
                 self.status.partner_down_done();
             }
-            self.release_acks();
             busy |= self.write(now);
             self.publish();
             if !busy {
@@ -257,16 +241,10 @@ impl Link {
         Ok(())
     }
 
-    /// Queues `event`'s update for the partner.
-    fn send(&mut self, event: &BindingEvent) {
-        self.session.send_update(event.partner_update());
-        self.status.updates_sent.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Shows the relationship to the control plane.
     fn publish(&mut self) {
         self.status.lag.publish(&mut self.lag);
-        let s = &self.session;
+        let s = self.driver.session();
         self.status.publish(FailoverView {
             role: if self.primary { "primary" } else { "secondary" },
             state: s.state().as_str(),
@@ -331,14 +309,14 @@ impl Link {
             a.reset();
         }
         self.status.connections.fetch_add(1, Ordering::Relaxed);
-        self.session.connected(now);
+        self.driver.session_mut().connected(now);
     }
 
     /// The connection is gone (closed, reset, or given up by the session).
     fn lost(&mut self, now: Time, why: &str) {
         if self.stream.take().is_some() {
             tracing::info!(peer = %self.peer, "failover: connection lost: {why}");
-            self.session.disconnected(now);
+            self.driver.session_mut().disconnected(now);
             self.next_attempt = Instant::now() + self.backoff;
         }
     }
@@ -405,7 +383,9 @@ impl Link {
                     }
                 },
             };
-            self.session.handle(now, &self.inbox[at..at + inner]);
+            self.driver
+                .session_mut()
+                .handle(now, &self.inbox[at..at + inner]);
             at += len;
         }
         self.inbox.drain(..at);
@@ -415,93 +395,63 @@ impl Link {
     /// The workers' changes, for the partner.
     fn drain_workers(&mut self) -> bool {
         let mut any = false;
-        while self.session.pending_updates() < SESSION_BACKLOG {
+        while self.driver.session().pending_updates() < SESSION_BACKLOG {
             let Some(event) = self.queue.pop() else {
                 break;
             };
             self.waiting
                 .entry(event.address)
                 .or_insert_with(Instant::now);
-            self.send(&event);
+            self.driver.send(&event);
             any = true;
         }
         any
     }
 
-    /// What the session asks of the server.
+    /// What the session asks of the server, carried out by the driver; the link keeps the
+    /// state file, counts, and measures replication lag.
     fn events(&mut self, now: Time) -> anyhow::Result<()> {
-        while let Some(event) = self.session.poll_event() {
-            match event {
-                Event::StateChanged { state, since } => {
-                    write_state(
-                        &self.state_path,
-                        Restored {
-                            state,
-                            start_time: since,
-                            mclt: self.session.mclt(),
-                        },
-                    )?;
-                    tracing::info!(since, "failover: state {state}");
-                    self.engine.set_failover_service(state.service());
-                    self.engine
-                        .set_partner_down((state == ServerState::PartnerDown).then_some(since));
-                    self.session.state_persisted();
+        while let Some(notice) = self.driver.poll(now, &self.engine, &mut self.journal) {
+            match notice {
+                Notice::Persist(state) => {
+                    write_state(&self.state_path, state)?;
+                    tracing::info!(
+                        since = state.start_time,
+                        mclt = state.mclt,
+                        "failover: state {}",
+                        state.state
+                    );
+                    self.driver.persisted(&self.engine);
                 }
-                Event::McltLearned(mclt) => {
-                    write_state(
-                        &self.state_path,
-                        Restored {
-                            state: self.session.state(),
-                            start_time: self.session.since(),
-                            mclt: Some(mclt),
-                        },
-                    )?;
+                Notice::Installed { result, .. } => {
+                    let counter = if result.is_ok() {
+                        &self.status.updates_accepted
+                    } else {
+                        &self.status.updates_rejected
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
-                Event::Update { xid, binding } => self.partner_update(now, xid, &binding),
-                Event::Acked {
-                    address,
-                    potential_expiration,
-                    result: Ok(()),
-                } => {
-                    if let Some(at) = self.waiting.remove(&address) {
+                Notice::NotJournaled(address) => {
+                    self.status.updates_accepted.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%address, "failover: journal full, update not acknowledged");
+                }
+                Notice::Acknowledged { address, result } => {
+                    if let Some(at) = self.waiting.remove(&address)
+                        && result.is_ok()
+                    {
                         let ns = u64::try_from(at.elapsed().as_nanos()).unwrap_or(u64::MAX);
                         let _ = self
                             .lag
                             .record(ns.clamp(1, peregrine_stats::Latency::MAX_NS));
                     }
-                    // Journaled only when the address changed hands (an acknowledged expiry or
-                    // release is FREE again): a lost acknowledged time after a crash only makes
-                    // the next grants shorter, and reuse waits on what was sent, which is kept
-                    // (half the journal records of a pair otherwise).
-                    if let Some(event) = self
-                        .engine
-                        .partner_acknowledged(address, potential_expiration)
-                        && event.binding.state == peregrine_engine::BindingState::Free
-                    {
-                        let _ = self.journal.submit(&event);
-                    }
                 }
-                Event::Acked { address, .. } => {
-                    self.waiting.remove(&address);
+                Notice::Balanced(moved) => {
+                    tracing::info!(moved, "failover: pool balanced for the secondary");
                 }
-                Event::UpdateRequest { .. } => {
-                    self.send_all();
-                    self.session.update_request_queued();
+                Notice::PoolResponse(moved) => {
+                    tracing::debug!(moved, "failover: the primary balanced the pools");
                 }
-                Event::PoolRequest { xid } => {
-                    let moved = self.engine.balance_pools(now);
-                    for e in &moved {
-                        let _ = self.journal.submit(e);
-                        self.send(e);
-                    }
-                    let n = u32::try_from(moved.len()).unwrap_or(u32::MAX);
-                    tracing::info!(moved = n, "failover: pool balanced for the secondary");
-                    self.session.pool_response(xid, n);
-                }
-                Event::PoolResponse(n) => {
-                    tracing::debug!(moved = n, "failover: the primary balanced the pools");
-                }
-                Event::Closed(reason) => {
+                Notice::Closed(reason) => {
                     tracing::warn!(reason = reason.as_str(), "failover: connection closed");
                     self.status
                         .connections_refused
@@ -512,87 +462,16 @@ impl Link {
                 }
             }
         }
-        self.journal.wake();
-        self.engine
-            .set_own_addresses_from(self.session.own_addresses_from());
-        if !self.primary
-            && self.session.state() == ServerState::Normal
-            && now >= self.next_pool_request
-        {
-            self.session.request_pool();
-            self.next_pool_request = now + POOL_REQUEST_EVERY;
-        }
+        self.status
+            .updates_sent
+            .store(self.driver.updates_sent(), Ordering::Relaxed);
         Ok(())
-    }
-
-    /// The partner's update: installed by the draft's rules, its acknowledgement sent once the
-    /// binding is on disk; refused at once with the reason.
-    fn partner_update(
-        &mut self,
-        now: Time,
-        xid: u32,
-        binding: &peregrine_failover::binding::Binding,
-    ) {
-        let address = binding.address;
-        let installed = self.engine.install_partner(now, binding);
-        let counter = if installed.is_ok() {
-            &self.status.updates_accepted
-        } else {
-            &self.status.updates_rejected
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if let Ok(event) = &installed
-            && event.tell_partner_back(binding)
-        {
-            self.send(event);
-        }
-        match installed {
-            Ok(event) => match self.journal.submit(&event) {
-                Some(seq) => self.pending_acks.push(PendingAck { seq, xid, address }),
-                // Not on disk: no acknowledgement; the partner sends it again.
-                None => {
-                    tracing::warn!(%address, "failover: journal full, update not acknowledged");
-                }
-            },
-            Err(reason) => self.session.ack_update(xid, address, Err(reason)),
-        }
-    }
-
-    /// Every binding this server holds, for the partner (an UPDREQ or UPDREQALL's answer).
-    fn send_all(&mut self) {
-        let mut all = Vec::new();
-        self.engine.for_each_binding(|scope, address, b| {
-            if b.state != peregrine_engine::BindingState::Offered {
-                all.push(BindingEvent {
-                    scope,
-                    address,
-                    binding: *b,
-                });
-            }
-        });
-        for e in &all {
-            self.send(e);
-        }
-    }
-
-    /// Acknowledges the partner's updates whose bindings are now on disk.
-    fn release_acks(&mut self) {
-        let done = self.journal.committed();
-        let session = &mut self.session;
-        self.pending_acks.retain(|p| {
-            if p.seq <= done {
-                session.ack_update(p.xid, p.address, Ok(()));
-                false
-            } else {
-                true
-            }
-        });
     }
 
     /// Writes what the session has to say.
     fn write(&mut self, now: Time) -> bool {
         let mut buf = [0u8; MAX_MESSAGE_LEN];
-        while let Some(len) = self.session.poll_transmit(now, &mut buf) {
+        while let Some(len) = self.driver.session_mut().poll_transmit(now, &mut buf) {
             let start = self.outbox.len();
             self.outbox.extend_from_slice(&buf[..len]);
             if let Some(a) = &mut self.auth {
