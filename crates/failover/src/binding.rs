@@ -235,7 +235,13 @@ pub fn accept_update(
         (Active, Expired | Free | Backup) => outdated,
         (Active, Released) if clearly_newer => Ok(()),
         (Active, Released) => outdated,
-        (Expired, Active) | (Released, Active | Expired) => if_newer,
+        // A deviation from the figure, which takes an EXPIRED over a RELEASED only if newer:
+        // both say the lease is over, and a refusal leaves each server waiting for the
+        // acknowledgement of its own report, which the other refused in turn (pair simulation,
+        // seed 6417: a release the primary judged not clearly newer than its lease, then its
+        // expiry, crossed; the address never became free).
+        (Released, Expired) => Ok(()),
+        (Expired | Released, Active) => if_newer,
         (Expired | Released, _) => Ok(()),
         (Reset, Active) => match offered.client_last_transaction {
             Some(t) if t > held.start_time_of_state => Ok(()),
