@@ -177,10 +177,15 @@ impl Engine {
         let older =
             update.start_time_of_state != 0 && update.start_time_of_state < cur.state_since();
         let available = matches!(update.status, BindingStatus::Free | BindingStatus::Backup);
+        // An old abandonment too (pair simulation with DECLINE, seed 597: a restarted secondary
+        // offered back an ABANDONED from long before, which replaced the primary's lease made
+        // since the probation ended).
+        let abandoned = update.status == BindingStatus::Abandoned;
         let other_client = key.is_some() && cur.client.is_some() && cur.client != key;
         let stale = older
             && !running
             && (available
+                || abandoned
                 || other_client
                 || matches!(cur.state, BindingState::Free | BindingState::Backup));
         if stale && broken != Some(Broken::AcceptStaleReports) {

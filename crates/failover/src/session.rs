@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
-use crate::binding::{Binding, Role, check_update};
+use crate::binding::{Binding, Role, TIME_UNCERTAINTY, check_update};
 use crate::codec::MessageType;
 use crate::hash::{BitOrder, HashBucketAssignment};
 use crate::message::{
@@ -309,6 +309,9 @@ enum PartnerDownSeen {
     Never,
     /// Last heard in PARTNER-DOWN.
     Ongoing,
+    /// Heard in another state since, but what it granted in PARTNER-DOWN may still be on its
+    /// way, queued behind that STATE: asked for (UPDREQ), until its UPDDONE.
+    Ending,
     /// Heard in another state at this time, after PARTNER-DOWN.
     Ended(Time),
 }
@@ -474,7 +477,7 @@ impl Session {
             }
             PartnerDownSeen::Never => 0,
             PartnerDownSeen::Ongoing if in_partner_down => self.since + mclt,
-            PartnerDownSeen::Ongoing => Time::MAX,
+            PartnerDownSeen::Ongoing | PartnerDownSeen::Ending => Time::MAX,
         };
         partner.max(forgotten).max(self.partner_forgot_until)
     }
@@ -934,10 +937,18 @@ impl Session {
                 for update in batch.updates() {
                     // Crossed updates of one address: the primary's own (queued or in flight)
                     // wins over the secondary's change of availability, so that both end with
-                    // the primary's (as ISC, reason 16); a lease is never refused this way.
+                    // the primary's (as ISC, reason 16); a lease is never refused this way, nor
+                    // a change clearly newer than the primary's, which the secondary would
+                    // refuse in turn as outdated, leaving both waiting (pair simulation with
+                    // DECLINE, seed 1526: each side's expiry of another client's lease).
+                    let theirs = update
+                        .start_time_of_state
+                        .map_or(0, |t| i64::from(t) - skew);
                     let crossed = self.config.role == Role::Primary
                         && update.status != crate::BindingStatus::Active
-                        && self.pending_for(update.address);
+                        && self.pending_since(update.address).is_some_and(|ours| {
+                            theirs <= i64::try_from(ours + TIME_UNCERTAINTY).unwrap_or(i64::MAX)
+                        });
                     if crossed {
                         pending.acks.push((
                             update.address,
@@ -1020,9 +1031,16 @@ impl Session {
     }
 
     /// Whether an update of ours for `address` is queued or awaits its acknowledgement.
-    fn pending_for(&self, address: Ipv4Addr) -> bool {
-        self.queued.iter().any(|(_, b)| b.address == address)
-            || self.in_flight.iter().any(|f| f.binding.address == address)
+    /// When the latest of our updates of `address` still waiting for the partner's
+    /// acknowledgement (queued or in flight) entered its state, if there is one.
+    fn pending_since(&self, address: Ipv4Addr) -> Option<Time> {
+        let queued = self.queued.iter().map(|(_, b)| b);
+        let in_flight = self.in_flight.iter().map(|f| &f.binding);
+        queued
+            .chain(in_flight)
+            .filter(|b| b.address == address)
+            .map(|b| b.start_time_of_state)
+            .max()
     }
 
     /// Every binding queued for the partner's request is acknowledged: UPDDONE.
@@ -1052,7 +1070,17 @@ impl Session {
         self.partner_last_state = Some(st.state);
         self.partner_down = match (st.state, self.partner_down) {
             (ServerState::PartnerDown, _) => PartnerDownSeen::Ongoing,
-            (_, PartnerDownSeen::Ongoing) => PartnerDownSeen::Ended(now),
+            // The STATE that ends it can pass the updates of the grants made in it (a STATE
+            // opening a connection goes first): they are asked for, and this server's own
+            // addresses wait for them (pair simulation with DECLINE, seed 2844: a survivor's
+            // last grant of the primary's address, queued when the link fell, reached it only
+            // after the primary, back in NORMAL, had leased the address again).
+            (_, PartnerDownSeen::Ongoing | PartnerDownSeen::Ending) => {
+                if self.requested.is_none() {
+                    self.request_updates();
+                }
+                PartnerDownSeen::Ending
+            }
             (_, seen) => seen,
         };
         // A partner that comes back without its database cannot tell what it granted or
@@ -1169,7 +1197,13 @@ impl Session {
             return self.close(now, CloseReason::UnexpectedAnswer);
         };
         self.whole |= asked == Requested::All;
+        // Whatever the partner queued before the STATE that ended its PARTNER-DOWN is here.
+        if self.partner_down == PartnerDownSeen::Ending {
+            self.partner_down = PartnerDownSeen::Ended(now);
+        }
         match self.state {
+            // RECOVER waits for everything (an answer asked for before it was entered is not).
+            ServerState::Recover if asked == Requested::Unacked => self.on_communications_ok(),
             ServerState::Recover => {
                 // ISC skips the wait when the partner is recovering too (a fresh pair): neither
                 // has served a client the other does not know of.
@@ -1193,7 +1227,11 @@ impl Session {
             }
             ServerState::PotentialConflict => match self.config.role {
                 Role::Primary => self.enter(ServerState::ConflictDone, now),
-                Role::Secondary => self.enter(ServerState::Normal, now),
+                // Only the answer to what it asked once the primary had resolved its side.
+                Role::Secondary if self.partner_state() == Some(ServerState::ConflictDone) => {
+                    self.enter(ServerState::Normal, now);
+                }
+                Role::Secondary => {}
             },
             _ => {}
         }

@@ -287,5 +287,11 @@ fn a_lost_database_recovered_from_iscs_partner_down_primary() {
         ]
     );
     assert_eq!(ours.states, isc.states);
-    assert_eq!(ours.kinds, isc.kinds);
+    // Ours asks once more (UPDREQ) when ISC leaves PARTNER-DOWN for NORMAL: what ISC granted
+    // in PARTNER-DOWN may still be queued behind that STATE, and our own addresses wait for it.
+    // (Runs of one kind show once.)
+    let (head, tail) = isc.kinds.split_at(4);
+    assert_eq!(tail, ["STATE", "BNDACK"]);
+    assert_eq!(ours.kinds[..4], *head);
+    assert_eq!(ours.kinds[4..], ["STATE", "UPDREQ", "STATE", "BNDACK"]);
 }
