@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use peregrine_failover::message::RejectReason;
-use peregrine_failover::{CloseReason, Event, Restored, ServerState, Session};
+use peregrine_failover::{CloseReason, Crossing, Event, Restored, ServerState, Session};
 
 use crate::binding::{BindingEvent, BindingState, Time};
 use crate::engine::Engine;
@@ -224,9 +224,24 @@ impl FailoverDriver {
                     mclt: Some(mclt),
                 }))
             }
-            Event::Update { xid, binding } => {
+            Event::Update {
+                xid,
+                binding,
+                crossing,
+            } => {
                 let address = binding.address;
-                match engine.install_partner(now, &binding) {
+                // The primary's own update may have been made since it arrived (a POOLREQ read
+                // before it, the workers' changes): it wins all the same.
+                let crossing = match (crossing, self.session.crossing(&binding)) {
+                    (Crossing::None, Crossing::OursWins) => Crossing::OursWins,
+                    (arrived, _) => arrived,
+                };
+                let installed = if crossing == Crossing::OursWins {
+                    Err(RejectReason::LESS_CRITICAL_BINDING_INFORMATION)
+                } else {
+                    engine.install_partner(now, &binding, crossing == Crossing::TheirsWins)
+                };
+                match installed {
                     Ok(event) => {
                         if event.tell_partner_back(&binding) {
                             self.send(&event);

@@ -32,10 +32,14 @@ impl Engine {
                                 expires: b.expires,
                                 ..b
                             },
+                            // A probation's end: free from now, which is what a partner
+                            // judges the report by (pair simulation with DECLINE, seed 4465:
+                            // dated by the decline, each side refused the other's view).
                             _ => Binding {
                                 state: BindingState::Free,
                                 client: None,
                                 expires: now,
+                                cltt: now,
                                 ..b
                             },
                         };

@@ -41,10 +41,16 @@ impl Engine {
     /// the reject reason the BNDACK carries. The partner's potential expiration joins what
     /// this server knows was promised on the address, which bounds its reuse; grants are
     /// bounded by what the partner acknowledged of this server's own (the MCLT rule).
+    ///
+    /// `crossed`: at the secondary, the update crossed this server's own change of the
+    /// address's availability, which the primary refuses for its own
+    /// ([`peregrine_failover::Crossing::TheirsWins`]); it is taken however old it looks, so
+    /// that both end with the primary's.
     pub fn install_partner(
         &self,
         now: Time,
         update: &PartnerBinding,
+        crossed: bool,
     ) -> Result<BindingEvent, RejectReason> {
         let primary = self.partnering.as_ref().is_some_and(|p| p.policy.primary);
         let role = if primary {
@@ -64,7 +70,7 @@ impl Engine {
             self.client_key_for(htype, chaddr, id)
         });
         let cur = *s.pools[p].lock(at.shard).binding(at.slot);
-        self.judge_partner(role, now, update, &cur, key)?;
+        self.judge_partner(role, now, update, &cur, key, crossed)?;
         let cltt = update.client_last_transaction.unwrap_or(now);
         // At the primary, an address it has assigned to the secondary (BACKUP) stays the
         // secondary's when the secondary reports a lease on it ended: the primary's assignment
@@ -150,6 +156,7 @@ impl Engine {
         update: &PartnerBinding,
         cur: &Binding,
         key: Option<ClientKey>,
+        crossed: bool,
     ) -> Result<(), RejectReason> {
         let held = Held {
             status: status_of(cur.state),
@@ -188,7 +195,10 @@ impl Engine {
                 || abandoned
                 || other_client
                 || matches!(cur.state, BindingState::Free | BindingState::Backup));
-        if stale && broken != Some(Broken::AcceptStaleReports) {
+        // Crossed with this server's own report, which the primary refuses: refusing the
+        // primary's in turn would leave both waiting (pair simulation with DECLINE, seed 1526:
+        // each side's expiry of another client's lease).
+        if stale && !crossed && broken != Some(Broken::AcceptStaleReports) {
             return Err(RejectReason::OUTDATED_BINDING_INFORMATION);
         }
         Ok(())

@@ -71,7 +71,7 @@
 //!             // Make the state durable (and publish it to the workers), then confirm.
 //!             Event::StateChanged { .. } => session.state_persisted(),
 //!             // Decide with binding::accept_update, make it durable, then acknowledge.
-//!             Event::Update { xid, binding } => session.ack_update(xid, binding.address, Ok(())),
+//!             Event::Update { xid, binding, .. } => session.ack_update(xid, binding.address, Ok(())),
 //!             Event::Closed(reason) => eprintln!("closing: {}", reason.as_str()),
 //!             _ => {}
 //!         }
@@ -99,7 +99,7 @@ mod error;
 
 pub use binding::{BindingStatus, Role};
 pub use error::{Error, Result};
-pub use session::{CloseReason, Config, Event, Restored, Session};
+pub use session::{CloseReason, Config, Crossing, Event, Restored, Session};
 pub use state::{ServerState, Service};
 
 /// Seconds since the Unix epoch: the crate's only notion of time, passed in by the caller (the

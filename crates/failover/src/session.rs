@@ -21,7 +21,7 @@
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
-use crate::binding::{Binding, Role, TIME_UNCERTAINTY, check_update};
+use crate::binding::{Binding, Role, check_update};
 use crate::codec::MessageType;
 use crate::hash::{BitOrder, HashBucketAssignment};
 use crate::message::{
@@ -116,6 +116,18 @@ impl CloseReason {
     }
 }
 
+/// Whether a partner's update crossed one of ours ([`Session::crossing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crossing {
+    /// It did not.
+    None,
+    /// At the primary: refuse the partner's with reason 16; ours stands.
+    OursWins,
+    /// At the secondary: take the primary's, however old it looks here (unless the draft's
+    /// table refuses it): the primary refuses ours.
+    TheirsWins,
+}
+
 /// What the session asks of its caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -136,6 +148,9 @@ pub enum Event {
         xid: u32,
         /// The binding.
         binding: Binding,
+        /// Whether it crossed one of ours as it arrived ([`Session::crossing`]; at the primary,
+        /// ask again as it is carried out).
+        crossing: Crossing,
     },
     /// The partner acknowledged (or refused) one of our updates.
     Acked {
@@ -935,32 +950,15 @@ impl Session {
                     acks: Vec::new(),
                 };
                 for update in batch.updates() {
-                    // Crossed updates of one address: the primary's own (queued or in flight)
-                    // wins over the secondary's change of availability, so that both end with
-                    // the primary's (as ISC, reason 16); a lease is never refused this way, nor
-                    // a change clearly newer than the primary's, which the secondary would
-                    // refuse in turn as outdated, leaving both waiting (pair simulation with
-                    // DECLINE, seed 1526: each side's expiry of another client's lease).
-                    let theirs = update
-                        .start_time_of_state
-                        .map_or(0, |t| i64::from(t) - skew);
-                    let crossed = self.config.role == Role::Primary
-                        && update.status != crate::BindingStatus::Active
-                        && self.pending_since(update.address).is_some_and(|ours| {
-                            theirs <= i64::try_from(ours + TIME_UNCERTAINTY).unwrap_or(i64::MAX)
-                        });
-                    if crossed {
-                        pending.acks.push((
-                            update.address,
-                            Some(RejectReason::LESS_CRITICAL_BINDING_INFORMATION),
-                        ));
-                        continue;
-                    }
                     match check_update(&update) {
-                        Ok(()) => self.events.push_back(Event::Update {
-                            xid: header.xid,
-                            binding: Binding::from_update(&update, skew),
-                        }),
+                        Ok(()) => {
+                            let binding = Binding::from_update(&update, skew);
+                            self.events.push_back(Event::Update {
+                                xid: header.xid,
+                                crossing: self.crossing(&binding),
+                                binding,
+                            });
+                        }
                         Err(reason) => pending.acks.push((update.address, Some(reason))),
                     }
                 }
@@ -1031,16 +1029,45 @@ impl Session {
     }
 
     /// Whether an update of ours for `address` is queued or awaits its acknowledgement.
-    /// When the latest of our updates of `address` still waiting for the partner's
-    /// acknowledgement (queued or in flight) entered its state, if there is one.
-    fn pending_since(&self, address: Ipv4Addr) -> Option<Time> {
-        let queued = self.queued.iter().map(|(_, b)| b);
-        let in_flight = self.in_flight.iter().map(|f| &f.binding);
-        queued
-            .chain(in_flight)
-            .filter(|b| b.address == address)
-            .map(|b| b.start_time_of_state)
-            .max()
+    /// Whether the partner's `update`, carried out now, crossed one of our own updates of its
+    /// address (D12 §7.1.2): at the primary, its own (queued or in flight) wins over the
+    /// secondary's change of availability, so that both end with the primary's (as ISC,
+    /// reason 16; a lease is never refused this way); at the secondary, the primary's wins
+    /// over its change in flight, which the primary refuses.
+    ///
+    /// Judged as the update arrives ([`Event::Update`] carries it): an acknowledgement of ours
+    /// read in the same batch ends the crossing before the update is carried out (pair
+    /// simulation, seed 3008). The primary asks again as it carries the update out: a POOLREQ
+    /// read before it makes the primary's BACKUP update only then (seed 84: the primary took
+    /// the secondary's FREE over the BACKUP it had just assigned, the secondary took the
+    /// BACKUP, and both leased the address).
+    pub fn crossing(&self, update: &Binding) -> Crossing {
+        let address = update.address;
+        match self.config.role {
+            Role::Primary => {
+                let ours = self.queued.iter().any(|(_, b)| b.address == address)
+                    || self.in_flight.iter().any(|f| f.binding.address == address);
+                if ours && update.status != crate::BindingStatus::Active {
+                    Crossing::OursWins
+                } else {
+                    Crossing::None
+                }
+            }
+            Role::Secondary => {
+                let queued = self.queued.iter().any(|(_, b)| b.address == address);
+                let in_flight = self
+                    .in_flight
+                    .iter()
+                    .rev()
+                    .find(|f| f.binding.address == address);
+                match in_flight {
+                    Some(f) if !queued && f.binding.status != crate::BindingStatus::Active => {
+                        Crossing::TheirsWins
+                    }
+                    _ => Crossing::None,
+                }
+            }
+        }
     }
 
     /// Every binding queued for the partner's request is acknowledged: UPDDONE.

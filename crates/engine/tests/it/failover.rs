@@ -190,7 +190,7 @@ fn a_partners_binding_enters_by_the_drafts_rules() {
     let addr = Ipv4Addr::new(10, 200, 0, 150);
     let event = s
         .engine
-        .install_partner(T0, &partner_active(&c, addr, T0 + 600, T0 + 900))
+        .install_partner(T0, &partner_active(&c, addr, T0 + 600, T0 + 900), false)
         .unwrap();
     assert_eq!(event.binding.state, BindingState::Active);
     assert_eq!(event.binding.partner_sent, T0 + 900);
@@ -211,25 +211,29 @@ fn a_partners_binding_enters_by_the_drafts_rules() {
     let other = Client::new(11);
     assert_eq!(
         p.engine
-            .install_partner(T0, &partner_active(&other, held, T0 + 600, T0 + 900)),
+            .install_partner(T0, &partner_active(&other, held, T0 + 600, T0 + 900), false),
         Err(RejectReason::FATAL_CONFLICT)
     );
     let mut expired = partner_active(&holder, held, T0, T0);
     expired.status = BindingStatus::Expired;
     assert_eq!(
-        p.engine.install_partner(T0 + 1, &expired),
+        p.engine.install_partner(T0 + 1, &expired, false),
         Err(RejectReason::OUTDATED_BINDING_INFORMATION)
     );
     // The same client's renewal by the partner is taken.
     assert!(
         p.engine
-            .install_partner(T0 + 1, &partner_active(&holder, held, T0 + 700, T0 + 1000))
+            .install_partner(
+                T0 + 1,
+                &partner_active(&holder, held, T0 + 700, T0 + 1000),
+                false
+            )
             .is_ok()
     );
     // An address outside every pool.
     let outside = partner_active(&other, Ipv4Addr::new(192, 0, 2, 1), T0 + 600, T0 + 900);
     assert_eq!(
-        p.engine.install_partner(T0, &outside),
+        p.engine.install_partner(T0, &outside, false),
         Err(RejectReason::ILLEGAL_IP_ADDRESS)
     );
 }
@@ -260,7 +264,7 @@ fn each_server_allocates_only_its_own_pool_until_partner_down_has_lasted_the_mcl
         assert_eq!(e.binding.state, BindingState::Backup);
         let mut b = PartnerBinding::new(e.address, BindingStatus::Backup);
         b.start_time_of_state = T0;
-        secondary.engine.install_partner(T0, &b).unwrap();
+        secondary.engine.install_partner(T0, &b, false).unwrap();
     }
     assert!(
         secondary.engine.assign_backup(T0, 1).is_empty(),

@@ -1139,7 +1139,7 @@ fn the_seeds_that_found_defects_pass() {
         4, 10, 15, 94, 151, 179, 273, 478, 632, 688, 697, 727, 736, 820, 867, 927, 1099, 1498,
         1742, 2072, 2438, 2779, 3708, 4370, 4487, 4522, 4716, 5981, 6284, 6417, 8934, 15276, 16940,
     ];
-    let full = [6, 92, 597, 1526, 2844];
+    let full = [6, 84, 92, 597, 1526, 2844, 3008, 4465];
     let runs = basic.map(|s| (s, Mix::Basic)).into_iter();
     for (seed, mix) in runs.chain(full.map(|s| (s, Mix::Full))) {
         if let Err(e) = run_with(seed, None, mix) {

@@ -75,7 +75,7 @@ impl Server {
                         saved.mclt = Some(m);
                     }
                 }
-                Event::Update { xid, binding } => {
+                Event::Update { xid, binding, .. } => {
                     let result = match self.bindings.get(&binding.address) {
                         None => Ok(()),
                         Some(held) => accept_update(

@@ -191,7 +191,9 @@ fn serve(
         while let Some(event) = session.poll_event() {
             match event {
                 Event::StateChanged { .. } => session.state_persisted(),
-                Event::Update { xid, binding } => session.ack_update(xid, binding.address, Ok(())),
+                Event::Update { xid, binding, .. } => {
+                    session.ack_update(xid, binding.address, Ok(()));
+                }
                 Event::UpdateRequest { .. } => {
                     for b in answer.take().unwrap_or_default() {
                         session.send_update(b);
