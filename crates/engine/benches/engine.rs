@@ -85,7 +85,11 @@ fn offered(v: &Verdict, tx: &[u8]) -> Ipv4Addr {
 /// The partner acknowledges the update a grant sent (what the link thread does on BNDACK).
 fn acknowledge(engine: &Engine, v: &Verdict) {
     if let Verdict::Defer { event, .. } = v {
-        black_box(engine.partner_acknowledged(event.address, event.binding.partner_sent));
+        black_box(engine.partner_acknowledged(
+            event.address,
+            event.binding.partner_sent,
+            peregrine_failover::BindingStatus::Active,
+        ));
     }
 }
 

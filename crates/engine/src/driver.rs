@@ -243,6 +243,7 @@ impl FailoverDriver {
                 };
                 match installed {
                     Ok(event) => {
+                        self.session.superseded(address);
                         if event.tell_partner_back(&binding) {
                             self.send(&event);
                         }
@@ -266,6 +267,7 @@ impl FailoverDriver {
             }
             Event::Acked {
                 address,
+                status,
                 potential_expiration,
                 result,
             } => {
@@ -274,7 +276,8 @@ impl FailoverDriver {
                 // the next grants shorter, and reuse waits on what was sent, which is kept
                 // (half the journal records of a pair otherwise).
                 if result.is_ok()
-                    && let Some(event) = engine.partner_acknowledged(address, potential_expiration)
+                    && let Some(event) =
+                        engine.partner_acknowledged(address, potential_expiration, status)
                     && event.binding.state == BindingState::Free
                 {
                     let _ = journal.submit(&event);

@@ -105,10 +105,15 @@ impl Engine {
             BindingStatus::Active => (BindingState::Active, key, update.lease_expiration),
             BindingStatus::Expired => (freed, key, update.lease_expiration),
             BindingStatus::Released => (freed, key, now),
+            // The partner's probation, so that both end it together (seed 54: restarted at
+            // the primary, it outlasted the secondary's, which leased the address again).
             BindingStatus::Abandoned => (
                 BindingState::Abandoned,
                 None,
-                now + Time::from(self.settings.decline_probation),
+                match update.lease_expiration {
+                    0 => now + Time::from(self.settings.decline_probation),
+                    end => end,
+                },
             ),
             BindingStatus::Backup => (BindingState::Backup, None, 0),
             BindingStatus::Free | BindingStatus::Reset => (BindingState::Free, None, 0),

@@ -323,13 +323,15 @@ impl Engine {
         out
     }
 
-    /// The partner acknowledged `address`'s binding with `potential_expiration`: leases on it
-    /// may now run to that time plus the MCLT. Returns the change to journal; `None` if the
+    /// The partner acknowledged `address`'s binding, sent as `status` with
+    /// `potential_expiration`: leases on it may now run to that time plus the MCLT, and an
+    /// acknowledged expiry or release frees it. Returns the change to journal; `None` if the
     /// address is in no pool or already knew as much.
     pub fn partner_acknowledged(
         &self,
         address: Ipv4Addr,
         potential_expiration: Time,
+        status: BindingStatus,
     ) -> Option<BindingEvent> {
         let (s, p, at) = self
             .scopes
@@ -338,8 +340,14 @@ impl Engine {
         let mut shard = s.pools[p].lock(at.shard);
         let b = *shard.binding(at.slot);
         // An expiry or release the partner has acknowledged: the address is the primary's
-        // again, to allocate (D12 §5.11); its client keeps affinity.
-        let transitory = matches!(b.state, BindingState::Expired | BindingState::Released);
+        // again, to allocate (D12 §5.11); its client keeps affinity. The acknowledgement of
+        // an earlier update (the lease before it ended) does not free it (pair simulation,
+        // seed 2759: the partner took the lease, refused the release, and kept the client).
+        let transitory = matches!(
+            (b.state, status),
+            (BindingState::Expired, BindingStatus::Expired)
+                | (BindingState::Released, BindingStatus::Released)
+        );
         if b.partner_acked >= potential_expiration && !transitory {
             return None;
         }

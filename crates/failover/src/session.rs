@@ -25,7 +25,7 @@ use crate::binding::{Binding, Role, check_update};
 use crate::codec::MessageType;
 use crate::hash::{BitOrder, HashBucketAssignment};
 use crate::message::{
-    self, BindingAck, Connect, ConnectAck, Disconnect, Header, Message, RejectReason, State,
+    self, Batch, BindingAck, Connect, ConnectAck, Disconnect, Header, Message, RejectReason, State,
 };
 use crate::state::ServerState;
 use crate::{Error, Time};
@@ -156,6 +156,8 @@ pub enum Event {
     Acked {
         /// The address.
         address: Ipv4Addr,
+        /// The status the update carried.
+        status: crate::BindingStatus,
         /// The potential expiration time the update carried: now acknowledged, if accepted.
         potential_expiration: Time,
         /// `Ok` if accepted.
@@ -307,6 +309,9 @@ pub struct Session {
     /// Until when what a partner that lost its database granted and forgot may run: the
     /// MCLT after this session heard it in RECOVER.
     partner_forgot_until: Time,
+    /// At the secondary: addresses whose update the primary refused for its own (reason 16),
+    /// until the primary's arrives (see [`Session::crossing`]).
+    yielded: std::collections::HashSet<Ipv4Addr>,
 }
 
 /// What our outstanding UPDREQ(ALL) asked for.
@@ -376,6 +381,7 @@ impl Session {
             started_empty: restored.is_none().then_some(now),
             whole: restored.is_some(),
             partner_forgot_until: 0,
+            yielded: std::collections::HashSet::new(),
         };
         if restored.is_none() {
             session.enter(state, now);
@@ -683,8 +689,19 @@ impl Session {
         }
     }
 
+    /// The partner's update of `address` was installed here: our updates of it that have not
+    /// left yet say what no longer holds, and are dropped (pair simulation, seed 4181: a
+    /// secondary's FREE, queued as its probation ended, left after it had taken the primary's
+    /// BACKUP, and the primary took it: both leased the address). In flight, they stand.
+    pub fn superseded(&mut self, address: Ipv4Addr) {
+        self.queued.retain(|(_, b)| b.address != address);
+        self.maybe_update_done();
+    }
+
     /// Queues one of our bindings for the partner; it leaves when the partner has room.
     pub fn send_update(&mut self, binding: Binding) {
+        // A change made since yielded to the primary is judged on its own.
+        self.yielded.remove(&binding.address);
         self.next_seq += 1;
         self.queued.push_back((self.next_seq, binding));
     }
@@ -953,9 +970,11 @@ impl Session {
                     match check_update(&update) {
                         Ok(()) => {
                             let binding = Binding::from_update(&update, skew);
+                            let crossing = self.crossing(&binding);
+                            self.yielded.remove(&binding.address);
                             self.events.push_back(Event::Update {
                                 xid: header.xid,
-                                crossing: self.crossing(&binding),
+                                crossing,
                                 binding,
                             });
                         }
@@ -969,30 +988,7 @@ impl Session {
                     self.inbound.push_back(pending);
                 }
             }
-            Message::BndAck(batch) => {
-                let Some(i) = self.in_flight.iter().position(|f| f.xid == header.xid) else {
-                    return self.close(now, CloseReason::UnexpectedAnswer);
-                };
-                let Some(sent) = self.in_flight.remove(i) else {
-                    return;
-                };
-                let result = batch
-                    .acks()
-                    .find(|a| a.address == sent.binding.address)
-                    .and_then(|a| a.reject)
-                    .map_or(Ok(()), Err);
-                self.events.push_back(Event::Acked {
-                    address: sent.binding.address,
-                    potential_expiration: sent.binding.potential_expiration,
-                    result,
-                });
-                if self
-                    .serving
-                    .is_some_and(|s| s.through.is_some_and(|t| sent.seq <= t))
-                {
-                    self.maybe_update_done();
-                }
-            }
+            Message::BndAck(batch) => self.on_bnd_ack(now, header, &batch),
             Message::UpdReqAll | Message::UpdReq => {
                 let all = matches!(message, Message::UpdReqAll);
                 // ISC sends a second request while the first is served; the answer goes to the
@@ -1029,6 +1025,48 @@ impl Session {
     }
 
     /// Whether an update of ours for `address` is queued or awaits its acknowledgement.
+    /// A BNDACK: the acknowledgement (or refusal) of one of our updates in flight.
+    fn on_bnd_ack(&mut self, now: Time, header: Header, batch: &Batch<'_>) {
+        let Some(i) = self.in_flight.iter().position(|f| f.xid == header.xid) else {
+            return self.close(now, CloseReason::UnexpectedAnswer);
+        };
+        let Some(sent) = self.in_flight.remove(i) else {
+            return;
+        };
+        let result = batch
+            .acks()
+            .find(|a| a.address == sent.binding.address)
+            .and_then(|a| a.reject)
+            .map_or(Ok(()), Err);
+        // The primary refused our change of availability for its own (reason 16): its own
+        // follows, and wins here ([`Session::crossing`]). Not a lease, which is never refused
+        // as a crossing (its 16 is the draft's ABANDONED row), nor when a change made since is
+        // on its way, which is judged on its own (seed 54: a lease made after the refused
+        // report was undone by an old ABANDONED).
+        let address = sent.binding.address;
+        let newer = self.queued.iter().any(|(_, b)| b.address == address)
+            || self.in_flight.iter().any(|f| f.binding.address == address);
+        if self.config.role == Role::Secondary
+            && result == Err(RejectReason::LESS_CRITICAL_BINDING_INFORMATION)
+            && sent.binding.status != crate::BindingStatus::Active
+            && !newer
+        {
+            self.yielded.insert(address);
+        }
+        self.events.push_back(Event::Acked {
+            address: sent.binding.address,
+            status: sent.binding.status,
+            potential_expiration: sent.binding.potential_expiration,
+            result,
+        });
+        if self
+            .serving
+            .is_some_and(|s| s.through.is_some_and(|t| sent.seq <= t))
+        {
+            self.maybe_update_done();
+        }
+    }
+
     /// Whether the partner's `update`, carried out now, crossed one of our own updates of its
     /// address (D12 §7.1.2): at the primary, its own (queued or in flight) wins over the
     /// secondary's change of availability, so that both end with the primary's (as ISC,
@@ -1053,6 +1091,9 @@ impl Session {
                     Crossing::None
                 }
             }
+            // The primary refused ours already; its own follows (seed 2569: the primary's were
+            // queued behind its flow control, and arrived after its refusal).
+            Role::Secondary if self.yielded.contains(&address) => Crossing::TheirsWins,
             Role::Secondary => {
                 let queued = self.queued.iter().any(|(_, b)| b.address == address);
                 let in_flight = self

@@ -153,12 +153,13 @@ fn a_first_lease_is_the_mclt_until_the_partner_acknowledges() {
     // Acknowledged: the next renewal gets the whole lease.
     let acked = s
         .engine
-        .partner_acknowledged(addr, event.binding.partner_sent)
+        .partner_acknowledged(addr, event.binding.partner_sent, BindingStatus::Active)
         .unwrap();
     assert_eq!(acked.binding.partner_acked, event.binding.partner_sent);
     assert_eq!(acked.binding.state, BindingState::Active);
     assert_eq!(
-        s.engine.partner_acknowledged(addr, T0),
+        s.engine
+            .partner_acknowledged(addr, T0, BindingStatus::Active),
         None,
         "nothing newer"
     );
@@ -324,7 +325,16 @@ fn an_expired_lease_waits_for_the_partners_acknowledgement_before_another_client
     // Until the partner acknowledges the expiry, no other client gets the address.
     let other = Client::new(2);
     assert_eq!(offer(&mut s, &other), Err(DropReason::PoolExhausted));
-    let acked = s.engine.partner_acknowledged(addr, s.now).unwrap();
+    // The acknowledgement of the lease's update is not that of its expiry.
+    let lease = s
+        .engine
+        .partner_acknowledged(addr, s.now, BindingStatus::Active)
+        .unwrap();
+    assert_eq!(lease.binding.state, BindingState::Expired);
+    let acked = s
+        .engine
+        .partner_acknowledged(addr, s.now + 1, BindingStatus::Expired)
+        .unwrap();
     assert_eq!(acked.binding.state, BindingState::Free);
     // Nor before the MCLT after the latest potential expiration either side sent: a partner
     // that lost its database acknowledges what it no longer knows it promised.
