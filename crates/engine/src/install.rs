@@ -163,8 +163,15 @@ impl Engine {
         key: Option<ClientKey>,
         crossed: bool,
     ) -> Result<(), RejectReason> {
+        // A probation that has ended is over, whether or not expiry has processed it yet (pair
+        // simulation, seed 17933: a restarted primary refused the secondary's lease with the
+        // ABANDONED row, then freed the address and leased it too).
+        let status = match status_of(cur.state) {
+            BindingStatus::Abandoned if cur.expires <= now => BindingStatus::Free,
+            status => status,
+        };
         let held = Held {
-            status: status_of(cur.state),
+            status,
             lease_expiration: cur.expires,
             client_last_transaction: (cur.cltt != 0).then_some(cur.cltt),
             start_time_of_state: cur.state_since(),

@@ -4,8 +4,9 @@
 //! schedule comes from a seed. After every step S1 is checked from what clients were told: no
 //! address leased to two clients in overlapping intervals.
 //!
-//! `PEREGRINE_SIM_SEEDS=N cargo test -p peregrine-engine pair_sim` runs N seeds (default 20);
-//! a failure names its seed, and `PEREGRINE_SIM_SEED=S` replays that one.
+//! `PEREGRINE_SIM_SEEDS=N cargo test -p peregrine-engine pair_sim` runs N seeds (default 20;
+//! from `PEREGRINE_SIM_FROM`, default 1); a failure names its seed, and `PEREGRINE_SIM_SEED=S`
+//! replays that one.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -1030,11 +1031,11 @@ fn seeds() -> Vec<u64> {
     {
         return vec![seed];
     }
-    let n = std::env::var("PEREGRINE_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20u64);
-    (1..=n).collect()
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse().ok());
+    let n = var("PEREGRINE_SIM_SEEDS").unwrap_or(20u64);
+    // A long run taken up where the last one stopped.
+    let from = var("PEREGRINE_SIM_FROM").unwrap_or(1u64);
+    (from..from + n).collect()
 }
 
 #[test]
@@ -1139,7 +1140,9 @@ fn the_seeds_that_found_defects_pass() {
         4, 10, 15, 94, 151, 179, 273, 478, 632, 688, 697, 727, 736, 820, 867, 927, 1099, 1498,
         1742, 2072, 2438, 2779, 3708, 4370, 4487, 4522, 4716, 5981, 6284, 6417, 8934, 15276, 16940,
     ];
-    let full = [6, 54, 84, 92, 597, 1526, 2569, 2759, 2844, 3008, 4181, 4465];
+    let full = [
+        6, 54, 84, 92, 597, 1526, 2569, 2759, 2844, 3008, 4181, 4465, 17933,
+    ];
     let runs = basic.map(|s| (s, Mix::Basic)).into_iter();
     for (seed, mix) in runs.chain(full.map(|s| (s, Mix::Full))) {
         if let Err(e) = run_with(seed, None, mix) {
