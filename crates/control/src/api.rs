@@ -236,8 +236,14 @@ struct FailoverJson {
     updates_sent: u64,
     updates_accepted: u64,
     updates_rejected: u64,
+    /// The partner's updates refused here, by reason.
+    rejected_by_reason: std::collections::BTreeMap<&'static str, u64>,
+    /// Ours the partner refused, by reason.
+    refused_by_partner: std::collections::BTreeMap<&'static str, u64>,
     connections: u64,
     connections_refused: u64,
+    /// Connections closed or refused by this server, by reason.
+    connections_refused_by_reason: std::collections::BTreeMap<&'static str, u64>,
     queue_dropped: u64,
     /// The last PARTNER-DOWN request's outcome.
     partner_down: Option<String>,
@@ -283,8 +289,11 @@ fn failover_json(state: &ApiState, status: &FailoverStatus) -> FailoverJson {
         updates_sent: status.updates_sent.load(Relaxed),
         updates_accepted: status.updates_accepted.load(Relaxed),
         updates_rejected: status.updates_rejected.load(Relaxed),
+        rejected_by_reason: status.rejected.read(),
+        refused_by_partner: status.refused_by_partner.read(),
         connections: status.connections.load(Relaxed),
         connections_refused: status.connections_refused.load(Relaxed),
+        connections_refused_by_reason: status.connections_closed.read(),
         queue_dropped: status.queue_dropped.load(Relaxed),
         partner_down: v.partner_down,
         replication_lag: {

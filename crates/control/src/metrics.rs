@@ -229,7 +229,9 @@ struct FailoverFamilies {
     connected: Family,
     unacked: Family,
     updates: Family,
+    rejections: Family,
     connections: Family,
+    refusals: Family,
     queue_dropped: Family,
     lag: Family,
 }
@@ -264,6 +266,21 @@ impl FailoverFamilies {
                 &["kind"],
                 Kind::Counter,
             )?,
+            rejections: Family::new(
+                "peregrine_failover_rejections_total",
+                "Binding updates refused, by the server that refused them (local: the \
+                 partner's, here; partner: ours, there) and the draft's reject reason.",
+                &["by", "reason"],
+                Kind::Counter,
+            )?,
+            refusals: Family::new(
+                "peregrine_failover_connections_refused_total",
+                "Connections to the partner closed or refused by this server, by reason (an \
+                 unconfigured address, a timeout, an unauthenticated or malformed message, a \
+                 refusal in the handshake).",
+                &["reason"],
+                Kind::Counter,
+            )?,
             connections: Family::new(
                 "peregrine_failover_connections_total",
                 "Connections to the partner: made, and refused or closed by this server (an \
@@ -289,13 +306,15 @@ impl FailoverFamilies {
         })
     }
 
-    fn all(&self) -> [&Family; 7] {
+    fn all(&self) -> [&Family; 9] {
         [
             &self.state,
             &self.connected,
             &self.unacked,
             &self.updates,
+            &self.rejections,
             &self.connections,
+            &self.refusals,
             &self.queue_dropped,
             &self.lag,
         ]
@@ -324,6 +343,24 @@ impl FailoverFamilies {
                 self.updates
                     .sample(&["rejected"], count(&f.updates_rejected)),
             ]),
+            self.rejections.family(
+                [("local", &f.rejected), ("partner", &f.refused_by_partner)]
+                    .into_iter()
+                    .flat_map(|(by, tally)| {
+                        tally
+                            .read()
+                            .into_iter()
+                            .map(move |(reason, n)| self.rejections.sample(&[by, reason], value(n)))
+                    })
+                    .collect(),
+            ),
+            self.refusals.family(
+                f.connections_closed
+                    .read()
+                    .into_iter()
+                    .map(|(reason, n)| self.refusals.sample(&[reason], value(n)))
+                    .collect(),
+            ),
             self.connections.family(vec![
                 self.connections.sample(&["made"], count(&f.connections)),
                 self.connections

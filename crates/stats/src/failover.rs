@@ -1,5 +1,6 @@
 //! What the failover link shows the control plane, and what the operator asks of it.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -17,6 +18,14 @@ pub struct FailoverStatus {
     pub updates_accepted: AtomicU64,
     /// The partner's binding updates refused by the acceptance rules.
     pub updates_rejected: AtomicU64,
+    /// The partner's binding updates refused here, by reason (see
+    /// [`FailoverStatus::rejected_update`]).
+    pub rejected: Tally,
+    /// Our binding updates the partner refused, by reason.
+    pub refused_by_partner: Tally,
+    /// Connections closed or refused by this server, by reason (see
+    /// [`FailoverStatus::refuse_connection`]).
+    pub connections_closed: Tally,
     /// Connections made (either side opened them).
     pub connections: AtomicU64,
     /// Connections closed by the session (a timeout, a refusal, bad input) or refused at
@@ -86,5 +95,36 @@ impl FailoverStatus {
     /// Whether a PARTNER-DOWN request is still waiting for the link thread.
     pub fn partner_down_pending(&self) -> bool {
         self.partner_down.load(Ordering::Acquire)
+    }
+
+    /// The partner's update was refused here for `reason` (the reject reason's name).
+    pub fn rejected_update(&self, reason: &'static str) {
+        self.updates_rejected.fetch_add(1, Ordering::Relaxed);
+        self.rejected.add(reason);
+    }
+
+    /// A connection was closed or refused by this server for `reason`.
+    pub fn refuse_connection(&self, reason: &'static str) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+        self.connections_closed.add(reason);
+    }
+}
+
+/// Counts by reason, a short stable name (a metrics label). Written by the failover link's
+/// thread only, never by a worker: a lock is cheap there.
+#[derive(Debug, Default)]
+pub struct Tally(Mutex<BTreeMap<&'static str, u64>>);
+
+impl Tally {
+    /// Counts one more for `reason`.
+    pub fn add(&self, reason: &'static str) {
+        if let Ok(mut t) = self.0.lock() {
+            *t.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Every reason counted so far, with its count.
+    pub fn read(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().map(|t| t.clone()).unwrap_or_default()
     }
 }

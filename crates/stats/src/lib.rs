@@ -14,5 +14,5 @@ mod latency;
 
 pub use counters::{Counter, Gauge, WorkerStats};
 pub use drops::{FrameDrop, WorkerDrop};
-pub use failover::{FailoverStatus, FailoverView};
+pub use failover::{FailoverStatus, FailoverView, Tally};
 pub use latency::Latency;

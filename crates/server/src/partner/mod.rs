@@ -288,9 +288,7 @@ impl Link {
                 Ok((s, from)) if from.ip() == self.peer.ip() => s,
                 Ok((_, from)) => {
                     tracing::warn!(%from, "failover: connection from an unconfigured address refused");
-                    self.status
-                        .connections_refused
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.status.refuse_connection("unconfigured_address");
                     return;
                 }
                 Err(_) => return,
@@ -359,9 +357,7 @@ impl Link {
                 // No message is that long: a peer that says so is not speaking the protocol,
                 // and waiting for the rest would hold its buffer open.
                 tracing::warn!(len, "failover: oversized message; closing the connection");
-                self.status
-                    .connections_refused
-                    .fetch_add(1, Ordering::Relaxed);
+                self.status.refuse_connection("oversized_message");
                 self.lost(now, "oversized message");
                 return got;
             }
@@ -375,9 +371,7 @@ impl Link {
                     Ok(inner) => inner,
                     Err(why) => {
                         tracing::warn!("failover: {why}; closing the connection");
-                        self.status
-                            .connections_refused
-                            .fetch_add(1, Ordering::Relaxed);
+                        self.status.refuse_connection("unauthenticated");
                         self.lost(now, why);
                         return got;
                     }
@@ -423,19 +417,21 @@ impl Link {
                     );
                     self.driver.persisted(&self.engine);
                 }
-                Notice::Installed { result, .. } => {
-                    let counter = if result.is_ok() {
-                        &self.status.updates_accepted
-                    } else {
-                        &self.status.updates_rejected
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                Notice::Installed { result: Ok(()), .. } => {
+                    self.status.updates_accepted.fetch_add(1, Ordering::Relaxed);
                 }
+                Notice::Installed {
+                    result: Err(reason),
+                    ..
+                } => self.status.rejected_update(reason.as_str()),
                 Notice::NotJournaled(address) => {
                     self.status.updates_accepted.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%address, "failover: journal full, update not acknowledged");
                 }
                 Notice::Acknowledged { address, result } => {
+                    if let Err(reason) = result {
+                        self.status.refused_by_partner.add(reason.as_str());
+                    }
                     if let Some(at) = self.waiting.remove(&address)
                         && result.is_ok()
                     {
@@ -453,9 +449,7 @@ impl Link {
                 }
                 Notice::Closed(reason) => {
                     tracing::warn!(reason = reason.as_str(), "failover: connection closed");
-                    self.status
-                        .connections_refused
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.status.refuse_connection(reason.as_str());
                     // The farewell (a refusal, a DISCONNECT) leaves first.
                     self.write(now);
                     self.lost(now, reason.as_str());

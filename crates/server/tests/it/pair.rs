@@ -452,6 +452,25 @@ fn bad_input_on_the_link_is_refused_and_the_server_serves_on() {
         v["connections_refused"].as_u64().unwrap() >= 6,
         "every refusal counted: {v}"
     );
+    // Each by its reason.
+    let reasons = &v["connections_refused_by_reason"];
+    for reason in ["malformed", "oversized_message", "unconfigured_address"] {
+        assert!(reasons[reason].as_u64().unwrap_or(0) >= 1, "{reason}: {v}");
+    }
+    let metrics = b.enter(|| {
+        ureq::get("http://127.0.0.1:9167/metrics")
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    });
+    assert!(
+        metrics.contains(
+            "peregrine_failover_connections_refused_total{reason=\"unconfigured_address\"} 1"
+        ),
+        "{metrics}"
+    );
     // Nothing was installed, the secondary still answers, and the real primary pairs with it.
     assert_eq!(v["updates_accepted"], 0, "{v}");
     let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
@@ -506,6 +525,12 @@ fn with_a_shared_secret_only_a_partner_that_knows_it_pairs() {
     });
     assert!(says(&path("secondary.log"), "unauthenticated").is_some());
     let (_, v) = failover(&b, false);
+    assert!(
+        v["connections_refused_by_reason"]["unauthenticated"]
+            .as_u64()
+            .is_some_and(|n| n >= 2),
+        "{v}"
+    );
     assert_ne!(v["state"], "NORMAL", "{v}");
 }
 
