@@ -26,6 +26,7 @@ use peregrine_engine::{
 };
 use peregrine_failover::codec::{MAX_MESSAGE_LEN, frame_len};
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
+use peregrine_failover::message::RejectReason;
 use peregrine_failover::{Config, Restored, Role, ServerState, Session};
 use peregrine_stats::{FailoverStatus, FailoverView};
 use peregrine_store::WorkerJournal;
@@ -138,6 +139,7 @@ pub(crate) fn start(
         status: queue.status.clone(),
         last_contact: None,
         partner_down: None,
+        told_mismatch: false,
         auth: f.secret.as_deref().map(auth::Auth::new),
         waiting: std::collections::HashMap::new(),
         lag: peregrine_stats::Latency::histogram(),
@@ -189,6 +191,8 @@ struct Link {
     last_contact: Option<Time>,
     /// The outcome of the operator's last PARTNER-DOWN request.
     partner_down: Option<String>,
+    /// Whether this connection has logged that the partners' pools differ (once is enough).
+    told_mismatch: bool,
     /// With `[failover] secret`: every message is authenticated both ways.
     auth: Option<auth::Auth>,
     /// When each address's oldest unacknowledged change from the workers reached the link.
@@ -307,6 +311,7 @@ impl Link {
             a.reset();
         }
         self.status.connections.fetch_add(1, Ordering::Relaxed);
+        self.told_mismatch = false;
         self.driver.session_mut().connected(now);
     }
 
@@ -421,9 +426,14 @@ impl Link {
                     self.status.updates_accepted.fetch_add(1, Ordering::Relaxed);
                 }
                 Notice::Installed {
+                    address,
                     result: Err(reason),
-                    ..
-                } => self.status.rejected_update(reason.as_str()),
+                } => {
+                    self.status.rejected_update(reason.as_str());
+                    if reason == RejectReason::ILLEGAL_IP_ADDRESS {
+                        self.pools_differ(address, "this server");
+                    }
+                }
                 Notice::NotJournaled(address) => {
                     self.status.updates_accepted.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%address, "failover: journal full, update not acknowledged");
@@ -431,6 +441,9 @@ impl Link {
                 Notice::Acknowledged { address, result } => {
                     if let Err(reason) = result {
                         self.status.refused_by_partner.add(reason.as_str());
+                        if reason == RejectReason::ILLEGAL_IP_ADDRESS {
+                            self.pools_differ(address, "the partner");
+                        }
                     }
                     if let Some(at) = self.waiting.remove(&address)
                         && result.is_ok()
@@ -460,6 +473,18 @@ impl Link {
             .updates_sent
             .store(self.driver.updates_sent(), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// An update named an address in none of `whose` pools: the two configurations do not
+    /// share the same scopes. Said once per connection; every such update is counted.
+    fn pools_differ(&mut self, address: std::net::Ipv4Addr, whose: &str) {
+        if !std::mem::replace(&mut self.told_mismatch, true) {
+            tracing::error!(
+                %address,
+                "failover: {address} is in none of {whose}'s pools: the partners' scopes and \
+                 pools differ; give both servers the same [[scope]] tables"
+            );
+        }
     }
 
     /// Writes what the session has to say.

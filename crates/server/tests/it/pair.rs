@@ -594,3 +594,40 @@ fn a_partition_interrupts_both_and_healing_restores_normal() {
     a.ip("link set fo0 up");
     wait_states(pair, normal);
 }
+
+#[test]
+fn partners_whose_pools_differ_say_so_and_count_it() {
+    let Some((a, b)) = namespaces() else {
+        return;
+    };
+    let dir = TempDir::new("peregrine-pair-pools");
+    let path = |name: &str| dir.path().join(name);
+    write_pair(dir.path(), |c| c);
+    // The secondary knows only half of the primary's pool.
+    let secondary = std::fs::read_to_string(path("secondary.toml")).unwrap();
+    std::fs::write(
+        path("secondary.toml"),
+        secondary.replace("10.79.9.100 - 10.79.9.199", "10.79.9.100 - 10.79.9.149"),
+    )
+    .unwrap();
+    let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
+    let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
+    // Pool balancing offers the secondary addresses it has no pool for: refused, each counted
+    // by its reason on both sides, and said once in each log.
+    wait_until(30, "the secondary refuses addresses outside its pools", || {
+        let (_, v) = failover(&b, false);
+        v["rejected_by_reason"]["illegal_ip_address"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+            .then_some(())
+    });
+    wait_until(10, "the primary hears the refusals", || {
+        let (_, v) = failover(&a, false);
+        v["refused_by_partner"]["illegal_ip_address"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+            .then_some(())
+    });
+    assert!(says(&path("secondary.log"), "in none of this server's pools").is_some());
+    assert!(says(&path("primary.log"), "in none of the partner's pools").is_some());
+}
