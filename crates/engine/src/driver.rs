@@ -51,6 +51,21 @@ pub enum Notice {
     Closed(CloseReason),
 }
 
+/// Every binding `engine` holds that a partner must know (not a mere offer).
+fn held(engine: &Engine) -> Vec<BindingEvent> {
+    let mut all = Vec::new();
+    engine.for_each_binding(|scope, address, b| {
+        if b.state != BindingState::Offered {
+            all.push(BindingEvent {
+                scope,
+                address,
+                binding: *b,
+            });
+        }
+    });
+    all
+}
+
 /// An acknowledgement that waits for its binding to be durable.
 #[derive(Debug)]
 struct PendingAck {
@@ -124,19 +139,9 @@ impl FailoverDriver {
         self.updates_sent += 1;
     }
 
-    /// Queues every binding the engine holds for the partner (an UPDREQALL's answer).
+    /// Queues every binding the engine holds for the partner.
     pub fn send_all(&mut self, engine: &Engine) {
-        let mut all = Vec::new();
-        engine.for_each_binding(|scope, address, b| {
-            if b.state != BindingState::Offered {
-                all.push(BindingEvent {
-                    scope,
-                    address,
-                    binding: *b,
-                });
-            }
-        });
-        for e in &all {
+        for e in &held(engine) {
             self.send(e);
         }
     }
@@ -284,8 +289,15 @@ impl FailoverDriver {
                 }
                 Some(Notice::Acknowledged { address, result })
             }
-            Event::UpdateRequest { .. } => {
-                self.send_all(engine);
+            Event::UpdateRequest { all } => {
+                let bindings = held(engine);
+                self.updates_sent += bindings.len() as u64;
+                let updates = bindings.iter().map(BindingEvent::partner_update);
+                if all {
+                    self.session.requeue_all(updates);
+                } else {
+                    updates.for_each(|u| self.session.send_update(u));
+                }
                 self.session.update_request_queued();
                 None
             }

@@ -96,6 +96,7 @@ pub mod session;
 pub mod state;
 
 mod error;
+mod queue;
 
 pub use binding::{BindingStatus, Role};
 pub use error::{Error, Result};

@@ -27,6 +27,7 @@ use crate::hash::{BitOrder, HashBucketAssignment};
 use crate::message::{
     self, Batch, BindingAck, Connect, ConnectAck, Disconnect, Header, Message, RejectReason, State,
 };
+use crate::queue::UpdateQueue;
 use crate::state::ServerState;
 use crate::{Error, Time};
 
@@ -287,7 +288,7 @@ pub struct Session {
     /// The last messages of a connection the session closed (a refusal, a DISCONNECT).
     farewell: VecDeque<Outgoing>,
     /// Our updates waiting for room under the partner's max-unacked-bndupd.
-    queued: VecDeque<(u64, Binding)>,
+    queued: UpdateQueue,
     in_flight: VecDeque<InFlight>,
     next_seq: u64,
     inbound: VecDeque<Inbound>,
@@ -368,7 +369,7 @@ impl Session {
             next_xid: 0,
             control: VecDeque::new(),
             farewell: VecDeque::new(),
-            queued: VecDeque::new(),
+            queued: UpdateQueue::default(),
             in_flight: VecDeque::new(),
             next_seq: 0,
             inbound: VecDeque::new(),
@@ -637,9 +638,10 @@ impl Session {
         // A STATE waiting for our earlier updates holds back the control messages behind it,
         // but for acknowledgements and keepalives, which the partner needs to make room for
         // those updates (else each side waits on the other).
+        let first = self.queued.first_seq();
         let waiting = self.link == Link::Up
             && matches!(self.control.front(), Some(Outgoing::State { after, .. })
-                if self.queued.front().is_some_and(|(s, _)| s <= after));
+                if first.is_some_and(|s| s <= *after));
         let next = if waiting {
             self.control
                 .iter()
@@ -659,7 +661,7 @@ impl Session {
         if self.in_flight.len() >= room {
             return None;
         }
-        let (seq, binding) = self.queued.pop_front()?;
+        let (seq, binding) = self.queued.pop()?;
         let xid = self.xid();
         let len = binding.to_update().encode(Header { time, xid }, buf).ok();
         self.in_flight.push_back(InFlight { xid, seq, binding });
@@ -694,16 +696,36 @@ impl Session {
     /// secondary's FREE, queued as its probation ended, left after it had taken the primary's
     /// BACKUP, and the primary took it: both leased the address). In flight, they stand.
     pub fn superseded(&mut self, address: Ipv4Addr) {
-        self.queued.retain(|(_, b)| b.address != address);
+        self.queued.remove(address);
         self.maybe_update_done();
     }
 
-    /// Queues one of our bindings for the partner; it leaves when the partner has room.
+    /// Queues every binding this server holds, `all`, in place of the updates that have not
+    /// left yet (an UPDREQALL's answer): they are not sent twice (a restarted server re-offers
+    /// every binding it kept, and a partner that lost its database then asks for them all). A
+    /// STATE waiting for updates queued before it waits for these.
+    pub fn requeue_all(&mut self, all: impl IntoIterator<Item = Binding>) {
+        self.queued.clear();
+        for binding in all {
+            self.send_update(binding);
+        }
+        let through = self.next_seq;
+        for out in &mut self.control {
+            if let Outgoing::State { after, .. } = out
+                && *after != 0
+            {
+                *after = through;
+            }
+        }
+    }
+
+    /// Queues one of our bindings for the partner; it leaves when the partner has room, in
+    /// place of an update of its address still waiting.
     pub fn send_update(&mut self, binding: Binding) {
         // A change made since yielded to the primary is judged on its own.
         self.yielded.remove(&binding.address);
         self.next_seq += 1;
-        self.queued.push_back((self.next_seq, binding));
+        self.queued.push(self.next_seq, binding);
     }
 
     /// Answers one transaction of the partner's BNDUPD `xid` (from [`Event::Update`]), once its
@@ -1044,7 +1066,7 @@ impl Session {
         // on its way, which is judged on its own (seed 54: a lease made after the refused
         // report was undone by an old ABANDONED).
         let address = sent.binding.address;
-        let newer = self.queued.iter().any(|(_, b)| b.address == address)
+        let newer = self.queued.contains(address)
             || self.in_flight.iter().any(|f| f.binding.address == address);
         if self.config.role == Role::Secondary
             && result == Err(RejectReason::LESS_CRITICAL_BINDING_INFORMATION)
@@ -1083,7 +1105,7 @@ impl Session {
         let address = update.address;
         match self.config.role {
             Role::Primary => {
-                let ours = self.queued.iter().any(|(_, b)| b.address == address)
+                let ours = self.queued.contains(address)
                     || self.in_flight.iter().any(|f| f.binding.address == address);
                 if ours && update.status != crate::BindingStatus::Active {
                     Crossing::OursWins
@@ -1095,7 +1117,7 @@ impl Session {
             // queued behind its flow control, and arrived after its refusal).
             Role::Secondary if self.yielded.contains(&address) => Crossing::TheirsWins,
             Role::Secondary => {
-                let queued = self.queued.iter().any(|(_, b)| b.address == address);
+                let queued = self.queued.contains(address);
                 let in_flight = self
                     .in_flight
                     .iter()
@@ -1120,7 +1142,7 @@ impl Session {
         else {
             return;
         };
-        let waiting = self.queued.iter().any(|(seq, _)| *seq <= through)
+        let waiting = self.queued.first_seq().is_some_and(|seq| seq <= through)
             || self.in_flight.iter().any(|f| f.seq <= through);
         if !waiting {
             self.serving = None;
@@ -1346,7 +1368,7 @@ impl Session {
         self.partner = None;
         self.control.clear();
         while let Some(f) = self.in_flight.pop_back() {
-            self.queued.push_front((f.seq, f.binding));
+            self.queued.push_front(f.seq, f.binding);
         }
         self.inbound.clear();
         self.serving = None;

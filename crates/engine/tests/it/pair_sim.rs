@@ -1105,7 +1105,13 @@ fn a_survivor_that_takes_the_partners_addresses_at_once_is_caught() {
 
 #[test]
 fn a_server_that_accepts_stale_reports_is_caught() {
-    caught(Broken::AcceptStaleReports, 400, "forgot");
+    // Rare since a server's waiting updates of one address coalesce (few stale reports are
+    // left to refuse): the seed that first catches it, kept; `first_catching_seeds` finds the
+    // next one when the simulation changes.
+    let seed = 2314;
+    let e = run(seed, Some(Broken::AcceptStaleReports)).expect_err("not caught");
+    assert!(e.contains("forgot"), "{e}");
+    run(seed, None).unwrap();
 }
 
 #[test]

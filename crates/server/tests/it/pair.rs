@@ -614,13 +614,17 @@ fn partners_whose_pools_differ_say_so_and_count_it() {
     let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
     // Pool balancing offers the secondary addresses it has no pool for: refused, each counted
     // by its reason on both sides, and said once in each log.
-    wait_until(30, "the secondary refuses addresses outside its pools", || {
-        let (_, v) = failover(&b, false);
-        v["rejected_by_reason"]["illegal_ip_address"]
-            .as_u64()
-            .is_some_and(|n| n > 0)
-            .then_some(())
-    });
+    wait_until(
+        30,
+        "the secondary refuses addresses outside its pools",
+        || {
+            let (_, v) = failover(&b, false);
+            v["rejected_by_reason"]["illegal_ip_address"]
+                .as_u64()
+                .is_some_and(|n| n > 0)
+                .then_some(())
+        },
+    );
     wait_until(10, "the primary hears the refusals", || {
         let (_, v) = failover(&a, false);
         v["refused_by_partner"]["illegal_ip_address"]
