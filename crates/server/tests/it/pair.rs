@@ -635,3 +635,71 @@ fn partners_whose_pools_differ_say_so_and_count_it() {
     assert!(says(&path("secondary.log"), "in none of this server's pools").is_some());
     assert!(says(&path("primary.log"), "in none of the partner's pools").is_some());
 }
+
+#[test]
+fn a_server_killed_under_load_catches_up_and_no_address_has_two_clients() {
+    let test = "pair_kill_under_load";
+    let Some([perfdhcp]) = require_tools(test, ["perfdhcp"], "kea-admin") else {
+        return;
+    };
+    let Some([_sw, a, b, clients]) = switched(&[[2, 0, 0, 0x79, 8, 1]]) else {
+        return;
+    };
+    // perfdhcp relays (giaddr) from an address of its own on the switch.
+    clients.ip("addr add 10.79.9.50/24 dev c0");
+    let tmp = TempDir::new("peregrine-pair-kill");
+    let path = |name: &str| tmp.path().join(name);
+    write_pair(tmp.path(), |c| c.replace("mclt = 60", "mclt = 15"));
+    let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
+    let mut primary = start(&a, &path("primary.toml"), &path("primary.log"));
+    let pair = [(&a, "primary"), (&b, "secondary")];
+    wait_states(pair, [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")]);
+    // Sixty clients (perfdhcp walks its MACs and starts over) broadcast DORA on the switch for
+    // 16 s, both servers answering their halves; 5 s in, the primary dies (SIGKILL) and comes
+    // back with its leases.
+    let load = clients
+        .command(perfdhcp.to_str().unwrap())
+        .args(["-4", "-l", "c0", "-r", "30", "-R", "60", "-p", "16"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let mut child = primary.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _primary = start(&a, &path("primary.toml"), &path("primary-2.log"));
+    let out = load.wait_with_output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    // Both answered before, and the pair after (the restarted primary from NORMAL again).
+    wait_states(pair, [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")]);
+    let acks = report
+        .lines()
+        .skip_while(|l| !l.contains("Statistics for: REQUEST-ACK"))
+        .find_map(|l| l.trim().strip_prefix("received packets: "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        acks >= 100,
+        "perfdhcp: {report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No address is held by two clients: whatever both servers hold active, they hold for the
+    // same client, and every lease either granted is known to the other.
+    let mut active = 0;
+    for last in 100u8..=199 {
+        let addr = Ipv4Addr::new(10, 79, 9, last);
+        let held = |ns| binding(ns, addr).filter(|(state, _)| state == "active");
+        let (at_a, at_b) = (held(&a), held(&b));
+        if let (Some((_, ma)), Some((_, mb))) = (&at_a, &at_b) {
+            assert_eq!(ma, mb, "{addr} held for two clients");
+        }
+        assert_eq!(
+            at_a.is_some(),
+            at_b.is_some(),
+            "{addr}: {at_a:?} at the primary, {at_b:?} at the secondary"
+        );
+        active += usize::from(at_a.is_some());
+    }
+    assert!(active >= 30, "{active} leases");
+}
