@@ -12,9 +12,9 @@ use crate::binding::{BindingEvent, BindingState, Time};
 use crate::engine::Engine;
 use crate::sink::BindingSink;
 
-/// How often a secondary in NORMAL asks for its share of the pools: the addresses it leases
-/// return to the primary's pool as their leases end (D12 §5.11), so a share given once runs
-/// out.
+/// How often a pair in NORMAL balances its pools (the secondary asks, the primary gives): the
+/// addresses the secondary leases return to the primary's pool as their leases end (D12
+/// §5.11), so a share given once runs out.
 pub const POOL_REQUEST_EVERY: Time = 30;
 
 /// What the caller must do, or may want to count, after the driver carried out one of the
@@ -43,7 +43,8 @@ pub enum Notice {
         /// `Err`: the partner's reject reason.
         result: Result<(), RejectReason>,
     },
-    /// The primary moved this many FREE addresses to BACKUP for the secondary's POOLREQ.
+    /// The primary moved this many FREE addresses to BACKUP (for the secondary's POOLREQ, or
+    /// balancing on its own).
     Balanced(u32),
     /// The primary answered this server's POOLREQ: it moved this many addresses.
     PoolResponse(u32),
@@ -86,7 +87,7 @@ pub struct FailoverDriver {
     pending_acks: Vec<PendingAck>,
     /// The state change waiting to be kept on disk.
     persisting: Option<Persisting>,
-    next_pool_request: Time,
+    next_balance: Time,
     updates_sent: u64,
 }
 
@@ -111,7 +112,7 @@ impl FailoverDriver {
             primary,
             pending_acks: Vec::new(),
             persisting: None,
-            next_pool_request: 0,
+            next_balance: 0,
             updates_sent: 0,
         };
         driver.send_all(engine);
@@ -162,8 +163,9 @@ impl FailoverDriver {
     /// Carries out the session's next event against `engine` and `journal`, and says what the
     /// caller must know of it; `None` when there are no more (or a [`Notice::Persist`] awaits
     /// [`FailoverDriver::persisted`]). Then the engine knows which of its own addresses it may
-    /// allocate, a secondary in NORMAL asks for its share of the pools when due, and the
-    /// partner's updates the journal has confirmed are acknowledged.
+    /// allocate, the partner's updates the journal has confirmed are acknowledged, and in
+    /// NORMAL the pools are balanced when due (the secondary asks, the primary gives:
+    /// [`Notice::Balanced`]).
     pub fn poll(
         &mut self,
         now: Time,
@@ -180,15 +182,29 @@ impl FailoverDriver {
         }
         journal.flush();
         engine.set_own_addresses_from(self.session.own_addresses_from());
-        if !self.primary
-            && self.session.state() == ServerState::Normal
-            && now >= self.next_pool_request
-        {
-            self.session.request_pool();
-            self.next_pool_request = now + POOL_REQUEST_EVERY;
-        }
         self.acknowledge_durable(journal.confirmed());
-        None
+        if self.session.state() != ServerState::Normal || now < self.next_balance {
+            return None;
+        }
+        self.next_balance = now + POOL_REQUEST_EVERY;
+        if !self.primary {
+            self.session.request_pool();
+            return None;
+        }
+        // The primary balances on its own as well: ISC's secondary never asks (POOLREQ), it
+        // waits for the primary's BACKUP updates, as ISC's primary sends them.
+        let moved = engine.balance_pools(now);
+        if moved.is_empty() {
+            return None;
+        }
+        for e in &moved {
+            let _ = journal.submit(e);
+            self.send(e);
+        }
+        journal.flush();
+        Some(Notice::Balanced(
+            u32::try_from(moved.len()).unwrap_or(u32::MAX),
+        ))
     }
 
     /// Acknowledges the partner's updates whose bindings the journal has confirmed up to

@@ -703,3 +703,100 @@ fn a_server_killed_under_load_catches_up_and_no_address_has_two_clients() {
     }
     assert!(active >= 30, "{active} leases");
 }
+
+/// ISC dhcpd's side of the relationship in `conf`: `primary` (with the MCLT and split only
+/// the primary gives) or secondary, at 10.79.9.2, its partner at 10.79.9.1.
+fn isc_config(primary: bool) -> String {
+    let role = if primary {
+        "primary;\n  mclt 60;\n  split 128;"
+    } else {
+        "secondary;"
+    };
+    format!(
+        "authoritative;\nddns-update-style none;\nping-check false;\n\
+         default-lease-time 300;\nmax-lease-time 600;\n\
+         failover peer \"test-pair\" {{\n  {role}\n  address 10.79.9.2;\n  port 647;\n  \
+         peer address 10.79.9.1;\n  peer port 647;\n  max-response-delay 30;\n  \
+         max-unacked-updates 10;\n  load balance max seconds 3;\n}}\n\
+         subnet 10.79.9.0 netmask 255.255.255.0 {{\n  pool {{\n    failover peer \"test-pair\";\n    \
+         range 10.79.9.100 10.79.9.199;\n  }}\n}}\n"
+    )
+}
+
+/// How many addresses ISC's lease file last shows in `state` (the file appends each change).
+fn isc_count(leases: &Path, state: &str) -> usize {
+    let text = std::fs::read_to_string(leases).unwrap_or_default();
+    let mut last = std::collections::BTreeMap::new();
+    let mut current = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("lease ") {
+            current = rest.split_whitespace().next().map(str::to_owned);
+        } else if let Some(s) = line.strip_prefix("binding state ")
+            && let Some(addr) = &current
+        {
+            last.insert(addr.clone(), s.trim_end_matches(';').to_owned());
+        }
+    }
+    last.values().filter(|s| *s == state).count()
+}
+
+#[test]
+fn peregrine_and_isc_dhcpd_pair_in_either_role() {
+    let test = "isc_pair";
+    let Some([dhcpd]) = require_tools(test, ["dhcpd"], "isc-dhcp-server") else {
+        return;
+    };
+    for peregrine_primary in [true, false] {
+        let Some((a, b)) = namespaces() else {
+            return;
+        };
+        let tmp = TempDir::new("peregrine-isc-pair");
+        let path = |name: &str| tmp.path().join(name);
+        let ours = config(
+            peregrine_primary,
+            "fo0",
+            "10.79.9.1",
+            "10.79.9.2",
+            &path("leases"),
+        );
+        std::fs::write(path("peregrine.toml"), ours).unwrap();
+        std::fs::write(path("dhcpd.conf"), isc_config(!peregrine_primary)).unwrap();
+        std::fs::write(path("dhcpd.leases"), "").unwrap();
+        let mut isc = b.command(dhcpd.to_str().unwrap());
+        isc.args(["-4", "-f", "-d", "-cf"])
+            .arg(path("dhcpd.conf"))
+            .arg("-lf")
+            .arg(path("dhcpd.leases"))
+            .arg("-pf")
+            .arg(path("dhcpd.pid"))
+            .arg("fo1");
+        let _isc = spawn_logged(&mut isc, &path("dhcpd.log"), "Sending on");
+        let _ours = start(&a, &path("peregrine.toml"), &path("peregrine.log"));
+        let role = if peregrine_primary {
+            "primary"
+        } else {
+            "secondary"
+        };
+        // The handshake, from two new servers, to NORMAL on both sides.
+        wait_until(30, &format!("Peregrine ({role}) and ISC in NORMAL"), || {
+            let (_, v) = failover(&a, false);
+            (v["state"] == "NORMAL" && v["partner_state"] == "NORMAL").then_some(())
+        });
+        wait_until(10, "ISC: both servers normal", || {
+            says(&path("dhcpd.log"), "Both servers normal")
+        });
+        // The primary balances the pool, whichever of the two it is: half of it is the
+        // secondary's (BACKUP) on both sides.
+        wait_until(30, &format!("a balanced pool (Peregrine {role})"), || {
+            let (_, v) = failover(&a, false);
+            let pool = &v["pools"][0];
+            (pool["free"] == 50 && pool["backup"] == 50).then_some(())
+        });
+        wait_until(10, "ISC's lease file: half the pool BACKUP", || {
+            (isc_count(&path("dhcpd.leases"), "backup") == 50).then_some(())
+        });
+        let (_, v) = failover(&a, false);
+        assert_eq!(v["updates_rejected"], 0, "{v}");
+        assert_eq!(v["refused_by_partner"], serde_json::json!({}), "{v}");
+    }
+}
