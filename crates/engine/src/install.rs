@@ -122,6 +122,17 @@ impl Engine {
             Some(h) if h.htype == 1 => <[u8; 6]>::try_from(h.addr()).unwrap_or([0; 6]),
             _ => [0; 6],
         };
+        // An availability (FREE, BACKUP) whose potential expiration is not past the moment it
+        // was set promises nothing: ISC dates its BACKUP assignments so (potential expiration =
+        // start of state = now), which held every address it gave our secondary for the MCLT.
+        let promised = match update.status {
+            BindingStatus::Free | BindingStatus::Backup
+                if update.potential_expiration <= update.start_time_of_state =>
+            {
+                0
+            }
+            _ => update.potential_expiration,
+        };
         let binding = Binding {
             client,
             mac,
@@ -132,7 +143,7 @@ impl Engine {
             // The partner's promise bounds when the address may be reused, never how long
             // this server may grant: read through a skew measured across the link's delay it
             // runs late (pair simulation, seed 727 with delay), which only makes reuse wait.
-            partner_sent: cur.partner_sent.max(update.potential_expiration),
+            partner_sent: cur.partner_sent.max(promised),
             partner_acked: cur.partner_acked,
             classes: 0,
             version: cur.version,
