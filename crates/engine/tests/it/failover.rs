@@ -456,3 +456,24 @@ fn the_driver_acknowledges_a_partners_update_only_once_the_journal_has_it() {
     run(&mut pair, T0 + 10, 10);
     assert_eq!(pair[0].acknowledged as u64, installed);
 }
+
+#[test]
+fn a_backup_assignment_dated_now_as_isc_dates_it_is_usable_at_once() {
+    // ISC's primary sends BACKUP with its potential expiration at the start of the state
+    // (now): no lease was promised, and the secondary allocates the address at once.
+    let mut secondary = sim(false, Service::All);
+    let addr = Ipv4Addr::new(10, 200, 0, 100);
+    let mut b = PartnerBinding::new(addr, BindingStatus::Backup);
+    b.start_time_of_state = T0;
+    b.potential_expiration = T0;
+    secondary.engine.install_partner(T0, &b, false).unwrap();
+    assert_eq!(offer(&mut secondary, &Client::new(1)), Ok(addr));
+    // A promise past the assignment is one: reuse waits the MCLT past it.
+    let mut later = sim(false, Service::All);
+    b.potential_expiration = T0 + 10;
+    later.engine.install_partner(T0, &b, false).unwrap();
+    assert_eq!(
+        offer(&mut later, &Client::new(1)),
+        Err(DropReason::PoolExhausted)
+    );
+}
