@@ -740,6 +740,44 @@ fn isc_count(leases: &Path, state: &str) -> usize {
     last.values().filter(|s| *s == state).count()
 }
 
+/// Peregrine in `ns[0]` (10.79.9.1) and ISC dhcpd in `ns[1]` (10.79.9.2) as a new pair,
+/// Peregrine the primary if `peregrine_primary`; their files in `dir`. Returns once Peregrine
+/// sees both in NORMAL.
+fn start_with_isc(
+    dhcpd: &Path,
+    [a, b]: [&Netns; 2],
+    dir: &Path,
+    peregrine_primary: bool,
+) -> [peregrine_testkit::process::Running; 2] {
+    let path = |name: &str| dir.join(name);
+    let ours = config(
+        peregrine_primary,
+        "fo0",
+        "10.79.9.1",
+        "10.79.9.2",
+        &path("leases"),
+    );
+    std::fs::write(path("peregrine.toml"), ours).unwrap();
+    std::fs::write(path("dhcpd.conf"), isc_config(!peregrine_primary)).unwrap();
+    std::fs::write(path("dhcpd.leases"), "").unwrap();
+    let mut isc = b.command(dhcpd.to_str().unwrap());
+    isc.args(["-4", "-f", "-d", "-cf"])
+        .arg(path("dhcpd.conf"))
+        .arg("-lf")
+        .arg(path("dhcpd.leases"))
+        .arg("-pf")
+        .arg(path("dhcpd.pid"))
+        .arg("fo1");
+    let isc = spawn_logged(&mut isc, &path("dhcpd.log"), "Sending on");
+    let ours = start(a, &path("peregrine.toml"), &path("peregrine.log"));
+    // The handshake, from two new servers, to NORMAL on both sides.
+    wait_until(30, "Peregrine and ISC in NORMAL", || {
+        let (_, v) = failover(a, false);
+        (v["state"] == "NORMAL" && v["partner_state"] == "NORMAL").then_some(())
+    });
+    [isc, ours]
+}
+
 #[test]
 fn peregrine_and_isc_dhcpd_pair_in_either_role() {
     let test = "isc_pair";
@@ -752,36 +790,12 @@ fn peregrine_and_isc_dhcpd_pair_in_either_role() {
         };
         let tmp = TempDir::new("peregrine-isc-pair");
         let path = |name: &str| tmp.path().join(name);
-        let ours = config(
-            peregrine_primary,
-            "fo0",
-            "10.79.9.1",
-            "10.79.9.2",
-            &path("leases"),
-        );
-        std::fs::write(path("peregrine.toml"), ours).unwrap();
-        std::fs::write(path("dhcpd.conf"), isc_config(!peregrine_primary)).unwrap();
-        std::fs::write(path("dhcpd.leases"), "").unwrap();
-        let mut isc = b.command(dhcpd.to_str().unwrap());
-        isc.args(["-4", "-f", "-d", "-cf"])
-            .arg(path("dhcpd.conf"))
-            .arg("-lf")
-            .arg(path("dhcpd.leases"))
-            .arg("-pf")
-            .arg(path("dhcpd.pid"))
-            .arg("fo1");
-        let _isc = spawn_logged(&mut isc, &path("dhcpd.log"), "Sending on");
-        let _ours = start(&a, &path("peregrine.toml"), &path("peregrine.log"));
+        let _servers = start_with_isc(&dhcpd, [&a, &b], tmp.path(), peregrine_primary);
         let role = if peregrine_primary {
             "primary"
         } else {
             "secondary"
         };
-        // The handshake, from two new servers, to NORMAL on both sides.
-        wait_until(30, &format!("Peregrine ({role}) and ISC in NORMAL"), || {
-            let (_, v) = failover(&a, false);
-            (v["state"] == "NORMAL" && v["partner_state"] == "NORMAL").then_some(())
-        });
         wait_until(10, "ISC: both servers normal", || {
             says(&path("dhcpd.log"), "Both servers normal")
         });
@@ -832,30 +846,7 @@ fn clients_of_a_peregrine_and_isc_pair_are_known_to_both() {
         let tmp = TempDir::new("peregrine-isc-clients");
         let dir = tmp.path();
         let path = |name: &str| dir.join(name);
-        let ours = config(
-            peregrine_primary,
-            "fo0",
-            "10.79.9.1",
-            "10.79.9.2",
-            &path("leases"),
-        );
-        std::fs::write(path("peregrine.toml"), ours).unwrap();
-        std::fs::write(path("dhcpd.conf"), isc_config(!peregrine_primary)).unwrap();
-        std::fs::write(path("dhcpd.leases"), "").unwrap();
-        let mut isc = b.command(dhcpd.to_str().unwrap());
-        isc.args(["-4", "-f", "-d", "-cf"])
-            .arg(path("dhcpd.conf"))
-            .arg("-lf")
-            .arg(path("dhcpd.leases"))
-            .arg("-pf")
-            .arg(path("dhcpd.pid"))
-            .arg("fo1");
-        let _isc = spawn_logged(&mut isc, &path("dhcpd.log"), "Sending on");
-        let _ours = start(&a, &path("peregrine.toml"), &path("peregrine.log"));
-        wait_until(30, "the pair in NORMAL", || {
-            let (_, v) = failover(&a, false);
-            (v["state"] == "NORMAL" && v["partner_state"] == "NORMAL").then_some(())
-        });
+        let _servers = start_with_isc(&dhcpd, [&a, &b], dir, peregrine_primary);
         wait_until(30, "a balanced pool", || {
             let (_, v) = failover(&a, false);
             (v["pools"][0]["backup"] == 50).then_some(())
