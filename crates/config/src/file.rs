@@ -97,6 +97,7 @@ pub(crate) struct Scope {
     pub(crate) authoritative: Option<bool>,
     pub(crate) match_client_id: Option<bool>,
     pub(crate) ping_check_ms: Option<Spanned<u32>>,
+    pub(crate) failover: Option<bool>,
     #[serde(default)]
     pub(crate) state: State,
     #[serde(default)]

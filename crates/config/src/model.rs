@@ -279,6 +279,9 @@ pub struct Scope {
     pub match_client_id: bool,
     /// See [`ServerSettings::ping_check_ms`].
     pub ping_check_ms: u32,
+    /// Whether the scope is shared with the failover partner, when there is one; `false`: this
+    /// server serves it alone, and the partner neither hears of its bindings nor serves it.
+    pub failover: bool,
     /// Whether the scope answers.
     pub state: AdminState,
     /// Options for this scope (option 1, the subnet mask, is added from `subnet`).

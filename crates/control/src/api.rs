@@ -312,6 +312,7 @@ fn failover_json(state: &ApiState, status: &FailoverStatus) -> FailoverJson {
             .engine
             .pool_stats()
             .into_iter()
+            .filter(|p| state.engine.is_shared(p.scope))
             .map(|p| FailoverPoolJson {
                 scope: p.scope_name,
                 pool: p.pool,

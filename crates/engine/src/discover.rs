@@ -81,8 +81,7 @@ impl Engine {
             // PARTNER-DOWN that must wait the MCLT).
             let allowed = b.held_at(r.now)
                 || self
-                    .partnering
-                    .as_ref()
+                    .partnering_of(s)
                     .is_none_or(|p| p.may_grant_unheld(&b, r.now));
             if b.owned_by(&r.key) && b.state != BindingState::Abandoned && allowed {
                 return Some(Candidate {
@@ -153,7 +152,7 @@ impl Engine {
         }
         let shard = pool.lock(at.shard);
         let state = shard.binding(at.slot).state;
-        let may = match &self.partnering {
+        let may = match self.partnering_of(s) {
             Some(p) => p.may_allocate(state, r.now),
             None => state.is_available(),
         };
@@ -181,7 +180,7 @@ impl Engine {
                 let start = (spread % u64::from(n)) as u32;
                 for k in (0..n).map(|i| (start + i) % n) {
                     let mut shard = pool.lock(k);
-                    if let Some(slot) = self.pop_available(&mut shard, r.now) {
+                    if let Some(slot) = self.pop_available(s, &mut shard, r.now) {
                         let at = SlotRef { shard: k, slot };
                         let loc = Loc::new(s.id, p, at);
                         return Some(Candidate::hold(s, pool.address(at), loc, shard));
@@ -195,8 +194,8 @@ impl Engine {
     /// The next address this server may allocate from `shard`: with a failover partner, of
     /// its own pool (FREE at the primary, BACKUP at the secondary), then of the partner's once
     /// PARTNER-DOWN has lasted the MCLT.
-    fn pop_available(&self, shard: &mut Shard, now: Time) -> Option<u32> {
-        let Some(p) = &self.partnering else {
+    fn pop_available(&self, s: &Scope, shard: &mut Shard, now: Time) -> Option<u32> {
+        let Some(p) = self.partnering_of(s) else {
             return shard.pop_free();
         };
         let (own, partners) = match p.own() {

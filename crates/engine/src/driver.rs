@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use peregrine_failover::message::RejectReason;
 use peregrine_failover::{CloseReason, Crossing, Event, Restored, ServerState, Session};
 
-use crate::binding::{BindingEvent, BindingState, Time};
+use crate::binding::{BindingEvent, BindingState, ScopeId, Time};
 use crate::engine::Engine;
 use crate::sink::BindingSink;
 
@@ -52,11 +52,11 @@ pub enum Notice {
     Closed(CloseReason),
 }
 
-/// Every binding `engine` holds that a partner must know (not a mere offer).
+/// Every binding `engine` holds that a partner must know: of a shared scope, not a mere offer.
 fn held(engine: &Engine) -> Vec<BindingEvent> {
     let mut all = Vec::new();
     engine.for_each_binding(|scope, address, b| {
-        if b.state != BindingState::Offered {
+        if b.state != BindingState::Offered && engine.is_shared(scope) {
             all.push(BindingEvent {
                 scope,
                 address,
@@ -89,6 +89,8 @@ pub struct FailoverDriver {
     persisting: Option<Persisting>,
     next_balance: Time,
     updates_sent: u64,
+    /// By scope id: whether the partner shares the scope (hears of its bindings).
+    shared: Vec<bool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +109,10 @@ impl FailoverDriver {
         engine.set_partner_down(None);
         engine.set_own_addresses_from(0);
         let primary = session.role() == peregrine_failover::Role::Primary;
+        let shared = (0..engine.scope_states().len())
+            .map_while(|i| u16::try_from(i).ok())
+            .map(|i| engine.is_shared(ScopeId(i)))
+            .collect();
         let mut driver = FailoverDriver {
             session,
             primary,
@@ -114,6 +120,7 @@ impl FailoverDriver {
             persisting: None,
             next_balance: 0,
             updates_sent: 0,
+            shared,
         };
         driver.send_all(engine);
         driver
@@ -134,10 +141,12 @@ impl FailoverDriver {
         self.updates_sent
     }
 
-    /// Queues `event`'s update for the partner.
+    /// Queues `event`'s update for the partner, if the partner shares its scope.
     pub fn send(&mut self, event: &BindingEvent) {
-        self.session.send_update(event.partner_update());
-        self.updates_sent += 1;
+        if self.shared.get(usize::from(event.scope.0)) == Some(&true) {
+            self.session.send_update(event.partner_update());
+            self.updates_sent += 1;
+        }
     }
 
     /// Queues every binding the engine holds for the partner.

@@ -199,7 +199,7 @@ impl Engine {
             return Verdict::Drop(DropReason::ScopeInactive);
         }
         // A server whose failover state does not answer this client leaves no trace of it.
-        if let Some(p) = &self.partnering
+        if let Some(p) = self.partnering_of(scope)
             && let Err(reason) = p.admits(kind, msg)
         {
             return Verdict::Drop(reason);
@@ -230,12 +230,17 @@ impl Engine {
         }
     }
 
-    /// The state an address goes back to when an offer of it lapses: this server's own pool
-    /// (BACKUP at a failover secondary, FREE otherwise).
-    pub(crate) fn available_state(&self) -> BindingState {
-        self.partnering
-            .as_ref()
+    /// The state an address of `scope` goes back to when an offer of it lapses: this server's
+    /// own pool (BACKUP at a failover secondary, FREE otherwise).
+    pub(crate) fn available_state(&self, scope: &Scope) -> BindingState {
+        self.partnering_of(scope)
             .map_or(BindingState::Free, Partnering::own_state)
+    }
+
+    /// The failover partnership `scope` is in: `None` for a server alone, and for a scope it
+    /// serves alone (`failover = false`), which the partner neither hears of nor serves.
+    pub(crate) fn partnering_of(&self, scope: &Scope) -> Option<&Partnering> {
+        self.partnering.as_ref().filter(|_| scope.shared)
     }
 
     pub(crate) fn link(&self, scope: &Scope) -> &[ScopeId] {

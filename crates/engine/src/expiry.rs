@@ -23,7 +23,7 @@ impl Engine {
                         let reserved = s.reservations.of_address(addr).is_some();
                         let after = match b.state {
                             BindingState::Offered => Binding {
-                                state: self.available_state(),
+                                state: self.available_state(s),
                                 expires: now,
                                 ..b
                             },
@@ -55,7 +55,7 @@ impl Engine {
                         // With a partner, an expired lease waits for the partner to
                         // acknowledge the expiry before another client may have it (S5).
                         let waits =
-                            self.partnering.is_some() && after.state == BindingState::Expired;
+                            self.partnering_of(s).is_some() && after.state == BindingState::Expired;
                         if !reserved && !waits {
                             shard.push_free(slot);
                         }

@@ -58,9 +58,11 @@ impl Engine {
         } else {
             Role::Secondary
         };
+        // An address of a scope this server serves alone is none of the partner's business.
         let (s, p, at) = self
             .scopes
             .iter()
+            .filter(|s| s.shared)
             .find_map(|s| s.locate(update.address).map(|(p, at)| (s, p, at)))
             .ok_or(RejectReason::ILLEGAL_IP_ADDRESS)?;
         let hardware = update.hardware.as_ref();
@@ -299,7 +301,7 @@ impl Engine {
             | BindingState::Reset => {
                 // Onto the list of its state (FREE or BACKUP), whichever it was on before; with
                 // a partner, an expiry or release not yet acknowledged stays off (S5).
-                let waits = self.partnering.is_some()
+                let waits = self.partnering_of(s).is_some()
                     && matches!(b.state, BindingState::Expired | BindingState::Released);
                 if cur.state != b.state || waits {
                     shard.unlink(at.slot);

@@ -290,7 +290,7 @@ impl Engine {
         if !self.partnering.as_ref().is_some_and(|p| p.policy.primary) {
             return out;
         }
-        for s in &self.scopes {
+        for s in self.scopes.iter().filter(|s| s.shared) {
             for pool in s.pools.iter().filter(|p| p.dynamic) {
                 move_to_backup(s, pool, now, max - out.len(), &mut out);
             }
@@ -307,7 +307,7 @@ impl Engine {
         if !self.partnering.as_ref().is_some_and(|p| p.policy.primary) {
             return out;
         }
-        for s in &self.scopes {
+        for s in self.scopes.iter().filter(|s| s.shared) {
             for pool in s.pools.iter().filter(|p| p.dynamic) {
                 let (free, backup) = (0..pool.shard_count()).fold((0, 0), |(f, b), k| {
                     let shard = pool.lock(k);
@@ -336,6 +336,7 @@ impl Engine {
         let (s, p, at) = self
             .scopes
             .iter()
+            .filter(|s| s.shared)
             .find_map(|s| s.locate(address).map(|(p, at)| (s, p, at)))?;
         let mut shard = s.pools[p].lock(at.shard);
         let b = *shard.binding(at.slot);

@@ -47,6 +47,12 @@ impl Engine {
         self.scopes.iter().find(|s| s.name == name).map(|s| s.id)
     }
 
+    /// Whether scope `id` is shared with the failover partner: a server without one, and a
+    /// scope configured with `failover = false`, share nothing.
+    pub fn is_shared(&self, id: ScopeId) -> bool {
+        self.partnering.is_some() && self.scopes.get(usize::from(id.0)).is_some_and(|s| s.shared)
+    }
+
     /// Every scope's name and whether it is active (serving), in configuration order.
     pub fn scope_states(&self) -> Vec<(&str, bool)> {
         self.scopes

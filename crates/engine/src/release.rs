@@ -131,7 +131,7 @@ impl Engine {
                     ..after
                 },
             );
-        } else if self.partnering.is_none() || after.state != BindingState::Released {
+        } else if self.partnering_of(s).is_none() || after.state != BindingState::Released {
             // With a partner, a released address waits for the partner to acknowledge the
             // release before another client may have it (S5).
             shard.push_free(at.slot);

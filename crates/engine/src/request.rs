@@ -63,12 +63,13 @@ impl Engine {
     /// Puts the address at `loc` back in its pool if it is on offer to this client (the caller
     /// holds the client's index entry, and no pool shard).
     fn return_offer(&self, r: &Request<'_, '_>, loc: Loc) {
-        let pool = &self.scope(loc.scope).pools[usize::from(loc.pool)];
+        let s = self.scope(loc.scope);
+        let pool = &s.pools[usize::from(loc.pool)];
         let mut shard = pool.lock(loc.at.shard);
         let b = *shard.binding(loc.at.slot);
         if b.owned_by(&r.key) && b.state == BindingState::Offered {
             let freed = Binding {
-                state: self.available_state(),
+                state: self.available_state(s),
                 expires: r.now,
                 ..b
             };
@@ -127,7 +128,7 @@ impl Engine {
                 return Verdict::Drop(DropReason::UnknownClient);
             }
         }
-        if self.partner_forbids(&b, mine, r.now) {
+        if self.partner_forbids(s, &b, mine, r.now) {
             drop(shard);
             drop(clients);
             return Verdict::Drop(DropReason::FailoverSilent);
@@ -195,7 +196,7 @@ impl Engine {
 
     /// The lease to grant on `b` now, and with a partner the potential expiration to send.
     fn lease_to_grant(&self, now: Time, s: &Scope, b: &Binding) -> (u32, Option<Time>) {
-        match &self.partnering {
+        match self.partnering_of(s) {
             Some(p) => {
                 let (granted, pet) = p.grant(now, s.lease.valid, b);
                 (granted, Some(pet))
@@ -208,10 +209,9 @@ impl Engine {
     /// an address back in a pool) is an allocation, by the ownership rules; without them a
     /// server recovered from its partner renewed the partner's address (pair simulation, seed
     /// 5981). The caller stays silent: the client rebinds, and its server answers.
-    fn partner_forbids(&self, b: &Binding, mine: bool, now: Time) -> bool {
+    fn partner_forbids(&self, s: &Scope, b: &Binding, mine: bool, now: Time) -> bool {
         let held_now = mine && b.held_at(now);
-        self.partnering
-            .as_ref()
+        self.partnering_of(s)
             .is_some_and(|p| !held_now && !p.may_grant_unheld(b, now))
     }
 
@@ -251,8 +251,7 @@ impl Engine {
     fn cached_lease(&self, b: &Binding, s: &Scope, mine: bool, now: Time) -> Option<u32> {
         let remaining = u32::try_from(b.expires.saturating_sub(now)).unwrap_or(u32::MAX);
         let promisable = self
-            .partnering
-            .as_ref()
+            .partnering_of(s)
             .is_none_or(|p| p.grant(now, remaining, b).0 >= remaining);
         let cacheable = mine
             && b.state == BindingState::Active

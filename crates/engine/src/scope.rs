@@ -31,6 +31,8 @@ pub(crate) struct Scope {
     pub(crate) reservations: Reservations,
     /// Index of this scope's link (shared network) in [`Selector::links`].
     pub(crate) link: usize,
+    /// Shared with the failover partner, if there is one (`failover` in the config).
+    pub(crate) shared: bool,
 }
 
 impl Scope {
@@ -207,6 +209,7 @@ pub(crate) fn build_scope(
         pools,
         reservations,
         link,
+        shared: s.failover,
     }
 }
 

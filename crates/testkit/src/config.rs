@@ -74,6 +74,7 @@ pub fn scope(
         authoritative: server.authoritative,
         match_client_id: server.match_client_id,
         ping_check_ms: server.ping_check_ms,
+        failover: true,
         state: AdminState::Active,
         options: OptionSet::default(),
         reservations: vec![],

@@ -155,6 +155,7 @@ fn scope<'f>(
         authoritative: s.authoritative.unwrap_or(defaults.authoritative),
         match_client_id: s.match_client_id.unwrap_or(defaults.match_client_id),
         ping_check_ms: ping_check_ms?,
+        failover: s.failover.unwrap_or(true),
         state: match s.state {
             file::State::Active => AdminState::Active,
             file::State::Inactive => AdminState::Inactive,

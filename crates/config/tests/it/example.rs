@@ -143,6 +143,13 @@ fn scopes() {
 
     let lab = &scopes[3];
     assert_eq!(lab.interfaces, ["eth1"]);
+    assert!(!lab.failover, "served alone");
+    assert!(
+        scopes
+            .iter()
+            .filter(|s| s.name != "lab")
+            .all(|s| s.failover)
+    );
     assert!(lab.relay_addresses.is_empty());
     assert_eq!(
         lab.lease,

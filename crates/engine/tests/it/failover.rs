@@ -379,22 +379,7 @@ impl Side {
         config.scopes.truncate(1);
         config.scopes[0].pools[0].last = Ipv4Addr::new(10, 200, 0, 119);
         let engine = engine(&config).with_failover(policy(role == Role::Primary));
-        let session = Session::new(
-            Config {
-                role,
-                relationship_name: (*b"test").into(),
-                mclt: (role == Role::Primary).then_some(MCLT),
-                hash_bucket_assignment: HashBucketAssignment::split(128),
-                max_unacked_bndupd: 10,
-                receive_timer: 30,
-                max_clock_skew: 60,
-                vendor_class: (*b"peregrine-test").into(),
-                safe_period: None,
-            },
-            None,
-            T0,
-        );
-        let mut driver = FailoverDriver::new(session, &engine);
+        let mut driver = FailoverDriver::new(session(role), &engine);
         driver.session_mut().connected(T0);
         Side {
             engine,
@@ -424,6 +409,25 @@ impl Side {
         }
         out
     }
+}
+
+/// A new session in `role`, at `T0`.
+fn session(role: Role) -> Session {
+    Session::new(
+        Config {
+            role,
+            relationship_name: (*b"test").into(),
+            mclt: (role == Role::Primary).then_some(MCLT),
+            hash_bucket_assignment: HashBucketAssignment::split(128),
+            max_unacked_bndupd: 10,
+            receive_timer: 30,
+            max_clock_skew: 60,
+            vendor_class: (*b"peregrine-test").into(),
+            safe_period: None,
+        },
+        None,
+        T0,
+    )
 }
 
 /// Runs the pair for `secs` seconds, a round of messages each way per second.
@@ -476,4 +480,55 @@ fn a_backup_assignment_dated_now_as_isc_dates_it_is_usable_at_once() {
         offer(&mut later, &Client::new(1)),
         Err(DropReason::PoolExhausted)
     );
+}
+
+#[test]
+fn a_scope_served_alone_answers_in_every_state_and_the_partner_never_hears_of_it() {
+    // "relayed" is this server's alone (`failover = false`); "direct" is shared.
+    let mut config = lab_config();
+    config.scopes[1].failover = false;
+    let alone = |a: Ipv4Addr| a.octets()[..2] == [10, 201];
+    let mut secondary = Sim {
+        engine: engine(&config).with_failover(policy(false)),
+        now: T0,
+        tx: vec![0u8; 1500],
+    };
+    // Silent as at every start (no failover state yet) for the shared scope only.
+    let direct = Client::new(1);
+    assert_eq!(
+        dropped(&secondary.send(&direct.discover())),
+        Some(DropReason::FailoverSilent)
+    );
+    // The scope served alone allocates from its whole pool (FREE, which a secondary never
+    // allocates in a shared scope) and grants the full lease, not the MCLT.
+    let relayed = Client::new(2).relayed([10, 201, 0, 1], b"olt-1/1/1");
+    let addr = offer(&mut secondary, &relayed).unwrap();
+    assert!(alone(addr), "{addr}");
+    let v = secondary.send(&relayed.select(addr, SERVER));
+    let ack = secondary.reply(&v);
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
+    assert_eq!(ack.lease_time(), Some(config.scopes[1].lease.valid));
+    let Verdict::Defer { event, .. } = v else {
+        panic!("{v:?}");
+    };
+    // Its bindings are not sent to the partner, nor taken from it.
+    let mut driver = FailoverDriver::new(session(Role::Secondary), &secondary.engine);
+    driver.send(&event);
+    assert_eq!(driver.updates_sent(), 0);
+    let update = PartnerBinding::new(addr, BindingStatus::Free);
+    assert_eq!(
+        secondary.engine.install_partner(T0, &update, false),
+        Err(RejectReason::ILLEGAL_IP_ADDRESS)
+    );
+    // The shared scope still follows ownership: the secondary holds no BACKUP address yet.
+    secondary.engine.set_failover_service(Service::All);
+    assert_eq!(
+        offer(&mut secondary, &direct),
+        Err(DropReason::PoolExhausted)
+    );
+    // The primary balances the shared scope's pool only: half of its 100 addresses.
+    let primary = engine(&config).with_failover(policy(true));
+    let moved = primary.balance_pools(T0);
+    assert_eq!(moved.len(), 50);
+    assert!(moved.iter().all(|e| !alone(e.address)));
 }
