@@ -13,9 +13,10 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use peregrine_engine::{Engine, ScopeId};
+use peregrine_engine::{ClientInfo, Engine, ScopeId};
 use peregrine_migrate::LocalZone;
 use peregrine_migrate::report::Format;
+use peregrine_wire::dhcp::RelayAgentInfo;
 
 use crate::import::{ImportError, Importer};
 use peregrine_stats::FailoverStatus;
@@ -377,6 +378,52 @@ struct LeaseView {
     expires: u64,
     /// Seconds since the UNIX epoch: the client's last transaction.
     cltt: u64,
+    /// What the client said of itself when it was last granted the address, and the relay's
+    /// option 82 then (text, or `0x` and hex if not printable); each absent if not sent.
+    #[serde(flatten)]
+    said: ClientSaid,
+}
+
+/// The kept client options of a lease, as `/v1/leases/{ip}` shows them.
+#[derive(Debug, Default, Serialize)]
+struct ClientSaid {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vendor_class: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    circuit_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_id: Option<String>,
+}
+
+impl ClientSaid {
+    fn of(info: &ClientInfo) -> ClientSaid {
+        let rai = info
+            .relay_agent_info()
+            .and_then(|r| RelayAgentInfo::new_checked(r).ok());
+        ClientSaid {
+            hostname: info.host_name().map(text_or_hex),
+            vendor_class: info.vendor_class().map(text_or_hex),
+            circuit_id: rai
+                .as_ref()
+                .and_then(RelayAgentInfo::circuit_id)
+                .map(text_or_hex),
+            remote_id: rai
+                .as_ref()
+                .and_then(RelayAgentInfo::remote_id)
+                .map(text_or_hex),
+        }
+    }
+}
+
+/// `bytes` as text if printable ASCII, else `0x` and hex (as the config writes such values).
+fn text_or_hex(bytes: &[u8]) -> String {
+    if !bytes.is_empty() && bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        String::from_utf8_lossy(bytes).into_owned()
+    } else {
+        format!("0x{}", hex(bytes, ""))
+    }
 }
 
 /// A client key: how the engine identifies the client.
@@ -440,6 +487,11 @@ async fn lease(State(state): State<Arc<ApiState>>, Path(ip): Path<String>) -> Re
         }),
         expires: binding.expires,
         cltt: binding.cltt,
+        said: if binding.client.is_some() {
+            ClientSaid::of(&binding.info)
+        } else {
+            ClientSaid::default()
+        },
     };
     Json(view).into_response()
 }

@@ -2,6 +2,7 @@
 
 use std::net::Ipv4Addr;
 
+use crate::info::ClientInfo;
 use crate::key::ClientKey;
 
 /// Seconds since the UNIX epoch: the engine's only notion of time, passed in by the caller.
@@ -88,6 +89,9 @@ pub struct Binding {
     /// can reach the journal out of order; replay keeps the highest version (see
     /// [`crate::Engine::replay`]).
     pub version: u32,
+    /// What the client said of itself when it was last granted the address (its names, vendor
+    /// class, the relay's information); kept while the address remembers the client.
+    pub info: ClientInfo,
 }
 
 impl Binding {
@@ -102,6 +106,7 @@ impl Binding {
         partner_acked: 0,
         classes: 0,
         version: 0,
+        info: ClientInfo::EMPTY,
     };
 
     pub(crate) fn owned_by(&self, key: &ClientKey) -> bool {

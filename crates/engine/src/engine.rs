@@ -7,12 +7,14 @@
 //! primitive that gives a slot to a client.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 
 use peregrine_config::model::{self, Config};
 use peregrine_wire::dhcp::{BOOTREQUEST, DhcpMessage, MessageType, RelayAgentInfo};
 
 use crate::binding::{Binding, BindingState, ScopeId, Time};
 use crate::clients::{ClientIndex, ClientMap, HashedKey, Loc};
+use crate::info::ClientInfo;
 use crate::key::{ClientKey, KeySecret};
 use crate::partner::Partnering;
 use crate::pool::Shard;
@@ -81,6 +83,8 @@ pub struct Engine {
     pub(crate) key_seed: KeySecret,
     /// The failover side, when the server has a partner ([`Engine::with_failover`]).
     pub(crate) partnering: Option<Partnering>,
+    /// Grants whose client options did not all fit the lease's room (see [`ClientInfo`]).
+    pub(crate) info_left_out: AtomicU64,
 }
 
 /// One request, decoded, with what the engine derived from it.
@@ -141,6 +145,7 @@ impl Engine {
             clients: ClientIndex::new(options.client_shards, per_shard, &options.key_secret),
             key_seed: options.key_secret,
             partnering: None,
+            info_left_out: AtomicU64::new(0),
         })
     }
 
@@ -280,6 +285,12 @@ impl Engine {
             partner_acked: old.partner_acked,
             classes: r.classes,
             version: 0,
+            // The same client's, until its REQUEST is granted (see `ClientInfo::capture`).
+            info: if old.client == Some(r.key) {
+                old.info
+            } else {
+                ClientInfo::EMPTY
+            },
         };
         let b = shard.set(loc.at.slot, b);
         shard.schedule(loc.at.slot, expires);

@@ -2,6 +2,7 @@
 
 use crate::binding::{Binding, BindingEvent, BindingState, Time};
 use crate::engine::Engine;
+use crate::info::ClientInfo;
 
 impl Engine {
     /// Expires what is due at `now`: lapsed offers return to the pool, leases that ran out and
@@ -38,6 +39,7 @@ impl Engine {
                             _ => Binding {
                                 state: BindingState::Free,
                                 client: None,
+                                info: ClientInfo::EMPTY,
                                 expires: now,
                                 cltt: now,
                                 ..b

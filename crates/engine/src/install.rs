@@ -7,10 +7,12 @@ use std::net::Ipv4Addr;
 use peregrine_failover::BindingStatus;
 use peregrine_failover::binding::{Binding as PartnerBinding, Held, Offered, Role, accept_update};
 use peregrine_failover::message::RejectReason;
+use peregrine_wire::dhcp::MAGIC_COOKIE;
 
 use crate::binding::{Binding, BindingEvent, BindingState, Time};
 use crate::clients::Loc;
 use crate::engine::Engine;
+use crate::info::ClientInfo;
 use crate::key::ClientKey;
 use crate::partner::Broken;
 
@@ -149,6 +151,10 @@ impl Engine {
             partner_acked: cur.partner_acked,
             classes: 0,
             version: cur.version,
+            info: match client {
+                None => ClientInfo::EMPTY,
+                Some(_) => partners_info(update, client == cur.client, &cur.info),
+            },
         };
         let event = BindingEvent {
             scope: s.id,
@@ -340,5 +346,21 @@ fn status_of(state: BindingState) -> BindingStatus {
         BindingState::Abandoned => BindingStatus::Abandoned,
         BindingState::Reset => BindingStatus::Reset,
         BindingState::Backup => BindingStatus::Backup,
+    }
+}
+
+/// What a binding the partner sent keeps of its client: the options the partner sent with it
+/// (client-request-options, after the magic cookie), or, if it sent none (ISC sends none) or
+/// none well-formed, what this server knew of the same client.
+fn partners_info(update: &PartnerBinding, same_client: bool, known: &ClientInfo) -> ClientInfo {
+    let sent = update
+        .client_request_options
+        .as_deref()
+        .and_then(|o| o.strip_prefix(&MAGIC_COOKIE[..]))
+        .and_then(ClientInfo::from_options);
+    match sent {
+        Some(info) => info,
+        _ if same_client => *known,
+        _ => ClientInfo::EMPTY,
     }
 }

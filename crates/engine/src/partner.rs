@@ -14,7 +14,7 @@ use peregrine_failover::binding::{
     reusable_at,
 };
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment, bucket};
-use peregrine_wire::dhcp::{DhcpMessage, MessageType};
+use peregrine_wire::dhcp::{DhcpMessage, MAGIC_COOKIE, MessageType};
 
 use crate::binding::{Binding, BindingEvent, BindingState, Time};
 use crate::engine::Engine;
@@ -396,6 +396,7 @@ fn move_to_backup(
                 Binding {
                     state: BindingState::Backup,
                     client: None,
+                    info: crate::info::ClientInfo::EMPTY,
                     // When it entered BACKUP: a partner's older report on the
                     // address does not undo it.
                     cltt: now,
@@ -457,6 +458,9 @@ impl BindingEvent {
         u.potential_expiration = b.partner_sent.max(b.partner_acked);
         u.start_time_of_state = b.state_since();
         u.client_last_transaction = Some(b.cltt);
+        if !b.info.is_empty() {
+            u.client_request_options = Some([&MAGIC_COOKIE[..], b.info.as_bytes()].concat().into());
+        }
         u
     }
 }

@@ -53,6 +53,13 @@ impl Engine {
         self.partnering.is_some() && self.scopes.get(usize::from(id.0)).is_some_and(|s| s.shared)
     }
 
+    /// Grants so far whose client options did not all fit the room a lease keeps for them
+    /// ([`crate::CLIENT_INFO_ROOM`]): the options left out are not kept or replicated.
+    pub fn client_options_left_out(&self) -> u64 {
+        self.info_left_out
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Every scope's name and whether it is active (serving), in configuration order.
     pub fn scope_states(&self) -> Vec<(&str, bool)> {
         self.scopes

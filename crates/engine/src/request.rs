@@ -1,12 +1,14 @@
 //! REQUEST (RFC 2131 section 4.3.2): commit the binding and ACK it, NAK it, or stay silent.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
 
 use peregrine_wire::dhcp::{MessageType, RelayAgentInfo};
 
 use crate::binding::{Binding, BindingEvent, BindingState, Time};
 use crate::clients::Loc;
 use crate::engine::{Engine, Request};
+use crate::info::ClientInfo;
 use crate::reply::{LeaseGrant, ReplySpec};
 use crate::scope::Scope;
 use crate::select::{allows, reservation_for};
@@ -87,19 +89,12 @@ impl Engine {
         state: RequestState,
         tx: &mut [u8],
     ) -> Verdict {
-        let link = self.link(scope);
-        let Some(s) = link
-            .iter()
-            .map(|id| self.scope(*id))
-            .find(|s| s.subnet.contains(want))
-        else {
+        let (s, loc) = match self.locate_wanted(scope, want) {
+            Ok(found) => found,
             // Wrong network for this client (RFC 2131 section 4.3.2).
-            return self.refuse(r, scope, state, tx);
+            Err(s) => return self.refuse(r, s, state, tx),
         };
-        let Some((p, at)) = s.locate(want) else {
-            return self.refuse(r, s, state, tx);
-        };
-        let loc = Loc::new(s.id, p, at);
+        let (p, at) = (usize::from(loc.pool), loc.at);
         let (held, mut clients) = self.clients.lock(&r.hkey);
 
         // One pool-shard lock at a time: return a different address on offer to the client first.
@@ -137,12 +132,18 @@ impl Engine {
         // stash-agent-options the classes and reservation that bound the lease still apply.
         let stashed = mine && self.settings.stash_agent_options && r.rai.is_none();
         let classes = if stashed { b.classes } else { r.classes };
+        let info = self.client_info(r, if mine { &b.info } else { &ClientInfo::EMPTY });
         let reservation = if stashed {
             reserved_for
         } else {
             reservation_for(r, s, want)
         };
-        if let Some(remaining) = self.cached_lease(&b, s, mine, r.now) {
+        // A lease whose client now says something else of itself is granted anew (journaled,
+        // told to the partner).
+        if let Some(remaining) = self
+            .cached_lease(&b, s, mine, r.now)
+            .filter(|_| info == b.info)
+        {
             // Early renewal: the unchanged lease again, nothing to journal (Kea's lease caching).
             shard.set(at.slot, Binding { cltt: r.now, ..b });
             drop(shard);
@@ -170,8 +171,12 @@ impl Engine {
             r.now + Time::from(valid),
             valid,
         );
-        if binding.classes != classes || sent.is_some_and(|pet| pet > binding.partner_sent) {
+        if binding.classes != classes
+            || binding.info != info
+            || sent.is_some_and(|pet| pet > binding.partner_sent)
+        {
             binding.classes = classes;
+            binding.info = info;
             binding.partner_sent =
                 sent.map_or(binding.partner_sent, |pet| pet.max(binding.partner_sent));
             binding = shard.set(at.slot, binding);
@@ -192,6 +197,33 @@ impl Engine {
             reservation,
         };
         self.reply(r, &spec, tx, Some(event))
+    }
+
+    /// The scope on `scope`'s link and the pool slot of the address the client wants; `Err`
+    /// names the scope to refuse it in if there is none.
+    fn locate_wanted<'s>(
+        &'s self,
+        scope: &'s Scope,
+        want: Ipv4Addr,
+    ) -> Result<(&'s Scope, Loc), &'s Scope> {
+        let link = self.link(scope);
+        let s = link
+            .iter()
+            .map(|id| self.scope(*id))
+            .find(|s| s.subnet.contains(want))
+            .ok_or(scope)?;
+        let (p, at) = s.locate(want).ok_or(s)?;
+        Ok((s, Loc::new(s.id, p, at)))
+    }
+
+    /// What the lease keeps of the request's client (see [`ClientInfo::capture`]), counting
+    /// a grant whose options did not all fit.
+    fn client_info(&self, r: &Request<'_, '_>, previous: &ClientInfo) -> ClientInfo {
+        let (info, left_out) = ClientInfo::capture(r.msg, previous);
+        if left_out {
+            self.info_left_out.fetch_add(1, Ordering::Relaxed);
+        }
+        info
     }
 
     /// The lease to grant on `b` now, and with a partner the potential expiration to send.

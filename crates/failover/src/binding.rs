@@ -370,6 +370,9 @@ pub struct Binding {
     pub client_last_transaction: Option<Time>,
     /// IP flags (bit 0 RESERVED, bit 1 BOOTP); sent only when non-zero, as ISC does.
     pub ip_flags: u16,
+    /// Client-request-options as on the wire (D12 §12.8): the DHCP magic cookie, then options
+    /// the client sent (its names, vendor class, the relay's option 82). ISC sends none.
+    pub client_request_options: Option<Box<[u8]>>,
 }
 
 impl Binding {
@@ -385,6 +388,7 @@ impl Binding {
             start_time_of_state: 0,
             client_last_transaction: None,
             ip_flags: 0,
+            client_request_options: None,
         }
     }
 
@@ -405,6 +409,7 @@ impl Binding {
             start_time_of_state: local(update.start_time_of_state),
             client_last_transaction: update.client_last_transaction.map(|t| local(Some(t))),
             ip_flags: update.ip_flags.unwrap_or(0),
+            client_request_options: update.client_request_options.map(Box::from),
         }
     }
 
@@ -423,6 +428,7 @@ impl Binding {
         u.start_time_of_state = Some(wire(self.start_time_of_state));
         u.client_last_transaction = self.client_last_transaction.map(wire);
         u.ip_flags = (self.ip_flags != 0).then_some(self.ip_flags);
+        u.client_request_options = self.client_request_options.as_deref();
         u
     }
 }

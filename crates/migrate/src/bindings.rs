@@ -132,6 +132,7 @@ pub fn binding_event(
             classes: lease.classes.unwrap_or(0),
             // The engine stamps the address's next version when it installs the lease.
             version: 0,
+            info: peregrine_engine::ClientInfo::EMPTY,
         },
     })
 }

@@ -178,6 +178,7 @@ fn submitter(
                     partner_acked: 0,
                     classes: 0,
                     version: 1,
+                    info: peregrine_engine::ClientInfo::EMPTY,
                 },
             };
             if let Some(seq) = side.submit(&event) {

@@ -147,6 +147,7 @@ fn write_snapshot(dir: &Path, engine: &Engine, n: u32) -> u64 {
                 partner_acked: 0,
                 classes: 0,
                 version: 3,
+                info: peregrine_engine::ClientInfo::EMPTY,
             },
         };
         encode(&event, &mut record);

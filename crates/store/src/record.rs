@@ -266,6 +266,7 @@ pub fn decode(record: &[u8; RECORD_LEN]) -> Result<BindingEvent, FormatError> {
             partner_acked: u64::from_le_bytes(le(&p, PARTNER_ACKED)),
             classes: u32::from_le_bytes(le(&p, CLASSES)),
             version: u32::from_le_bytes(le(&p, BINDING_VERSION)),
+            info: peregrine_engine::ClientInfo::EMPTY,
         },
     })
 }

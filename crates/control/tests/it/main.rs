@@ -526,6 +526,8 @@ fn pools_and_leases_are_served_as_json() {
             "client": { "kind": "hardware", "key": "0102cc00000001" },
             "expires": NOW + 3600,
             "cltt": NOW,
+            // The relay's option 82 of the granted request.
+            "circuit_id": "olt-1/1",
         })
     );
 

@@ -16,7 +16,7 @@ use peregrine_failover::message::RejectReason;
 use peregrine_failover::{BindingStatus, Config, Role, ServerState, Session};
 use peregrine_wire::dhcp::MessageType;
 
-use crate::support::{Client, SERVER, Sim, T0, engine, lab_config};
+use crate::support::{Client, SERVER, Sim, T0, engine, lab_config, meta};
 
 const MCLT: u32 = 30;
 
@@ -531,4 +531,52 @@ fn a_scope_served_alone_answers_in_every_state_and_the_partner_never_hears_of_it
     let moved = primary.balance_pools(T0);
     assert_eq!(moved.len(), 50);
     assert!(moved.iter().all(|e| !alone(e.address)));
+}
+
+/// The draft's client-request-options (D12 §7.1.1): what a client said of itself (its name,
+/// vendor class, the relay's option 82) reaches the partner with its lease, so that either
+/// server's lease list shows it and the partner keeps it through a renewal without the relay.
+#[test]
+fn the_partner_learns_what_the_client_said_of_itself() {
+    let mut pair = [Side::new(Role::Primary), Side::new(Role::Secondary)];
+    for side in &mut pair {
+        side.journal.confirmed = u64::MAX;
+    }
+    run(&mut pair, T0, 10);
+    assert_eq!(pair[0].driver.session().state(), ServerState::Normal);
+    let now = T0 + 10;
+    let m = meta(&pair[0].engine);
+    let mut tx = vec![0u8; 1500];
+    // A client of the primary's hash buckets, behind a relay, with a name and a vendor class.
+    let (c, addr) = (0..64)
+        .find_map(|n| {
+            let mut c = Client::new(n).relayed([10, 200, 0, 1], b"olt-2/1/1:9");
+            c.hostname = Some(b"cpe-9".to_vec());
+            c.vendor_class = Some(b"acme-ont".to_vec());
+            let v = pair[0].engine.handle(now, &m, &c.discover(), &mut tx);
+            matches!(v, Verdict::Reply { .. }).then(|| {
+                (
+                    c,
+                    peregrine_wire::dhcp::DhcpMessage::parse(&tx)
+                        .unwrap()
+                        .packet()
+                        .yiaddr(),
+                )
+            })
+        })
+        .expect("a client of the primary");
+    let v = pair[0]
+        .engine
+        .handle(now, &m, &c.select(addr, SERVER), &mut tx);
+    let Verdict::Defer { event, .. } = v else {
+        panic!("{v:?}");
+    };
+    pair[0].driver.send(&event);
+    run(&mut pair, now, 5);
+    let (_, b) = pair[1].engine.binding(addr).unwrap();
+    assert_eq!(b.state, BindingState::Active);
+    assert_eq!(b.info, event.binding.info);
+    assert_eq!(b.info.host_name(), Some(&b"cpe-9"[..]));
+    assert_eq!(b.info.vendor_class(), Some(&b"acme-ont"[..]));
+    assert!(b.info.relay_agent_info().is_some());
 }

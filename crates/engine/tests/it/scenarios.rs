@@ -619,6 +619,7 @@ fn an_imported_lease_is_honoured_when_its_client_rebinds() {
             partner_acked: 0,
             classes: 0,
             version: 0,
+            info: peregrine_engine::ClientInfo::EMPTY,
         },
     };
     sim.engine.restore(&event).unwrap();
@@ -730,6 +731,55 @@ fn stash_agent_options_keeps_class_and_reservation_options_on_unicast_renewal() 
             assert_eq!((domain, host), (None, None));
         }
     }
+}
+
+/// A lease keeps what its client said of itself (host name, vendor class) and the relay's
+/// option 82 of the request that bound it; a unicast renewal, which carries no option 82 and
+/// here no name, keeps them; a new name is a change (journaled, not answered from the lease
+/// cache); another client given the address later inherits none of it.
+#[test]
+fn a_lease_keeps_the_clients_names_and_the_relays_information() {
+    let mut sim = Sim::new(&lab_config());
+    let mut sub = Client::new(51).relayed([10, 201, 0, 1], b"olt-1/1/1:7");
+    sub.hostname = Some(b"cpe-51".to_vec());
+    sub.vendor_class = Some(b"acme-ont".to_vec());
+    let addr = sim.dora(&sub);
+    let info = sim.engine.binding(addr).unwrap().1.info;
+    assert_eq!(info.host_name(), Some(&b"cpe-51"[..]));
+    assert_eq!(info.vendor_class(), Some(&b"acme-ont"[..]));
+    let rai = info.relay_agent_info().unwrap();
+    assert!(rai.windows(11).any(|w| w == b"olt-1/1/1:7"), "{info:?}");
+
+    let mut direct = Client::new(51);
+    direct.vendor_class = sub.vendor_class.clone();
+    sim.advance(2000);
+    let v = sim.send(&direct.renew(addr));
+    assert_eq!(journaled(&v).binding.info, info);
+
+    // Ten seconds later a renewal would come from the lease cache, but the name changed.
+    direct.hostname = Some(b"cpe-51b".to_vec());
+    sim.advance(10);
+    let v = sim.send(&direct.renew(addr));
+    let renamed = journaled(&v).binding.info;
+    assert_eq!(renamed.host_name(), Some(&b"cpe-51b"[..]));
+    assert_eq!(renamed.relay_agent_info(), Some(rai));
+
+    sim.send(&direct.release(addr, SERVER));
+    let other = Client::new(52).relayed([10, 201, 0, 1], b"olt-1/1/2:1");
+    let v = sim.send(&other.select(addr, SERVER));
+    assert_eq!(
+        sim.reply(&v).message_type(),
+        Some(MessageType::Ack),
+        "{v:?}"
+    );
+    let info = sim.engine.binding(addr).unwrap().1.info;
+    assert_eq!(info.host_name(), None);
+    assert!(
+        info.relay_agent_info()
+            .unwrap()
+            .windows(11)
+            .any(|w| w == b"olt-1/1/2:1")
+    );
 }
 
 /// The journal change a verdict carries.

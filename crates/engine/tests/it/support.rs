@@ -64,6 +64,8 @@ pub(crate) struct Client {
     pub(crate) relay_info: Vec<(u8, Vec<u8>)>,
     pub(crate) prl: Vec<u8>,
     pub(crate) vendor_class: Option<Vec<u8>>,
+    /// Option 12, if the client sends its name.
+    pub(crate) hostname: Option<Vec<u8>>,
     pub(crate) broadcast: bool,
     pub(crate) xid: u32,
     /// Seconds since the client began (BOOTP `secs`).
@@ -80,6 +82,7 @@ impl Client {
             relay_info: vec![],
             prl: vec![opt::SUBNET_MASK, opt::ROUTER, opt::DNS_SERVERS],
             vendor_class: None,
+            hostname: None,
             broadcast: false,
             xid: n,
             secs: 0,
@@ -141,6 +144,9 @@ impl Client {
         }
         if let Some(v) = &self.vendor_class {
             w.option(opt::VENDOR_CLASS, v).unwrap();
+        }
+        if let Some(name) = &self.hostname {
+            w.option(opt::HOSTNAME, name).unwrap();
         }
         if !self.relay_info.is_empty() {
             let mut rai = [0u8; 255];

@@ -69,6 +69,7 @@ fn bindings(engine: &peregrine_engine::Engine) -> Vec<BindingEvent> {
             classes: u32::from(last) % 3,
             // A fresh engine stamps an installed binding as the address's first version.
             version: 1,
+            info: peregrine_engine::ClientInfo::EMPTY,
         },
     };
     vec![

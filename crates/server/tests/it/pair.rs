@@ -258,8 +258,8 @@ fn mac_text(mac: [u8; 6]) -> String {
     mac.map(|b| format!("{b:02x}")).join(":")
 }
 
-/// The binding `/v1/leases/IP` shows on the server in `ns`: (state, mac).
-fn binding(ns: &Netns, addr: Ipv4Addr) -> Option<(String, String)> {
+/// `/v1/leases/IP` on the server in `ns`.
+fn lease_view(ns: &Netns, addr: Ipv4Addr) -> Option<serde_json::Value> {
     let url = format!("http://127.0.0.1:9167/v1/leases/{addr}");
     let body = ns.enter(|| {
         ureq::get(&url)
@@ -269,12 +269,30 @@ fn binding(ns: &Netns, addr: Ipv4Addr) -> Option<(String, String)> {
             .read_to_string()
             .ok()
     })?;
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    serde_json::from_str(&body).ok()
+}
+
+/// The binding `/v1/leases/IP` shows on the server in `ns`: (state, mac).
+fn binding(ns: &Netns, addr: Ipv4Addr) -> Option<(String, String)> {
+    let v = lease_view(ns, addr)?;
     Some((
         v["state"].as_str()?.to_owned(),
         v["mac"].as_str()?.to_owned(),
     ))
 }
+
+/// What the server in `ns` shows the client of `addr` said of itself: (host name, vendor
+/// class).
+fn said(ns: &Netns, addr: Ipv4Addr) -> Option<(String, String)> {
+    let v = lease_view(ns, addr)?;
+    Some((
+        v["hostname"].as_str()?.to_owned(),
+        v["vendor_class"].as_str()?.to_owned(),
+    ))
+}
+
+/// What every dhclient of the pair tests says of itself.
+const SAID: (&str, &str) = ("pair-client", "peregrine-test-cpe");
 
 #[test]
 fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
@@ -301,6 +319,18 @@ fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
     }
     let events = path("events");
     client_files(dir, &events);
+    // Each client names itself and its vendor class: both servers must show them.
+    let conf = path("dhclient.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "{text}send host-name \"{}\";\nsend vendor-class-identifier \"{}\";\n",
+            SAID.0, SAID.1
+        ),
+    )
+    .unwrap();
+    let said_by_client = Some((SAID.0.to_owned(), SAID.1.to_owned()));
     let mut servers = Vec::new();
     for (i, mac) in macs.iter().enumerate() {
         let (_, addr, server) = lease(&clients, &dhclient, dir, i, lines(&events));
@@ -312,6 +342,7 @@ fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
                 binding(ns, addr).filter(|(state, m)| state == "active" && *m == mac)
             });
             assert_eq!(seen.1, mac);
+            assert_eq!(said(ns, addr), said_by_client, "c{i}'s {addr} at the {who}");
         }
     }
     // Every lease was replicated and acknowledged: the replication lag is measured.
@@ -361,6 +392,7 @@ fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
             Some(("active".to_owned(), mac_text(*mac))),
             "c{i}'s {addr} recovered by the secondary"
         );
+        assert_eq!(said(&b, *addr), said_by_client, "c{i}'s {addr} recovered");
     }
     // Every client rebooting asks for its address again (INIT-REBOOT): the pair confirms it.
     for (i, addr) in leased.iter().enumerate() {

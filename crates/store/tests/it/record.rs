@@ -50,7 +50,7 @@ prop_compose! {
         BindingEvent {
             scope: ScopeId(scope),
             address: Ipv4Addr::from_bits(address),
-            binding: Binding { client, mac, state, expires, cltt, granted, partner_sent, partner_acked, classes, version },
+            binding: Binding { client, mac, state, expires, cltt, granted, partner_sent, partner_acked, classes, version, info: peregrine_engine::ClientInfo::EMPTY },
         }
     }
 }

@@ -66,6 +66,7 @@ pub(crate) fn event(n: u32, worker: u16) -> BindingEvent {
             partner_acked: u64::from(n) * 2,
             classes: n,
             version: n / 3 + 1,
+            info: peregrine_engine::ClientInfo::EMPTY,
         },
     }
 }
