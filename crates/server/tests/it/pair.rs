@@ -294,6 +294,20 @@ fn said(ns: &Netns, addr: Ipv4Addr) -> Option<(String, String)> {
 /// What every dhclient of the pair tests says of itself.
 const SAID: (&str, &str) = ("pair-client", "peregrine-test-cpe");
 
+/// Makes the dhclients of `dir` (see `client_files`) send [`SAID`].
+fn name_clients(dir: &Path) {
+    let conf = dir.join("dhclient.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "{text}send host-name \"{}\";\nsend vendor-class-identifier \"{}\";\n",
+            SAID.0, SAID.1
+        ),
+    )
+    .unwrap();
+}
+
 #[test]
 fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
     let test = "pair_replication";
@@ -320,16 +334,7 @@ fn clients_lease_from_the_pair_and_each_server_knows_every_lease() {
     let events = path("events");
     client_files(dir, &events);
     // Each client names itself and its vendor class: both servers must show them.
-    let conf = path("dhclient.conf");
-    let text = std::fs::read_to_string(&conf).unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "{text}send host-name \"{}\";\nsend vendor-class-identifier \"{}\";\n",
-            SAID.0, SAID.1
-        ),
-    )
-    .unwrap();
+    name_clients(dir);
     let said_by_client = Some((SAID.0.to_owned(), SAID.1.to_owned()));
     let mut servers = Vec::new();
     for (i, mac) in macs.iter().enumerate() {
@@ -885,6 +890,8 @@ fn clients_of_a_peregrine_and_isc_pair_are_known_to_both() {
         });
         let events = path("events");
         client_files(dir, &events);
+        // Our updates then carry client-request-options, which ISC takes and ignores.
+        name_clients(dir);
         let mut answered = Vec::new();
         for (i, mac) in macs.iter().enumerate() {
             let (_, addr, server) = lease(&clients, &dhclient, dir, i, lines(&events));
