@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use crate::dir::{sync_dir, unix_now};
 use crate::error::{StoreError, io_at};
 use crate::files::{Layout, snapshot_paths};
-use crate::record::{FormatError, HEADER_LEN, RECORD_LEN, decode, decode_header, encode_header};
+use crate::record::{
+    FormatError, HEADER_LEN, RECORD_LEN, VERSION, decode_header, decode_version, encode,
+    encode_header, record_len,
+};
 
 /// What one compaction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +56,7 @@ pub(crate) fn compact(
     let Some(&(last, _)) = layout.sealed.iter().rfind(|(n, _)| *n <= through) else {
         return Ok(None);
     };
-    // Address -> newest record, kept encoded: 93 bytes per address, nothing decoded twice.
+    // Address -> newest record, kept encoded (RECORD_LEN bytes per address), nothing decoded twice.
     let mut newest: HashMap<u32, (u32, [u8; RECORD_LEN])> = HashMap::new();
     let mut read = 0u64;
     for (_, path) in &inputs {
@@ -115,16 +118,27 @@ fn fold(
     let mut header = [0u8; HEADER_LEN];
     let head = &mut header[..len.min(HEADER_LEN as u64) as usize];
     input.read_exact(head).map_err(io_at(path))?;
-    decode_header(head).map_err(|reason| corrupt(0, reason))?;
+    let format = decode_header(head)
+        .map_err(|reason| corrupt(0, reason))?
+        .version;
+    let record_len = record_len(format);
     let mut at = HEADER_LEN as u64;
-    let mut record = [0u8; RECORD_LEN];
+    let mut buffer = [0u8; RECORD_LEN];
     let mut count = 0;
     while at < len {
-        if len - at < RECORD_LEN as u64 {
+        if len - at < record_len as u64 {
             return Err(corrupt(at, FormatError::Truncated));
         }
-        input.read_exact(&mut record).map_err(io_at(path))?;
-        let event = decode(&record).map_err(|reason| corrupt(at, reason))?;
+        input
+            .read_exact(&mut buffer[..record_len])
+            .map_err(io_at(path))?;
+        let event =
+            decode_version(format, &buffer[..record_len]).map_err(|reason| corrupt(at, reason))?;
+        // An older format's record is kept as this build writes it: the snapshot is current.
+        let mut record = buffer;
+        if format != VERSION {
+            encode(&event, &mut record);
+        }
         let version = event.binding.version;
         newest
             .entry(event.address.to_bits())
@@ -135,7 +149,7 @@ fn fold(
             })
             .or_insert((version, record));
         count += 1;
-        at += RECORD_LEN as u64;
+        at += record_len as u64;
     }
     Ok(count)
 }

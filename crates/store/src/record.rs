@@ -8,18 +8,21 @@
 //! record:  length u32 | CRC32 u32 of the payload | payload
 //! ```
 //!
-//! Every integer is little-endian. A version 2 payload is one [`BindingEvent`] in
+//! Every integer is little-endian. A version 3 payload is one [`BindingEvent`] in
 //! [`PAYLOAD_LEN`] bytes:
 //!
 //! ```text
 //! scope u16 | address u32 | state u8 (BindingState in declaration order, Free = 0 … Backup = 8)
 //! | client key kind u8 (0xff: no client) | key length u8 | key bytes, 30, zero-padded
 //! | mac 6 | expires u64 | cltt u64 | granted u32 | partner_sent u64 | partner_acked u64 | classes u32
-//! | binding version u32
+//! | binding version u32 | client options length u8 | client options, 128, zero-padded
 //! ```
 //!
-//! Version 1 lacked the binding version (the per-address change counter that orders changes
-//! which reached the journal through different worker queues); it was never released.
+//! The client options are the binding's [`ClientInfo`] (DHCP options: code, length, data).
+//! Version 2 ended before them ([`VERSION_2`], 89-byte payloads); this build still reads it,
+//! and recovery seals a version 2 journal so that new records go to a version 3 one. Version 1
+//! lacked the binding version (the per-address change counter that orders changes which
+//! reached the journal through different worker queues); it was never released.
 //!
 //! so every record has the same size ([`RECORD_LEN`]): recovery can step over a damaged
 //! record to see whether intact ones follow it, which is what tells a write cut short by a
@@ -31,18 +34,33 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use peregrine_engine::{Binding, BindingEvent, BindingState, ClientKey, ScopeId};
+use peregrine_engine::{
+    Binding, BindingEvent, BindingState, CLIENT_INFO_ROOM, ClientInfo, ClientKey, ScopeId,
+};
 
 /// The first bytes of every journal file.
 pub const MAGIC: [u8; 8] = *b"PGRJRNL\0";
-/// The format this build writes, and the only one it reads.
-pub const VERSION: u16 = 2;
+/// The format this build writes.
+pub const VERSION: u16 = 3;
+/// The format before client options were kept, which this build reads too.
+pub const VERSION_2: u16 = 2;
 /// Bytes of the file header.
 pub const HEADER_LEN: usize = 24;
-/// Bytes of one version 1 payload (one binding change).
-pub const PAYLOAD_LEN: usize = 89;
+/// Bytes of one version 2 payload.
+const PAYLOAD_LEN_2: usize = 89;
+/// Bytes of one version 3 payload (one binding change).
+pub const PAYLOAD_LEN: usize = PAYLOAD_LEN_2 + 1 + CLIENT_INFO_ROOM;
 /// Bytes of one record: length, CRC, payload.
 pub const RECORD_LEN: usize = 8 + PAYLOAD_LEN;
+
+/// Bytes of one record of a file of format `version` (one [`decode_header`] accepted).
+pub const fn record_len(version: u16) -> usize {
+    if version == VERSION_2 {
+        8 + PAYLOAD_LEN_2
+    } else {
+        RECORD_LEN
+    }
+}
 
 /// Client key kind written when the binding has no client.
 const NO_CLIENT: u8 = 0xff;
@@ -64,12 +82,15 @@ const PARTNER_SENT: usize = GRANTED + 4; // u64
 const PARTNER_ACKED: usize = PARTNER_SENT + 8; // u64
 const CLASSES: usize = PARTNER_ACKED + 8; // u32
 const BINDING_VERSION: usize = CLASSES + 4; // u32
-const _: () = assert!(BINDING_VERSION + 4 == PAYLOAD_LEN);
+const INFO_LEN: usize = BINDING_VERSION + 4; // u8
+const INFO: usize = INFO_LEN + 1; // CLIENT_INFO_ROOM bytes, zero-padded
+const _: () = assert!(INFO_LEN == PAYLOAD_LEN_2);
+const _: () = assert!(INFO + CLIENT_INFO_ROOM == PAYLOAD_LEN);
 
 /// What a journal file's header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileHeader {
-    /// Format version ([`VERSION`] for every file this build accepts).
+    /// Format version: [`VERSION`], or [`VERSION_2`] (read, never written).
     pub version: u16,
     /// When the file was started, in seconds since the UNIX epoch.
     pub created: u64,
@@ -101,6 +122,8 @@ pub enum FormatError {
         /// The length byte.
         len: u8,
     },
+    /// A payload's client options are not a well-formed list of options.
+    ClientInfo,
 }
 
 impl FormatError {
@@ -121,13 +144,14 @@ impl fmt::Display for FormatError {
             FormatError::Magic => f.write_str("not a Peregrine journal (bad magic bytes)"),
             FormatError::Version(v) => write!(
                 f,
-                "journal format version {v}, but this build reads only version {VERSION} \
-                 (written by another Peregrine version?)"
+                "journal format version {v}, but this build reads only versions {VERSION_2} \
+                 and {VERSION} (written by a newer Peregrine?)"
             ),
             FormatError::HeaderChecksum => f.write_str("header checksum does not match"),
             FormatError::Length(n) => write!(
                 f,
-                "record length {n} is impossible (version {VERSION} records carry {PAYLOAD_LEN} bytes)"
+                "record length {n} is impossible (version {VERSION} records carry {PAYLOAD_LEN} \
+                 bytes, version {VERSION_2} {PAYLOAD_LEN_2})"
             ),
             FormatError::Checksum => f.write_str("record checksum does not match"),
             FormatError::Truncated => f.write_str("the file ends inside a record"),
@@ -136,6 +160,9 @@ impl fmt::Display for FormatError {
                 f,
                 "record holds a client key of kind {kind} and length {len}, which no Peregrine writes"
             ),
+            FormatError::ClientInfo => {
+                f.write_str("record holds client options that are not a list of options")
+            }
         }
     }
 }
@@ -169,7 +196,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<FileHeader, FormatError> {
     // The version is checked before the checksum: a later version may lay out the rest of its
     // header differently, and "unknown version" is what the operator needs to hear.
     let version = u16::from_le_bytes(le(h, 8));
-    if version != VERSION {
+    if version != VERSION && version != VERSION_2 {
         return Err(FormatError::Version(version));
     }
     if crc32fast::hash(&h[..20]) != u32::from_le_bytes(le(h, 20)) {
@@ -211,6 +238,10 @@ pub fn encode(event: &BindingEvent, out: &mut [u8; RECORD_LEN]) {
     p[PARTNER_ACKED..PARTNER_ACKED + 8].copy_from_slice(&b.partner_acked.to_le_bytes());
     p[CLASSES..CLASSES + 4].copy_from_slice(&b.classes.to_le_bytes());
     p[BINDING_VERSION..BINDING_VERSION + 4].copy_from_slice(&b.version.to_le_bytes());
+    // At most CLIENT_INFO_ROOM bytes, which fits the length byte.
+    let info = b.info.as_bytes();
+    p[INFO_LEN] = u8::try_from(info.len()).unwrap_or(u8::MAX);
+    p[INFO..INFO + info.len()].copy_from_slice(info);
     let crc = crc32fast::hash(&out[8..]);
     out[..4].copy_from_slice(&(PAYLOAD_LEN as u32).to_le_bytes());
     out[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -222,12 +253,23 @@ pub fn encode(event: &BindingEvent, out: &mut [u8; RECORD_LEN]) {
 /// is looked at; a payload that passes its CRC but names an unknown state or client key kind
 /// is refused, never mapped to something else.
 pub fn decode(record: &[u8; RECORD_LEN]) -> Result<BindingEvent, FormatError> {
+    decode_version(VERSION, record)
+}
+
+/// [`decode`] for a record of a file of format `version`: `record` holds
+/// [`record_len`]`(version)` bytes.
+pub fn decode_version(version: u16, record: &[u8]) -> Result<BindingEvent, FormatError> {
+    if record.len() != record_len(version) {
+        return Err(FormatError::Length(
+            u32::try_from(record.len().saturating_sub(8)).unwrap_or(u32::MAX),
+        ));
+    }
     let len = u32::from_le_bytes(le(record, 0));
-    if len as usize != PAYLOAD_LEN {
+    if len as usize != record_len(version) - 8 {
         return Err(FormatError::Length(len));
     }
-    let p: [u8; PAYLOAD_LEN] = le(record, 8);
-    if crc32fast::hash(&p) != u32::from_le_bytes(le(record, 4)) {
+    let p = &record[8..];
+    if crc32fast::hash(p) != u32::from_le_bytes(le(record, 4)) {
         return Err(FormatError::Checksum);
     }
     let state = match p[STATE] {
@@ -253,26 +295,34 @@ pub fn decode(record: &[u8; RECORD_LEN]) -> Result<BindingEvent, FormatError> {
         }
     };
     Ok(BindingEvent {
-        scope: ScopeId(u16::from_le_bytes(le(&p, SCOPE))),
-        address: Ipv4Addr::from_bits(u32::from_le_bytes(le(&p, ADDRESS))),
+        scope: ScopeId(u16::from_le_bytes(le(p, SCOPE))),
+        address: Ipv4Addr::from_bits(u32::from_le_bytes(le(p, ADDRESS))),
         binding: Binding {
             client,
-            mac: le(&p, MAC),
+            mac: le(p, MAC),
             state,
-            expires: u64::from_le_bytes(le(&p, EXPIRES)),
-            cltt: u64::from_le_bytes(le(&p, CLTT)),
-            granted: u32::from_le_bytes(le(&p, GRANTED)),
-            partner_sent: u64::from_le_bytes(le(&p, PARTNER_SENT)),
-            partner_acked: u64::from_le_bytes(le(&p, PARTNER_ACKED)),
-            classes: u32::from_le_bytes(le(&p, CLASSES)),
-            version: u32::from_le_bytes(le(&p, BINDING_VERSION)),
-            info: peregrine_engine::ClientInfo::EMPTY,
+            expires: u64::from_le_bytes(le(p, EXPIRES)),
+            cltt: u64::from_le_bytes(le(p, CLTT)),
+            granted: u32::from_le_bytes(le(p, GRANTED)),
+            partner_sent: u64::from_le_bytes(le(p, PARTNER_SENT)),
+            partner_acked: u64::from_le_bytes(le(p, PARTNER_ACKED)),
+            classes: u32::from_le_bytes(le(p, CLASSES)),
+            version: u32::from_le_bytes(le(p, BINDING_VERSION)),
+            info: if version == VERSION_2 {
+                ClientInfo::EMPTY
+            } else {
+                let n = usize::from(p[INFO_LEN]);
+                p.get(INFO..INFO + n)
+                    .filter(|_| n <= CLIENT_INFO_ROOM)
+                    .and_then(ClientInfo::from_options)
+                    .ok_or(FormatError::ClientInfo)?
+            },
         },
     })
 }
 
-/// The `N` bytes of `bytes` at `at`. Every call site passes constant offsets inside a
-/// fixed-size array, so the slice is always in bounds.
+/// The `N` bytes of `bytes` at `at`. Every call site passes constant offsets inside a record
+/// whose length was checked, so the slice is always in bounds.
 fn le<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(&bytes[at..at + N]);

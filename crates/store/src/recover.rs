@@ -20,7 +20,11 @@ use peregrine_engine::BindingEvent;
 use crate::dir::{self, JOURNAL, LeaseDir, sync_dir, truncate, unix_now, write_atomically};
 use crate::error::{StoreError, io_at};
 use crate::files::Layout;
-use crate::record::{FormatError, HEADER_LEN, RECORD_LEN, decode, decode_header, encode_header};
+use crate::files::sealed_path;
+use crate::record::{
+    FormatError, HEADER_LEN, RECORD_LEN, VERSION_2, decode_header, decode_version, encode_header,
+    record_len,
+};
 
 /// What [`LeaseDir::recover`] read.
 #[derive(Debug, Default)]
@@ -117,7 +121,19 @@ impl LeaseDir {
         if torn > 0 {
             truncate(&path, scan.valid_len)?;
         }
-        self.set_recovered(scan.valid_len, layout.next_segment());
+        let mut next_segment = layout.next_segment();
+        let mut journal_len = scan.valid_len;
+        if scan.version == VERSION_2 {
+            // New records are version 3: the old journal becomes a sealed segment (read as
+            // version 2, folded into the next snapshot) and a new journal starts. A crash in
+            // between leaves no journal, and opening the directory starts one.
+            std::fs::rename(&path, sealed_path(self.path(), next_segment)).map_err(io_at(&path))?;
+            sync_dir(self.path())?;
+            write_atomically(&path, &encode_header(unix_now()))?;
+            next_segment += 1;
+            journal_len = HEADER_LEN as u64;
+        }
+        self.set_recovered(journal_len, next_segment);
         Ok(Recovered {
             events: Vec::new(),
             records: records + scan.records,
@@ -260,6 +276,8 @@ struct Scan {
     records: u64,
     /// The header's creation time (0 if the header is damaged).
     created: u64,
+    /// The header's format version (0 if the header is damaged).
+    version: u16,
     file_len: u64,
     /// Bytes of the header and the intact records before any damage: what survives a cut.
     valid_len: u64,
@@ -287,6 +305,7 @@ fn scan(path: &Path, apply: &mut dyn FnMut(&BindingEvent)) -> Result<Scan, Store
     let mut s = Scan {
         records: 0,
         created: 0,
+        version: 0,
         file_len,
         valid_len: 0,
         damage: None,
@@ -298,6 +317,7 @@ fn scan(path: &Path, apply: &mut dyn FnMut(&BindingEvent)) -> Result<Scan, Store
     match decode_header(head) {
         Ok(h) => {
             s.created = h.created;
+            s.version = h.version;
             s.valid_len = HEADER_LEN as u64;
         }
         Err(reason) => s.damage = Some((0, reason)),
@@ -306,21 +326,25 @@ fn scan(path: &Path, apply: &mut dyn FnMut(&BindingEvent)) -> Result<Scan, Store
     if at < HEADER_LEN as u64 {
         return Ok(s);
     }
-    let mut record = [0u8; RECORD_LEN];
-    while file_len - at >= RECORD_LEN as u64 {
-        input.read_exact(&mut record).map_err(io_at(path))?;
-        match (decode(&record), s.damage) {
+    // Records of a version 2 file are shorter; a damaged header leaves the version unknown,
+    // and the walk only counts what follows (at this build's length).
+    let len = record_len(s.version);
+    let mut buffer = [0u8; RECORD_LEN];
+    let record = &mut buffer[..len];
+    while file_len - at >= len as u64 {
+        input.read_exact(record).map_err(io_at(path))?;
+        match (decode_version(s.version, record), s.damage) {
             (Ok(event), None) => {
                 apply(&event);
                 s.records += 1;
-                s.valid_len = at + RECORD_LEN as u64;
+                s.valid_len = at + len as u64;
             }
             (Err(reason), None) => s.damage = Some((at, reason)),
             (Ok(_), Some(_)) => s.intact_after += 1,
             (Err(reason), Some(_)) if !reason.is_framing() => s.intact_after += 1,
             (Err(_), Some(_)) => {}
         }
-        at += RECORD_LEN as u64;
+        at += len as u64;
     }
     Ok(s)
 }

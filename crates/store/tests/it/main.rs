@@ -11,6 +11,7 @@ mod journal;
 mod record;
 mod recovery;
 mod support;
+mod upgrade;
 
 #[global_allocator]
 static GLOBAL: peregrine_testkit::CountingAllocator = peregrine_testkit::CountingAllocator;

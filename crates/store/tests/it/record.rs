@@ -111,6 +111,22 @@ fn unknown_states_and_client_keys_are_refused() {
         decode(&digest),
         Err(FormatError::ClientKey { kind: 2, len: 16 })
     );
+    // Client options (length at 89, options from 90): more than their room, or an option that
+    // runs past its length.
+    let named = {
+        let mut r = [0u8; RECORD_LEN];
+        encode(&event(1, 0), &mut r);
+        r
+    };
+    assert!(decode(&named).unwrap().binding.info.host_name().is_some());
+    assert_eq!(
+        decode(&rewritten(&named, 89, 129)),
+        Err(FormatError::ClientInfo)
+    );
+    assert_eq!(
+        decode(&rewritten(&named, 91, 200)),
+        Err(FormatError::ClientInfo)
+    );
     let mut long = record;
     long[..4].copy_from_slice(&(PAYLOAD_LEN as u32 + 1).to_le_bytes());
     assert_eq!(

@@ -176,10 +176,10 @@ fn a_bad_header_is_refused_and_repair_starts_an_empty_journal() {
     let tmp = TempDir::new("header");
     journal_changes(&tmp.0, 2);
     let mut bytes = std::fs::read(tmp.journal()).unwrap();
-    bytes[8] = 3;
+    bytes[8] = 4;
     std::fs::write(tmp.journal(), &bytes).unwrap();
-    let text = refused_at(&tmp, 0, FormatError::Version(3));
-    assert!(text.contains("version 3"), "{text}");
+    let text = refused_at(&tmp, 0, FormatError::Version(4));
+    assert!(text.contains("version 4"), "{text}");
 
     std::fs::write(tmp.journal(), b"not a journal at all").unwrap();
     refused_at(&tmp, 0, FormatError::Magic);

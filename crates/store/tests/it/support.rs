@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use peregrine_engine::{Binding, BindingEvent, BindingState, ClientKey, KeySecret, ScopeId};
+use peregrine_engine::{
+    Binding, BindingEvent, BindingState, ClientInfo, ClientKey, KeySecret, ScopeId,
+};
 use peregrine_store::{Durability, Journal, LeaseDir, WorkerJournal};
 
 /// First address of [`event`]'s numbering.
@@ -66,9 +68,23 @@ pub(crate) fn event(n: u32, worker: u16) -> BindingEvent {
             partner_acked: u64::from(n) * 2,
             classes: n,
             version: n / 3 + 1,
-            info: peregrine_engine::ClientInfo::EMPTY,
+            info: info(n, client.is_some()),
         },
     }
+}
+
+/// What client `n` said of itself: a name for every other client, and the relay's circuit.
+fn info(n: u32, client: bool) -> ClientInfo {
+    if !client || n.is_multiple_of(2) {
+        return ClientInfo::EMPTY;
+    }
+    let name = format!("cpe-{n}");
+    let circuit = format!("olt-1/{n}");
+    let mut options = vec![12, name.len() as u8];
+    options.extend(name.bytes());
+    options.extend([82, circuit.len() as u8 + 2, 1, circuit.len() as u8]);
+    options.extend(circuit.bytes());
+    ClientInfo::from_options(&options).unwrap()
 }
 
 /// The `n` that [`event`] was called with.
