@@ -4,9 +4,14 @@
 use std::net::Ipv4Addr;
 
 use peregrine_config::model::Config;
-use peregrine_engine::{Binding, BindingEvent, BindingState, Engine, RestoreError, ScopeId};
+use peregrine_engine::{
+    Binding, BindingEvent, BindingState, ClientInfo, Engine, RestoreError, ScopeId,
+};
 
 use crate::lease::{HwAddr, Lease, LeaseState, Record, Skipped};
+
+/// Option 12, host name (RFC 2132 §3.14).
+const HOST_NAME: u8 = 12;
 
 /// Client key kinds as [`peregrine_engine::ClientKey::to_raw`] reports them (the journal's
 /// codes).
@@ -132,9 +137,20 @@ pub fn binding_event(
             classes: lease.classes.unwrap_or(0),
             // The engine stamps the address's next version when it installs the lease.
             version: 0,
-            info: peregrine_engine::ClientInfo::EMPTY,
+            info: hostname_info(lease.hostname.as_deref()),
         },
     })
+}
+
+/// The client options a lease file's host name gives a binding: option 12, if it is a name a
+/// client could have sent (1 to 255 bytes; one longer than the binding's room is left out).
+fn hostname_info(hostname: Option<&str>) -> ClientInfo {
+    let Some(name) = hostname.filter(|n| !n.is_empty() && n.len() <= 255) else {
+        return ClientInfo::EMPTY;
+    };
+    let mut option = vec![HOST_NAME, name.len() as u8];
+    option.extend_from_slice(name.as_bytes());
+    ClientInfo::from_options(&option).unwrap_or(ClientInfo::EMPTY)
 }
 
 /// Maps every record and installs it in `engine` with [`Engine::restore`]: a lease for an
@@ -186,8 +202,8 @@ pub fn restore(
 /// Kept: address, state, hardware address (from the client key when the client is keyed
 /// by it, else the binding's MAC), client identifier (only when the key holds its bytes:
 /// an identifier longer than 30 bytes is kept as a digest and is lost here), times,
-/// failover times, classes. The subnet id is the scope's position in the configuration,
-/// from 1.
+/// failover times, classes, the host name the client sent. The subnet id is the scope's
+/// position in the configuration, from 1.
 pub fn lease_of(scope: ScopeId, address: Ipv4Addr, b: &Binding) -> Option<Lease> {
     let state = match b.state {
         BindingState::Free | BindingState::Offered => return None,
@@ -219,5 +235,9 @@ pub fn lease_of(scope: ScopeId, address: Ipv4Addr, b: &Binding) -> Option<Lease>
     l.partner_sent = Some(b.partner_sent);
     l.partner_acked = Some(b.partner_acked);
     l.classes = Some(b.classes);
+    l.hostname = b
+        .info
+        .host_name()
+        .map(|n| String::from_utf8_lossy(n).into_owned());
     Some(l)
 }

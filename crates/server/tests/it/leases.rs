@@ -226,7 +226,7 @@ fn a_directory_in_use_is_refused() {
 #[test]
 fn export_writes_back_what_import_wrote() {
     let s = Setup::new("export");
-    let rows = "10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0,\n\
+    let rows = "10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,cpe-10,0,\n\
                 10.0.0.11,02:00:00:00:00:02,01:02:00:00:00:00:02,600,1800000000,1,0,0,,1,\n";
     let input = s.file("kea.csv", &format!("{HEADER}\n{rows}"));
     let out = s.peregrine(&["import", "--format", "kea-csv"], Some(&input));
@@ -255,7 +255,8 @@ fn export_writes_back_what_import_wrote() {
         columns,
         [
             HEADER.rsplit_once(',').unwrap().0,
-            "10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0",
+            // The host name the client sent travels with its lease.
+            "10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,cpe-10,0",
             "10.0.0.11,02:00:00:00:00:02,,600,1800000000,1,0,0,,1",
         ]
     );
