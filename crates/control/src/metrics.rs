@@ -406,6 +406,20 @@ pub(crate) struct StatsCollector {
     probes_waiting: Family,
     pools: Family,
     uptime: Family,
+    options_left_out: Family,
+}
+
+/// The reply latency histogram's description.
+fn latency_desc() -> prometheus::Result<Desc> {
+    Desc::new(
+        "peregrine_reply_latency_seconds".into(),
+        "Time from a request leaving the receive ring to its reply being queued for sending, \
+         the wait for the journal included (merged over workers; published by each about once \
+         a second)."
+            .into(),
+        vec![],
+        HashMap::new(),
+    )
 }
 
 impl StatsCollector {
@@ -426,15 +440,7 @@ impl StatsCollector {
                 .iter()
                 .map(|&(name, help, kind, read)| Ok((Family::new(name, help, &[], kind)?, read)))
                 .collect::<prometheus::Result<_>>()?,
-            latency: Desc::new(
-                "peregrine_reply_latency_seconds".into(),
-                "Time from a request leaving the receive ring to its reply being queued for \
-                 sending, the wait for the journal included (merged over workers; published \
-                 by each about once a second)."
-                    .into(),
-                vec![],
-                HashMap::new(),
-            )?,
+            latency: latency_desc()?,
             held_replies: Family::new(
                 "peregrine_worker_held_replies",
                 "Replies waiting for the journal to commit their lease, by worker.",
@@ -505,6 +511,13 @@ impl StatsCollector {
                 "Seconds since the server started.",
                 &[],
                 Kind::Gauge,
+            )?,
+            options_left_out: Family::new(
+                "peregrine_client_options_left_out_total",
+                "Grants whose client options (host name, FQDN, vendor class, option 82) did not \
+                 all fit the 128 bytes a lease keeps: those left out are not kept or replicated.",
+                &[],
+                Kind::Counter,
             )?,
         })
     }
@@ -602,6 +615,7 @@ impl Collector for StatsCollector {
                 &self.probes_waiting,
                 &self.pools,
                 &self.uptime,
+                &self.options_left_out,
                 &self.held_replies,
                 &self.last_burst,
             ])
@@ -656,6 +670,10 @@ impl Collector for StatsCollector {
             self.uptime
                 .sample(&[], self.started.elapsed().as_secs_f64()),
         ]));
+        out.push(self.options_left_out.family(vec![
+                self.options_left_out
+                    .sample(&[], value(self.engine.client_options_left_out())),
+            ]));
         out.push(self.latency());
         out.push(self.per_worker(&self.held_replies, |w| w.held_replies.get()));
         out.push(self.per_worker(&self.last_burst, |w| w.last_burst.get()));

@@ -780,6 +780,17 @@ fn a_lease_keeps_the_clients_names_and_the_relays_information() {
             .windows(11)
             .any(|w| w == b"olt-1/1/2:1")
     );
+    assert_eq!(sim.engine.client_options_left_out(), 0);
+
+    // A vendor class too long for what is left of the room is left out whole, and counted.
+    let mut modem = Client::new(53).relayed([10, 201, 0, 1], b"cmts-1/0/1");
+    modem.hostname = Some(b"modem-53".to_vec());
+    modem.vendor_class = Some([b'd'; 120].to_vec());
+    let addr = sim.dora(&modem);
+    let info = sim.engine.binding(addr).unwrap().1.info;
+    assert_eq!(info.host_name(), Some(&b"modem-53"[..]));
+    assert_eq!(info.vendor_class(), None);
+    assert_eq!(sim.engine.client_options_left_out(), 1);
 }
 
 /// The journal change a verdict carries.
