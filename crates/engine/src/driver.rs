@@ -141,12 +141,15 @@ impl FailoverDriver {
         self.updates_sent
     }
 
-    /// Queues `event`'s update for the partner, if the partner shares its scope.
-    pub fn send(&mut self, event: &BindingEvent) {
-        if self.shared.get(usize::from(event.scope.0)) == Some(&true) {
+    /// Queues `event`'s update for the partner, if the partner shares its scope; returns
+    /// whether it did.
+    pub fn send(&mut self, event: &BindingEvent) -> bool {
+        let shared = self.shared.get(usize::from(event.scope.0)) == Some(&true);
+        if shared {
             self.session.send_update(event.partner_update());
             self.updates_sent += 1;
         }
+        shared
     }
 
     /// Queues every binding the engine holds for the partner.

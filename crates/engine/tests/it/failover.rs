@@ -513,7 +513,7 @@ fn a_scope_served_alone_answers_in_every_state_and_the_partner_never_hears_of_it
     };
     // Its bindings are not sent to the partner, nor taken from it.
     let mut driver = FailoverDriver::new(session(Role::Secondary), &secondary.engine);
-    driver.send(&event);
+    assert!(!driver.send(&event));
     assert_eq!(driver.updates_sent(), 0);
     let update = PartnerBinding::new(addr, BindingStatus::Free);
     assert_eq!(

@@ -398,10 +398,13 @@ impl Link {
             let Some(event) = self.queue.pop() else {
                 break;
             };
-            self.waiting
-                .entry(event.address)
-                .or_insert_with(Instant::now);
-            self.driver.send(&event);
+            // Only what goes to the partner waits for its acknowledgement (a scope served
+            // alone does not).
+            if self.driver.send(&event) {
+                self.waiting
+                    .entry(event.address)
+                    .or_insert_with(Instant::now);
+            }
             any = true;
         }
         any
