@@ -23,13 +23,27 @@ pub enum RestoreError {
     UnknownAddress(Ipv4Addr),
     /// Another client holds the address.
     Conflict(Ipv4Addr),
+    /// The client holds a lease on this other address of the scope, with a later last
+    /// transaction: the imported one is older, and not installed.
+    ClientHoldsNewer(Ipv4Addr),
+}
+
+/// What [`Engine::restore`] installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    /// The binding as stored (its version included: what to journal).
+    pub binding: Binding,
+    /// The client's older lease on another address of the scope, given up for this one: the
+    /// change to journal with it (one lease per client per scope, the newest by its last
+    /// transaction).
+    pub displaced: Option<BindingEvent>,
 }
 
 /// How [`Engine::install`] treats the binding already there.
-#[derive(Clone, Copy)]
-enum Install {
-    /// Another server's lease: refused if another client holds the address.
-    Import,
+enum Install<'d> {
+    /// Another server's lease: refused if another client holds the address; the client's
+    /// older lease on another address of the scope, given up, is put here.
+    Import(&'d mut Option<BindingEvent>),
     /// A failover partner's update, already judged by the draft's acceptance rules.
     Partner,
     /// A journal record: applied if its version is newer.
@@ -237,10 +251,17 @@ impl Engine {
 
     /// Installs an imported binding (another server's lease) as the address's next version,
     /// and returns it as stored (version included: what to journal). An address another
-    /// client holds is reported as a conflict and left alone.
-    pub fn restore(&self, event: &BindingEvent) -> Result<Binding, RestoreError> {
-        self.install(event, Install::Import)
-            .map(|stored| stored.unwrap_or(event.binding))
+    /// client holds is reported as a conflict and left alone. A client keeps one lease per
+    /// scope: of an active lease here and one imported on another address, the later by last
+    /// transaction time stays, and the other is refused ([`RestoreError::ClientHoldsNewer`])
+    /// or given up ([`Imported::displaced`]).
+    pub fn restore(&self, event: &BindingEvent) -> Result<Imported, RestoreError> {
+        let mut displaced = None;
+        let stored = self.install(event, Install::Import(&mut displaced))?;
+        Ok(Imported {
+            binding: stored.unwrap_or(event.binding),
+            displaced,
+        })
     }
 
     /// Replays a binding change from the journal: it replaces the address's binding if its
@@ -253,7 +274,11 @@ impl Engine {
     }
 
     /// Installs `event`'s binding; returns it as stored, or `None` for a stale replay.
-    fn install(&self, event: &BindingEvent, how: Install) -> Result<Option<Binding>, RestoreError> {
+    fn install(
+        &self,
+        event: &BindingEvent,
+        mut how: Install<'_>,
+    ) -> Result<Option<Binding>, RestoreError> {
         let addr = event.address;
         let (s, p, at) = self
             .scopes
@@ -274,10 +299,23 @@ impl Engine {
         }
         let hashed = b.client.map(|k| self.clients.hashed(k));
         let mut guard = hashed.as_ref().map(|k| self.clients.lock(k));
+        // The client's lease on another address of the scope: refused here if it is newer,
+        // given up once this one is in if it is older (one pool shard at a time, the client's
+        // index entry held throughout).
+        let mut older = None;
+        if let (Install::Import(_), Some((_, clients)), Some(k)) = (&how, guard.as_ref(), hashed)
+            && b.state == BindingState::Active
+            && let Some(old) = clients
+                .get(&k)
+                .copied()
+                .filter(|o| *o != loc && o.scope == s.id)
+        {
+            older = self.older_lease(old, &b)?;
+        }
         let mut shard = s.pools[p].lock(at.shard);
         let cur = *shard.binding(at.slot);
         let stored = match how {
-            Install::Import => {
+            Install::Import(_) => {
                 if cur.client.is_some()
                     && cur.client != b.client
                     && matches!(cur.state, BindingState::Active | BindingState::Offered)
@@ -317,6 +355,10 @@ impl Engine {
                 }
             }
         }
+        drop(shard);
+        if let (Install::Import(displaced), Some(old)) = (&mut how, older) {
+            **displaced = self.give_up(old, &b);
+        }
         if let (Some((_, clients)), Some(k)) = (guard.as_mut(), hashed) {
             // A client's live binding wins its index entry over addresses it only keeps
             // affinity to, whatever order the records come in (a snapshot is in address order).
@@ -330,6 +372,52 @@ impl Engine {
             }
         }
         Ok(Some(stored))
+    }
+}
+
+impl Engine {
+    /// The client's active lease at `old`, if it is older than `b` (by last transaction):
+    /// `Err` if it is as new or newer, `None` if the address no longer holds the client's lease.
+    fn older_lease(&self, old: Loc, b: &Binding) -> Result<Option<Loc>, RestoreError> {
+        let s = self.scope(old.scope);
+        let pool = &s.pools[usize::from(old.pool)];
+        let held = *pool.lock(old.at.shard).binding(old.at.slot);
+        if held.state != BindingState::Active || held.client != b.client {
+            return Ok(None);
+        }
+        if held.cltt >= b.cltt {
+            return Err(RestoreError::ClientHoldsNewer(pool.address(old.at)));
+        }
+        Ok(Some(old))
+    }
+
+    /// Frees the client's older lease at `old`, given up for `b`; returns the change to
+    /// journal.
+    fn give_up(&self, old: Loc, b: &Binding) -> Option<BindingEvent> {
+        let s = self.scope(old.scope);
+        let pool = &s.pools[usize::from(old.pool)];
+        let mut shard = pool.lock(old.at.shard);
+        let held = *shard.binding(old.at.slot);
+        if held.state != BindingState::Active || held.client != b.client {
+            return None;
+        }
+        let freed = shard.set(
+            old.at.slot,
+            Binding {
+                state: self.available_state(s),
+                client: None,
+                info: ClientInfo::EMPTY,
+                // Given up when the newer lease began.
+                expires: b.cltt,
+                ..held
+            },
+        );
+        shard.push_free(old.at.slot);
+        Some(BindingEvent {
+            scope: s.id,
+            address: pool.address(old.at),
+            binding: freed,
+        })
     }
 }
 

@@ -48,7 +48,7 @@ pub use binding::{Binding, BindingEvent, BindingState, ScopeId, Time};
 pub use driver::{FailoverDriver, Notice, POOL_REQUEST_EVERY};
 pub use engine::{BuildError, Engine, EngineOptions};
 pub use info::{CLIENT_INFO_ROOM, ClientInfo};
-pub use install::RestoreError;
+pub use install::{Imported, RestoreError};
 pub use key::{ClientKey, KeySecret};
 pub use partner::{Broken, FailoverPolicy, Service};
 pub use query::PoolStats;

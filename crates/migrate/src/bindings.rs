@@ -38,15 +38,49 @@ pub struct Conflict {
     pub holder: Binding,
 }
 
+/// A lease not imported because its client holds a newer one on another address of the
+/// scope (by last transaction time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Older {
+    /// Line of the source file.
+    pub line: usize,
+    /// The lease's address.
+    pub address: Ipv4Addr,
+    /// The address of the client's newer lease, kept.
+    pub kept: Ipv4Addr,
+}
+
 /// What [`restore`] did.
 #[derive(Debug, Default)]
 pub struct Restored {
     /// Installed in the engine, in source order: what the journal must record.
     pub accepted: Vec<Mapped>,
+    /// The clients' older leases on other addresses of a scope, given up for a newer lease
+    /// of this file (its line): journaled with it (see [`Restored::events`]).
+    pub displaced: Vec<Mapped>,
     /// Leases whose address another client holds.
     pub conflicts: Vec<Conflict>,
+    /// Leases whose client holds a newer lease in the scope.
+    pub older: Vec<Older>,
     /// Leases that could not be mapped to a binding, each with the reason.
     pub skipped: Vec<Skipped>,
+}
+
+impl Restored {
+    /// Every binding change the journal must record, in the order they were made.
+    pub fn events(&self) -> Vec<BindingEvent> {
+        // Both lists are in line order; a displaced lease goes before the lease of its line.
+        let mut out = Vec::with_capacity(self.accepted.len() + self.displaced.len());
+        let mut displaced = self.displaced.iter().peekable();
+        for a in &self.accepted {
+            while let Some(d) = displaced.next_if(|d| d.line <= a.line) {
+                out.push(d.event);
+            }
+            out.push(a.event);
+        }
+        out.extend(displaced.map(|d| d.event));
+        out
+    }
 }
 
 /// The binding change that installs `lease` in `engine` (built from `config`), or why there
@@ -178,9 +212,25 @@ pub fn restore(
         match engine.restore(&event) {
             // Journaled as stored: with the version the engine gave it, which is what replay
             // compares.
-            Ok(binding) => out.accepted.push(Mapped {
+            Ok(imported) => {
+                if let Some(displaced) = imported.displaced {
+                    out.displaced.push(Mapped {
+                        line: r.line,
+                        event: displaced,
+                    });
+                }
+                out.accepted.push(Mapped {
+                    line: r.line,
+                    event: BindingEvent {
+                        binding: imported.binding,
+                        ..event
+                    },
+                });
+            }
+            Err(RestoreError::ClientHoldsNewer(kept)) => out.older.push(Older {
                 line: r.line,
-                event: BindingEvent { binding, ..event },
+                address: event.address,
+                kept,
             }),
             Err(RestoreError::Conflict(address)) => out.conflicts.push(Conflict {
                 line: r.line,

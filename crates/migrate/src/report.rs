@@ -119,6 +119,10 @@ pub struct ImportReport {
     pub skipped: Vec<Entry>,
     /// Leases for addresses another client holds, left to that client.
     pub conflicts: Vec<Entry>,
+    /// Merging: leases not imported because their client holds a newer one in the scope, and
+    /// leases that replaced their client's older one (given up), each by line.
+    #[serde(default)]
+    pub merged: Vec<Entry>,
     /// Things to know that are not errors.
     pub notes: Vec<Entry>,
     /// Earlier entries replaced by a later one for the same address.
@@ -139,8 +143,7 @@ impl ImportReport {
     ) -> Result<(ImportReport, Vec<BindingEvent>), Unreadable> {
         let parsed = format.parse(bytes, zone)?;
         let restored = bindings::restore(engine, config, &parsed.records, progress);
-        let events = restored.accepted.iter().map(|m| m.event).collect();
-        Ok((ImportReport::new(&parsed, &restored), events))
+        Ok((ImportReport::new(&parsed, &restored), restored.events()))
     }
 
     /// The report of `parsed` once restored as `restored`.
@@ -164,6 +167,7 @@ impl ImportReport {
                     reason: conflict(c),
                 })
                 .collect(),
+            merged: merged(restored),
             notes: parsed.notes.iter().map(entry).collect(),
             superseded: parsed.superseded.len(),
         }
@@ -186,6 +190,16 @@ impl ImportReport {
         for c in &self.conflicts {
             writeln!(out, "  line {}: {}", c.line, c.reason)?;
         }
+        if !self.merged.is_empty() {
+            writeln!(
+                out,
+                "merged {} (one lease per client and scope: the later by last transaction)",
+                self.merged.len()
+            )?;
+        }
+        for m in &self.merged {
+            writeln!(out, "  line {}: {}", m.line, m.reason)?;
+        }
         for n in &self.notes {
             writeln!(out, "note: line {}: {}", n.line, n.reason)?;
         }
@@ -199,6 +213,30 @@ impl ImportReport {
         }
         Ok(())
     }
+}
+
+/// The merge's outcomes by line: leases left out for a newer one, older leases given up.
+fn merged(restored: &Restored) -> Vec<Entry> {
+    let mut out: Vec<Entry> = restored
+        .older
+        .iter()
+        .map(|o| Entry {
+            line: o.line,
+            reason: format!(
+                "{}: not imported, its client holds {} with a later last transaction",
+                o.address, o.kept
+            ),
+        })
+        .chain(restored.displaced.iter().map(|d| Entry {
+            line: d.line,
+            reason: format!(
+                "its client's older lease on {} was given up for this one",
+                d.event.address
+            ),
+        }))
+        .collect();
+    out.sort_by_key(|e| e.line);
+    out
 }
 
 fn conflict(c: &Conflict) -> String {

@@ -107,7 +107,7 @@ pub(crate) fn import(
     });
     bar.finish_and_clear();
     let report = ImportReport::new(&parsed, &restored);
-    let events: Vec<BindingEvent> = restored.accepted.iter().map(|m| m.event).collect();
+    let events: Vec<BindingEvent> = restored.events();
     let target = loaded.dir.as_ref().map_or_else(
         || "(no lease directory yet)".into(),
         |d| d.path().display().to_string(),

@@ -655,6 +655,51 @@ fn an_imported_lease_is_honoured_when_its_client_rebinds() {
     );
 }
 
+/// Imports keep one lease per client and scope (several old servers' files merged): of two
+/// leases of one client, the later by last transaction stays; the older is refused, or given up
+/// (free, and the change to journal returned) when the newer arrives second.
+#[test]
+fn an_imported_lease_gives_way_to_the_same_clients_newer_one() {
+    let sim = Sim::new(&lab_config());
+    let c = Client::new(34);
+    let lease = |address: Ipv4Addr, cltt: u64| BindingEvent {
+        scope: sim.engine.scope_id("relayed").unwrap(),
+        address,
+        binding: peregrine_engine::Binding {
+            client: Some(sim.engine.client_key_for(1, &c.mac, None)),
+            mac: c.mac,
+            state: BindingState::Active,
+            expires: cltt + 3600,
+            cltt,
+            granted: 3600,
+            partner_sent: 0,
+            partner_acked: 0,
+            classes: 0,
+            version: 0,
+            info: peregrine_engine::ClientInfo::EMPTY,
+        },
+    };
+    let (a, b, c2) = (
+        Ipv4Addr::new(10, 201, 1, 10),
+        Ipv4Addr::new(10, 201, 1, 20),
+        Ipv4Addr::new(10, 201, 1, 30),
+    );
+    assert_eq!(sim.engine.restore(&lease(a, T0)).unwrap().displaced, None);
+    // Newer: a is given up.
+    let imported = sim.engine.restore(&lease(b, T0 + 60)).unwrap();
+    let displaced = imported.displaced.expect("the older lease given up");
+    assert_eq!(displaced.address, a);
+    assert_eq!(displaced.binding.state, BindingState::Free);
+    assert_eq!(sim.engine.binding(a).unwrap().1.state, BindingState::Free);
+    // Older than what the client holds: refused, nothing changed.
+    assert_eq!(
+        sim.engine.restore(&lease(c2, T0 + 30)),
+        Err(peregrine_engine::RestoreError::ClientHoldsNewer(b))
+    );
+    assert_eq!(sim.engine.binding(c2).unwrap().1.state, BindingState::Free);
+    assert_eq!(sim.engine.binding(b).unwrap().1.state, BindingState::Active);
+}
+
 /// The shipped example configuration builds an engine that serves its relayed scopes, with the
 /// scope's server identifier and its inactive scope silent.
 #[test]

@@ -266,3 +266,57 @@ fn export_writes_back_what_import_wrote() {
     assert_eq!(json[1]["state"], "abandoned");
     assert_eq!(json[1]["scope"], "lan");
 }
+
+/// Importing the lease files of several servers merges them: one lease per client and scope,
+/// the later by last transaction time; the other is reported with its line, and `--dry-run`
+/// previews the merge. (A client that held 10.0.0.10 at a Kea server and later 10.0.0.20 at an
+/// ISC server was left with both active.)
+#[test]
+fn files_of_several_servers_merge_to_one_lease_per_client() {
+    let s = Setup::new("merge");
+    // Kea: the client's lease began at 1 799 996 400 (expire minus valid lifetime).
+    let kea = s.file(
+        "kea.csv",
+        &format!("{HEADER}\n10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0,\n"),
+    );
+    // ISC: the same client, a day later, on another address.
+    let isc = s.file(
+        "dhcpd.leases",
+        "lease 10.0.0.20 {\n  starts 6 2027/01/16 00:00:00;\n  ends 6 2027/01/16 01:00:00;\n  \
+         cltt 6 2027/01/16 00:00:00;\n  binding state active;\n  \
+         hardware ethernet 02:00:00:00:00:01;\n}\n",
+    );
+    let out = s.peregrine(&["import", "--format", "kea-csv"], Some(&kea));
+    assert!(out.status.success(), "{}", text(&out));
+    let preview = s.peregrine(&["import", "--format", "dhcpd", "--dry-run"], Some(&isc));
+    let out = s.peregrine(&["import", "--format", "dhcpd"], Some(&isc));
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("merged 1") && said.contains("line 1: its client's older lease on 10.0.0.10"),
+        "{said}"
+    );
+    // The preview said the same, and wrote nothing.
+    let previewed = text(&preview);
+    assert!(
+        previewed.contains("line 1: its client's older lease on 10.0.0.10"),
+        "{previewed}"
+    );
+    // The Kea file again: its lease is the older one now, and is not imported.
+    let out = s.peregrine(&["import", "--format", "kea-csv"], Some(&kea));
+    let said = text(&out);
+    assert!(
+        said.contains("line 2: 10.0.0.10: not imported, its client holds 10.0.0.20"),
+        "{said}"
+    );
+    let out = s.peregrine(&["export", "--format", "json"], None);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let active: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["state"] == "active")
+        .map(|l| l["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(active, ["10.0.0.20"]);
+}
