@@ -1122,20 +1122,33 @@ mod tests {
         assert_eq!(r.leased_clients, 900 - naked);
     }
 
+    /// Each client leases, then renews, reboots or releases: 1000 exchanges for 500 clients.
+    /// A client still in its DORA when its turn comes again is passed over, and another
+    /// client's turn goes to a new DORA instead (on a loaded machine), so the split between
+    /// the phases may vary; each exchange is answered as its client's lease says.
     #[test]
     fn renew_and_reboot_follow_the_lease() {
         for (scenario, phase) in [
             (Scenario::Renew, "renew"),
             (Scenario::InitReboot, "init-reboot"),
+            (Scenario::Release, "release"),
         ] {
             let r = run(answered(scenario, 500), |_| false, |_| false);
             let p = r.phase(phase).unwrap();
-            assert_eq!((p.sent, p.answered, p.drops), (500, 500, 0), "{scenario:?}");
-            assert_eq!(r.phase("dora").unwrap().answered, 500);
+            let dora = r.phase("dora").unwrap();
+            assert_eq!(p.sent + dora.sent, 1000, "{scenario:?}");
+            assert!(
+                p.sent >= 250 && dora.sent >= 500,
+                "{scenario:?}: {p:?} {dora:?}"
+            );
+            assert_eq!((dora.answered, dora.drops), (dora.sent, 0), "{scenario:?}");
+            if scenario == Scenario::Release {
+                // Releases are not answered; whoever released holds nothing.
+                assert_eq!(r.leased_clients, dora.answered - p.sent, "{scenario:?}");
+            } else {
+                assert_eq!((p.answered, p.drops), (p.sent, 0), "{scenario:?}");
+            }
         }
-        let r = run(answered(Scenario::Release, 500), |_| false, |_| false);
-        assert_eq!(r.phase("release").unwrap().sent, 500);
-        assert_eq!(r.leased_clients, 0);
     }
 
     #[test]
