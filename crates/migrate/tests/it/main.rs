@@ -7,6 +7,7 @@
 
 mod dhcpd;
 mod kea;
+mod merge;
 mod real_servers;
 mod robust;
 mod support;
