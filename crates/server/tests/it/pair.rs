@@ -571,6 +571,26 @@ fn with_a_shared_secret_only_a_partner_that_knows_it_pairs() {
     assert_ne!(v["state"], "NORMAL", "{v}");
 }
 
+/// nft rules that drop the failover port both ways (`delete table inet partition` heals).
+const PARTITION: &str = "table inet partition {\n chain input {\n type filter hook input \
+                         priority 0;\n tcp dport 647 drop\n tcp sport 647 drop\n }\n}\n";
+
+/// Loads `rules` with `nft` in `ns`.
+fn nft_in(ns: &Netns, nft: &Path, rules: &str) {
+    let status = ns
+        .command(nft.to_str().unwrap())
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(rules.as_bytes())?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(status.success(), "nft {rules}");
+}
+
 #[test]
 fn a_partition_interrupts_both_and_healing_restores_normal() {
     let test = "pair_partition";
@@ -602,27 +622,10 @@ fn a_partition_interrupts_both_and_healing_restores_normal() {
     };
     // The failover port filtered (nft drops it at the secondary): both stop hearing each
     // other, go to COMMUNICATIONS-INTERRUPTED, and come back to NORMAL once it passes again.
-    let nft = |ns: &Netns, rules: &str| {
-        let status = ns
-            .command(nft.to_str().unwrap())
-            .args(["-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                c.stdin.take().unwrap().write_all(rules.as_bytes())?;
-                c.wait()
-            })
-            .unwrap();
-        assert!(status.success(), "nft {rules}");
-    };
-    nft(
-        &b,
-        "table inet partition {\n chain input {\n type filter hook input priority 0;\n tcp dport 647 drop\n tcp sport 647 drop\n }\n}\n",
-    );
+    nft_in(&b, &nft, PARTITION);
     interrupted(&a, "primary");
     interrupted(&b, "secondary");
-    nft(&b, "delete table inet partition\n");
+    nft_in(&b, &nft, "delete table inet partition\n");
     wait_states(pair, normal);
     // The link itself down, then up again.
     a.ip("link set fo0 down");
@@ -743,24 +746,24 @@ fn a_server_killed_under_load_catches_up_and_no_address_has_two_clients() {
 
 /// ISC dhcpd's side of the relationship in `conf`: `primary` (with the MCLT and split only
 /// the primary gives) or secondary, at 10.79.9.2, its partner at 10.79.9.1.
-fn isc_config(primary: bool) -> String {
+fn isc_config(primary: bool, quick: bool) -> String {
+    let (mclt, delay) = if quick { (10, 5) } else { (60, 30) };
     let role = if primary {
-        "primary;\n  mclt 60;\n  split 128;"
+        format!("primary;\n  mclt {mclt};\n  split 128;")
     } else {
-        "secondary;"
+        "secondary;".to_owned()
     };
     format!(
         "authoritative;\nddns-update-style none;\nping-check false;\n\
          default-lease-time 300;\nmax-lease-time 600;\n\
          failover peer \"test-pair\" {{\n  {role}\n  address 10.79.9.2;\n  port 647;\n  \
-         peer address 10.79.9.1;\n  peer port 647;\n  max-response-delay 30;\n  \
+         peer address 10.79.9.1;\n  peer port 647;\n  max-response-delay {delay};\n  \
          max-unacked-updates 10;\n  load balance max seconds 3;\n}}\n\
          subnet 10.79.9.0 netmask 255.255.255.0 {{\n  pool {{\n    failover peer \"test-pair\";\n    \
          range 10.79.9.100 10.79.9.199;\n  }}\n}}\n"
     )
 }
 
-/// How many addresses ISC's lease file last shows in `state` (the file appends each change).
 fn isc_count(leases: &Path, state: &str) -> usize {
     let text = std::fs::read_to_string(leases).unwrap_or_default();
     let mut last = std::collections::BTreeMap::new();
@@ -785,27 +788,24 @@ fn start_with_isc(
     [a, b]: [&Netns; 2],
     dir: &Path,
     peregrine_primary: bool,
+    quick: bool,
 ) -> [peregrine_testkit::process::Running; 2] {
     let path = |name: &str| dir.join(name);
-    let ours = config(
+    let mut ours = config(
         peregrine_primary,
         "fo0",
         "10.79.9.1",
         "10.79.9.2",
         &path("leases"),
     );
+    if quick {
+        // A short MCLT (a recovery waits it) and receive timer (a partition shows in seconds).
+        ours = ours.replace("mclt = 60", "mclt = 10") + "max-response-delay = 5\n";
+    }
     std::fs::write(path("peregrine.toml"), ours).unwrap();
-    std::fs::write(path("dhcpd.conf"), isc_config(!peregrine_primary)).unwrap();
+    std::fs::write(path("dhcpd.conf"), isc_config(!peregrine_primary, quick)).unwrap();
     std::fs::write(path("dhcpd.leases"), "").unwrap();
-    let mut isc = b.command(dhcpd.to_str().unwrap());
-    isc.args(["-4", "-f", "-d", "-cf"])
-        .arg(path("dhcpd.conf"))
-        .arg("-lf")
-        .arg(path("dhcpd.leases"))
-        .arg("-pf")
-        .arg(path("dhcpd.pid"))
-        .arg("fo1");
-    let isc = spawn_logged(&mut isc, &path("dhcpd.log"), "Sending on");
+    let isc = spawn_isc(dhcpd, b, dir, "dhcpd.log");
     let ours = start(a, &path("peregrine.toml"), &path("peregrine.log"));
     // The handshake, from two new servers, to NORMAL on both sides.
     wait_until(30, "Peregrine and ISC in NORMAL", || {
@@ -813,6 +813,25 @@ fn start_with_isc(
         (v["state"] == "NORMAL" && v["partner_state"] == "NORMAL").then_some(())
     });
     [isc, ours]
+}
+
+/// ISC dhcpd in `ns` with `dir`'s `dhcpd.conf` and `dhcpd.leases`, logging to `log`.
+fn spawn_isc(
+    dhcpd: &Path,
+    ns: &Netns,
+    dir: &Path,
+    log: &str,
+) -> peregrine_testkit::process::Running {
+    let path = |name: &str| dir.join(name);
+    let mut isc = ns.command(dhcpd.to_str().unwrap());
+    isc.args(["-4", "-f", "-d", "-cf"])
+        .arg(path("dhcpd.conf"))
+        .arg("-lf")
+        .arg(path("dhcpd.leases"))
+        .arg("-pf")
+        .arg(path("dhcpd.pid"))
+        .arg("fo1");
+    spawn_logged(&mut isc, &path(log), "Sending on")
 }
 
 #[test]
@@ -827,7 +846,7 @@ fn peregrine_and_isc_dhcpd_pair_in_either_role() {
         };
         let tmp = TempDir::new("peregrine-isc-pair");
         let path = |name: &str| tmp.path().join(name);
-        let _servers = start_with_isc(&dhcpd, [&a, &b], tmp.path(), peregrine_primary);
+        let _servers = start_with_isc(&dhcpd, [&a, &b], tmp.path(), peregrine_primary, false);
         let role = if peregrine_primary {
             "primary"
         } else {
@@ -883,7 +902,7 @@ fn clients_of_a_peregrine_and_isc_pair_are_known_to_both() {
         let tmp = TempDir::new("peregrine-isc-clients");
         let dir = tmp.path();
         let path = |name: &str| dir.join(name);
-        let _servers = start_with_isc(&dhcpd, [&a, &b], dir, peregrine_primary);
+        let _servers = start_with_isc(&dhcpd, [&a, &b], dir, peregrine_primary, false);
         wait_until(30, "a balanced pool", || {
             let (_, v) = failover(&a, false);
             (v["pools"][0]["backup"] == 50).then_some(())
@@ -935,5 +954,156 @@ fn clients_of_a_peregrine_and_isc_pair_are_known_to_both() {
         let (_, v) = failover(&a, false);
         assert_eq!(v["updates_rejected"], 0, "{v}");
         assert_eq!(v["refused_by_partner"], serde_json::json!({}), "{v}");
+    }
+}
+
+/// Client `i` (see `switched`) asks for `addr` again (INIT-REBOOT) until Peregrine in `ns`
+/// shows its lease running past the next 150 s: a first lease runs only the MCLT past what the
+/// partner acknowledged (and so does one the other server answers for a client whose own
+/// server is slow); once the partner has acknowledged it, the next grant is the whole lease.
+fn renew_for_long(
+    clients: &Netns,
+    dhclient: &Path,
+    dir: &Path,
+    ns: &Netns,
+    (i, addr): (usize, Ipv4Addr),
+) {
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let mut expires = 0;
+    for _ in 0..4 {
+        let (_, again, _) = lease(clients, dhclient, dir, i, lines(&dir.join("events")));
+        assert_eq!(again, addr, "c{i} confirmed");
+        expires = lease_view(ns, addr)
+            .and_then(|v| v["expires"].as_u64())
+            .unwrap_or(0);
+        if expires > unix_now() + 150 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    panic!("c{i}'s {addr} runs only until {expires}");
+}
+
+/// Waits until ISC's lease file `leases` holds `addr` active for `mac`; the failure shows
+/// what each side holds.
+fn isc_recovered(a: &Netns, dir: &Path, leases: &Path, (addr, mac): (Ipv4Addr, &str)) {
+    for _ in 0..300 {
+        if isc_active(leases, addr, mac).is_some() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!(
+        "{addr} ({mac}) not recovered by ISC: {:?} {}\n{}\n{}",
+        lease_view(a, addr),
+        failover(a, false).1,
+        std::fs::read_to_string(leases).unwrap_or_default(),
+        std::fs::read_to_string(dir.join("dhcpd-2.log")).unwrap_or_default()
+    );
+}
+
+/// The pair of Peregrine (primary) and ISC dhcpd through faults, its clients' leases kept: the
+/// failover port filtered (both in COMMUNICATIONS-INTERRUPTED, then NORMAL again); ISC
+/// restarted with an empty lease file (it recovers every binding from Peregrine: RECOVER,
+/// UPDREQALL, and NORMAL after the MCLT); Peregrine restarted with an empty lease directory (it
+/// recovers them from ISC).
+#[test]
+fn a_peregrine_and_isc_pair_recovers_from_a_partition_and_from_lost_leases() {
+    let test = "isc_pair_faults";
+    let Some([dhcpd, dhclient, nft]) = require_tools(
+        test,
+        ["dhcpd", "dhclient", "nft"],
+        "isc-dhcp-server, isc-dhcp-client, nftables",
+    ) else {
+        return;
+    };
+    let macs = client_macs();
+    let Some([_sw, a, b, clients]) = switched(&macs) else {
+        return;
+    };
+    let tmp = TempDir::new("peregrine-isc-faults");
+    let dir = tmp.path();
+    let path = |name: &str| dir.join(name);
+    let [mut isc, mut ours] = start_with_isc(&dhcpd, [&a, &b], dir, true, true);
+    let leases = path("dhcpd.leases");
+    // ISC acknowledges a window of ten updates every two seconds: the pool balancing's fifty
+    // first.
+    wait_until(60, "ISC's lease file: half the pool BACKUP", || {
+        (isc_count(&leases, "backup") == 50).then_some(())
+    });
+    let events = path("events");
+    client_files(dir, &events);
+    let mut leased = Vec::new();
+    for (i, mac) in macs.iter().enumerate() {
+        let (_, addr, _) = lease(&clients, &dhclient, dir, i, lines(&events));
+        let mac = mac_text(*mac);
+        wait_until(60, &format!("c{i}'s {addr} in ISC's lease file"), || {
+            isc_active(&leases, addr, &mac)
+        });
+        leased.push((addr, mac));
+    }
+    // A first lease runs only the MCLT past what the partner acknowledged: each client asks
+    // again until its lease outlasts what follows.
+    for (i, (addr, _)) in leased.iter().enumerate() {
+        renew_for_long(&clients, &dhclient, dir, &a, (i, *addr));
+    }
+    let both = |state: &'static str, what: &str| {
+        wait_until(60, what, || {
+            let (_, v) = failover(&a, false);
+            (v["state"] == state && v["partner_state"] == state).then_some(())
+        });
+    };
+    // A partition: the failover port filtered at ISC's side.
+    nft_in(&b, &nft, PARTITION);
+    wait_until(30, "Peregrine in COMMUNICATIONS-INTERRUPTED", || {
+        let (_, v) = failover(&a, false);
+        (v["state"] == "COMMUNICATIONS-INTERRUPTED").then_some(())
+    });
+    wait_until(30, "ISC in COMMUNICATIONS-INTERRUPTED", || {
+        says(&path("dhcpd.log"), "to communications-interrupted")
+    });
+    nft_in(&b, &nft, "delete table inet partition\n");
+    both("NORMAL", "NORMAL after the partition");
+
+    // ISC loses its lease file: it learns every binding from Peregrine.
+    let mut child = isc.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::write(&leases, "").unwrap();
+    let _isc = spawn_isc(&dhcpd, &b, dir, "dhcpd-2.log");
+    both("NORMAL", "NORMAL after ISC's recovery");
+    assert!(
+        says(&path("dhcpd-2.log"), "recover").is_some(),
+        "{}",
+        std::fs::read_to_string(path("dhcpd-2.log")).unwrap_or_default()
+    );
+    for (addr, mac) in &leased {
+        isc_recovered(&a, dir, &leases, (*addr, mac));
+    }
+
+    // Peregrine loses its lease directory: it learns every binding from ISC.
+    let mut child = ours.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(path("leases")).unwrap();
+    let _ours = start(&a, &path("peregrine.toml"), &path("peregrine-2.log"));
+    both("NORMAL", "NORMAL after Peregrine's recovery");
+    assert!(says(&path("peregrine-2.log"), "failover: state RECOVER").is_some());
+    for (addr, mac) in &leased {
+        assert_eq!(
+            binding(&a, *addr),
+            Some(("active".to_owned(), mac.clone())),
+            "{addr} recovered by Peregrine"
+        );
+    }
+    // Every client rebooting asks for its address again: the pair confirms it.
+    for (i, (addr, _)) in leased.iter().enumerate() {
+        let (_, again, _) = lease(&clients, &dhclient, dir, i, lines(&events));
+        assert_eq!(again, *addr, "c{i} kept its address");
     }
 }
