@@ -1107,3 +1107,91 @@ fn a_peregrine_and_isc_pair_recovers_from_a_partition_and_from_lost_leases() {
         assert_eq!(again, *addr, "c{i} kept its address");
     }
 }
+
+/// PARTNER-DOWN forced on our side: ISC dhcpd (secondary) stops; the operator tells Peregrine
+/// it is down; Peregrine serves every client, those of ISC's hash buckets too; ISC comes back
+/// with its lease file, learns what Peregrine did (RECOVER), and the pair is NORMAL again, every
+/// lease in ISC's file and every client keeping its address.
+#[test]
+fn peregrine_in_partner_down_serves_everyone_and_isc_catches_up() {
+    let test = "isc_partner_down";
+    let Some([dhcpd, dhclient]) = require_tools(
+        test,
+        ["dhcpd", "dhclient"],
+        "isc-dhcp-server, isc-dhcp-client",
+    ) else {
+        return;
+    };
+    let macs = client_macs();
+    let Some([_sw, a, b, clients]) = switched(&macs) else {
+        return;
+    };
+    let tmp = TempDir::new("peregrine-isc-partner-down");
+    let dir = tmp.path();
+    let path = |name: &str| dir.join(name);
+    let [mut isc, _ours] = start_with_isc(&dhcpd, [&a, &b], dir, true, true);
+    let leases = path("dhcpd.leases");
+    wait_until(60, "ISC's lease file: half the pool BACKUP", || {
+        (isc_count(&leases, "backup") == 50).then_some(())
+    });
+    let mut child = isc.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until(30, "Peregrine in COMMUNICATIONS-INTERRUPTED", || {
+        let (_, v) = failover(&a, false);
+        (v["state"] == "COMMUNICATIONS-INTERRUPTED").then_some(())
+    });
+    let (status, v) = failover(&a, true);
+    assert_eq!(status, 200, "{v}");
+    wait_until(10, "Peregrine in PARTNER-DOWN", || {
+        let (_, v) = failover(&a, false);
+        (v["state"] == "PARTNER-DOWN").then_some(())
+    });
+    // Every client, whichever server its hash bucket names, leases from Peregrine.
+    let events = path("events");
+    client_files(dir, &events);
+    let peregrine = Ipv4Addr::new(10, 79, 9, 1);
+    let mut leased = Vec::new();
+    for (i, mac) in macs.iter().enumerate() {
+        let (_, addr, server) = lease(&clients, &dhclient, dir, i, lines(&events));
+        assert_eq!(server, peregrine, "c{i}");
+        // Nobody acknowledges what a server in PARTNER-DOWN promises: no lease runs past the
+        // MCLT (10 s).
+        let v = lease_view(&a, addr).unwrap();
+        let (cltt, expires) = (v["cltt"].as_u64().unwrap(), v["expires"].as_u64().unwrap());
+        assert!(expires <= cltt + 10, "c{i}'s {addr}: {v}");
+        leased.push((addr, mac_text(*mac)));
+    }
+    // ISC comes back with its lease file: it recovers what it missed, and both are NORMAL.
+    let _isc = spawn_isc(&dhcpd, &b, dir, "dhcpd-2.log");
+    wait_until(90, "NORMAL after ISC's return", || {
+        let (_, v) = failover(&a, false);
+        (v["state"] == "NORMAL" && v["partner_state"] == "NORMAL").then_some(())
+    });
+    // ISC learned every lease Peregrine granted while it was down (each has run out by now).
+    for (addr, mac) in &leased {
+        wait_until(30, &format!("ISC knows {addr} was {mac}'s"), || {
+            isc_knows(&leases, *addr, mac)
+        });
+    }
+    // The clients ask again: each holds an address, none shared. (Their leases ran out: one
+    // granted in PARTNER-DOWN runs the MCLT, and its address is given to nobody, its client
+    // included, until the MCLT past the potential expiration sent with it.)
+    let mut held = std::collections::HashSet::new();
+    for i in 0..leased.len() {
+        let (_, again, _) = lease(&clients, &dhclient, dir, i, lines(&events));
+        assert!(held.insert(again), "{again} twice");
+    }
+}
+
+/// Whether ISC's lease file `leases` has `addr` last as `mac`'s, in any state.
+fn isc_knows(leases: &Path, addr: Ipv4Addr, mac: &str) -> Option<()> {
+    let text = std::fs::read_to_string(leases).unwrap_or_default();
+    let block = text
+        .split("lease ")
+        .filter(|b| b.starts_with(&format!("{addr} ")))
+        .last()?;
+    block
+        .contains(&format!("hardware ethernet {mac};"))
+        .then_some(())
+}
