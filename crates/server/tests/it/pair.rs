@@ -754,7 +754,7 @@ fn isc_config(primary: bool, quick: bool) -> String {
         "secondary;".to_owned()
     };
     format!(
-        "authoritative;\nddns-update-style none;\nping-check false;\n\
+        "authoritative;\nddns-update-style none;\nping-check false;\nomapi-port 7911;\n\
          default-lease-time 300;\nmax-lease-time 600;\n\
          failover peer \"test-pair\" {{\n  {role}\n  address 10.79.9.2;\n  port 647;\n  \
          peer address 10.79.9.1;\n  peer port 647;\n  max-response-delay {delay};\n  \
@@ -1194,4 +1194,88 @@ fn isc_knows(leases: &Path, addr: Ipv4Addr, mac: &str) -> Option<()> {
     block
         .contains(&format!("hardware ethernet {mac};"))
         .then_some(())
+}
+
+/// PARTNER-DOWN forced on ISC's side, with omshell (ISC's documented control): Peregrine stops;
+/// the operator puts ISC dhcpd in PARTNER-DOWN, and ISC answers a client of Peregrine's hash
+/// buckets; Peregrine comes back with its lease directory, learns that lease (POTENTIAL-CONFLICT,
+/// resolved), and the pair is NORMAL again.
+#[test]
+fn isc_in_partner_down_serves_and_peregrine_catches_up() {
+    let test = "isc_partner_down_isc";
+    let Some([dhcpd, dhclient, omshell]) = require_tools(
+        test,
+        ["dhcpd", "dhclient", "omshell"],
+        "isc-dhcp-server, isc-dhcp-client",
+    ) else {
+        return;
+    };
+    let macs = client_macs();
+    let Some([_sw, a, b, clients]) = switched(&macs) else {
+        return;
+    };
+    let tmp = TempDir::new("peregrine-isc-partner-down-isc");
+    let dir = tmp.path();
+    let path = |name: &str| dir.join(name);
+    let [_isc, mut ours] = start_with_isc(&dhcpd, [&a, &b], dir, true, true);
+    wait_until(60, "ISC's lease file: half the pool BACKUP", || {
+        (isc_count(&path("dhcpd.leases"), "backup") == 50).then_some(())
+    });
+    let mut child = ours.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until(30, "ISC in COMMUNICATIONS-INTERRUPTED", || {
+        says(&path("dhcpd.log"), "to communications-interrupted")
+    });
+    // The operator tells ISC its partner is down (failover state 4, PARTNER-DOWN, in ISC's
+    // OMAPI numbering).
+    let script = "server 127.0.0.1\nport 7911\nconnect\nnew failover-state\n\
+                  set name = \"test-pair\"\nopen\nset local-state = 4\nupdate\n";
+    let out = b
+        .command(omshell.to_str().unwrap())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(script.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "omshell: {said}");
+    for _ in 0..300 {
+        if says(&path("dhcpd.log"), "to partner-down").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        says(&path("dhcpd.log"), "to partner-down").is_some(),
+        "ISC not in PARTNER-DOWN; omshell said: {said}\n{}",
+        std::fs::read_to_string(path("dhcpd.log")).unwrap_or_default()
+    );
+    // A client of Peregrine's hash buckets: ISC answers it.
+    let events = path("events");
+    client_files(dir, &events);
+    let (_, addr, server) = lease(&clients, &dhclient, dir, 0, lines(&events));
+    assert_eq!(server, Ipv4Addr::new(10, 79, 9, 2), "ISC answered");
+    // Peregrine comes back with its lease directory: it learns ISC's lease, and both are
+    // NORMAL.
+    let _ours = start(&a, &path("peregrine.toml"), &path("peregrine-2.log"));
+    wait_until(90, "NORMAL after Peregrine's return", || {
+        let (_, v) = failover(&a, false);
+        (v["state"] == "NORMAL" && v["partner_state"] == "NORMAL").then_some(())
+    });
+    // It cannot tell whether it served after ISC took over: conflict resolution, not RECOVER.
+    assert!(
+        says(
+            &path("peregrine-2.log"),
+            "failover: state POTENTIAL-CONFLICT"
+        )
+        .is_some()
+    );
+    let mac = mac_text(macs[0]);
+    let view = lease_view(&a, addr).unwrap();
+    assert_eq!(view["mac"], mac.as_str(), "{view}");
 }
