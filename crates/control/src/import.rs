@@ -3,13 +3,14 @@
 //! The body is the lease file. Its leases are installed in the live engine (a lease whose
 //! address another client holds is reported, not overwritten) and journaled through a journal
 //! side of the control plane's own; the reply, an [`ImportReport`] as JSON, leaves only once
-//! every imported lease is durable. One import runs at a time.
+//! every imported lease is durable. One import runs at a time. With a failover partner, the
+//! imported leases then go to it like the workers' changes.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use peregrine_config::model::Config;
-use peregrine_engine::Engine;
+use peregrine_engine::{BindingEvent, Engine};
 use peregrine_migrate::LocalZone;
 use peregrine_migrate::report::{Format, ImportReport};
 use peregrine_store::WorkerJournal;
@@ -19,10 +20,21 @@ const COMMIT_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// What imports into the running server need: the configuration its engine was built from,
 /// and a side of the lease journal that only imports use.
-#[derive(Debug)]
 pub struct Importer {
     config: Arc<Config>,
     journal: Mutex<WorkerJournal>,
+    partner: Mutex<Option<TellPartner>>,
+}
+
+/// Hands a binding change to the failover link for the partner; false while its queue is full.
+pub type TellPartner = Box<dyn FnMut(&BindingEvent) -> bool + Send>;
+
+impl std::fmt::Debug for Importer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Importer")
+            .field("journal", &self.journal)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an import did not complete.
@@ -41,6 +53,16 @@ impl Importer {
         Importer {
             config,
             journal: Mutex::new(journal),
+            partner: Mutex::new(None),
+        }
+    }
+
+    /// Imported leases are also told to the failover partner, through `tell`, once durable.
+    #[must_use]
+    pub fn with_partner(self, tell: TellPartner) -> Importer {
+        Importer {
+            partner: Mutex::new(Some(tell)),
+            ..self
         }
     }
 
@@ -94,6 +116,7 @@ impl Importer {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+        self.tell_partner(&events, deadline);
         tracing::info!(
             format = format.as_str(),
             imported = report.imported,
@@ -103,5 +126,27 @@ impl Importer {
             "leases imported through the admin API"
         );
         Ok(report)
+    }
+
+    /// Hands `events` to the failover partner's queue, waiting while it is full until
+    /// `deadline`; what is left then reaches the partner when it next asks for everything.
+    fn tell_partner(&self, events: &[BindingEvent], deadline: Instant) {
+        let mut partner = self.partner.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(tell) = partner.as_mut() else {
+            return;
+        };
+        for (i, event) in events.iter().enumerate() {
+            while !tell(event) {
+                if Instant::now() > deadline {
+                    tracing::warn!(
+                        left = events.len() - i,
+                        "failover: the link's queue stayed full; imported leases not yet \
+                         sent to the partner reach it when it next asks for everything"
+                    );
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 }

@@ -25,7 +25,7 @@ mod api;
 mod import;
 mod metrics;
 
-pub use import::Importer;
+pub use import::{Importer, TellPartner};
 
 use std::collections::HashMap;
 use std::io;

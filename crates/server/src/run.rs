@@ -80,7 +80,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         workers: stats.clone(),
         started,
         journal: writer.as_ref().map(JournalWriter::stats),
-        importer: import_side.map(|side| Arc::new(Importer::new(Arc::new(config.clone()), side))),
+        importer: import_side.map(|side| importer(&config, side, &partner_queue)),
         failover: failover_status,
     };
     let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
@@ -283,4 +283,11 @@ fn log_interfaces(config: &Config, interfaces: &[Interface]) {
     for (c, i) in config.runtime.interfaces.iter().zip(interfaces) {
         tracing::info!(interface = %c.name, ifindex = i.ifindex, address = %i.addr, mac = %i.mac, trusted = i.trusted, "listening");
     }
+}
+
+/// Imports through the admin API: journaled by `side`, then told to the partner (if any).
+fn importer(config: &Config, side: WorkerJournal, partner: &PartnerQueue) -> Arc<Importer> {
+    let importer = Importer::new(Arc::new(config.clone()), side);
+    let queue = partner.clone();
+    Arc::new(importer.with_partner(Box::new(move |e| queue.try_push(e))))
 }

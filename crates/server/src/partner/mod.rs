@@ -206,6 +206,12 @@ impl PartnerQueue {
     pub(crate) fn status(&self) -> Arc<FailoverStatus> {
         self.status.clone()
     }
+
+    /// Queues `event` for the partner; false if the queue is full (nothing counted: the
+    /// caller waits and tries again). True without a partner.
+    pub(crate) fn try_push(&self, event: &BindingEvent) -> bool {
+        self.queue.as_ref().is_none_or(|q| q.push(*event).is_ok())
+    }
 }
 
 impl Link {

@@ -1279,3 +1279,45 @@ fn isc_in_partner_down_serves_and_peregrine_catches_up() {
     let view = lease_view(&a, addr).unwrap();
     assert_eq!(view["mac"], mac.as_str(), "{view}");
 }
+
+/// Leases imported into one server of a pair (a scope moved onto the pair) reach the other:
+/// the admin API's import is journaled, then sent to the partner like any lease.
+#[test]
+fn leases_imported_into_one_server_reach_its_partner() {
+    let Some((a, b)) = namespaces() else {
+        return;
+    };
+    let dir = TempDir::new("peregrine-pair-import");
+    let path = |name: &str| dir.path().join(name);
+    write_pair(dir.path(), |c| c);
+    let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
+    let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
+    let pair = [(&a, "primary"), (&b, "secondary")];
+    wait_states(pair, [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")]);
+    let expire = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3000;
+    let csv = format!(
+        "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,\
+         state,user_context\n10.79.9.150,02:00:00:00:77:01,,3600,{expire},1,0,0,moved-1,0,\n"
+    );
+    let (status, report) = a.enter(|| {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut r = agent
+            .post("http://127.0.0.1:9167/v1/leases/import/kea-csv")
+            .send(csv.as_bytes())
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    });
+    assert_eq!(status, 200, "{report}");
+    let addr = Ipv4Addr::new(10, 79, 9, 150);
+    wait_until(20, "the imported lease at the secondary", || {
+        binding(&b, addr).filter(|(state, mac)| state == "active" && mac == "02:00:00:00:77:01")
+    });
+    assert_eq!(lease_view(&b, addr).unwrap()["hostname"], "moved-1");
+}
