@@ -6,7 +6,9 @@
 //! (UTF-16 with a byte order mark, client ids as bare MACs, local times without a zone) through
 //! its admin API, the scope is activated and the relay pointed at Peregrine. Every client's
 //! next broadcast (dhclient's INIT-REBOOT for its address; udhcpc's DISCOVER, which names no
-//! address) gets its old address from Peregrine, and no address is held by two clients.
+//! address) gets its old address from Peregrine, and no address is held by two clients. The
+//! same move onto a Peregrine pair: both files imported into the primary reach the secondary,
+//! the relay forwards to both, and every client keeps its address.
 //!
 //! Needs root (namespaces) and the Debian packages isc-dhcp-server, isc-dhcp-client,
 //! isc-dhcp-relay and udhcpc. Without a tool the test says so and passes, except in CI.
@@ -25,6 +27,8 @@ use crate::migration::{GRACE, bound, client_files, lease, lines, spawn_logged, w
 const OLD_A: Ipv4Addr = Ipv4Addr::new(10, 80, 0, 1);
 const OLD_B: Ipv4Addr = Ipv4Addr::new(10, 80, 0, 2);
 const PEREGRINE: Ipv4Addr = Ipv4Addr::new(10, 80, 0, 3);
+/// The second Peregrine server of the pair the scope moves onto.
+const PEREGRINE_B: Ipv4Addr = Ipv4Addr::new(10, 80, 0, 4);
 const CONTROL: &str = "127.0.0.1:9167";
 
 /// How each client is run: ISC dhclient without a client identifier, or busybox udhcpc, which
@@ -45,7 +49,7 @@ const CLIENTS: [Client; 4] = [
 
 struct Lab {
     relay: Netns,
-    servers: [Netns; 3],
+    servers: [Netns; 4],
     clients: Netns,
     dir: PathBuf,
     dhclient: PathBuf,
@@ -60,14 +64,20 @@ impl Lab {
     fn new(test: &str, tools: [PathBuf; 4], dir: PathBuf) -> Option<Lab> {
         let [dhclient, udhcpc, dhcrelay, _] = tools;
         let relay = Netns::new(test)?;
-        let servers = [Netns::new(test)?, Netns::new(test)?, Netns::new(test)?];
+        let servers = [
+            Netns::new(test)?,
+            Netns::new(test)?,
+            Netns::new(test)?,
+            Netns::new(test)?,
+        ];
         let clients = Netns::new(test)?;
         for (bridge, addr) in [("lan0", "10.80.1.1/24"), ("up0", "10.80.0.254/24")] {
             relay.ip(&format!("link add {bridge} type bridge"));
             relay.ip(&format!("link set {bridge} up"));
             relay.ip(&format!("addr add {addr} dev {bridge}"));
         }
-        for (i, (ns, addr)) in servers.iter().zip([OLD_A, OLD_B, PEREGRINE]).enumerate() {
+        let addrs = [OLD_A, OLD_B, PEREGRINE, PEREGRINE_B];
+        for (i, (ns, addr)) in servers.iter().zip(addrs).enumerate() {
             relay.ip(&format!("link add u{i} type veth peer name srv{i}"));
             relay.ip(&format!("link set u{i} master up0"));
             relay.ip(&format!("link set u{i} up"));
@@ -97,13 +107,18 @@ impl Lab {
 
     /// dhcrelay between the clients' segment and the servers', towards `server`.
     fn relay_to(&self, server: Ipv4Addr) -> Running {
-        let log = self.dir.join(format!("dhcrelay-{server}.log"));
+        self.relay_to_all(&[server])
+    }
+
+    /// dhcrelay between the clients' segment and the servers', towards every one of `servers`.
+    fn relay_to_all(&self, servers: &[Ipv4Addr]) -> Running {
+        let log = self.dir.join(format!("dhcrelay-{}.log", servers[0]));
         spawn_logged(
             self.relay
                 .command(self.dhcrelay.to_str().unwrap())
                 .args(["-4", "-d", "-id", "lan0", "-iu", "up0", "-pf"])
-                .arg(self.dir.join(format!("dhcrelay-{server}.pid")))
-                .arg(server.to_string()),
+                .arg(self.dir.join(format!("dhcrelay-{}.pid", servers[0])))
+                .args(servers.iter().map(ToString::to_string)),
             &log,
             "Sending on",
         )
@@ -252,6 +267,129 @@ fn a_split_scope_moves_off_two_old_servers_and_every_client_keeps_its_address() 
     peregrine.terminate(GRACE);
 }
 
+/// The same split scope moved onto a Peregrine pair (issue 15): both lease files imported into
+/// the primary reach the secondary; the scope is activated on both and the relay forwards to
+/// both; every client's next broadcast gets its old address from whichever server its hash
+/// bucket names, and the secondary knows every imported lease.
+#[test]
+fn a_split_scope_moves_onto_a_peregrine_pair_and_every_client_keeps_its_address() {
+    let test = "split_pair";
+    let Some(tools) = require_tools(
+        test,
+        ["dhclient", "udhcpc", "dhcrelay", "dhcpd"],
+        "isc-dhcp-client, udhcpc, isc-dhcp-relay, isc-dhcp-server",
+    ) else {
+        return;
+    };
+    let dhcpd = tools[3].clone();
+    let tmp = TempDir::new("split-pair");
+    let dir = tmp.path().to_path_buf();
+    let Some(lab) = Lab::new(test, tools, dir.clone()) else {
+        return;
+    };
+    let events = dir.join("events");
+    client_files(&dir, &events);
+    udhcpc_script(&dir, &events);
+    let (mut a, a_leases) = lab.dhcpd(&dhcpd, 0, "10.80.1.10 10.80.1.127");
+    let (mut b, b_leases) = lab.dhcpd(&dhcpd, 1, "10.80.1.128 10.80.1.250");
+    let mut old = Vec::new();
+    for (server, clients) in [(OLD_A, 0..2), (OLD_B, 2..4)] {
+        let mut relay = lab.relay_to(server);
+        for i in clients {
+            let (_, addr, sid) = lab.lease(i);
+            assert_eq!(sid, server, "c{i}");
+            old.push(addr);
+        }
+        relay.terminate(GRACE);
+    }
+    // The pair, the scope inactive on both, over the servers' segment.
+    let failover = |role: &str, peer: Ipv4Addr, local: Ipv4Addr| {
+        format!(
+            "\n[failover]\nrole = \"{role}\"\nlocal = \"{local}\"\npeer = \"{peer}\"\n\
+             relationship = \"split-pair\"\nmclt = 30\n"
+        )
+    };
+    let primary = peregrine_config_as(
+        &dir,
+        "primary",
+        PEREGRINE,
+        &failover("primary", PEREGRINE_B, PEREGRINE),
+    );
+    let secondary = peregrine_config_as(
+        &dir,
+        "secondary",
+        PEREGRINE_B,
+        &failover("secondary", PEREGRINE, PEREGRINE_B),
+    );
+    let mut pair = Vec::new();
+    for (k, config) in [(2, &primary), (3, &secondary)] {
+        pair.push(spawn_logged(
+            lab.servers[k]
+                .command(env!("CARGO_BIN_EXE_peregrine"))
+                .args(["run", "--config"])
+                .arg(config),
+            &dir.join(format!("peregrine-{k}.log")),
+            "listening",
+        ));
+    }
+    for k in [2, 3] {
+        wait_until(30, &format!("server {k} in NORMAL"), || {
+            let v = get_json(&lab.servers[k], "/v1/failover")?;
+            (v["state"] == "NORMAL" && v["partner_state"] == "NORMAL").then_some(())
+        });
+    }
+    a.terminate(GRACE);
+    b.terminate(GRACE);
+    // Both files into the primary; the secondary learns them from it.
+    let export = dir.join("b-export.xml");
+    std::fs::write(&export, windows_export(&std::fs::read(&b_leases).unwrap())).unwrap();
+    import(&lab, "dhcpd", &a_leases, &[]);
+    import(&lab, "windows-xml", &export, &["--timezone", "UTC"]);
+    for (i, addr) in old.iter().enumerate() {
+        wait_until(20, &format!("c{i}'s {addr} at the secondary"), || {
+            let v = get_json(&lab.servers[3], &format!("/v1/leases/{addr}"))?;
+            (v["state"] == "active" && v["mac"] == format!("02:00:00:80:00:0{i}")).then_some(())
+        });
+    }
+    for k in [2, 3] {
+        let activated = lab.servers[k].enter(|| {
+            ureq::post(&format!("http://{CONTROL}/v1/scopes/lan/activate"))
+                .send_empty()
+                .map(|r| r.status().as_u16())
+        });
+        assert_eq!(activated.ok(), Some(200), "server {k}");
+    }
+    let mut relay = lab.relay_to_all(&[PEREGRINE, PEREGRINE_B]);
+    let mut now = Vec::new();
+    for i in (0..CLIENTS.len()).rev() {
+        let (reason, addr, sid) = lab.lease(i);
+        assert_eq!(addr, old[i], "c{i} ({reason} from {sid})");
+        assert!(sid == PEREGRINE || sid == PEREGRINE_B, "c{i}: {sid}");
+        now.push(addr);
+    }
+    now.sort();
+    now.dedup();
+    assert_eq!(now.len(), CLIENTS.len(), "no address held by two clients");
+    relay.terminate(GRACE);
+    for mut p in pair {
+        assert!(p.is_running(), "a Peregrine server stopped");
+        p.terminate(GRACE);
+    }
+}
+
+/// GET `path` from the admin API in `ns`, as JSON; `None` until it answers.
+fn get_json(ns: &Netns, path: &str) -> Option<serde_json::Value> {
+    let body = ns.enter(|| {
+        ureq::get(&format!("http://{CONTROL}{path}"))
+            .call()
+            .ok()?
+            .into_body()
+            .read_to_string()
+            .ok()
+    })?;
+    serde_json::from_str(&body).ok()
+}
+
 /// `peregrine leases import --server` of `file` as `format` inside Peregrine's namespace (once
 /// its admin API answers); every lease must be imported (exit status 0).
 fn import(lab: &Lab, format: &str, file: &Path, extra: &[&str]) {
@@ -294,7 +432,14 @@ fn udhcpc_script(dir: &Path, events: &Path) {
 
 /// Peregrine on 10.80.0.3 with the relayed scope configured inactive.
 fn peregrine_config(dir: &Path) -> PathBuf {
-    let config = dir.join("peregrine.toml");
+    peregrine_config_as(dir, "peregrine", PEREGRINE, "")
+}
+
+/// Peregrine `name` on `addr` (interface `srv2` or `srv3`) with the relayed scope configured
+/// inactive, and `extra` (a `[failover]` table) after the rest.
+fn peregrine_config_as(dir: &Path, name: &str, addr: Ipv4Addr, extra: &str) -> PathBuf {
+    let config = dir.join(format!("{name}.toml"));
+    let iface = if addr == PEREGRINE { "srv2" } else { "srv3" };
     std::fs::write(
         &config,
         format!(
@@ -306,8 +451,8 @@ authoritative = false
 backend = "af-packet"
 
 [[interface]]
-name = "srv2"
-address = "{PEREGRINE}"
+name = "{iface}"
+address = "{addr}"
 
 [control]
 listen = "{CONTROL}"
@@ -322,8 +467,8 @@ range = "10.80.1.10 - 10.80.1.250"
 
 [leases]
 directory = {:?}
-"#,
-            dir.join("leases").display().to_string()
+{extra}"#,
+            dir.join(format!("{name}-leases")).display().to_string()
         ),
     )
     .unwrap();
