@@ -161,13 +161,30 @@ impl Engine {
             if !giaddr.is_unspecified() {
                 header.flags |= FLAG_BROADCAST;
             }
-        } else {
+        } else if spec.kind == MessageType::Ack {
+            // RFC 2131 table 3: an ACK carries the request's ciaddr; an OFFER and a NAK 0.
             header.ciaddr = request.ciaddr();
         }
         w.header(&header);
         w.message_type(spec.kind)?;
         let server_id = spec.scope.server_id(r.meta);
         w.option_ipv4(opt::SERVER_ID, server_id)?;
+        // RFC 6842: the client identifier the client sent comes back unaltered, in every reply.
+        if let Some(id) = r.msg.client_id() {
+            let mut joined = [0u8; 255];
+            let value = id.as_slice().or_else(|| {
+                let n = id.len();
+                (n <= joined.len()).then(|| {
+                    for (slot, b) in joined.iter_mut().zip(id.bytes()) {
+                        *slot = b;
+                    }
+                    &joined[..n]
+                })
+            });
+            if let Some(v) = value {
+                w.option(opt::CLIENT_ID, v)?;
+            }
+        }
         if let Some(l) = spec.lease {
             w.option_u32(opt::LEASE_TIME, l.valid)?;
             w.option_u32(opt::RENEWAL_TIME, l.renew)?;

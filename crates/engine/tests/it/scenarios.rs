@@ -959,3 +959,47 @@ fn a_ping_check_probes_unheld_addresses_and_one_that_answers_is_not_offered_agai
     let mut plain = Sim::new(&lab_config());
     assert!(matches!(plain.send(&c.discover()), Verdict::Reply { .. }));
 }
+
+/// RFC 6842 §3: "If the 'client identifier' option is present in a message received from a
+/// client, the server MUST return the 'client identifier' option, unaltered, in its response
+/// message." And RFC 2131 table 3: `ciaddr` is 0 in a DHCPOFFER and a DHCPNAK, and in a DHCPACK
+/// the request's.
+#[test]
+fn the_client_identifier_comes_back_and_an_offer_carries_no_ciaddr() {
+    let mut sim = Sim::new(&lab_config());
+    let mut c = Client::new(61);
+    c.identifier = Some(b"\x00subscriber-61".to_vec());
+    // A DISCOVER with a ciaddr (of the client's subnet: one of no subnet is issue 18's item 3).
+    let stray = Ipv4Addr::new(10, 200, 0, 240);
+    let v = sim.send(&c.message(MessageType::Discover, stray, None, None));
+    let offer = sim.reply(&v);
+    assert_eq!(offer.message_type(), Some(MessageType::Offer));
+    assert_eq!(offer.packet().ciaddr(), Ipv4Addr::UNSPECIFIED);
+    let id = |m: &peregrine_wire::dhcp::DhcpMessage<'_>| {
+        m.client_id().and_then(|v| v.as_slice().map(<[u8]>::to_vec))
+    };
+    assert_eq!(id(&offer), c.identifier);
+    let addr = offer.packet().yiaddr();
+    let v = sim.send(&c.select(addr, SERVER));
+    let ack = sim.reply(&v);
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
+    assert_eq!(id(&ack), c.identifier);
+    // A renewal's ACK carries its ciaddr.
+    sim.advance(2000);
+    let v = sim.send(&c.renew(addr));
+    let ack = sim.reply(&v);
+    assert_eq!(ack.packet().ciaddr(), addr);
+    assert_eq!(id(&ack), c.identifier);
+    // A NAK: no ciaddr, the identifier all the same.
+    let wrong = Ipv4Addr::new(10, 200, 0, 250);
+    let v = sim.send(&c.message(
+        MessageType::Request,
+        Ipv4Addr::UNSPECIFIED,
+        Some(wrong),
+        Some(SERVER),
+    ));
+    let nak = sim.reply(&v);
+    assert_eq!(nak.message_type(), Some(MessageType::Nak));
+    assert_eq!(nak.packet().ciaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(id(&nak), c.identifier);
+}
