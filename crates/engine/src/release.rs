@@ -146,6 +146,9 @@ impl Engine {
     }
 
     pub(crate) fn inform(&self, r: &Request<'_, '_>, scope: &Scope, tx: &mut [u8]) -> Verdict {
+        if r.msg.packet().ciaddr().is_unspecified() {
+            return Verdict::Drop(DropReason::InformWithoutCiaddr);
+        }
         let spec = ReplySpec {
             kind: MessageType::Ack,
             yiaddr: Ipv4Addr::UNSPECIFIED,

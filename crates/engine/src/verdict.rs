@@ -96,6 +96,9 @@ pub enum DropReason {
     FailoverSilent,
     /// In NORMAL, load balancing gives this client to the failover partner.
     PartnerClient,
+    /// A DHCPINFORM without `ciaddr`: the ACK goes to that address (RFC 2131 §4.3.5), and a
+    /// client that informs must have one (§4.4.3).
+    InformWithoutCiaddr,
 }
 
 impl DropReason {
@@ -116,6 +119,7 @@ impl DropReason {
             DropReason::NoBinding => "no_binding",
             DropReason::ReplyTooLarge => "reply_too_large",
             DropReason::FailoverSilent => "failover_silent",
+            DropReason::InformWithoutCiaddr => "inform_without_ciaddr",
             DropReason::PartnerClient => "partner_client",
         }
     }

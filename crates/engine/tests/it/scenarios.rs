@@ -357,6 +357,12 @@ fn inform_gets_options_without_a_lease() {
         panic!("{v:?}")
     };
     assert_eq!((dst.ip, dst.port), (Ipv4Addr::new(10, 201, 0, 1), 67));
+    // RFC 2131 §4.3.5: "The server responds to a DHCPINFORM message by sending a DHCPACK
+    // message directly to the address given in the 'ciaddr' field": without one, no answer.
+    assert_eq!(
+        sim.send(&c.inform(Ipv4Addr::UNSPECIFIED)),
+        Verdict::Drop(DropReason::InformWithoutCiaddr)
+    );
 }
 
 #[test]
