@@ -138,11 +138,12 @@ impl Engine {
         } else {
             reservation_for(r, s, want)
         };
-        // A lease whose client now says something else of itself is granted anew (journaled,
-        // told to the partner).
+        // A lease whose client now says something else of itself, or comes with another
+        // hardware address (the same client identifier on a new NIC), is granted anew
+        // (journaled, told to the partner).
         if let Some(remaining) = self
             .cached_lease(&b, s, mine, r.now)
-            .filter(|_| info == b.info)
+            .filter(|_| info == b.info && b.mac == r.mac)
         {
             // Early renewal: the unchanged lease again, nothing to journal (Kea's lease caching).
             shard.set(at.slot, Binding { cltt: r.now, ..b });

@@ -1009,3 +1009,23 @@ fn the_client_identifier_comes_back_and_an_offer_carries_no_ciaddr() {
     assert_eq!(nak.packet().ciaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(id(&nak), c.identifier);
 }
+
+/// A client that moves (the same client identifier, a new hardware address) and renews within
+/// the lease-cache threshold: the binding takes the new hardware address, durably, instead of
+/// the cached answer leaving the old one (issue 18, item 11).
+#[test]
+fn a_client_on_a_new_nic_updates_its_binding_even_within_the_cache() {
+    let mut sim = Sim::new(&lab_config());
+    let mut c = Client::new(62);
+    c.identifier = Some(b"\x00cpe-62".to_vec());
+    let addr = sim.dora(&c);
+    let mut moved = c.clone();
+    moved.mac = [2, 0xcc, 0, 0, 0x99, 62];
+    sim.advance(60);
+    let v = sim.send(&moved.renew(addr));
+    let Verdict::Defer { event, .. } = v else {
+        panic!("answered from the cache: {v:?}")
+    };
+    assert_eq!(event.binding.mac, moved.mac);
+    assert_eq!(sim.engine.binding(addr).unwrap().1.mac, moved.mac);
+}
