@@ -11,7 +11,7 @@ use crate::text;
 
 /// Options the server writes itself, from the scope, the lease or the request; a `custom` entry
 /// must not set them.
-const SERVER_OWNED: [(u8, &str); 12] = [
+const SERVER_OWNED: [(u8, &str); 13] = [
     (1, "subnet mask, from the scope's subnet"),
     (50, "requested IP address"),
     (51, "lease time, from lease-time"),
@@ -24,6 +24,7 @@ const SERVER_OWNED: [(u8, &str); 12] = [
     (59, "rebinding time, from rebind-timer"),
     (61, "client identifier"),
     (82, "relay agent information"),
+    (118, "subnet selection, a relay's or a client's (RFC 3011)"),
 ];
 
 /// Encodes the options table at `key` (`scope[0].options`, say); `None` after recording errors.

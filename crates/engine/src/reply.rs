@@ -202,13 +202,16 @@ impl Engine {
                     return;
                 }
                 written[usize::from(code / 64)] |= bit;
+                // A reservation's host name, else a configured option 12 (a class's, say).
                 let value = if code == opt::HOSTNAME {
-                    reservation.and_then(|i| {
-                        spec.scope.reservations.list[i]
-                            .hostname
-                            .as_deref()
-                            .map(str::as_bytes)
-                    })
+                    reservation
+                        .and_then(|i| {
+                            spec.scope.reservations.list[i]
+                                .hostname
+                                .as_deref()
+                                .map(str::as_bytes)
+                        })
+                        .or_else(|| self.option_value(spec.scope, reservation, spec.classes, code))
                 } else {
                     self.option_value(spec.scope, reservation, spec.classes, code)
                 };

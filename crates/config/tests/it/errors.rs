@@ -631,7 +631,7 @@ fn custom_option_owned_by_the_server() {
     let text = "[server.options]\ncustom = [{ code = 51, hex = \"00000e10\" }]\n";
     let message = "option 51 (lease time, from lease-time) is written by the server";
     assert_error(text, "2:20 server.options.custom[0].code", message);
-    for code in [1, 50, 52, 53, 54, 55, 57, 58, 59, 61, 82] {
+    for code in [1, 50, 52, 53, 54, 55, 57, 58, 59, 61, 82, 118] {
         let text = format!("[server.options]\ncustom = [{{ code = {code}, hex = \"00\" }}]\n");
         assert_error(
             &text,

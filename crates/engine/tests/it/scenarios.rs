@@ -1029,3 +1029,22 @@ fn a_client_on_a_new_nic_updates_its_binding_even_within_the_cache() {
     assert_eq!(event.binding.mac, moved.mac);
     assert_eq!(sim.engine.binding(addr).unwrap().1.mac, moved.mac);
 }
+
+/// A configured option 12 (here the scope's) is sent to a client that asks for it, where no
+/// reservation names the client (issue 18, item 6: it passed `check-config` and was never sent).
+#[test]
+fn a_configured_host_name_option_is_sent() {
+    let mut config = lab_config();
+    config.scopes[0]
+        .options
+        .set(opt::HOSTNAME, b"lab-client".to_vec());
+    let mut sim = Sim::new(&config);
+    let mut c = Client::new(63);
+    c.prl.push(opt::HOSTNAME);
+    let v = sim.send(&c.discover());
+    let offer = sim.reply(&v);
+    let name = offer
+        .get(opt::HOSTNAME)
+        .and_then(|v| v.as_slice().map(<[u8]>::to_vec));
+    assert_eq!(name.as_deref(), Some(&b"lab-client"[..]));
+}
