@@ -62,6 +62,22 @@ impl Engine {
         self.return_offer(r, loc);
     }
 
+    /// The client of `r` asks for another address than its binding at `old` (the caller holds
+    /// its index entry, and no pool shard): true if it must be refused with a NAK, a rebooting
+    /// client we hold a lease for having a wrong notion of its address (RFC 2131 §4.3.2); else
+    /// an address on offer to it at `old` goes back to the pool.
+    fn settle_elsewhere(&self, r: &Request<'_, '_>, state: RequestState, old: Loc) -> bool {
+        if state == RequestState::InitReboot {
+            let pool = &self.scope(old.scope).pools[usize::from(old.pool)];
+            let b = *pool.lock(old.at.shard).binding(old.at.slot);
+            if b.owned_by(&r.key) && b.state == BindingState::Active && b.held_at(r.now) {
+                return true;
+            }
+        }
+        self.return_offer(r, old);
+        false
+    }
+
     /// Puts the address at `loc` back in its pool if it is on offer to this client (the caller
     /// holds the client's index entry, and no pool shard).
     fn return_offer(&self, r: &Request<'_, '_>, loc: Loc) {
@@ -98,8 +114,11 @@ impl Engine {
         let (held, mut clients) = self.clients.lock(&r.hkey);
 
         // One pool-shard lock at a time: return a different address on offer to the client first.
-        if let Some(old) = clients.get(&r.hkey).copied().filter(|old| *old != loc) {
-            self.return_offer(r, old);
+        if let Some(old) = clients.get(&r.hkey).copied().filter(|old| *old != loc)
+            && self.settle_elsewhere(r, state, old)
+        {
+            drop(clients);
+            return self.nak(r, s, tx);
         }
         let pool = &s.pools[p];
         let mut shard = pool.lock(at.shard);
@@ -108,9 +127,11 @@ impl Engine {
         let mine = b.owned_by(&r.key) && b.state != BindingState::Abandoned;
         if !mine {
             if !may_take(r, s, pool, &b, want) {
-                drop(shard);
-                drop(clients);
-                return if b.client.is_some() || reserved_for.is_some() {
+                drop((shard, clients));
+                // Another client's address: NAK, but to a rebooting client we know nothing
+                // of only where authoritative (RFC 2131 §4.3.2: no record, remain silent).
+                let nak = state != RequestState::InitReboot;
+                return if nak && (b.client.is_some() || reserved_for.is_some()) {
                     self.nak(r, s, tx)
                 } else {
                     self.refuse(r, s, state, tx)
@@ -118,14 +139,12 @@ impl Engine {
             }
             if state != RequestState::Selecting && !s.authoritative {
                 // A client we never heard of, renewing or rebooting: another server may own it.
-                drop(shard);
-                drop(clients);
+                drop((shard, clients));
                 return Verdict::Drop(DropReason::UnknownClient);
             }
         }
         if self.partner_forbids(s, &b, mine, r.now) {
-            drop(shard);
-            drop(clients);
+            drop((shard, clients));
             return Verdict::Drop(DropReason::FailoverSilent);
         }
         // A unicast renewal reaches us without the relay, so without option 82: with
@@ -147,8 +166,7 @@ impl Engine {
         {
             // Early renewal: the unchanged lease again, nothing to journal (Kea's lease caching).
             shard.set(at.slot, Binding { cltt: r.now, ..b });
-            drop(shard);
-            drop(clients);
+            drop((shard, clients));
             let spec = ReplySpec {
                 kind: MessageType::Ack,
                 yiaddr: want,

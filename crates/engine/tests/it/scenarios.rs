@@ -138,9 +138,14 @@ fn init_reboot_acks_a_known_lease_naks_a_wrong_one_and_is_silent_for_strangers()
         ),
         "{v:?}"
     );
-    // Another client's address: NAK, broadcast (no giaddr).
+    // RFC 2131 §4.3.2: "If the DHCP server has no record of this client, then it MUST remain
+    // silent": a stranger asking for another client's address, not authoritative.
     let d = Client::new(8);
     let v = sim.send(&d.init_reboot(addr));
+    assert_eq!(v, Verdict::Drop(DropReason::UnknownClient));
+    // "Server SHOULD send a DHCPNAK message to the client if the 'requested IP address' is
+    // incorrect": the client we hold `addr` for, asking for another one. Broadcast (no giaddr).
+    let v = sim.send(&c.init_reboot(Ipv4Addr::new(10, 200, 0, 161)));
     let Verdict::Reply {
         kind: MessageType::Nak,
         dst,
@@ -150,6 +155,10 @@ fn init_reboot_acks_a_known_lease_naks_a_wrong_one_and_is_silent_for_strangers()
         panic!("{v:?}")
     };
     assert_eq!(dst.next_hop, NextHop::Broadcast);
+    assert_eq!(
+        sim.engine.binding(addr).unwrap().1.state,
+        BindingState::Active
+    );
     // Wrong network, not authoritative: silent.
     let v = sim.send(&d.init_reboot(Ipv4Addr::new(192, 168, 1, 5)));
     assert_eq!(v, Verdict::Drop(DropReason::UnknownClient));
@@ -181,6 +190,18 @@ fn authoritative_naks_wrong_networks_and_grants_free_addresses_to_rebooting_stra
             v,
             Verdict::Defer {
                 kind: MessageType::Ack,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    // Once it holds one, another address is wrong for it: NAK, not a second lease.
+    let v = sim.send(&d.init_reboot(Ipv4Addr::new(10, 200, 0, 161)));
+    assert!(
+        matches!(
+            v,
+            Verdict::Reply {
+                kind: MessageType::Nak,
                 ..
             }
         ),
