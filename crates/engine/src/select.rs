@@ -40,7 +40,7 @@ impl Engine {
     }
 
     /// Scope selection, in RFC order: link-selection (82/5), subnet-selection (118), giaddr,
-    /// ciaddr, then the receiving interface.
+    /// ciaddr (if it fits a subnet), then the receiving interface.
     pub(crate) fn select(
         &self,
         meta: &RxMeta,
@@ -49,6 +49,13 @@ impl Engine {
     ) -> Option<&Scope> {
         let p = msg.packet();
         let sel = &self.selector;
+        let arrival = || match meta.interface {
+            Some(i) => sel
+                .interfaces
+                .get(usize::from(i.0))
+                .and_then(|(_, v)| v.first().copied()),
+            None => sel.by_address(meta.local_ip),
+        };
         let id = if let Some(a) = rai.and_then(RelayAgentInfo::link_selection) {
             sel.by_address(a)
         } else if let Some(a) = msg.subnet_selection() {
@@ -56,13 +63,11 @@ impl Engine {
         } else if !p.giaddr().is_unspecified() {
             sel.by_relay(p.giaddr())
         } else if !p.ciaddr().is_unspecified() {
-            sel.by_address(p.ciaddr())
-        } else if let Some(i) = meta.interface {
-            sel.interfaces
-                .get(usize::from(i.0))
-                .and_then(|(_, v)| v.first().copied())
+            // An unrelayed client whose ciaddr fits no subnet is on the arrival link: its
+            // answer (an OFFER, a NAK) comes from there.
+            sel.by_address(p.ciaddr()).or_else(arrival)
         } else {
-            sel.by_address(meta.local_ip)
+            arrival()
         };
         id.map(|id| &self.scopes[usize::from(id.0)])
     }

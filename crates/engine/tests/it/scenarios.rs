@@ -1069,3 +1069,20 @@ fn a_configured_host_name_option_is_sent() {
         .and_then(|v| v.as_slice().map(<[u8]>::to_vec));
     assert_eq!(name.as_deref(), Some(&b"lab-client"[..]));
 }
+
+/// An unrelayed DISCOVER whose ciaddr fits no subnet (issue 18, item 3; here 255.255.255.255)
+/// is answered from the scope of the interface it arrived on, with ciaddr 0 in the OFFER.
+#[test]
+fn an_unrelayed_ciaddr_of_no_subnet_is_answered_from_the_arrival_link() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(64);
+    let v = sim.send(&c.message(MessageType::Discover, Ipv4Addr::BROADCAST, None, None));
+    let offer = sim.reply(&v);
+    assert_eq!(offer.message_type(), Some(MessageType::Offer));
+    assert_eq!(offer.packet().ciaddr(), Ipv4Addr::UNSPECIFIED);
+    assert!(in_pool(
+        offer.packet().yiaddr(),
+        [10, 200, 0, 100],
+        [10, 200, 0, 199]
+    ));
+}
