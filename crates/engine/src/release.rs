@@ -17,10 +17,7 @@ impl Engine {
         let Some(addr) = r.msg.requested_ip() else {
             return Verdict::Drop(DropReason::NoBinding);
         };
-        if r.msg
-            .server_id()
-            .is_some_and(|sid| sid != scope.server_id(r.meta))
-        {
+        if r.msg.server_id().is_some_and(|sid| !r.names_us(scope, sid)) {
             return Verdict::Drop(DropReason::ServerIdNotOurs);
         }
         let probation = r.now + Time::from(self.settings.decline_probation);
@@ -78,10 +75,7 @@ impl Engine {
 
     pub(crate) fn release(&self, r: &Request<'_, '_>, scope: &Scope) -> Verdict {
         let addr = r.msg.packet().ciaddr();
-        if r.msg
-            .server_id()
-            .is_some_and(|sid| sid != scope.server_id(r.meta))
-        {
+        if r.msg.server_id().is_some_and(|sid| !r.names_us(scope, sid)) {
             return Verdict::Drop(DropReason::ServerIdNotOurs);
         }
         // The client keeps affinity: its entry stays, and the address goes to the back of the queue.

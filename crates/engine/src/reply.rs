@@ -86,6 +86,29 @@ const DEFAULT_OPTIONS: [u8; 6] = [
     opt::NTP_SERVERS,
 ];
 
+impl Request<'_, '_> {
+    /// Our server identifier towards this client in `scope`: the relay's override (RFC 5107,
+    /// option 82 sub-option 11), so that the client's unicasts reach the relay, else the
+    /// scope's.
+    pub(crate) fn server_id_in(&self, scope: &Scope) -> Ipv4Addr {
+        self.rai
+            .as_ref()
+            .and_then(RelayAgentInfo::server_id_override)
+            .unwrap_or_else(|| scope.server_id(self.meta))
+    }
+
+    /// Whether `sid`, the server identifier the client named, is ours: the scope's, or the
+    /// override its relay asked us to use.
+    pub(crate) fn names_us(&self, scope: &Scope, sid: Ipv4Addr) -> bool {
+        sid == scope.server_id(self.meta)
+            || self
+                .rai
+                .as_ref()
+                .and_then(RelayAgentInfo::server_id_override)
+                == Some(sid)
+    }
+}
+
 impl Engine {
     pub(crate) fn reply(
         &self,
@@ -167,8 +190,9 @@ impl Engine {
         }
         w.header(&header);
         w.message_type(spec.kind)?;
+        // The reply leaves from our own address; option 54 may name the relay's override.
         let server_id = spec.scope.server_id(r.meta);
-        w.option_ipv4(opt::SERVER_ID, server_id)?;
+        w.option_ipv4(opt::SERVER_ID, r.server_id_in(spec.scope))?;
         // RFC 6842: the client identifier the client sent comes back unaltered, in every reply.
         if let Some(id) = r.msg.client_id() {
             let mut joined = [0u8; 255];

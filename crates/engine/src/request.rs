@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 
-use peregrine_wire::dhcp::{MessageType, RelayAgentInfo};
+use peregrine_wire::dhcp::MessageType;
 
 use crate::binding::{Binding, BindingEvent, BindingState, Time};
 use crate::clients::Loc;
@@ -26,9 +26,7 @@ impl Engine {
     pub(crate) fn request(&self, r: &Request<'_, '_>, scope: &Scope, tx: &mut [u8]) -> Verdict {
         let p = r.msg.packet();
         if let Some(sid) = r.msg.server_id() {
-            let ours = sid == scope.server_id(r.meta)
-                || r.rai.as_ref().and_then(RelayAgentInfo::server_id_override) == Some(sid);
-            if !ours {
+            if !r.names_us(scope, sid) {
                 self.withdraw_offer(r, scope);
                 return Verdict::Drop(DropReason::ServerIdNotOurs);
             }

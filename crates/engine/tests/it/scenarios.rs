@@ -1086,3 +1086,31 @@ fn an_unrelayed_ciaddr_of_no_subnet_is_answered_from_the_arrival_link() {
         [10, 200, 0, 199]
     ));
 }
+
+/// RFC 5107 §4: with the server identifier override sub-option, the server "MUST use the value
+/// ... as the value of the Server Identifier option" in its replies, and takes a REQUEST,
+/// DECLINE or RELEASE naming it as naming itself (issue 18, item 7).
+#[test]
+fn the_relays_server_identifier_override_is_ours_to_use() {
+    let mut sim = Sim::new(&lab_config());
+    let relay = Ipv4Addr::new(10, 201, 0, 1);
+    let mut c = Client::new(65).relayed(relay.octets(), b"port-65");
+    c.relay_info
+        .push((relay::sub::SERVER_ID_OVERRIDE, relay.octets().to_vec()));
+    let v = sim.send(&c.discover());
+    let offer = sim.reply(&v);
+    assert_eq!(offer.server_id(), Some(relay));
+    let addr = offer.packet().yiaddr();
+    let v = sim.send(&c.select(addr, relay));
+    let ack = sim.reply(&v);
+    assert_eq!(ack.message_type(), Some(MessageType::Ack), "{v:?}");
+    assert_eq!(ack.server_id(), Some(relay));
+    // The reply still leaves from our own address.
+    let Verdict::Defer { dst, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_ne!(dst.src_ip, relay);
+    // A RELEASE naming the override, relayed with it, is ours.
+    let v = sim.send(&c.release(addr, relay));
+    assert!(matches!(v, Verdict::Record { .. }), "{v:?}");
+}
