@@ -188,7 +188,23 @@ impl Engine {
             // RFC 2131 table 3: an ACK carries the request's ciaddr; an OFFER and a NAK 0.
             header.ciaddr = request.ciaddr();
         }
+        // BOOTP's next server and boot file (DOCSIS modems, PXE): from the options that name
+        // them, most specific first; option 66 only when it is an address.
+        let boot = |code| {
+            (!nak)
+                .then(|| self.option_value(spec.scope, spec.reservation, spec.classes, code))
+                .flatten()
+        };
+        if let Some(ip) = boot(opt::TFTP_SERVER)
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<Ipv4Addr>().ok())
+        {
+            header.siaddr = ip;
+        }
         w.header(&header);
+        if let Some(file) = boot(opt::BOOTFILE_NAME) {
+            // A name too long for the field is sent as option 67 only.
+            let _ = w.file(file);
+        }
         w.message_type(spec.kind)?;
         // The reply leaves from our own address; option 54 may name the relay's override.
         let server_id = spec.scope.server_id(r.meta);

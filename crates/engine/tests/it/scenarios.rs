@@ -1114,3 +1114,38 @@ fn the_relays_server_identifier_override_is_ours_to_use() {
     let v = sim.send(&c.release(addr, relay));
     assert!(matches!(v, Verdict::Record { .. }), "{v:?}");
 }
+
+/// BOOTP's next server and boot file (issue 18, item 9): a scope's `tftp-server` (an address)
+/// goes in `siaddr` and its `bootfile-name` in `file`, in OFFER and ACK, asked for or not (a
+/// DOCSIS modem or a PXE client reads them there); a class's overrides the scope's.
+#[test]
+fn next_server_and_boot_file_go_in_the_bootp_fields() {
+    let mut config = lab_config();
+    config.scopes[1]
+        .options
+        .set(opt::TFTP_SERVER, b"10.201.0.20".to_vec());
+    config.scopes[1]
+        .options
+        .set(opt::BOOTFILE_NAME, b"cpe.cfg".to_vec());
+    let mut modems = class(
+        "modems",
+        vec![ClassMatch::VendorClassPrefix(b"docsis".to_vec())],
+    );
+    modems
+        .options
+        .set(opt::BOOTFILE_NAME, b"cm-gold.cfg".to_vec());
+    config.classes.push(modems);
+    let mut sim = Sim::new(&config);
+    let cpe = Client::new(66).relayed([10, 201, 0, 1], b"port-66");
+    let v = sim.send(&cpe.discover());
+    let offer = sim.reply(&v);
+    assert_eq!(offer.packet().siaddr(), Ipv4Addr::new(10, 201, 0, 20));
+    assert!(offer.packet().file().starts_with(b"cpe.cfg\0"));
+    let mut modem = Client::new(67).relayed([10, 201, 0, 1], b"port-67");
+    modem.vendor_class = Some(b"docsis3.1".to_vec());
+    let addr = sim.dora(&modem);
+    let v = sim.send(&modem.select(addr, SERVER));
+    let ack = sim.reply(&v);
+    assert!(ack.packet().file().starts_with(b"cm-gold.cfg\0"), "{v:?}");
+    assert_eq!(ack.packet().siaddr(), Ipv4Addr::new(10, 201, 0, 20));
+}
