@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use peregrine_wire::dhcp::DhcpMessage;
+use peregrine_wire::dhcp::{DhcpMessage, OptionIter};
 
 /// Relay agent information (RFC 3046).
 const RELAY_AGENT_INFO: u8 = 82;
@@ -53,13 +53,9 @@ impl ClientInfo {
 
     /// The kept options, code and data.
     pub fn options(&self) -> impl Iterator<Item = (u8, &[u8])> {
-        let mut rest = self.as_bytes();
-        std::iter::from_fn(move || {
-            let (&[code, len], tail) = rest.split_first_chunk::<2>()?;
-            let (data, tail) = tail.split_at_checked(usize::from(len))?;
-            rest = tail;
-            Some((code, data))
-        })
+        OptionIter::new(self.as_bytes())
+            .map_while(Result::ok)
+            .map(|o| (o.code, o.data))
     }
 
     /// The data of kept option `code`.
@@ -92,36 +88,16 @@ impl ClientInfo {
     /// partner's client-request-options, a journal record); others are skipped, and so is one
     /// that does not fit. `None` if `bytes` is not a well-formed sequence of options.
     pub fn from_options(bytes: &[u8]) -> Option<ClientInfo> {
-        let parsed = || {
-            let mut rest = bytes;
-            std::iter::from_fn(move || {
-                loop {
-                    let (&code, tail) = rest.split_first()?;
-                    match code {
-                        0 => rest = tail,
-                        255 => return None,
-                        _ => {
-                            let parsed = tail
-                                .split_first()
-                                .and_then(|(&len, tail)| tail.split_at_checked(usize::from(len)));
-                            let Some((data, tail)) = parsed else {
-                                rest = &[];
-                                return Some(Err(()));
-                            };
-                            rest = tail;
-                            return Some(Ok((code, data)));
-                        }
-                    }
-                }
-            })
-        };
-        if parsed().any(|o| o.is_err()) {
+        if OptionIter::new(bytes).any(|o| o.is_err()) {
             return None;
         }
         let mut info = ClientInfo::EMPTY;
         for code in Self::KEPT {
-            if let Some((_, data)) = parsed().flatten().find(|(c, _)| *c == code) {
-                info.push(code, data.len(), data.iter().copied());
+            let found = OptionIter::new(bytes)
+                .map_while(Result::ok)
+                .find(|o| o.code == code);
+            if let Some(o) = found {
+                info.push(code, o.data.len(), o.data.iter().copied());
             }
         }
         Some(info)

@@ -211,17 +211,8 @@ impl Engine {
         w.option_ipv4(opt::SERVER_ID, r.server_id_in(spec.scope))?;
         // RFC 6842: the client identifier the client sent comes back unaltered, in every reply.
         if let Some(id) = r.msg.client_id() {
-            let mut joined = [0u8; 255];
-            let value = id.as_slice().or_else(|| {
-                let n = id.len();
-                (n <= joined.len()).then(|| {
-                    for (slot, b) in joined.iter_mut().zip(id.bytes()) {
-                        *slot = b;
-                    }
-                    &joined[..n]
-                })
-            });
-            if let Some(v) = value {
+            let mut scratch = [0u8; 255];
+            if let Ok(v) = id.contiguous(&mut scratch) {
                 w.option(opt::CLIENT_ID, v)?;
             }
         }
