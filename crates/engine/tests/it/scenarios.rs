@@ -174,16 +174,7 @@ fn authoritative_naks_wrong_networks_and_grants_free_addresses_to_rebooting_stra
     let mut sim = Sim::new(&config);
     let d = Client::new(9);
     let v = sim.send(&d.init_reboot(Ipv4Addr::new(192, 168, 1, 5)));
-    assert!(
-        matches!(
-            v,
-            Verdict::Reply {
-                kind: MessageType::Nak,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    assert!(is_nak(&v), "{v:?}");
     let v = sim.send(&d.init_reboot(Ipv4Addr::new(10, 200, 0, 160)));
     assert!(
         matches!(
@@ -197,28 +188,21 @@ fn authoritative_naks_wrong_networks_and_grants_free_addresses_to_rebooting_stra
     );
     // Once it holds one, another address is wrong for it: NAK, not a second lease.
     let v = sim.send(&d.init_reboot(Ipv4Addr::new(10, 200, 0, 161)));
-    assert!(
-        matches!(
-            v,
-            Verdict::Reply {
-                kind: MessageType::Nak,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    assert!(is_nak(&v), "{v:?}");
     // In the subnet but in no pool: nobody gets it from us.
     let v = sim.send(&d.init_reboot(Ipv4Addr::new(10, 200, 0, 20)));
-    assert!(
-        matches!(
-            v,
-            Verdict::Reply {
-                kind: MessageType::Nak,
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    assert!(is_nak(&v), "{v:?}");
+}
+
+/// Whether `v` is a NAK sent now.
+fn is_nak(v: &Verdict) -> bool {
+    matches!(
+        v,
+        Verdict::Reply {
+            kind: MessageType::Nak,
+            ..
+        }
+    )
 }
 
 #[test]

@@ -292,3 +292,17 @@ directory = {:?}
 
     config
 }
+
+/// GET `path` from the admin API (on its default address) in `ns`, as JSON; `None` until it
+/// answers.
+pub(crate) fn get_json(ns: &Netns, path: &str) -> Option<serde_json::Value> {
+    let body = ns.enter(|| {
+        ureq::get(&format!("http://127.0.0.1:9167{path}"))
+            .call()
+            .ok()?
+            .into_body()
+            .read_to_string()
+            .ok()
+    })?;
+    serde_json::from_str(&body).ok()
+}

@@ -7,9 +7,9 @@ use std::process::Command;
 
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment, bucket};
 use peregrine_testkit::netns::Netns;
-use peregrine_testkit::process::{TempDir, require_tools};
+use peregrine_testkit::process::{Running, TempDir, require_tools};
 
-use super::migration::{client_files, lease, lines, spawn_logged, wait_until};
+use super::migration::{client_files, get_json, lease, lines, spawn_logged, wait_until};
 
 /// One server of the pair: its `[failover]` role, its address and the partner's.
 fn config(primary: bool, iface: &str, local: &str, peer: &str, leases: &Path) -> String {
@@ -80,7 +80,7 @@ fn namespaces() -> Option<(Netns, Netns)> {
     Some((a, b))
 }
 
-fn start(ns: &Netns, config: &Path, log: &Path) -> peregrine_testkit::process::Running {
+fn start(ns: &Netns, config: &Path, log: &Path) -> Running {
     let mut cmd: Command = ns.command(env!("CARGO_BIN_EXE_peregrine"));
     cmd.args(["run", "--config"]).arg(config);
     spawn_logged(&mut cmd, log, "peregrine serving")
@@ -260,16 +260,7 @@ fn mac_text(mac: [u8; 6]) -> String {
 
 /// `/v1/leases/IP` on the server in `ns`.
 fn lease_view(ns: &Netns, addr: Ipv4Addr) -> Option<serde_json::Value> {
-    let url = format!("http://127.0.0.1:9167/v1/leases/{addr}");
-    let body = ns.enter(|| {
-        ureq::get(&url)
-            .call()
-            .ok()?
-            .into_body()
-            .read_to_string()
-            .ok()
-    })?;
-    serde_json::from_str(&body).ok()
+    get_json(ns, &format!("/v1/leases/{addr}"))
 }
 
 /// The binding `/v1/leases/IP` shows on the server in `ns`: (state, mac).
@@ -577,18 +568,79 @@ const PARTITION: &str = "table inet partition {\n chain input {\n type filter ho
 
 /// Loads `rules` with `nft` in `ns`.
 fn nft_in(ns: &Netns, nft: &Path, rules: &str) {
-    let status = ns
-        .command(nft.to_str().unwrap())
-        .args(["-f", "-"])
+    let out = fed(ns, nft, &["-f", "-"], rules);
+    assert!(out.status.success(), "nft {rules}");
+}
+
+/// Runs `tool` with `args` in `ns`, `input` on its standard input; its output.
+fn fed(ns: &Netns, tool: &Path, args: &[&str], input: &str) -> std::process::Output {
+    ns.command(tool.to_str().unwrap())
+        .args(args)
         .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(rules.as_bytes())?;
-            c.wait()
+            c.stdin.take().unwrap().write_all(input.as_bytes())?;
+            c.wait_with_output()
         })
-        .unwrap();
-    assert!(status.success(), "nft {rules}");
+        .unwrap()
+}
+
+/// A Peregrine primary (in `a`) and an ISC dhcpd secondary (in `b`) on the switched segment of
+/// the `client_macs` clients, with quick timers (MCLT 10 s, receive timer 5 s), once the first
+/// pool balancing is in ISC's lease file. The servers stop before the files and namespaces go.
+struct IscPair {
+    isc: Running,
+    ours: Running,
+    tmp: TempDir,
+    a: Netns,
+    b: Netns,
+    clients: Netns,
+    _sw: Netns,
+}
+
+impl IscPair {
+    fn start(dhcpd: &Path, name: &str) -> Option<IscPair> {
+        let [sw, a, b, clients] = switched(&client_macs())?;
+        let tmp = TempDir::new(name);
+        let [isc, ours] = start_with_isc(dhcpd, [&a, &b], tmp.path(), true, true);
+        let leases = tmp.path().join("dhcpd.leases");
+        // ISC acknowledges a window of ten updates every two seconds: the pool balancing's
+        // fifty first.
+        wait_until(60, "ISC's lease file: half the pool BACKUP", || {
+            (isc_count(&leases, "backup") == 50).then_some(())
+        });
+        Some(IscPair {
+            isc,
+            ours,
+            tmp,
+            a,
+            b,
+            clients,
+            _sw: sw,
+        })
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Waits up to `secs` until Peregrine is in `state` and, if given, its partner in `partner`.
+    fn peregrine_in(&self, secs: u64, state: &str, partner: Option<&str>) {
+        wait_until(secs, &format!("Peregrine in {state}"), || {
+            let (_, v) = failover(&self.a, false);
+            let theirs = partner.is_none_or(|p| v["partner_state"] == p);
+            (v["state"] == state && theirs).then_some(())
+        });
+    }
+}
+
+/// Stops `p` with SIGKILL, as a crash does.
+fn kill(p: &mut Running) {
+    let mut child = p.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]
@@ -789,7 +841,7 @@ fn start_with_isc(
     dir: &Path,
     peregrine_primary: bool,
     quick: bool,
-) -> [peregrine_testkit::process::Running; 2] {
+) -> [Running; 2] {
     let path = |name: &str| dir.join(name);
     let mut ours = config(
         peregrine_primary,
@@ -816,12 +868,7 @@ fn start_with_isc(
 }
 
 /// ISC dhcpd in `ns` with `dir`'s `dhcpd.conf` and `dhcpd.leases`, logging to `log`.
-fn spawn_isc(
-    dhcpd: &Path,
-    ns: &Netns,
-    dir: &Path,
-    log: &str,
-) -> peregrine_testkit::process::Running {
+fn spawn_isc(dhcpd: &Path, ns: &Netns, dir: &Path, log: &str) -> Running {
     let path = |name: &str| dir.join(name);
     let mut isc = ns.command(dhcpd.to_str().unwrap());
     isc.args(["-4", "-f", "-d", "-cf"])
@@ -1022,25 +1069,18 @@ fn a_peregrine_and_isc_pair_recovers_from_a_partition_and_from_lost_leases() {
     ) else {
         return;
     };
-    let macs = client_macs();
-    let Some([_sw, a, b, clients]) = switched(&macs) else {
+    let Some(mut pair) = IscPair::start(&dhcpd, "peregrine-isc-faults") else {
         return;
     };
-    let tmp = TempDir::new("peregrine-isc-faults");
-    let dir = tmp.path();
+    let (macs, dir) = (client_macs(), pair.tmp.path().to_owned());
+    let (a, b, clients) = (&pair.a, &pair.b, &pair.clients);
     let path = |name: &str| dir.join(name);
-    let [mut isc, mut ours] = start_with_isc(&dhcpd, [&a, &b], dir, true, true);
     let leases = path("dhcpd.leases");
-    // ISC acknowledges a window of ten updates every two seconds: the pool balancing's fifty
-    // first.
-    wait_until(60, "ISC's lease file: half the pool BACKUP", || {
-        (isc_count(&leases, "backup") == 50).then_some(())
-    });
     let events = path("events");
-    client_files(dir, &events);
+    client_files(&dir, &events);
     let mut leased = Vec::new();
     for (i, mac) in macs.iter().enumerate() {
-        let (_, addr, _) = lease(&clients, &dhclient, dir, i, lines(&events));
+        let (_, addr, _) = lease(clients, &dhclient, &dir, i, lines(&events));
         let mac = mac_text(*mac);
         wait_until(60, &format!("c{i}'s {addr} in ISC's lease file"), || {
             isc_active(&leases, addr, &mac)
@@ -1050,68 +1090,55 @@ fn a_peregrine_and_isc_pair_recovers_from_a_partition_and_from_lost_leases() {
     // A first lease runs only the MCLT past what the partner acknowledged: each client asks
     // again until its lease outlasts what follows.
     for (i, (addr, _)) in leased.iter().enumerate() {
-        renew_for_long(&clients, &dhclient, dir, &a, (i, *addr));
+        renew_for_long(clients, &dhclient, &dir, a, (i, *addr));
     }
-    let both = |state: &'static str, what: &str| {
-        wait_until(60, what, || {
-            let (_, v) = failover(&a, false);
-            (v["state"] == state && v["partner_state"] == state).then_some(())
-        });
-    };
     // A partition: the failover port filtered at ISC's side.
-    nft_in(&b, &nft, PARTITION);
-    wait_until(30, "Peregrine in COMMUNICATIONS-INTERRUPTED", || {
-        let (_, v) = failover(&a, false);
-        (v["state"] == "COMMUNICATIONS-INTERRUPTED").then_some(())
-    });
+    nft_in(b, &nft, PARTITION);
+    pair.peregrine_in(30, "COMMUNICATIONS-INTERRUPTED", None);
     wait_until(30, "ISC in COMMUNICATIONS-INTERRUPTED", || {
         says(&path("dhcpd.log"), "to communications-interrupted")
     });
-    nft_in(&b, &nft, "delete table inet partition\n");
-    both("NORMAL", "NORMAL after the partition");
+    nft_in(b, &nft, "delete table inet partition\n");
+    pair.peregrine_in(60, "NORMAL", Some("NORMAL"));
 
     // ISC loses its lease file: it learns every binding from Peregrine.
-    let mut child = isc.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill(&mut pair.isc);
     std::fs::write(&leases, "").unwrap();
-    let _isc = spawn_isc(&dhcpd, &b, dir, "dhcpd-2.log");
-    both("NORMAL", "NORMAL after ISC's recovery");
+    let _isc = spawn_isc(&dhcpd, b, &dir, "dhcpd-2.log");
+    pair.peregrine_in(60, "NORMAL", Some("NORMAL"));
     assert!(
         says(&path("dhcpd-2.log"), "recover").is_some(),
         "{}",
         std::fs::read_to_string(path("dhcpd-2.log")).unwrap_or_default()
     );
     for (addr, mac) in &leased {
-        isc_recovered(&a, dir, &leases, (*addr, mac));
+        isc_recovered(a, &dir, &leases, (*addr, mac));
     }
 
     // Peregrine loses its lease directory: it learns every binding from ISC.
-    let mut child = ours.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill(&mut pair.ours);
     std::fs::remove_dir_all(path("leases")).unwrap();
-    let _ours = start(&a, &path("peregrine.toml"), &path("peregrine-2.log"));
-    both("NORMAL", "NORMAL after Peregrine's recovery");
+    let _ours = start(a, &path("peregrine.toml"), &path("peregrine-2.log"));
+    pair.peregrine_in(60, "NORMAL", Some("NORMAL"));
     assert!(says(&path("peregrine-2.log"), "failover: state RECOVER").is_some());
     for (addr, mac) in &leased {
         assert_eq!(
-            binding(&a, *addr),
+            binding(a, *addr),
             Some(("active".to_owned(), mac.clone())),
             "{addr} recovered by Peregrine"
         );
     }
     // Every client rebooting asks for its address again: the pair confirms it.
     for (i, (addr, _)) in leased.iter().enumerate() {
-        let (_, again, _) = lease(&clients, &dhclient, dir, i, lines(&events));
+        let (_, again, _) = lease(clients, &dhclient, &dir, i, lines(&events));
         assert_eq!(again, *addr, "c{i} kept its address");
     }
 }
 
 /// PARTNER-DOWN forced on our side: ISC dhcpd (secondary) stops; the operator tells Peregrine
-/// it is down; Peregrine serves every client, those of ISC's hash buckets too; ISC comes back
-/// with its lease file, learns what Peregrine did (RECOVER), and the pair is NORMAL again, every
-/// lease in ISC's file and every client keeping its address.
+/// it is down; Peregrine serves every client, those of ISC's hash buckets too, with leases no
+/// longer than the MCLT; ISC comes back with its lease file, learns every one of them, and the
+/// pair is NORMAL again; the clients asking again hold an address each, none shared.
 #[test]
 fn peregrine_in_partner_down_serves_everyone_and_isc_catches_up() {
     let test = "isc_partner_down";
@@ -1122,52 +1149,34 @@ fn peregrine_in_partner_down_serves_everyone_and_isc_catches_up() {
     ) else {
         return;
     };
-    let macs = client_macs();
-    let Some([_sw, a, b, clients]) = switched(&macs) else {
+    let Some(mut pair) = IscPair::start(&dhcpd, "peregrine-isc-partner-down") else {
         return;
     };
-    let tmp = TempDir::new("peregrine-isc-partner-down");
-    let dir = tmp.path();
-    let path = |name: &str| dir.join(name);
-    let [mut isc, _ours] = start_with_isc(&dhcpd, [&a, &b], dir, true, true);
-    let leases = path("dhcpd.leases");
-    wait_until(60, "ISC's lease file: half the pool BACKUP", || {
-        (isc_count(&leases, "backup") == 50).then_some(())
-    });
-    let mut child = isc.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    wait_until(30, "Peregrine in COMMUNICATIONS-INTERRUPTED", || {
-        let (_, v) = failover(&a, false);
-        (v["state"] == "COMMUNICATIONS-INTERRUPTED").then_some(())
-    });
-    let (status, v) = failover(&a, true);
+    let (macs, leases) = (client_macs(), pair.path("dhcpd.leases"));
+    kill(&mut pair.isc);
+    pair.peregrine_in(30, "COMMUNICATIONS-INTERRUPTED", None);
+    let (a, b, clients, dir) = (&pair.a, &pair.b, &pair.clients, pair.tmp.path());
+    let (status, v) = failover(a, true);
     assert_eq!(status, 200, "{v}");
-    wait_until(10, "Peregrine in PARTNER-DOWN", || {
-        let (_, v) = failover(&a, false);
-        (v["state"] == "PARTNER-DOWN").then_some(())
-    });
+    pair.peregrine_in(10, "PARTNER-DOWN", None);
     // Every client, whichever server its hash bucket names, leases from Peregrine.
-    let events = path("events");
+    let events = dir.join("events");
     client_files(dir, &events);
     let peregrine = Ipv4Addr::new(10, 79, 9, 1);
     let mut leased = Vec::new();
     for (i, mac) in macs.iter().enumerate() {
-        let (_, addr, server) = lease(&clients, &dhclient, dir, i, lines(&events));
+        let (_, addr, server) = lease(clients, &dhclient, dir, i, lines(&events));
         assert_eq!(server, peregrine, "c{i}");
         // Nobody acknowledges what a server in PARTNER-DOWN promises: no lease runs past the
         // MCLT (10 s).
-        let v = lease_view(&a, addr).unwrap();
+        let v = lease_view(a, addr).unwrap();
         let (cltt, expires) = (v["cltt"].as_u64().unwrap(), v["expires"].as_u64().unwrap());
         assert!(expires <= cltt + 10, "c{i}'s {addr}: {v}");
         leased.push((addr, mac_text(*mac)));
     }
     // ISC comes back with its lease file: it recovers what it missed, and both are NORMAL.
-    let _isc = spawn_isc(&dhcpd, &b, dir, "dhcpd-2.log");
-    wait_until(90, "NORMAL after ISC's return", || {
-        let (_, v) = failover(&a, false);
-        (v["state"] == "NORMAL" && v["partner_state"] == "NORMAL").then_some(())
-    });
+    let _isc = spawn_isc(&dhcpd, b, dir, "dhcpd-2.log");
+    pair.peregrine_in(90, "NORMAL", Some("NORMAL"));
     // ISC learned every lease Peregrine granted while it was down (each has run out by now).
     for (addr, mac) in &leased {
         wait_until(30, &format!("ISC knows {addr} was {mac}'s"), || {
@@ -1179,7 +1188,7 @@ fn peregrine_in_partner_down_serves_everyone_and_isc_catches_up() {
     // included, until the MCLT past the potential expiration sent with it.)
     let mut held = std::collections::HashSet::new();
     for i in 0..leased.len() {
-        let (_, again, _) = lease(&clients, &dhclient, dir, i, lines(&events));
+        let (_, again, _) = lease(clients, &dhclient, dir, i, lines(&events));
         assert!(held.insert(again), "{again} twice");
     }
 }
@@ -1210,20 +1219,12 @@ fn isc_in_partner_down_serves_and_peregrine_catches_up() {
     ) else {
         return;
     };
-    let macs = client_macs();
-    let Some([_sw, a, b, clients]) = switched(&macs) else {
+    let Some(mut pair) = IscPair::start(&dhcpd, "peregrine-isc-partner-down-isc") else {
         return;
     };
-    let tmp = TempDir::new("peregrine-isc-partner-down-isc");
-    let dir = tmp.path();
+    kill(&mut pair.ours);
+    let (a, b, clients, dir) = (&pair.a, &pair.b, &pair.clients, pair.tmp.path());
     let path = |name: &str| dir.join(name);
-    let [_isc, mut ours] = start_with_isc(&dhcpd, [&a, &b], dir, true, true);
-    wait_until(60, "ISC's lease file: half the pool BACKUP", || {
-        (isc_count(&path("dhcpd.leases"), "backup") == 50).then_some(())
-    });
-    let mut child = ours.take().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
     wait_until(30, "ISC in COMMUNICATIONS-INTERRUPTED", || {
         says(&path("dhcpd.log"), "to communications-interrupted")
     });
@@ -1231,17 +1232,7 @@ fn isc_in_partner_down_serves_and_peregrine_catches_up() {
     // OMAPI numbering).
     let script = "server 127.0.0.1\nport 7911\nconnect\nnew failover-state\n\
                   set name = \"test-pair\"\nopen\nset local-state = 4\nupdate\n";
-    let out = b
-        .command(omshell.to_str().unwrap())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(script.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = fed(b, &omshell, &[], script);
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "omshell: {said}");
     for _ in 0..300 {
@@ -1258,15 +1249,12 @@ fn isc_in_partner_down_serves_and_peregrine_catches_up() {
     // A client of Peregrine's hash buckets: ISC answers it.
     let events = path("events");
     client_files(dir, &events);
-    let (_, addr, server) = lease(&clients, &dhclient, dir, 0, lines(&events));
+    let (_, addr, server) = lease(clients, &dhclient, dir, 0, lines(&events));
     assert_eq!(server, Ipv4Addr::new(10, 79, 9, 2), "ISC answered");
     // Peregrine comes back with its lease directory: it learns ISC's lease, and both are
     // NORMAL.
-    let _ours = start(&a, &path("peregrine.toml"), &path("peregrine-2.log"));
-    wait_until(90, "NORMAL after Peregrine's return", || {
-        let (_, v) = failover(&a, false);
-        (v["state"] == "NORMAL" && v["partner_state"] == "NORMAL").then_some(())
-    });
+    let _ours = start(a, &path("peregrine.toml"), &path("peregrine-2.log"));
+    pair.peregrine_in(90, "NORMAL", Some("NORMAL"));
     // It cannot tell whether it served after ISC took over: conflict resolution, not RECOVER.
     assert!(
         says(
@@ -1275,8 +1263,8 @@ fn isc_in_partner_down_serves_and_peregrine_catches_up() {
         )
         .is_some()
     );
-    let mac = mac_text(macs[0]);
-    let view = lease_view(&a, addr).unwrap();
+    let mac = mac_text(client_macs()[0]);
+    let view = lease_view(a, addr).unwrap();
     assert_eq!(view["mac"], mac.as_str(), "{view}");
 }
 

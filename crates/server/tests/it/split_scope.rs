@@ -22,7 +22,9 @@ use peregrine_migrate::dhcpd;
 use peregrine_testkit::netns::Netns;
 use peregrine_testkit::process::{Running, TempDir, require_tools};
 
-use crate::migration::{GRACE, bound, client_files, lease, lines, spawn_logged, wait_until};
+use crate::migration::{
+    GRACE, bound, client_files, get_json, lease, lines, spawn_logged, wait_until,
+};
 
 const OLD_A: Ipv4Addr = Ipv4Addr::new(10, 80, 0, 1);
 const OLD_B: Ipv4Addr = Ipv4Addr::new(10, 80, 0, 2);
@@ -152,6 +154,29 @@ impl Lab {
         (spawn_logged(&mut command, &log, "Sending on"), leases)
     }
 
+    /// Two old ISC servers, each with half the range, and the clients leasing through the relay:
+    /// clients 0-1 from A, 2-3 from B. Returns each client's address, the servers and their
+    /// lease files.
+    fn old_servers_serve(&self, dhcpd: &Path) -> (Vec<Ipv4Addr>, [Running; 2], [PathBuf; 2]) {
+        let events = self.dir.join("events");
+        client_files(&self.dir, &events);
+        udhcpc_script(&self.dir, &events);
+        let (a, a_leases) = self.dhcpd(dhcpd, 0, "10.80.1.10 10.80.1.127");
+        let (b, b_leases) = self.dhcpd(dhcpd, 1, "10.80.1.128 10.80.1.250");
+        let mut old = Vec::new();
+        for (server, clients) in [(OLD_A, 0..2), (OLD_B, 2..4)] {
+            let mut relay = self.relay_to(server);
+            for i in clients {
+                let (reason, addr, sid) = self.lease(i);
+                eprintln!("old: c{i} ({:?}) {reason} {addr} from {sid}", CLIENTS[i]);
+                assert_eq!(sid, server, "c{i}");
+                old.push(addr);
+            }
+            relay.terminate(GRACE);
+        }
+        (old, [a, b], [a_leases, b_leases])
+    }
+
     /// Runs client `i` until it is bound; what it bound to. dhclient starts from its lease file
     /// (INIT-REBOOT for its address); udhcpc from nothing (a DISCOVER that asks for no address,
     /// so only the server's binding can give it its old one).
@@ -198,24 +223,9 @@ fn a_split_scope_moves_off_two_old_servers_and_every_client_keeps_its_address() 
     let Some(lab) = Lab::new(test, tools, dir.clone()) else {
         return;
     };
-    let events = dir.join("events");
-    client_files(&dir, &events);
-    udhcpc_script(&dir, &events);
 
     // 1. Two old servers, each with half the range; clients 0-1 lease from A, 2-3 from B.
-    let (mut a, a_leases) = lab.dhcpd(&dhcpd, 0, "10.80.1.10 10.80.1.127");
-    let (mut b, b_leases) = lab.dhcpd(&dhcpd, 1, "10.80.1.128 10.80.1.250");
-    let mut old = Vec::new();
-    for (server, clients) in [(OLD_A, 0..2), (OLD_B, 2..4)] {
-        let mut relay = lab.relay_to(server);
-        for i in clients {
-            let (reason, addr, sid) = lab.lease(i);
-            eprintln!("old: c{i} ({:?}) {reason} {addr} from {sid}", CLIENTS[i]);
-            assert_eq!(sid, server, "c{i}");
-            old.push(addr);
-        }
-        relay.terminate(GRACE);
-    }
+    let (old, [mut a, mut b], [a_leases, b_leases]) = lab.old_servers_serve(&dhcpd);
 
     // 2. Peregrine serves the scope, inactive; the old servers stop serving it.
     let config = peregrine_config(&dir);
@@ -287,21 +297,7 @@ fn a_split_scope_moves_onto_a_peregrine_pair_and_every_client_keeps_its_address(
     let Some(lab) = Lab::new(test, tools, dir.clone()) else {
         return;
     };
-    let events = dir.join("events");
-    client_files(&dir, &events);
-    udhcpc_script(&dir, &events);
-    let (mut a, a_leases) = lab.dhcpd(&dhcpd, 0, "10.80.1.10 10.80.1.127");
-    let (mut b, b_leases) = lab.dhcpd(&dhcpd, 1, "10.80.1.128 10.80.1.250");
-    let mut old = Vec::new();
-    for (server, clients) in [(OLD_A, 0..2), (OLD_B, 2..4)] {
-        let mut relay = lab.relay_to(server);
-        for i in clients {
-            let (_, addr, sid) = lab.lease(i);
-            assert_eq!(sid, server, "c{i}");
-            old.push(addr);
-        }
-        relay.terminate(GRACE);
-    }
+    let (old, [mut a, mut b], [a_leases, b_leases]) = lab.old_servers_serve(&dhcpd);
     // The pair, the scope inactive on both, over the servers' segment.
     let failover = |role: &str, peer: Ipv4Addr, local: Ipv4Addr| {
         format!(
@@ -375,19 +371,6 @@ fn a_split_scope_moves_onto_a_peregrine_pair_and_every_client_keeps_its_address(
         assert!(p.is_running(), "a Peregrine server stopped");
         p.terminate(GRACE);
     }
-}
-
-/// GET `path` from the admin API in `ns`, as JSON; `None` until it answers.
-fn get_json(ns: &Netns, path: &str) -> Option<serde_json::Value> {
-    let body = ns.enter(|| {
-        ureq::get(&format!("http://{CONTROL}{path}"))
-            .call()
-            .ok()?
-            .into_body()
-            .read_to_string()
-            .ok()
-    })?;
-    serde_json::from_str(&body).ok()
 }
 
 /// `peregrine leases import --server` of `file` as `format` inside Peregrine's namespace (once
