@@ -215,6 +215,11 @@ pub struct LeaseTimes {
     pub renew: u32,
     /// T2 (option 59); less than `valid`.
     pub rebind: u32,
+    /// The shortest lease a client may ask for (option 51 in its request); at most `valid`.
+    pub min: u32,
+    /// The longest lease a client may ask for; at least `valid`. With `min` equal to `max`
+    /// (both default to `valid`) what the client asks is not read.
+    pub max: u32,
 }
 
 /// Server-wide behaviour, and the defaults every scope inherits unless it overrides them.

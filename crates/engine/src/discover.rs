@@ -10,7 +10,7 @@ use crate::clients::{ClientIndex, ClientMap, Loc};
 use crate::engine::{Engine, Request};
 use crate::partner::Owner;
 use crate::pool::{Shard, SlotRef};
-use crate::reply::{LeaseGrant, ReplySpec};
+use crate::reply::{LeaseGrant, ReplySpec, asked_lease};
 use crate::scope::Scope;
 use crate::select::{allows, probe, reservation_for};
 use crate::verdict::{DropReason, Verdict};
@@ -238,7 +238,7 @@ impl Engine {
         let spec = ReplySpec {
             kind: MessageType::Offer,
             yiaddr: addr,
-            lease: Some(LeaseGrant::full(s.lease)),
+            lease: Some(LeaseGrant::scaled(s.lease, asked_lease(s.lease, r.msg))),
             scope: s,
             classes: r.classes,
             reservation: reservation_for(r, s, addr),

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use peregrine_config::model::LeaseTimes;
 use peregrine_wire::dhcp::RelayAgentInfo;
 use peregrine_wire::dhcp::{
-    BootpHeader, CLIENT_PORT, DEFAULT_MAX_MESSAGE_LEN, DhcpWriter, FLAG_BROADCAST, MessageType,
-    SERVER_PORT, opt,
+    BootpHeader, CLIENT_PORT, DEFAULT_MAX_MESSAGE_LEN, DhcpMessage, DhcpWriter, FLAG_BROADCAST,
+    MessageType, SERVER_PORT, opt,
 };
 use peregrine_wire::{Error, MacAddr};
 
@@ -25,23 +25,27 @@ pub(crate) struct LeaseGrant {
 }
 
 impl LeaseGrant {
-    pub(crate) fn full(t: LeaseTimes) -> LeaseGrant {
+    /// A lease of `valid` seconds, its timers in the proportions the scope's have to its lease
+    /// time (a cached lease's remainder, a lease the client asked to be shorter, one the MCLT
+    /// shortened).
+    pub(crate) fn scaled(t: LeaseTimes, valid: u32) -> LeaseGrant {
+        let scale = |x: u32| (u64::from(x) * u64::from(valid) / u64::from(t.valid.max(1))) as u32;
         LeaseGrant {
-            valid: t.valid,
-            renew: t.renew,
-            rebind: t.rebind,
-        }
-    }
-
-    /// What is left of a cached lease, with the timers scaled to it.
-    pub(crate) fn remaining(t: LeaseTimes, left: u32) -> LeaseGrant {
-        let scale = |x: u32| (u64::from(x) * u64::from(left) / u64::from(t.valid.max(1))) as u32;
-        LeaseGrant {
-            valid: left,
+            valid,
             renew: scale(t.renew),
             rebind: scale(t.rebind),
         }
     }
+}
+
+/// The lease time to give a client: the scope's, or the one its request asks for (option 51)
+/// within the scope's `min-lease-time` and `max-lease-time`, as RFC 2131 §4.3.1 lets a server.
+pub(crate) fn asked_lease(t: LeaseTimes, msg: &DhcpMessage<'_>) -> u32 {
+    if t.min == t.max {
+        return t.valid;
+    }
+    msg.lease_time()
+        .map_or(t.valid, |asked| asked.clamp(t.min, t.max))
 }
 
 pub(crate) struct ReplySpec<'a> {

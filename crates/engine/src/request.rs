@@ -9,7 +9,7 @@ use crate::binding::{Binding, BindingEvent, BindingState, Time};
 use crate::clients::Loc;
 use crate::engine::{Engine, Request};
 use crate::info::ClientInfo;
-use crate::reply::{LeaseGrant, ReplySpec};
+use crate::reply::{LeaseGrant, ReplySpec, asked_lease};
 use crate::scope::Scope;
 use crate::select::{allows, reservation_for};
 use crate::verdict::{DropReason, Verdict};
@@ -158,8 +158,9 @@ impl Engine {
         // A lease whose client now says something else of itself, or comes with another
         // hardware address (the same client identifier on a new NIC), is granted anew
         // (journaled, told to the partner).
+        let asked = asked_lease(s.lease, r.msg);
         if let Some(remaining) = self
-            .cached_lease(&b, s, mine, r.now)
+            .cached_lease(&b, s, mine, asked, r.now)
             .filter(|_| info == b.info && b.mac == r.mac)
         {
             // Early renewal: the unchanged lease again, nothing to journal (Kea's lease caching).
@@ -168,7 +169,7 @@ impl Engine {
             let spec = ReplySpec {
                 kind: MessageType::Ack,
                 yiaddr: want,
-                lease: Some(LeaseGrant::remaining(s.lease, remaining)),
+                lease: Some(LeaseGrant::scaled(s.lease, remaining)),
                 scope: s,
                 classes,
                 reservation,
@@ -177,7 +178,7 @@ impl Engine {
         }
         // With a failover partner, no longer than the partner has acknowledged plus the MCLT;
         // the potential expiration sent with the update lets the next renewal have it all.
-        let (valid, sent) = self.lease_to_grant(r.now, s, &b);
+        let (valid, sent) = self.lease_to_grant(r.now, s, asked, &b);
         let mut binding = self.take(
             r,
             held,
@@ -208,7 +209,7 @@ impl Engine {
         let spec = ReplySpec {
             kind: MessageType::Ack,
             yiaddr: want,
-            lease: Some(LeaseGrant::remaining(s.lease, valid)),
+            lease: Some(LeaseGrant::scaled(s.lease, valid)),
             scope: s,
             classes,
             reservation,
@@ -243,14 +244,15 @@ impl Engine {
         info
     }
 
-    /// The lease to grant on `b` now, and with a partner the potential expiration to send.
-    fn lease_to_grant(&self, now: Time, s: &Scope, b: &Binding) -> (u32, Option<Time>) {
+    /// The lease to grant on `b` now, given the client `asked` for it (see [`asked_lease`]),
+    /// and with a partner the potential expiration to send.
+    fn lease_to_grant(&self, now: Time, s: &Scope, asked: u32, b: &Binding) -> (u32, Option<Time>) {
         match self.partnering_of(s) {
             Some(p) => {
-                let (granted, pet) = p.grant(now, s.lease.valid, b);
+                let (granted, pet) = p.grant(now, asked, b);
                 (granted, Some(pet))
             }
-            None => (s.lease.valid, None),
+            None => (asked, None),
         }
     }
 
@@ -294,17 +296,24 @@ impl Engine {
     }
 
     /// The remaining lease to answer an early renewal with, unchanged, if the lease may be
-    /// cached (Kea's lease caching). A lease shortened by the MCLT rule is not: its renewal
-    /// may get more. Nor is one the MCLT rule would not grant now: a partner's lease, whose
+    /// cached (Kea's lease caching). A lease shorter than the client asks for now (shortened
+    /// by the MCLT rule, or asked shorter before) is not: its renewal may get more. Nor is one the MCLT rule would not grant now: a partner's lease, whose
     /// end this server reads through the clock skew (pair simulation, seed 4716).
-    fn cached_lease(&self, b: &Binding, s: &Scope, mine: bool, now: Time) -> Option<u32> {
+    fn cached_lease(
+        &self,
+        b: &Binding,
+        s: &Scope,
+        mine: bool,
+        asked: u32,
+        now: Time,
+    ) -> Option<u32> {
         let remaining = u32::try_from(b.expires.saturating_sub(now)).unwrap_or(u32::MAX);
         let promisable = self
             .partnering_of(s)
             .is_none_or(|p| p.grant(now, remaining, b).0 >= remaining);
         let cacheable = mine
             && b.state == BindingState::Active
-            && b.granted >= s.lease.valid
+            && b.granted >= asked
             && promisable
             && self.cache_hit(b, now);
         cacheable.then_some(remaining)

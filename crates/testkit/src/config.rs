@@ -16,6 +16,8 @@ pub const LEASE: LeaseTimes = LeaseTimes {
     valid: 3600,
     renew: 1800,
     rebind: 3150,
+    min: 3600,
+    max: 3600,
 };
 
 /// The interface of the [`lab`]'s directly attached scope.

@@ -24,9 +24,13 @@ pub(super) fn server(
     let lease = lease_times(
         d,
         Level::Server,
-        &defaults.lease,
-        defaults.renew.as_ref(),
-        defaults.rebind.as_ref(),
+        &Given {
+            lease: &defaults.lease,
+            renew: defaults.renew.as_ref(),
+            rebind: defaults.rebind.as_ref(),
+            min: defaults.min.as_ref(),
+            max: defaults.max.as_ref(),
+        },
     );
     let cache_threshold = match &s.cache_threshold {
         None => Some(DEFAULT_CACHE_THRESHOLD),
@@ -116,11 +120,13 @@ impl Timer {
     }
 }
 
-/// What scopes inherit from `[server]`; timers only when given, the others derive.
+/// What scopes inherit from `[server]`; timers and bounds only when given, the others derive.
 pub(super) struct Defaults {
     lease: Timer,
     renew: Option<Timer>,
     rebind: Option<Timer>,
+    min: Option<Timer>,
+    max: Option<Timer>,
     pub(super) authoritative: bool,
     pub(super) match_client_id: bool,
     pub(super) ping_check_ms: u32,
@@ -159,6 +165,8 @@ impl Defaults {
             ),
             renew: s.renew_timer.as_ref().map(|v| set(v, "renew-timer")),
             rebind: s.rebind_timer.as_ref().map(|v| set(v, "rebind-timer")),
+            min: s.min_lease_time.as_ref().map(|v| set(v, "min-lease-time")),
+            max: s.max_lease_time.as_ref().map(|v| set(v, "max-lease-time")),
             authoritative: s.authoritative.unwrap_or(false),
             match_client_id: s.match_client_id.unwrap_or(true),
             ping_check_ms: s.ping_check_ms.as_ref().map_or(0, |v| *v.get_ref()),
@@ -166,45 +174,56 @@ impl Defaults {
     }
 }
 
+/// The values a lease's times come from, those not given derived from `lease`.
+struct Given<'t> {
+    lease: &'t Timer,
+    renew: Option<&'t Timer>,
+    rebind: Option<&'t Timer>,
+    min: Option<&'t Timer>,
+    max: Option<&'t Timer>,
+}
+
 /// Derives the timers not given (T1 50 %, T2 87.5 % of the lease time, as RFC 2131 4.4.5
-/// suggests) and checks T1 < T2 < lease time.
+/// suggests; the bounds on what a client may ask, the lease time itself) and checks
+/// T1 < T2 < lease time and min-lease-time <= lease time <= max-lease-time.
 ///
 /// A problem whose most local key lies above `level` is left unreported: every value involved
 /// is then the server's, and checking `[server]` reported it already.
-fn lease_times(
-    d: &mut Diagnostics<'_>,
-    level: Level,
-    lease: &Timer,
-    renew: Option<&Timer>,
-    rebind: Option<&Timer>,
-) -> Option<LeaseTimes> {
-    let renew = renew
-        .cloned()
-        .unwrap_or_else(|| Timer::derived(lease, 1, 2));
-    let rebind = rebind
-        .cloned()
-        .unwrap_or_else(|| Timer::derived(lease, 7, 8));
+fn lease_times(d: &mut Diagnostics<'_>, level: Level, given: &Given<'_>) -> Option<LeaseTimes> {
+    let lease = given.lease;
+    let or_derived = |t: Option<&Timer>, numerator, denominator| {
+        t.cloned()
+            .unwrap_or_else(|| Timer::derived(lease, numerator, denominator))
+    };
+    let renew = or_derived(given.renew, 1, 2);
+    let rebind = or_derived(given.rebind, 7, 8);
+    let min = or_derived(given.min, 1, 1);
+    let max = or_derived(given.max, 1, 1);
+    let order = |a: &Timer, a_name: &str, b: &Timer, b_name: &str, relation: &str| {
+        let message = format!(
+            "{} must be {relation} {}",
+            a.describe(a_name, level),
+            b.describe(b_name, level)
+        );
+        (blame(a, b).clone(), message)
+    };
     let (culprit, message) = if lease.value == 0 {
-        (lease, "must be at least 1 second".to_owned())
+        (lease.clone(), "must be at least 1 second".to_owned())
     } else if renew.value >= rebind.value {
-        let message = format!(
-            "{} must be less than {}",
-            renew.describe("renew-timer", level),
-            rebind.describe("rebind-timer", level)
-        );
-        (blame(&renew, &rebind), message)
+        order(&renew, "renew-timer", &rebind, "rebind-timer", "less than")
     } else if rebind.value >= lease.value {
-        let message = format!(
-            "{} must be less than {}",
-            rebind.describe("rebind-timer", level),
-            lease.describe("lease-time", level)
-        );
-        (blame(&rebind, lease), message)
+        order(&rebind, "rebind-timer", lease, "lease-time", "less than")
+    } else if min.value > lease.value {
+        order(&min, "min-lease-time", lease, "lease-time", "at most")
+    } else if lease.value > max.value {
+        order(lease, "lease-time", &max, "max-lease-time", "at most")
     } else {
         return Some(LeaseTimes {
             valid: lease.value,
             renew: renew.value,
             rebind: rebind.value,
+            min: min.value.max(1),
+            max: max.value,
         });
     };
     if let Some(site) = culprit.site.as_ref().filter(|s| s.level == level) {
@@ -219,7 +238,8 @@ fn blame<'t>(a: &'t Timer, b: &'t Timer) -> &'t Timer {
 }
 
 /// A scope's lease times. A lease time and its timers go together: a scope that sets its lease
-/// time derives the timers it does not set from it; one that does not inherits all three.
+/// time derives the timers it does not set from it; one that does not inherits all three. The
+/// bounds on what a client may ask are each the scope's, else the server's, else the lease time.
 pub(super) fn scope_lease(
     key: &str,
     s: &file::Scope,
@@ -234,14 +254,25 @@ pub(super) fn scope_lease(
     let lease = timer(&s.lease_time, "lease-time");
     let renew = timer(&s.renew_timer, "renew-timer");
     let rebind = timer(&s.rebind_timer, "rebind-timer");
-    match &lease {
-        Some(lease) => lease_times(d, Level::Scope, lease, renew.as_ref(), rebind.as_ref()),
-        None => lease_times(
-            d,
-            Level::Scope,
-            &defaults.lease,
-            renew.as_ref().or(defaults.renew.as_ref()),
-            rebind.as_ref().or(defaults.rebind.as_ref()),
-        ),
-    }
+    let min = timer(&s.min_lease_time, "min-lease-time");
+    let max = timer(&s.max_lease_time, "max-lease-time");
+    let min = min.as_ref().or(defaults.min.as_ref());
+    let max = max.as_ref().or(defaults.max.as_ref());
+    let given = match &lease {
+        Some(lease) => Given {
+            lease,
+            renew: renew.as_ref(),
+            rebind: rebind.as_ref(),
+            min,
+            max,
+        },
+        None => Given {
+            lease: &defaults.lease,
+            renew: renew.as_ref().or(defaults.renew.as_ref()),
+            rebind: rebind.as_ref().or(defaults.rebind.as_ref()),
+            min,
+            max,
+        },
+    };
+    lease_times(d, Level::Scope, &given)
 }

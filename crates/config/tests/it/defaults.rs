@@ -24,7 +24,9 @@ fn empty_file() {
         LeaseTimes {
             valid: 3600,
             renew: 1800,
-            rebind: 3150
+            rebind: 3150,
+            min: 3600,
+            max: 3600,
         }
     );
     assert_eq!((s.offer_hold, s.decline_probation), (10, 86400));
@@ -102,7 +104,9 @@ fn timers_derive_from_the_lease_time() {
         LeaseTimes {
             valid: 1000,
             renew: 500,
-            rebind: 875
+            rebind: 875,
+            min: 1000,
+            max: 1000,
         }
     );
     assert_eq!(
@@ -110,7 +114,9 @@ fn timers_derive_from_the_lease_time() {
         LeaseTimes {
             valid: 7,
             renew: 3,
-            rebind: 6
+            rebind: 6,
+            min: 7,
+            max: 7,
         }
     );
     assert_eq!(
@@ -119,6 +125,8 @@ fn timers_derive_from_the_lease_time() {
             valid: u32::MAX,
             renew: u32::MAX / 2,
             rebind: 3_758_096_383,
+            min: u32::MAX,
+            max: u32::MAX,
         }
     );
     // One timer given, the other derived.
@@ -127,7 +135,9 @@ fn timers_derive_from_the_lease_time() {
         LeaseTimes {
             valid: 3600,
             renew: 600,
-            rebind: 3150
+            rebind: 3150,
+            min: 3600,
+            max: 3600,
         }
     );
     assert_eq!(
@@ -135,7 +145,9 @@ fn timers_derive_from_the_lease_time() {
         LeaseTimes {
             valid: 3600,
             renew: 1800,
-            rebind: 3000
+            rebind: 3000,
+            min: 3600,
+            max: 3600,
         }
     );
 }
@@ -152,7 +164,9 @@ fn scopes_inherit_server_values() {
         LeaseTimes {
             valid: 1000,
             renew: 100,
-            rebind: 875
+            rebind: 875,
+            min: 1000,
+            max: 1000,
         }
     );
     assert_eq!(s.state, AdminState::Active);
@@ -179,7 +193,9 @@ fn a_scope_lease_time_brings_its_own_timers() {
         LeaseTimes {
             valid: 600,
             renew: 300,
-            rebind: 525
+            rebind: 525,
+            min: 600,
+            max: 600,
         }
     );
     let s = &valid(&scope(server, "lease-time = 600\nrenew-timer = 100")).scopes[0];
@@ -188,8 +204,28 @@ fn a_scope_lease_time_brings_its_own_timers() {
         LeaseTimes {
             valid: 600,
             renew: 100,
-            rebind: 525
+            rebind: 525,
+            min: 600,
+            max: 600,
         }
+    );
+}
+
+#[test]
+fn lease_bounds_are_inherited_on_their_own() {
+    let server = "lease-time = 3600\nmin-lease-time = 600\nmax-lease-time = 86400";
+    let s = &valid(&scope(server, "lease-time = 1200")).scopes[0];
+    assert_eq!(
+        (s.lease.valid, s.lease.min, s.lease.max),
+        (1200, 600, 86400)
+    );
+    let s = &valid(&scope(server, "max-lease-time = 7200")).scopes[0];
+    assert_eq!((s.lease.valid, s.lease.min, s.lease.max), (3600, 600, 7200));
+    // Without bounds anywhere, a scope's own lease time is both: what a client asks is ignored.
+    let s = &valid(&scope("lease-time = 3600", "lease-time = 1200")).scopes[0];
+    assert_eq!(
+        (s.lease.valid, s.lease.min, s.lease.max),
+        (1200, 1200, 1200)
     );
 }
 
@@ -202,7 +238,9 @@ fn a_scope_timer_alone_keeps_the_rest_from_the_server() {
         LeaseTimes {
             valid: 1000,
             renew: 200,
-            rebind: 900
+            rebind: 900,
+            min: 1000,
+            max: 1000,
         }
     );
 }

@@ -137,6 +137,20 @@ fn renew_above_derived_rebind() {
 }
 
 #[test]
+fn min_lease_time_above_lease_time() {
+    let text = "[server]\nlease-time = 1000\nmin-lease-time = 2000\n";
+    let message = "min-lease-time 2000 must be at most lease-time 1000";
+    assert_error(text, "3:18 server.min-lease-time", message);
+}
+
+#[test]
+fn max_lease_time_below_lease_time() {
+    let text = "[server]\nmax-lease-time = 600\n";
+    let message = "lease-time 3600 must be at most max-lease-time 600";
+    assert_error(text, "2:18 server.max-lease-time", message);
+}
+
+#[test]
 fn lease_time_too_short_to_derive() {
     // 50 % and 87.5 % of 1 are both 0.
     let text = "[server]\nlease-time = 1\n";
@@ -294,6 +308,15 @@ fn scope_lease_time_against_its_timer() {
         "5:16 scope[0].rebind-timer",
         "less than lease-time 100",
     );
+}
+
+#[test]
+fn scope_lease_time_above_inherited_max() {
+    // The server's bound is fine for the server's lease time; the scope's lease time is named.
+    let text = "[server]\nmax-lease-time = 7200\n\
+                [[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\nlease-time = 86400\n";
+    let message = "lease-time 86400 must be at most max-lease-time 7200 (from [server])";
+    assert_error(text, "6:14 scope[0].lease-time", message);
 }
 
 #[test]

@@ -22,7 +22,9 @@ fn server_settings() {
         LeaseTimes {
             valid: 14400,
             renew: 7200,
-            rebind: 12600
+            rebind: 12600,
+            min: 14400,
+            max: 14400,
         }
     );
     assert_eq!((s.offer_hold, s.decline_probation), (10, 86400));
@@ -91,7 +93,9 @@ fn scopes() {
         LeaseTimes {
             valid: 604_800,
             renew: 302_400,
-            rebind: 529_200
+            rebind: 529_200,
+            min: 604_800,
+            max: 604_800,
         }
     );
     assert_eq!(cm.pools[0].first, Ipv4Addr::new(10, 201, 1, 0));
@@ -105,7 +109,9 @@ fn scopes() {
         LeaseTimes {
             valid: 14400,
             renew: 7200,
-            rebind: 12600
+            rebind: 12600,
+            min: 14400,
+            max: 14400,
         }
     );
     assert_eq!(
@@ -156,7 +162,9 @@ fn scopes() {
         LeaseTimes {
             valid: 600,
             renew: 200,
-            rebind: 500
+            rebind: 500,
+            min: 600,
+            max: 600,
         }
     );
 

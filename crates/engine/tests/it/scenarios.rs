@@ -236,6 +236,72 @@ fn renewal_is_cached_early_and_extended_later() {
     assert_eq!(sim.reply(&v).lease_time(), Some(3600));
 }
 
+/// RFC 2131 §4.3.1: "If the client has requested a specific lease time, the server may grant
+/// it (within limits set by the server)"; the limits are the scope's `min-lease-time` and
+/// `max-lease-time`, and the timers keep their proportions to the lease.
+#[test]
+fn a_lease_time_the_client_asks_for_is_granted_within_the_scope_bounds() {
+    let times = |sim: &Sim, v: &Verdict| {
+        let reply = sim.reply(v);
+        let timer = |code| {
+            let b = reply.get(code).unwrap().as_slice().unwrap().to_vec();
+            u32::from_be_bytes(b.try_into().unwrap())
+        };
+        (
+            reply.lease_time().unwrap(),
+            timer(opt::RENEWAL_TIME),
+            timer(opt::REBINDING_TIME),
+        )
+    };
+    // Without bounds (both default to the lease time) what a client asks is not heard.
+    let mut sim = Sim::new(&lab_config());
+    let mut c = Client::new(40);
+    c.lease_time = Some(600);
+    let v = sim.send(&c.discover());
+    assert_eq!(times(&sim, &v), (3600, 1800, 3150));
+
+    let mut config = lab_config();
+    config.scopes[0].lease.min = 300;
+    config.scopes[0].lease.max = 7200;
+    let mut sim = Sim::new(&config);
+    let v = sim.send(&c.discover());
+    assert_eq!(times(&sim, &v), (600, 300, 525));
+    let addr = sim.reply(&v).packet().yiaddr();
+    let v = sim.send(&c.select(addr, SERVER));
+    let Verdict::Defer { event, .. } = &v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        (event.binding.expires, event.binding.granted),
+        (T0 + 600, 600)
+    );
+    assert_eq!(times(&sim, &v), (600, 300, 525));
+    // An early renewal asking the same: from the cache, though shorter than the scope's lease.
+    sim.advance(60);
+    let v = sim.send(&c.renew(addr));
+    assert!(matches!(v, Verdict::Reply { .. }), "{v:?}");
+    assert_eq!(times(&sim, &v), (540, 270, 472));
+    // Below the minimum, above the maximum: the bound.
+    c.lease_time = Some(10);
+    sim.advance(340);
+    let v = sim.send(&c.renew(addr));
+    assert_eq!(times(&sim, &v), (300, 150, 262));
+    // Right away, asking more than the lease it has: not answered from the cache.
+    c.lease_time = Some(86_400);
+    let v = sim.send(&c.renew(addr));
+    assert!(matches!(v, Verdict::Defer { .. }), "{v:?}");
+    assert_eq!(times(&sim, &v), (7200, 3600, 6300));
+    // Asking nothing: the scope's lease time.
+    let d = Client::new(41);
+    let v = sim.send(&d.discover());
+    assert_eq!(times(&sim, &v), (3600, 1800, 3150));
+    // Right away, asking less than the lease it has: the lease as it stands, from the cache.
+    c.lease_time = Some(600);
+    let v = sim.send(&c.renew(addr));
+    assert!(matches!(v, Verdict::Reply { .. }), "{v:?}");
+    assert_eq!(times(&sim, &v).0, 7200);
+}
+
 #[test]
 fn rebinding_by_broadcast_is_answered_like_a_renewal() {
     let mut sim = Sim::new(&lab_config());

@@ -66,6 +66,8 @@ pub(crate) struct Client {
     pub(crate) vendor_class: Option<Vec<u8>>,
     /// Option 12, if the client sends its name.
     pub(crate) hostname: Option<Vec<u8>>,
+    /// Option 51, if the client asks for a lease time.
+    pub(crate) lease_time: Option<u32>,
     pub(crate) broadcast: bool,
     pub(crate) xid: u32,
     /// Seconds since the client began (BOOTP `secs`).
@@ -83,6 +85,7 @@ impl Client {
             prl: vec![opt::SUBNET_MASK, opt::ROUTER, opt::DNS_SERVERS],
             vendor_class: None,
             hostname: None,
+            lease_time: None,
             broadcast: false,
             xid: n,
             secs: 0,
@@ -138,6 +141,9 @@ impl Client {
         }
         if let Some(a) = server {
             w.option_ipv4(opt::SERVER_ID, a).unwrap();
+        }
+        if let Some(t) = self.lease_time {
+            w.option(opt::LEASE_TIME, &t.to_be_bytes()).unwrap();
         }
         if !self.prl.is_empty() {
             w.option(opt::PARAMETER_REQUEST_LIST, &self.prl).unwrap();
