@@ -53,6 +53,7 @@ pub(crate) struct Failover {
 pub(crate) struct Server {
     pub(crate) authoritative: Option<bool>,
     pub(crate) match_client_id: Option<bool>,
+    pub(crate) rapid_commit: Option<bool>,
     pub(crate) lease_time: Option<Spanned<u32>>,
     pub(crate) renew_timer: Option<Spanned<u32>>,
     pub(crate) rebind_timer: Option<Spanned<u32>>,
@@ -100,6 +101,7 @@ pub(crate) struct Scope {
     pub(crate) max_lease_time: Option<Spanned<u32>>,
     pub(crate) authoritative: Option<bool>,
     pub(crate) match_client_id: Option<bool>,
+    pub(crate) rapid_commit: Option<bool>,
     pub(crate) ping_check_ms: Option<Spanned<u32>>,
     pub(crate) failover: Option<bool>,
     #[serde(default)]

@@ -223,12 +223,17 @@ pub struct LeaseTimes {
 }
 
 /// Server-wide behaviour, and the defaults every scope inherits unless it overrides them.
+// Independent switches, one per key of the file.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     /// NAK requests for addresses we do not know (INIT-REBOOT), instead of staying silent.
     pub authoritative: bool,
     /// Identify clients by option 61 when present (true), or by hardware address only (false).
     pub match_client_id: bool,
+    /// Answer a DISCOVER that carries rapid commit (RFC 4039, option 80) with an ACK, binding
+    /// the lease at once, instead of an OFFER.
+    pub rapid_commit: bool,
     /// Default lease times.
     pub lease: LeaseTimes,
     /// Seconds an offered address is held for its client before it may go to another.
@@ -259,6 +264,8 @@ pub enum AdminState {
 }
 
 /// A subnet with its pools, relays, options and reservations.
+// Independent switches, one per key of the file.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scope {
     /// Unique name, used in metrics labels and the admin API.
@@ -282,6 +289,8 @@ pub struct Scope {
     pub authoritative: bool,
     /// See [`ServerSettings::match_client_id`].
     pub match_client_id: bool,
+    /// See [`ServerSettings::rapid_commit`].
+    pub rapid_commit: bool,
     /// See [`ServerSettings::ping_check_ms`].
     pub ping_check_ms: u32,
     /// Whether the scope is shared with the failover partner, when there is one; `false`: this

@@ -11,7 +11,7 @@ use crate::text;
 
 /// Options the server writes itself, from the scope, the lease or the request; a `custom` entry
 /// must not set them.
-const SERVER_OWNED: [(u8, &str); 13] = [
+const SERVER_OWNED: [(u8, &str); 14] = [
     (1, "subnet mask, from the scope's subnet"),
     (50, "requested IP address"),
     (51, "lease time, from lease-time"),
@@ -23,6 +23,7 @@ const SERVER_OWNED: [(u8, &str); 13] = [
     (58, "renewal time, from renew-timer"),
     (59, "rebinding time, from rebind-timer"),
     (61, "client identifier"),
+    (80, "rapid commit, from rapid-commit"),
     (82, "relay agent information"),
     (118, "subnet selection, a relay's or a client's (RFC 3011)"),
 ];

@@ -3,11 +3,12 @@
 use std::net::Ipv4Addr;
 use std::sync::MutexGuard;
 
-use peregrine_wire::dhcp::MessageType;
+use peregrine_wire::dhcp::{MessageType, opt};
 
-use crate::binding::{Binding, BindingState, ScopeId, Time};
+use crate::binding::{Binding, BindingEvent, BindingState, ScopeId, Time};
 use crate::clients::{ClientIndex, ClientMap, Loc};
 use crate::engine::{Engine, Request};
+use crate::info::ClientInfo;
 use crate::partner::Owner;
 use crate::pool::{Shard, SlotRef};
 use crate::reply::{LeaseGrant, ReplySpec, asked_lease};
@@ -42,6 +43,16 @@ impl Engine {
         let Some(mut c) = found else {
             return Verdict::Drop(DropReason::PoolExhausted);
         };
+        // Rapid commit binds at once, but an address to ping first is offered the usual way
+        // (RFC 4039 lets a server answer with an OFFER).
+        let probed = c.unheld && c.scope.ping_check_ms > 0;
+        if c.scope.rapid_commit
+            && !probed
+            && r.msg.get(opt::RAPID_COMMIT).is_some()
+            && !self.partner_forbids_now(r, &c)
+        {
+            return self.rapid_commit(r, held, &mut clients, c, tx);
+        }
         if c.hold {
             let until = r.now + Time::from(self.settings.offer_hold);
             let state = BindingState::Offered;
@@ -234,6 +245,59 @@ impl Engine {
         take(partners, &|b| p.partners_reusable(b, now))
     }
 
+    /// Whether the failover rules forbid granting `c` to the client now (see
+    /// `partner_forbids`): with rapid commit, it is then only offered.
+    fn partner_forbids_now(&self, r: &Request<'_, '_>, c: &Candidate<'_>) -> bool {
+        let b = c.shard.binding(c.loc.at.slot);
+        let mine = b.owned_by(&r.key) && b.state != BindingState::Abandoned;
+        self.partner_forbids(c.scope, b, mine, r.now)
+    }
+
+    /// RFC 4039: the lease `c` is bound to the client at once and acknowledged, as though it had sent
+    /// the REQUEST for an OFFER; `c` is an address this server may allocate to it now, by the
+    /// same rules.
+    fn rapid_commit(
+        &self,
+        r: &Request<'_, '_>,
+        held: usize,
+        clients: &mut ClientMap,
+        mut c: Candidate<'_>,
+        tx: &mut [u8],
+    ) -> Verdict {
+        let s = c.scope;
+        let b = *c.shard.binding(c.loc.at.slot);
+        let previous = if b.owned_by(&r.key) {
+            b.info
+        } else {
+            ClientInfo::EMPTY
+        };
+        let (valid, sent) = self.lease_to_grant(r.now, s, asked_lease(s.lease, r.msg), &b);
+        let expires = r.now + Time::from(valid);
+        let state = BindingState::Active;
+        let mut binding = self.take(r, held, clients, &mut c.shard, c.loc, state, expires, valid);
+        binding.info = self.client_info(r, &previous);
+        binding.partner_sent =
+            sent.map_or(binding.partner_sent, |pet| pet.max(binding.partner_sent));
+        let binding = c.shard.set(c.loc.at.slot, binding);
+        let addr = c.addr;
+        drop(c);
+        let event = BindingEvent {
+            scope: s.id,
+            address: addr,
+            binding,
+        };
+        let spec = ReplySpec {
+            kind: MessageType::Ack,
+            yiaddr: addr,
+            lease: Some(LeaseGrant::scaled(s.lease, valid)),
+            scope: s,
+            classes: r.classes,
+            reservation: reservation_for(r, s, addr),
+            rapid_commit: true,
+        };
+        self.reply(r, &spec, tx, Some(event))
+    }
+
     fn offer(&self, r: &Request<'_, '_>, s: &Scope, addr: Ipv4Addr, tx: &mut [u8]) -> Verdict {
         let spec = ReplySpec {
             kind: MessageType::Offer,
@@ -242,6 +306,7 @@ impl Engine {
             scope: s,
             classes: r.classes,
             reservation: reservation_for(r, s, addr),
+            rapid_commit: false,
         };
         self.reply(r, &spec, tx, None)
     }

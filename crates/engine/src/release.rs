@@ -150,6 +150,7 @@ impl Engine {
             scope,
             classes: r.classes,
             reservation: None,
+            rapid_commit: false,
         };
         self.reply(r, &spec, tx, None)
     }

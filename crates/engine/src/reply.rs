@@ -57,6 +57,8 @@ pub(crate) struct ReplySpec<'a> {
     pub(crate) classes: u32,
     /// The client's reservation in `scope`, whose options and host name apply.
     pub(crate) reservation: Option<usize>,
+    /// An ACK that answers a DISCOVER (RFC 4039): it carries option 80.
+    pub(crate) rapid_commit: bool,
 }
 
 /// Options the engine writes itself, never from configuration.
@@ -75,6 +77,7 @@ fn engine_owned(code: u8) -> bool {
             | opt::RENEWAL_TIME
             | opt::REBINDING_TIME
             | opt::CLIENT_ID
+            | opt::RAPID_COMMIT
             | opt::RELAY_AGENT_INFO
             | opt::SUBNET_SELECTION
     )
@@ -188,8 +191,9 @@ impl Engine {
             if !giaddr.is_unspecified() {
                 header.flags |= FLAG_BROADCAST;
             }
-        } else if spec.kind == MessageType::Ack {
-            // RFC 2131 table 3: an ACK carries the request's ciaddr; an OFFER and a NAK 0.
+        } else if spec.kind == MessageType::Ack && !spec.rapid_commit {
+            // RFC 2131 table 3: an ACK carries the request's ciaddr; an OFFER and a NAK 0 (and
+            // an ACK in place of an OFFER, like it).
             header.ciaddr = request.ciaddr();
         }
         // BOOTP's next server and boot file (DOCSIS modems, PXE): from the options that name
@@ -219,6 +223,9 @@ impl Engine {
             if let Ok(v) = id.contiguous(&mut scratch) {
                 w.option(opt::CLIENT_ID, v)?;
             }
+        }
+        if spec.rapid_commit {
+            w.option(opt::RAPID_COMMIT, &[])?;
         }
         if let Some(l) = spec.lease {
             w.option_u32(opt::LEASE_TIME, l.valid)?;

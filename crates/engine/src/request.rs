@@ -173,6 +173,7 @@ impl Engine {
                 scope: s,
                 classes,
                 reservation,
+                rapid_commit: false,
             };
             return self.reply(r, &spec, tx, None);
         }
@@ -213,6 +214,7 @@ impl Engine {
             scope: s,
             classes,
             reservation,
+            rapid_commit: false,
         };
         self.reply(r, &spec, tx, Some(event))
     }
@@ -236,7 +238,7 @@ impl Engine {
 
     /// What the lease keeps of the request's client (see [`ClientInfo::capture`]), counting
     /// a grant whose options did not all fit.
-    fn client_info(&self, r: &Request<'_, '_>, previous: &ClientInfo) -> ClientInfo {
+    pub(crate) fn client_info(&self, r: &Request<'_, '_>, previous: &ClientInfo) -> ClientInfo {
         let (info, left_out) = ClientInfo::capture(r.msg, previous);
         if left_out {
             self.info_left_out.fetch_add(1, Ordering::Relaxed);
@@ -246,7 +248,13 @@ impl Engine {
 
     /// The lease to grant on `b` now, given the client `asked` for it (see [`asked_lease`]),
     /// and with a partner the potential expiration to send.
-    fn lease_to_grant(&self, now: Time, s: &Scope, asked: u32, b: &Binding) -> (u32, Option<Time>) {
+    pub(crate) fn lease_to_grant(
+        &self,
+        now: Time,
+        s: &Scope,
+        asked: u32,
+        b: &Binding,
+    ) -> (u32, Option<Time>) {
         match self.partnering_of(s) {
             Some(p) => {
                 let (granted, pet) = p.grant(now, asked, b);
@@ -260,7 +268,7 @@ impl Engine {
     /// an address back in a pool) is an allocation, by the ownership rules; without them a
     /// server recovered from its partner renewed the partner's address (pair simulation, seed
     /// 5981). The caller stays silent: the client rebinds, and its server answers.
-    fn partner_forbids(&self, s: &Scope, b: &Binding, mine: bool, now: Time) -> bool {
+    pub(crate) fn partner_forbids(&self, s: &Scope, b: &Binding, mine: bool, now: Time) -> bool {
         let held_now = mine && b.held_at(now);
         self.partnering_of(s)
             .is_some_and(|p| !held_now && !p.may_grant_unheld(b, now))
@@ -291,6 +299,7 @@ impl Engine {
             scope: s,
             classes: 0,
             reservation: None,
+            rapid_commit: false,
         };
         self.reply(r, &spec, tx, None)
     }

@@ -12,6 +12,8 @@ use crate::binding::{Binding, BindingState, ScopeId};
 use crate::pool::{Addresses, Pool};
 
 /// A scope ready to serve.
+// Independent switches from the configuration.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Debug)]
 pub(crate) struct Scope {
     pub(crate) id: ScopeId,
@@ -20,6 +22,8 @@ pub(crate) struct Scope {
     pub(crate) server_id: Option<Ipv4Addr>,
     pub(crate) lease: LeaseTimes,
     pub(crate) authoritative: bool,
+    /// Answer a DISCOVER with rapid commit (RFC 4039) by an ACK.
+    pub(crate) rapid_commit: bool,
     pub(crate) match_client_id: bool,
     /// Milliseconds to wait for an answer to a probe of an address before offering it; 0 off.
     pub(crate) ping_check_ms: u32,
@@ -202,6 +206,7 @@ pub(crate) fn build_scope(
         server_id: s.server_id,
         lease: s.lease,
         authoritative: s.authoritative,
+        rapid_commit: s.rapid_commit,
         match_client_id: s.match_client_id,
         ping_check_ms: s.ping_check_ms,
         active: AtomicBool::new(s.state == AdminState::Active),

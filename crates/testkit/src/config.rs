@@ -33,11 +33,12 @@ pub fn net(addr: impl Into<Ipv4Addr>, prefix: u8) -> Ipv4Net {
 
 /// Server settings with [`LEASE`], an offer hold of 10 s, a decline probation of 600 s, client
 /// identification by option 61, the default cache threshold (0.25), agent options stashed and
-/// no options; `authoritative` as given.
+/// no options, no rapid commit; `authoritative` as given.
 pub fn server(authoritative: bool) -> ServerSettings {
     ServerSettings {
         authoritative,
         match_client_id: true,
+        rapid_commit: false,
         ping_check_ms: 0,
         lease: LEASE,
         offer_hold: 10,
@@ -49,7 +50,7 @@ pub fn server(authoritative: bool) -> ServerSettings {
 }
 
 /// An active scope `name` on `subnet` with one pool, `first` to `last` (any class), that
-/// inherits its lease times, `authoritative` and `match_client_id` from `server`.
+/// inherits its lease times, `authoritative`, `match_client_id` and `rapid_commit` from `server`.
 ///
 /// It has no interfaces, relay addresses, options or reservations: only a relay's giaddr inside
 /// `subnet` selects it. Set [`Scope::interfaces`] for a directly attached scope.
@@ -75,6 +76,7 @@ pub fn scope(
         lease: server.lease,
         authoritative: server.authoritative,
         match_client_id: server.match_client_id,
+        rapid_commit: server.rapid_commit,
         ping_check_ms: server.ping_check_ms,
         failover: true,
         state: AdminState::Active,

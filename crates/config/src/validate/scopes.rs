@@ -153,6 +153,7 @@ fn scope<'f>(
         server_id: server_id.ok()?,
         lease: lease?,
         authoritative: s.authoritative.unwrap_or(defaults.authoritative),
+        rapid_commit: s.rapid_commit.unwrap_or(defaults.rapid_commit),
         match_client_id: s.match_client_id.unwrap_or(defaults.match_client_id),
         ping_check_ms: ping_check_ms?,
         failover: s.failover.unwrap_or(true),

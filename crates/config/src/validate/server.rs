@@ -47,6 +47,7 @@ pub(super) fn server(
     Some(ServerSettings {
         authoritative: defaults.authoritative,
         match_client_id: defaults.match_client_id,
+        rapid_commit: defaults.rapid_commit,
         lease: lease?,
         offer_hold: s.offer_hold.unwrap_or(DEFAULT_OFFER_HOLD),
         decline_probation: s.decline_probation.unwrap_or(DEFAULT_DECLINE_PROBATION),
@@ -129,6 +130,7 @@ pub(super) struct Defaults {
     max: Option<Timer>,
     pub(super) authoritative: bool,
     pub(super) match_client_id: bool,
+    pub(super) rapid_commit: bool,
     pub(super) ping_check_ms: u32,
 }
 
@@ -169,6 +171,7 @@ impl Defaults {
             max: s.max_lease_time.as_ref().map(|v| set(v, "max-lease-time")),
             authoritative: s.authoritative.unwrap_or(false),
             match_client_id: s.match_client_id.unwrap_or(true),
+            rapid_commit: s.rapid_commit.unwrap_or(false),
             ping_check_ms: s.ping_check_ms.as_ref().map_or(0, |v| *v.get_ref()),
         }
     }

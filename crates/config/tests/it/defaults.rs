@@ -154,9 +154,10 @@ fn timers_derive_from_the_lease_time() {
 
 #[test]
 fn scopes_inherit_server_values() {
-    let server =
-        "authoritative = true\nmatch-client-id = false\nlease-time = 1000\nrenew-timer = 100";
+    let server = "authoritative = true\nmatch-client-id = false\nlease-time = 1000\n\
+                  renew-timer = 100\nrapid-commit = true";
     let s = &valid(&scope(server, "")).scopes[0];
+    assert!(s.rapid_commit);
     assert!(s.authoritative);
     assert!(!s.match_client_id);
     assert_eq!(
@@ -175,9 +176,11 @@ fn scopes_inherit_server_values() {
 
 #[test]
 fn scopes_override_server_values() {
-    let server = "authoritative = true\nmatch-client-id = false";
-    let lines = "authoritative = false\nmatch-client-id = true\nstate = \"inactive\"";
+    let server = "authoritative = true\nmatch-client-id = false\nrapid-commit = true";
+    let lines = "authoritative = false\nmatch-client-id = true\nstate = \"inactive\"\n\
+                 rapid-commit = false";
     let s = &valid(&scope(server, lines)).scopes[0];
+    assert!(!s.rapid_commit);
     assert!(!s.authoritative);
     assert!(s.match_client_id);
     assert_eq!(s.state, AdminState::Inactive);

@@ -102,14 +102,14 @@ fn custom_options() {
          { code = 226, ips = [\"1.2.3.4\", \"5.6.7.8\"] },\n\
          { code = 224, hex = \"0102\" },\n\
          { code = 225, text = \"abc\" },\n\
-         { code = 80, hex = \"\" },\n\
+         { code = 223, hex = \"\" },\n\
          { code = 254, text = \"é\" },\n\
          ]",
     );
     assert_eq!(
         options,
         [
-            (80, vec![]),
+            (223, vec![]),
             (224, vec![1, 2]),
             (225, b"abc".to_vec()),
             (226, vec![1, 2, 3, 4, 5, 6, 7, 8]),

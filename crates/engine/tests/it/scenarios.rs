@@ -302,6 +302,88 @@ fn a_lease_time_the_client_asks_for_is_granted_within_the_scope_bounds() {
     assert_eq!(times(&sim, &v).0, 7200);
 }
 
+/// RFC 4039 §4: "If the server is configured to use Rapid Commit and receives a DHCPDISCOVER
+/// message with the Rapid Commit option, the server ... commits the binding and responds with a
+/// DHCPACK" carrying the option; a scope not so configured answers with an OFFER.
+#[test]
+fn rapid_commit_binds_at_the_discover_where_the_scope_allows_it() {
+    let mut c = Client::new(50);
+    c.rapid_commit = true;
+    let mut sim = Sim::new(&lab_config());
+    let v = sim.send(&c.discover());
+    assert!(
+        matches!(
+            v,
+            Verdict::Reply {
+                kind: MessageType::Offer,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert!(sim.reply(&v).get(opt::RAPID_COMMIT).is_none());
+
+    let mut config = lab_config();
+    config.scopes[0].rapid_commit = true;
+    let mut sim = Sim::new(&config);
+    let v = sim.send(&c.discover());
+    let Verdict::Defer {
+        kind: MessageType::Ack,
+        event,
+        dst,
+        ..
+    } = &v
+    else {
+        panic!("{v:?}")
+    };
+    let ack = sim.reply(&v);
+    let addr = ack.packet().yiaddr();
+    assert_eq!(
+        (event.address, event.binding.state),
+        (addr, BindingState::Active)
+    );
+    assert_eq!(event.binding.expires, T0 + 3600);
+    assert_eq!(dst.next_hop, NextHop::Client(c.mac()));
+    assert_eq!(ack.get(opt::RAPID_COMMIT).unwrap().len(), 0);
+    assert_eq!(ack.packet().ciaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(ack.lease_time(), Some(3600));
+    assert_eq!(
+        sim.engine.binding(addr).unwrap().1.state,
+        BindingState::Active
+    );
+    // The lease is the client's like any other: its renewal is answered from it.
+    sim.advance(1800);
+    let v = sim.send(&c.renew(addr));
+    assert!(
+        matches!(
+            v,
+            Verdict::Defer {
+                kind: MessageType::Ack,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    // Without the option, the four-message exchange.
+    let d = Client::new(51);
+    let v = sim.send(&d.discover());
+    assert!(
+        matches!(
+            v,
+            Verdict::Reply {
+                kind: MessageType::Offer,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    // An address to ping first is offered, probed, not bound.
+    config.scopes[0].ping_check_ms = 500;
+    let mut sim = Sim::new(&config);
+    let v = sim.send(&c.discover());
+    assert!(matches!(v, Verdict::Probe { .. }), "{v:?}");
+}
+
 #[test]
 fn rebinding_by_broadcast_is_answered_like_a_renewal() {
     let mut sim = Sim::new(&lab_config());

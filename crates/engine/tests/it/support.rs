@@ -68,6 +68,8 @@ pub(crate) struct Client {
     pub(crate) hostname: Option<Vec<u8>>,
     /// Option 51, if the client asks for a lease time.
     pub(crate) lease_time: Option<u32>,
+    /// Option 80 (RFC 4039) in its DISCOVERs.
+    pub(crate) rapid_commit: bool,
     pub(crate) broadcast: bool,
     pub(crate) xid: u32,
     /// Seconds since the client began (BOOTP `secs`).
@@ -86,6 +88,7 @@ impl Client {
             vendor_class: None,
             hostname: None,
             lease_time: None,
+            rapid_commit: false,
             broadcast: false,
             xid: n,
             secs: 0,
@@ -141,6 +144,9 @@ impl Client {
         }
         if let Some(a) = server {
             w.option_ipv4(opt::SERVER_ID, a).unwrap();
+        }
+        if self.rapid_commit && kind == MessageType::Discover {
+            w.option(opt::RAPID_COMMIT, &[]).unwrap();
         }
         if let Some(t) = self.lease_time {
             w.option(opt::LEASE_TIME, &t.to_be_bytes()).unwrap();

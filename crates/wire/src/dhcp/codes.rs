@@ -115,10 +115,14 @@ pub mod opt {
     pub const TFTP_SERVER: u8 = 66;
     /// Boot file name.
     pub const BOOTFILE_NAME: u8 = 67;
+    /// Rapid commit (RFC 4039): a two-message exchange, DISCOVER answered by ACK.
+    pub const RAPID_COMMIT: u8 = 80;
     /// Client FQDN (RFC 4702).
     pub const CLIENT_FQDN: u8 = 81;
     /// Relay agent information (RFC 3046).
     pub const RELAY_AGENT_INFO: u8 = 82;
+    /// IPv6-only preferred (RFC 8925): seconds an IPv6-capable client may go without IPv4.
+    pub const IPV6_ONLY_PREFERRED: u8 = 108;
     /// Subnet selection (RFC 3011).
     pub const SUBNET_SELECTION: u8 = 118;
     /// Classless static routes (RFC 3442).

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use dhcproto::Encodable;
 use dhcproto::v4::{self, relay};
-use peregrine_wire::dhcp::{DhcpMessage, DhcpWriter, MessageType};
+use peregrine_wire::dhcp::{DhcpMessage, DhcpWriter, MessageType, opt};
 use proptest::prelude::*;
 
 use crate::roundtrip::{header, options};
@@ -54,6 +54,7 @@ proptest! {
         circuit in prop::option::of(prop::collection::vec(any::<u8>(), 1..64)),
         remote in prop::option::of(prop::collection::vec(any::<u8>(), 1..64)),
         link in prop::option::of(any::<[u8; 4]>()),
+        (lease, rapid) in (prop::option::of(any::<u32>()), any::<bool>()),
     ) {
         let mut m = v4::Message::new_with_id(h.xid, h.ciaddr, h.yiaddr, h.siaddr, h.giaddr, &h.chaddr[..usize::from(h.hlen)]);
         m.set_opcode(v4::Opcode::from(h.op)).set_hops(h.hops).set_secs(h.secs).set_flags(v4::Flags::from(h.flags));
@@ -66,6 +67,8 @@ proptest! {
         if let Some(c) = &client_id { m.opts_mut().insert(v4::DhcpOption::ClientIdentifier(c.clone())); }
         if let Some(s) = max_size { m.opts_mut().insert(v4::DhcpOption::MaxMessageSize(s)); }
         if let Some(v) = &vendor { m.opts_mut().insert(v4::DhcpOption::ClassIdentifier(v.clone())); }
+        if let Some(t) = lease { m.opts_mut().insert(v4::DhcpOption::AddressLeaseTime(t)); }
+        if rapid { m.opts_mut().insert(v4::DhcpOption::RapidCommit); }
         let mut rai = relay::RelayAgentInformation::default();
         if let Some(c) = &circuit { rai.insert(relay::RelayInfo::AgentCircuitId(c.clone())); }
         if let Some(r) = &remote { rai.insert(relay::RelayInfo::AgentRemoteId(r.clone())); }
@@ -85,6 +88,8 @@ proptest! {
         prop_assert_eq!(ours.client_id().map(|v| v.bytes().collect::<Vec<_>>()), client_id);
         prop_assert_eq!(ours.max_message_size(), max_size);
         prop_assert_eq!(ours.vendor_class().map(|v| v.bytes().collect::<Vec<_>>()), vendor);
+        prop_assert_eq!(ours.lease_time(), lease);
+        prop_assert_eq!(ours.get(opt::RAPID_COMMIT).map(|v| v.len()), rapid.then_some(0));
         let mut scratch = [0u8; 1024];
         let info = ours.relay_agent_info(&mut scratch).unwrap();
         prop_assert_eq!(info.is_some(), has_rai);
