@@ -98,6 +98,27 @@ def vlan_renew_request():
                       zero_udp_csum=True))
 
 
+def rapid_commit_discover():
+    # RFC 4039 rapid commit, a requested lease time, and option 108 asked for (RFC 8925).
+    opts = opt(53, b"\x01") + opt(80, b"") + opt(51, struct.pack("!I", 600)) \
+        + opt(55, bytes([1, 3, 6, 108])) + b"\xff"
+    msg = bootp(1, 0x0BADCAFE, 0x8000, "0.0.0.0", "0.0.0.0", "02:00:00:aa:bb:04") + opts
+    msg = msg.ljust(300, b"\0")
+    return eth("ff:ff:ff:ff:ff:ff", "02:00:00:aa:bb:04", [], 0x0800,
+               udp_ip("0.0.0.0", "255.255.255.255", 68, 67, msg))
+
+
+def rapid_commit_ack():
+    # The server's answer: an ACK with option 80, the lease and IPv6-only preferred (1800 s).
+    opts = opt(53, b"\x05") + opt(54, ip4("10.200.0.1")) + opt(80, b"") \
+        + opt(51, struct.pack("!I", 600)) + opt(108, struct.pack("!I", 1800)) + b"\xff"
+    msg = bytearray(bootp(2, 0x0BADCAFE, 0x8000, "0.0.0.0", "0.0.0.0", "02:00:00:aa:bb:04") + opts)
+    msg[16:20] = ip4("10.200.0.123")  # yiaddr
+    msg = bytes(msg).ljust(300, b"\0")
+    return eth("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:01", [], 0x0800,
+               udp_ip("10.200.0.1", "255.255.255.255", 67, 68, msg))
+
+
 def arp_request():
     a = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac("02:00:00:00:00:fe") + ip4("10.200.0.254") \
         + b"\0" * 6 + ip4("10.200.0.1")
@@ -113,6 +134,8 @@ FRAMES = {
     "relayed_discover": relayed_discover,
     "qinq_overloaded_discover": qinq_overloaded_discover,
     "vlan_renew_request": vlan_renew_request,
+    "rapid_commit_discover": rapid_commit_discover,
+    "rapid_commit_ack": rapid_commit_ack,
     "arp_request": arp_request,
     "fragment": fragment,
 }

@@ -199,6 +199,7 @@ pub(crate) struct Options {
     pub(crate) bootfile_name: Option<Spanned<String>>,
     pub(crate) vendor_specific: Option<Spanned<String>>,
     pub(crate) classless_static_routes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) v6_only_wait: Option<Spanned<u32>>,
     #[serde(default)]
     pub(crate) custom: Vec<Spanned<Custom>>,
 }

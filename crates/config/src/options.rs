@@ -28,6 +28,9 @@ const SERVER_OWNED: [(u8, &str); 14] = [
     (118, "subnet selection, a relay's or a client's (RFC 3011)"),
 ];
 
+/// RFC 8925's `MIN_V6ONLY_WAIT`, in seconds.
+const MIN_V6ONLY_WAIT: u32 = 300;
+
 /// Encodes the options table at `key` (`scope[0].options`, say); `None` after recording errors.
 pub(crate) fn encode(
     options: &file::Options,
@@ -70,6 +73,7 @@ pub(crate) fn encode(
         |s| text::hex(s).and_then(non_empty),
     );
     e.mtu(options.interface_mtu.as_ref());
+    e.v6_only_wait(options.v6_only_wait.as_ref());
     e.list(
         119,
         "domain-search",
@@ -180,6 +184,22 @@ impl Encoder<'_, '_, '_> {
             None
         };
         self.put(26, "interface-mtu".to_owned(), data);
+    }
+
+    /// Option 108 (RFC 8925): sent only to a client that lists it, as every option is.
+    fn v6_only_wait(&mut self, wait: Option<&Spanned<u32>>) {
+        let Some(wait) = wait else { return };
+        let data = if *wait.get_ref() >= MIN_V6ONLY_WAIT {
+            Some(wait.get_ref().to_be_bytes().to_vec())
+        } else {
+            let message = format_args!(
+                "must be at least {MIN_V6ONLY_WAIT}: RFC 8925 clients wait that long whatever is sent"
+            );
+            self.d
+                .at(wait, format_args!("{}.v6-only-wait", self.key), message);
+            None
+        };
+        self.put(108, "v6-only-wait".to_owned(), data);
     }
 
     fn custom(&mut self, i: usize, custom: &Spanned<file::Custom>) {

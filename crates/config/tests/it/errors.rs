@@ -765,6 +765,8 @@ fn option_errors_name_their_table() {
     );
     let text = "[[class]]\nname = \"x\"\nmac-prefix = \"02\"\noptions = { interface-mtu = 1 }\n";
     assert_error(text, "4:29 class[0].options.interface-mtu", "at least 68");
+    let text = "[server.options]\nv6-only-wait = 299\n";
+    assert_error(text, "2:16 server.options.v6-only-wait", "at least 300");
 }
 
 // ---- Dataplane, interfaces, control plane ---------------------------------------------------------

@@ -163,8 +163,8 @@ fn scopes() {
             valid: 600,
             renew: 200,
             rebind: 500,
-            min: 600,
-            max: 600,
+            min: 300,
+            max: 3600,
         }
     );
 
@@ -233,6 +233,9 @@ fn every_key_is_shown() {
         "lease-time",
         "renew-timer",
         "rebind-timer",
+        "min-lease-time",
+        "max-lease-time",
+        "rapid-commit",
         "offer-hold",
         "decline-probation",
         "cache-threshold",
@@ -268,6 +271,7 @@ fn every_key_is_shown() {
         "bootfile-name",
         "vendor-specific",
         "classless-static-routes",
+        "v6-only-wait",
         "custom",
         "code",
         "hex",

@@ -47,6 +47,7 @@ fn text_and_numbers() {
         ]
     );
     assert_eq!(encode("interface-mtu = 68"), [(26, vec![0, 68])]);
+    assert_eq!(encode("v6-only-wait = 1800"), [(108, vec![0, 0, 7, 8])]);
 }
 
 #[test]

@@ -384,6 +384,34 @@ fn rapid_commit_binds_at_the_discover_where_the_scope_allows_it() {
     assert!(matches!(v, Verdict::Probe { .. }), "{v:?}");
 }
 
+/// RFC 8925 §3.3: "The DHCP server MUST NOT include the IPv6-Only Preferred option in the
+/// DHCPOFFER or DHCPACK message if the option was not present in the Parameter Request List
+/// sent by the client", and includes it when it was and the pool is configured for it.
+#[test]
+fn ipv6_only_preferred_goes_only_to_clients_that_ask() {
+    let mut config = lab_config();
+    config.scopes[0]
+        .options
+        .set(opt::IPV6_ONLY_PREFERRED, 1800u32.to_be_bytes().to_vec());
+    let mut sim = Sim::new(&config);
+    let mut c = Client::new(60);
+    c.prl.push(opt::IPV6_ONLY_PREFERRED);
+    let v = sim.send(&c.discover());
+    let wait = sim
+        .reply(&v)
+        .get(opt::IPV6_ONLY_PREFERRED)
+        .map(|v| v.as_slice().unwrap().to_vec());
+    assert_eq!(wait, Some(vec![0, 0, 7, 8]));
+    let d = Client::new(61);
+    let v = sim.send(&d.discover());
+    assert!(sim.reply(&v).get(opt::IPV6_ONLY_PREFERRED).is_none());
+    // Nor to a client that sends no list at all.
+    let mut e = Client::new(62);
+    e.prl.clear();
+    let v = sim.send(&e.discover());
+    assert!(sim.reply(&v).get(opt::IPV6_ONLY_PREFERRED).is_none());
+}
+
 #[test]
 fn rebinding_by_broadcast_is_answered_like_a_renewal() {
     let mut sim = Sim::new(&lab_config());

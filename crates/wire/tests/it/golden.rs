@@ -139,6 +139,32 @@ fn vlan_renewing_request_with_ip_options_and_no_udp_checksum() {
 }
 
 #[test]
+fn rapid_commit_discover_and_its_ack() {
+    // tshark: "(80) Rapid commit", "IP Address Lease Time: (600s)", "Parameter Request List
+    // Item: (108) IPv6-Only Preferred"; the ACK's option 108 "Value: 00000708".
+    let (_, _, sport, dport, payload) = udp(RAPID_COMMIT_DISCOVER);
+    assert_eq!((sport, dport), (68, 67));
+    let m = DhcpMessage::parse(payload).unwrap();
+    assert_eq!(m.message_type(), Some(MessageType::Discover));
+    assert_eq!(m.get(opt::RAPID_COMMIT).unwrap().len(), 0);
+    assert_eq!(m.lease_time(), Some(600));
+    assert_eq!(
+        m.parameter_request_list().unwrap().as_slice().unwrap(),
+        &[1, 3, 6, opt::IPV6_ONLY_PREFERRED]
+    );
+    let (_, l3, sport, dport, payload) = udp(RAPID_COMMIT_ACK);
+    assert_eq!((l3.src, sport, dport), (SERVER_IP, 67, 68));
+    let m = DhcpMessage::parse(payload).unwrap();
+    assert_eq!(m.message_type(), Some(MessageType::Ack));
+    assert_eq!(m.packet().yiaddr(), Ipv4Addr::new(10, 200, 0, 123));
+    assert_eq!(m.get(opt::RAPID_COMMIT).unwrap().len(), 0);
+    assert_eq!(
+        m.get(opt::IPV6_ONLY_PREFERRED).unwrap().as_slice().unwrap(),
+        &1800u32.to_be_bytes()
+    );
+}
+
+#[test]
 fn arp_and_fragment() {
     match demux(ARP_REQUEST).unwrap() {
         Demuxed::Arp { arp, .. } => {
@@ -159,6 +185,8 @@ fn every_truncation_of_every_golden_frame_is_refused() {
         (RELAYED_DISCOVER, RELAYED_DISCOVER.len()),
         (QINQ_OVERLOADED_DISCOVER, QINQ_OVERLOADED_DISCOVER.len()),
         (VLAN_RENEW_REQUEST, VLAN_RENEW_REQUEST.len()),
+        (RAPID_COMMIT_DISCOVER, RAPID_COMMIT_DISCOVER.len()),
+        (RAPID_COMMIT_ACK, RAPID_COMMIT_ACK.len()),
         (ARP_REQUEST, 42),
     ];
     for (frame, needed) in cases {

@@ -14,6 +14,12 @@ pub(crate) const QINQ_OVERLOADED_DISCOVER: &[u8] =
     include_bytes!("../golden/qinq_overloaded_discover.bin");
 /// An 802.1Q-tagged unicast renewing REQUEST with IPv4 options and no UDP checksum.
 pub(crate) const VLAN_RENEW_REQUEST: &[u8] = include_bytes!("../golden/vlan_renew_request.bin");
+/// A broadcast DISCOVER asking for rapid commit (RFC 4039), a 600 s lease and, in its parameter
+/// request list, IPv6-only preferred (RFC 8925).
+pub(crate) const RAPID_COMMIT_DISCOVER: &[u8] =
+    include_bytes!("../golden/rapid_commit_discover.bin");
+/// The ACK answering it: option 80, the lease, and option 108 of 1800 s.
+pub(crate) const RAPID_COMMIT_ACK: &[u8] = include_bytes!("../golden/rapid_commit_ack.bin");
 /// An ARP who-has for the server's address.
 pub(crate) const ARP_REQUEST: &[u8] = include_bytes!("../golden/arp_request.bin");
 /// An IPv4 fragment (more-fragments set).
