@@ -78,8 +78,26 @@ pub(crate) struct Class {
     pub(crate) remote_id_prefix: Option<Spanned<String>>,
     pub(crate) mac_prefix: Option<Spanned<String>>,
     pub(crate) giaddr: Option<Spanned<String>>,
+    pub(crate) vlan: Option<Spanned<Vlan>>,
     #[serde(default)]
     pub(crate) options: Options,
+}
+
+/// A VLAN as the file writes it: a number (`100`), or text (`"100"`, QinQ `"100.20"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Vlan {
+    Id(i64),
+    Text(String),
+}
+
+/// `value` as text, where it was, for [`crate::text::vlan`].
+pub(crate) fn vlan_text(value: &Spanned<Vlan>) -> Spanned<String> {
+    let text = match value.get_ref() {
+        Vlan::Id(id) => id.to_string(),
+        Vlan::Text(t) => t.clone(),
+    };
+    Spanned::new(value.span(), text)
 }
 
 /// `[[scope]]`: a subnet, its relays, pools, options and reservations.
@@ -92,6 +110,8 @@ pub(crate) struct Scope {
     pub(crate) relay_addresses: Vec<Spanned<String>>,
     #[serde(default)]
     pub(crate) interfaces: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) vlans: Vec<Spanned<Vlan>>,
     pub(crate) shared_network: Option<Spanned<String>>,
     pub(crate) server_id: Option<Spanned<String>>,
     pub(crate) lease_time: Option<Spanned<u32>>,

@@ -4,6 +4,7 @@
 //! and do not overlap, relay addresses are unique across scopes, T1 < T2 < lease time, options
 //! are encoded on the wire format already. Nothing here refers back to the file.
 
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 
 /// The whole validated configuration.
@@ -279,6 +280,9 @@ pub struct Scope {
     pub relay_addresses: Vec<Ipv4Addr>,
     /// Interfaces on which directly attached (unrelayed) clients of this scope arrive.
     pub interfaces: Vec<String>,
+    /// VLANs that select this scope for a tagged unrelayed frame on one of `interfaces`; empty:
+    /// every frame on them that no other scope's VLAN claims.
+    pub vlans: Vec<VlanMatch>,
     /// Name of the shared network (several subnets on one link) this scope belongs to.
     pub shared_network: Option<String>,
     /// Server identifier to use in this scope; `None` uses the address of the receiving interface.
@@ -354,6 +358,38 @@ pub enum ClassMatch {
     MacPrefix(Vec<u8>),
     /// `giaddr` lies in this network.
     Giaddr(Ipv4Net),
+    /// The frame arrived on this VLAN (its tags as the server saw them).
+    Vlan(VlanMatch),
+}
+
+/// A VLAN a tagged frame may arrive on: its outer tag's id, and for a QinQ frame its inner
+/// tag's id too; without `inner`, any frame whose outer tag is `outer` (QinQ or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VlanMatch {
+    /// Outer (service, or only) VLAN id, 1 to 4094.
+    pub outer: u16,
+    /// Inner (customer) VLAN id of a QinQ frame, 1 to 4094.
+    pub inner: Option<u16>,
+}
+
+impl fmt::Display for VlanMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.inner {
+            Some(inner) => write!(f, "{}.{inner}", self.outer),
+            None => write!(f, "{}", self.outer),
+        }
+    }
+}
+
+impl VlanMatch {
+    /// Whether a frame tagged with these VLAN ids, outermost first, matches.
+    pub fn matches(&self, ids: &[u16]) -> bool {
+        match (ids, self.inner) {
+            ([outer, ..], None) => *outer == self.outer,
+            ([outer, inner], Some(want)) => *outer == self.outer && *inner == want,
+            _ => false,
+        }
+    }
 }
 
 /// A client class: conditions, and options for the clients that match.

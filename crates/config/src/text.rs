@@ -4,7 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use crate::model::Ipv4Net;
+use crate::model::{Ipv4Net, VlanMatch};
 
 /// An IPv4 address in dotted-quad form.
 pub(crate) fn ipv4(s: &str) -> Result<Ipv4Addr, String> {
@@ -73,6 +73,25 @@ pub(crate) fn mac(s: &str) -> Result<[u8; 6], String> {
 }
 
 /// The first one to six octets of a MAC address, written as in [`mac`].
+/// A VLAN: `outer`, or `outer.inner` for QinQ; ids 1 to 4094.
+pub(crate) fn vlan(s: &str) -> Result<VlanMatch, String> {
+    let id = |t: &str| t.parse::<u16>().ok().filter(|v| (1..=4094).contains(v));
+    let (outer, inner) = match s.split_once('.') {
+        Some((o, i)) => (id(o), Some(id(i))),
+        None => (id(s), None),
+    };
+    match (outer, inner) {
+        (Some(outer), None) => Ok(VlanMatch { outer, inner: None }),
+        (Some(outer), Some(Some(inner))) => Ok(VlanMatch {
+            outer,
+            inner: Some(inner),
+        }),
+        _ => Err(format!(
+            "`{s}` is not a VLAN (an id 1 to 4094, or outer.inner for QinQ, as in 100.20)"
+        )),
+    }
+}
+
 pub(crate) fn mac_prefix(s: &str) -> Result<Vec<u8>, String> {
     octets(s)
         .filter(|o| o.len() <= 6)

@@ -211,7 +211,7 @@ impl Engine {
         }
         let key = self.client_key(msg, scope.match_client_id);
         let mac = packet.client_mac().map_or([0; 6], |m| m.octets());
-        let classes = self.classify(msg, rai.as_ref());
+        let classes = self.classify(meta, msg, rai.as_ref());
         let hkey = self.clients.hashed(key);
         let req = Request {
             now,

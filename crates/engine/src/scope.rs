@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use peregrine_config::model::{self, AdminState, Ipv4Net, LeaseTimes, OptionSet, ReservationKey};
 use peregrine_wire::dhcp::opt;
+use peregrine_wire::ethernet::{VlanTag, VlanTags};
 
 use crate::binding::{Binding, BindingState, ScopeId};
 use crate::pool::{Addresses, Pool};
+use crate::verdict::InterfaceId;
 
 /// A scope ready to serve.
 // Independent switches from the configuration.
@@ -237,9 +239,22 @@ impl Hasher for AddrHasher {
     fn write_u32(&mut self, v: u32) {
         self.0 = (u64::from(v) ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 type AddrMap = HashMap<u32, ScopeId, BuildHasherDefault<AddrHasher>>;
+
+/// The inner VLAN id of a [`Selector::vlans`] key that matches any (or no) inner tag: 0 is no
+/// VLAN id a scope may name.
+const ANY_INNER: u16 = 0;
+
+/// A [`Selector::vlans`] key: interface index, outer VLAN id, inner VLAN id or [`ANY_INNER`].
+fn vlan_key(interface: usize, outer: u16, inner: u16) -> u64 {
+    (interface as u64) << 32 | u64::from(outer) << 16 | u64::from(inner)
+}
 
 /// Finds the scope for an address, and the scopes sharing its link.
 #[derive(Debug, Default)]
@@ -251,8 +266,11 @@ pub(crate) struct Selector {
     by_prefix: Vec<(u8, AddrMap)>,
     /// Scopes on each link: a shared network lists all its subnets, others only themselves.
     pub(crate) links: Vec<Vec<ScopeId>>,
-    /// Scopes served directly on each interface.
+    /// Scopes served directly on each interface: its untagged frames, and the tagged ones no
+    /// VLAN of `vlans` claims.
     pub(crate) interfaces: Vec<(String, Vec<ScopeId>)>,
+    /// The scope a VLAN selects on an interface (see [`vlan_key`]).
+    vlans: HashMap<u64, ScopeId, BuildHasherDefault<AddrHasher>>,
 }
 
 impl Selector {
@@ -288,15 +306,45 @@ impl Selector {
                 sel.by_prefix.push((s.subnet.prefix, m));
             }
             for ifname in &s.interfaces {
-                match sel.interfaces.iter_mut().find(|(n, _)| n == ifname) {
-                    Some((_, v)) => v.push(id),
-                    None => sel.interfaces.push((ifname.clone(), vec![id])),
+                let at = sel
+                    .interfaces
+                    .iter()
+                    .position(|(n, _)| n == ifname)
+                    .unwrap_or_else(|| {
+                        sel.interfaces.push((ifname.clone(), Vec::new()));
+                        sel.interfaces.len() - 1
+                    });
+                if s.vlans.is_empty() {
+                    sel.interfaces[at].1.push(id);
+                }
+                for v in &s.vlans {
+                    let key = vlan_key(at, v.outer, v.inner.unwrap_or(ANY_INNER));
+                    sel.vlans.entry(key).or_insert(id);
                 }
             }
         }
         sel.by_prefix
             .sort_by_key(|(prefix, _)| std::cmp::Reverse(*prefix));
         (sel, link_of)
+    }
+
+    /// The scope for a frame that arrived on `interface` with `tags`: the one its VLANs select
+    /// (outer and inner, then outer alone), else the interface's.
+    pub(crate) fn on_interface(&self, interface: InterfaceId, tags: &VlanTags) -> Option<ScopeId> {
+        let at = usize::from(interface.0);
+        if !self.vlans.is_empty()
+            && let [outer, rest @ ..] = tags.as_slice()
+        {
+            let inner = rest.first().map(VlanTag::vid);
+            let exact = inner.and_then(|i| self.vlans.get(&vlan_key(at, outer.vid(), i)));
+            let found = exact.or_else(|| self.vlans.get(&vlan_key(at, outer.vid(), ANY_INNER)));
+            if let Some(id) = found {
+                return Some(*id);
+            }
+        }
+        self.interfaces
+            .get(at)
+            .and_then(|(_, v)| v.first().copied())
     }
 
     /// The scope whose subnet holds `a` (longest prefix).

@@ -50,10 +50,7 @@ impl Engine {
         let p = msg.packet();
         let sel = &self.selector;
         let arrival = || match meta.interface {
-            Some(i) => sel
-                .interfaces
-                .get(usize::from(i.0))
-                .and_then(|(_, v)| v.first().copied()),
+            Some(i) => sel.on_interface(i, &meta.vlans),
             None => sel.by_address(meta.local_ip),
         };
         let id = if let Some(a) = rai.and_then(RelayAgentInfo::link_selection) {
@@ -72,7 +69,18 @@ impl Engine {
         id.map(|id| &self.scopes[usize::from(id.0)])
     }
 
-    pub(crate) fn classify(&self, msg: &DhcpMessage<'_>, rai: Option<&RelayAgentInfo<'_>>) -> u32 {
+    pub(crate) fn classify(
+        &self,
+        meta: &RxMeta,
+        msg: &DhcpMessage<'_>,
+        rai: Option<&RelayAgentInfo<'_>>,
+    ) -> u32 {
+        let mut vlan_ids = [0u16; 2];
+        let tags = meta.vlans.as_slice();
+        for (id, tag) in vlan_ids.iter_mut().zip(tags) {
+            *id = tag.vid();
+        }
+        let vlan_ids = &vlan_ids[..tags.len().min(2)];
         let mut bits = 0;
         for (i, class) in self.classes.iter().enumerate() {
             let all = class.conditions.iter().all(|c| match c {
@@ -90,6 +98,7 @@ impl Engine {
                     let g = msg.packet().giaddr();
                     !g.is_unspecified() && net.contains(g)
                 }
+                ClassMatch::Vlan(v) => v.matches(vlan_ids),
             });
             if all {
                 bits |= 1 << i;

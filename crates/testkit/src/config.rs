@@ -71,6 +71,7 @@ pub fn scope(
         }],
         relay_addresses: vec![],
         interfaces: vec![],
+        vlans: vec![],
         shared_network: None,
         server_id: None,
         lease: server.lease,

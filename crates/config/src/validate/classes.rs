@@ -32,7 +32,8 @@ fn class<'f>(
 ) -> Option<Class> {
     let c = spanned.get_ref();
     let name = unique_name(&c.name, key, names, d);
-    let fields: [Field<'_, ClassMatch>; 5] = [
+    let vlan = c.vlan.as_ref().map(file::vlan_text);
+    let fields: [Field<'_, ClassMatch>; 6] = [
         ("vendor-class-prefix", c.vendor_class_prefix.as_ref(), |s| {
             text::bytes(s).map(ClassMatch::VendorClassPrefix)
         }),
@@ -48,6 +49,9 @@ fn class<'f>(
         ("giaddr", c.giaddr.as_ref(), |s| {
             text::network(s).map(ClassMatch::Giaddr)
         }),
+        ("vlan", vlan.as_ref(), |s| {
+            text::vlan(s).map(ClassMatch::Vlan)
+        }),
     ];
     let conditions: Vec<_> = fields
         .into_iter()
@@ -57,7 +61,7 @@ fn class<'f>(
         .collect();
     if conditions.is_empty() {
         let message = "needs a condition: vendor-class-prefix, circuit-id-prefix, \
-                       remote-id-prefix, mac-prefix or giaddr";
+                       remote-id-prefix, mac-prefix, giaddr or vlan";
         d.at(spanned, key, message);
     }
     let options = options::encode(&c.options, &format!("{key}.options"), d);

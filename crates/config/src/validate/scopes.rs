@@ -10,7 +10,7 @@ use super::server::{Defaults, ping_check, scope_lease};
 use super::{Field, Known, Parser, optional, unique_name};
 use crate::error::Diagnostics;
 use crate::file;
-use crate::model::{AdminState, Ipv4Net, Pool, Reservation, ReservationKey, Scope};
+use crate::model::{AdminState, Ipv4Net, Pool, Reservation, ReservationKey, Scope, VlanMatch};
 use crate::options;
 use crate::text::{self, PoolRange};
 
@@ -32,7 +32,11 @@ struct Layout<'f> {
     /// First and last address.
     pools: Vec<Placed<(Ipv4Addr, Ipv4Addr)>>,
     relays: Vec<Placed<Ipv4Addr>>,
+    /// Interfaces of scopes without VLANs: each serves one link's untagged frames (and the
+    /// tagged ones no VLAN claims).
     interfaces: Vec<Placed<String>>,
+    /// Per VLAN of a scope, per interface of it; placed at the VLAN.
+    vlans: Vec<Placed<(String, VlanMatch)>>,
 }
 
 pub(super) fn scopes(
@@ -90,16 +94,7 @@ fn scope<'f>(
         (i, &mut layout.relays),
         d,
     );
-    let interfaces = place_all(
-        &s.interfaces,
-        &format!("{key}.interfaces"),
-        text::non_empty,
-        (i, &mut layout.interfaces),
-        d,
-    );
-    let interfaces_known = known.interfaces.as_ref().is_none_or(|known| {
-        configured_interfaces(&format!("{key}.interfaces"), &s.interfaces, known, d)
-    });
+    let (interfaces, vlans) = scope_interfaces(&key, i, s, known, layout, d);
     let server_id = optional(
         s.server_id.as_ref(),
         format_args!("{key}.server-id"),
@@ -148,7 +143,8 @@ fn scope<'f>(
         subnet: subnet?,
         pools: pools.into_iter().collect::<Option<_>>()?,
         relay_addresses: relays?,
-        interfaces: interfaces.filter(|_| interfaces_known)?,
+        interfaces: interfaces?,
+        vlans: vlans?,
         shared_network: shared_network.ok()?,
         server_id: server_id.ok()?,
         lease: lease?,
@@ -164,6 +160,71 @@ fn scope<'f>(
         options: options?,
         reservations: reservations.into_iter().collect::<Option<_>>()?,
     })
+}
+
+/// A scope's interfaces, each configured in `known`, and its VLANs on them.
+fn scope_interfaces(
+    key: &str,
+    i: usize,
+    s: &file::Scope,
+    known: &Known<'_>,
+    layout: &mut Layout<'_>,
+    d: &mut Diagnostics<'_>,
+) -> (Option<Vec<String>>, Option<Vec<VlanMatch>>) {
+    let mut placed = Vec::new();
+    let interfaces = place_all(
+        &s.interfaces,
+        &format!("{key}.interfaces"),
+        text::non_empty,
+        (i, &mut placed),
+        d,
+    );
+    let vlans = scope_vlans(key, i, s, placed, layout, d);
+    let known = known.interfaces.as_ref().is_none_or(|known| {
+        configured_interfaces(&format!("{key}.interfaces"), &s.interfaces, known, d)
+    });
+    (interfaces.filter(|_| known), vlans)
+}
+
+/// A scope's VLANs. They select among the frames arriving on its interfaces, so a scope with
+/// VLANs needs interfaces; its interfaces are then placed per VLAN, and serve no untagged frame.
+fn scope_vlans(
+    key: &str,
+    i: usize,
+    s: &file::Scope,
+    interfaces: Vec<Placed<String>>,
+    layout: &mut Layout<'_>,
+    d: &mut Diagnostics<'_>,
+) -> Option<Vec<VlanMatch>> {
+    if s.vlans.is_empty() {
+        layout.interfaces.extend(interfaces);
+        return Some(Vec::new());
+    }
+    if s.interfaces.is_empty() {
+        let message = "select among the frames arriving on the scope's interfaces: list them \
+                       in interfaces";
+        d.at(&s.vlans[0], format_args!("{key}.vlans"), message);
+        return None;
+    }
+    let vlans: Vec<_> = s
+        .vlans
+        .iter()
+        .enumerate()
+        .map(|(j, v)| {
+            let key = format!("{key}.vlans[{j}]");
+            let vlan = d.parse(&file::vlan_text(v), &key, text::vlan)?;
+            for interface in &interfaces {
+                layout.vlans.push(Placed {
+                    value: (interface.value.clone(), vlan),
+                    scope: i,
+                    at: v.span().start,
+                    key: key.clone(),
+                });
+            }
+            Some(vlan)
+        })
+        .collect();
+    vlans.into_iter().collect()
 }
 
 /// The shared network a scope names, if it names a non-empty one.
@@ -519,6 +580,37 @@ impl Layout<'_> {
             } else {
                 interfaces.insert(name, interface);
             }
+        }
+        self.check_vlans(d) && ok
+    }
+
+    /// Whether no VLAN of an interface selects two links, nor is listed twice by one scope.
+    fn check_vlans(&self, d: &mut Diagnostics<'_>) -> bool {
+        let mut ok = true;
+        let mut first: HashMap<(&str, VlanMatch), &Placed<(String, VlanMatch)>> = HashMap::new();
+        for placed in &self.vlans {
+            let (name, vlan) = (placed.value.0.as_str(), placed.value.1);
+            let Some(earlier) = first.get(&(name, vlan)) else {
+                first.insert((name, vlan), placed);
+                continue;
+            };
+            let message = if earlier.scope == placed.scope {
+                if earlier.key == placed.key {
+                    // The interface is listed twice: reported there.
+                    continue;
+                }
+                format!("VLAN {vlan} is listed already, at {}", earlier.key)
+            } else if !self.same_link(earlier.scope, placed.scope) {
+                let scope = self.scopes[earlier.scope].0;
+                format!(
+                    "VLAN {vlan} on `{name}` serves scope `{scope}` already; scopes on one link \
+                     belong to one shared-network"
+                )
+            } else {
+                continue;
+            };
+            d.error(Some(placed.at), &placed.key, message);
+            ok = false;
         }
         ok
     }

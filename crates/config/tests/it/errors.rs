@@ -500,6 +500,57 @@ fn interface_of_two_scopes() {
 }
 
 #[test]
+fn vlans_of_one_interface_select_different_scopes() {
+    // The untagged scope, one on VLAN 100 (numbers or text), one on QinQ 200.10.
+    let text = two_scopes(
+        "interfaces = [\"eth1\"]",
+        "interfaces = [\"eth1\"]\nvlans = [100, \"200.10\"]",
+    );
+    let config = valid(&text);
+    assert!(config.scopes[0].vlans.is_empty());
+    let vlans: Vec<String> = config.scopes[1]
+        .vlans
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(vlans, ["100", "200.10"]);
+    assert_eq!(config.scopes[1].vlans[1].inner, Some(10));
+}
+
+#[test]
+fn vlan_of_two_scopes() {
+    let text = two_scopes(
+        "interfaces = [\"eth1\"]\nvlans = [\"100\"]",
+        "interfaces = [\"eth1\"]\nvlans = [7, 100]",
+    );
+    assert_error(
+        &text,
+        "10:13 scope[1].vlans[1]",
+        "VLAN 100 on `eth1` serves scope `a` already",
+    );
+    // On another interface, the same VLAN is another link.
+    let text = two_scopes(
+        "interfaces = [\"eth1\"]\nvlans = [100]",
+        "interfaces = [\"eth2\"]\nvlans = [100]",
+    );
+    assert_eq!(valid(&text).scopes.len(), 2);
+}
+
+#[test]
+fn bad_vlans() {
+    let text = two_scopes("interfaces = [\"eth1\"]\nvlans = [4095]", "");
+    assert_error(&text, "5:10 scope[0].vlans[0]", "`4095` is not a VLAN");
+    let text = two_scopes("interfaces = [\"eth1\"]\nvlans = [\"100.x\"]", "");
+    assert_error(&text, "5:10 scope[0].vlans[0]", "outer.inner");
+    let text = two_scopes("interfaces = [\"eth1\"]\nvlans = [5, \"5\"]", "");
+    assert_error(&text, "5:13 scope[0].vlans[1]", "VLAN 5 is listed already");
+    let text = two_scopes("vlans = [5]", "");
+    assert_error(&text, "4:10 scope[0].vlans", "list them in interfaces");
+    let text = "[[class]]\nname = \"x\"\nvlan = 0\n";
+    assert_error(text, "3:8 class[0].vlan", "`0` is not a VLAN");
+}
+
+#[test]
 fn scope_names_an_unknown_interface() {
     let text = "[[interface]]\nname = \"eth1\"\naddress = \"10.0.0.1\"\n\
                 [[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\n\
@@ -1062,7 +1113,7 @@ address = \"10.0.0.256\"
     let expected = "\
 test.toml:2:14: server.lease-time: must be at least 1 second
 test.toml:3:19: server.cache-threshold: must be between 0 and 1
-test.toml:5:1: class[0]: needs a condition: vendor-class-prefix, circuit-id-prefix, remote-id-prefix, mac-prefix or giaddr
+test.toml:5:1: class[0]: needs a condition: vendor-class-prefix, circuit-id-prefix, remote-id-prefix, mac-prefix, giaddr or vlan
 test.toml:10:10: scope[0].subnet: `10.0.0.1/24` has host bits set; the network is 10.0.0.0/24
 test.toml:11:20: scope[0].relay-addresses[0]: `192.0.2.999` is not an IPv4 address
 test.toml:14:9: scope[0].pool[0].range: first address 10.0.0.50 is above the last, 10.0.0.40

@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use peregrine_config::model::{
-    AdminState, Backend, ClassMatch, InterfaceConfig, LeaseTimes, ReservationKey,
+    AdminState, Backend, ClassMatch, InterfaceConfig, LeaseTimes, ReservationKey, VlanMatch,
 };
 
 fn load() -> peregrine_config::model::Config {
@@ -44,7 +44,7 @@ fn server_settings() {
 fn classes() {
     let classes = load().classes;
     let names: Vec<&str> = classes.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["docsis-cm", "olt-07", "lab-cpe"]);
+    assert_eq!(names, ["docsis-cm", "olt-07", "lab-cpe", "lab-phones"]);
 
     let docsis = &classes[0];
     assert_eq!(
@@ -73,6 +73,13 @@ fn classes() {
         classes[2].conditions,
         [ClassMatch::MacPrefix(vec![0x02, 0x00, 0x5e])]
     );
+    assert_eq!(
+        classes[3].conditions,
+        [ClassMatch::Vlan(VlanMatch {
+            outer: 20,
+            inner: None
+        })]
+    );
 }
 
 #[test]
@@ -81,7 +88,14 @@ fn scopes() {
     let names: Vec<&str> = scopes.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
-        ["cmts-1-cm", "cmts-1-cpe", "bng-2", "lab", "pop-old"]
+        [
+            "cmts-1-cm",
+            "cmts-1-cpe",
+            "bng-2",
+            "lab",
+            "pop-old",
+            "lab-iptv"
+        ]
     );
 
     let cm = &scopes[0];
@@ -172,6 +186,18 @@ fn scopes() {
     assert_eq!(old.state, AdminState::Inactive);
     assert!(!old.authoritative);
     assert!(scopes[..4].iter().all(|s| s.state == AdminState::Active));
+}
+
+#[test]
+fn scopes_on_vlans() {
+    let scopes = load().scopes;
+    let (lab, iptv) = (&scopes[3], &scopes[5]);
+    // One interface: the lab's untagged frames, the set-top boxes' VLANs.
+    assert_eq!(lab.interfaces, ["eth1"]);
+    assert_eq!(iptv.interfaces, ["eth1"]);
+    assert!(lab.vlans.is_empty());
+    let vlans: Vec<String> = iptv.vlans.iter().map(ToString::to_string).collect();
+    assert_eq!(vlans, ["30", "40.7"]);
 }
 
 #[test]
@@ -273,6 +299,8 @@ fn every_key_is_shown() {
         "classless-static-routes",
         "v6-only-wait",
         "custom",
+        "vlan",
+        "vlans",
         "code",
         "hex",
         "text",

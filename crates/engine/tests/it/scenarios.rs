@@ -2,9 +2,10 @@
 
 use std::net::Ipv4Addr;
 
-use peregrine_config::model::{ClassMatch, ReservationKey};
-use peregrine_engine::{BindingEvent, BindingState, DropReason, NextHop, Verdict};
+use peregrine_config::model::{ClassMatch, ReservationKey, VlanMatch};
+use peregrine_engine::{BindingEvent, BindingState, DropReason, NextHop, RxMeta, Verdict};
 use peregrine_wire::dhcp::{MessageType, opt, relay};
+use peregrine_wire::ethernet::{VlanTag, VlanTags};
 
 use crate::support::*;
 
@@ -410,6 +411,76 @@ fn ipv6_only_preferred_goes_only_to_clients_that_ask() {
     e.prl.clear();
     let v = sim.send(&e.discover());
     assert!(sim.reply(&v).get(opt::IPV6_ONLY_PREFERRED).is_none());
+}
+
+/// Scopes on VLANs of one interface: a tagged unrelayed frame goes to the scope its outer and
+/// inner tags select, then its outer tag alone, else the interface's untagged scope.
+#[test]
+fn the_vlan_of_a_directly_attached_frame_selects_its_scope_and_matches_classes() {
+    let mut config = lab_config();
+    let direct = config.scopes[0].clone();
+    let on_vlan = |name: &str, third: u8, vlans: Vec<VlanMatch>| {
+        let mut s = direct.clone();
+        s.name = name.into();
+        s.subnet.addr = Ipv4Addr::new(10, 210, third, 0);
+        s.pools[0].first = Ipv4Addr::new(10, 210, third, 100);
+        s.pools[0].last = Ipv4Addr::new(10, 210, third, 199);
+        s.vlans = vlans;
+        s
+    };
+    let vlan = |outer, inner| VlanMatch { outer, inner };
+    config
+        .scopes
+        .push(on_vlan("vlan-100", 1, vec![vlan(100, None)]));
+    config
+        .scopes
+        .push(on_vlan("qinq-200-10", 2, vec![vlan(200, Some(10))]));
+    config
+        .scopes
+        .push(on_vlan("svlan-200", 3, vec![vlan(200, None)]));
+    // On VLAN 300, which no scope names, clients are of a class with a pool of its own.
+    config.classes = vec![class("vlan-300", vec![ClassMatch::Vlan(vlan(300, None))])];
+    config.scopes[0].pools[0].last = Ipv4Addr::new(10, 200, 0, 149);
+    config.scopes[0].pools[0].classes = vec!["vlan-300".into()];
+    config.scopes[0].pools.push(peregrine_config::model::Pool {
+        first: Ipv4Addr::new(10, 200, 0, 150),
+        last: Ipv4Addr::new(10, 200, 0, 199),
+        classes: vec![],
+    });
+    let mut sim = Sim::new(&config);
+    let mut offered = |n: u32, tags: VlanTags| {
+        let meta = RxMeta {
+            vlans: tags,
+            ..sim.meta()
+        };
+        let v = sim.send_with(&meta, &Client::new(n).discover());
+        sim.reply(&v).packet().yiaddr().octets()
+    };
+    let q = |vid| VlanTag::new(0x8100, vid, 0);
+    let s = |vid| VlanTag::new(0x88a8, vid, 0);
+    let subnet = |a: [u8; 4]| a[..3].to_vec();
+    assert_eq!(subnet(offered(71, VlanTags::single(q(100)))), [10, 210, 1]);
+    assert_eq!(
+        subnet(offered(72, VlanTags::double(s(100), q(7)))),
+        [10, 210, 1]
+    );
+    assert_eq!(
+        subnet(offered(73, VlanTags::double(s(200), q(10)))),
+        [10, 210, 2]
+    );
+    assert_eq!(
+        subnet(offered(74, VlanTags::double(s(200), q(11)))),
+        [10, 210, 3]
+    );
+    // Untagged, or on a VLAN no scope names: the interface's untagged scope, where VLAN 300 is
+    // a class with a pool of its own.
+    let untagged = offered(70, VlanTags::NONE);
+    assert!(
+        untagged[..3] == [10, 200, 0] && untagged[3] >= 150,
+        "{untagged:?}"
+    );
+    let on_300 = offered(75, VlanTags::single(q(300)));
+    assert!(on_300[..3] == [10, 200, 0] && on_300[3] < 150, "{on_300:?}");
 }
 
 #[test]

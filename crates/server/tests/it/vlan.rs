@@ -31,6 +31,25 @@ interfaces = ["srv0"]
 
 [[scope.pool]]
 range = "10.80.0.100 - 10.80.0.199"
+
+# The same interface's VLANs select scopes of their own.
+[[scope]]
+name = "dot1q-100"
+subnet = "10.81.0.0/24"
+interfaces = ["srv0"]
+vlans = [100]
+
+[[scope.pool]]
+range = "10.81.0.100 - 10.81.0.199"
+
+[[scope]]
+name = "qinq-200-10"
+subnet = "10.82.0.0/24"
+interfaces = ["srv0"]
+vlans = ["200.10"]
+
+[[scope.pool]]
+range = "10.82.0.100 - 10.82.0.199"
 "#;
 
 /// The tags of an access port, outermost first: (TPID, VLAN id).
@@ -122,7 +141,8 @@ impl Switch {
     }
 }
 
-/// udhcpc on an 802.1Q port and on a QinQ port each lease an address through the switch.
+/// udhcpc on an 802.1Q port and on a QinQ port each lease an address through the switch, from
+/// the scope its VLAN selects.
 #[test]
 fn udhcpc_on_vlan_and_qinq_ports_gets_leases_through_a_tagging_switch() {
     let Some(udhcpc) = find_tool("udhcpc") else {
@@ -199,7 +219,8 @@ fn udhcpc_on_vlan_and_qinq_ports_gets_leases_through_a_tagging_switch() {
         assert!(text.contains("obtained from 10.80.0.1"), "{text}");
         leased.push(addr);
     }
-    assert_ne!(leased[0], leased[1], "two clients, two addresses");
+    assert!(leased[0].starts_with("10.81.0."), "VLAN 100: {}", leased[0]);
+    assert!(leased[1].starts_with("10.82.0."), "QinQ 200.10: {}", leased[1]);
     let metrics = scrape(&srv, "127.0.0.1:9167");
     assert_eq!(
         metric(&metrics, "peregrine_dhcp_messages_sent_total{type=\"ack\"}"),
