@@ -65,6 +65,8 @@ pub(crate) struct Server {
     pub(crate) stash_agent_options: Option<bool>,
     pub(crate) ping_check_ms: Option<Spanned<u32>>,
     #[serde(default)]
+    pub(crate) leasequery_requesters: Vec<Spanned<String>>,
+    #[serde(default)]
     pub(crate) options: Options,
 }
 

@@ -251,6 +251,9 @@ pub struct ServerSettings {
     /// on a directly attached link) and wait this many milliseconds for an answer; an address
     /// that answers is in use and not offered. 0 (the default) offers without probing.
     pub ping_check_ms: u32,
+    /// Who may ask leasequeries (RFC 4388): a query's `giaddr` must lie in one of these; empty
+    /// (the default) answers none.
+    pub leasequery_requesters: Vec<Ipv4Net>,
     /// Options every reply may carry, unless a scope, class or reservation sets the same code.
     pub options: OptionSet,
 }

@@ -21,6 +21,15 @@ pub(crate) fn unicast(s: &str) -> Result<Ipv4Addr, String> {
     Ok(a)
 }
 
+/// A unicast address (as a /32) or a network in CIDR form.
+pub(crate) fn address_or_network(s: &str) -> Result<Ipv4Net, String> {
+    if s.contains('/') {
+        network(s)
+    } else {
+        unicast(s).map(|addr| Ipv4Net { addr, prefix: 32 })
+    }
+}
+
 /// A network in CIDR form, host bits zero.
 pub(crate) fn network(s: &str) -> Result<Ipv4Net, String> {
     let (addr, prefix) = s

@@ -177,6 +177,9 @@ impl Engine {
         let Some(kind) = msg.message_type() else {
             return Verdict::Drop(DropReason::NotDhcp);
         };
+        if kind == MessageType::LeaseQuery {
+            return self.leasequery(now, meta, msg, tx);
+        }
         // Option 82 nearly always arrives in one piece and is read where it lies; only a split
         // option is joined in a scratch buffer, which is then the only one zeroed.
         let mut rai_scratch;
@@ -229,9 +232,13 @@ impl Engine {
             MessageType::Decline => self.decline(&req, scope),
             MessageType::Release => self.release(&req, scope),
             MessageType::Inform => self.inform(&req, scope, tx),
-            MessageType::Offer | MessageType::Ack | MessageType::Nak => {
-                Verdict::Drop(DropReason::UnexpectedType)
-            }
+            MessageType::Offer
+            | MessageType::Ack
+            | MessageType::Nak
+            | MessageType::LeaseQuery
+            | MessageType::LeaseUnassigned
+            | MessageType::LeaseUnknown
+            | MessageType::LeaseActive => Verdict::Drop(DropReason::UnexpectedType),
         }
     }
 

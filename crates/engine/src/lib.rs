@@ -33,6 +33,7 @@ mod expiry;
 mod info;
 mod install;
 mod key;
+mod leasequery;
 mod partner;
 mod pool;
 mod query;

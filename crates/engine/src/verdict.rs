@@ -99,6 +99,10 @@ pub enum DropReason {
     /// A DHCPINFORM without `ciaddr`: the ACK goes to that address (RFC 2131 §4.3.5), and a
     /// client that informs must have one (§4.4.3).
     InformWithoutCiaddr,
+    /// A leasequery from a `giaddr` that `leasequery-requesters` does not list (or none).
+    LeasequeryNotAllowed,
+    /// A leasequery naming no address, client identifier or hardware address (RFC 4388 §6.1).
+    LeasequeryWithoutSubject,
 }
 
 impl DropReason {
@@ -121,6 +125,8 @@ impl DropReason {
             DropReason::FailoverSilent => "failover_silent",
             DropReason::InformWithoutCiaddr => "inform_without_ciaddr",
             DropReason::PartnerClient => "partner_client",
+            DropReason::LeasequeryNotAllowed => "leasequery_not_allowed",
+            DropReason::LeasequeryWithoutSubject => "leasequery_without_subject",
         }
     }
 }

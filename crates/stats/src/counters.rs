@@ -50,6 +50,9 @@ impl Gauge {
     }
 }
 
+/// Rows of a table indexed by DHCP message type code.
+const TYPE_SLOTS: usize = MessageType::LAST as usize + 1;
+
 /// Everything one worker counts.
 #[derive(Debug, Default)]
 pub struct WorkerStats {
@@ -57,10 +60,10 @@ pub struct WorkerStats {
     pub rx_frames: Counter,
     /// Frames sent.
     pub tx_frames: Counter,
-    /// DHCP messages received, by type code 1..=8 (index 0: other).
-    pub messages_in: [Counter; 9],
+    /// DHCP messages received, by type code (index 0: other).
+    pub messages_in: [Counter; TYPE_SLOTS],
     /// DHCP messages sent, by type code.
-    pub messages_out: [Counter; 9],
+    pub messages_out: [Counter; TYPE_SLOTS],
     /// Drops, by [`FrameDrop::index`].
     pub drops: [Counter; FrameDrop::COUNT],
     /// ARP replies sent for our addresses.

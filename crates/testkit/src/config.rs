@@ -33,7 +33,7 @@ pub fn net(addr: impl Into<Ipv4Addr>, prefix: u8) -> Ipv4Net {
 
 /// Server settings with [`LEASE`], an offer hold of 10 s, a decline probation of 600 s, client
 /// identification by option 61, the default cache threshold (0.25), agent options stashed and
-/// no options, no rapid commit; `authoritative` as given.
+/// no options, no rapid commit, no leasequery; `authoritative` as given.
 pub fn server(authoritative: bool) -> ServerSettings {
     ServerSettings {
         authoritative,
@@ -45,6 +45,7 @@ pub fn server(authoritative: bool) -> ServerSettings {
         decline_probation: 600,
         cache_threshold: 0.25,
         stash_agent_options: true,
+        leasequery_requesters: vec![],
         options: OptionSet::default(),
     }
 }

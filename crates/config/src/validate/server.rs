@@ -6,6 +6,7 @@ use crate::error::Diagnostics;
 use crate::file;
 use crate::model::{LeaseTimes, ServerSettings};
 use crate::options;
+use crate::text;
 
 /// `server.lease-time` when not given, in seconds.
 const DEFAULT_LEASE_TIME: u32 = 3600;
@@ -44,6 +45,15 @@ pub(super) fn server(
     if let Some(v) = &s.ping_check_ms {
         ping_check(v, "server.ping-check-ms", d);
     }
+    let requesters: Vec<_> = s
+        .leasequery_requesters
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let key = format!("server.leasequery-requesters[{i}]");
+            d.parse(v, key, text::address_or_network)
+        })
+        .collect();
     Some(ServerSettings {
         authoritative: defaults.authoritative,
         match_client_id: defaults.match_client_id,
@@ -54,6 +64,7 @@ pub(super) fn server(
         cache_threshold: cache_threshold? as f32,
         stash_agent_options: s.stash_agent_options.unwrap_or(true),
         ping_check_ms: defaults.ping_check_ms,
+        leasequery_requesters: requesters.into_iter().collect::<Option<_>>()?,
         options: options?,
     })
 }

@@ -137,6 +137,22 @@ fn renew_above_derived_rebind() {
 }
 
 #[test]
+fn bad_leasequery_requester() {
+    let text = "[server]\nleasequery-requesters = [\"10.0.0.0/8\", \"10.0.0.1/8\"]\n";
+    assert_error(
+        text,
+        "2:40 server.leasequery-requesters[1]",
+        "host bits set",
+    );
+    let text = "[server]\nleasequery-requesters = [\"0.0.0.0\"]\n";
+    assert_error(
+        text,
+        "2:26 server.leasequery-requesters[0]",
+        "not a unicast address",
+    );
+}
+
+#[test]
 fn min_lease_time_above_lease_time() {
     let text = "[server]\nlease-time = 1000\nmin-lease-time = 2000\n";
     let message = "min-lease-time 2000 must be at most lease-time 1000";

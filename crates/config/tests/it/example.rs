@@ -30,6 +30,13 @@ fn server_settings() {
     assert_eq!((s.offer_hold, s.decline_probation), (10, 86400));
     assert!((s.cache_threshold - 0.25).abs() < f32::EPSILON);
     assert!(s.stash_agent_options);
+    assert!(!s.rapid_commit);
+    let requesters: Vec<String> = s
+        .leasequery_requesters
+        .iter()
+        .map(|n| format!("{}/{}", n.addr, n.prefix))
+        .collect();
+    assert_eq!(requesters, ["192.0.2.1/32", "10.201.0.0/16"]);
     assert_eq!(
         s.options.get(6),
         Some(&[192, 0, 2, 53, 198, 51, 100, 53][..])
@@ -266,6 +273,7 @@ fn every_key_is_shown() {
         "decline-probation",
         "cache-threshold",
         "stash-agent-options",
+        "leasequery-requesters",
         "vendor-class-prefix",
         "circuit-id-prefix",
         "remote-id-prefix",

@@ -7,6 +7,7 @@
 mod concurrency;
 mod determinism;
 mod failover;
+mod leasequery;
 mod no_alloc;
 mod pair_sim;
 mod properties;

@@ -68,3 +68,34 @@ fn steady_state_dora_renew_and_release_allocate_nothing() {
     assert_eq!(n, 0, "{n} allocations in steady state");
     let _ = Ipv4Addr::UNSPECIFIED;
 }
+
+#[test]
+fn leasequeries_allocate_nothing() {
+    use crate::leasequery::{RELAY, from_relay, query, sim};
+    let mut sim = sim();
+    let clients: Vec<Client> = (0..50)
+        .map(|i| Client::new(i).relayed(RELAY, b"olt-1/1"))
+        .collect();
+    let queries: Vec<[Vec<u8>; 3]> = clients
+        .iter()
+        .map(|c| {
+            let a = sim.dora(c);
+            [
+                query(RELAY, Some(a), None, None, &[82]),
+                query(RELAY, None, Some(c.mac), None, &[]),
+                query(RELAY, Some(Ipv4Addr::new(10, 201, 1, 250)), None, None, &[]),
+            ]
+        })
+        .collect();
+    let meta = from_relay(&sim);
+    let mut tx = vec![0u8; 1500];
+    let n = allocations_during(|| {
+        for q in queries.iter().flatten() {
+            assert!(matches!(
+                sim.engine.handle(T0 + 1, &meta, q, &mut tx),
+                Verdict::Reply { .. }
+            ));
+        }
+    });
+    assert_eq!(n, 0, "{n} allocations answering leasequeries");
+}

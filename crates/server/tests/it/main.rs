@@ -24,6 +24,7 @@ use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
 use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, demux};
 
 mod crash;
+mod leasequery;
 mod live_import;
 mod ping_check;
 mod split_scope;

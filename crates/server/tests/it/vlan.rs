@@ -220,7 +220,11 @@ fn udhcpc_on_vlan_and_qinq_ports_gets_leases_through_a_tagging_switch() {
         leased.push(addr);
     }
     assert!(leased[0].starts_with("10.81.0."), "VLAN 100: {}", leased[0]);
-    assert!(leased[1].starts_with("10.82.0."), "QinQ 200.10: {}", leased[1]);
+    assert!(
+        leased[1].starts_with("10.82.0."),
+        "QinQ 200.10: {}",
+        leased[1]
+    );
     let metrics = scrape(&srv, "127.0.0.1:9167");
     assert_eq!(
         metric(&metrics, "peregrine_dhcp_messages_sent_total{type=\"ack\"}"),

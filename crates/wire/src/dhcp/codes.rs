@@ -20,11 +20,20 @@ pub enum MessageType {
     Release = 7,
     /// Client asks for local parameters only, having an address already.
     Inform = 8,
+    /// A relay or access concentrator asks what the server knows of an address or a client
+    /// (RFC 4388).
+    LeaseQuery = 10,
+    /// Leasequery answer: the address is the server's to give, and nobody holds it.
+    LeaseUnassigned = 11,
+    /// Leasequery answer: the server knows nothing of the address or the client.
+    LeaseUnknown = 12,
+    /// Leasequery answer: the address is leased, to the client described.
+    LeaseActive = 13,
 }
 
 impl MessageType {
     /// All message types, in code order.
-    pub const ALL: [MessageType; 8] = [
+    pub const ALL: [MessageType; 12] = [
         MessageType::Discover,
         MessageType::Offer,
         MessageType::Request,
@@ -33,9 +42,17 @@ impl MessageType {
         MessageType::Nak,
         MessageType::Release,
         MessageType::Inform,
+        MessageType::LeaseQuery,
+        MessageType::LeaseUnassigned,
+        MessageType::LeaseUnknown,
+        MessageType::LeaseActive,
     ];
 
-    /// The message type with code `v`, if DHCPv4 defines it for a client/server exchange.
+    /// The type with the highest code: tables indexed by code have `LAST as usize + 1` rows.
+    pub const LAST: MessageType = MessageType::LeaseActive;
+
+    /// The message type with code `v`, if DHCPv4 defines it for a client/server exchange or a
+    /// leasequery (RFC 4388).
     pub const fn from_u8(v: u8) -> Option<MessageType> {
         match v {
             1 => Some(MessageType::Discover),
@@ -46,6 +63,10 @@ impl MessageType {
             6 => Some(MessageType::Nak),
             7 => Some(MessageType::Release),
             8 => Some(MessageType::Inform),
+            10 => Some(MessageType::LeaseQuery),
+            11 => Some(MessageType::LeaseUnassigned),
+            12 => Some(MessageType::LeaseUnknown),
+            13 => Some(MessageType::LeaseActive),
             _ => None,
         }
     }
@@ -61,6 +82,10 @@ impl MessageType {
             MessageType::Nak => "nak",
             MessageType::Release => "release",
             MessageType::Inform => "inform",
+            MessageType::LeaseQuery => "leasequery",
+            MessageType::LeaseUnassigned => "leaseunassigned",
+            MessageType::LeaseUnknown => "leaseunknown",
+            MessageType::LeaseActive => "leaseactive",
         }
     }
 }
@@ -115,6 +140,10 @@ pub mod opt {
     pub const TFTP_SERVER: u8 = 66;
     /// Boot file name.
     pub const BOOTFILE_NAME: u8 = 67;
+    /// Seconds since the client's last transaction with the server (RFC 4388).
+    pub const CLIENT_LAST_TRANSACTION_TIME: u8 = 91;
+    /// The addresses a client holds, in a leasequery answer (RFC 4388).
+    pub const ASSOCIATED_IP: u8 = 92;
     /// Rapid commit (RFC 4039): a two-message exchange, DISCOVER answered by ACK.
     pub const RAPID_COMMIT: u8 = 80;
     /// Client FQDN (RFC 4702).

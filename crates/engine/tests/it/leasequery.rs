@@ -1,0 +1,198 @@
+//! DHCPLEASEQUERY (RFC 4388), answered from the binding tables on a fake clock.
+
+use std::net::Ipv4Addr;
+
+use peregrine_config::model::Ipv4Net;
+use peregrine_engine::{DropReason, NextHop, RxMeta, Verdict};
+use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, MessageType, opt};
+
+use crate::support::*;
+
+/// The relay of the lab's relayed scope, which also asks the leasequeries.
+pub(crate) const RELAY: [u8; 4] = [10, 201, 0, 1];
+
+/// A leasequery from `giaddr`: by `ciaddr` if given, else by `client_id`, else by `chaddr`.
+pub(crate) fn query(
+    giaddr: [u8; 4],
+    ciaddr: Option<Ipv4Addr>,
+    chaddr: Option<[u8; 6]>,
+    client_id: Option<&[u8]>,
+    prl: &[u8],
+) -> Vec<u8> {
+    let mut buf = vec![0u8; 600];
+    let mut w = DhcpWriter::new(&mut buf, 600).unwrap();
+    let mut ch = [0u8; 16];
+    if let Some(mac) = chaddr {
+        ch[..6].copy_from_slice(&mac);
+    }
+    w.header(&BootpHeader {
+        op: 1,
+        htype: 1,
+        hlen: if chaddr.is_some() { 6 } else { 0 },
+        hops: 0,
+        xid: 0x4c51,
+        secs: 0,
+        flags: 0,
+        ciaddr: ciaddr.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        yiaddr: Ipv4Addr::UNSPECIFIED,
+        siaddr: Ipv4Addr::UNSPECIFIED,
+        giaddr: giaddr.into(),
+        chaddr: ch,
+    });
+    w.message_type(MessageType::LeaseQuery).unwrap();
+    if let Some(id) = client_id {
+        w.option(opt::CLIENT_ID, id).unwrap();
+    }
+    if !prl.is_empty() {
+        w.option(opt::PARAMETER_REQUEST_LIST, prl).unwrap();
+    }
+    let n = w.finish().unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// The lab, leasequeries allowed from the relayed scope's relays.
+pub(crate) fn sim() -> Sim {
+    let mut config = lab_config();
+    config.server.leasequery_requesters = vec![Ipv4Net {
+        addr: Ipv4Addr::new(10, 201, 0, 0),
+        prefix: 24,
+    }];
+    Sim::new(&config)
+}
+
+/// How the relay's query arrives: from the relay, at its port 67.
+pub(crate) fn from_relay(sim: &Sim) -> RxMeta {
+    RxMeta {
+        src_ip: RELAY.into(),
+        src_port: 67,
+        dst_ip: SERVER,
+        ..sim.meta()
+    }
+}
+
+fn u32_option(m: &DhcpMessage<'_>, code: u8) -> Option<u32> {
+    let v = m.get(code)?.as_slice()?.to_vec();
+    Some(u32::from_be_bytes(v.try_into().ok()?))
+}
+
+/// The message type of a reply sent now.
+fn kind(v: &Verdict) -> Option<MessageType> {
+    match v {
+        Verdict::Reply { kind, .. } => Some(*kind),
+        _ => None,
+    }
+}
+
+/// RFC 4388 §6.4: a leased address is DHCPLEASEACTIVE with the client's chaddr, the time
+/// left (51) and since its last transaction (91), and the relay agent information the relay
+/// asks for (82).
+#[test]
+fn a_relay_learns_a_lease_by_its_address() {
+    let mut sim = sim();
+    let c = Client::new(80).relayed(RELAY, b"olt-1/1/1:100");
+    let addr = sim.dora(&c);
+    sim.advance(600);
+    let meta = from_relay(&sim);
+
+    let v = sim.send_with(
+        &meta,
+        &query(RELAY, Some(addr), None, None, &[opt::RELAY_AGENT_INFO]),
+    );
+    let Verdict::Reply { dst, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        (dst.ip, dst.port, dst.next_hop),
+        (RELAY.into(), 67, NextHop::Sender)
+    );
+    let m = sim.reply(&v);
+    assert_eq!(m.message_type(), Some(MessageType::LeaseActive));
+    assert_eq!(m.packet().ciaddr(), addr);
+    assert_eq!(m.packet().client_mac(), Some(c.mac()));
+    assert_eq!(m.packet().xid(), 0x4c51);
+    assert_eq!(m.server_id(), Some(SERVER));
+    assert_eq!(m.lease_time(), Some(3000));
+    assert_eq!(u32_option(&m, opt::CLIENT_LAST_TRANSACTION_TIME), Some(600));
+    let mut scratch = [0u8; 255];
+    let rai = m.relay_agent_info(&mut scratch).unwrap().unwrap();
+    assert_eq!(rai.circuit_id(), Some(&b"olt-1/1/1:100"[..]));
+    // Without 82 in its list, the relay gets none.
+    let v = sim.send_with(&meta, &query(RELAY, Some(addr), None, None, &[]));
+    assert!(sim.reply(&v).relay_agent_info_raw().is_none());
+}
+
+#[test]
+fn a_relay_learns_a_lease_by_hardware_address_and_client_identifier() {
+    let mut sim = sim();
+    let c = Client::new(80).relayed(RELAY, b"olt-1/1/1:100");
+    let addr = sim.dora(&c);
+    let meta = from_relay(&sim);
+    let v = sim.send_with(&meta, &query(RELAY, None, Some(c.mac), None, &[]));
+    assert_eq!(kind(&v), Some(MessageType::LeaseActive));
+    assert_eq!(sim.reply(&v).packet().ciaddr(), addr);
+    // A client identifier of the client's own, and one that is its hardware address.
+    let mut d = Client::new(81).relayed(RELAY, b"olt-1/1/2:100");
+    d.identifier = Some(b"\x00cpe-81".to_vec());
+    let d_addr = sim.dora(&d);
+    let v = sim.send_with(&meta, &query(RELAY, None, None, Some(b"\x00cpe-81"), &[]));
+    assert_eq!(sim.reply(&v).packet().ciaddr(), d_addr);
+    assert_eq!(sim.reply(&v).packet().client_mac(), Some(d.mac()));
+    let mut own = vec![1];
+    own.extend_from_slice(&c.mac);
+    let v = sim.send_with(&meta, &query(RELAY, None, None, Some(&own), &[]));
+    assert_eq!(sim.reply(&v).packet().ciaddr(), addr);
+}
+
+/// An address the server manages but nobody holds is DHCPLEASEUNASSIGNED; one it knows
+/// nothing of, or a client it never leased to, DHCPLEASEUNKNOWN; so is a lease once over.
+#[test]
+fn free_addresses_are_unassigned_and_strangers_unknown() {
+    let mut sim = sim();
+    let c = Client::new(80).relayed(RELAY, b"olt-1/1/1:100");
+    let addr = sim.dora(&c);
+    let meta = from_relay(&sim);
+    let free = Ipv4Addr::new(10, 201, 1, 250);
+    let v = sim.send_with(&meta, &query(RELAY, Some(free), None, None, &[]));
+    assert_eq!(kind(&v), Some(MessageType::LeaseUnassigned));
+    assert_eq!(sim.reply(&v).packet().ciaddr(), free);
+    let v = sim.send_with(
+        &meta,
+        &query(RELAY, Some([192, 0, 2, 5].into()), None, None, &[]),
+    );
+    assert_eq!(kind(&v), Some(MessageType::LeaseUnknown));
+    let v = sim.send_with(
+        &meta,
+        &query(RELAY, None, Some([2, 0, 0, 0, 0, 9]), None, &[]),
+    );
+    assert_eq!(kind(&v), Some(MessageType::LeaseUnknown));
+
+    sim.advance(3600);
+    let v = sim.send_with(&meta, &query(RELAY, Some(addr), None, None, &[]));
+    assert_eq!(kind(&v), Some(MessageType::LeaseUnassigned));
+    let v = sim.send_with(&meta, &query(RELAY, None, Some(c.mac), None, &[]));
+    assert_eq!(kind(&v), Some(MessageType::LeaseUnknown));
+}
+
+/// Only the requestors the configuration lists are answered, and a query must name something.
+#[test]
+fn leasequeries_from_strangers_or_about_nothing_are_dropped() {
+    let mut sim = sim();
+    let meta = from_relay(&sim);
+    let addr = Some(Ipv4Addr::new(10, 201, 1, 1));
+    let v = sim.send_with(&meta, &query([10, 202, 0, 1], addr, None, None, &[]));
+    assert_eq!(v, Verdict::Drop(DropReason::LeasequeryNotAllowed));
+    let v = sim.send_with(&meta, &query([0, 0, 0, 0], addr, None, None, &[]));
+    assert_eq!(v, Verdict::Drop(DropReason::LeasequeryNotAllowed));
+    let v = sim.send_with(&meta, &query(RELAY, None, None, None, &[]));
+    assert_eq!(v, Verdict::Drop(DropReason::LeasequeryWithoutSubject));
+    // Without leasequery-requesters, nobody is answered.
+    let mut sim = Sim::new(&lab_config());
+    let v = sim.send_with(&meta, &query(RELAY, addr, None, None, &[]));
+    assert_eq!(v, Verdict::Drop(DropReason::LeasequeryNotAllowed));
+    // The answers are the server's to send, never anyone's to ask.
+    let answer =
+        Client::new(1).message(MessageType::LeaseActive, Ipv4Addr::UNSPECIFIED, None, None);
+    let v = sim.send_with(&meta, &answer);
+    assert_eq!(v, Verdict::Drop(DropReason::UnexpectedType));
+}
