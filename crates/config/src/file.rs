@@ -177,6 +177,7 @@ pub(crate) struct Dataplane {
     pub(crate) workers: Option<Spanned<i64>>,
     pub(crate) cores: Option<Spanned<Vec<Spanned<i64>>>>,
     pub(crate) handoff: Option<bool>,
+    pub(crate) bulk_leasequery_listen: Option<Spanned<String>>,
 }
 
 /// `[[interface]]`: an interface to serve, and our address on it.

@@ -114,6 +114,8 @@ pub struct Runtime {
     pub interfaces: Vec<InterfaceConfig>,
     /// Where the control plane (metrics, health, API) listens.
     pub control_listen: SocketAddr,
+    /// Where bulk leasequery (RFC 6926, TCP) listens; `None`: nowhere.
+    pub bulk_leasequery_listen: Option<SocketAddr>,
     /// Where leases are kept durably; `None` keeps them in memory only (lost on restart).
     pub leases: Option<LeaseStore>,
 }
@@ -167,6 +169,7 @@ impl Default for Runtime {
             handoff: true,
             interfaces: Vec::new(),
             control_listen: SocketAddr::from(([127, 0, 0, 1], 9167)),
+            bulk_leasequery_listen: None,
             leases: None,
         }
     }

@@ -238,7 +238,10 @@ impl Engine {
             | MessageType::LeaseQuery
             | MessageType::LeaseUnassigned
             | MessageType::LeaseUnknown
-            | MessageType::LeaseActive => Verdict::Drop(DropReason::UnexpectedType),
+            | MessageType::LeaseActive
+            // Bulk leasequery is TCP's (RFC 6926 §5), never a datagram's.
+            | MessageType::BulkLeaseQuery
+            | MessageType::LeaseQueryDone => Verdict::Drop(DropReason::UnexpectedType),
         }
     }
 

@@ -51,6 +51,7 @@ pub use engine::{BuildError, Engine, EngineOptions};
 pub use info::{CLIENT_INFO_ROOM, ClientInfo};
 pub use install::{Imported, RestoreError};
 pub use key::{ClientKey, KeySecret};
+pub use leasequery::BulkStatus;
 pub use partner::{Broken, FailoverPolicy, Service};
 pub use query::PoolStats;
 pub use sink::BindingSink;

@@ -6,6 +6,7 @@
 //! packet I/O in `peregrine-io`; this crate only wires them together.
 
 mod backend;
+mod bulk;
 mod leases;
 mod partner;
 // The one module that makes scheduling syscalls (sched_setaffinity, sched_setscheduler).

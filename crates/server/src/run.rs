@@ -13,6 +13,7 @@ use peregrine_stats::WorkerStats;
 use peregrine_store::{Journal, JournalOptions, JournalWriter, LeaseDir, WorkerJournal};
 
 use crate::backend::{self, Backend, WorkerSeed, WorkerSink};
+use crate::bulk;
 use crate::partner::{self, PartnerQueue};
 use crate::placement;
 
@@ -84,6 +85,11 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         failover: failover_status,
     };
     let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
+    let bulk = config
+        .runtime
+        .bulk_leasequery_listen
+        .map(|listen| bulk::spawn(listen, engine.clone(), quit.clone()))
+        .transpose()?;
     tracing::info!(listen = %control.local_addr(), "control plane: /metrics /healthz /v1/pools /v1/leases/IP");
     tracing::info!(
         scopes = config.scopes.len(),
@@ -93,15 +99,13 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         "peregrine serving"
     );
     log_interfaces(&config, backend.interfaces());
-    let mut failed = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed = Some(e),
-            Err(_) => failed = Some(anyhow::anyhow!("a worker panicked")),
-        }
-    }
+    let failed = join_workers(handles);
     drop(backend);
+    if let Some(bulk) = bulk
+        && bulk.join().is_err()
+    {
+        tracing::warn!("bulk leasequery: its thread panicked");
+    }
     if let Err(e) = control.shutdown() {
         tracing::warn!("control plane: {e}");
     }
@@ -114,12 +118,32 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         writer.stop().context("lease journal")?;
     }
     drop(store);
+    log_stopped(&stats);
+    failed.map_or(Ok(()), Err)
+}
+
+/// The last line: frames received and sent over the whole run.
+fn log_stopped(stats: &[Arc<WorkerStats>]) {
     let (rx, tx): (u64, u64) = stats
         .iter()
         .map(|s| (s.rx_frames.get(), s.tx_frames.get()))
         .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     tracing::info!(rx_frames = rx, tx_frames = tx, "peregrine stopped");
-    failed.map_or(Ok(()), Err)
+}
+
+/// Waits for every worker; the last failure, if any.
+fn join_workers(
+    handles: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
+) -> Option<anyhow::Error> {
+    let mut failed = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(_) => failed = Some(anyhow::anyhow!("a worker panicked")),
+        }
+    }
+    failed
 }
 
 /// The journal writer and its sides: one per worker, one for imports through the admin API,

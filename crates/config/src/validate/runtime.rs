@@ -56,6 +56,12 @@ pub(super) fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runt
         text::listen_address,
         d,
     );
+    let bulk_leasequery_listen = optional(
+        file.dataplane.bulk_leasequery_listen.as_ref(),
+        "dataplane.bulk-leasequery-listen",
+        text::listen_address,
+        d,
+    );
     let leases = match &file.leases {
         None => Some(None),
         Some(l) => leases(l, d).map(Some),
@@ -67,6 +73,7 @@ pub(super) fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runt
         handoff: file.dataplane.handoff.unwrap_or(defaults.handoff),
         interfaces: interfaces?,
         control_listen: control_listen.ok()?.unwrap_or(defaults.control_listen),
+        bulk_leasequery_listen: bulk_leasequery_listen.ok()?,
         leases: leases?,
     })
 }

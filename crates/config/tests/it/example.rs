@@ -274,6 +274,7 @@ fn every_key_is_shown() {
         "cache-threshold",
         "stash-agent-options",
         "leasequery-requesters",
+        "bulk-leasequery-listen",
         "vendor-class-prefix",
         "circuit-id-prefix",
         "remote-id-prefix",

@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use peregrine_config::model::Ipv4Net;
-use peregrine_engine::{DropReason, NextHop, RxMeta, Verdict};
+use peregrine_engine::{BulkStatus, DropReason, NextHop, RxMeta, Verdict};
 use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, MessageType, opt};
 
 use crate::support::*;
@@ -195,4 +195,147 @@ fn leasequeries_from_strangers_or_about_nothing_are_dropped() {
         Client::new(1).message(MessageType::LeaseActive, Ipv4Addr::UNSPECIFIED, None, None);
     let v = sim.send_with(&meta, &answer);
     assert_eq!(v, Verdict::Drop(DropReason::UnexpectedType));
+}
+
+/// A bulk leasequery (RFC 6926) from `giaddr` (absent: asks for everything), by `ciaddr`,
+/// `chaddr` or relay agent sub-options, and optionally from `since` on.
+fn bulk_query(
+    ciaddr: Option<Ipv4Addr>,
+    chaddr: Option<[u8; 6]>,
+    agent: &[(u8, &[u8])],
+    since: Option<u32>,
+) -> Vec<u8> {
+    let mut m = query([0; 4], ciaddr, chaddr, None, &[opt::RELAY_AGENT_INFO]);
+    // The same message as a DHCPBULKLEASEQUERY: rewrite option 53, then add what is asked.
+    let at = m[240..].windows(3).position(|w| w == [53, 1, 10]).unwrap() + 240;
+    m[at + 2] = MessageType::BulkLeaseQuery as u8;
+    let end = m[240..].iter().position(|b| *b == 255).unwrap() + 240;
+    m.truncate(end);
+    if !agent.is_empty() {
+        let mut rai = [0u8; 255];
+        let n = peregrine_wire::dhcp::relay::write_sub_options(&mut rai, agent).unwrap();
+        m.extend_from_slice(&[opt::RELAY_AGENT_INFO, n as u8]);
+        m.extend_from_slice(&rai[..n]);
+    }
+    if let Some(t) = since {
+        m.extend_from_slice(&[opt::QUERY_START_TIME, 4]);
+        m.extend_from_slice(&t.to_be_bytes());
+    }
+    m.push(255);
+    m
+}
+
+/// The messages a bulk leasequery from `requestor` is answered with, and its status.
+fn bulk(sim: &Sim, requestor: [u8; 4], q: &[u8]) -> (Vec<Vec<u8>>, BulkStatus) {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1500];
+    let (status, sent) = sim
+        .engine
+        .bulk_leasequery::<()>(sim.now, SERVER, requestor.into(), q, &mut buf, |m| {
+            out.push(m.to_vec());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        sent as usize,
+        out.len() - 1,
+        "every binding sent, then the end"
+    );
+    let done = DhcpMessage::parse(out.last().unwrap()).unwrap();
+    assert_eq!(done.message_type(), Some(MessageType::LeaseQueryDone));
+    let code = done.get(opt::STATUS_CODE).unwrap().as_slice().unwrap()[0];
+    assert_eq!(code, status as u8);
+    (out, status)
+}
+
+/// RFC 6926 §6.2: every binding the query names, as DHCPLEASEACTIVE with the server's clock
+/// (152), the time in its state (153) and the state (156), then DHCPLEASEQUERYDONE.
+#[test]
+fn a_bulk_leasequery_sends_every_lease_behind_a_relay_then_done() {
+    let mut sim = sim();
+    let behind = |n: u32, bng: &[u8]| {
+        let mut c = Client::new(n).relayed(RELAY, format!("olt-1/1/{n}").as_bytes());
+        c.relay_info.push((12, bng.to_vec()));
+        c
+    };
+    let clients = [
+        behind(90, b"bng-1"),
+        behind(91, b"bng-1"),
+        behind(92, b"bng-2"),
+    ];
+    let addrs: Vec<Ipv4Addr> = clients.iter().map(|c| sim.dora(c)).collect();
+    sim.advance(100);
+
+    let (all, status) = bulk(&sim, RELAY, &bulk_query(None, None, &[], None));
+    assert_eq!((all.len(), status), (4, BulkStatus::Success));
+    let mut seen: Vec<Ipv4Addr> = all[..3]
+        .iter()
+        .map(|m| {
+            let m = DhcpMessage::parse(m).unwrap();
+            assert_eq!(m.message_type(), Some(MessageType::LeaseActive));
+            assert_eq!(u32_option(&m, opt::BASE_TIME), Some(sim.now as u32));
+            assert_eq!(u32_option(&m, opt::START_TIME_OF_STATE), Some(100));
+            assert_eq!(m.get(opt::DHCP_STATE).unwrap().as_slice().unwrap(), [2]);
+            assert!(m.relay_agent_info_raw().is_some());
+            m.packet().ciaddr()
+        })
+        .collect();
+    seen.sort();
+    let mut want = addrs.clone();
+    want.sort();
+    assert_eq!(seen, want);
+
+    let (by_relay, _) = bulk(
+        &sim,
+        RELAY,
+        &bulk_query(None, None, &[(12, b"bng-1")], None),
+    );
+    assert_eq!(by_relay.len(), 3);
+    let remote = clients[2].mac;
+    let (by_remote, _) = bulk(&sim, RELAY, &bulk_query(None, None, &[(2, &remote)], None));
+    let m = DhcpMessage::parse(&by_remote[0]).unwrap();
+    assert_eq!((by_remote.len(), m.packet().ciaddr()), (2, addrs[2]));
+    let (by_mac, _) = bulk(
+        &sim,
+        RELAY,
+        &bulk_query(None, Some(clients[1].mac), &[], None),
+    );
+    assert_eq!(
+        DhcpMessage::parse(&by_mac[0]).unwrap().packet().ciaddr(),
+        addrs[1]
+    );
+    let free = Ipv4Addr::new(10, 201, 1, 250);
+    let (by_free, _) = bulk(&sim, RELAY, &bulk_query(Some(free), None, &[], None));
+    let m = DhcpMessage::parse(&by_free[0]).unwrap();
+    assert_eq!(m.message_type(), Some(MessageType::LeaseUnassigned));
+    // Nothing changed since now: only the end.
+    let since = Some(sim.now as u32);
+    assert_eq!(
+        bulk(&sim, RELAY, &bulk_query(None, None, &[], since))
+            .0
+            .len(),
+        1
+    );
+    let stranger = Some([2, 0, 0, 0, 0, 9]);
+    assert_eq!(
+        bulk(&sim, RELAY, &bulk_query(None, stranger, &[], None))
+            .0
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_bulk_leasequery_from_a_stranger_or_malformed_ends_at_once_with_its_status() {
+    let mut sim = sim();
+    sim.dora(&Client::new(93).relayed(RELAY, b"olt-1/1/93"));
+    let q = bulk_query(None, None, &[], None);
+    let (out, status) = bulk(&sim, [10, 202, 0, 1], &q);
+    assert_eq!((out.len(), status), (1, BulkStatus::NotAllowed));
+    assert_eq!(DhcpMessage::parse(&out[0]).unwrap().packet().xid(), 0x4c51);
+    let (out, status) = bulk(&sim, RELAY, &q[..100]);
+    assert_eq!((out.len(), status), (1, BulkStatus::MalformedQuery));
+    // A single leasequery sent where a bulk one belongs is malformed too.
+    let single = query(RELAY, None, None, None, &[]);
+    assert_eq!(bulk(&sim, RELAY, &single).1, BulkStatus::MalformedQuery);
 }

@@ -29,11 +29,15 @@ pub enum MessageType {
     LeaseUnknown = 12,
     /// Leasequery answer: the address is leased, to the client described.
     LeaseActive = 13,
+    /// A leasequery over TCP for many bindings at once (RFC 6926).
+    BulkLeaseQuery = 14,
+    /// The end of a bulk leasequery's answers, with its status (RFC 6926).
+    LeaseQueryDone = 15,
 }
 
 impl MessageType {
     /// All message types, in code order.
-    pub const ALL: [MessageType; 12] = [
+    pub const ALL: [MessageType; 14] = [
         MessageType::Discover,
         MessageType::Offer,
         MessageType::Request,
@@ -46,10 +50,12 @@ impl MessageType {
         MessageType::LeaseUnassigned,
         MessageType::LeaseUnknown,
         MessageType::LeaseActive,
+        MessageType::BulkLeaseQuery,
+        MessageType::LeaseQueryDone,
     ];
 
     /// The type with the highest code: tables indexed by code have `LAST as usize + 1` rows.
-    pub const LAST: MessageType = MessageType::LeaseActive;
+    pub const LAST: MessageType = MessageType::LeaseQueryDone;
 
     /// The message type with code `v`, if DHCPv4 defines it for a client/server exchange or a
     /// leasequery (RFC 4388).
@@ -67,6 +73,8 @@ impl MessageType {
             11 => Some(MessageType::LeaseUnassigned),
             12 => Some(MessageType::LeaseUnknown),
             13 => Some(MessageType::LeaseActive),
+            14 => Some(MessageType::BulkLeaseQuery),
+            15 => Some(MessageType::LeaseQueryDone),
             _ => None,
         }
     }
@@ -86,6 +94,8 @@ impl MessageType {
             MessageType::LeaseUnassigned => "leaseunassigned",
             MessageType::LeaseUnknown => "leaseunknown",
             MessageType::LeaseActive => "leaseactive",
+            MessageType::BulkLeaseQuery => "bulkleasequery",
+            MessageType::LeaseQueryDone => "leasequerydone",
         }
     }
 }
@@ -156,6 +166,19 @@ pub mod opt {
     pub const SUBNET_SELECTION: u8 = 118;
     /// Classless static routes (RFC 3442).
     pub const CLASSLESS_ROUTES: u8 = 121;
+    /// Status of a bulk leasequery (RFC 6926): a code, then text.
+    pub const STATUS_CODE: u8 = 151;
+    /// The server's clock when it answered, seconds since 1970 (RFC 6926).
+    pub const BASE_TIME: u8 = 152;
+    /// Seconds before `BASE_TIME` that the binding entered its state (RFC 6926).
+    pub const START_TIME_OF_STATE: u8 = 153;
+    /// A bulk leasequery's lower bound on when bindings last changed (RFC 6926).
+    pub const QUERY_START_TIME: u8 = 154;
+    /// A bulk leasequery's upper bound on when bindings last changed (RFC 6926).
+    pub const QUERY_END_TIME: u8 = 155;
+    /// The binding's state (RFC 6926): 1 available, 2 active, 3 expired, 4 released,
+    /// 5 abandoned, 6 reset, 7 remote, 8 transitioning.
+    pub const DHCP_STATE: u8 = 156;
     /// End of options (no length byte).
     pub const END: u8 = 255;
 }
