@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 
 use peregrine_config::model::{self, Config};
-use peregrine_wire::dhcp::{BOOTREQUEST, DhcpMessage, MessageType, RelayAgentInfo};
+use peregrine_wire::dhcp::{BOOTREQUEST, DhcpMessage, MessageType, RelayAgentInfo, opt};
 
 use crate::binding::{Binding, BindingState, ScopeId, Time};
 use crate::clients::{ClientIndex, ClientMap, HashedKey, Loc};
@@ -85,6 +85,9 @@ pub struct Engine {
     pub(crate) partnering: Option<Partnering>,
     /// Grants whose client options did not all fit the lease's room (see [`ClientInfo`]).
     pub(crate) info_left_out: AtomicU64,
+    /// Whether any options table sets a TFTP server or boot file (66, 67), which replies also
+    /// carry in `siaddr` and `file`: without, replies skip looking for them.
+    pub(crate) boot_options: bool,
 }
 
 /// One request, decoded, with what the engine derived from it.
@@ -146,6 +149,7 @@ impl Engine {
             key_seed: options.key_secret,
             partnering: None,
             info_left_out: AtomicU64::new(0),
+            boot_options: sets_boot_options(config),
         })
     }
 
@@ -307,4 +311,16 @@ impl Engine {
         clients.insert(r.hkey, loc);
         b
     }
+}
+
+/// Whether an options table of `config` sets option 66 or 67.
+fn sets_boot_options(config: &Config) -> bool {
+    let scopes = config
+        .scopes
+        .iter()
+        .flat_map(|s| std::iter::once(&s.options).chain(s.reservations.iter().map(|r| &r.options)));
+    std::iter::once(&config.server.options)
+        .chain(config.classes.iter().map(|c| &c.options))
+        .chain(scopes)
+        .any(|o| o.get(opt::TFTP_SERVER).is_some() || o.get(opt::BOOTFILE_NAME).is_some())
 }

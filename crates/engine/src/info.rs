@@ -97,7 +97,7 @@ impl ClientInfo {
                 .map_while(Result::ok)
                 .find(|o| o.code == code);
             if let Some(o) = found {
-                info.push(code, o.data.len(), o.data.iter().copied());
+                info.push_slice(code, o.data);
             }
         }
         Some(info)
@@ -107,22 +107,41 @@ impl ClientInfo {
     /// a renewal unicast past the relay carries no option 82, and some clients send their name
     /// only when they first ask). The second value is true if an option did not fit.
     pub(crate) fn capture(msg: &DhcpMessage<'_>, previous: &ClientInfo) -> (ClientInfo, bool) {
-        // Most renewals carry none of them (the message indexes these options: no scan).
-        if Self::KEPT.iter().all(|&code| msg.get(code).is_none()) {
+        // The message indexes these options: no scan. Most renewals carry none of them.
+        let values = Self::KEPT.map(|code| msg.get(code));
+        if values.iter().all(Option::is_none) {
             return (*previous, false);
         }
         let mut info = ClientInfo::EMPTY;
         let mut left_out = false;
-        for code in Self::KEPT {
-            let fits = match msg.get(code) {
-                Some(v) => info.push(code, v.len(), v.bytes()),
-                None => previous
-                    .get(code)
-                    .is_none_or(|d| info.push(code, d.len(), d.iter().copied())),
+        for (code, value) in Self::KEPT.into_iter().zip(values) {
+            let fits = match value {
+                Some(v) => match v.as_slice() {
+                    Some(data) => info.push_slice(code, data),
+                    None => info.push(code, v.len(), v.bytes()),
+                },
+                None => previous.get(code).is_none_or(|d| info.push_slice(code, d)),
             };
             left_out |= !fits;
         }
         (info, left_out)
+    }
+
+    /// [`Self::push`] for data in one piece (nearly every option): one copy.
+    fn push_slice(&mut self, code: u8, data: &[u8]) -> bool {
+        let at = usize::from(self.len);
+        let Ok(len8) = u8::try_from(data.len()) else {
+            return false;
+        };
+        let end = at + 2 + data.len();
+        if end > CLIENT_INFO_ROOM {
+            return false;
+        }
+        self.bytes[at] = code;
+        self.bytes[at + 1] = len8;
+        self.bytes[at + 2..end].copy_from_slice(data);
+        self.len = end as u8;
+        true
     }
 
     /// Appends option `code` of `len` bytes; false (and nothing appended) if it does not fit.

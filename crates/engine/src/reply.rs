@@ -199,7 +199,7 @@ impl Engine {
         // BOOTP's next server and boot file (DOCSIS modems, PXE): from the options that name
         // them, most specific first; option 66 only when it is an address.
         let boot = |code| {
-            (!nak)
+            (self.boot_options && !nak)
                 .then(|| self.option_value(spec.scope, spec.reservation, spec.classes, code))
                 .flatten()
         };
