@@ -28,6 +28,7 @@ mod crash;
 mod leasequery;
 mod live_import;
 mod ping_check;
+mod server_id_override;
 mod split_scope;
 mod vlan;
 mod workers;
