@@ -119,6 +119,28 @@ def rapid_commit_ack():
                udp_ip("10.200.0.1", "255.255.255.255", 67, 68, msg))
 
 
+def leaseactive():
+    # A leasequery answer (RFC 4388) to the relay at 10.201.0.1: the lease (51), the seconds
+    # since the last transaction (91), and the bulk answer's base-time (152),
+    # start-time-of-state (153) and dhcp-state ACTIVE (156) of RFC 6926. A bulk answer travels
+    # over TCP, which tshark 4.0 does not read as DHCP: the options are shown in a datagram.
+    opts = opt(53, b"\x0d") + opt(54, ip4("10.200.0.1")) + opt(51, struct.pack("!I", 3000)) \
+        + opt(91, struct.pack("!I", 600)) + opt(152, struct.pack("!I", 1800000600)) \
+        + opt(153, struct.pack("!I", 600)) + opt(156, b"\x02") + b"\xff"
+    msg = bootp(2, 0x4C51, 0, "10.201.1.7", "10.201.0.1", "02:00:00:aa:bb:05") + opts
+    return eth("02:00:00:00:00:fe", "02:00:00:00:00:01", [], 0x0800,
+               udp_ip("10.200.0.1", "10.201.0.1", 67, 67, msg.ljust(300, b"\0")))
+
+
+def leasequery_done():
+    # The end of a bulk leasequery: status-code (151) 3, malformed query, with its text (in a
+    # datagram, as above).
+    opts = opt(53, b"\x0f") + opt(54, ip4("10.200.0.1")) + opt(151, b"\x03malformed query") + b"\xff"
+    msg = bootp(2, 0x4C51, 0, "0.0.0.0", "10.201.0.1", "00:00:00:00:00:00") + opts
+    return eth("02:00:00:00:00:fe", "02:00:00:00:00:01", [], 0x0800,
+               udp_ip("10.200.0.1", "10.201.0.1", 67, 67, msg.ljust(300, b"\0")))
+
+
 def arp_request():
     a = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac("02:00:00:00:00:fe") + ip4("10.200.0.254") \
         + b"\0" * 6 + ip4("10.200.0.1")
@@ -136,6 +158,8 @@ FRAMES = {
     "vlan_renew_request": vlan_renew_request,
     "rapid_commit_discover": rapid_commit_discover,
     "rapid_commit_ack": rapid_commit_ack,
+    "leaseactive": leaseactive,
+    "leasequery_done": leasequery_done,
     "arp_request": arp_request,
     "fragment": fragment,
 }

@@ -45,7 +45,7 @@ proptest! {
     #[test]
     fn we_read_what_dhcproto_writes(
         h in header(),
-        mtype in 1u8..=8,
+        mtype in prop_oneof![1u8..=8, 10u8..=15],
         requested in prop::option::of(any::<[u8; 4]>()),
         prl in prop::option::of(prop::collection::vec(1u8..=254, 1..40)),
         client_id in prop::option::of(prop::collection::vec(any::<u8>(), 2..64)),

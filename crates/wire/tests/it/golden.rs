@@ -165,6 +165,33 @@ fn rapid_commit_discover_and_its_ack() {
 }
 
 #[test]
+fn leasequery_answers() {
+    // tshark: "Lease Active (13)", "(91) Client last transaction time", "Start Time Of State:
+    // (600s)", "Dhcp State: Active (2)"; "Lease Query Done (15)", "Status Code: MalformedQuery
+    // (3)", "Status Code Message: malformed query". (tshark 4.0 shows base-time, 152, as an
+    // NTP-era date; RFC 6926 counts it from 1970.)
+    let u32_of = |m: &DhcpMessage<'_>, code| {
+        u32::from_be_bytes(m.get(code).unwrap().as_slice().unwrap().try_into().unwrap())
+    };
+    let (_, _, _, _, payload) = udp(LEASEACTIVE);
+    let m = DhcpMessage::parse(payload).unwrap();
+    assert_eq!(m.message_type(), Some(MessageType::LeaseActive));
+    assert_eq!(m.packet().ciaddr(), Ipv4Addr::new(10, 201, 1, 7));
+    assert_eq!(m.lease_time(), Some(3000));
+    assert_eq!(u32_of(&m, opt::CLIENT_LAST_TRANSACTION_TIME), 600);
+    assert_eq!(u32_of(&m, opt::BASE_TIME), 1_800_000_600);
+    assert_eq!(u32_of(&m, opt::START_TIME_OF_STATE), 600);
+    assert_eq!(m.get(opt::DHCP_STATE).unwrap().as_slice().unwrap(), [2]);
+    let (_, _, _, _, payload) = udp(LEASEQUERY_DONE);
+    let m = DhcpMessage::parse(payload).unwrap();
+    assert_eq!(m.message_type(), Some(MessageType::LeaseQueryDone));
+    assert_eq!(
+        m.get(opt::STATUS_CODE).unwrap().as_slice().unwrap(),
+        b"\x03malformed query"
+    );
+}
+
+#[test]
 fn arp_and_fragment() {
     match demux(ARP_REQUEST).unwrap() {
         Demuxed::Arp { arp, .. } => {
@@ -187,6 +214,8 @@ fn every_truncation_of_every_golden_frame_is_refused() {
         (VLAN_RENEW_REQUEST, VLAN_RENEW_REQUEST.len()),
         (RAPID_COMMIT_DISCOVER, RAPID_COMMIT_DISCOVER.len()),
         (RAPID_COMMIT_ACK, RAPID_COMMIT_ACK.len()),
+        (LEASEACTIVE, LEASEACTIVE.len()),
+        (LEASEQUERY_DONE, LEASEQUERY_DONE.len()),
         (ARP_REQUEST, 42),
     ];
     for (frame, needed) in cases {

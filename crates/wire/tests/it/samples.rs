@@ -20,6 +20,11 @@ pub(crate) const RAPID_COMMIT_DISCOVER: &[u8] =
     include_bytes!("../golden/rapid_commit_discover.bin");
 /// The ACK answering it: option 80, the lease, and option 108 of 1800 s.
 pub(crate) const RAPID_COMMIT_ACK: &[u8] = include_bytes!("../golden/rapid_commit_ack.bin");
+/// A leasequery answer (DHCPLEASEACTIVE) with options 51, 91, and the bulk answer's 152, 153
+/// and 156.
+pub(crate) const LEASEACTIVE: &[u8] = include_bytes!("../golden/leaseactive.bin");
+/// The end of a bulk leasequery (DHCPLEASEQUERYDONE) with status-code 3 and its text.
+pub(crate) const LEASEQUERY_DONE: &[u8] = include_bytes!("../golden/leasequery_done.bin");
 /// An ARP who-has for the server's address.
 pub(crate) const ARP_REQUEST: &[u8] = include_bytes!("../golden/arp_request.bin");
 /// An IPv4 fragment (more-fragments set).
