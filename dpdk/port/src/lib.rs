@@ -1,0 +1,410 @@
+//! DPDK for Peregrine: the EAL (once per process), mempools, and ports whose queues are
+//! `peregrine-io` RX and TX queues, so that the dataplane runs on a DPDK port as it does on
+//! `AF_PACKET`.
+//!
+//! Every DPDK failure is a [`DpdkError`] naming the call and DPDK's reason; nothing here panics.
+//! A received frame is handed up where it lies in its mbuf, and the mbuf freed after; a frame
+//! to send is written straight into an mbuf from the port's pool.
+
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, c_char};
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use peregrine_dpdk_sys as sys;
+use peregrine_io::{FRAME_CAPACITY, RxFrame, RxQueue, TxQueue};
+
+/// Frames moved per burst call.
+pub const BURST: usize = 32;
+
+/// A DPDK call that failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpdkError {
+    /// The call, with what it was called on (`rte_eth_dev_configure(port 0)`).
+    pub call: String,
+    /// DPDK's reason (`rte_strerror`), or ours where DPDK gives none.
+    pub reason: String,
+}
+
+impl fmt::Display for DpdkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.call, self.reason)
+    }
+}
+
+impl std::error::Error for DpdkError {}
+
+impl DpdkError {
+    fn new(call: impl Into<String>, reason: impl Into<String>) -> DpdkError {
+        DpdkError {
+            call: call.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// `call` failed with DPDK error number `errno` (positive, or negated as some calls return).
+    fn errno(call: impl Into<String>, errno: i32) -> DpdkError {
+        // SAFETY: rte_strerror returns a pointer to a NUL-terminated string DPDK keeps.
+        let reason = unsafe { CStr::from_ptr(sys::rte_strerror(errno.abs())) };
+        DpdkError::new(
+            call,
+            format!("{} (errno {})", reason.to_string_lossy(), errno.abs()),
+        )
+    }
+
+    /// A call that returns a negative errno on failure.
+    fn check(call: impl FnOnce() -> String, ret: i32) -> Result<(), DpdkError> {
+        if ret < 0 {
+            Err(DpdkError::errno(call(), ret))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Whether this process started an EAL: DPDK allows one, for the life of the process.
+static EAL_STARTED: AtomicBool = AtomicBool::new(false);
+
+/// The initialised DPDK environment (EAL) of this process.
+#[derive(Debug)]
+pub struct Eal(());
+
+impl Eal {
+    /// Starts the EAL with these arguments (as after a program name: `-l 0-1`, `--vdev=...`,
+    /// `--file-prefix=...`). Once per process: a second call is an error, as is any argument
+    /// the EAL refuses (it says which on stderr, and this error names the call).
+    pub fn init<S: AsRef<str>>(args: &[S]) -> Result<Eal, DpdkError> {
+        if EAL_STARTED.swap(true, Ordering::SeqCst) {
+            return Err(DpdkError::new(
+                "rte_eal_init",
+                "the EAL of this process is started already",
+            ));
+        }
+        let owned: Vec<CString> = std::iter::once("peregrine")
+            .chain(args.iter().map(AsRef::as_ref))
+            .map(|a| {
+                CString::new(a)
+                    .map_err(|_| DpdkError::new("rte_eal_init", format!("{a:?} holds a NUL")))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut argv: Vec<*mut c_char> = owned.iter().map(|a| a.as_ptr().cast_mut()).collect();
+        let argc = i32::try_from(argv.len())
+            .map_err(|_| DpdkError::new("rte_eal_init", "too many arguments"))?;
+        // SAFETY: argv holds argc C strings that outlive the call; DPDK may reorder the array.
+        let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
+        if ret < 0 {
+            return Err(DpdkError::errno("rte_eal_init", sys::errno()));
+        }
+        Ok(Eal(()))
+    }
+
+    /// Ports the EAL found (its vdevs, and the NICs bound to DPDK).
+    pub fn port_count(&self) -> u16 {
+        // SAFETY: the EAL is initialised.
+        unsafe { sys::rte_eth_dev_count_avail() }
+    }
+
+    /// The id of the port called `name` (`net_af_packet0`, a PCI address).
+    pub fn port_by_name(&self, name: &str) -> Result<u16, DpdkError> {
+        let call = || format!("rte_eth_dev_get_port_by_name({name})");
+        let c = CString::new(name).map_err(|_| DpdkError::new(call(), "the name holds a NUL"))?;
+        let mut id = 0u16;
+        // SAFETY: c is a C string, id a valid place for the answer.
+        let ret = unsafe { sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &raw mut id) };
+        DpdkError::check(call, ret)?;
+        Ok(id)
+    }
+}
+
+/// A pool of packet buffers (mbufs) on one NUMA socket.
+#[derive(Debug)]
+pub struct Mempool {
+    raw: *mut sys::rte_mempool,
+}
+
+// SAFETY: a DPDK mempool is safe to use from any thread (per-lcore caches aside, which DPDK
+// handles for non-EAL threads).
+unsafe impl Send for Mempool {}
+// SAFETY: as above; the pool is only passed to DPDK calls.
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    /// A pool of `count` mbufs of DPDK's default size (2 KiB of data room), named `name`, on
+    /// the socket of the calling thread.
+    pub fn new(_eal: &Eal, name: &str, count: u32) -> Result<Mempool, DpdkError> {
+        let call = || format!("rte_pktmbuf_pool_create({name}, {count})");
+        let c = CString::new(name).map_err(|_| DpdkError::new(call(), "the name holds a NUL"))?;
+        let room = u16::try_from(sys::RTE_MBUF_DEFAULT_BUF_SIZE)
+            .map_err(|_| DpdkError::new(call(), "DPDK's default buffer size exceeds 64 KiB"))?;
+        // SAFETY: the EAL is initialised (an &Eal exists); c is a C string.
+        let raw = unsafe {
+            let socket = sys::rte_socket_id().cast_signed();
+            sys::rte_pktmbuf_pool_create(c.as_ptr(), count, 256, 0, room, socket)
+        };
+        if raw.is_null() {
+            return Err(DpdkError::errno(call(), sys::errno()));
+        }
+        Ok(Mempool { raw })
+    }
+}
+
+/// A started port with `queues` RX and TX queues (RSS spreads received flows over them).
+#[derive(Debug)]
+pub struct Port {
+    id: u16,
+    queues: u16,
+}
+
+impl Port {
+    /// Configures and starts port `id` with `queues` queues each way, `ring` descriptors per
+    /// queue, receiving into `pool`, promiscuous (a DHCP server hears broadcasts and frames for
+    /// the addresses it answers for).
+    pub fn start(
+        _eal: &Eal,
+        id: u16,
+        queues: u16,
+        ring: u16,
+        pool: &Mempool,
+    ) -> Result<Port, DpdkError> {
+        let mut info = sys::rte_eth_dev_info::default();
+        // SAFETY: info is a valid place for the answer.
+        let ret = unsafe { sys::rte_eth_dev_info_get(id, &raw mut info) };
+        DpdkError::check(|| format!("rte_eth_dev_info_get(port {id})"), ret)?;
+        if queues == 0 || queues > info.max_rx_queues || queues > info.max_tx_queues {
+            return Err(DpdkError::new(
+                format!("rte_eth_dev_configure(port {id})"),
+                format!(
+                    "{queues} queues asked, the port has {} RX and {} TX",
+                    info.max_rx_queues, info.max_tx_queues
+                ),
+            ));
+        }
+        let mut conf = sys::rte_eth_conf::default();
+        if queues > 1 {
+            conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+            // Whatever the port hashes on: addresses and ports spread relays' flows.
+            conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads;
+        }
+        // SAFETY: the port id came from the EAL.
+        let socket = unsafe { sys::rte_eth_dev_socket_id(id) }
+            .max(0)
+            .cast_unsigned();
+        // SAFETY: conf outlives the calls; the queues are set up before the port starts, as
+        // DPDK requires, from a live pool.
+        unsafe {
+            let ret = sys::rte_eth_dev_configure(id, queues, queues, &raw const conf);
+            DpdkError::check(|| format!("rte_eth_dev_configure(port {id})"), ret)?;
+            for q in 0..queues {
+                let ret =
+                    sys::rte_eth_rx_queue_setup(id, q, ring, socket, std::ptr::null(), pool.raw);
+                DpdkError::check(
+                    || format!("rte_eth_rx_queue_setup(port {id}, queue {q})"),
+                    ret,
+                )?;
+                let ret = sys::rte_eth_tx_queue_setup(id, q, ring, socket, std::ptr::null());
+                DpdkError::check(
+                    || format!("rte_eth_tx_queue_setup(port {id}, queue {q})"),
+                    ret,
+                )?;
+            }
+            let ret = sys::rte_eth_dev_start(id);
+            DpdkError::check(|| format!("rte_eth_dev_start(port {id})"), ret)?;
+            // Not every PMD can; those that cannot pass everything anyway.
+            let _ = sys::rte_eth_promiscuous_enable(id);
+        }
+        Ok(Port { id, queues })
+    }
+
+    /// The port's id.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// The port's hardware address.
+    pub fn mac(&self) -> Result<[u8; 6], DpdkError> {
+        let mut addr = sys::rte_ether_addr::default();
+        // SAFETY: addr is a valid place for the answer.
+        let ret = unsafe { sys::rte_eth_macaddr_get(self.id, &raw mut addr) };
+        DpdkError::check(|| format!("rte_eth_macaddr_get(port {})", self.id), ret)?;
+        Ok(addr.addr_bytes)
+    }
+
+    /// Frames and errors counted by the port (the PMD's basic statistics).
+    pub fn stats(&self) -> Result<sys::rte_eth_stats, DpdkError> {
+        let mut stats = sys::rte_eth_stats::default();
+        // SAFETY: stats is a valid place for the answer.
+        let ret = unsafe { sys::rte_eth_stats_get(self.id, &raw mut stats) };
+        DpdkError::check(|| format!("rte_eth_stats_get(port {})", self.id), ret)?;
+        Ok(stats)
+    }
+
+    /// Queue `q`'s two sides, sending from `pool`; each belongs to one thread at a time (DPDK's
+    /// queues take no locks).
+    pub fn queue<'p>(&self, q: u16, pool: &'p Mempool) -> Option<(DpdkRx, DpdkTx<'p>)> {
+        (q < self.queues).then(|| {
+            (
+                DpdkRx {
+                    port: self.id,
+                    queue: q,
+                },
+                DpdkTx {
+                    port: self.id,
+                    queue: q,
+                    pool,
+                    current: std::ptr::null_mut(),
+                    pending: Vec::with_capacity(BURST),
+                },
+            )
+        })
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        // SAFETY: the port was started by this value; stopping and closing it ends its use.
+        unsafe {
+            let _ = sys::rte_eth_dev_stop(self.id);
+            let _ = sys::rte_eth_dev_close(self.id);
+        }
+    }
+}
+
+/// The receive side of a port's queue.
+#[derive(Debug)]
+pub struct DpdkRx {
+    port: u16,
+    queue: u16,
+}
+
+// SAFETY: a queue may move between threads; it is used by one at a time (&mut self).
+unsafe impl Send for DpdkRx {}
+
+/// The frame an mbuf holds (single-segment: every mbuf of these pools holds a whole frame).
+///
+/// # Safety
+/// `m` is a valid mbuf, not freed while the slice lives.
+unsafe fn frame<'m>(m: *mut sys::rte_mbuf) -> &'m [u8] {
+    unsafe {
+        let data = (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off));
+        std::slice::from_raw_parts(data, usize::from((*m).data_len))
+    }
+}
+
+impl RxQueue for DpdkRx {
+    fn rx_burst(&mut self, max: usize, f: &mut dyn FnMut(RxFrame<'_>)) -> io::Result<usize> {
+        let mut got = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
+        let want = max.min(BURST) as u16;
+        // SAFETY: got has room for `want` mbuf pointers.
+        let n = usize::from(unsafe {
+            sys::rte_eth_rx_burst(self.port, self.queue, got.as_mut_ptr(), want)
+        });
+        for m in &got[..n] {
+            // SAFETY: DPDK handed us these mbufs; each is freed right after its callback.
+            unsafe {
+                f(RxFrame {
+                    data: frame(*m),
+                    ifindex: u32::from(self.port),
+                    checksum_pending: false,
+                });
+                sys::rte_pktmbuf_free(*m);
+            }
+        }
+        Ok(n)
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        // A poll-mode driver has nothing to wait on: an idle worker naps briefly.
+        std::thread::sleep(timeout.min(Duration::from_micros(100)));
+        Ok(())
+    }
+}
+
+/// The transmit side of a port's queue: frames are written straight into mbufs of its pool.
+#[derive(Debug)]
+pub struct DpdkTx<'p> {
+    port: u16,
+    queue: u16,
+    pool: &'p Mempool,
+    /// The mbuf lent by the last [`TxQueue::buffer`], not queued yet.
+    current: *mut sys::rte_mbuf,
+    pending: Vec<*mut sys::rte_mbuf>,
+}
+
+// SAFETY: as for DpdkRx; the mbufs it holds are its own until sent or freed.
+unsafe impl Send for DpdkTx<'_> {}
+
+impl TxQueue for DpdkTx<'_> {
+    fn buffer(&mut self) -> Option<&mut [u8]> {
+        if self.pending.len() >= BURST {
+            return None;
+        }
+        if self.current.is_null() {
+            // SAFETY: the pool is a live DPDK mempool.
+            self.current = unsafe { sys::rte_pktmbuf_alloc(self.pool.raw) };
+            if self.current.is_null() {
+                return None;
+            }
+        }
+        let m = self.current;
+        // SAFETY: m is ours; its data room from data_off on is writable and holds at least a
+        // full frame (checked).
+        unsafe {
+            let room = usize::from((*m).buf_len).saturating_sub(usize::from((*m).data_off));
+            if room < FRAME_CAPACITY {
+                return None;
+            }
+            let data = (*m).buf_addr.cast::<u8>().add(usize::from((*m).data_off));
+            Some(std::slice::from_raw_parts_mut(data, room))
+        }
+    }
+
+    fn queue(&mut self, len: usize, _ifindex: u32) {
+        let m = std::mem::replace(&mut self.current, std::ptr::null_mut());
+        if m.is_null() {
+            return;
+        }
+        // SAFETY: m is ours, and `len` fits the room `buffer` lent (at most FRAME_CAPACITY is
+        // asked of it, and a frame is never longer than 64 KiB).
+        unsafe {
+            let len = len.min(usize::from((*m).buf_len)) as u16;
+            (*m).data_len = len;
+            (*m).pkt_len = u32::from(len);
+        }
+        self.pending.push(m);
+    }
+
+    fn flush(&mut self) -> io::Result<usize> {
+        if self.pending.is_empty() {
+            return Ok(0);
+        }
+        let n = self.pending.len() as u16;
+        // SAFETY: pending holds n mbufs of ours; DPDK takes those it sends.
+        let sent = usize::from(unsafe {
+            sys::rte_eth_tx_burst(self.port, self.queue, self.pending.as_mut_ptr(), n)
+        });
+        for m in self.pending.drain(..).skip(sent) {
+            // SAFETY: the mbufs DPDK did not take are still ours.
+            unsafe { sys::rte_pktmbuf_free(m) };
+        }
+        Ok(sent)
+    }
+
+    fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+impl Drop for DpdkTx<'_> {
+    fn drop(&mut self) {
+        // SAFETY: every mbuf held is ours and unsent.
+        unsafe {
+            sys::rte_pktmbuf_free(self.current);
+            for m in self.pending.drain(..) {
+                sys::rte_pktmbuf_free(m);
+            }
+        }
+    }
+}
