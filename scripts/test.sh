@@ -42,6 +42,9 @@ echo "--- cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "--- cargo test"
 CI=${CI:-} cargo test --workspace --locked
+echo "--- the server on DPDK (cargo feature dpdk)"
+cargo clippy -p peregrine --features dpdk --all-targets --locked -- -D warnings
+CI=${CI:-} cargo test -p peregrine --features dpdk --locked --test it dpdk
 
 # Real clients against the real server: dhclient and udhcpc through dhcrelay (option 82), in
 # the shared harness's namespaces (../shared/harness, beside the repository in CI).

@@ -28,6 +28,18 @@ pub(crate) struct File {
     pub(crate) control: Control,
     pub(crate) leases: Option<Leases>,
     pub(crate) failover: Option<Failover>,
+    #[serde(default)]
+    pub(crate) dpdk: Dpdk,
+}
+
+/// `[dpdk]`: the EAL and the ports' buffers, for `backend = "dpdk"`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Dpdk {
+    #[serde(default)]
+    pub(crate) eal_args: Vec<Spanned<String>>,
+    pub(crate) mbufs: Option<Spanned<u32>>,
+    pub(crate) ring: Option<Spanned<u16>>,
 }
 
 /// `[failover]`: the failover partner this server shares every scope with.
@@ -187,6 +199,7 @@ pub(crate) struct Interface {
     pub(crate) name: Spanned<String>,
     pub(crate) address: Spanned<String>,
     pub(crate) trusted: Option<bool>,
+    pub(crate) dpdk_port: Option<Spanned<String>>,
 }
 
 /// `[leases]`: the durable lease store.

@@ -83,12 +83,15 @@ pub enum Backend {
     Udp,
     /// TAP devices the server creates (labs and load tests).
     Tap,
+    /// DPDK ports (a NIC bound to DPDK, or a virtual device), polled without the kernel; needs
+    /// a server built with the `dpdk` feature.
+    Dpdk,
 }
 
 /// An interface the server listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceConfig {
-    /// OS interface name.
+    /// OS interface name (with `backend = "dpdk"`, the name scopes use for the port).
     pub name: String,
     /// The server's address on it: answered for ARP and ICMP, the default server identifier,
     /// and the source of replies.
@@ -96,6 +99,30 @@ pub struct InterfaceConfig {
     /// Whether option 82 may arrive here with giaddr 0 (a trusted relay agent in front,
     /// RFC 3046 section 2.1). Default false.
     pub trusted: bool,
+    /// With `backend = "dpdk"`, the DPDK port serving it: a device name (a vdev's, as
+    /// `net_af_packet0`) or a PCI address.
+    pub dpdk_port: Option<String>,
+}
+
+/// `[dpdk]`: the EAL's arguments and the ports' buffers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpdkSettings {
+    /// Arguments of `rte_eal_init`, as after a program name (`-l 0-1`, `--vdev=...`).
+    pub eal_args: Vec<String>,
+    /// Packet buffers in the pool every port receives into and sends from.
+    pub mbufs: u32,
+    /// Descriptors per RX and per TX queue.
+    pub ring: u16,
+}
+
+impl Default for DpdkSettings {
+    fn default() -> DpdkSettings {
+        DpdkSettings {
+            eal_args: Vec::new(),
+            mbufs: 16_383,
+            ring: 1024,
+        }
+    }
 }
 
 /// Process-level settings.
@@ -116,6 +143,8 @@ pub struct Runtime {
     pub control_listen: SocketAddr,
     /// Where bulk leasequery (RFC 6926, TCP) listens; `None`: nowhere.
     pub bulk_leasequery_listen: Option<SocketAddr>,
+    /// The EAL and ports of `backend = "dpdk"`.
+    pub dpdk: DpdkSettings,
     /// Where leases are kept durably; `None` keeps them in memory only (lost on restart).
     pub leases: Option<LeaseStore>,
 }
@@ -170,6 +199,7 @@ impl Default for Runtime {
             interfaces: Vec::new(),
             control_listen: SocketAddr::from(([127, 0, 0, 1], 9167)),
             bulk_leasequery_listen: None,
+            dpdk: DpdkSettings::default(),
             leases: None,
         }
     }

@@ -96,7 +96,7 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
                     interface: None,
                 }],
                 queues: vec![queue],
-                _quiet_kernel: None,
+                _hold: Vec::new(),
             })
         }
         BackendKind::AfPacket => {
@@ -134,7 +134,7 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
                 interfaces,
                 slots,
                 queues,
-                _quiet_kernel: Some(quiet),
+                _hold: vec![Box::new(quiet)],
             })
         }
         BackendKind::Tap => {
@@ -158,20 +158,35 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
                 interfaces,
                 slots,
                 queues,
-                _quiet_kernel: None,
+                _hold: Vec::new(),
             })
         }
+        BackendKind::Dpdk => dpdk(config, engine)?,
     })
 }
 
+#[cfg(feature = "dpdk")]
+fn dpdk(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn Backend>> {
+    crate::dpdk::open(config, engine)
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn dpdk(_: &Config, _: &Engine) -> anyhow::Result<Box<dyn Backend>> {
+    bail!(
+        "backend dpdk: this peregrine was built without DPDK \
+         (cargo build --release -p peregrine --features dpdk; dpdk/README.md)"
+    )
+}
+
 /// A backend whose queues are polled by threads the server makes and pins: AF_PACKET, TAP,
-/// UDP.
-struct Threads<R, T> {
-    interfaces: Vec<Interface>,
-    slots: Vec<QueueSlot>,
-    queues: Vec<(R, T)>,
-    /// Kept open while the backend lives (see the AF_PACKET arm of [`open`]).
-    _quiet_kernel: Option<std::net::UdpSocket>,
+/// UDP, and DPDK's ports for now.
+pub(crate) struct Threads<R, T> {
+    pub(crate) interfaces: Vec<Interface>,
+    pub(crate) slots: Vec<QueueSlot>,
+    pub(crate) queues: Vec<(R, T)>,
+    /// What must live as long as the queues: the UDP/67 socket that keeps the kernel quiet
+    /// (the AF_PACKET arm of [`open`]), DPDK's ports and pool.
+    pub(crate) _hold: Vec<Box<dyn std::any::Any>>,
 }
 
 impl<R, T> Backend for Threads<R, T>

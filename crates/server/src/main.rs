@@ -7,6 +7,8 @@
 
 mod backend;
 mod bulk;
+#[cfg(feature = "dpdk")]
+mod dpdk;
 mod leases;
 mod partner;
 // The one module that makes scheduling syscalls (sched_setaffinity, sched_setscheduler).

@@ -11,6 +11,7 @@
 use std::ffi::{CStr, CString, c_char};
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -243,7 +244,7 @@ impl Port {
 
     /// Queue `q`'s two sides, sending from `pool`; each belongs to one thread at a time (DPDK's
     /// queues take no locks).
-    pub fn queue<'p>(&self, q: u16, pool: &'p Mempool) -> Option<(DpdkRx, DpdkTx<'p>)> {
+    pub fn queue(&self, q: u16, pool: &Arc<Mempool>) -> Option<(DpdkRx, DpdkTx)> {
         (q < self.queues).then(|| {
             (
                 DpdkRx {
@@ -253,7 +254,7 @@ impl Port {
                 DpdkTx {
                     port: self.id,
                     queue: q,
-                    pool,
+                    pool: pool.clone(),
                     current: std::ptr::null_mut(),
                     pending: Vec::with_capacity(BURST),
                 },
@@ -324,19 +325,19 @@ impl RxQueue for DpdkRx {
 
 /// The transmit side of a port's queue: frames are written straight into mbufs of its pool.
 #[derive(Debug)]
-pub struct DpdkTx<'p> {
+pub struct DpdkTx {
     port: u16,
     queue: u16,
-    pool: &'p Mempool,
+    pool: Arc<Mempool>,
     /// The mbuf lent by the last [`TxQueue::buffer`], not queued yet.
     current: *mut sys::rte_mbuf,
     pending: Vec<*mut sys::rte_mbuf>,
 }
 
 // SAFETY: as for DpdkRx; the mbufs it holds are its own until sent or freed.
-unsafe impl Send for DpdkTx<'_> {}
+unsafe impl Send for DpdkTx {}
 
-impl TxQueue for DpdkTx<'_> {
+impl TxQueue for DpdkTx {
     fn buffer(&mut self) -> Option<&mut [u8]> {
         if self.pending.len() >= BURST {
             return None;
@@ -397,7 +398,7 @@ impl TxQueue for DpdkTx<'_> {
     }
 }
 
-impl Drop for DpdkTx<'_> {
+impl Drop for DpdkTx {
     fn drop(&mut self) {
         // SAFETY: every mbuf held is ours and unsent.
         unsafe {

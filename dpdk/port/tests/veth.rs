@@ -52,7 +52,7 @@ fn frames_cross_a_veth_pair_between_two_dpdk_ports() {
                 .starts_with("rte_eth_dev_get_port_by_name(net_af_packet7): ")
         );
 
-        let pool = Mempool::new(&eal, "test", 2047).unwrap();
+        let pool = std::sync::Arc::new(Mempool::new(&eal, "test", 2047).unwrap());
         let (a, b) = (
             eal.port_by_name("net_af_packet0").unwrap(),
             eal.port_by_name("net_af_packet1").unwrap(),

@@ -8,9 +8,11 @@ use crate::file;
 use crate::model::InterfaceConfig;
 use crate::text;
 
-/// Every `[[interface]]`: names and addresses unique.
+/// Every `[[interface]]`: names and addresses unique; with `dpdk` (the backend), each names its
+/// DPDK port, and without, none does.
 pub(super) fn interfaces(
     list: &[file::Interface],
+    dpdk: bool,
     d: &mut Diagnostics<'_>,
 ) -> Option<Vec<InterfaceConfig>> {
     let mut names: HashMap<&str, String> = HashMap::new();
@@ -47,12 +49,39 @@ pub(super) fn interfaces(
                     addresses.insert(a, key.clone());
                     Some(a)
                 });
+            let dpdk_port = dpdk_port(f, &key, dpdk, d);
             Some(InterfaceConfig {
                 name: name?,
                 address: address?,
                 trusted: f.trusted.unwrap_or(false),
+                dpdk_port: dpdk_port.ok()?,
             })
         })
         .collect();
     checked.into_iter().collect()
+}
+
+/// The DPDK port of interface `f`: required with the DPDK backend, refused with another (`Err`
+/// once the problem is recorded).
+fn dpdk_port(
+    f: &file::Interface,
+    key: &str,
+    dpdk: bool,
+    d: &mut Diagnostics<'_>,
+) -> Result<Option<String>, ()> {
+    let at = format!("{key}.dpdk-port");
+    match (&f.dpdk_port, dpdk) {
+        (Some(port), true) => d.parse(port, &at, text::non_empty).map(Some).ok_or(()),
+        (None, false) => Ok(None),
+        (None, true) => {
+            let message = "backend dpdk needs the DPDK port of each interface: a device name \
+                           (net_af_packet0) or a PCI address";
+            d.at(&f.name, at, message);
+            Err(())
+        }
+        (Some(port), false) => {
+            d.at(port, at, "only for backend = \"dpdk\"");
+            Err(())
+        }
+    }
 }

@@ -7,7 +7,7 @@ use super::interfaces::interfaces;
 use super::optional;
 use crate::error::Diagnostics;
 use crate::file;
-use crate::model::{Backend, Durability, LeaseStore, Runtime};
+use crate::model::{Backend, DpdkSettings, Durability, LeaseStore, Runtime};
 use crate::text;
 
 /// The most `dataplane.workers` there may be.
@@ -49,7 +49,8 @@ pub(super) fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runt
             .into_iter()
             .collect(),
     };
-    let interfaces = interfaces(&file.interface, d);
+    let dpdk = matches!(backend, Ok(Some(Backend::Dpdk)));
+    let interfaces = interfaces(&file.interface, dpdk, d);
     let control_listen = optional(
         file.control.listen.as_ref(),
         "control.listen",
@@ -74,6 +75,7 @@ pub(super) fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runt
         interfaces: interfaces?,
         control_listen: control_listen.ok()?.unwrap_or(defaults.control_listen),
         bulk_leasequery_listen: bulk_leasequery_listen.ok()?,
+        dpdk: dpdk_settings(&file.dpdk, d)?,
         leases: leases?,
     })
 }
@@ -172,8 +174,43 @@ fn backend(s: &str) -> Result<Backend, String> {
         "af-packet" => Ok(Backend::AfPacket),
         "udp" => Ok(Backend::Udp),
         "tap" => Ok(Backend::Tap),
+        "dpdk" => Ok(Backend::Dpdk),
         _ => Err(format!(
-            "unknown backend `{s}`; the backends are af-packet, udp and tap"
+            "unknown backend `{s}`; the backends are af-packet, udp, tap and dpdk"
         )),
     }
 }
+
+/// `[dpdk]`: the EAL's arguments and the ports' buffers.
+fn dpdk_settings(f: &file::Dpdk, d: &mut Diagnostics<'_>) -> Option<DpdkSettings> {
+    let defaults = DpdkSettings::default();
+    let args: Vec<_> = f
+        .eal_args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| d.parse(a, format_args!("dpdk.eal-args[{i}]"), text::non_empty))
+        .collect();
+    let mbufs = match &f.mbufs {
+        Some(v) if *v.get_ref() < MIN_MBUFS => {
+            let message = format!("at least {MIN_MBUFS}: every queue's ring is filled from it");
+            d.at(v, "dpdk.mbufs", message);
+            None
+        }
+        v => Some(v.as_ref().map_or(defaults.mbufs, |v| *v.get_ref())),
+    };
+    let ring = match &f.ring {
+        Some(v) if !v.get_ref().is_power_of_two() || *v.get_ref() < 64 => {
+            d.at(v, "dpdk.ring", "a power of two, at least 64");
+            None
+        }
+        v => Some(v.as_ref().map_or(defaults.ring, |v| *v.get_ref())),
+    };
+    Some(DpdkSettings {
+        eal_args: args.into_iter().collect::<Option<_>>()?,
+        mbufs: mbufs?,
+        ring: ring?,
+    })
+}
+
+/// The fewest packet buffers `[dpdk] mbufs` may give.
+const MIN_MBUFS: u32 = 1023;

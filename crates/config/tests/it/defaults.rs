@@ -62,11 +62,13 @@ fn runtime_keys_not_given_take_their_defaults() {
                 name: "eth1".into(),
                 address: Ipv4Addr::new(10, 0, 0, 1),
                 trusted: false,
+                dpdk_port: None,
             },
             InterfaceConfig {
                 name: "eth2".into(),
                 address: Ipv4Addr::new(10, 0, 1, 1),
                 trusted: true,
+                dpdk_port: None,
             },
         ]
     );

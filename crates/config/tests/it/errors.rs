@@ -567,6 +567,43 @@ fn bad_vlans() {
 }
 
 #[test]
+fn dpdk_ports_go_with_the_dpdk_backend() {
+    let iface = "[[interface]]\nname = \"p0\"\naddress = \"10.0.0.1\"\n";
+    let text = format!("[dataplane]\nbackend = \"dpdk\"\n{iface}");
+    assert_error(
+        &text,
+        "4:8 interface[0].dpdk-port",
+        "backend dpdk needs the DPDK port",
+    );
+    let text = format!("{iface}dpdk-port = \"net_af_packet0\"\n");
+    assert_error(
+        &text,
+        "4:13 interface[0].dpdk-port",
+        "only for backend = \"dpdk\"",
+    );
+    let text = format!(
+        "[dataplane]\nbackend = \"dpdk\"\n[dpdk]\neal-args = [\"-l\", \"0\"]\nring = 512\n\
+         {iface}dpdk-port = \"0000:03:00.0\"\n"
+    );
+    let config = valid(&text);
+    assert_eq!(
+        config.runtime.backend,
+        peregrine_config::model::Backend::Dpdk
+    );
+    assert_eq!(
+        config.runtime.interfaces[0].dpdk_port.as_deref(),
+        Some("0000:03:00.0")
+    );
+    assert_eq!(config.runtime.dpdk.eal_args, ["-l", "0"]);
+    assert_eq!(
+        (config.runtime.dpdk.ring, config.runtime.dpdk.mbufs),
+        (512, 16_383)
+    );
+    assert_error("[dpdk]\nring = 100\n", "2:8 dpdk.ring", "a power of two");
+    assert_error("[dpdk]\nmbufs = 10\n", "2:9 dpdk.mbufs", "at least 1023");
+}
+
+#[test]
 fn scope_names_an_unknown_interface() {
     let text = "[[interface]]\nname = \"eth1\"\naddress = \"10.0.0.1\"\n\
                 [[scope]]\nname = \"a\"\nsubnet = \"10.0.0.0/24\"\n\
@@ -840,9 +877,9 @@ fn option_errors_name_their_table() {
 
 #[test]
 fn unknown_backend() {
-    let message = "unknown backend `dpdk`; the backends are af-packet, udp and tap";
+    let message = "unknown backend `netmap`; the backends are af-packet, udp, tap and dpdk";
     assert_error(
-        "[dataplane]\nbackend = \"dpdk\"\n",
+        "[dataplane]\nbackend = \"netmap\"\n",
         "2:11 dataplane.backend",
         message,
     );

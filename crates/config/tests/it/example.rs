@@ -220,11 +220,13 @@ fn runtime() {
                 name: "eth0".into(),
                 address: Ipv4Addr::new(192, 0, 2, 10),
                 trusted: false,
+                dpdk_port: None,
             },
             InterfaceConfig {
                 name: "eth1".into(),
                 address: Ipv4Addr::new(10, 200, 0, 1),
                 trusted: false,
+                dpdk_port: None,
             },
         ]
     );

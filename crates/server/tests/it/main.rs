@@ -25,6 +25,8 @@ use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, demux};
 
 mod client_id;
 mod crash;
+#[cfg(feature = "dpdk")]
+mod dpdk;
 mod leasequery;
 mod live_import;
 mod ping_check;

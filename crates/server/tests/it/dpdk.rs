@@ -1,0 +1,108 @@
+//! `backend = "dpdk"` end to end (built with `--features dpdk`): the server's EAL drives a
+//! `net_af_packet` port on one end of a veth pair, and udhcpc on the other end gets a lease; a
+//! port that does not exist stops the server with one line naming it.
+
+use std::process::Stdio;
+
+use peregrine_testkit::netns::Netns;
+use peregrine_testkit::process::{TempDir, find_tool};
+
+use crate::{metric, scrape, start, stop};
+
+fn config(port: &str) -> String {
+    format!(
+        r#"
+[dataplane]
+backend = "dpdk"
+
+[dpdk]
+eal-args = ["--no-huge", "--no-pci", "--no-shconf", "--no-telemetry", "-m", "256", "-l", "0",
+            "--log-level=lib.eal:error", "--vdev=net_af_packet0,iface=srv0",
+            "--file-prefix=peregrine-dpdk-it-{pid}"]
+mbufs = 2047
+ring = 256
+
+[[interface]]
+name = "srv0"
+address = "10.86.0.1"
+dpdk-port = "{port}"
+
+[[scope]]
+name = "lan"
+subnet = "10.86.0.0/24"
+interfaces = ["srv0"]
+
+[[scope.pool]]
+range = "10.86.0.100 - 10.86.0.199"
+"#,
+        pid = std::process::id()
+    )
+}
+
+#[test]
+fn udhcpc_gets_a_lease_from_a_server_on_a_dpdk_port() {
+    let Some(udhcpc) = find_tool("udhcpc") else {
+        return;
+    };
+    let (Some(srv), Some(cli)) = (Netns::new("dpdk_server"), Netns::new("dpdk_client")) else {
+        return;
+    };
+    srv.ip(&format!(
+        "link add srv0 type veth peer name c0 netns {}",
+        cli.name()
+    ));
+    srv.ip("link set srv0 up");
+    cli.ip("link set c0 up");
+    let dir = TempDir::new("peregrine-dpdk");
+
+    // A port the EAL does not have: the server stops, saying which.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, config("net_af_packet7")).unwrap();
+    let out = srv
+        .command(env!("CARGO_BIN_EXE_peregrine"))
+        .args(["run", "--config"])
+        .arg(&bad)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success());
+    assert!(
+        said.contains("interface srv0: DPDK port net_af_packet7")
+            && said.contains("rte_eth_dev_get_port_by_name(net_af_packet7)"),
+        "{said}"
+    );
+
+    let good = dir.path().join("dpdk.toml");
+    std::fs::write(&good, config("net_af_packet0")).unwrap();
+    let mut server = start(&srv, &good);
+    let out = cli
+        .command(&udhcpc.to_string_lossy())
+        .args([
+            "-f",
+            "-q",
+            "-n",
+            "-t",
+            "10",
+            "-T",
+            "2",
+            "-i",
+            "c0",
+            "-s",
+            "/bin/true",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "udhcpc failed:\n{said}");
+    assert!(said.contains("lease of 10.86.0.1"), "{said}");
+    assert!(said.contains("obtained from 10.86.0.1"), "{said}");
+    let metrics = scrape(&srv, "127.0.0.1:9167");
+    assert_eq!(
+        metric(&metrics, "peregrine_dhcp_messages_sent_total{type=\"ack\"}"),
+        1
+    );
+    assert!(stop(&mut server).success());
+}
