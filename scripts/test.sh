@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # DHCP clients and relay of the end-to-end run; Kea and ISC dhcpd, whose lease files the import
 # tests read; DPDK 22.11 and what bindgen needs, for dpdk/sys.
 packages=(tshark isc-dhcp-relay isc-dhcp-client udhcpc busybox iproute2 nftables kea-admin
-    kea-dhcp4-server isc-dhcp-server libdpdk-dev libclang-dev clang pkg-config)
+    kea-dhcp4-server isc-dhcp-server libdpdk-dev libclang-dev clang pkg-config ethtool)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -45,6 +45,8 @@ CI=${CI:-} cargo test --workspace --locked
 echo "--- the server on DPDK (cargo feature dpdk)"
 cargo clippy -p peregrine --features dpdk --all-targets --locked -- -D warnings
 CI=${CI:-} cargo test -p peregrine --features dpdk --locked --test it dpdk
+cargo clippy -p peregrine-bench --features dpdk --all-targets --locked -- -D warnings
+CI=${CI:-} cargo test -p peregrine-bench --features dpdk --locked --test it dpdk
 
 # Real clients against the real server: dhclient and udhcpc through dhcrelay (option 82), in
 # the shared harness's namespaces (../shared/harness, beside the repository in CI).

@@ -105,6 +105,39 @@ pub fn open_afpacket(interface: &str, burst: usize) -> Result<(AfPacketRx, AfPac
     afpacket::open(interface, &config).with_context(|| format!("AF_PACKET on {interface}"))
 }
 
+/// A DPDK port opened for the generator: the EAL started with `eal_args`, `port` started with
+/// one queue; its queue's two sides, and what must outlive them.
+#[cfg(feature = "dpdk")]
+pub struct DpdkPort {
+    /// The queue's receive side.
+    pub rx: peregrine_dpdk::DpdkRx,
+    /// The queue's transmit side.
+    pub tx: peregrine_dpdk::DpdkTx,
+    /// The port's hardware address.
+    pub mac: [u8; 6],
+    _port: peregrine_dpdk::Port,
+}
+
+/// Opens the DPDK backend (a generator built with the `dpdk` feature).
+#[cfg(feature = "dpdk")]
+pub fn open_dpdk(eal_args: &str, port: &str) -> Result<DpdkPort> {
+    use peregrine_dpdk::{Eal, Mempool, Port};
+    let args: Vec<&str> = eal_args.split_whitespace().collect();
+    let eal = Eal::init(&args).context("starting DPDK (--eal-args)")?;
+    let pool = std::sync::Arc::new(Mempool::new(&eal, "loadgen", 16_383)?);
+    let id = eal.port_by_name(port)?;
+    let started = Port::start(&eal, id, 1, 1024, &pool)?;
+    let (rx, tx) = started
+        .queue(0, &pool)
+        .context("queue 0 of a one-queue port")?;
+    Ok(DpdkPort {
+        rx,
+        tx,
+        mac: started.mac()?,
+        _port: started,
+    })
+}
+
 /// Asks for `target`'s MAC with ARP requests from (`our_mac`, `our_ip`), tagged with `vlans`;
 /// gives up after `timeout`.
 pub fn resolve_mac<R: RxQueue, T: TxQueue>(

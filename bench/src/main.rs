@@ -20,6 +20,7 @@ use peregrine_bench::generator::{BURST, Generator, Mix, Progress, Scenario, Sett
 use peregrine_bench::template::Template;
 use peregrine_bench::{echo, plot};
 use peregrine_io::{RxQueue, TxQueue};
+use peregrine_wire::frame::UdpFrameHeaders;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,6 +49,8 @@ enum BackendKind {
     Udp,
     /// Raw frames on an interface (TPACKET_V3 RX ring, batched TX).
     Afpacket,
+    /// A DPDK port (a generator built with the `dpdk` feature): `--eal-args`, `--dpdk-port`.
+    Dpdk,
 }
 
 impl BackendKind {
@@ -55,6 +58,7 @@ impl BackendKind {
         match self {
             BackendKind::Udp => "udp",
             BackendKind::Afpacket => "af-packet",
+            BackendKind::Dpdk => "dpdk",
         }
     }
 }
@@ -67,6 +71,8 @@ struct RunArgs {
     /// Interface for the AF_PACKET backend.
     #[arg(long, required_if_eq("backend", "afpacket"))]
     interface: Option<String>,
+    #[command(flatten)]
+    dpdk: DpdkArgs,
     /// The server's address.
     #[arg(long)]
     server: Ipv4Addr,
@@ -150,12 +156,25 @@ struct EchoArgs {
     /// Interface for the AF_PACKET backend.
     #[arg(long, required_if_eq("backend", "afpacket"))]
     interface: Option<String>,
+    #[command(flatten)]
+    dpdk: DpdkArgs,
     /// Address to bind (UDP backend).
     #[arg(long, default_value = "0.0.0.0")]
     bind: Ipv4Addr,
     /// Stop after this many seconds.
     #[arg(long, default_value_t = 3600.0)]
     max_time: f64,
+}
+
+/// The DPDK backend's port.
+#[derive(clap::Args, Debug)]
+struct DpdkArgs {
+    /// The EAL's arguments, space-separated (`--no-huge -l 1 --vdev=net_af_xdp0,iface=gen0`).
+    #[arg(long, required_if_eq("backend", "dpdk"), allow_hyphen_values = true)]
+    eal_args: Option<String>,
+    /// The DPDK port to use (a vdev's name, or a PCI address).
+    #[arg(long, required_if_eq("backend", "dpdk"))]
+    dpdk_port: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -280,22 +299,94 @@ fn run(a: &RunArgs) -> Result<ExitCode> {
             let iface = a.interface.as_deref().unwrap_or_default();
             let (mut rx, mut tx) = backend::open_afpacket(iface, BURST as usize)?;
             let ours = tx.mac();
-            let server_mac = match &a.server_mac {
-                Some(m) => backend::parse_mac(m)?,
-                None => backend::resolve_mac(
-                    &mut rx,
-                    &mut tx,
-                    (ours, a.giaddr[0]),
-                    a.server,
-                    tagging.tags(0)?,
-                    Duration::from_secs(3),
-                )?,
-            };
-            let headers = backend::relay_headers(&a.giaddr, a.server, ours, server_mac, &tagging)?;
+            let headers = raw_headers(a, &tagging, &mut rx, &mut tx, ours)?;
             drive(settings(headers)?, &mut rx, &mut tx, &quit, a.quiet)?
         }
+        BackendKind::Dpdk => run_dpdk(a, &tagging, settings, &quit)?,
     };
     emit(&report, a)
+}
+
+/// The relays' frame headers on a raw backend sending from `ours`: to the server's MAC, given
+/// or learned with ARP.
+fn raw_headers<R: RxQueue, T: TxQueue>(
+    a: &RunArgs,
+    tagging: &Tagging,
+    rx: &mut R,
+    tx: &mut T,
+    ours: [u8; 6],
+) -> Result<Vec<UdpFrameHeaders>> {
+    let server_mac = match &a.server_mac {
+        Some(m) => backend::parse_mac(m)?,
+        None => backend::resolve_mac(
+            rx,
+            tx,
+            (ours, a.giaddr[0]),
+            a.server,
+            tagging.tags(0)?,
+            Duration::from_secs(3),
+        )?,
+    };
+    backend::relay_headers(&a.giaddr, a.server, ours, server_mac, tagging)
+}
+
+/// `run` on a DPDK port.
+#[cfg(feature = "dpdk")]
+fn run_dpdk(
+    a: &RunArgs,
+    tagging: &Tagging,
+    settings: impl FnOnce(Vec<UdpFrameHeaders>) -> Result<Settings>,
+    quit: &Arc<AtomicBool>,
+) -> Result<peregrine_bench::stats::Report> {
+    let mut port = open_dpdk(&a.dpdk)?;
+    let headers = raw_headers(a, tagging, &mut port.rx, &mut port.tx, port.mac)?;
+    drive(
+        settings(headers)?,
+        &mut port.rx,
+        &mut port.tx,
+        quit,
+        a.quiet,
+    )
+}
+
+/// `echo` on a DPDK port.
+#[cfg(feature = "dpdk")]
+fn echo_dpdk(a: &EchoArgs, quit: &Arc<AtomicBool>, max: Duration) -> Result<echo::EchoStats> {
+    let mut port = open_dpdk(&a.dpdk)?;
+    let name = a.dpdk.dpdk_port.as_deref().unwrap_or_default();
+    eprintln!("echo: answering on DPDK port {name}");
+    Ok(echo::run(&mut port.rx, &mut port.tx, port.mac, quit, max)?)
+}
+
+#[cfg(feature = "dpdk")]
+fn open_dpdk(a: &DpdkArgs) -> Result<backend::DpdkPort> {
+    backend::open_dpdk(
+        a.eal_args.as_deref().unwrap_or_default(),
+        a.dpdk_port.as_deref().unwrap_or_default(),
+    )
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn run_dpdk(
+    _: &RunArgs,
+    _: &Tagging,
+    _: impl FnOnce(Vec<UdpFrameHeaders>) -> Result<Settings>,
+    _: &Arc<AtomicBool>,
+) -> Result<peregrine_bench::stats::Report> {
+    no_dpdk()
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn echo_dpdk(_: &EchoArgs, _: &Arc<AtomicBool>, _: Duration) -> Result<echo::EchoStats> {
+    no_dpdk()
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn no_dpdk<T>() -> Result<T> {
+    bail!(
+        "--backend dpdk: this peregrine-loadgen was built without DPDK \
+         (cargo build --release -p peregrine-bench --features dpdk)"
+    )
 }
 
 /// Prints the table, writes the files asked for, and judges the drops.
@@ -377,6 +468,7 @@ fn run_echo(a: &EchoArgs) -> Result<()> {
             eprintln!("echo: answering on AF_PACKET {iface}");
             echo::run(&mut rx, &mut tx, mac, &quit, max)?
         }
+        BackendKind::Dpdk => echo_dpdk(a, &quit, max)?,
     };
     println!(
         "echo: {} answered, {} ignored, {} refused by the kernel",
