@@ -19,8 +19,11 @@
 #   peregrine-udp-none (config/harness.toml with durability fsync / none-unsafe, AF_PACKET or
 #   UDP backend), peregrine-pair-fsync (the AF_PACKET fsync server as a failover primary
 #   answering every client, its partner replicating every lease in namespace <P>-peer, both on
-#   the server's core), kea-persist kea-nopersist (the harness's Kea configs), dhcpd (lease
-#   file, fsync per lease), echo-afpacket echo-udp (peregrine-loadgen echo: the I/O ceiling).
+#   the server's core), peregrine-dpdk-afxdp-fsync peregrine-dpdk-afpacket-fsync (the fsync
+#   server on DPDK, s-perf through the vdev net_af_xdp or net_af_packet; needs the server built
+#   with --features dpdk; not in the default list), kea-persist kea-nopersist (the harness's
+#   Kea configs), dhcpd (lease file, fsync per lease), echo-afpacket echo-udp
+#   (peregrine-loadgen echo: the I/O ceiling).
 #
 # Usage (root; after `cargo build --release -p peregrine-bench -p peregrine`):
 #   bench/compare.sh [SERVER ...]            default: all of the above, about 10-15 minutes

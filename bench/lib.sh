@@ -53,6 +53,21 @@ write_configs() {
   for d in persist nopersist; do
     sed -e "s|/tmp/dhcp-harness|$RUN_DIR|g" "$HARNESS/conf/kea-dhcp4-$d.json" > "$RUN_DIR/kea-$d.json"
   done
+  # The fsync server on DPDK (a server built with --features dpdk): s-perf through the vdev
+  # net_af_xdp or net_af_packet, s-rly (unused here) through net_af_packet; no hugepages.
+  local v
+  for v in af_xdp af_packet; do
+    python3 - "$RUN_DIR/pg-afpacket-fsync.toml" "$v" > "$RUN_DIR/pg-dpdk-${v/_/}-fsync.toml" <<'PY'
+import sys
+t, v = open(sys.argv[1]).read(), sys.argv[2]
+t = t.replace('backend = "af-packet"', 'backend = "dpdk"', 1)
+t = t.replace('name = "s-rly"\naddress = "10.200.0.1"\n', 'name = "s-rly"\naddress = "10.200.0.1"\ndpdk-port = "net_af_packet1"\n')
+t = t.replace('name = "s-perf"\naddress = "10.200.1.1"\n', f'name = "s-perf"\naddress = "10.200.1.1"\ndpdk-port = "net_{v}0"\n')
+args = ["--no-huge", "--no-pci", "--no-shconf", "--no-telemetry", "-m", "1024", "-l", "0",
+        f"--vdev=net_{v}0,iface=s-perf", "--vdev=net_af_packet1,iface=s-rly", "--file-prefix=peregrine-bench"]
+print(t + "\n[dpdk]\neal-args = [" + ", ".join(f'"{a}"' for a in args) + "]")
+PY
+  done
   # The failover pair: the primary is the fsync server answering every client (split 256, so
   # that the generator's one server address reaches the server that answers); its partner, in
   # namespace $NS_PEER over a dedicated link fo0-fo1, replicates every lease with fsync too.
@@ -96,6 +111,9 @@ bench_server_cmd() {
     peregrine-pair-fsync)
       rm -rf "$RUN_DIR/leases" "$RUN_DIR/leases-peer"; mkdir -p "$RUN_DIR/leases" "$RUN_DIR/leases-peer"
       echo "$BIN/peregrine run --config $RUN_DIR/pg-pair-primary.toml" ;;
+    peregrine-dpdk-afxdp-fsync|peregrine-dpdk-afpacket-fsync)
+      rm -rf "$RUN_DIR/leases"; mkdir -p "$RUN_DIR/leases"
+      echo "$BIN/peregrine run --config $RUN_DIR/pg-${1#peregrine-}.toml" ;;
     echo-udp) echo "$LOADGEN echo --backend udp --bind $SERVER_IP" ;;
     echo-afpacket) echo "$LOADGEN echo --backend afpacket --interface s-perf" ;;
     *) return 1 ;;
@@ -105,7 +123,9 @@ bench_server_cmd() {
 # Start server $1 pinned to $SRV_CPU (fresh state); sets SPID.
 bench_start() {
   local cmd; cmd="$(bench_server_cmd "$1")" || { echo "unknown server $1" >&2; return 1; }
-  if [[ $1 == echo-afpacket ]]; then drop_udp67 "$NS_SRV" s-perf; else nodrop_udp67 "$NS_SRV"; fi
+  # A raw responder (the echo on AF_PACKET, a server on DPDK) leaves the kernel beside it
+  # without a UDP/67 socket: it would answer each request with an ICMP port-unreachable.
+  if [[ $1 == echo-afpacket || $1 == peregrine-dpdk-* ]]; then drop_udp67 "$NS_SRV" s-perf; else nodrop_udp67 "$NS_SRV"; fi
   if [[ $1 == peregrine-pair-fsync ]]; then
     # The partner first, on the server's core too unless PEER_CPU says otherwise (a
     # pessimistic figure: its journal and link work is taken from the primary's core).
