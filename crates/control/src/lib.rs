@@ -57,6 +57,42 @@ pub struct ControlSources {
     /// The failover link's state and counters (`/v1/failover`, `peregrine_failover_*`), if
     /// the server has a partner.
     pub failover: Option<Arc<FailoverStatus>>,
+    /// The NIC ports' own counters and link state (`peregrine_port_*`), where the backend has
+    /// ports of its own (DPDK).
+    pub ports: Option<Arc<dyn PortCounterSource>>,
+}
+
+/// A port's counters and link state, as its driver keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    /// The configured interface the port serves.
+    pub interface: String,
+    /// The port's own name (a DPDK device name, a PCI address).
+    pub port: String,
+    /// Whether the link is up.
+    pub link_up: bool,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames the port dropped because its receive queues were full.
+    pub rx_missed: u64,
+    /// Frames received with errors.
+    pub rx_errors: u64,
+    /// Frames that failed to send.
+    pub tx_errors: u64,
+    /// Receive buffer allocation failures.
+    pub rx_no_buffer: u64,
+}
+
+/// Reads [`PortCounters`] at every scrape, from the control-plane thread.
+pub trait PortCounterSource: std::fmt::Debug + Send + Sync {
+    /// Every port's counters now.
+    fn read(&self) -> Vec<PortCounters>;
 }
 
 /// The running control plane. [`Control::shutdown`] stops it and joins its thread; dropping it

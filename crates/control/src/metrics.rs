@@ -391,6 +391,8 @@ pub(crate) struct StatsCollector {
     journal: Option<Arc<JournalStats>>,
     failover: Option<Arc<FailoverStatus>>,
     failover_families: FailoverFamilies,
+    ports: Option<Arc<dyn crate::PortCounterSource>>,
+    port_families: Vec<(Family, ReadPort)>,
     started: Instant,
     totals: Vec<(Family, ReadWorker)>,
     journal_figures: Vec<(Family, ReadJournal)>,
@@ -431,6 +433,8 @@ impl StatsCollector {
             journal: sources.journal.clone(),
             failover: sources.failover.clone(),
             failover_families: FailoverFamilies::new()?,
+            ports: sources.ports.clone(),
+            port_families: port_families()?,
             started: sources.started,
             totals: TOTALS
                 .iter()
@@ -621,6 +625,7 @@ impl Collector for StatsCollector {
             ])
             .chain(self.failover_families.all())
             .chain(self.journal_figures.iter().map(|(f, _)| f))
+            .chain(self.port_families.iter().map(|(f, _)| f))
             .map(|f| &f.desc)
             .chain([&self.latency])
             .collect()
@@ -686,6 +691,89 @@ impl Collector for StatsCollector {
                 out.push(family.family(vec![family.sample(&[], read(&j))]));
             }
         }
+        if let Some(source) = &self.ports {
+            let ports = source.read();
+            for (family, read) in &self.port_families {
+                let samples = ports
+                    .iter()
+                    .map(|p| family.sample(&[&p.interface, &p.port], read(p)))
+                    .collect();
+                out.push(family.family(samples));
+            }
+        }
         out
     }
 }
+
+/// How a port figure is read from [`crate::PortCounters`].
+type ReadPort = fn(&crate::PortCounters) -> f64;
+
+/// The ports' figures: name, help, type, and how to read each.
+type PortFigure = (&'static str, &'static str, Kind, ReadPort);
+
+/// A family per [`PORT_FIGURES`] entry, labelled by interface and port.
+fn port_families() -> prometheus::Result<Vec<(Family, ReadPort)>> {
+    PORT_FIGURES
+        .iter()
+        .map(|&(name, help, kind, read)| {
+            Ok((Family::new(name, help, &["interface", "port"], kind)?, read))
+        })
+        .collect()
+}
+
+const PORT_FIGURES: [PortFigure; 9] = [
+    (
+        "peregrine_port_link_up",
+        "Whether the port's link is up (1) or down (0).",
+        Kind::Gauge,
+        |p| f64::from(u8::from(p.link_up)),
+    ),
+    (
+        "peregrine_port_rx_packets_total",
+        "Frames the port received (its driver's count).",
+        Kind::Counter,
+        |p| value(p.rx_packets),
+    ),
+    (
+        "peregrine_port_tx_packets_total",
+        "Frames the port sent (its driver's count).",
+        Kind::Counter,
+        |p| value(p.tx_packets),
+    ),
+    (
+        "peregrine_port_rx_bytes_total",
+        "Bytes the port received.",
+        Kind::Counter,
+        |p| value(p.rx_bytes),
+    ),
+    (
+        "peregrine_port_tx_bytes_total",
+        "Bytes the port sent.",
+        Kind::Counter,
+        |p| value(p.tx_bytes),
+    ),
+    (
+        "peregrine_port_rx_missed_total",
+        "Frames the port dropped because its receive queues were full: the workers did not keep up.",
+        Kind::Counter,
+        |p| value(p.rx_missed),
+    ),
+    (
+        "peregrine_port_rx_errors_total",
+        "Frames the port received with errors.",
+        Kind::Counter,
+        |p| value(p.rx_errors),
+    ),
+    (
+        "peregrine_port_tx_errors_total",
+        "Frames the port failed to send.",
+        Kind::Counter,
+        |p| value(p.tx_errors),
+    ),
+    (
+        "peregrine_port_rx_no_buffer_total",
+        "Frames lost for want of a receive buffer (the pool was empty).",
+        Kind::Counter,
+        |p| value(p.rx_no_buffer),
+    ),
+];

@@ -23,6 +23,8 @@ use peregrine_stats::WorkerStats;
 use peregrine_store::WorkerJournal;
 use peregrine_wire::MacAddr;
 
+use peregrine_control::PortCounterSource;
+
 use crate::partner::PartnerQueue;
 use crate::placement::pin_current_thread;
 
@@ -73,6 +75,9 @@ pub(crate) trait Backend {
         engine: &Arc<Engine>,
         quit: &Arc<AtomicBool>,
     ) -> anyhow::Result<Vec<WorkerThread>>;
+
+    /// The counters of its ports, for `/metrics`, if it has ports of its own (DPDK's).
+    fn port_counters(&self) -> Option<Arc<dyn PortCounterSource>>;
 }
 
 /// Opens the backend `config` names on every configured interface.
@@ -97,6 +102,7 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
                 }],
                 queues: vec![queue],
                 _hold: Vec::new(),
+                ports: None,
             })
         }
         BackendKind::AfPacket => {
@@ -135,6 +141,7 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
                 slots,
                 queues,
                 _hold: vec![Box::new(quiet)],
+                ports: None,
             })
         }
         BackendKind::Tap => {
@@ -159,6 +166,7 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
                 slots,
                 queues,
                 _hold: Vec::new(),
+                ports: None,
             })
         }
         BackendKind::Dpdk => dpdk(config, engine)?,
@@ -187,6 +195,8 @@ pub(crate) struct Threads<R, T> {
     /// What must live as long as the queues: the UDP/67 socket that keeps the kernel quiet
     /// (the AF_PACKET arm of [`open`]), DPDK's ports and pool.
     pub(crate) _hold: Vec<Box<dyn std::any::Any>>,
+    /// Its ports' counters (DPDK's).
+    pub(crate) ports: Option<Arc<dyn PortCounterSource>>,
 }
 
 impl<R, T> Backend for Threads<R, T>
@@ -214,6 +224,10 @@ where
             threads.push(spawn_pinned(seed, engine, queue, quit)?);
         }
         Ok(threads)
+    }
+
+    fn port_counters(&self) -> Option<Arc<dyn PortCounterSource>> {
+        self.ports.clone()
     }
 }
 

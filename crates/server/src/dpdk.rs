@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use peregrine_config::model::Config;
+use peregrine_control::PortCounterSource;
 use peregrine_dataplane::Interface;
 use peregrine_dpdk::{Eal, Mempool, Port};
 use peregrine_engine::Engine;
@@ -23,7 +24,7 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
     let mut interfaces = Vec::new();
     let mut slots = Vec::new();
     let mut opened = Vec::new();
-    let mut ports = Vec::new();
+    let mut ports: Vec<(String, String, Arc<Port>)> = Vec::new();
     for (k, i) in config.runtime.interfaces.iter().enumerate() {
         let name = i
             .dpdk_port
@@ -32,8 +33,10 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
         let id = eal
             .port_by_name(name)
             .with_context(|| format!("interface {}: DPDK port {name}", i.name))?;
-        let port = Port::start(&eal, id, queues, settings.ring, &pool)
-            .with_context(|| format!("interface {}: DPDK port {name}", i.name))?;
+        let port = Arc::new(
+            Port::start(&eal, id, queues, settings.ring, &pool)
+                .with_context(|| format!("interface {}: DPDK port {name}", i.name))?,
+        );
         interfaces.push(Interface {
             // What the port's frames carry as theirs (RxFrame::ifindex).
             ifindex: u32::from(id),
@@ -53,13 +56,45 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
             });
         }
         tracing::info!(interface = %i.name, port = name, id, queues, "DPDK port started");
-        ports.push(port);
+        ports.push((i.name.clone(), name.to_owned(), port));
     }
+    let counters = Arc::new(PortCounters(ports));
     Ok(Box::new(Threads {
         interfaces,
         slots,
         queues: opened,
-        // Dropped in this order: the ports (stopped) before the pool they use.
-        _hold: vec![Box::new(ports), Box::new(pool), Box::new(eal)],
+        // Dropped in this order: the ports (stopped once the control plane lets go of them
+        // too) before the pool they use.
+        _hold: vec![Box::new(counters.clone()), Box::new(pool), Box::new(eal)],
+        ports: Some(counters),
     }))
+}
+
+/// The ports, by interface, for `/metrics`.
+#[derive(Debug)]
+struct PortCounters(Vec<(String, String, Arc<Port>)>);
+
+impl PortCounterSource for PortCounters {
+    fn read(&self) -> Vec<peregrine_control::PortCounters> {
+        self.0
+            .iter()
+            .map(|(interface, name, port)| {
+                // A port that cannot say reads as down with nothing counted.
+                let s = port.stats().unwrap_or_default();
+                peregrine_control::PortCounters {
+                    interface: interface.clone(),
+                    port: name.clone(),
+                    link_up: port.link_up().unwrap_or(false),
+                    rx_packets: s.ipackets,
+                    tx_packets: s.opackets,
+                    rx_bytes: s.ibytes,
+                    tx_bytes: s.obytes,
+                    rx_missed: s.imissed,
+                    rx_errors: s.ierrors,
+                    tx_errors: s.oerrors,
+                    rx_no_buffer: s.rx_nombuf,
+                }
+            })
+            .collect()
+    }
 }

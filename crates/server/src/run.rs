@@ -83,6 +83,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         journal: writer.as_ref().map(JournalWriter::stats),
         importer: import_side.map(|side| importer(&config, side, &partner_queue)),
         failover: failover_status,
+        ports: backend.port_counters(),
     };
     let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
     let bulk = config

@@ -233,6 +233,15 @@ impl Port {
         Ok(addr.addr_bytes)
     }
 
+    /// Whether the port's link is up (without waiting for it to settle).
+    pub fn link_up(&self) -> Result<bool, DpdkError> {
+        let mut link = sys::rte_eth_link::default();
+        // SAFETY: link is a valid place for the answer.
+        let ret = unsafe { sys::rte_eth_link_get_nowait(self.id, &raw mut link) };
+        DpdkError::check(|| format!("rte_eth_link_get_nowait(port {})", self.id), ret)?;
+        Ok(link.link_status() != 0)
+    }
+
     /// Frames and errors counted by the port (the PMD's basic statistics).
     pub fn stats(&self) -> Result<sys::rte_eth_stats, DpdkError> {
         let mut stats = sys::rte_eth_stats::default();

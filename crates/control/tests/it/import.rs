@@ -38,6 +38,7 @@ fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
             journal: Some(writer.stats()),
             importer: Some(importer),
             failover: None,
+            ports: None,
         },
     )
     .unwrap();
@@ -168,6 +169,7 @@ fn a_server_without_a_lease_journal_refuses_imports() {
             journal: None,
             importer: None,
             failover: None,
+            ports: None,
         },
     )
     .unwrap();

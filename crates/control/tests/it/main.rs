@@ -334,6 +334,7 @@ fn serve(journal: Option<Arc<JournalStats>>) -> (Control, Vec<Ipv4Addr>, [Arc<Wo
             journal,
             importer: None,
             failover: None,
+            ports: None,
         },
     )
     .unwrap();
@@ -570,6 +571,7 @@ fn a_scope_is_deactivated_and_activated_through_the_api() {
             journal: None,
             importer: None,
             failover: None,
+            ports: None,
         },
     )
     .unwrap();
@@ -675,6 +677,7 @@ fn a_taken_address_is_refused_with_its_name() {
             journal: None,
             importer: None,
             failover: None,
+            ports: None,
         },
     )
     .unwrap_err();

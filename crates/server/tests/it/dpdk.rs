@@ -1,6 +1,7 @@
 //! `backend = "dpdk"` end to end (built with `--features dpdk`): the server's EAL drives a
-//! `net_af_packet` port on one end of a veth pair, and udhcpc on the other end gets a lease; a
-//! port that does not exist stops the server with one line naming it.
+//! `net_af_packet` port on one end of a veth pair, and udhcpc on the other end gets a lease, the
+//! port's counters and link in `/metrics`; a port that does not exist stops the server with one
+//! line naming it.
 
 use std::process::Stdio;
 
@@ -104,5 +105,13 @@ fn udhcpc_gets_a_lease_from_a_server_on_a_dpdk_port() {
         metric(&metrics, "peregrine_dhcp_messages_sent_total{type=\"ack\"}"),
         1
     );
+    // The port's own view: its link, and at least the DISCOVER and REQUEST in, OFFER and ACK out.
+    let port = "{interface=\"srv0\",port=\"net_af_packet0\"}";
+    assert_eq!(
+        metric(&metrics, &format!("peregrine_port_link_up{port}")),
+        1
+    );
+    assert!(metric(&metrics, &format!("peregrine_port_rx_packets_total{port}")) >= 2);
+    assert!(metric(&metrics, &format!("peregrine_port_tx_packets_total{port}")) >= 2);
     assert!(stop(&mut server).success());
 }
