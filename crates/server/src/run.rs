@@ -75,7 +75,6 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         .collect();
     let started = std::time::Instant::now();
     let (seeds, stats) = seeds(&config, backend.as_ref(), sinks);
-    let handles = backend.start(seeds, &engine, &quit)?;
     let sources = ControlSources {
         engine: engine.clone(),
         workers: stats.clone(),
@@ -91,6 +90,9 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         .bulk_leasequery_listen
         .map(|listen| bulk::spawn(listen, engine.clone(), quit.clone()))
         .transpose()?;
+    // The workers last: whatever fails before them leaves no worker polling a port that is
+    // closed as this function returns (DPDK's ports stop when the backend is dropped).
+    let handles = start_workers(backend.as_mut(), seeds, &engine, &quit)?;
     tracing::info!(listen = %control.local_addr(), "control plane: /metrics /healthz /v1/pools /v1/leases/IP");
     tracing::info!(
         scopes = config.scopes.len(),
@@ -130,6 +132,19 @@ fn log_stopped(stats: &[Arc<WorkerStats>]) {
         .map(|s| (s.rx_frames.get(), s.tx_frames.get()))
         .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     tracing::info!(rx_frames = rx, tx_frames = tx, "peregrine stopped");
+}
+
+/// Starts a worker on each of the backend's queues; if one cannot start, the others are told
+/// to stop.
+fn start_workers(
+    backend: &mut dyn Backend,
+    seeds: Vec<WorkerSeed>,
+    engine: &Arc<Engine>,
+    quit: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<anyhow::Result<()>>>> {
+    backend
+        .start(seeds, engine, quit)
+        .inspect_err(|_| quit.store(true, Ordering::Relaxed))
 }
 
 /// Waits for every worker; the last failure, if any.

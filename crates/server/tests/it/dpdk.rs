@@ -74,6 +74,26 @@ fn udhcpc_gets_a_lease_from_a_server_on_a_dpdk_port() {
         "{said}"
     );
 
+    // A control plane that cannot listen stops the server before any worker polls the port:
+    // nothing polls a port the server has closed on its way out.
+    let no_control = dir.path().join("no-control.toml");
+    let text = config("net_af_packet0") + "\n[control]\nlisten = \"192.0.2.1:9167\"\n";
+    std::fs::write(&no_control, text).unwrap();
+    let out = srv
+        .command(env!("CARGO_BIN_EXE_peregrine"))
+        .args(["run", "--config"])
+        .arg(&no_control)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("192.0.2.1:9167"), "{said}");
+    assert!(
+        !said.contains("not ready port"),
+        "a worker polled a closed port:\n{said}"
+    );
+
     let good = dir.path().join("dpdk.toml");
     std::fs::write(&good, config("net_af_packet0")).unwrap();
     let mut server = start(&srv, &good);
