@@ -193,9 +193,9 @@ pub(crate) struct Threads<R, T> {
     pub(crate) slots: Vec<QueueSlot>,
     pub(crate) queues: Vec<(R, T)>,
     /// What must live as long as the queues: the UDP/67 socket that keeps the kernel quiet
-    /// (the AF_PACKET arm of [`open`]), DPDK's ports and pool.
+    /// (the AF_PACKET arm of [`open`]), DPDK's pool and EAL.
     pub(crate) _hold: Vec<Box<dyn std::any::Any>>,
-    /// Its ports' counters (DPDK's).
+    /// Its ports, by their counters (DPDK's): they live as long as this or the control plane.
     pub(crate) ports: Option<Arc<dyn PortCounterSource>>,
 }
 

@@ -63,9 +63,9 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
         interfaces,
         slots,
         queues: opened,
-        // Dropped in this order: the ports (stopped once the control plane lets go of them
-        // too) before the pool they use.
-        _hold: vec![Box::new(counters.clone()), Box::new(pool), Box::new(eal)],
+        // The ports live in `counters`, which the control plane shares: a port stops when the
+        // last holder lets go (the pool and the EAL need no teardown).
+        _hold: vec![Box::new(pool), Box::new(eal)],
         ports: Some(counters),
     }))
 }

@@ -92,6 +92,95 @@ impl<'a> ClientMessage<'a> {
     }
 }
 
+/// A leasequery (RFC 4388), or a bulk leasequery (RFC 6926), as a requestor sends it: by
+/// `ciaddr`, else by client identifier, else by `chaddr`, else (bulk only) by the relay agent
+/// sub-options in `agent` or for everything.
+#[derive(Debug, Clone)]
+pub struct LeaseQuery<'a> {
+    /// Transaction id.
+    pub xid: u32,
+    /// The requestor's address, where the answer goes.
+    pub giaddr: Ipv4Addr,
+    /// The address asked about.
+    pub ciaddr: Option<Ipv4Addr>,
+    /// The hardware address asked about.
+    pub chaddr: Option<[u8; 6]>,
+    /// The client identifier asked about (option 61).
+    pub client_id: Option<&'a [u8]>,
+    /// Parameter request list (option 55).
+    pub prl: &'a [u8],
+    /// A DHCPBULKLEASEQUERY rather than a DHCPLEASEQUERY.
+    pub bulk: bool,
+    /// Option 82's sub-options (relay-id, remote-id), for a bulk query by relay.
+    pub agent: &'a [(u8, &'a [u8])],
+    /// Option 154: only bindings whose state began at or after this time.
+    pub query_start_time: Option<u32>,
+}
+
+impl LeaseQuery<'_> {
+    /// A leasequery with `xid` from `giaddr` that asks about nothing yet.
+    pub fn new(xid: u32, giaddr: impl Into<Ipv4Addr>) -> Self {
+        LeaseQuery {
+            xid,
+            giaddr: giaddr.into(),
+            ciaddr: None,
+            chaddr: None,
+            client_id: None,
+            prl: &[],
+            bulk: false,
+            agent: &[],
+            query_start_time: None,
+        }
+    }
+
+    /// The message (the UDP payload, or what a TCP length prefix frames).
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; 600];
+        let mut w = DhcpWriter::new(&mut buf, 600).unwrap();
+        let mut chaddr = [0u8; 16];
+        if let Some(mac) = self.chaddr {
+            chaddr[..6].copy_from_slice(&mac);
+        }
+        w.header(&BootpHeader {
+            op: 1,
+            htype: 1,
+            hlen: if self.chaddr.is_some() { 6 } else { 0 },
+            hops: 0,
+            xid: self.xid,
+            secs: 0,
+            flags: 0,
+            ciaddr: self.ciaddr.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: self.giaddr,
+            chaddr,
+        });
+        let kind = if self.bulk {
+            MessageType::BulkLeaseQuery
+        } else {
+            MessageType::LeaseQuery
+        };
+        w.message_type(kind).unwrap();
+        if let Some(id) = self.client_id {
+            w.option(opt::CLIENT_ID, id).unwrap();
+        }
+        if !self.prl.is_empty() {
+            w.option(opt::PARAMETER_REQUEST_LIST, self.prl).unwrap();
+        }
+        if !self.agent.is_empty() {
+            let mut rai = [0u8; 255];
+            let n = relay::write_sub_options(&mut rai, self.agent).unwrap();
+            w.option(opt::RELAY_AGENT_INFO, &rai[..n]).unwrap();
+        }
+        if let Some(t) = self.query_start_time {
+            w.option_u32(opt::QUERY_START_TIME, t).unwrap();
+        }
+        let n = w.finish().unwrap();
+        buf.truncate(n);
+        buf
+    }
+}
+
 /// `payload` in a UDP frame with `headers`, checksums filled.
 pub fn udp_frame(headers: &UdpFrameHeaders, payload: &[u8]) -> Vec<u8> {
     let mut frame = vec![0u8; headers.len() + payload.len()];

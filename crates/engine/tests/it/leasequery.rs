@@ -4,7 +4,8 @@ use std::net::Ipv4Addr;
 
 use peregrine_config::model::Ipv4Net;
 use peregrine_engine::{BulkStatus, DropReason, NextHop, RxMeta, Verdict};
-use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, MessageType, opt};
+use peregrine_testkit::frames::LeaseQuery;
+use peregrine_wire::dhcp::{DhcpMessage, MessageType, opt};
 
 use crate::support::*;
 
@@ -19,36 +20,14 @@ pub(crate) fn query(
     client_id: Option<&[u8]>,
     prl: &[u8],
 ) -> Vec<u8> {
-    let mut buf = vec![0u8; 600];
-    let mut w = DhcpWriter::new(&mut buf, 600).unwrap();
-    let mut ch = [0u8; 16];
-    if let Some(mac) = chaddr {
-        ch[..6].copy_from_slice(&mac);
+    LeaseQuery {
+        ciaddr,
+        chaddr,
+        client_id,
+        prl,
+        ..LeaseQuery::new(0x4c51, giaddr)
     }
-    w.header(&BootpHeader {
-        op: 1,
-        htype: 1,
-        hlen: if chaddr.is_some() { 6 } else { 0 },
-        hops: 0,
-        xid: 0x4c51,
-        secs: 0,
-        flags: 0,
-        ciaddr: ciaddr.unwrap_or(Ipv4Addr::UNSPECIFIED),
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: giaddr.into(),
-        chaddr: ch,
-    });
-    w.message_type(MessageType::LeaseQuery).unwrap();
-    if let Some(id) = client_id {
-        w.option(opt::CLIENT_ID, id).unwrap();
-    }
-    if !prl.is_empty() {
-        w.option(opt::PARAMETER_REQUEST_LIST, prl).unwrap();
-    }
-    let n = w.finish().unwrap();
-    buf.truncate(n);
-    buf
+    .bytes()
 }
 
 /// The lab, leasequeries allowed from the relayed scope's relays.
@@ -205,24 +184,16 @@ fn bulk_query(
     agent: &[(u8, &[u8])],
     since: Option<u32>,
 ) -> Vec<u8> {
-    let mut m = query([0; 4], ciaddr, chaddr, None, &[opt::RELAY_AGENT_INFO]);
-    // The same message as a DHCPBULKLEASEQUERY: rewrite option 53, then add what is asked.
-    let at = m[240..].windows(3).position(|w| w == [53, 1, 10]).unwrap() + 240;
-    m[at + 2] = MessageType::BulkLeaseQuery as u8;
-    let end = m[240..].iter().position(|b| *b == 255).unwrap() + 240;
-    m.truncate(end);
-    if !agent.is_empty() {
-        let mut rai = [0u8; 255];
-        let n = peregrine_wire::dhcp::relay::write_sub_options(&mut rai, agent).unwrap();
-        m.extend_from_slice(&[opt::RELAY_AGENT_INFO, n as u8]);
-        m.extend_from_slice(&rai[..n]);
+    LeaseQuery {
+        ciaddr,
+        chaddr,
+        prl: &[opt::RELAY_AGENT_INFO],
+        bulk: true,
+        agent,
+        query_start_time: since,
+        ..LeaseQuery::new(0x4c51, [0, 0, 0, 0])
     }
-    if let Some(t) = since {
-        m.extend_from_slice(&[opt::QUERY_START_TIME, 4]);
-        m.extend_from_slice(&t.to_be_bytes());
-    }
-    m.push(255);
-    m
+    .bytes()
 }
 
 /// The messages a bulk leasequery from `requestor` is answered with, and its status.

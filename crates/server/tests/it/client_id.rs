@@ -11,7 +11,7 @@ use peregrine_testkit::process::{TempDir, find_tool};
 use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 use peregrine_wire::frame::{Demuxed, demux};
 
-use crate::{start, stop};
+use crate::{start, stop, udhcpc_once};
 
 const CONFIG: &str = r#"
 [dataplane]
@@ -60,28 +60,8 @@ fn udhcpc_hears_its_client_identifier_in_the_offer_and_the_ack() {
         let _ = write!(s, "{b:02x}");
         s
     });
-    let out = cli
-        .command(&udhcpc.to_string_lossy())
-        .args([
-            "-f",
-            "-q",
-            "-n",
-            "-t",
-            "8",
-            "-T",
-            "2",
-            "-i",
-            "c0",
-            "-s",
-            "/bin/true",
-        ])
-        .args(["-x", &format!("0x3d:{hex}")])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "udhcpc failed:\n{said}");
+    let id = format!("0x3d:{hex}");
+    let said = udhcpc_once(&cli, &udhcpc, "c0", 8, &["-x", &id]);
     assert!(said.contains("obtained from 10.83.0.1"), "{said}");
 
     let mut echoed = Vec::new();

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use peregrine_testkit::netns::Netns;
 use peregrine_testkit::process::{TempDir, find_tool};
 
-use crate::{metric, scrape, start, stop};
+use crate::{metric, scrape, start, stop, udhcpc_once};
 
 fn config(port: &str) -> String {
     format!(
@@ -97,27 +97,7 @@ fn udhcpc_gets_a_lease_from_a_server_on_a_dpdk_port() {
     let good = dir.path().join("dpdk.toml");
     std::fs::write(&good, config("net_af_packet0")).unwrap();
     let mut server = start(&srv, &good);
-    let out = cli
-        .command(&udhcpc.to_string_lossy())
-        .args([
-            "-f",
-            "-q",
-            "-n",
-            "-t",
-            "10",
-            "-T",
-            "2",
-            "-i",
-            "c0",
-            "-s",
-            "/bin/true",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "udhcpc failed:\n{said}");
+    let said = udhcpc_once(&cli, &udhcpc, "c0", 10, &[]);
     assert!(said.contains("lease of 10.86.0.1"), "{said}");
     assert!(said.contains("obtained from 10.86.0.1"), "{said}");
     let metrics = scrape(&srv, "127.0.0.1:9167");

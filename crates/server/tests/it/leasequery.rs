@@ -9,9 +9,10 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use peregrine_testkit::frames::LeaseQuery;
 use peregrine_testkit::netns::Netns;
 use peregrine_testkit::process::TempDir;
-use peregrine_wire::dhcp::{BootpHeader, DhcpMessage, DhcpWriter, MessageType, opt};
+use peregrine_wire::dhcp::{DhcpMessage, MessageType, opt};
 
 use crate::{metric, scrape, start, stop};
 
@@ -63,32 +64,13 @@ directory = {:?}
 
 /// A leasequery from `giaddr`, by `ciaddr` or else by `chaddr`, listing option 82.
 fn query(xid: u32, giaddr: [u8; 4], ciaddr: Option<Ipv4Addr>, chaddr: Option<[u8; 6]>) -> Vec<u8> {
-    let mut buf = vec![0u8; 600];
-    let mut w = DhcpWriter::new(&mut buf, 600).unwrap();
-    let mut ch = [0u8; 16];
-    if let Some(mac) = chaddr {
-        ch[..6].copy_from_slice(&mac);
+    LeaseQuery {
+        ciaddr,
+        chaddr,
+        prl: &[opt::RELAY_AGENT_INFO],
+        ..LeaseQuery::new(xid, giaddr)
     }
-    w.header(&BootpHeader {
-        op: 1,
-        htype: 1,
-        hlen: 6,
-        hops: 0,
-        xid,
-        secs: 0,
-        flags: 0,
-        ciaddr: ciaddr.unwrap_or(Ipv4Addr::UNSPECIFIED),
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: giaddr.into(),
-        chaddr: ch,
-    });
-    w.message_type(MessageType::LeaseQuery).unwrap();
-    w.option(opt::PARAMETER_REQUEST_LIST, &[opt::RELAY_AGENT_INFO])
-        .unwrap();
-    let n = w.finish().unwrap();
-    buf.truncate(n);
-    buf
+    .bytes()
 }
 
 /// Sends `q` until the answer with its `xid` comes, or `patience` passes.
@@ -163,9 +145,12 @@ fn import_leases(dir: &std::path::Path) -> std::path::PathBuf {
 /// Asks for every binding over TCP from the relay; the DHCPLEASEACTIVEs that came before the
 /// DHCPLEASEQUERYDONE, the bytes read and the time taken.
 fn bulk_all(relay: &Netns) -> (usize, usize, Duration) {
-    let mut q = query(77, [0; 4], None, None);
-    let at = q[240..].windows(3).position(|w| w == [53, 1, 10]).unwrap() + 240;
-    q[at + 2] = MessageType::BulkLeaseQuery as u8;
+    let q = LeaseQuery {
+        bulk: true,
+        prl: &[opt::RELAY_AGENT_INFO],
+        ..LeaseQuery::new(77, [0, 0, 0, 0])
+    }
+    .bytes();
     let stream = relay.enter(|| {
         TcpStream::connect_timeout(&SocketAddr::from((SERVER, 67)), Duration::from_secs(5)).unwrap()
     });

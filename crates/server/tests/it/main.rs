@@ -291,6 +291,31 @@ fn metric(exposition: &str, series: &str) -> u64 {
         .unwrap()
 }
 
+/// Runs udhcpc once in `ns` on `interface`: in the foreground, quitting once leased, at most
+/// `tries` DISCOVERs 2 s apart, no script, with `extra` arguments. Fails the test unless it got a
+/// lease; returns what it printed.
+fn udhcpc_once(
+    ns: &Netns,
+    udhcpc: &std::path::Path,
+    interface: &str,
+    tries: u32,
+    extra: &[&str],
+) -> String {
+    let tries = tries.to_string();
+    let out = ns
+        .command(&udhcpc.to_string_lossy())
+        .args(["-f", "-q", "-n", "-t", &tries, "-T", "2", "-i", interface])
+        .args(["-s", "/bin/true"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "udhcpc failed:\n{text}");
+    text
+}
+
 /// Starts `peregrine run` with `config` inside `ns`.
 fn start(ns: &Netns, config: &std::path::Path) -> Running {
     let child = ns

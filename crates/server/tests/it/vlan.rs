@@ -14,7 +14,7 @@ use peregrine_io::{RxQueue, TxQueue};
 use peregrine_testkit::netns::Netns;
 use peregrine_testkit::process::{TempDir, find_tool};
 
-use crate::{metric, scrape, start, stop};
+use crate::{metric, scrape, start, stop, udhcpc_once};
 
 const CONFIG: &str = r#"
 [dataplane]
@@ -189,27 +189,7 @@ fn udhcpc_on_vlan_and_qinq_ports_gets_leases_through_a_tagging_switch() {
     let mut server = start(&srv, &config);
     let mut leased = Vec::new();
     for client in [&cli1, &cli2] {
-        let out = client
-            .command(&udhcpc.to_string_lossy())
-            .args([
-                "-f",
-                "-q",
-                "-n",
-                "-t",
-                "8",
-                "-T",
-                "2",
-                "-i",
-                "c0",
-                "-s",
-                "/bin/true",
-            ])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr).to_string()
-            + &String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "udhcpc failed:\n{text}");
+        let text = udhcpc_once(client, &udhcpc, "c0", 8, &[]);
         let addr = text
             .split("lease of ")
             .nth(1)

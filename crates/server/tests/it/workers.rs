@@ -11,7 +11,7 @@ use peregrine_testkit::process::{TempDir, find_tool};
 use peregrine_wire::dhcp::MessageType;
 use peregrine_wire::ethernet::VlanTags;
 
-use crate::{discover, metric, replies, scrape, start, stop};
+use crate::{discover, metric, replies, scrape, start, stop, udhcpc_once};
 
 const SCOPE: &str = r#"
 [[scope]]
@@ -83,27 +83,7 @@ fn udhcpc_leases_through_a_tap_device_the_server_creates_with_pinned_workers() {
     assert_eq!(allowed_cpus(pid, "pg-pgtap0-1").unwrap(), "0");
     ns.ip("link set pgtap0 up");
 
-    let out = ns
-        .command(&udhcpc.to_string_lossy())
-        .args([
-            "-f",
-            "-q",
-            "-n",
-            "-t",
-            "5",
-            "-T",
-            "2",
-            "-i",
-            "pgtap0",
-            "-s",
-            "/bin/true",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "udhcpc failed:\n{text}");
+    let text = udhcpc_once(&ns, &udhcpc, "pgtap0", 5, &[]);
     assert!(
         text.contains("lease of 10.78.0.1") && text.contains("obtained from 10.78.0.1"),
         "{text}"
