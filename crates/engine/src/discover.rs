@@ -5,7 +5,7 @@ use std::sync::MutexGuard;
 
 use peregrine_wire::dhcp::{MessageType, opt};
 
-use crate::binding::{Binding, BindingEvent, BindingState, ScopeId, Time};
+use crate::binding::{Binding, BindingState, ScopeId, Time};
 use crate::clients::{ClientIndex, ClientMap, Loc};
 use crate::engine::{Engine, Request};
 use crate::info::ClientInfo;
@@ -281,11 +281,6 @@ impl Engine {
         let binding = c.shard.set(c.loc.at.slot, binding);
         let addr = c.addr;
         drop(c);
-        let event = BindingEvent {
-            scope: s.id,
-            address: addr,
-            binding,
-        };
         let spec = ReplySpec {
             kind: MessageType::Ack,
             yiaddr: addr,
@@ -295,7 +290,7 @@ impl Engine {
             reservation: reservation_for(r, s, addr),
             rapid_commit: true,
         };
-        self.reply(r, &spec, tx, Some(event))
+        self.reply_bound(r, &spec, binding, tx)
     }
 
     fn offer(&self, r: &Request<'_, '_>, s: &Scope, addr: Ipv4Addr, tx: &mut [u8]) -> Verdict {

@@ -11,7 +11,7 @@ use peregrine_wire::dhcp::{
 };
 use peregrine_wire::{Error, MacAddr};
 
-use crate::binding::BindingEvent;
+use crate::binding::{Binding, BindingEvent};
 use crate::engine::{Engine, Request};
 use crate::scope::Scope;
 use crate::verdict::{Destination, DropReason, NextHop, Verdict};
@@ -140,6 +140,23 @@ impl Engine {
             (Err(_), Some(event)) => Verdict::Record { event },
             (Err(_), None) => Verdict::Drop(DropReason::ReplyTooLarge),
         }
+    }
+
+    /// The reply `spec` to a request that bound its `yiaddr` to the client as `binding`: held
+    /// until that change is durable.
+    pub(crate) fn reply_bound(
+        &self,
+        r: &Request<'_, '_>,
+        spec: &ReplySpec<'_>,
+        binding: Binding,
+        tx: &mut [u8],
+    ) -> Verdict {
+        let event = BindingEvent {
+            scope: spec.scope.id,
+            address: spec.yiaddr,
+            binding,
+        };
+        self.reply(r, spec, tx, Some(event))
     }
 
     /// The options a reply may carry for `code`, most specific first: reservation, classes,

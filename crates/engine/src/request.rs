@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use peregrine_wire::dhcp::MessageType;
 
-use crate::binding::{Binding, BindingEvent, BindingState, Time};
+use crate::binding::{Binding, BindingState, Time};
 use crate::clients::Loc;
 use crate::engine::{Engine, Request};
 use crate::info::ClientInfo;
@@ -202,11 +202,6 @@ impl Engine {
         }
         drop(shard);
         drop(clients);
-        let event = BindingEvent {
-            scope: s.id,
-            address: want,
-            binding,
-        };
         let spec = ReplySpec {
             kind: MessageType::Ack,
             yiaddr: want,
@@ -216,7 +211,7 @@ impl Engine {
             reservation,
             rapid_commit: false,
         };
-        self.reply(r, &spec, tx, Some(event))
+        self.reply_bound(r, &spec, binding, tx)
     }
 
     /// The scope on `scope`'s link and the pool slot of the address the client wants; `Err`
