@@ -49,10 +49,17 @@ fn main() {
         )
         .allowlist_function("rte_pktmbuf_(pool_create|alloc|free|append|trim|prepend|adj)")
         .allowlist_function("peregrine_dpdk_errno")
-        .allowlist_type(
-            "rte_eth_conf|rte_mbuf|rte_ether_addr|rte_eth_stats|rte_eth_dev_info|rte_eth_link",
+        .allowlist_function(
+            "rte_mempool_(avail_count|create_empty|set_ops_byname|populate_default|obj_iter)",
         )
-        .allowlist_var("RTE_MBUF_DEFAULT_BUF_SIZE|RTE_PKTMBUF_HEADROOM|RTE_MAX_ETHPORTS")
+        .allowlist_function("rte_pktmbuf_(pool_init|init)|rte_mbuf_best_mempool_ops|rte_eal_iova_mode")
+        .allowlist_type(
+            "rte_eth_conf|rte_mbuf|rte_ether_addr|rte_eth_stats|rte_eth_dev_info|rte_eth_link|\
+             rte_pktmbuf_pool_private",
+        )
+        .allowlist_var(
+            "RTE_MBUF_DEFAULT_BUF_SIZE|RTE_PKTMBUF_HEADROOM|RTE_MAX_ETHPORTS|RTE_MEMPOOL_F_NO_IOVA_CONTIG",
+        )
         .wrap_static_fns(true)
         .wrap_static_fns_path(&wrappers)
         .derive_default(true)

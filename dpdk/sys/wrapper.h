@@ -6,6 +6,7 @@
 #include <rte_lcore.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
 #include <rte_mempool.h>
 
 /* rte_errno is a per-lcore variable behind a macro: read it through a function. */

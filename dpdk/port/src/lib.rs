@@ -135,20 +135,76 @@ unsafe impl Sync for Mempool {}
 impl Mempool {
     /// A pool of `count` mbufs of DPDK's default size (2 KiB of data room), named `name`, on
     /// the socket of the calling thread.
+    ///
+    /// Where the EAL addresses devices by virtual address, the mbufs lie back to back in one
+    /// stretch of memory rather than each kept within a page: `net_af_xdp` registers the pool
+    /// with the kernel as one region of `count` objects, and without hugepages a pool laid
+    /// out page by page reaches past that region, whose last mbufs the kernel then refuses
+    /// (the port stops sending and receiving once the pool first hands them out).
     pub fn new(_eal: &Eal, name: &str, count: u32) -> Result<Mempool, DpdkError> {
-        let call = || format!("rte_pktmbuf_pool_create({name}, {count})");
-        let c = CString::new(name).map_err(|_| DpdkError::new(call(), "the name holds a NUL"))?;
-        let room = u16::try_from(sys::RTE_MBUF_DEFAULT_BUF_SIZE)
-            .map_err(|_| DpdkError::new(call(), "DPDK's default buffer size exceeds 64 KiB"))?;
-        // SAFETY: the EAL is initialised (an &Eal exists); c is a C string.
-        let raw = unsafe {
-            let socket = sys::rte_socket_id().cast_signed();
-            sys::rte_pktmbuf_pool_create(c.as_ptr(), count, 256, 0, room, socket)
+        let call = |what: &str| format!("{what}({name}, {count})");
+        let c = CString::new(name).map_err(|_| {
+            DpdkError::new(call("rte_mempool_create_empty"), "the name holds a NUL")
+        })?;
+        let room = u16::try_from(sys::RTE_MBUF_DEFAULT_BUF_SIZE).map_err(|_| {
+            DpdkError::new(
+                call("rte_mempool_create_empty"),
+                "DPDK's default buffer size exceeds 64 KiB",
+            )
+        })?;
+        let elt_size = std::mem::size_of::<sys::rte_mbuf>() as u32 + u32::from(room);
+        let private = std::mem::size_of::<sys::rte_pktmbuf_pool_private>() as u32;
+        // SAFETY: the EAL is initialised (an &Eal exists).
+        let by_va = unsafe { sys::rte_eal_iova_mode() } == sys::rte_iova_mode_RTE_IOVA_VA;
+        let flags = if by_va {
+            sys::RTE_MEMPOOL_F_NO_IOVA_CONTIG
+        } else {
+            0
         };
-        if raw.is_null() {
-            return Err(DpdkError::errno(call(), sys::errno()));
+        // SAFETY: as above; c is a C string. The steps are rte_pktmbuf_pool_create's, with the
+        // pool's flags ours; on failure the half-made pool is freed.
+        unsafe {
+            let socket = sys::rte_socket_id().cast_signed();
+            let raw = sys::rte_mempool_create_empty(
+                c.as_ptr(),
+                count,
+                elt_size,
+                256,
+                private,
+                socket,
+                flags,
+            );
+            if raw.is_null() {
+                return Err(DpdkError::errno(
+                    call("rte_mempool_create_empty"),
+                    sys::errno(),
+                ));
+            }
+            let pool = Mempool { raw };
+            let ret = sys::rte_mempool_set_ops_byname(
+                raw,
+                sys::rte_mbuf_best_mempool_ops(),
+                std::ptr::null_mut(),
+            );
+            DpdkError::check(|| call("rte_mempool_set_ops_byname"), ret)?;
+            let mut conf = sys::rte_pktmbuf_pool_private {
+                mbuf_data_room_size: room,
+                mbuf_priv_size: 0,
+                flags: 0,
+            };
+            sys::rte_pktmbuf_pool_init(raw, (&raw mut conf).cast());
+            let ret = sys::rte_mempool_populate_default(raw);
+            DpdkError::check(|| call("rte_mempool_populate_default"), ret)?;
+            sys::rte_mempool_obj_iter(raw, Some(sys::rte_pktmbuf_init), std::ptr::null_mut());
+            Ok(pool)
         }
-        Ok(Mempool { raw })
+    }
+
+    /// Mbufs in the pool, not lent out (what the ports' rings and the workers hold is the
+    /// rest).
+    pub fn available(&self) -> u32 {
+        // SAFETY: the pool is live.
+        unsafe { sys::rte_mempool_avail_count(self.raw) }
     }
 }
 
