@@ -41,7 +41,7 @@ fn main() {
         // Without an allowlist the bindings are tens of thousands of lines, and the wrappers
         // pull in clang-only intrinsics gcc cannot compile.
         .allowlist_function("rte_eal_(init|cleanup)")
-        .allowlist_function("rte_(socket_id|lcore_id|lcore_count|strerror)")
+        .allowlist_function("rte_(socket_id|lcore_id|lcore_count|strerror|thread_register|thread_unregister)")
         .allowlist_function(
             "rte_eth_(dev_count_avail|dev_configure|rx_queue_setup|tx_queue_setup|dev_start|\
              dev_stop|dev_close|promiscuous_enable|macaddr_get|stats_get|dev_socket_id|\

@@ -132,6 +132,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
 
     /// Runs until `quit` is set; flushes what is queued before returning.
     pub fn run(&mut self, quit: &AtomicBool) -> std::io::Result<()> {
+        self.rx.attach_thread();
         let mut last_flush = Instant::now();
         let mut last_expiry = Instant::now();
         while !quit.load(Ordering::Relaxed) {

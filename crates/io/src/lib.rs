@@ -59,6 +59,10 @@ pub trait RxQueue {
     /// Waits until frames may be ready or `timeout` passes (for an idle worker; a busy worker
     /// keeps polling `rx_burst`).
     fn wait(&mut self, timeout: std::time::Duration) -> io::Result<()>;
+
+    /// Readies the queue to be polled by the calling thread, once, before its first burst
+    /// (DPDK registers the thread with its EAL). Most queues need nothing.
+    fn attach_thread(&mut self) {}
 }
 
 /// The transmit side of one queue.

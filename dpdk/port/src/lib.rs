@@ -120,6 +120,14 @@ impl Eal {
     }
 }
 
+/// The calling thread's lcore id: `None` for a thread DPDK neither started nor registered
+/// (see [`RxQueue::attach_thread`] on [`DpdkRx`]).
+pub fn current_lcore() -> Option<u32> {
+    // SAFETY: reads this thread's own DPDK thread-local.
+    let id = unsafe { sys::rte_lcore_id() };
+    (id != u32::MAX).then_some(id)
+}
+
 /// A pool of packet buffers (mbufs) on one NUMA socket.
 #[derive(Debug)]
 pub struct Mempool {
@@ -315,6 +323,7 @@ impl Port {
                 DpdkRx {
                     port: self.id,
                     queue: q,
+                    registered: None,
                 },
                 DpdkTx {
                     port: self.id,
@@ -343,6 +352,17 @@ impl Drop for Port {
 pub struct DpdkRx {
     port: u16,
     queue: u16,
+    /// The thread [`RxQueue::attach_thread`] registered with the EAL, if it did.
+    registered: Option<std::thread::ThreadId>,
+}
+
+impl Drop for DpdkRx {
+    fn drop(&mut self) {
+        if self.registered == Some(std::thread::current().id()) {
+            // SAFETY: this thread was registered by this queue and is done polling it.
+            unsafe { sys::rte_thread_unregister() };
+        }
+    }
 }
 
 // SAFETY: a queue may move between threads; it is used by one at a time (&mut self).
@@ -379,6 +399,19 @@ impl RxQueue for DpdkRx {
             }
         }
         Ok(n)
+    }
+
+    /// Registers the calling thread with the EAL (gives it an lcore id) if DPDK did not start
+    /// it, so that its mbufs come from and go back to a per-lcore cache of the pool rather than
+    /// the pool's shared ring; dropping the queue on that thread unregisters it. Should every
+    /// lcore id be taken, the queue works on, without a cache.
+    fn attach_thread(&mut self) {
+        // SAFETY: the EAL is initialised (the port exists); both calls concern this thread.
+        unsafe {
+            if sys::rte_lcore_id() == u32::MAX && sys::rte_thread_register() == 0 {
+                self.registered = Some(std::thread::current().id());
+            }
+        }
     }
 
     fn wait(&mut self, _timeout: Duration) -> io::Result<()> {

@@ -97,15 +97,29 @@ fn frames_cross_a_veth_pair_between_two_dpdk_ports() {
         assert_ne!(pa.mac().unwrap(), [0; 6]);
 
         af_xdp_round_trips(&eal, &pool);
+
+        // A worker thread the server makes gets an lcore id (and so the pool's per-lcore
+        // cache) from its queue, and gives it back with the queue.
+        let (mut rx, _) = pb.queue(0, &pool).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                assert_eq!(peregrine_dpdk::current_lcore(), None);
+                rx.attach_thread();
+                assert!(peregrine_dpdk::current_lcore().is_some_and(|id| id != 0));
+                drop(rx);
+                assert_eq!(peregrine_dpdk::current_lcore(), None);
+            });
+        });
+        assert_eq!(peregrine_dpdk::current_lcore(), Some(0));
     });
 }
 
 /// `net_af_xdp0` and `net_af_packet2`, the two ends of a veth pair, pass frames both ways.
 fn af_xdp_round_trips(eal: &Eal, pool: &std::sync::Arc<Mempool>) {
     // net_af_xdp hands the kernel the pool it receives into as one region; every mbuf of
-    // the pool must lie inside it. That shows only once the pool has gone round, as it
-    // does for a server's worker: a thread DPDK did not start has no per-lcore cache, so
-    // its mbufs come from the whole pool in turn rather than the few it just freed.
+    // the pool must lie inside it. That shows only once the pool has gone round, as it does
+    // under load: here a thread without an lcore (none attached), so without a per-lcore
+    // cache, takes its mbufs from the whole pool in turn rather than the few it just freed.
     let xdp_pool = std::sync::Arc::new(Mempool::new(eal, "xdp", 4095).unwrap());
     let x = eal.port_by_name("net_af_xdp0").unwrap();
     let x = Port::start(eal, x, 1, 256, &xdp_pool).unwrap();
