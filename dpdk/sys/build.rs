@@ -45,7 +45,8 @@ fn main() {
         .allowlist_function(
             "rte_eth_(dev_count_avail|dev_configure|rx_queue_setup|tx_queue_setup|dev_start|\
              dev_stop|dev_close|promiscuous_enable|macaddr_get|stats_get|dev_socket_id|\
-             dev_info_get|rx_burst|tx_burst|dev_get_port_by_name|link_get_nowait)",
+             dev_info_get|rx_burst|tx_burst|dev_get_port_by_name|link_get_nowait|\
+             xstats_get|xstats_get_names)",
         )
         .allowlist_function("rte_pktmbuf_(pool_create|alloc|free|append|trim|prepend|adj)")
         .allowlist_function("peregrine_dpdk_errno")
@@ -55,7 +56,7 @@ fn main() {
         .allowlist_function("rte_pktmbuf_(pool_init|init)|rte_mbuf_best_mempool_ops|rte_eal_iova_mode")
         .allowlist_type(
             "rte_eth_conf|rte_mbuf|rte_ether_addr|rte_eth_stats|rte_eth_dev_info|rte_eth_link|\
-             rte_pktmbuf_pool_private",
+             rte_pktmbuf_pool_private|rte_eth_xstat|rte_eth_xstat_name",
         )
         .allowlist_var(
             "RTE_MBUF_DEFAULT_BUF_SIZE|RTE_PKTMBUF_HEADROOM|RTE_MAX_ETHPORTS|RTE_MEMPOOL_F_NO_IOVA_CONTIG",

@@ -87,6 +87,23 @@ pub struct PortCounters {
     pub tx_errors: u64,
     /// Receive buffer allocation failures.
     pub rx_no_buffer: u64,
+    /// Each queue's counters, by queue number (as far as the driver counts per queue).
+    pub queues: Vec<QueueCounters>,
+    /// The driver's own extended statistics, by its name for each.
+    pub xstats: Vec<(String, u64)>,
+}
+
+/// One queue's counters, as its port's driver keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueCounters {
+    /// Frames received on the queue.
+    pub rx_packets: u64,
+    /// Frames sent from the queue.
+    pub tx_packets: u64,
+    /// Bytes received on the queue.
+    pub rx_bytes: u64,
+    /// Bytes sent from the queue.
+    pub tx_bytes: u64,
 }
 
 /// Reads [`PortCounters`] at every scrape, from the control-plane thread.

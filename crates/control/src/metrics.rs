@@ -392,7 +392,7 @@ pub(crate) struct StatsCollector {
     failover: Option<Arc<FailoverStatus>>,
     failover_families: FailoverFamilies,
     ports: Option<Arc<dyn crate::PortCounterSource>>,
-    port_families: Vec<(Family, ReadPort)>,
+    port_families: PortFamilies,
     started: Instant,
     totals: Vec<(Family, ReadWorker)>,
     journal_figures: Vec<(Family, ReadJournal)>,
@@ -434,7 +434,7 @@ impl StatsCollector {
             failover: sources.failover.clone(),
             failover_families: FailoverFamilies::new()?,
             ports: sources.ports.clone(),
-            port_families: port_families()?,
+            port_families: PortFamilies::new()?,
             started: sources.started,
             totals: TOTALS
                 .iter()
@@ -625,7 +625,7 @@ impl Collector for StatsCollector {
             ])
             .chain(self.failover_families.all())
             .chain(self.journal_figures.iter().map(|(f, _)| f))
-            .chain(self.port_families.iter().map(|(f, _)| f))
+            .chain(self.port_families.all())
             .map(|f| &f.desc)
             .chain([&self.latency])
             .collect()
@@ -692,14 +692,7 @@ impl Collector for StatsCollector {
             }
         }
         if let Some(source) = &self.ports {
-            let ports = source.read();
-            for (family, read) in &self.port_families {
-                let samples = ports
-                    .iter()
-                    .map(|p| family.sample(&[&p.interface, &p.port], read(p)))
-                    .collect();
-                out.push(family.family(samples));
-            }
+            self.port_families.collect(&source.read(), &mut out);
         }
         out
     }
@@ -711,15 +704,108 @@ type ReadPort = fn(&crate::PortCounters) -> f64;
 /// The ports' figures: name, help, type, and how to read each.
 type PortFigure = (&'static str, &'static str, Kind, ReadPort);
 
-/// A family per [`PORT_FIGURES`] entry, labelled by interface and port.
-fn port_families() -> prometheus::Result<Vec<(Family, ReadPort)>> {
-    PORT_FIGURES
-        .iter()
-        .map(|&(name, help, kind, read)| {
-            Ok((Family::new(name, help, &["interface", "port"], kind)?, read))
-        })
-        .collect()
+/// How a queue figure is read from [`crate::QueueCounters`].
+type ReadQueue = fn(&crate::QueueCounters) -> f64;
+
+/// The ports' families: a family per [`PORT_FIGURES`] entry, labelled by interface and port;
+/// a family per [`QUEUE_FIGURES`] entry, labelled by queue too; the drivers' own statistics,
+/// labelled by their name.
+#[derive(Debug)]
+struct PortFamilies {
+    ports: Vec<(Family, ReadPort)>,
+    queues: Vec<(Family, ReadQueue)>,
+    xstats: Family,
 }
+
+impl PortFamilies {
+    fn new() -> prometheus::Result<PortFamilies> {
+        Ok(PortFamilies {
+            ports: PORT_FIGURES
+                .iter()
+                .map(|&(name, help, kind, read)| {
+                    Ok((Family::new(name, help, &["interface", "port"], kind)?, read))
+                })
+                .collect::<prometheus::Result<_>>()?,
+            queues: QUEUE_FIGURES
+                .iter()
+                .map(|&(name, help, read)| {
+                    let labels = ["interface", "port", "queue"];
+                    Ok((Family::new(name, help, &labels, Kind::Counter)?, read))
+                })
+                .collect::<prometheus::Result<_>>()?,
+            xstats: Family::new(
+                "peregrine_port_xstats_total",
+                "The port driver's extended statistics (DPDK xstats), by the driver's name for \
+                 each.",
+                &["interface", "port", "stat"],
+                Kind::Counter,
+            )?,
+        })
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Family> {
+        self.ports
+            .iter()
+            .map(|(f, _)| f)
+            .chain(self.queues.iter().map(|(f, _)| f))
+            .chain([&self.xstats])
+    }
+
+    fn collect(&self, ports: &[crate::PortCounters], out: &mut Vec<MetricFamily>) {
+        for (family, read) in &self.ports {
+            let samples = ports
+                .iter()
+                .map(|p| family.sample(&[&p.interface, &p.port], read(p)))
+                .collect();
+            out.push(family.family(samples));
+        }
+        for (family, read) in &self.queues {
+            let samples = ports
+                .iter()
+                .flat_map(|p| {
+                    p.queues.iter().enumerate().map(move |(q, counters)| {
+                        let q = q.to_string();
+                        family.sample(&[&p.interface, &p.port, &q], read(counters))
+                    })
+                })
+                .collect();
+            out.push(family.family(samples));
+        }
+        let samples = ports
+            .iter()
+            .flat_map(|p| {
+                p.xstats.iter().map(|(stat, v)| {
+                    self.xstats
+                        .sample(&[&p.interface, &p.port, stat], value(*v))
+                })
+            })
+            .collect();
+        out.push(self.xstats.family(samples));
+    }
+}
+
+const QUEUE_FIGURES: [(&str, &str, ReadQueue); 4] = [
+    (
+        "peregrine_port_queue_rx_packets_total",
+        "Frames received on the port's queue (one worker polls each).",
+        |q| value(q.rx_packets),
+    ),
+    (
+        "peregrine_port_queue_tx_packets_total",
+        "Frames sent from the port's queue.",
+        |q| value(q.tx_packets),
+    ),
+    (
+        "peregrine_port_queue_rx_bytes_total",
+        "Bytes received on the port's queue.",
+        |q| value(q.rx_bytes),
+    ),
+    (
+        "peregrine_port_queue_tx_bytes_total",
+        "Bytes sent from the port's queue.",
+        |q| value(q.tx_bytes),
+    ),
+];
 
 const PORT_FIGURES: [PortFigure; 9] = [
     (

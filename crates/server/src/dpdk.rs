@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use peregrine_config::model::Config;
-use peregrine_control::PortCounterSource;
+use peregrine_control::{PortCounterSource, QueueCounters};
 use peregrine_dataplane::Interface;
 use peregrine_dpdk::{Eal, Mempool, Port};
 use peregrine_engine::Engine;
@@ -94,6 +94,17 @@ impl PortCounterSource for PortCounters {
                     rx_errors: s.ierrors,
                     tx_errors: s.oerrors,
                     rx_no_buffer: s.rx_nombuf,
+                    // DPDK counts the first RTE_ETHDEV_QUEUE_STAT_CNTRS queues in its basic
+                    // statistics; xstats hold the rest where the driver counts them.
+                    queues: (0..usize::from(port.queues()).min(s.q_ipackets.len()))
+                        .map(|q| QueueCounters {
+                            rx_packets: s.q_ipackets[q],
+                            tx_packets: s.q_opackets[q],
+                            rx_bytes: s.q_ibytes[q],
+                            tx_bytes: s.q_obytes[q],
+                        })
+                        .collect(),
+                    xstats: port.xstats().unwrap_or_default(),
                 }
             })
             .collect()

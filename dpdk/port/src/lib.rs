@@ -315,6 +315,44 @@ impl Port {
         Ok(stats)
     }
 
+    /// How many queues it was started with, each way.
+    pub fn queues(&self) -> u16 {
+        self.queues
+    }
+
+    /// The driver's extended statistics (`rte_eth_xstats_get`), by DPDK's name for each
+    /// (`rx_good_packets`, `rx_q0_packets`, a PMD's own).
+    pub fn xstats(&self) -> Result<Vec<(String, u64)>, DpdkError> {
+        let call = |what: &str| format!("{what}(port {})", self.id);
+        // SAFETY: a null array of size 0 asks only for the count.
+        let n = unsafe { sys::rte_eth_xstats_get_names(self.id, std::ptr::null_mut(), 0) };
+        DpdkError::check(|| call("rte_eth_xstats_get_names"), n)?;
+        let n = n.cast_unsigned();
+        let mut names = vec![sys::rte_eth_xstat_name::default(); n as usize];
+        let mut values = vec![sys::rte_eth_xstat::default(); n as usize];
+        // SAFETY: both arrays hold n entries.
+        let (got_names, got_values) = unsafe {
+            (
+                sys::rte_eth_xstats_get_names(self.id, names.as_mut_ptr(), n),
+                sys::rte_eth_xstats_get(self.id, values.as_mut_ptr(), n),
+            )
+        };
+        DpdkError::check(|| call("rte_eth_xstats_get_names"), got_names)?;
+        DpdkError::check(|| call("rte_eth_xstats_get"), got_values)?;
+        // A port whose count changed between the calls returns more than asked: read only
+        // what both calls filled.
+        let filled = got_values.cast_unsigned().min(n) as usize;
+        Ok(values[..filled]
+            .iter()
+            .filter_map(|v| {
+                let name = names.get(usize::try_from(v.id).ok()?)?;
+                // SAFETY: DPDK writes NUL-terminated names into the fixed array.
+                let name = unsafe { CStr::from_ptr(name.name.as_ptr()) };
+                Some((name.to_string_lossy().into_owned(), v.value))
+            })
+            .collect())
+    }
+
     /// Queue `q`'s two sides, sending from `pool`; each belongs to one thread at a time (DPDK's
     /// queues take no locks).
     pub fn queue(&self, q: u16, pool: &Arc<Mempool>) -> Option<(DpdkRx, DpdkTx)> {

@@ -1,14 +1,51 @@
 //! `backend = "dpdk"` end to end (built with `--features dpdk`): the server's EAL drives a
 //! `net_af_packet` port on one end of a veth pair, and udhcpc on the other end gets a lease, the
 //! port's counters and link in `/metrics`; a port that does not exist stops the server with one
-//! line naming it.
+//! line naming it. On `net_af_xdp`, tagged DISCOVERs get tagged OFFERs and malformed frames are
+//! counted drops, as on AF_PACKET; two workers on a port of two queues both serve relays, each
+//! queue's counters and the driver's xstats in `/metrics`.
 
+use std::net::Ipv4Addr;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
+use peregrine_io::afpacket::{self, AfPacketConfig};
+use peregrine_io::{RxQueue, TxQueue};
+use peregrine_testkit::frames::{ClientMessage, udp_frame};
 use peregrine_testkit::netns::Netns;
 use peregrine_testkit::process::{TempDir, find_tool};
+use peregrine_wire::MacAddr;
+use peregrine_wire::dhcp::{DhcpMessage, MessageType};
+use peregrine_wire::ethernet::VlanTags;
+use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, demux};
 
-use crate::{metric, scrape, start, stop, udhcpc_once};
+use crate::{CONFIG, metric, scrape, serve_tagged_and_bad_frames, start, stop, udhcpc_once};
+
+/// [`CONFIG`] (srv0, 10.77.0.1) on DPDK: `workers` workers, the EAL with `vdev` as port `port`.
+fn on_dpdk(vdev: &str, port: &str, workers: u32) -> String {
+    let config = CONFIG
+        .replace(
+            "backend = \"af-packet\"",
+            &format!("backend = \"dpdk\"\nworkers = {workers}"),
+        )
+        .replace(
+            "address = \"10.77.0.1\"",
+            &format!("address = \"10.77.0.1\"\ndpdk-port = \"{port}\""),
+        );
+    format!(
+        r#"{config}
+[dpdk]
+eal-args = ["--no-huge", "--no-pci", "--no-shconf", "--no-telemetry", "-m", "256", "-l", "0",
+            "--log-level=lib.eal:error", "--vdev={vdev}",
+            "--file-prefix=peregrine-dpdk-it-{pid}-{n}"]
+"#,
+        pid = std::process::id(),
+        n = EALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+/// EALs started by this test process: each server's gets a prefix of its own.
+static EALS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 fn config(port: &str) -> String {
     format!(
@@ -113,5 +150,116 @@ fn udhcpc_gets_a_lease_from_a_server_on_a_dpdk_port() {
     );
     assert!(metric(&metrics, &format!("peregrine_port_rx_packets_total{port}")) >= 2);
     assert!(metric(&metrics, &format!("peregrine_port_tx_packets_total{port}")) >= 2);
+    assert!(stop(&mut server).success());
+}
+
+#[test]
+fn tagged_clients_and_bad_frames_on_net_af_xdp() {
+    let Some(ns) = Netns::new("dpdk_af_xdp") else {
+        return;
+    };
+    // XDP sees frames before the kernel takes VLAN tags off (AF_PACKET is told them apart,
+    // and DPDK's net_af_packet puts an 802.1ad outer tag back as 802.1Q).
+    serve_tagged_and_bad_frames(&ns, &on_dpdk("net_af_xdp0,iface=srv0", "net_af_xdp0", 1));
+}
+
+#[test]
+fn two_workers_on_two_queues_both_serve_relays() {
+    let Some(ns) = Netns::new("dpdk_queues") else {
+        return;
+    };
+    ns.veth("srv0", "cli0");
+    let dir = TempDir::new("peregrine-dpdk-queues");
+    let config = dir.path().join("queues.toml");
+    let vdev = "net_af_packet0,iface=srv0,qpairs=2";
+    std::fs::write(&config, on_dpdk(vdev, "net_af_packet0", 2)).unwrap();
+    let mut server = start(&ns, &config);
+    let (mut rx, mut tx) = ns
+        .enter(|| afpacket::open("cli0", &AfPacketConfig::default()))
+        .unwrap();
+    let server_mac = ns.mac("srv0");
+
+    // 32 relays, so that the kernel's flow hash spreads them over both queues (all on one:
+    // a chance of 2 in 2^32); each relays DISCOVERs until its first is answered.
+    let relays: Vec<Ipv4Addr> = (0..32).map(|r| Ipv4Addr::new(10, 77, 0, 10 + r)).collect();
+    let mut answered = std::collections::BTreeSet::new();
+    let start = Instant::now();
+    while answered.len() < relays.len() && start.elapsed() < Duration::from_secs(20) {
+        for (r, relay) in relays.iter().enumerate() {
+            if answered.contains(relay) {
+                continue;
+            }
+            let mac = [2, 0, 0, 0x78, 0, r as u8];
+            let m = ClientMessage::new(MessageType::Discover, mac, r as u32).relayed(*relay, b"p1");
+            let headers = UdpFrameHeaders {
+                dst_mac: MacAddr(server_mac),
+                src_mac: MacAddr([2, 0, 0, 0x79, 0, r as u8]),
+                vlans: VlanTags::NONE,
+                src_ip: *relay,
+                dst_ip: Ipv4Addr::new(10, 77, 0, 1),
+                src_port: 67,
+                dst_port: 67,
+                ttl: 64,
+            };
+            let frame = udp_frame(&headers, &m.bytes());
+            tx.buffer().unwrap()[..frame.len()].copy_from_slice(&frame);
+            tx.queue(frame.len(), 0);
+        }
+        tx.flush().unwrap();
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until {
+            rx.rx_burst(32, &mut |f| {
+                if let Ok(Demuxed::Udp {
+                    dst_port: 67,
+                    payload,
+                    ..
+                }) = demux(f.data)
+                    && let Ok(m) = DhcpMessage::parse(payload)
+                    && m.message_type() == Some(MessageType::Offer)
+                {
+                    answered.insert(m.packet().giaddr());
+                }
+            })
+            .unwrap();
+            rx.wait(Duration::from_millis(10)).unwrap();
+        }
+    }
+    assert_eq!(
+        answered.len(),
+        relays.len(),
+        "relays answered: {answered:?}"
+    );
+
+    let metrics = scrape(&ns, "127.0.0.1:9167");
+    let queue = |what: &str, q: u32| {
+        metric(
+            &metrics,
+            &format!(
+                "peregrine_port_queue_{what}_total{{interface=\"srv0\",port=\"net_af_packet0\",queue=\"{q}\"}}"
+            ),
+        )
+    };
+    for q in 0..2 {
+        assert!(
+            queue("rx_packets", q) > 0,
+            "queue {q} received nothing:\n{metrics}"
+        );
+        assert!(
+            queue("tx_packets", q) > 0,
+            "queue {q} sent nothing:\n{metrics}"
+        );
+    }
+    let xstat = |stat: &str| {
+        metric(
+            &metrics,
+            &format!(
+                "peregrine_port_xstats_total{{interface=\"srv0\",port=\"net_af_packet0\",stat=\"{stat}\"}}"
+            ),
+        )
+    };
+    assert_eq!(
+        xstat("rx_good_packets"),
+        queue("rx_packets", 0) + queue("rx_packets", 1)
+    );
     assert!(stop(&mut server).success());
 }

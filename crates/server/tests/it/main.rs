@@ -137,12 +137,19 @@ fn tagged_clients_get_tagged_replies_and_bad_frames_leave_the_server_serving() {
     let Some(ns) = Netns::new("server_end_to_end") else {
         return;
     };
+    serve_tagged_and_bad_frames(&ns, CONFIG);
+}
+
+/// The server configured with `config_text` (serving srv0 as in [`CONFIG`]) on a veth pair
+/// srv0-cli0 of `ns`: OFFERs tagged as their DISCOVERs, malformed frames counted by reason and
+/// the server serving on, a clean stop on SIGTERM.
+fn serve_tagged_and_bad_frames(ns: &Netns, config_text: &str) {
     ns.veth("srv0", "cli0");
     ns.ip("addr add 10.77.0.1/24 dev srv0");
-    let dir = std::env::temp_dir().join(format!("peregrine-e2e-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("peregrine-e2e-{}", ns.name()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("e2e.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    std::fs::write(&config, config_text).unwrap();
     let child = ns
         .command(env!("CARGO_BIN_EXE_peregrine"))
         .args(["run", "--config"])
@@ -233,7 +240,7 @@ fn tagged_clients_get_tagged_replies_and_bad_frames_leave_the_server_serving() {
     );
     assert!(server.is_running(), "server still running");
 
-    assert_bad_frames_counted(&ns);
+    assert_bad_frames_counted(ns);
 
     let status = stop(&mut server);
     assert!(status.success(), "clean exit on SIGTERM: {status}");
