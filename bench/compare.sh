@@ -23,11 +23,14 @@
 #   server on DPDK, s-perf through the vdev net_af_xdp or net_af_packet; needs the server built
 #   with --features dpdk; not in the default list), kea-persist kea-nopersist (the harness's
 #   Kea configs), dhcpd (lease file, fsync per lease), echo-afpacket echo-udp
-#   (peregrine-loadgen echo: the I/O ceiling).
+#   (peregrine-loadgen echo: the I/O ceiling), echo-dpdk-afxdp echo-dpdk-afpacket (the echo on
+#   the DPDK vdev: that path's ceiling; needs the generator built with --features dpdk).
 #
 # Usage (root; after `cargo build --release -p peregrine-bench -p peregrine`):
 #   bench/compare.sh [SERVER ...]            default: all of the above, about 10-15 minutes
-# Env: RUN_S (default 3), GEN_BACKEND (afpacket | udp, default afpacket), OUT (result dir),
+# Env: RUN_S (default 3), GEN_BACKEND (afpacket | udp | dpdk-afxdp | dpdk-afpacket: the
+#   generator on a DPDK vdev on p-srv, only against raw-frame servers, whose UDP checksums are
+#   whole; default afpacket), OUT (result dir),
 #   PING_CHECK_MS (Peregrine with a ping check of that many ms on every scope; default none).
 # Output: $OUT/{runs.csv,runs.log,summary.md} (default bench/results/compare-<UTC time>/) and
 # the chart bench/results/compare.png.
@@ -55,7 +58,7 @@ ladder() {
 topology_up_if_needed
 write_configs
 trap 'bench_stop; nodrop_udp67 "$NS_PERF"; peer_down; "$HARNESS/netns-topology.sh" down >/dev/null 2>&1' EXIT; trap 'exit 130' INT TERM
-if [[ $GEN_BACKEND == afpacket ]]; then drop_udp67 "$NS_PERF" p-srv; else nodrop_udp67 "$NS_PERF"; fi
+if [[ $GEN_BACKEND == udp ]]; then nodrop_udp67 "$NS_PERF"; else drop_udp67 "$NS_PERF" p-srv; fi
 {
   echo "# compare.sh $STAMP: generator backend $GEN_BACKEND, ${RUN_S} s per run, server CPU$SRV_CPU, generator CPU$GEN_CPU, commit-interval-us ${COMMIT_INTERVAL_US:-default}, ping-check-ms ${PING_CHECK_MS:-0}"
   echo "# $(uname -r), $(nproc) CPUs: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
@@ -73,7 +76,13 @@ one_run() {
   bench_start "$srv" >/dev/null 2>&1 || { echo "$srv did not start" >&2; return 2; }
   local json="$OUT/run.json" load; load=$(cut -d' ' -f1 /proc/loadavg)
   rm -f "$json"
-  local gen=(--backend "$GEN_BACKEND"); [[ $GEN_BACKEND == afpacket ]] && gen+=(--interface p-srv)
+  local gen=(--backend "$GEN_BACKEND")
+  case $GEN_BACKEND in
+    afpacket) gen+=(--interface p-srv) ;;
+    dpdk-afxdp|dpdk-afpacket)
+      local v=af_xdp; [[ $GEN_BACKEND == *afpacket ]] && v=af_packet
+      gen=(--backend dpdk --dpdk-port "net_${v}0" --eal-args "$(dpdk_eal_args "net_${v}0,iface=p-srv" peregrine-bench-gen "$GEN_CPU")") ;;
+  esac
   ip netns exec "$NS_PERF" taskset -c "$GEN_CPU" "$LOADGEN" run "${gen[@]}" --server "$SERVER_IP" \
     --giaddr "$GIADDRS_8" --clients "$clients" --rate "$rate" --timeout 1 \
     --circuit-id 'olt{relay}/port{port}' --remote-id 'sub-{client}' --server-pid "$SPID" \

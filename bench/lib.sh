@@ -57,16 +57,9 @@ write_configs() {
   # net_af_xdp or net_af_packet, s-rly (unused here) through net_af_packet; no hugepages.
   local v
   for v in af_xdp af_packet; do
-    python3 - "$RUN_DIR/pg-afpacket-fsync.toml" "$v" > "$RUN_DIR/pg-dpdk-${v/_/}-fsync.toml" <<'PY'
-import sys
-t, v = open(sys.argv[1]).read(), sys.argv[2]
-t = t.replace('backend = "af-packet"', 'backend = "dpdk"', 1)
-t = t.replace('name = "s-rly"\naddress = "10.200.0.1"\n', 'name = "s-rly"\naddress = "10.200.0.1"\ndpdk-port = "net_af_packet1"\n')
-t = t.replace('name = "s-perf"\naddress = "10.200.1.1"\n', f'name = "s-perf"\naddress = "10.200.1.1"\ndpdk-port = "net_{v}0"\n')
-args = ["--no-huge", "--no-pci", "--no-shconf", "--no-telemetry", "-m", "1024", "-l", "0",
-        f"--vdev=net_{v}0,iface=s-perf", "--vdev=net_af_packet1,iface=s-rly", "--file-prefix=peregrine-bench"]
-print(t + "\n[dpdk]\neal-args = [" + ", ".join(f'"{a}"' for a in args) + "]")
-PY
+    EAL_MEMORY=1024 EAL_PREFIX=peregrine-bench "$REPO_DIR/scripts/dpdk-config.sh" \
+      "$RUN_DIR/pg-afpacket-fsync.toml" "s-perf=net_${v}0" s-rly=net_af_packet1 \
+      > "$RUN_DIR/pg-dpdk-${v/_/}-fsync.toml"
   done
   # The failover pair: the primary is the fsync server answering every client (split 256, so
   # that the generator's one server address reaches the server that answers); its partner, in
@@ -78,6 +71,11 @@ PY
     | python3 -c 'import re,sys; t=sys.stdin.read(); t=re.sub(r"\[\[interface\]\][^[]*", "", t); print(t.replace("[leases]", "[[interface]]\nname = \"fo1\"\naddress = \"10.254.0.2\"\n\n[leases]", 1))' \
     > "$RUN_DIR/pg-pair-secondary.toml"
   printf '\n[failover]\nrole = "secondary"\nlocal = "10.254.0.2"\npeer = "10.254.0.1"\n%b' "${MAX_UNACKED:+max-unacked-updates = $MAX_UNACKED\n}" >> "$RUN_DIR/pg-pair-secondary.toml"
+}
+
+# The EAL arguments of a loadgen on DPDK without hugepages: vdev $1, file prefix $2, CPU $3.
+dpdk_eal_args() {
+  echo "--no-huge --no-pci --no-shconf --no-telemetry -m 1024 -l $3 --log-level=lib.eal:error --vdev=$1 --file-prefix=$2"
 }
 
 # The failover partner's namespace, and the dedicated link fo0 (in the server's) - fo1.
@@ -116,6 +114,9 @@ bench_server_cmd() {
       echo "$BIN/peregrine run --config $RUN_DIR/pg-${1#peregrine-}.toml" ;;
     echo-udp) echo "$LOADGEN echo --backend udp --bind $SERVER_IP" ;;
     echo-afpacket) echo "$LOADGEN echo --backend afpacket --interface s-perf" ;;
+    echo-dpdk-afxdp|echo-dpdk-afpacket)
+      local v=af_xdp; [[ $1 == *afpacket ]] && v=af_packet
+      echo "$LOADGEN echo --backend dpdk --dpdk-port net_${v}0 --eal-args '$(dpdk_eal_args "net_${v}0,iface=s-perf" peregrine-bench-echo "$SRV_CPU")'" ;;
     *) return 1 ;;
   esac
 }
@@ -125,7 +126,7 @@ bench_start() {
   local cmd; cmd="$(bench_server_cmd "$1")" || { echo "unknown server $1" >&2; return 1; }
   # A raw responder (the echo on AF_PACKET, a server on DPDK) leaves the kernel beside it
   # without a UDP/67 socket: it would answer each request with an ICMP port-unreachable.
-  if [[ $1 == echo-afpacket || $1 == peregrine-dpdk-* ]]; then drop_udp67 "$NS_SRV" s-perf; else nodrop_udp67 "$NS_SRV"; fi
+  if [[ $1 == echo-afpacket || $1 == *dpdk-* ]]; then drop_udp67 "$NS_SRV" s-perf; else nodrop_udp67 "$NS_SRV"; fi
   if [[ $1 == peregrine-pair-fsync ]]; then
     # The partner first, on the server's core too unless PEER_CPU says otherwise (a
     # pessimistic figure: its journal and link work is taken from the primary's core).

@@ -354,6 +354,19 @@ fn run_dpdk(
 fn echo_dpdk(a: &EchoArgs, quit: &Arc<AtomicBool>, max: Duration) -> Result<echo::EchoStats> {
     let mut port = open_dpdk(&a.dpdk)?;
     let name = a.dpdk.dpdk_port.as_deref().unwrap_or_default();
+    // Answering in a server's place on a vdev over a kernel interface: hold UDP/67 as the
+    // server does there, so that the kernel answers nothing (and a harness sees us up).
+    let eal_args: Vec<&str> = a
+        .dpdk
+        .eal_args
+        .as_deref()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let _quiet = peregrine_dpdk::on_kernel_interfaces(&eal_args)
+        .then(|| std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 67)))
+        .transpose()
+        .context("binding UDP/67 to keep the kernel quiet")?;
     eprintln!("echo: answering on DPDK port {name}");
     Ok(echo::run(&mut port.rx, &mut port.tx, port.mac, quit, max)?)
 }

@@ -403,12 +403,18 @@ pub(crate) struct StatsCollector {
     messages_out: Family,
     drops: Family,
     worker_frames: Family,
+    worker_busy: Family,
     handoff: Family,
     ping_checks: Family,
     probes_waiting: Family,
     pools: Family,
     uptime: Family,
     options_left_out: Family,
+}
+
+/// A family labelled by worker.
+fn by_worker(name: &str, help: &str, kind: Kind) -> prometheus::Result<Family> {
+    Family::new(name, help, &["worker"], kind)
 }
 
 /// The reply latency histogram's description.
@@ -445,17 +451,15 @@ impl StatsCollector {
                 .map(|&(name, help, kind, read)| Ok((Family::new(name, help, &[], kind)?, read)))
                 .collect::<prometheus::Result<_>>()?,
             latency: latency_desc()?,
-            held_replies: Family::new(
+            held_replies: by_worker(
                 "peregrine_worker_held_replies",
                 "Replies waiting for the journal to commit their lease, by worker.",
-                &["worker"],
                 Kind::Gauge,
             )?,
-            last_burst: Family::new(
+            last_burst: by_worker(
                 "peregrine_worker_rx_burst_frames",
                 "Frames the worker's last receive burst brought: at the burst size (32) the \
                  worker is saturated and frames queue in its ring.",
-                &["worker"],
                 Kind::Gauge,
             )?,
             messages_in: Family::new(
@@ -476,10 +480,15 @@ impl StatsCollector {
                 &["reason"],
                 Kind::Counter,
             )?,
-            worker_frames: Family::new(
+            worker_frames: by_worker(
                 "peregrine_worker_frames_received_total",
                 "Frames received, by worker.",
-                &["worker"],
+                Kind::Counter,
+            )?,
+            worker_busy: by_worker(
+                "peregrine_worker_busy_seconds_total",
+                "Time the worker spent on loop turns that brought frames, by worker: what they \
+                 cost, also where the worker polls and its core is busy whatever the load.",
                 Kind::Counter,
             )?,
             handoff: Family::new(
@@ -498,10 +507,9 @@ impl StatsCollector {
                 &["result"],
                 Kind::Counter,
             )?,
-            probes_waiting: Family::new(
+            probes_waiting: by_worker(
                 "peregrine_worker_probes_waiting",
                 "OFFERs waiting for their ping check, by worker.",
-                &["worker"],
                 Kind::Gauge,
             )?,
             pools: Family::new(
@@ -614,6 +622,7 @@ impl Collector for StatsCollector {
                 &self.messages_out,
                 &self.drops,
                 &self.worker_frames,
+                &self.worker_busy,
                 &self.handoff,
                 &self.ping_checks,
                 &self.probes_waiting,
@@ -652,6 +661,18 @@ impl Collector for StatsCollector {
             ),
         );
         out.push(self.per_worker(&self.worker_frames, |w| w.rx_frames.get()));
+        out.push(
+            self.worker_busy.family(
+                self.workers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| {
+                        let seconds = value(w.busy_ns.get()) / 1e9;
+                        self.worker_busy.sample(&[&i.to_string()], seconds)
+                    })
+                    .collect(),
+            ),
+        );
         out.push(self.handoff());
         out.push(self.ping_checks.family(vec![
             self.ping_checks

@@ -136,6 +136,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
         let mut last_flush = Instant::now();
         let mut last_expiry = Instant::now();
         while !quit.load(Ordering::Relaxed) {
+            let turn = Instant::now();
             let now = unix_now();
             let received = self.poll(now)?;
             self.release_committed()?;
@@ -153,6 +154,9 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
                 last_expiry = Instant::now();
             }
             self.stats.held_replies.set(self.gate.held() as u64);
+            if received > 0 {
+                self.stats.busy_ns.add(nanos(turn.elapsed()));
+            }
             if received == 0 && !self.handoff.as_ref().is_some_and(Handoff::pending) {
                 // Replies waiting for the gate are released as soon as it confirms, and
                 // frames other workers hand here wait for this loop: poll for them at the

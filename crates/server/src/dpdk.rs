@@ -63,11 +63,10 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
     // The ports live in `counters`, which the control plane shares: a port stops when the last
     // holder lets go (the pool and the EAL need no teardown).
     let mut hold: Vec<Box<dyn std::any::Any>> = vec![Box::new(pool), Box::new(eal)];
-    if on_kernel_interfaces(&settings.eal_args) {
-        // A vdev on a kernel interface (net_af_packet, net_af_xdp, net_tap with remote=) leaves
-        // the interface to its kernel too, as the AF_PACKET backend does; net_af_packet lets
-        // it see every frame. A UDP/67 socket never read keeps it from answering relays with
-        // ICMP port unreachable, and any other DHCP server from starting beside us.
+    if peregrine_dpdk::on_kernel_interfaces(&settings.eal_args) {
+        // As on the AF_PACKET backend, a UDP/67 socket never read keeps the kernel from
+        // answering relays with ICMP port unreachable, and any other DHCP server from starting
+        // beside us.
         let quiet = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 67))
             .context("binding UDP/67 to keep the kernel quiet (DPDK vdevs on kernel interfaces)")?;
         hold.push(Box::new(quiet));
@@ -79,14 +78,6 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
         _hold: hold,
         ports: Some(counters),
     }))
-}
-
-/// Whether the EAL's arguments put a vdev on a kernel interface (`iface=`, or `net_tap`'s
-/// `remote=`).
-fn on_kernel_interfaces(eal_args: &[String]) -> bool {
-    eal_args
-        .iter()
-        .any(|a| a.contains(",iface=") || a.contains(",remote="))
 }
 
 /// The ports, by interface, for `/metrics`.

@@ -95,6 +95,10 @@ pub struct WorkerStats {
     /// Frames the last receive burst brought: at the burst size, the worker is saturated and
     /// frames queue in the ring.
     pub last_burst: Gauge,
+    /// Nanoseconds spent on loop turns whose burst brought frames (receiving, answering,
+    /// queueing, sending): a polling worker's core is busy whatever the load, this is what
+    /// the frames cost.
+    pub busy_ns: Counter,
 }
 
 impl WorkerStats {

@@ -120,6 +120,16 @@ impl Eal {
     }
 }
 
+/// Whether these EAL arguments put a vdev on a kernel interface (`net_af_packet`'s or
+/// `net_af_xdp`'s `iface=`, `net_tap`'s `iface=` or `remote=`): the kernel then keeps that
+/// interface too, and may answer what arrives on it (`net_af_packet` lets it see every frame).
+pub fn on_kernel_interfaces<S: AsRef<str>>(eal_args: &[S]) -> bool {
+    eal_args.iter().any(|a| {
+        let a = a.as_ref();
+        a.contains(",iface=") || a.contains(",remote=")
+    })
+}
+
 /// The calling thread's lcore id: `None` for a thread DPDK neither started nor registered
 /// (see [`RxQueue::attach_thread`] on [`DpdkRx`]).
 pub fn current_lcore() -> Option<u32> {

@@ -231,9 +231,16 @@ fn two_workers_on_two_queues_both_serve_relays() {
     );
 
     let metrics = scrape(&ns, "127.0.0.1:9167");
+    assert_both_queues_served(&metrics);
+    assert!(stop(&mut server).success());
+}
+
+/// Both queues of `net_af_packet0` (interface srv0) received and sent, the driver's count of
+/// good frames is their sum, and both workers counted time busy.
+fn assert_both_queues_served(metrics: &str) {
     let queue = |what: &str, q: u32| {
         metric(
-            &metrics,
+            metrics,
             &format!(
                 "peregrine_port_queue_{what}_total{{interface=\"srv0\",port=\"net_af_packet0\",queue=\"{q}\"}}"
             ),
@@ -251,7 +258,7 @@ fn two_workers_on_two_queues_both_serve_relays() {
     }
     let xstat = |stat: &str| {
         metric(
-            &metrics,
+            metrics,
             &format!(
                 "peregrine_port_xstats_total{{interface=\"srv0\",port=\"net_af_packet0\",stat=\"{stat}\"}}"
             ),
@@ -261,5 +268,15 @@ fn two_workers_on_two_queues_both_serve_relays() {
         xstat("rx_good_packets"),
         queue("rx_packets", 0) + queue("rx_packets", 1)
     );
-    assert!(stop(&mut server).success());
+    // Each worker polls without pause; what its frames cost is counted apart.
+    for worker in 0..2 {
+        let series = format!("peregrine_worker_busy_seconds_total{{worker=\"{worker}\"}} ");
+        let busy: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+            .parse()
+            .unwrap();
+        assert!(busy > 0.0 && busy < 20.0, "worker {worker} busy {busy} s");
+    }
 }
