@@ -1,8 +1,7 @@
 //! `backend = "dpdk"`: the EAL started with `[dpdk] eal-args`, one packet pool, and each
 //! `[[interface]]`'s `dpdk-port` started with a queue per worker, each polled by a worker
 //! thread the server makes and pins, which its queue registers with the EAL as an lcore of its
-//! own (for the pool's per-lcore cache); the EAL's own lcores (`-l`) run nothing of ours but
-//! the main thread.
+//! own (for the pool's per-lcore cache); the EAL's own lcores (`-l`) run nothing of ours.
 
 use std::sync::Arc;
 

@@ -77,6 +77,10 @@ impl Eal {
     /// Starts the EAL with these arguments (as after a program name: `-l 0-1`, `--vdev=...`,
     /// `--file-prefix=...`). Once per process: a second call is an error, as is any argument
     /// the EAL refuses (it says which on stderr, and this error names the call).
+    ///
+    /// The EAL pins the calling thread to the first lcore of `-l`; the thread gets back the CPUs
+    /// it had, so that the threads it starts later (a server's control plane, its journal
+    /// writer, workers not pinned by their own configuration) do not all share that one core.
     pub fn init<S: AsRef<str>>(args: &[S]) -> Result<Eal, DpdkError> {
         if EAL_STARTED.swap(true, Ordering::SeqCst) {
             return Err(DpdkError::new(
@@ -94,10 +98,28 @@ impl Eal {
         let mut argv: Vec<*mut c_char> = owned.iter().map(|a| a.as_ptr().cast_mut()).collect();
         let argc = i32::try_from(argv.len())
             .map_err(|_| DpdkError::new("rte_eal_init", "too many arguments"))?;
+        // SAFETY: a zeroed cpu_set_t is a valid empty set, filled by the call if it succeeds.
+        let mut cpus: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: cpus is a cpu_set_t of `size` bytes; pid 0 is this thread.
+        let had = unsafe { libc::sched_getaffinity(0, size, &raw mut cpus) } == 0;
         // SAFETY: argv holds argc C strings that outlive the call; DPDK may reorder the array.
         let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
             return Err(DpdkError::errno("rte_eal_init", sys::errno()));
+        }
+        if had {
+            // SAFETY: as above; the set is the one this thread had.
+            let ret = unsafe { libc::sched_setaffinity(0, size, &raw const cpus) };
+            if ret != 0 {
+                return Err(DpdkError::new(
+                    "sched_setaffinity",
+                    format!(
+                        "giving the EAL's thread its CPUs back: {}",
+                        io::Error::last_os_error()
+                    ),
+                ));
+            }
         }
         Ok(Eal(()))
     }

@@ -4,7 +4,7 @@
 //! frames both ways until its pool has been handed out several times over. One test: an EAL
 //! starts once per process.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, unsafe_code)]
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,7 @@ fn frames_cross_a_veth_pair_between_two_dpdk_ports() {
     ns.veth("xdp0", "xdp1");
     ns.enter(|| {
         let prefix = format!("--file-prefix=peregrine-dpdk-{}", std::process::id());
+        let before = allowed_cpus();
         let eal = Eal::init(&[
             "--no-huge",
             "--no-pci",
@@ -47,6 +48,8 @@ fn frames_cross_a_veth_pair_between_two_dpdk_ports() {
             prefix.as_str(),
         ])
         .unwrap();
+        // The EAL pinned this thread to lcore 0 (`-l 0`); it has its CPUs back.
+        assert_eq!(allowed_cpus(), before);
         let again = Eal::init(&["--no-huge"]).unwrap_err();
         assert_eq!(again.call, "rte_eal_init");
         assert_eq!(eal.port_count(), 4);
@@ -157,4 +160,19 @@ fn af_xdp_round_trips(eal: &Eal, pool: &std::sync::Arc<Mempool>) {
             }
         });
     });
+}
+
+/// The CPUs the calling thread may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; the call fills it for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
 }
