@@ -19,7 +19,15 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
     let settings = &config.runtime.dpdk;
     let eal = Eal::init(&settings.eal_args)
         .context("starting DPDK (rte_eal_init; see [dpdk] eal-args)")?;
-    let pool = Arc::new(Mempool::new(&eal, "peregrine", settings.mbufs)?);
+    let pool = Arc::new(
+        Mempool::new(&eal, "peregrine", settings.mbufs).with_context(|| {
+            format!(
+                "the packet pool ([dpdk] mbufs = {}, about 2.4 KB each): the EAL's memory \
+                 (-m, or --socket-mem with hugepages) must hold it",
+                settings.mbufs
+            )
+        })?,
+    );
     let queues = u16::try_from(config.runtime.workers).context("more workers than DPDK queues")?;
     let mut interfaces = Vec::new();
     let mut slots = Vec::new();

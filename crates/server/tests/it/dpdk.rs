@@ -111,6 +111,34 @@ fn udhcpc_gets_a_lease_from_a_server_on_a_dpdk_port() {
         "{said}"
     );
 
+    // An EAL that cannot start, or has too little memory for the pool: one line says why.
+    for (eal, said_here) in [
+        (
+            "--vdev=net_nosuch0,iface=srv0",
+            "starting DPDK (rte_eal_init; see [dpdk] eal-args): rte_eal_init: No such device",
+        ),
+        (
+            "-m\", \"2",
+            "the packet pool ([dpdk] mbufs = 2047, about 2.4 KB each): the EAL's memory",
+        ),
+    ] {
+        let text = config("net_af_packet0").replace("\"-m\", \"256\"", &format!("\"{eal}\""));
+        let path = dir.path().join("eal.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = srv
+            .command(env!("CARGO_BIN_EXE_peregrine"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success(), "{said}");
+        let errors: Vec<&str> = said.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "{said}");
+        assert!(errors[0].contains(said_here), "{said}");
+    }
+
     // A control plane that cannot listen stops the server before any worker polls the port:
     // nothing polls a port the server has closed on its way out.
     let no_control = dir.path().join("no-control.toml");
