@@ -88,8 +88,13 @@ one_run() {
     --circuit-id 'olt{relay}/port{port}' --remote-id 'sub-{client}' --server-pid "$SPID" \
     --label "$srv" --max-drop-pct 1 --quiet --json "$json" --csv "$OUT/runs.csv" > "$OUT/last.txt" 2>&1
   rc=$?
+  # What the frames cost Peregrine's workers (their busy time), apart from a polling worker's
+  # idle turns: summed over workers, per DORA answered below.
+  local busy=None
+  [[ $srv == peregrine-* ]] && busy=$(ip netns exec "$NS_SRV" curl -s --max-time 1 http://127.0.0.1:9167/metrics \
+    | awk '/^peregrine_worker_busy_seconds_total/ {s += $2; n++} END {print n ? s : "None"}')
   bench_stop
-  python3 - "$json" "$rc" "$load" <<'PY' | tee -a "$OUT/runs.log"
+  python3 - "$json" "$rc" "$load" "$busy" <<'PY' | tee -a "$OUT/runs.log"
 import json, sys
 r = json.load(open(sys.argv[1])); rc = int(sys.argv[2])
 ph = {p["phase"]: p for p in r["phases"]}
@@ -97,10 +102,12 @@ do, ra, dora = ph["discover-offer"], ph.get("request-ack", {}), ph["dora"]
 offered_ok = r["offered_per_s"] >= 0.97 * r["target_rate"]
 verdict = "pass" if rc == 0 and offered_ok else ("generator-limited" if not offered_ok else "fail")
 cpu = r["server_cpu_pct"]
+busy_us = "None" if sys.argv[4] == "None" or not dora["answered"] else f'{float(sys.argv[4]) * 1e6 / dora["answered"]:.2f}'
 print(f'{r["label"]}\t{r["target_rate"]}\t{verdict}\toffered={r["offered_per_s"]:.0f}\tacks_per_s={dora["answered_per_s"]:.0f}'
       f'\tdrops_do={do["drop_pct"]:.2f}\tdrops_ra={ra.get("drop_pct", 100):.2f}\tdora_p50_ms={dora["p50_ms"]:.3f}'
       f'\tdora_p99_ms={dora["p99_ms"]:.3f}\tserver_cpu={cpu if cpu is None else round(cpu)}'
-      f'\tgen_cpu={r["generator_cpu_pct"]:.0f}\tgen_busy={r["generator_busy_pct"]:.0f}\tload={sys.argv[3]}')
+      f'\tgen_cpu={r["generator_cpu_pct"]:.0f}\tgen_busy={r["generator_busy_pct"]:.0f}\tload={sys.argv[3]}'
+      f'\tbusy_us={busy_us}')
 sys.exit(0 if verdict == "pass" else 1)
 PY
 }

@@ -22,8 +22,8 @@ def rate_of(srv):
     s = sustained.get(srv, "")
     return int(s) if s.isdigit() else None
 ref = {k: rate_of(k) for k in ("kea-persist", "kea-nopersist")}
-print("| server | sustained DORA/s (3/3 runs < 1 % drops) | × Kea persist | × Kea no-persist | ACKs/s at sustained (median) | DORA p50 / p99 ms | server CPU % of a core | server CPU µs per DORA | generator busy % | first failing step |")
-print("|---|---:|---:|---:|---:|---|---:|---:|---:|---|")
+print("| server | sustained DORA/s (3/3 runs < 1 % drops) | × Kea persist | × Kea no-persist | ACKs/s at sustained (median) | DORA p50 / p99 ms | server CPU % of a core | server CPU µs per DORA | worker busy µs per DORA | generator busy % | first failing step |")
+print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
 for srv in sustained:
     r = rate_of(srv); kvs = at(srv, r) if r else []
     acks = med(k["acks_per_s"] for k in kvs); p50 = med(k["dora_p50_ms"] for k in kvs)
@@ -35,5 +35,6 @@ for srv in sustained:
     fmt = lambda x, p=0: "–" if x is None else f"{x:,.{p}f}"
     us = f"{cpu * 1e4 / r:.1f}" if cpu is not None and r else "–"
     gen = med(k.get("gen_busy", "None") for k in kvs)
+    busy = med(k.get("busy_us", "None") for k in kvs)
     shown = f"≥ {sustained[srv]} (top of the ladder)" if top.get(srv) else sustained[srv]
-    print(f"| {srv} | {shown} | {ratio('kea-persist')} | {ratio('kea-nopersist')} | {fmt(acks)} | {fmt(p50, 2)} / {fmt(p99, 2)} | {fmt(cpu)} | {us} | {fmt(gen)} | {first} |")
+    print(f"| {srv} | {shown} | {ratio('kea-persist')} | {ratio('kea-nopersist')} | {fmt(acks)} | {fmt(p50, 2)} / {fmt(p99, 2)} | {fmt(cpu)} | {us} | {fmt(busy, 2)} | {fmt(gen)} | {first} |")
