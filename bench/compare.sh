@@ -31,7 +31,8 @@
 # Env: RUN_S (default 3), GEN_BACKEND (afpacket | udp | dpdk-afxdp | dpdk-afpacket: the
 #   generator on a DPDK vdev on p-srv, only against raw-frame servers, whose UDP checksums are
 #   whole; default afpacket), OUT (result dir),
-#   PING_CHECK_MS (Peregrine with a ping check of that many ms on every scope; default none).
+#   PING_CHECK_MS (Peregrine with a ping check of that many ms on every scope; default none),
+#   LADDER (the rates to try, in order, for every server: "60000 65000 70000"; default per server).
 # Output: $OUT/{runs.csv,runs.log,summary.md} (default bench/results/compare-<UTC time>/) and
 # the chart bench/results/compare.png.
 set -uo pipefail
@@ -48,6 +49,7 @@ SERVERS=("$@"); [[ ${#SERVERS[@]} -gt 0 ]] || SERVERS=("${ALL[@]}")
 [[ -x "$LOADGEN" && -x "$BIN/peregrine" ]] || { echo "build first: cargo build --release -p peregrine-bench -p peregrine" >&2; exit 1; }
 
 ladder() {
+  [[ -n ${LADDER:-} ]] && { echo "$LADDER"; return; }
   case "$1" in
     dhcpd) echo 100 200 300 400 600 800 ;;
     kea-*) echo 4000 8000 12000 16000 20000 24000 28000 ;;
@@ -83,6 +85,9 @@ one_run() {
       local v=af_xdp; [[ $GEN_BACKEND == *afpacket ]] && v=af_packet
       gen=(--backend dpdk --dpdk-port "net_${v}0" --eal-args "$(dpdk_eal_args "net_${v}0,iface=p-srv" peregrine-bench-gen "$GEN_CPU")") ;;
   esac
+  # Nothing answers ARP for the echo on net_af_xdp (the kernel does not see the frames): name
+  # the MAC it answers from, s-perf's.
+  [[ $srv == echo-dpdk-afxdp ]] && gen+=(--server-mac "$(ip -n "$NS_SRV" -br link show s-perf | awk '{print $3}')")
   ip netns exec "$NS_PERF" taskset -c "$GEN_CPU" "$LOADGEN" run "${gen[@]}" --server "$SERVER_IP" \
     --giaddr "$GIADDRS_8" --clients "$clients" --rate "$rate" --timeout 1 \
     --circuit-id 'olt{relay}/port{port}' --remote-id 'sub-{client}' --server-pid "$SPID" \

@@ -28,7 +28,7 @@ for srv in sustained:
     r = rate_of(srv); kvs = at(srv, r) if r else []
     acks = med(k["acks_per_s"] for k in kvs); p50 = med(k["dora_p50_ms"] for k in kvs)
     p99 = med(k["dora_p99_ms"] for k in kvs); cpu = med(k["server_cpu"] for k in kvs)
-    fails = sorted((rr, v, kv) for rr, v, kv in runs[srv] if v != "pass")
+    fails = sorted((rr, v, kv) for rr, v, kv in runs.get(srv, []) if v != "pass")
     first = next((f"{rr}: {v}, offered {kv['offered']}, ACKs/s {kv['acks_per_s']}, drops DO/RA {kv['drops_do']}/{kv['drops_ra']} %, CPU {kv['server_cpu']} %"
                   for rr, v, kv in fails if r is None or rr > r), "none in the ladder")
     ratio = lambda k: f"{r / ref[k]:.2f}" if r and ref.get(k) else "–"
