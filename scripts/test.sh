@@ -47,6 +47,8 @@ cargo clippy -p peregrine --features dpdk --all-targets --locked -- -D warnings
 CI=${CI:-} cargo test -p peregrine --features dpdk --locked --test it dpdk
 cargo clippy -p peregrine-bench --features dpdk --all-targets --locked -- -D warnings
 CI=${CI:-} cargo test -p peregrine-bench --features dpdk --locked --test it dpdk
+echo "--- DPDK linked statically (PEREGRINE_DPDK_STATIC, dpdk/README.md)"
+PEREGRINE_DPDK_STATIC=bus_vdev,mempool_ring,net_null cargo test -p peregrine-dpdk-sys --locked
 
 # Real clients against the real server: dhclient and udhcpc through dhcrelay (option 82), in
 # the shared harness's namespaces (../shared/harness, beside the repository in CI).

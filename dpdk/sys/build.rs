@@ -7,11 +7,25 @@ use std::path::PathBuf;
 /// The oldest DPDK whose API this crate is written against (Debian 12's).
 const MIN_VERSION: &str = "22.11";
 
+/// Set to a comma-separated list of DPDK drivers (`bus_vdev,mempool_ring,net_af_xdp`), DPDK is
+/// linked statically with those drivers in whole (their constructors register them), instead of
+/// dynamically with every driver loaded from DPDK's driver directory at EAL start.
+const STATIC_DRIVERS: &str = "PEREGRINE_DPDK_STATIC";
+
+/// The system libraries a static DPDK of the common drivers needs (DPDK's own list, from
+/// `pkg-config --static`, also names the libraries of every vendor's driver).
+const STATIC_SYSTEM_LIBS: [&str; 11] = [
+    "numa", "bsd", "bpf", "xdp", "elf", "z", "atomic", "m", "dl", "pthread", "rt",
+];
+
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=shim.c");
+    println!("cargo:rerun-if-env-changed={STATIC_DRIVERS}");
+    let drivers = env::var(STATIC_DRIVERS).ok().filter(|d| !d.is_empty());
     let dpdk = match pkg_config::Config::new()
         .atleast_version(MIN_VERSION)
+        .cargo_metadata(drivers.is_none())
         .probe("libdpdk")
     {
         Ok(lib) => lib,
@@ -80,4 +94,33 @@ fn main() {
         .opt_level(3)
         .warnings(false);
     cc.compile("peregrine_dpdk_wrappers");
+    if let Some(drivers) = drivers {
+        link_statically(&drivers);
+    }
+}
+
+/// Links DPDK's static archives: `drivers` in whole, the libraries from DPDK's core that they
+/// and we use as needed, the system libraries dynamically.
+fn link_statically(drivers: &str) {
+    let libdir = pkg_config::get_variable("libdpdk", "libdir")
+        .unwrap_or_else(|e| panic!("pkg-config --variable=libdir libdpdk: {e}"));
+    println!("cargo:rustc-link-search=native={libdir}");
+    for driver in drivers.split(',').map(str::trim) {
+        println!("cargo:rustc-link-lib=static:+whole-archive,-bundle=rte_{driver}");
+    }
+    let out = std::process::Command::new("pkg-config")
+        .args(["--static", "--libs-only-l", "libdpdk"])
+        .output()
+        .unwrap_or_else(|e| panic!("pkg-config --static --libs-only-l libdpdk: {e}"));
+    let libs = String::from_utf8_lossy(&out.stdout);
+    // The core libraries, in DPDK's order (each needs those after it).
+    for lib in libs
+        .split_whitespace()
+        .filter_map(|l| l.strip_prefix("-lrte_"))
+    {
+        println!("cargo:rustc-link-lib=static:-bundle=rte_{lib}");
+    }
+    for lib in STATIC_SYSTEM_LIBS {
+        println!("cargo:rustc-link-lib=dylib={lib}");
+    }
 }

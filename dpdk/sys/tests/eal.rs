@@ -1,6 +1,7 @@
 //! The bindings against the real library: an EAL without hugepages or PCI, one `net_null`
 //! port, a mempool, one queue each way, and packets through the static-inline burst calls
-//! (the C wrappers). One test: an EAL starts once per process.
+//! (the C wrappers); linked statically, no DPDK library loaded. One test: an EAL starts once
+//! per process.
 
 #![allow(unsafe_code, clippy::unwrap_used)]
 
@@ -35,6 +36,15 @@ fn an_eal_on_a_virtual_port_sends_and_receives_bursts() {
     // SAFETY: argv holds argc valid C strings that outlive the call (DPDK may permute them).
     let n = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
     assert!(n >= 0, "rte_eal_init: errno {}", sys::errno());
+    // Built with PEREGRINE_DPDK_STATIC, DPDK is inside this binary (net_null0 was found: its
+    // driver's constructor was kept), and no DPDK library is loaded.
+    if option_env!("PEREGRINE_DPDK_STATIC").is_some_and(|d| !d.is_empty()) {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        assert!(
+            !maps.contains("librte_"),
+            "a DPDK library is loaded:\n{maps}"
+        );
+    }
 
     // SAFETY: the EAL is initialised; every pointer below comes from DPDK and is checked.
     unsafe {
