@@ -218,6 +218,7 @@ pub(crate) struct Leases {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub(crate) struct Control {
     pub(crate) listen: Option<Spanned<String>>,
+    pub(crate) token_file: Option<Spanned<String>>,
 }
 
 /// An `options` table.

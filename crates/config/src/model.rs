@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,6 +142,10 @@ pub struct Runtime {
     pub interfaces: Vec<InterfaceConfig>,
     /// Where the control plane (metrics, health, API) listens.
     pub control_listen: SocketAddr,
+    /// The file holding the admin API's bearer token (`[control] token-file`, read with
+    /// [`AdminToken::read`] when the server starts); `None`: the API is open, which only a
+    /// loopback `control_listen` may be.
+    pub control_token_file: Option<PathBuf>,
     /// Where bulk leasequery (RFC 6926, TCP) listens; `None`: nowhere.
     pub bulk_leasequery_listen: Option<SocketAddr>,
     /// The EAL and ports of `backend = "dpdk"`.
@@ -198,6 +203,7 @@ impl Default for Runtime {
             handoff: true,
             interfaces: Vec::new(),
             control_listen: SocketAddr::from(([127, 0, 0, 1], 9167)),
+            control_token_file: None,
             bulk_leasequery_listen: None,
             dpdk: DpdkSettings::default(),
             leases: None,
@@ -461,5 +467,50 @@ impl OptionSet {
             Ok(i) => self.options[i].1 = data,
             Err(i) => self.options.insert(i, (code, data)),
         }
+    }
+}
+
+/// The admin API's bearer token, as read from its file. Never printed: its `Debug` says only
+/// that there is one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// The fewest characters a token may have.
+    pub const MIN_LEN: usize = 16;
+
+    /// The token in the file at `path`: at least [`AdminToken::MIN_LEN`] characters once
+    /// trimmed, in a file that neither group nor others may read or write (as ssh asks of a
+    /// private key). The error names the file and says what to do.
+    pub fn read(path: &Path) -> Result<AdminToken, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let name = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| format!("{name}: {e}"))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{name}: readable or writable by group or others (mode {mode:03o}): chmod 600 {name}"
+            ));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+        let token = text.trim();
+        if token.chars().count() < AdminToken::MIN_LEN {
+            return Err(format!(
+                "{name}: a token must have at least {} characters (openssl rand -hex 32 > {name})",
+                AdminToken::MIN_LEN
+            ));
+        }
+        Ok(AdminToken(token.to_owned()))
+    }
+
+    /// The token itself, for the one place that compares it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
     }
 }

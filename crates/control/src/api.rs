@@ -37,7 +37,7 @@ pub(crate) struct ApiState {
     pub(crate) failover: Option<Arc<FailoverStatus>>,
 }
 
-pub(crate) fn router(state: Arc<ApiState>) -> Router {
+pub(crate) fn router(state: Arc<ApiState>, gate: Arc<crate::auth::Gate>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -53,6 +53,10 @@ pub(crate) fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/failover", get(failover))
         .route("/v1/failover/partner-down", post(partner_down))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            crate::auth::check,
+        ))
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
@@ -440,7 +444,7 @@ struct ErrorView {
     error: String,
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(ErrorView { error: message })).into_response()
 }
 

@@ -22,9 +22,11 @@
 //! `peregrine-dataplane`).
 
 mod api;
+mod auth;
 mod import;
 mod metrics;
 
+pub use auth::AdminAccess;
 pub use import::{Importer, TellPartner};
 
 use std::collections::HashMap;
@@ -60,6 +62,8 @@ pub struct ControlSources {
     /// The NIC ports' own counters and link state (`peregrine_port_*`), where the backend has
     /// ports of its own (DPDK).
     pub ports: Option<Arc<dyn PortCounterSource>>,
+    /// Who may use the API.
+    pub access: AdminAccess,
 }
 
 /// A port's counters and link state, as its driver keeps them.
@@ -153,18 +157,28 @@ pub fn spawn(listen: SocketAddr, sources: ControlSources) -> io::Result<Control>
         .into_iter()
         .map(|p| (p.scope, p.scope_name))
         .collect();
-    let collector = metrics::StatsCollector::new(&sources).map_err(io::Error::other)?;
+    let failures = Arc::new(auth::AuthFailures::default());
+    let collector =
+        metrics::StatsCollector::new(&sources, failures.clone()).map_err(io::Error::other)?;
     let registry = prometheus::Registry::new();
     registry
         .register(Box::new(collector))
         .map_err(io::Error::other)?;
-    let app = api::router(Arc::new(api::ApiState {
-        registry,
-        engine: sources.engine,
-        scope_names,
-        importer: sources.importer,
-        failover: sources.failover,
-    }));
+    let gate = Arc::new(auth::Gate {
+        access: sources.access,
+        failures,
+    });
+    let app = api::router(
+        Arc::new(api::ApiState {
+            registry,
+            engine: sources.engine,
+            scope_names,
+            importer: sources.importer,
+            failover: sources.failover,
+        }),
+        gate,
+    )
+    .into_make_service_with_connect_info::<SocketAddr>();
     let (stop, stopped) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("peregrine-control".into())

@@ -393,6 +393,7 @@ pub(crate) struct StatsCollector {
     failover_families: FailoverFamilies,
     ports: Option<Arc<dyn crate::PortCounterSource>>,
     port_families: PortFamilies,
+    auth: AuthFigures,
     started: Instant,
     totals: Vec<(Family, ReadWorker)>,
     journal_figures: Vec<(Family, ReadJournal)>,
@@ -410,6 +411,34 @@ pub(crate) struct StatsCollector {
     pools: Family,
     uptime: Family,
     options_left_out: Family,
+}
+
+/// The admin API's refused requests, by reason.
+#[derive(Debug)]
+struct AuthFigures {
+    failures: Arc<crate::auth::AuthFailures>,
+    family: Family,
+}
+
+impl AuthFigures {
+    fn new(failures: Arc<crate::auth::AuthFailures>) -> prometheus::Result<AuthFigures> {
+        Ok(AuthFigures {
+            failures,
+            family: Family::new(
+                "peregrine_admin_auth_failures_total",
+                "Admin API requests refused, by reason: missing (no bearer token), wrong (not \
+                 the server's token).",
+                &["reason"],
+                Kind::Counter,
+            )?,
+        })
+    }
+
+    fn collect(&self) -> MetricFamily {
+        let samples = crate::auth::Refusal::ALL
+            .map(|r| self.family.sample(&[r.name()], value(self.failures.get(r))));
+        self.family.family(samples.to_vec())
+    }
 }
 
 /// A family labelled by worker.
@@ -432,8 +461,12 @@ fn latency_desc() -> prometheus::Result<Desc> {
 
 impl StatsCollector {
     /// Fails only if a name or label here is invalid.
-    pub(crate) fn new(sources: &crate::ControlSources) -> prometheus::Result<StatsCollector> {
+    pub(crate) fn new(
+        sources: &crate::ControlSources,
+        auth_failures: Arc<crate::auth::AuthFailures>,
+    ) -> prometheus::Result<StatsCollector> {
         Ok(StatsCollector {
+            auth: AuthFigures::new(auth_failures)?,
             engine: sources.engine.clone(),
             workers: sources.workers.clone(),
             journal: sources.journal.clone(),
@@ -623,6 +656,7 @@ impl Collector for StatsCollector {
                 &self.drops,
                 &self.worker_frames,
                 &self.worker_busy,
+                &self.auth.family,
                 &self.handoff,
                 &self.ping_checks,
                 &self.probes_waiting,
@@ -715,6 +749,7 @@ impl Collector for StatsCollector {
         if let Some(source) = &self.ports {
             self.port_families.collect(&source.read(), &mut out);
         }
+        out.push(self.auth.collect());
         out
     }
 }

@@ -133,40 +133,28 @@ pub(crate) fn import(
 /// `peregrine leases import --server`: the file posted to a running server's admin API.
 pub(crate) fn import_live(
     server: &str,
+    token_file: Option<&Path>,
     format: ImportFormat,
     zone: &LocalZone,
     input: &Path,
 ) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     let format = Format::from(format);
-    let url = format!(
-        "http://{server}/v1/leases/import/{}?timezone={}",
+    let path = format!(
+        "/v1/leases/import/{}?timezone={}",
         format.as_str(),
         query_escape(zone.name())
     );
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        // The server answers once every lease is durable; it gives up on the journal at 60 s.
-        .timeout_global(Some(std::time::Duration::from_mins(5)))
-        .build()
-        .into();
-    let mut reply = agent
-        .post(&url)
-        .send(&bytes[..])
-        .with_context(|| format!("posting to {url}"))?;
-    let status = reply.status();
-    let body = reply
-        .body_mut()
-        .with_config()
-        .limit(u64::MAX)
-        .read_to_string()
-        .with_context(|| format!("reading the reply of {url}"))?;
-    if !status.is_success() {
-        let why = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or(body);
-        bail!("{url}: {status}: {why}");
+    // The server answers once every lease is durable; it gives up on the journal at 60 s.
+    let api = crate::admin_client::AdminClient::new(
+        server,
+        token_file,
+        std::time::Duration::from_mins(5),
+    )?;
+    let url = api.url(&path);
+    let (status, body) = api.post(&path, &bytes)?;
+    if !(200..300).contains(&status) {
+        bail!("{url}: {status}: {}", crate::admin_client::why(&body));
     }
     let report: ImportReport =
         serde_json::from_str(&body).with_context(|| format!("{url}: not an import report"))?;

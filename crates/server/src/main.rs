@@ -5,6 +5,7 @@
 //! DHCP logic lives in `peregrine-engine`, the per-frame work in `peregrine-dataplane`, the
 //! packet I/O in `peregrine-io`; this crate only wires them together.
 
+mod admin_client;
 mod backend;
 mod bulk;
 #[cfg(feature = "dpdk")]
@@ -64,6 +65,9 @@ enum FailoverCommand {
         /// The server's control address (its `[control] listen`, e.g. 127.0.0.1:9167).
         #[arg(long)]
         server: String,
+        /// The file holding the admin API's token (the server's `[control] token-file`).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// Tells the server its partner is down (D12: only the operator knows): it then serves the
     /// partner's clients too, and after the MCLT its addresses. Refused while the partner is in
@@ -72,6 +76,9 @@ enum FailoverCommand {
         /// The server's control address.
         #[arg(long)]
         server: String,
+        /// The file holding the admin API's token (the server's `[control] token-file`).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -101,6 +108,9 @@ enum LeasesCommand {
         /// A running server's control address (its `[control] listen`, e.g. 127.0.0.1:9167).
         #[arg(long, conflicts_with = "dry_run")]
         server: Option<String>,
+        /// With --server: the file holding the admin API's token (its `[control] token-file`).
+        #[arg(long, requires = "server")]
+        token_file: Option<PathBuf>,
         /// The input's format.
         #[arg(long, value_enum)]
         format: leases::ImportFormat,
@@ -133,6 +143,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match peregrine_config::load(&file) {
             Ok(config) => {
+                // The token file is read as the server would read it at start.
+                if let Err(e) = run::admin_access(&file, &config) {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
                 println!(
                     "{}: ok ({} scopes, {} classes, {} interfaces)",
                     file.display(),
@@ -155,6 +170,7 @@ fn main() -> ExitCode {
                 LeasesCommand::Import {
                     config,
                     server,
+                    token_file,
                     format,
                     dry_run,
                     timezone,
@@ -162,7 +178,9 @@ fn main() -> ExitCode {
                 },
         } => report(match (config, server) {
             (Some(config), _) => leases::import(&config, format, &timezone, dry_run, &input),
-            (None, Some(server)) => leases::import_live(&server, format, &timezone, &input),
+            (None, Some(server)) => {
+                leases::import_live(&server, token_file.as_deref(), format, &timezone, &input)
+            }
             (None, None) => unreachable!("clap requires one of --config and --server"),
         }),
         Command::Leases {
@@ -174,8 +192,12 @@ fn main() -> ExitCode {
                 },
         } => report(leases::export(&config, format, output.as_ref())),
         Command::Failover { command } => report(match command {
-            FailoverCommand::Status { server } => failover_call(&server, false),
-            FailoverCommand::PartnerDown { server } => failover_call(&server, true),
+            FailoverCommand::Status { server, token_file } => {
+                failover_call(&server, token_file.as_deref(), false)
+            }
+            FailoverCommand::PartnerDown { server, token_file } => {
+                failover_call(&server, token_file.as_deref(), true)
+            }
         }),
         Command::Run { config } => {
             init_logging();
@@ -191,36 +213,29 @@ fn main() -> ExitCode {
 }
 
 /// `peregrine failover status|partner-down`: the relationship as `key: value` lines.
-fn failover_call(server: &str, partner_down: bool) -> anyhow::Result<ExitCode> {
-    let url = if partner_down {
-        format!("http://{server}/v1/failover/partner-down")
+fn failover_call(
+    server: &str,
+    token_file: Option<&std::path::Path>,
+    partner_down: bool,
+) -> anyhow::Result<ExitCode> {
+    let api =
+        admin_client::AdminClient::new(server, token_file, std::time::Duration::from_secs(10))?;
+    let path = if partner_down {
+        "/v1/failover/partner-down"
     } else {
-        format!("http://{server}/v1/failover")
+        "/v1/failover"
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut reply = if partner_down {
-        agent.post(&url).send_empty()
+    let url = api.url(path);
+    let (status, body) = if partner_down {
+        api.post(path, &[])?
     } else {
-        agent.get(&url).call()
+        api.get(path)?
+    };
+    if !(200..300).contains(&status) {
+        anyhow::bail!("{url}: {status}: {}", admin_client::why(&body));
     }
-    .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-    let status = reply.status();
-    let body = reply
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
     let value: serde_json::Value =
         serde_json::from_str(&body).map_err(|_| anyhow::anyhow!("{url}: {status}: {body}"))?;
-    if !status.is_success() {
-        anyhow::bail!(
-            "{url}: {status}: {}",
-            value["error"].as_str().unwrap_or(&body)
-        );
-    }
     let Some(fields) = value.as_object() else {
         anyhow::bail!("{url}: not a failover status: {body}");
     };

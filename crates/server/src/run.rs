@@ -27,17 +27,17 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
             path.display()
         );
     }
+    let access = admin_access(path, &config)?;
     let store = config
         .runtime
         .leases
         .as_ref()
         .map(|l| LeaseDir::open(&l.directory))
         .transpose()?;
-    let key_secret = store
-        .as_ref()
-        .map_or_else(KeySecret::random, LeaseDir::key_secret);
     let options = EngineOptions {
-        key_secret,
+        key_secret: store
+            .as_ref()
+            .map_or_else(KeySecret::random, LeaseDir::key_secret),
         ..EngineOptions::default()
     };
     let mut engine = Engine::new(&config, options).context("building the engine")?;
@@ -83,6 +83,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         importer: import_side.map(|side| importer(&config, side, &partner_queue)),
         failover: failover_status,
         ports: backend.port_counters(),
+        access,
     };
     let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
     let bulk = config
@@ -330,4 +331,26 @@ fn importer(config: &Config, side: WorkerJournal, partner: &PartnerQueue) -> Arc
     let importer = Importer::new(Arc::new(config.clone()), side);
     let queue = partner.clone();
     Arc::new(importer.with_partner(Box::new(move |e| queue.try_push(e))))
+}
+
+/// Who may use the admin API: the token read from `[control] token-file` if the configuration
+/// at `path` names one (an error names the file, the key and what is wrong), needed for reads
+/// too where the API listens off loopback.
+pub(crate) fn admin_access(
+    path: &Path,
+    config: &peregrine_config::model::Config,
+) -> anyhow::Result<peregrine_control::AdminAccess> {
+    let token = config
+        .runtime
+        .control_token_file
+        .as_deref()
+        .map(|file| {
+            peregrine_config::model::AdminToken::read(file)
+                .map_err(|e| anyhow::anyhow!("{}: control.token-file {e}", path.display()))
+        })
+        .transpose()?;
+    Ok(peregrine_control::AdminAccess {
+        token: token.map(|t| t.expose().to_owned()),
+        reads_need_token: !config.runtime.control_listen.ip().is_loopback(),
+    })
 }

@@ -57,6 +57,32 @@ pub(super) fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runt
         text::listen_address,
         d,
     );
+    let control_token_file = match &file.control.token_file {
+        None => Some(None),
+        Some(path) if path.get_ref().trim().is_empty() => {
+            d.at(path, "control.token-file", "must name a file");
+            None
+        }
+        Some(path) => Some(Some(std::path::PathBuf::from(path.get_ref()))),
+    };
+    // An open API reachable from beyond the host lets anyone there deactivate scopes and
+    // import leases.
+    if let (Some(listen), Ok(Some(addr)), None) = (
+        &file.control.listen,
+        &control_listen,
+        &file.control.token_file,
+    ) && !addr.ip().is_loopback()
+    {
+        d.at(
+            listen,
+            "control.listen",
+            format_args!(
+                "{addr} is not a loopback address: whoever reaches it could change leases and \
+                 scopes; set control.token-file (a bearer token the API then requires), or \
+                 listen on 127.0.0.1"
+            ),
+        );
+    }
     let bulk_leasequery_listen = optional(
         file.dataplane.bulk_leasequery_listen.as_ref(),
         "dataplane.bulk-leasequery-listen",
@@ -74,6 +100,7 @@ pub(super) fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runt
         handoff: file.dataplane.handoff.unwrap_or(defaults.handoff),
         interfaces: interfaces?,
         control_listen: control_listen.ok()?.unwrap_or(defaults.control_listen),
+        control_token_file: control_token_file?,
         bulk_leasequery_listen: bulk_leasequery_listen.ok()?,
         dpdk: dpdk_settings(&file.dpdk, d)?,
         leases: leases?,

@@ -1089,6 +1089,61 @@ fn bad_listen_address() {
 }
 
 #[test]
+fn an_api_off_loopback_needs_a_token() {
+    assert_error(
+        "[control]\nlisten = \"0.0.0.0:9167\"\n",
+        "2:10 control.listen",
+        "0.0.0.0:9167 is not a loopback address: whoever reaches it could change leases and \
+         scopes; set control.token-file",
+    );
+    assert_error(
+        "[control]\nlisten = \"127.0.0.1:9167\"\ntoken-file = \" \"\n",
+        "3:14 control.token-file",
+        "must name a file",
+    );
+    let config = crate::valid(
+        "[control]\nlisten = \"10.255.0.10:9167\"\ntoken-file = \"/etc/peregrine/admin.token\"\n",
+    );
+    assert_eq!(
+        config.runtime.control_token_file.as_deref(),
+        Some(std::path::Path::new("/etc/peregrine/admin.token"))
+    );
+    let on_loopback = crate::valid("[control]\nlisten = \"[::1]:9167\"\n");
+    assert_eq!(on_loopback.runtime.control_token_file, None);
+}
+
+#[test]
+fn a_token_file_others_may_read_or_a_short_token_is_refused() {
+    use peregrine_config::model::AdminToken;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("peregrine-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("admin.token");
+    let write = |text: &str, mode: u32| {
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    write("0123456789abcdef0123\n", 0o644);
+    let e = AdminToken::read(&path).unwrap_err();
+    assert!(
+        e.contains("readable or writable by group or others (mode 644): chmod 600"),
+        "{e}"
+    );
+    write("0123456789abcdef0123\n", 0o640);
+    assert!(AdminToken::read(&path).is_err());
+    write("short\n", 0o600);
+    let e = AdminToken::read(&path).unwrap_err();
+    assert!(e.contains("at least 16 characters"), "{e}");
+    write("  0123456789abcdef0123\n", 0o600);
+    let token = AdminToken::read(&path).unwrap();
+    assert_eq!(token.expose(), "0123456789abcdef0123");
+    assert_eq!(format!("{token:?}"), "AdminToken(<redacted>)");
+    let e = AdminToken::read(&dir.join("missing")).unwrap_err();
+    assert!(e.contains("missing: No such file"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn every_runtime_error_is_reported() {
     let text = "\
 [dataplane]

@@ -242,6 +242,10 @@ fn runtime() {
     assert!(lab.subnet.contains(r.interfaces[1].address));
     assert_eq!(lab.interfaces, [r.interfaces[1].name.as_str()]);
     assert_eq!(r.control_listen, SocketAddr::from(([10, 255, 0, 10], 9167)));
+    assert_eq!(
+        r.control_token_file.as_deref(),
+        Some(Path::new("/etc/peregrine/admin.token"))
+    );
 }
 
 /// Every key of the schema appears in the example, so that it documents them all.
@@ -260,6 +264,7 @@ fn every_key_is_shown() {
         "commit-interval-us",
         "trusted",
         "listen",
+        "token-file",
         "directory",
         "durability",
         "compact-after",

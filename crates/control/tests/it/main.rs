@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod import;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -335,6 +336,7 @@ fn serve(journal: Option<Arc<JournalStats>>) -> (Control, Vec<Ipv4Addr>, [Arc<Wo
             importer: None,
             failover: None,
             ports: None,
+            access: peregrine_control::AdminAccess::default(),
         },
     )
     .unwrap();
@@ -572,6 +574,7 @@ fn a_scope_is_deactivated_and_activated_through_the_api() {
             importer: None,
             failover: None,
             ports: None,
+            access: peregrine_control::AdminAccess::default(),
         },
     )
     .unwrap();
@@ -678,6 +681,7 @@ fn a_taken_address_is_refused_with_its_name() {
             importer: None,
             failover: None,
             ports: None,
+            access: peregrine_control::AdminAccess::default(),
         },
     )
     .unwrap_err();

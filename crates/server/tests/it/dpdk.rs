@@ -139,11 +139,11 @@ fn udhcpc_gets_a_lease_from_a_server_on_a_dpdk_port() {
         assert!(errors[0].contains(said_here), "{said}");
     }
 
-    // A control plane that cannot listen stops the server before any worker polls the port:
-    // nothing polls a port the server has closed on its way out.
+    // A control plane that cannot listen (its port taken) stops the server before any worker
+    // polls the port: nothing polls a port the server has closed on its way out.
+    let taken = srv.enter(|| std::net::TcpListener::bind("127.0.0.1:9167").unwrap());
     let no_control = dir.path().join("no-control.toml");
-    let text = config("net_af_packet0") + "\n[control]\nlisten = \"192.0.2.1:9167\"\n";
-    std::fs::write(&no_control, text).unwrap();
+    std::fs::write(&no_control, config("net_af_packet0")).unwrap();
     let out = srv
         .command(env!("CARGO_BIN_EXE_peregrine"))
         .args(["run", "--config"])
@@ -153,11 +153,12 @@ fn udhcpc_gets_a_lease_from_a_server_on_a_dpdk_port() {
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success(), "{said}");
-    assert!(said.contains("192.0.2.1:9167"), "{said}");
+    assert!(said.contains("cannot listen on 127.0.0.1:9167"), "{said}");
     assert!(
         !said.contains("not ready port"),
         "a worker polled a closed port:\n{said}"
     );
+    drop(taken);
 
     let good = dir.path().join("dpdk.toml");
     std::fs::write(&good, config("net_af_packet0")).unwrap();

@@ -23,6 +23,7 @@ use peregrine_wire::dhcp::{DhcpMessage, MessageType};
 use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
 use peregrine_wire::frame::{Demuxed, UdpFrameHeaders, demux};
 
+mod admin_token;
 mod client_id;
 mod crash;
 #[cfg(feature = "dpdk")]
