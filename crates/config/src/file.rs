@@ -219,6 +219,8 @@ pub(crate) struct Leases {
 pub(crate) struct Control {
     pub(crate) listen: Option<Spanned<String>>,
     pub(crate) token_file: Option<Spanned<String>>,
+    pub(crate) tls_cert: Option<Spanned<String>>,
+    pub(crate) tls_key: Option<Spanned<String>>,
 }
 
 /// An `options` table.

@@ -146,6 +146,9 @@ pub struct Runtime {
     /// [`AdminToken::read`] when the server starts); `None`: the API is open, which only a
     /// loopback `control_listen` may be.
     pub control_token_file: Option<PathBuf>,
+    /// The PEM files of the admin API's TLS certificate chain and key (`[control] tls-cert`
+    /// and `tls-key`, read when the server starts); `None`: plain HTTP.
+    pub control_tls: Option<TlsFiles>,
     /// Where bulk leasequery (RFC 6926, TCP) listens; `None`: nowhere.
     pub bulk_leasequery_listen: Option<SocketAddr>,
     /// The EAL and ports of `backend = "dpdk"`.
@@ -204,6 +207,7 @@ impl Default for Runtime {
             interfaces: Vec::new(),
             control_listen: SocketAddr::from(([127, 0, 0, 1], 9167)),
             control_token_file: None,
+            control_tls: None,
             bulk_leasequery_listen: None,
             dpdk: DpdkSettings::default(),
             leases: None,
@@ -513,4 +517,13 @@ impl fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AdminToken(<redacted>)")
     }
+}
+
+/// A TLS certificate chain and its private key, each a PEM file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// The private key of that certificate.
+    pub key: PathBuf,
 }

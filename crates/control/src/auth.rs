@@ -20,6 +20,8 @@ pub struct AdminAccess {
     pub token: Option<String>,
     /// Whether reads need the token too (a listener not on loopback); `/healthz` never does.
     pub reads_need_token: bool,
+    /// The TLS identity the API is served with; `None`: plain HTTP.
+    pub tls: Option<crate::AdminTls>,
 }
 
 impl fmt::Debug for AdminAccess {
@@ -27,6 +29,7 @@ impl fmt::Debug for AdminAccess {
         f.debug_struct("AdminAccess")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("reads_need_token", &self.reads_need_token)
+            .field("tls", &self.tls)
             .finish()
     }
 }

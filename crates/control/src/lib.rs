@@ -25,9 +25,11 @@ mod api;
 mod auth;
 mod import;
 mod metrics;
+mod tls;
 
 pub use auth::AdminAccess;
 pub use import::{Importer, TellPartner};
+pub use tls::AdminTls;
 
 use std::collections::HashMap;
 use std::io;
@@ -164,6 +166,7 @@ pub fn spawn(listen: SocketAddr, sources: ControlSources) -> io::Result<Control>
     registry
         .register(Box::new(collector))
         .map_err(io::Error::other)?;
+    let tls = sources.access.tls.clone();
     let gate = Arc::new(auth::Gate {
         access: sources.access,
         failures,
@@ -177,15 +180,22 @@ pub fn spawn(listen: SocketAddr, sources: ControlSources) -> io::Result<Control>
             failover: sources.failover,
         }),
         gate,
-    )
-    .into_make_service_with_connect_info::<SocketAddr>();
+    );
     let (stop, stopped) = oneshot::channel();
     let thread = std::thread::Builder::new()
         .name("peregrine-control".into())
         .spawn(move || {
             runtime.block_on(async move {
+                let served = async move {
+                    if let Some(tls) = tls {
+                        tls::serve(listener, app, tls).await
+                    } else {
+                        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                        axum::serve(listener, app).await
+                    }
+                };
                 tokio::select! {
-                    served = axum::serve(listener, app).into_future() => served,
+                    served = served => served,
                     // A dropped sender stops the server as well as a sent message.
                     _ = stopped => Ok(()),
                 }

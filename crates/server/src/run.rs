@@ -333,9 +333,10 @@ fn importer(config: &Config, side: WorkerJournal, partner: &PartnerQueue) -> Arc
     Arc::new(importer.with_partner(Box::new(move |e| queue.try_push(e))))
 }
 
-/// Who may use the admin API: the token read from `[control] token-file` if the configuration
-/// at `path` names one (an error names the file, the key and what is wrong), needed for reads
-/// too where the API listens off loopback.
+/// Who may use the admin API and how it is reached: the token read from `[control] token-file`
+/// if the configuration at `path` names one, needed for reads too where the API listens off
+/// loopback, and the TLS identity of `tls-cert` and `tls-key` if set (an error names the file,
+/// the key and what is wrong).
 pub(crate) fn admin_access(
     path: &Path,
     config: &peregrine_config::model::Config,
@@ -349,8 +350,18 @@ pub(crate) fn admin_access(
                 .map_err(|e| anyhow::anyhow!("{}: control.token-file {e}", path.display()))
         })
         .transpose()?;
+    let tls = config
+        .runtime
+        .control_tls
+        .as_ref()
+        .map(|f| {
+            peregrine_control::AdminTls::load(&f.cert, &f.key)
+                .map_err(|e| anyhow::anyhow!("{}: control.tls-cert/tls-key {e}", path.display()))
+        })
+        .transpose()?;
     Ok(peregrine_control::AdminAccess {
         token: token.map(|t| t.expose().to_owned()),
         reads_need_token: !config.runtime.control_listen.ip().is_loopback(),
+        tls,
     })
 }

@@ -7,7 +7,7 @@ use super::interfaces::interfaces;
 use super::optional;
 use crate::error::Diagnostics;
 use crate::file;
-use crate::model::{Backend, DpdkSettings, Durability, LeaseStore, Runtime};
+use crate::model::{Backend, DpdkSettings, Durability, LeaseStore, Runtime, TlsFiles};
 use crate::text;
 
 /// The most `dataplane.workers` there may be.
@@ -51,38 +51,7 @@ pub(super) fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runt
     };
     let dpdk = matches!(backend, Ok(Some(Backend::Dpdk)));
     let interfaces = interfaces(&file.interface, dpdk, d);
-    let control_listen = optional(
-        file.control.listen.as_ref(),
-        "control.listen",
-        text::listen_address,
-        d,
-    );
-    let control_token_file = match &file.control.token_file {
-        None => Some(None),
-        Some(path) if path.get_ref().trim().is_empty() => {
-            d.at(path, "control.token-file", "must name a file");
-            None
-        }
-        Some(path) => Some(Some(std::path::PathBuf::from(path.get_ref()))),
-    };
-    // An open API reachable from beyond the host lets anyone there deactivate scopes and
-    // import leases.
-    if let (Some(listen), Ok(Some(addr)), None) = (
-        &file.control.listen,
-        &control_listen,
-        &file.control.token_file,
-    ) && !addr.ip().is_loopback()
-    {
-        d.at(
-            listen,
-            "control.listen",
-            format_args!(
-                "{addr} is not a loopback address: whoever reaches it could change leases and \
-                 scopes; set control.token-file (a bearer token the API then requires), or \
-                 listen on 127.0.0.1"
-            ),
-        );
-    }
+    let control = control(&file.control, defaults.control_listen, d);
     let bulk_leasequery_listen = optional(
         file.dataplane.bulk_leasequery_listen.as_ref(),
         "dataplane.bulk-leasequery-listen",
@@ -99,12 +68,90 @@ pub(super) fn runtime(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Runt
         cores: cores?,
         handoff: file.dataplane.handoff.unwrap_or(defaults.handoff),
         interfaces: interfaces?,
-        control_listen: control_listen.ok()?.unwrap_or(defaults.control_listen),
-        control_token_file: control_token_file?,
+        control_listen: control.as_ref()?.listen,
+        control_token_file: control.as_ref()?.token_file.clone(),
+        control_tls: control?.tls,
         bulk_leasequery_listen: bulk_leasequery_listen.ok()?,
         dpdk: dpdk_settings(&file.dpdk, d)?,
         leases: leases?,
     })
+}
+
+/// `[control]` as checked.
+struct ControlParts {
+    listen: std::net::SocketAddr,
+    token_file: Option<std::path::PathBuf>,
+    tls: Option<TlsFiles>,
+}
+
+/// `[control]`: where the API listens (`default` if unset), its token file (needed off
+/// loopback) and its TLS files; `None` if any is in error (each reported).
+fn control(
+    c: &file::Control,
+    default: std::net::SocketAddr,
+    d: &mut Diagnostics<'_>,
+) -> Option<ControlParts> {
+    let control_listen = optional(c.listen.as_ref(), "control.listen", text::listen_address, d);
+    let control_token_file = match &c.token_file {
+        None => Some(None),
+        Some(path) => file_path(path, "control.token-file", d).map(Some),
+    };
+    let control_tls = match (&c.tls_cert, &c.tls_key) {
+        (None, None) => Some(None),
+        (Some(cert), Some(key)) => {
+            let cert = file_path(cert, "control.tls-cert", d);
+            let key = file_path(key, "control.tls-key", d);
+            cert.zip(key)
+                .map(|(cert, key)| Some(TlsFiles { cert, key }))
+        }
+        (Some(one), None) | (None, Some(one)) => {
+            let key = if c.tls_cert.is_some() {
+                "control.tls-cert"
+            } else {
+                "control.tls-key"
+            };
+            d.at(
+                one,
+                key,
+                "tls-cert and tls-key go together: set both, or neither",
+            );
+            None
+        }
+    };
+    // An open API reachable from beyond the host lets anyone there deactivate scopes and
+    // import leases.
+    if let (Some(listen), Ok(Some(addr)), None) = (&c.listen, &control_listen, &c.token_file)
+        && !addr.ip().is_loopback()
+    {
+        d.at(
+            listen,
+            "control.listen",
+            format_args!(
+                "{addr} is not a loopback address: whoever reaches it could change leases and \
+                 scopes; set control.token-file (a bearer token the API then requires), or \
+                 listen on 127.0.0.1"
+            ),
+        );
+    }
+    Some(ControlParts {
+        listen: control_listen.ok()?.unwrap_or(default),
+        token_file: control_token_file?,
+        tls: control_tls?,
+    })
+}
+
+/// A file's name (absolute, or relative to where the server starts), read when the server
+/// starts.
+fn file_path(
+    path: &Spanned<String>,
+    key: &str,
+    d: &mut Diagnostics<'_>,
+) -> Option<std::path::PathBuf> {
+    if path.get_ref().trim().is_empty() {
+        d.at(path, key, "must name a file");
+        return None;
+    }
+    Some(std::path::PathBuf::from(path.get_ref()))
 }
 
 /// `[leases]`: a directory (absolute, or relative to where the server starts), durability and

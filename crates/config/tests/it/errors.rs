@@ -1108,6 +1108,11 @@ fn an_api_off_loopback_needs_a_token() {
         config.runtime.control_token_file.as_deref(),
         Some(std::path::Path::new("/etc/peregrine/admin.token"))
     );
+    assert_error(
+        "[control]\ntls-key = \"/etc/peregrine/admin.key\"\n",
+        "2:11 control.tls-key",
+        "tls-cert and tls-key go together",
+    );
     let on_loopback = crate::valid("[control]\nlisten = \"[::1]:9167\"\n");
     assert_eq!(on_loopback.runtime.control_token_file, None);
 }

@@ -246,6 +246,14 @@ fn runtime() {
         r.control_token_file.as_deref(),
         Some(Path::new("/etc/peregrine/admin.token"))
     );
+    let tls = r.control_tls.as_ref().unwrap();
+    assert_eq!(
+        (tls.cert.as_path(), tls.key.as_path()),
+        (
+            Path::new("/etc/peregrine/admin.crt"),
+            Path::new("/etc/peregrine/admin.key")
+        )
+    );
 }
 
 /// Every key of the schema appears in the example, so that it documents them all.
@@ -265,6 +273,8 @@ fn every_key_is_shown() {
         "trusted",
         "listen",
         "token-file",
+        "tls-cert",
+        "tls-key",
         "directory",
         "durability",
         "compact-after",

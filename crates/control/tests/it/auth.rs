@@ -1,5 +1,6 @@
 //! The admin API's bearer token: every route refused without it and with a wrong one, served
-//! with it; reads open on loopback unless asked otherwise; refusals counted in `/metrics`.
+//! with it; reads open on loopback unless asked otherwise; refusals counted in `/metrics`. And
+//! the API over TLS with the certificate it is given.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,7 @@ fn serve(reads_need_token: bool) -> Control {
             access: AdminAccess {
                 token: Some(TOKEN.to_owned()),
                 reads_need_token,
+                tls: None,
             },
         },
     )
@@ -134,4 +136,105 @@ fn on_loopback_reads_are_open_and_writes_need_the_token() {
         ),
         200
     );
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, and its key, as PEM files in a
+/// fresh directory (the key mode 600); and the certificate, for a client to trust.
+fn certificate(name: &str) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("peregrine-tls-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("admin.crt"), dir.join("admin.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (cert, key, made.cert.der().to_vec())
+}
+
+/// `GET path` over TLS to `control`, trusting `trusted` only, with the admin token: the
+/// status line and the body.
+fn get_over_tls(control: &Control, trusted: &[u8], path: &str) -> (String, String) {
+    use std::io::{Read as _, Write as _};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusted.to_vec().into()).unwrap();
+    #[expect(deprecated, reason = "the provider the server uses")]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = "localhost".try_into().unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(control.local_addr()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    // The server closes without close_notify once it has answered: what came is the reply.
+    let _ = tls.read_to_string(&mut reply);
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+#[test]
+fn the_api_is_served_over_tls_with_the_configured_certificate() {
+    let (cert, key, trusted) = certificate("serve");
+    let tls = peregrine_control::AdminTls::load(&cert, &key).unwrap();
+    let control = spawn(
+        LOOPBACK,
+        ControlSources {
+            engine: engine(),
+            workers: vec![],
+            started: Instant::now(),
+            journal: None,
+            importer: None,
+            failover: None,
+            ports: None,
+            access: AdminAccess {
+                token: Some(TOKEN.to_owned()),
+                reads_need_token: true,
+                tls: Some(tls),
+            },
+        },
+    )
+    .unwrap();
+    let (status, body) = get_over_tls(&control, &trusted, "/v1/scopes");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert!(body.contains("\"relayed\""), "{body}");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    assert!(
+        agent
+            .get(format!("http://{}/healthz", control.local_addr()))
+            .call()
+            .is_err()
+    );
+}
+
+#[test]
+fn a_key_others_may_read_or_that_does_not_match_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (cert, key, _) = certificate("refused");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = peregrine_control::AdminTls::load(&cert, &key).unwrap_err();
+    assert!(e.contains("(mode 644): chmod 600"), "{e}");
+    let (_, other_key, _) = certificate("other");
+    let e = peregrine_control::AdminTls::load(&cert, &other_key).unwrap_err();
+    assert!(e.contains("the key does not serve the certificate"), "{e}");
+    let e = peregrine_control::AdminTls::load(&key, &other_key).unwrap_err();
+    assert!(e.contains("no PEM certificate"), "{e}");
 }

@@ -1,5 +1,5 @@
-//! The admin API's token from the operator's side: `check-config` reads the token file as the
-//! server will (a file others may read is refused), and the command line's writes need
+//! The admin API's token from the operator's side: `check-config` reads the token and TLS files
+//! as the server will (a file others may read is refused), and the command line's writes need
 //! `--token-file` once the server has a token.
 
 use std::os::unix::fs::PermissionsExt;
@@ -51,6 +51,23 @@ fn check_config_reads_the_token_file_and_writes_need_it() {
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (ok, said) = peregrine(&["check-config", config_arg]);
     assert!(ok, "{said}");
+
+    // TLS files are read at start too: a certificate file without a certificate is named.
+    let cert = dir.path().join("admin.crt");
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let tls_config = dir.path().join("tls.toml");
+    let text = format!(
+        "{CONFIG}\n[control]\ntls-cert = \"{}\"\ntls-key = \"{}\"\n",
+        cert.display(),
+        token.display()
+    );
+    std::fs::write(&tls_config, text).unwrap();
+    let (ok, said) = peregrine(&["check-config", tls_config.to_str().unwrap()]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("control.tls-cert/tls-key") && said.contains("no PEM certificate"),
+        "{said}"
+    );
 
     let Some(ns) = Netns::new("admin_token") else {
         return;
