@@ -41,6 +41,7 @@ pub(crate) fn router(state: Arc<ApiState>, gate: Arc<crate::auth::Gate>) -> Rout
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/pools", get(pools))
         .route("/v1/leases/{ip}", get(lease))
         .route(
@@ -72,6 +73,13 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// The API's `OpenAPI` document, `docs/openapi.json`, as built in.
+const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// Utilisation of one pool, as `/v1/pools` lists it.

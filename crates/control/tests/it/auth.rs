@@ -11,9 +11,10 @@ use crate::{LOOPBACK, engine, parse};
 const TOKEN: &str = "3f1c2a9b8e7d6c5b4a39281706f5e4d3";
 
 /// Every route, with a method and a path it answers.
-const ROUTES: [(&str, &str); 10] = [
+const ROUTES: [(&str, &str); 11] = [
     ("GET", "/metrics"),
     ("GET", "/healthz"),
+    ("GET", "/v1/openapi.json"),
     ("GET", "/v1/pools"),
     ("GET", "/v1/leases/10.201.0.10"),
     ("POST", "/v1/leases/import/kea-csv"),
@@ -85,7 +86,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
         let lower = format!("bearer {TOKEN}");
         assert_ne!(status(&control, method, path, Some(&lower)), 401);
     }
-    assert_eq!(refused, 27);
+    assert_eq!(refused, 30);
     let text = crate::get(&control, "/healthz").body;
     assert_eq!(text, "ok");
     let metrics = {
@@ -111,7 +112,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
     // No header and the Basic scheme count as missing; the wrong bearer token as wrong.
     assert_eq!(
         (failures("missing"), failures("wrong")),
-        ("18".into(), "9".into())
+        ("20".into(), "10".into())
     );
 }
 
@@ -237,4 +238,58 @@ fn a_key_others_may_read_or_that_does_not_match_is_refused() {
     assert!(e.contains("the key does not serve the certificate"), "{e}");
     let e = peregrine_control::AdminTls::load(&key, &other_key).unwrap_err();
     assert!(e.contains("no PEM certificate"), "{e}");
+}
+
+/// Every route the router has, as (method, path), read from the router's source.
+fn routes_in_source() -> std::collections::BTreeSet<(String, String)> {
+    let source = include_str!("../../src/api.rs");
+    let mut routes = std::collections::BTreeSet::new();
+    for (at, _) in source.match_indices(".route(") {
+        // The path is the first string literal after `.route(`, on its line or the next.
+        let rest = source[at + ".route(".len()..].trim_start();
+        let rest = rest.strip_prefix('"').unwrap();
+        let path = &rest[..rest.find('"').unwrap()];
+        let (get, post) = (rest.find("get("), rest.find("post("));
+        let method = match (get, post) {
+            (Some(g), Some(p)) if g < p => "get",
+            (Some(_) | None, Some(_)) => "post",
+            (Some(_), None) => "get",
+            (None, None) => panic!("route {path} with neither get nor post"),
+        };
+        routes.insert((method.to_owned(), path.to_owned()));
+    }
+    routes
+}
+
+#[test]
+fn the_openapi_document_is_served_and_names_every_route() {
+    let control = serve(false);
+    let reply = crate::get(&control, "/v1/openapi.json");
+    assert_eq!(reply.status, 200);
+    let doc = crate::json(&reply);
+    let documented: std::collections::BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect();
+    let routes = routes_in_source();
+    let listed: std::collections::BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| {
+            (
+                m.to_lowercase(),
+                p.replace("10.201.0.10", "{ip}")
+                    .replace("kea-csv", "{format}")
+                    .replace("relayed", "{name}"),
+            )
+        })
+        .collect();
+    assert_eq!(listed, routes, "the token tests miss a route");
+    assert_eq!(documented, routes);
 }
