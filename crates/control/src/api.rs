@@ -35,6 +35,8 @@ pub(crate) struct ApiState {
     pub(crate) importer: Option<Arc<Importer>>,
     /// The failover link; `None` without a partner.
     pub(crate) failover: Option<Arc<FailoverStatus>>,
+    /// Where scope states are kept across restarts; `None` without a lease directory.
+    pub(crate) scope_states: Option<Arc<peregrine_store::ScopeStateFile>>,
 }
 
 pub(crate) fn router(state: Arc<ApiState>, gate: Arc<crate::auth::Gate>) -> Router {
@@ -217,11 +219,28 @@ async fn deactivate(State(state): State<Arc<ApiState>>, Path(name): Path<String>
 }
 
 /// Switches a scope on or off at run time, for migrations: deactivate on the old server,
-/// import, activate on the new one. Not written back to the configuration, whose `state` a
-/// restart reads again.
+/// import, activate on the new one. With a lease directory the change is durable before the
+/// answer, and a restart keeps it over the configuration's `state`; a change that cannot be
+/// kept is undone and answered 500.
 fn set_scope(state: &ApiState, name: &str, active: bool) -> Response {
-    if !state.engine.set_scope_active(name, active) {
+    let Some(was) = state
+        .engine
+        .scope_states()
+        .into_iter()
+        .find_map(|(n, a)| (n == name).then_some(a))
+    else {
         return error(StatusCode::NOT_FOUND, format!("no scope named {name:?}"));
+    };
+    state.engine.set_scope_active(name, active);
+    if let Some(file) = &state.scope_states
+        && let Err(e) = file.write(&state.engine.scope_states())
+    {
+        state.engine.set_scope_active(name, was);
+        tracing::error!(scope = name, error = %e, "scope state not kept: change undone");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the change could not be kept, and is undone: {e}"),
+        );
     }
     tracing::info!(
         scope = name,

@@ -66,6 +66,9 @@ pub struct ControlSources {
     pub ports: Option<Arc<dyn PortCounterSource>>,
     /// Who may use the API.
     pub access: AdminAccess,
+    /// Where scope states set through the API are kept for the next start, if leases are
+    /// kept in a directory.
+    pub scope_states: Option<Arc<peregrine_store::ScopeStateFile>>,
 }
 
 /// A port's counters and link state, as its driver keeps them.
@@ -178,6 +181,7 @@ pub fn spawn(listen: SocketAddr, sources: ControlSources) -> io::Result<Control>
             scope_names,
             importer: sources.importer,
             failover: sources.failover,
+            scope_states: sources.scope_states,
         }),
         gate,
     );

@@ -73,17 +73,17 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
             lazy: partner_queue.clone(),
         })
         .collect();
-    let started = std::time::Instant::now();
     let (seeds, stats) = seeds(&config, backend.as_ref(), sinks);
     let sources = ControlSources {
         engine: engine.clone(),
         workers: stats.clone(),
-        started,
+        started: std::time::Instant::now(),
         journal: writer.as_ref().map(JournalWriter::stats),
         importer: import_side.map(|side| importer(&config, side, &partner_queue)),
         failover: failover_status,
         ports: backend.port_counters(),
         access,
+        scope_states: store.as_ref().map(|d| Arc::new(d.scope_state_file())),
     };
     let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
     let bulk = config
@@ -297,6 +297,34 @@ fn recover(engine: &Engine, dir: &LeaseDir) -> anyhow::Result<()> {
             refused,
             "lease journal: bindings outside the configured pools were not restored"
         );
+    }
+    restore_scope_states(engine, dir)
+}
+
+/// Sets each scope as the admin API last left it, over the configuration's `state`: a scope
+/// deactivated for a migration stays so through a restart.
+fn restore_scope_states(engine: &Engine, dir: &LeaseDir) -> anyhow::Result<()> {
+    let configured: std::collections::HashMap<String, bool> = engine
+        .scope_states()
+        .into_iter()
+        .map(|(name, active)| (name.to_owned(), active))
+        .collect();
+    for (name, active) in dir.scope_states()? {
+        match configured.get(&name) {
+            None => tracing::warn!(
+                scope = name,
+                "the admin API set the state of a scope the configuration no longer has: ignored"
+            ),
+            Some(&configured) if configured != active => {
+                engine.set_scope_active(&name, active);
+                tracing::info!(
+                    scope = name,
+                    active,
+                    "scope state as the admin API last set it, not as configured"
+                );
+            }
+            Some(_) => {}
+        }
     }
     Ok(())
 }

@@ -19,6 +19,8 @@ pub(crate) const JOURNAL: &str = "journal";
 const SECRET: &str = "secret";
 /// The lock file's name.
 pub(crate) const LOCK: &str = "lock";
+/// The file of scope states set through the admin API.
+const SCOPE_STATES: &str = "scope-states";
 /// Lease state is private to the server: client identities and the key secret.
 const MODE: u32 = 0o600;
 /// How often, and how long apart, a held directory lock is tried again before giving up.
@@ -86,6 +88,41 @@ impl LeaseDir {
         self.secret
     }
 
+    /// The scopes' states as the admin API last set them (`name`, active), in the order
+    /// written; none before the first change. A scope the configuration no longer has may be
+    /// among them: the caller decides.
+    pub fn scope_states(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        let path = self.path.join(SCOPE_STATES);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_at(&path)(e)),
+        };
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(i, line)| match line.rsplit_once('\t') {
+                Some((name, "active")) => Ok((name.to_owned(), true)),
+                Some((name, "inactive")) => Ok((name.to_owned(), false)),
+                _ => Err(io_at(&path)(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "line {}: not `scope<TAB>active|inactive`; delete the file to take \
+                         the configuration's states",
+                        i + 1
+                    ),
+                ))),
+            })
+            .collect()
+    }
+
+    /// What writes the scopes' states for [`LeaseDir::scope_states`] to read at the next start.
+    pub fn scope_state_file(&self) -> ScopeStateFile {
+        ScopeStateFile {
+            path: self.path.join(SCOPE_STATES),
+        }
+    }
+
     /// The lock, for a writer that must keep the directory to itself until it stops.
     pub(crate) fn lock_handle(&self) -> Arc<File> {
         self.lock.clone()
@@ -103,6 +140,29 @@ impl LeaseDir {
     pub(crate) fn take_recovered(&self) -> Option<(u64, u64)> {
         let len = self.recovered_len.swap(NOT_RECOVERED, Ordering::AcqRel);
         (len != NOT_RECOVERED).then(|| (len, self.next_segment.load(Ordering::Relaxed)))
+    }
+}
+
+/// Writes the scopes' administrative states durably, as the admin API changes them, so that a
+/// restart keeps them.
+#[derive(Debug)]
+pub struct ScopeStateFile {
+    path: PathBuf,
+}
+
+impl ScopeStateFile {
+    /// Replaces the file with `states` (`name`, active), durably: on return a crash keeps them.
+    pub fn write(&self, states: &[(&str, bool)]) -> Result<(), StoreError> {
+        let mut text = String::new();
+        for (name, active) in states {
+            text.push_str(name);
+            text.push_str(if *active {
+                "\tactive\n"
+            } else {
+                "\tinactive\n"
+            });
+        }
+        write_atomically(&self.path, text.as_bytes())
     }
 }
 

@@ -27,7 +27,7 @@ pub mod record;
 mod recover;
 mod writer;
 
-pub use dir::LeaseDir;
+pub use dir::{LeaseDir, ScopeStateFile};
 pub use error::StoreError;
 pub use recover::{Recovered, RepairReport, repair};
 pub use writer::{

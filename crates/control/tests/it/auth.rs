@@ -36,6 +36,7 @@ fn serve(reads_need_token: bool) -> Control {
             importer: None,
             failover: None,
             ports: None,
+            scope_states: None,
             access: AdminAccess {
                 token: Some(TOKEN.to_owned()),
                 reads_need_token,
@@ -202,6 +203,7 @@ fn the_api_is_served_over_tls_with_the_configured_certificate() {
             importer: None,
             failover: None,
             ports: None,
+            scope_states: None,
             access: AdminAccess {
                 token: Some(TOKEN.to_owned()),
                 reads_need_token: true,

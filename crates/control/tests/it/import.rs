@@ -39,6 +39,7 @@ fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
             importer: Some(importer),
             failover: None,
             ports: None,
+            scope_states: None,
             access: peregrine_control::AdminAccess::default(),
         },
     )
@@ -171,6 +172,7 @@ fn a_server_without_a_lease_journal_refuses_imports() {
             importer: None,
             failover: None,
             ports: None,
+            scope_states: None,
             access: peregrine_control::AdminAccess::default(),
         },
     )

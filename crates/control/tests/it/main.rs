@@ -336,6 +336,7 @@ fn serve(journal: Option<Arc<JournalStats>>) -> (Control, Vec<Ipv4Addr>, [Arc<Wo
             importer: None,
             failover: None,
             ports: None,
+            scope_states: None,
             access: peregrine_control::AdminAccess::default(),
         },
     )
@@ -574,6 +575,7 @@ fn a_scope_is_deactivated_and_activated_through_the_api() {
             importer: None,
             failover: None,
             ports: None,
+            scope_states: None,
             access: peregrine_control::AdminAccess::default(),
         },
     )
@@ -681,6 +683,7 @@ fn a_taken_address_is_refused_with_its_name() {
             importer: None,
             failover: None,
             ports: None,
+            scope_states: None,
             access: peregrine_control::AdminAccess::default(),
         },
     )

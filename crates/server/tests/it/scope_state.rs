@@ -1,0 +1,84 @@
+//! A scope switched off through the admin API stays off through a restart (the lease directory
+//! keeps it over the configuration's `state`), and on again once switched on.
+
+use std::time::{Duration, Instant};
+
+use peregrine_testkit::netns::Netns;
+use peregrine_testkit::process::TempDir;
+
+use crate::{CONFIG, start, stop};
+
+/// `method` `path` on the server's control plane in `ns`: the status and the body, retried
+/// while the server is still starting.
+fn call(ns: &Netns, method: &str, path: &str) -> (u16, String) {
+    let url = format!("http://127.0.0.1:9167{path}");
+    let start = Instant::now();
+    loop {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let reply = ns.enter(|| {
+            if method == "POST" {
+                agent.post(&url).send_empty()
+            } else {
+                agent.get(&url).call()
+            }
+        });
+        match reply {
+            Ok(mut r) => {
+                let status = r.status().as_u16();
+                return (status, r.body_mut().read_to_string().unwrap());
+            }
+            Err(e) => assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{method} {path}: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_scope_switched_off_through_the_api_stays_off_through_a_restart() {
+    let Some(ns) = Netns::new("scope_state") else {
+        return;
+    };
+    ns.veth("srv0", "cli0");
+    let dir = TempDir::new("peregrine-scope-state");
+    let config = dir.path().join("scope.toml");
+    let leases = dir.path().join("leases");
+    let text = format!("{CONFIG}\n[leases]\ndirectory = \"{}\"\n", leases.display());
+    std::fs::write(&config, text).unwrap();
+    let states = |ns: &Netns| call(ns, "GET", "/v1/scopes").1;
+
+    let mut server = start(&ns, &config);
+    assert!(
+        states(&ns).contains(r#""state":"active""#),
+        "{}",
+        states(&ns)
+    );
+    let (status, body) = call(&ns, "POST", "/v1/scopes/lan/deactivate");
+    assert_eq!(status, 200, "{body}");
+    assert!(stop(&mut server).success());
+
+    let mut server = start(&ns, &config);
+    assert!(
+        states(&ns).contains(r#""state":"inactive""#),
+        "{}",
+        states(&ns)
+    );
+    let (status, body) = call(&ns, "POST", "/v1/scopes/lan/activate");
+    assert_eq!(status, 200, "{body}");
+    assert!(stop(&mut server).success());
+
+    let mut server = start(&ns, &config);
+    assert!(
+        states(&ns).contains(r#""state":"active""#),
+        "{}",
+        states(&ns)
+    );
+    assert_eq!(call(&ns, "POST", "/v1/scopes/nosuch/activate").0, 404);
+    assert!(stop(&mut server).success());
+}
