@@ -45,6 +45,7 @@ pub(crate) fn router(state: Arc<ApiState>, gate: Arc<crate::auth::Gate>) -> Rout
         .route("/healthz", get(healthz))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/pools", get(pools))
+        .route("/v1/leases", get(crate::search::leases))
         .route("/v1/leases/{ip}", get(lease))
         .route(
             "/v1/leases/import/{format}",
@@ -166,7 +167,7 @@ async fn import(
 }
 
 /// A query value with its `%XX` escapes (and `+` for a space) decoded.
-fn percent_decode(text: &str) -> Result<String, String> {
+pub(crate) fn percent_decode(text: &str) -> Result<String, String> {
     let bad = || format!("query value {text:?} is not percent-encoded UTF-8");
     let mut out = Vec::with_capacity(text.len());
     let mut bytes = text.bytes();
@@ -397,35 +398,35 @@ async fn partner_down(State(state): State<Arc<ApiState>>) -> Response {
 
 /// The binding of one address, as `/v1/leases/{ip}` shows it.
 #[derive(Debug, Serialize)]
-struct LeaseView {
-    address: Ipv4Addr,
-    scope: String,
-    state: &'static str,
+pub(crate) struct LeaseView {
+    pub(crate) address: Ipv4Addr,
+    pub(crate) scope: String,
+    pub(crate) state: &'static str,
     /// `aa:bb:cc:dd:ee:ff`.
-    mac: String,
+    pub(crate) mac: String,
     /// The client that holds or last held the address; absent if none.
-    client: Option<ClientView>,
+    pub(crate) client: Option<ClientView>,
     /// Seconds since the UNIX epoch: end of the lease, offer hold or probation.
-    expires: u64,
+    pub(crate) expires: u64,
     /// Seconds since the UNIX epoch: the client's last transaction.
-    cltt: u64,
+    pub(crate) cltt: u64,
     /// What the client said of itself when it was last granted the address, and the relay's
     /// option 82 then (text, or `0x` and hex if not printable); each absent if not sent.
     #[serde(flatten)]
-    said: ClientSaid,
+    pub(crate) said: ClientSaid,
 }
 
 /// The kept client options of a lease, as `/v1/leases/{ip}` shows them.
 #[derive(Debug, Default, Serialize)]
-struct ClientSaid {
+pub(crate) struct ClientSaid {
     #[serde(skip_serializing_if = "Option::is_none")]
-    hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    vendor_class: Option<String>,
+    pub(crate) vendor_class: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    circuit_id: Option<String>,
+    pub(crate) circuit_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    remote_id: Option<String>,
+    pub(crate) remote_id: Option<String>,
 }
 
 impl ClientSaid {
@@ -459,11 +460,11 @@ fn text_or_hex(bytes: &[u8]) -> String {
 
 /// A client key: how the engine identifies the client.
 #[derive(Debug, Serialize)]
-struct ClientView {
+pub(crate) struct ClientView {
     /// `client_id` (option 61) or `hardware` (htype then chaddr).
-    kind: &'static str,
+    pub(crate) kind: &'static str,
     /// The key's bytes in lower-case hex (a digest for identities over 30 bytes).
-    key: String,
+    pub(crate) key: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -497,7 +498,17 @@ async fn lease(State(state): State<Arc<ApiState>>, Path(ip): Path<String>) -> Re
     let Some((scope, binding)) = state.engine.binding(address) else {
         return error(StatusCode::NOT_FOUND, format!("{address} is in no pool"));
     };
-    let view = LeaseView {
+    Json(lease_view(&state, scope, address, &binding)).into_response()
+}
+
+/// What `/v1/leases` shows of the binding of `address` in `scope`.
+pub(crate) fn lease_view(
+    state: &ApiState,
+    scope: ScopeId,
+    address: Ipv4Addr,
+    binding: &peregrine_engine::Binding,
+) -> LeaseView {
+    LeaseView {
         address,
         // A binding is always in a scope with a pool, and every such scope is in the map; the
         // fallback only keeps a lookup from failing if that ever changes.
@@ -523,6 +534,5 @@ async fn lease(State(state): State<Arc<ApiState>>, Path(ip): Path<String>) -> Re
         } else {
             ClientSaid::default()
         },
-    };
-    Json(view).into_response()
+    }
 }

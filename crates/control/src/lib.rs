@@ -25,6 +25,7 @@ mod api;
 mod auth;
 mod import;
 mod metrics;
+mod search;
 mod tls;
 
 pub use auth::AdminAccess;

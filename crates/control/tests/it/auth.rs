@@ -11,10 +11,11 @@ use crate::{LOOPBACK, engine, parse};
 const TOKEN: &str = "3f1c2a9b8e7d6c5b4a39281706f5e4d3";
 
 /// Every route, with a method and a path it answers.
-const ROUTES: [(&str, &str); 11] = [
+const ROUTES: [(&str, &str); 12] = [
     ("GET", "/metrics"),
     ("GET", "/healthz"),
     ("GET", "/v1/openapi.json"),
+    ("GET", "/v1/leases"),
     ("GET", "/v1/pools"),
     ("GET", "/v1/leases/10.201.0.10"),
     ("POST", "/v1/leases/import/kea-csv"),
@@ -87,7 +88,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
         let lower = format!("bearer {TOKEN}");
         assert_ne!(status(&control, method, path, Some(&lower)), 401);
     }
-    assert_eq!(refused, 30);
+    assert_eq!(refused, 33);
     let text = crate::get(&control, "/healthz").body;
     assert_eq!(text, "ok");
     let metrics = {
@@ -113,7 +114,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
     // No header and the Basic scheme count as missing; the wrong bearer token as wrong.
     assert_eq!(
         (failures("missing"), failures("wrong")),
-        ("20".into(), "10".into())
+        ("22".into(), "11".into())
     );
 }
 

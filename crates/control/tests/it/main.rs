@@ -5,6 +5,7 @@
 
 mod auth;
 mod import;
+mod search;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
