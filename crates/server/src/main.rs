@@ -8,6 +8,7 @@
 mod admin_client;
 mod backend;
 mod bulk;
+mod ctl;
 #[cfg(feature = "dpdk")]
 mod dpdk;
 mod leases;
@@ -44,6 +45,14 @@ enum Command {
     Leases {
         #[command(subcommand)]
         command: LeasesCommand,
+    },
+    /// A running server's admin API from the shell: pools, scopes, leases, failover, or any
+    /// route (`get`, `post`), with the token of `--token-file`.
+    Ctl {
+        #[command(flatten)]
+        target: ctl::Target,
+        #[command(subcommand)]
+        command: ctl::CtlCommand,
     },
     /// A running server's failover relationship, through its admin API.
     Failover {
@@ -191,6 +200,7 @@ fn main() -> ExitCode {
                     output,
                 },
         } => report(leases::export(&config, format, output.as_ref())),
+        Command::Ctl { target, command } => report(ctl::run(&target, command)),
         Command::Failover { command } => report(match command {
             FailoverCommand::Status { server, token_file } => {
                 failover_call(&server, token_file.as_deref(), false)

@@ -82,3 +82,59 @@ fn a_scope_switched_off_through_the_api_stays_off_through_a_restart() {
     assert_eq!(call(&ns, "POST", "/v1/scopes/nosuch/activate").0, 404);
     assert!(stop(&mut server).success());
 }
+
+/// `peregrine ctl` in `ns` with `args`: success, and standard output or error.
+fn ctl(ns: &Netns, args: &[&str]) -> (bool, String) {
+    let out = ns
+        .command(env!("CARGO_BIN_EXE_peregrine"))
+        .arg("ctl")
+        .args(args)
+        .output()
+        .unwrap();
+    let said = if out.status.success() {
+        String::from_utf8_lossy(&out.stdout)
+    } else {
+        String::from_utf8_lossy(&out.stderr)
+    };
+    (out.status.success(), said.into_owned())
+}
+
+#[test]
+fn ctl_drives_the_api_from_the_shell() {
+    let Some(ns) = Netns::new("ctl") else {
+        return;
+    };
+    ns.veth("srv0", "cli0");
+    let dir = TempDir::new("peregrine-ctl");
+    let config = dir.path().join("ctl.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let mut server = start(&ns, &config);
+    // Wait for the control plane, then ask as an operator would.
+    call(&ns, "GET", "/healthz");
+    let (ok, pools) = ctl(&ns, &["pools"]);
+    assert!(ok && pools.contains(r#""total":100"#), "{pools}");
+    let (ok, said) = ctl(&ns, &["deactivate", "lan"]);
+    assert!(ok && said.contains(r#""state":"inactive""#), "{said}");
+    let (ok, scopes) = ctl(&ns, &["scopes"]);
+    assert!(ok && scopes.contains(r#""state":"inactive""#), "{scopes}");
+    let (ok, leases) = ctl(&ns, &["leases", "--scope", "lan", "--all"]);
+    assert!(ok && leases.contains(r#""leases":[]"#), "{leases}");
+    let (ok, doc) = ctl(&ns, &["get", "/v1/openapi.json"]);
+    assert!(
+        ok && doc.contains("\"openapi\""),
+        "{}",
+        &doc[..doc.len().min(200)]
+    );
+    // Refusals come back as errors with the server's reason.
+    let (ok, said) = ctl(&ns, &["leases", "--mac", "zz"]);
+    assert!(
+        !ok && said.contains("400") && said.contains("mac:"),
+        "{said}"
+    );
+    let (ok, said) = ctl(&ns, &["lease", "192.0.2.1"]);
+    assert!(
+        !ok && said.contains("404") && said.contains("in no pool"),
+        "{said}"
+    );
+    assert!(stop(&mut server).success());
+}

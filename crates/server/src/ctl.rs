@@ -1,0 +1,187 @@
+//! `peregrine ctl`: the admin API from the shell. Each command is one request (or, for
+//! `leases --all`, one per page); the answer's JSON is printed as it came, and an answer
+//! that is not a success is an error with the server's reason.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+
+use crate::admin_client::{AdminClient, why};
+
+/// Where the API is and how to be let in.
+#[derive(Args)]
+pub(crate) struct Target {
+    /// The server's control address (its `[control] listen`).
+    #[arg(long, default_value = "127.0.0.1:9167")]
+    server: String,
+    /// The file holding the admin API's token (the server's `[control] token-file`).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+/// What to ask.
+#[derive(Subcommand)]
+pub(crate) enum CtlCommand {
+    /// Every pool's addresses by state.
+    Pools,
+    /// Every scope's administrative state.
+    Scopes,
+    /// Serve a scope (kept through restarts with a lease directory).
+    Activate {
+        /// The scope's name.
+        scope: String,
+    },
+    /// Stop serving a scope (its leases are kept).
+    Deactivate {
+        /// The scope's name.
+        scope: String,
+    },
+    /// The binding of one address.
+    Lease {
+        /// The address.
+        address: String,
+    },
+    /// Leases matching every field given, by address.
+    Leases {
+        /// Only this scope's.
+        #[arg(long)]
+        scope: Option<String>,
+        /// aa:bb:cc:dd:ee:ff
+        #[arg(long)]
+        mac: Option<String>,
+        /// Option 61 in hex.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// The host name the client gave.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// The relay's option 82 circuit id.
+        #[arg(long)]
+        circuit_id: Option<String>,
+        /// The relay's option 82 remote id.
+        #[arg(long)]
+        remote_id: Option<String>,
+        /// Leases per request (1 to 10 000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Follow the pages to the last, printing one JSON document per page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The failover relationship.
+    Failover,
+    /// Declare the partner down (safe only if it is stopped: docs/failover.md).
+    PartnerDown,
+    /// Any GET of the API (`/v1/openapi.json` lists them).
+    Get {
+        /// The path, with its query (`/v1/leases?mac=...`).
+        path: String,
+    },
+    /// Any POST of the API, with a file as the body (none: empty).
+    Post {
+        /// The path.
+        path: String,
+        /// The body.
+        body: Option<PathBuf>,
+    },
+}
+
+/// Runs `command` against `target`.
+pub(crate) fn run(target: &Target, command: CtlCommand) -> anyhow::Result<std::process::ExitCode> {
+    let api = AdminClient::new(
+        &target.server,
+        target.token_file.as_deref(),
+        Duration::from_mins(5),
+    )?;
+    let body = match command {
+        CtlCommand::Pools => get(&api, "/v1/pools")?,
+        CtlCommand::Scopes => get(&api, "/v1/scopes")?,
+        CtlCommand::Activate { scope } => post(
+            &api,
+            &format!("/v1/scopes/{}/activate", escape(&scope)),
+            &[],
+        )?,
+        CtlCommand::Deactivate { scope } => post(
+            &api,
+            &format!("/v1/scopes/{}/deactivate", escape(&scope)),
+            &[],
+        )?,
+        CtlCommand::Lease { address } => get(&api, &format!("/v1/leases/{}", escape(&address)))?,
+        CtlCommand::Leases {
+            scope,
+            mac,
+            client_id,
+            hostname,
+            circuit_id,
+            remote_id,
+            limit,
+            all,
+        } => {
+            let mut query = format!("limit={limit}");
+            for (key, value) in [
+                ("scope", scope),
+                ("mac", mac),
+                ("client-id", client_id),
+                ("hostname", hostname),
+                ("circuit-id", circuit_id),
+                ("remote-id", remote_id),
+            ] {
+                if let Some(v) = value {
+                    let _ = write!(query, "&{key}={}", escape(&v));
+                }
+            }
+            let mut after = String::new();
+            loop {
+                let body = get(&api, &format!("/v1/leases?{query}{after}"))?;
+                println!("{}", body.trim_end());
+                let page: serde_json::Value = serde_json::from_str(&body)?;
+                match page["next"].as_str() {
+                    Some(next) if all => after = format!("&after={next}"),
+                    _ => return Ok(std::process::ExitCode::SUCCESS),
+                }
+            }
+        }
+        CtlCommand::Failover => get(&api, "/v1/failover")?,
+        CtlCommand::PartnerDown => post(&api, "/v1/failover/partner-down", &[])?,
+        CtlCommand::Get { path } => get(&api, &path)?,
+        CtlCommand::Post { path, body } => {
+            let bytes = body.map(std::fs::read).transpose()?.unwrap_or_default();
+            post(&api, &path, &bytes)?
+        }
+    };
+    println!("{}", body.trim_end());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The body of `GET path`, if the answer is a success.
+fn get(api: &AdminClient, path: &str) -> anyhow::Result<String> {
+    success(api, path, api.get(path)?)
+}
+
+/// The body of `POST path` with `body`, if the answer is a success.
+fn post(api: &AdminClient, path: &str, body: &[u8]) -> anyhow::Result<String> {
+    success(api, path, api.post(path, body)?)
+}
+
+fn success(api: &AdminClient, path: &str, (status, body): (u16, String)) -> anyhow::Result<String> {
+    if !(200..300).contains(&status) {
+        bail!("{}: {status}: {}", api.url(path), why(&body));
+    }
+    Ok(body)
+}
+
+/// `text` with what a URL path or query value cannot hold percent-encoded.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
