@@ -46,6 +46,7 @@ pub(crate) fn router(state: Arc<ApiState>, gate: Arc<crate::auth::Gate>) -> Rout
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/pools", get(pools))
         .route("/v1/leases", get(crate::search::leases))
+        .route("/v1/leases/export/{format}", get(export))
         .route("/v1/leases/{ip}", get(lease))
         .route(
             "/v1/leases/import/{format}",
@@ -116,6 +117,34 @@ async fn pools(State(state): State<Arc<ApiState>>) -> Json<Vec<PoolView>> {
             })
             .collect(),
     )
+}
+
+/// `GET /v1/leases/export/{format}`: every lease the running server holds, as Kea's CSV or
+/// JSON, by address (as `peregrine leases export` writes from a stopped server's directory).
+/// Built in memory (about 150 bytes a lease) on the control plane's thread.
+async fn export(State(state): State<Arc<ApiState>>, Path(format): Path<String>) -> Response {
+    use peregrine_migrate::export::{self, ExportFormat};
+    let format = match format.parse::<ExportFormat>() {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
+    };
+    let mut body = Vec::new();
+    let names = |s: ScopeId| state.scope_names.get(&s).map_or("", String::as_str);
+    let exported = match export::write(&state.engine, names, format, &mut body) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    tracing::info!(
+        format = format.as_str(),
+        written = exported.written,
+        not_written = exported.not_written,
+        "leases exported through the admin API"
+    );
+    let content_type = match format {
+        ExportFormat::KeaCsv => "text/csv",
+        ExportFormat::Json => "application/json",
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 /// The largest lease file `POST /v1/leases/import` takes: about 5 M Kea CSV lines.

@@ -14,6 +14,7 @@
 
 pub mod bindings;
 pub mod dhcpd;
+pub mod export;
 pub mod json;
 pub mod kea_csv;
 mod lease;

@@ -12,7 +12,7 @@ use clap::ValueEnum;
 use peregrine_config::model::Config;
 use peregrine_engine::{BindingEvent, Engine, EngineOptions, KeySecret};
 use peregrine_migrate::report::{Format, ImportReport};
-use peregrine_migrate::{Lease, LocalZone, bindings, json, kea_csv};
+use peregrine_migrate::{LocalZone, bindings, export};
 use peregrine_store::LeaseDir;
 
 /// Exit status of an import that wrote what it could but skipped entries or met conflicts.
@@ -219,51 +219,36 @@ pub(crate) fn export(
     if loaded.dir.is_none() {
         bail!("the lease directory does not exist: there are no leases to export");
     }
-    let mut leases: Vec<(usize, Lease)> = Vec::new();
-    let mut digests = 0usize;
-    loaded.engine.for_each_binding(|scope, addr, b| {
-        if let Some(l) = bindings::lease_of(scope, addr, b) {
-            // A client identifier kept only as a digest cannot be written out.
-            if b.client.is_some_and(|k| k.is_client_id()) && l.client_id.is_none() {
-                digests += 1;
-            }
-            leases.push((usize::from(scope.0), l));
-        }
-    });
-    leases.sort_by_key(|(_, l)| l.address);
     let mut sink: Box<dyn Write> = match output {
         Some(p) => Box::new(BufWriter::new(
             File::create(p).with_context(|| format!("creating {}", p.display()))?,
         )),
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
-    let mut not_written = 0;
-    match format {
-        ExportFormat::KeaCsv => {
-            not_written = kea_csv::write(&mut sink, leases.iter().map(|(_, l)| l))?.len();
-        }
-        ExportFormat::Json => {
-            let names = &loaded.config.scopes;
-            json::write(
-                &mut sink,
-                leases
-                    .iter()
-                    .map(|(s, l)| (names.get(*s).map_or("", |s| s.name.as_str()), l)),
-            )?;
-        }
-    }
-    sink.flush()?;
+    let names = &loaded.config.scopes;
+    let format = match format {
+        ExportFormat::KeaCsv => export::ExportFormat::KeaCsv,
+        ExportFormat::Json => export::ExportFormat::Json,
+    };
+    let exported = export::write(
+        &loaded.engine,
+        |s| names.get(usize::from(s.0)).map_or("", |s| s.name.as_str()),
+        format,
+        &mut sink,
+    )?;
     drop(sink);
-    eprintln!("exported {} leases", leases.len() - not_written);
-    if not_written > 0 {
+    eprintln!("exported {} leases", exported.written);
+    if exported.not_written > 0 {
         eprintln!(
-            "note: {not_written} backup or reset bindings have no Kea equivalent and were not written"
+            "note: {} backup or reset bindings have no Kea equivalent and were not written",
+            exported.not_written
         );
     }
-    if digests > 0 {
+    if exported.without_client_id > 0 {
         eprintln!(
-            "note: {digests} clients have a client identifier longer than 30 bytes, which \
-             Peregrine keeps only as a digest: exported without client_id"
+            "note: {} clients have a client identifier longer than 30 bytes, which \
+             Peregrine keeps only as a digest: exported without client_id",
+            exported.without_client_id
         );
     }
     Ok(ExitCode::SUCCESS)

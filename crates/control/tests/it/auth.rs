@@ -11,11 +11,12 @@ use crate::{LOOPBACK, engine, parse};
 const TOKEN: &str = "3f1c2a9b8e7d6c5b4a39281706f5e4d3";
 
 /// Every route, with a method and a path it answers.
-const ROUTES: [(&str, &str); 12] = [
+const ROUTES: [(&str, &str); 13] = [
     ("GET", "/metrics"),
     ("GET", "/healthz"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/v1/leases"),
+    ("GET", "/v1/leases/export/kea-csv"),
     ("GET", "/v1/pools"),
     ("GET", "/v1/leases/10.201.0.10"),
     ("POST", "/v1/leases/import/kea-csv"),
@@ -88,7 +89,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
         let lower = format!("bearer {TOKEN}");
         assert_ne!(status(&control, method, path, Some(&lower)), 401);
     }
-    assert_eq!(refused, 33);
+    assert_eq!(refused, 36);
     let text = crate::get(&control, "/healthz").body;
     assert_eq!(text, "ok");
     let metrics = {
@@ -114,7 +115,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
     // No header and the Basic scheme count as missing; the wrong bearer token as wrong.
     assert_eq!(
         (failures("missing"), failures("wrong")),
-        ("22".into(), "11".into())
+        ("24".into(), "12".into())
     );
 }
 

@@ -69,3 +69,43 @@ fn leases_are_found_by_subscriber_and_paged() {
     }
     control.shutdown().unwrap();
 }
+
+#[test]
+fn the_live_lease_set_is_exported() {
+    let (control, leased, _) = serve(None);
+    let csv = get(&control, "/v1/leases/export/kea-csv");
+    assert_eq!((csv.status, csv.content_type.as_str()), (200, "text/csv"));
+    let mut lines = csv.body.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("address,hwaddr,client_id"),
+        "{}",
+        csv.body
+    );
+    for address in &leased {
+        assert!(
+            csv.body
+                .lines()
+                .any(|l| l.starts_with(&format!("{address},02:cc:00:00:00:0"))),
+            "{address} not in\n{}",
+            csv.body
+        );
+    }
+    let all = json(&get(&control, "/v1/leases/export/json"));
+    let exported: Vec<(&str, &str)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["address"].as_str().unwrap(), l["scope"].as_str().unwrap()))
+        .collect();
+    for address in &leased {
+        assert!(
+            exported.contains(&(address.to_string().as_str(), "relayed")),
+            "{all}"
+        );
+    }
+    assert_eq!(get(&control, "/v1/leases/export/xml").status, 404);
+    control.shutdown().unwrap();
+}
