@@ -474,6 +474,22 @@ impl OptionSet {
     }
 }
 
+/// The contents of a file that neither group nor others may read or write (as ssh asks of a
+/// private key): a secret of the configuration's (the admin token, the TLS key). The error
+/// names the file and says what to do.
+pub fn read_private(path: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{name}: {e}"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{name}: readable or writable by group or others (mode {mode:03o}): chmod 600 {name}"
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("{name}: {e}"))
+}
+
 /// The admin API's bearer token, as read from its file. Never printed: its `Debug` says only
 /// that there is one.
 #[derive(Clone, PartialEq, Eq)]
@@ -487,16 +503,9 @@ impl AdminToken {
     /// trimmed, in a file that neither group nor others may read or write (as ssh asks of a
     /// private key). The error names the file and says what to do.
     pub fn read(path: &Path) -> Result<AdminToken, String> {
-        use std::os::unix::fs::PermissionsExt;
         let name = path.display();
-        let meta = std::fs::metadata(path).map_err(|e| format!("{name}: {e}"))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "{name}: readable or writable by group or others (mode {mode:03o}): chmod 600 {name}"
-            ));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+        let bytes = read_private(path)?;
+        let text = String::from_utf8(bytes).map_err(|_| format!("{name}: not UTF-8 text"))?;
         let token = text.trim();
         if token.chars().count() < AdminToken::MIN_LEN {
             return Err(format!(

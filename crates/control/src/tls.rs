@@ -36,26 +36,14 @@ impl AdminTls {
     /// private key in the PEM file `key`, which neither group nor others may read. The error
     /// names the file and says what is wrong.
     pub fn load(cert: &Path, key: &Path) -> Result<AdminTls, String> {
-        use std::os::unix::fs::PermissionsExt;
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
             .and_then(Iterator::collect)
             .map_err(|e| format!("{}: {e}", cert.display()))?;
         if chain.is_empty() {
             return Err(format!("{}: no PEM certificate in it", cert.display()));
         }
-        let mode = std::fs::metadata(key)
-            .map_err(|e| format!("{}: {e}", key.display()))?
-            .permissions()
-            .mode()
-            & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(format!(
-                "{}: readable or writable by group or others (mode {mode:03o}): chmod 600 {}",
-                key.display(),
-                key.display()
-            ));
-        }
-        let private = PrivateKeyDer::from_pem_file(key)
+        let key_pem = peregrine_config::model::read_private(key)?;
+        let private = PrivateKeyDer::from_pem_slice(&key_pem)
             .map_err(|e| format!("{}: no PEM private key in it ({e})", key.display()))?;
         // ring has no post-quantum key exchange, which rustls now deprecates it for; aws-lc-rs
         // would add a C build of AWS-LC for an API that belongs on a management network.

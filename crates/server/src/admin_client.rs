@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 /// Requests to one server's admin API.
 pub(crate) struct AdminClient {
@@ -21,15 +21,12 @@ impl AdminClient {
         token_file: Option<&Path>,
         timeout: Duration,
     ) -> anyhow::Result<AdminClient> {
+        // The server's own token file, read as the server reads it.
         let authorization = token_file
             .map(|path| {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the admin token {}", path.display()))?;
-                let token = text.trim();
-                if token.is_empty() {
-                    bail!("{}: holds no token", path.display());
-                }
-                Ok(format!("Bearer {token}"))
+                peregrine_config::model::AdminToken::read(path)
+                    .map(|t| format!("Bearer {}", t.expose()))
+                    .map_err(|e| anyhow::anyhow!("the admin token: {e}"))
             })
             .transpose()?;
         let agent = ureq::Agent::config_builder()
@@ -91,4 +88,19 @@ pub(crate) fn why(body: &str) -> String {
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_owned))
         .unwrap_or_else(|| body.to_owned())
+}
+
+/// `text` with all but unreserved characters (and `:`) percent-encoded: for a path segment
+/// (a scope's name) or a query value (a time zone, a circuit id).
+pub(crate) fn escape(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }

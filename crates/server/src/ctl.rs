@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
-use crate::admin_client::{AdminClient, why};
+use crate::admin_client::{AdminClient, escape, why};
 
 /// Where the API is and how to be let in.
 #[derive(Args)]
@@ -171,17 +171,4 @@ fn success(api: &AdminClient, path: &str, (status, body): (u16, String)) -> anyh
         bail!("{}: {status}: {}", api.url(path), why(&body));
     }
     Ok(body)
-}
-
-/// `text` with what a URL path or query value cannot hold percent-encoded.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }

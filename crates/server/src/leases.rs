@@ -143,7 +143,7 @@ pub(crate) fn import_live(
     let path = format!(
         "/v1/leases/import/{}?timezone={}",
         format.as_str(),
-        query_escape(zone.name())
+        crate::admin_client::escape(zone.name())
     );
     // The server answers once every lease is durable; it gives up on the journal at 60 s.
     let api = crate::admin_client::AdminClient::new(
@@ -165,19 +165,6 @@ pub(crate) fn import_live(
     );
     report.write_text(&mut io::stdout().lock(), &headline)?;
     Ok(exit_code(&report))
-}
-
-/// `text` with every byte but letters, digits and `/-_.:` percent-encoded, for a query.
-fn query_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"/-_.:".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// 0 when the whole file was imported, [`EXIT_PARTIAL`] when entries were skipped or in

@@ -2,7 +2,7 @@
 //! with it; reads open on loopback unless asked otherwise; refusals counted in `/metrics`. And
 //! the API over TLS with the certificate it is given.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use peregrine_control::{AdminAccess, Control, ControlSources, spawn};
 
@@ -27,26 +27,26 @@ const ROUTES: [(&str, &str); 13] = [
     ("POST", "/v1/failover/partner-down"),
 ];
 
-fn serve(reads_need_token: bool) -> Control {
+/// A control plane with [`TOKEN`], needed for reads too if `reads_need_token`, served over
+/// `tls` if given.
+fn serve_tls(reads_need_token: bool, tls: Option<peregrine_control::AdminTls>) -> Control {
+    let access = AdminAccess {
+        token: Some(TOKEN.to_owned()),
+        reads_need_token,
+        tls,
+    };
     spawn(
         LOOPBACK,
         ControlSources {
-            engine: engine(),
-            workers: vec![],
-            started: Instant::now(),
-            journal: None,
-            importer: None,
-            failover: None,
-            ports: None,
-            scope_states: None,
-            access: AdminAccess {
-                token: Some(TOKEN.to_owned()),
-                reads_need_token,
-                tls: None,
-            },
+            access,
+            ..crate::bare(engine())
         },
     )
     .unwrap()
+}
+
+fn serve(reads_need_token: bool) -> Control {
+    serve_tls(reads_need_token, None)
 }
 
 /// The status of `method` `path` with `authorization` (an `Authorization` header value).
@@ -195,25 +195,7 @@ fn get_over_tls(control: &Control, trusted: &[u8], path: &str) -> (String, Strin
 fn the_api_is_served_over_tls_with_the_configured_certificate() {
     let (cert, key, trusted) = certificate("serve");
     let tls = peregrine_control::AdminTls::load(&cert, &key).unwrap();
-    let control = spawn(
-        LOOPBACK,
-        ControlSources {
-            engine: engine(),
-            workers: vec![],
-            started: Instant::now(),
-            journal: None,
-            importer: None,
-            failover: None,
-            ports: None,
-            scope_states: None,
-            access: AdminAccess {
-                token: Some(TOKEN.to_owned()),
-                reads_need_token: true,
-                tls: Some(tls),
-            },
-        },
-    )
-    .unwrap();
+    let control = serve_tls(true, Some(tls));
     let (status, body) = get_over_tls(&control, &trusted, "/v1/scopes");
     assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
     assert!(body.contains("\"relayed\""), "{body}");

@@ -5,7 +5,6 @@
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use peregrine_control::{Control, ControlSources, Importer, spawn};
 use peregrine_store::{Durability, Journal, LeaseDir};
@@ -32,15 +31,10 @@ fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
     let control = spawn(
         LOOPBACK,
         ControlSources {
-            engine: engine.clone(),
             workers: vec![lab.stats.clone()],
-            started: Instant::now(),
             journal: Some(writer.stats()),
             importer: Some(importer),
-            failover: None,
-            ports: None,
-            scope_states: None,
-            access: peregrine_control::AdminAccess::default(),
+            ..crate::bare(engine.clone())
         },
     )
     .unwrap();
@@ -165,15 +159,7 @@ fn a_server_without_a_lease_journal_refuses_imports() {
     let without = spawn(
         LOOPBACK,
         ControlSources {
-            engine: engine(),
-            workers: vec![],
-            started: Instant::now(),
-            journal: None,
-            importer: None,
-            failover: None,
-            ports: None,
-            scope_states: None,
-            access: peregrine_control::AdminAccess::default(),
+            ..crate::bare(engine())
         },
     )
     .unwrap();

@@ -36,6 +36,22 @@ const RELAY_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xfe]);
 const NOW: u64 = 1_800_000_000;
 const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
+/// What a control plane over `engine` alone reports on: no workers, journal, importer, partner
+/// or ports, and an open API.
+fn bare(engine: Arc<Engine>) -> ControlSources {
+    ControlSources {
+        engine,
+        workers: vec![],
+        started: Instant::now(),
+        journal: None,
+        importer: None,
+        failover: None,
+        ports: None,
+        scope_states: None,
+        access: peregrine_control::AdminAccess::default(),
+    }
+}
+
 /// An engine of [`config`].
 fn engine() -> Arc<Engine> {
     Arc::new(Engine::new(&config(), EngineOptions::default()).unwrap())
@@ -330,15 +346,10 @@ fn serve(journal: Option<Arc<JournalStats>>) -> (Control, Vec<Ipv4Addr>, [Arc<Wo
     let control = spawn(
         LOOPBACK,
         ControlSources {
-            engine,
             workers: vec![a.stats.clone(), b.stats.clone()],
             started: Instant::now().checked_sub(Duration::from_mins(1)).unwrap(),
             journal,
-            importer: None,
-            failover: None,
-            ports: None,
-            scope_states: None,
-            access: peregrine_control::AdminAccess::default(),
+            ..crate::bare(engine)
         },
     )
     .unwrap();
@@ -569,15 +580,8 @@ fn a_scope_is_deactivated_and_activated_through_the_api() {
     let control = spawn(
         LOOPBACK,
         ControlSources {
-            engine,
             workers: vec![lab.stats.clone()],
-            started: Instant::now(),
-            journal: None,
-            importer: None,
-            failover: None,
-            ports: None,
-            scope_states: None,
-            access: peregrine_control::AdminAccess::default(),
+            ..crate::bare(engine)
         },
     )
     .unwrap();
@@ -677,15 +681,7 @@ fn a_taken_address_is_refused_with_its_name() {
     let err = spawn(
         addr,
         ControlSources {
-            engine: engine(),
-            workers: vec![],
-            started: Instant::now(),
-            journal: None,
-            importer: None,
-            failover: None,
-            ports: None,
-            scope_states: None,
-            access: peregrine_control::AdminAccess::default(),
+            ..crate::bare(engine())
         },
     )
     .unwrap_err();

@@ -20,12 +20,7 @@ fn peregrine(args: &[&str]) -> (bool, String) {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
+    (out.status.success(), crate::leases::text(&out))
 }
 
 #[test]

@@ -68,7 +68,8 @@ impl Drop for Setup {
 
 const HEADER: &str = "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context";
 
-fn text(o: &Output) -> String {
+/// What a command printed, standard output then standard error.
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),

@@ -277,11 +277,7 @@ directory = {:?}
         .arg(leases)
         .output()
         .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = crate::leases::text(&out);
     assert!(out.status.success(), "import: {}\n{said}", out.status);
     assert!(
         said.contains(&format!("imported {CLIENTS} leases")),
