@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicU64;
 use peregrine_config::model::{self, Config};
 use peregrine_wire::dhcp::{BOOTREQUEST, DhcpMessage, MessageType, RelayAgentInfo, opt};
 
-use crate::binding::{Binding, BindingState, ScopeId, Time};
+use crate::binding::{Binding, BindingEvent, BindingState, ScopeId, Time};
 use crate::clients::{ClientIndex, ClientMap, HashedKey, Loc};
 use crate::info::ClientInfo;
 use crate::key::{ClientKey, KeySecret};
@@ -81,6 +81,11 @@ pub struct Engine {
     pub(crate) selector: Selector,
     pub(crate) clients: ClientIndex,
     pub(crate) key_seed: KeySecret,
+    /// How it was built, for a reload to build its successor alike.
+    pub(crate) options: EngineOptions,
+    /// Bindings of addresses a reload took out of every pool, whose clients may still hold
+    /// them: not served, handed to the next reload (see [`Engine::reconfigured`]).
+    pub(crate) retired: Vec<BindingEvent>,
     /// The failover side, when the server has a partner ([`Engine::with_failover`]).
     pub(crate) partnering: Option<Partnering>,
     /// Grants whose client options did not all fit the lease's room (see [`ClientInfo`]).
@@ -118,7 +123,7 @@ impl Engine {
             .enumerate()
             .map(|(i, c)| (c.name.as_str(), 1u32 << i))
             .collect();
-        let (selector, link_of) = Selector::build(&config.scopes);
+        let (selector, link_of) = Selector::build(&config.runtime.interfaces, &config.scopes);
         let scopes: Vec<Scope> = config
             .scopes
             .iter()
@@ -147,6 +152,8 @@ impl Engine {
             selector,
             clients: ClientIndex::new(options.client_shards, per_shard, &options.key_secret),
             key_seed: options.key_secret,
+            options,
+            retired: Vec::new(),
             partnering: None,
             info_left_out: AtomicU64::new(0),
             boot_options: sets_boot_options(config),

@@ -48,6 +48,8 @@ enum Install<'d> {
     Partner,
     /// A journal record: applied if its version is newer.
     Replay,
+    /// The binding a reload carries from the engine it replaces: applied as it is.
+    Carry,
 }
 
 impl Engine {
@@ -273,6 +275,12 @@ impl Engine {
             .map(|stored| stored.is_some())
     }
 
+    /// Installs a binding of the engine this one replaces (see [`Engine::reconfigured`]),
+    /// version included, over whatever the new configuration put there.
+    pub(crate) fn carry(&self, event: &BindingEvent) -> Result<(), RestoreError> {
+        self.install(event, Install::Carry).map(drop)
+    }
+
     /// Installs `event`'s binding; returns it as stored, or `None` for a stale replay.
     fn install(
         &self,
@@ -325,6 +333,7 @@ impl Engine {
                 shard.set(at.slot, b)
             }
             Install::Partner => shard.set(at.slot, b),
+            Install::Carry => shard.put(at.slot, b),
             Install::Replay => {
                 if b.version <= cur.version {
                     return Ok(None);

@@ -114,6 +114,17 @@ impl Partnering {
         }
     }
 
+    /// The same policy in the same state, for the engine a reload builds.
+    pub(crate) fn carried(&self) -> Partnering {
+        let copy = |a: &AtomicU64| AtomicU64::new(a.load(Ordering::Relaxed));
+        Partnering {
+            policy: self.policy,
+            service: AtomicU8::new(self.service.load(Ordering::Relaxed)),
+            partner_down_since: copy(&self.partner_down_since),
+            own_from: copy(&self.own_from),
+        }
+    }
+
     /// This server's pool.
     pub(crate) fn own(&self) -> Owner {
         if self.policy.primary {

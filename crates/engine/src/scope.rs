@@ -30,6 +30,9 @@ pub(crate) struct Scope {
     /// Milliseconds to wait for an answer to a probe of an address before offering it; 0 off.
     pub(crate) ping_check_ms: u32,
     active: AtomicBool,
+    /// Whether the configuration said active: a reload keeps the run-time state of a scope
+    /// whose configured state did not change.
+    pub(crate) configured_active: bool,
     /// Scope options with option 1 (subnet mask) added.
     pub(crate) options: OptionSet,
     /// Dynamic pools first, then (if any reservation lies outside them) a reserved-only list.
@@ -212,6 +215,7 @@ pub(crate) fn build_scope(
         match_client_id: s.match_client_id,
         ping_check_ms: s.ping_check_ms,
         active: AtomicBool::new(s.state == AdminState::Active),
+        configured_active: s.state == AdminState::Active,
         options,
         pools,
         reservations,
@@ -274,8 +278,18 @@ pub(crate) struct Selector {
 }
 
 impl Selector {
-    pub(crate) fn build(scopes: &[model::Scope]) -> (Selector, Vec<usize>) {
+    /// The tables for `scopes`; interface ids are positions in `interfaces` (the configured
+    /// ones, which a reload cannot change), then any other a scope names.
+    pub(crate) fn build(
+        interfaces: &[model::InterfaceConfig],
+        scopes: &[model::Scope],
+    ) -> (Selector, Vec<usize>) {
         let mut sel = Selector::default();
+        for i in interfaces {
+            if sel.interfaces.iter().all(|(n, _)| *n != i.name) {
+                sel.interfaces.push((i.name.clone(), Vec::new()));
+            }
+        }
         let mut link_of = Vec::with_capacity(scopes.len());
         let mut shared: HashMap<&str, usize> = HashMap::new();
         for (i, s) in scopes.iter().enumerate() {

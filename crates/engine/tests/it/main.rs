@@ -11,5 +11,6 @@ mod leasequery;
 mod no_alloc;
 mod pair_sim;
 mod properties;
+mod reload;
 mod scenarios;
 mod support;

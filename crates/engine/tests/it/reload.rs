@@ -1,0 +1,180 @@
+//! A reload: the engine a new configuration describes, carrying the old one's bindings.
+
+use std::net::Ipv4Addr;
+
+use peregrine_config::model::{AdminState, ClassMatch, Pool, ReservationKey};
+use peregrine_engine::{BindingState, Carried, DropReason, Verdict};
+use peregrine_testkit::config as fixture;
+use peregrine_wire::dhcp::{MessageType, opt};
+
+use crate::support::{Client, Sim, class, lab_config, reservation};
+
+/// Replaces `sim`'s engine by the one `config` describes.
+fn reload(sim: &mut Sim, config: &peregrine_config::model::Config) -> Carried {
+    let (next, carried) = sim.engine.reconfigured(config, sim.now).unwrap();
+    sim.engine = next;
+    carried
+}
+
+fn is_ack(v: &Verdict) -> bool {
+    matches!(
+        v,
+        Verdict::Defer {
+            kind: MessageType::Ack,
+            ..
+        } | Verdict::Reply {
+            kind: MessageType::Ack,
+            ..
+        }
+    )
+}
+
+#[test]
+fn leases_stay_new_scopes_serve_and_changed_options_apply_at_once() {
+    let config = lab_config();
+    let mut sim = Sim::new(&config);
+    let direct = Client::new(1);
+    let relayed = Client::new(2).relayed([10, 201, 0, 1], b"olt-1");
+    let a = sim.dora(&direct);
+    let b = sim.dora(&relayed);
+    let before = sim.engine.binding(b).unwrap().1;
+
+    // A scope before the others (every scope id moves), new DNS servers for "relayed".
+    let mut next = config.clone();
+    next.scopes[1]
+        .options
+        .set(opt::DNS_SERVERS, vec![10, 0, 0, 54]);
+    let added = fixture::scope(
+        "added",
+        fixture::net([10, 202, 0, 0], 16),
+        [10, 202, 1, 0],
+        [10, 202, 1, 255],
+        &next.server,
+    );
+    next.scopes.insert(0, added);
+    let carried = reload(&mut sim, &next);
+    assert_eq!(carried.bindings, 2, "{carried:?}");
+    assert_eq!((carried.retired, carried.forgotten), (0, 0));
+
+    // The binding as it was, version included, in its scope under its new id.
+    let (scope, after) = sim.engine.binding(b).unwrap();
+    assert_eq!(after, before);
+    assert_eq!(scope, sim.engine.scope_id("relayed").unwrap());
+    // The same clients renew the same addresses, with the new options.
+    sim.advance(2000);
+    let v = sim.send(&direct.renew(a));
+    assert!(is_ack(&v), "{v:?}");
+    assert_eq!(sim.reply(&v).packet().yiaddr(), a);
+    let v = sim.send(&relayed.renew(b));
+    assert!(is_ack(&v), "{v:?}");
+    let ack = sim.reply(&v);
+    assert_eq!(ack.packet().yiaddr(), b);
+    assert_eq!(
+        ack.get(opt::DNS_SERVERS).unwrap().as_slice().unwrap(),
+        [10, 0, 0, 54]
+    );
+    // The new scope serves at once; the direct interface still selects its scope.
+    let c = Client::new(3).relayed([10, 202, 0, 1], b"olt-2");
+    assert!(sim.dora(&c).octets().starts_with(&[10, 202, 1]));
+    assert_ne!(sim.dora(&Client::new(4)), a);
+}
+
+#[test]
+fn a_removed_pool_keeps_its_leases_aside_until_it_returns_or_they_end() {
+    let config = lab_config();
+    let mut sim = Sim::new(&config);
+    let held = Client::new(5).relayed([10, 201, 0, 1], b"olt-1");
+    let addr = sim.dora(&held);
+    // Offered then abandoned by its client: nobody holds it once the offer lapses.
+    let lapsed = Client::new(6).relayed([10, 201, 0, 1], b"olt-1");
+    let v = sim.send(&lapsed.discover());
+    let offered = sim.reply(&v).packet().yiaddr();
+
+    let mut without = config.clone();
+    without.scopes[1].pools[0] = Pool {
+        first: [10, 201, 2, 0].into(),
+        last: [10, 201, 2, 255].into(),
+        classes: vec![],
+    };
+    sim.advance(20);
+    let carried = reload(&mut sim, &without);
+    assert_eq!((carried.bindings, carried.retired), (0, 1), "{carried:?}");
+    assert_eq!(carried.forgotten, 1, "the lapsed offer of {offered}");
+    assert!(sim.engine.binding(addr).is_none());
+    // Not renewed: the address is in no pool (the scope is not authoritative: silence).
+    sim.advance(1000);
+    assert!(!is_ack(&sim.send(&held.renew(addr))));
+
+    // Back in a pool before the lease ran out: still the client's, to it alone.
+    let carried = reload(&mut sim, &config);
+    assert_eq!((carried.bindings, carried.retired), (1, 0), "{carried:?}");
+    let (_, b) = sim.engine.binding(addr).unwrap();
+    assert_eq!(b.state, BindingState::Active);
+    let stranger = Client::new(7).relayed([10, 201, 0, 1], b"olt-1");
+    let v = sim.send(&stranger.message(
+        MessageType::Discover,
+        Ipv4Addr::UNSPECIFIED,
+        Some(addr),
+        None,
+    ));
+    assert_ne!(sim.reply(&v).packet().yiaddr(), addr);
+    let v = sim.send(&held.renew(addr));
+    assert!(is_ack(&v), "{v:?}");
+
+    // Out again (with the stranger's offer), and past their ends by the next reload: forgotten.
+    assert_eq!(reload(&mut sim, &without).retired, 2);
+    sim.advance(10_000);
+    let carried = reload(&mut sim, &without);
+    assert_eq!((carried.retired, carried.forgotten), (0, 2), "{carried:?}");
+}
+
+#[test]
+fn an_operators_scope_state_survives_unless_the_file_changes_it() {
+    let config = lab_config();
+    let mut sim = Sim::new(&config);
+    assert!(sim.engine.set_scope_active("relayed", false));
+    reload(&mut sim, &config);
+    let c = Client::new(8).relayed([10, 201, 0, 1], b"olt-1");
+    assert_eq!(
+        sim.send(&c.discover()),
+        Verdict::Drop(DropReason::ScopeInactive)
+    );
+    // The file now says inactive, then active again: the file's word.
+    let mut inactive = config.clone();
+    inactive.scopes[1].state = AdminState::Inactive;
+    reload(&mut sim, &inactive);
+    reload(&mut sim, &config);
+    assert!(matches!(sim.send(&c.discover()), Verdict::Reply { .. }));
+}
+
+#[test]
+fn classes_are_kept_by_name_and_reservations_are_the_new_files() {
+    let mut config = lab_config();
+    config.classes.push(class(
+        "modems",
+        vec![ClassMatch::VendorClassPrefix(b"docsis".to_vec())],
+    ));
+    let reserved = Client::new(9);
+    config.scopes[0].reservations.push(reservation(
+        ReservationKey::Mac(reserved.mac),
+        [10, 200, 0, 150],
+    ));
+    let mut sim = Sim::new(&config);
+    let mut modem = Client::new(10).relayed([10, 201, 0, 1], b"cm");
+    modem.vendor_class = Some(b"docsis3.1".to_vec());
+    let addr = sim.dora(&modem);
+    assert_eq!(sim.engine.binding(addr).unwrap().1.classes, 1);
+
+    // A class before it: its bit moves; the reservation is gone.
+    let mut next = config.clone();
+    next.classes.insert(0, class("first", vec![]));
+    next.scopes[0].reservations.clear();
+    reload(&mut sim, &next);
+    assert_eq!(sim.engine.binding(addr).unwrap().1.classes, 2);
+    let freed = sim
+        .engine
+        .binding(Ipv4Addr::new(10, 200, 0, 150))
+        .unwrap()
+        .1;
+    assert_eq!(freed.state, BindingState::Free);
+}
