@@ -109,10 +109,6 @@ impl FailoverDriver {
         engine.set_partner_down(None);
         engine.set_own_addresses_from(0);
         let primary = session.role() == peregrine_failover::Role::Primary;
-        let shared = (0..engine.scope_states().len())
-            .map_while(|i| u16::try_from(i).ok())
-            .map(|i| engine.is_shared(ScopeId(i)))
-            .collect();
         let mut driver = FailoverDriver {
             session,
             primary,
@@ -120,10 +116,23 @@ impl FailoverDriver {
             persisting: None,
             next_balance: 0,
             updates_sent: 0,
-            shared,
+            shared: Vec::new(),
         };
+        driver.reconfigured(engine);
         driver.send_all(engine);
         driver
+    }
+
+    /// Learns which scopes of `engine` (a reload's) the partner shares. A scope the reload
+    /// removed is judged as before: its changes still in flight go where they went.
+    pub fn reconfigured(&mut self, engine: &Engine) {
+        self.shared.resize(engine.by_id.len(), false);
+        for (i, shared) in self.shared.iter_mut().enumerate() {
+            let id = ScopeId(i as u16);
+            if engine.scope_of(id).is_some() {
+                *shared = engine.is_shared(id);
+            }
+        }
     }
 
     /// The session, for its state and timers.

@@ -77,7 +77,12 @@ impl std::error::Error for BuildError {}
 pub struct Engine {
     pub(crate) settings: model::ServerSettings,
     pub(crate) classes: Vec<model::Class>,
+    /// In configuration order.
     pub(crate) scopes: Vec<Scope>,
+    /// Each scope id's position in `scopes` ([`NO_SCOPE`]: a scope a reload removed). A scope
+    /// keeps its id through reloads, so ids in flight (queued changes, the journal's records)
+    /// never name another scope.
+    pub(crate) by_id: Vec<u16>,
     pub(crate) selector: Selector,
     pub(crate) clients: ClientIndex,
     pub(crate) key_seed: KeySecret,
@@ -111,11 +116,22 @@ pub(crate) struct Request<'r, 'm> {
 impl Engine {
     /// Builds an engine from a validated configuration.
     pub fn new(config: &Config, options: EngineOptions) -> Result<Engine, BuildError> {
-        if config.classes.len() > 32 {
-            return Err(BuildError::TooManyClasses(config.classes.len()));
-        }
         if config.scopes.len() > usize::from(u16::MAX) {
             return Err(BuildError::TooManyScopes(config.scopes.len()));
+        }
+        let ids: Vec<ScopeId> = (0..config.scopes.len() as u16).map(ScopeId).collect();
+        Engine::build(config, options, &ids)
+    }
+
+    /// Builds an engine from a validated configuration whose scopes have the ids `ids`, in
+    /// order (distinct, below `u16::MAX`).
+    pub(crate) fn build(
+        config: &Config,
+        options: EngineOptions,
+        ids: &[ScopeId],
+    ) -> Result<Engine, BuildError> {
+        if config.classes.len() > 32 {
+            return Err(BuildError::TooManyClasses(config.classes.len()));
         }
         let class_bits: HashMap<&str, u32> = config
             .classes
@@ -123,21 +139,24 @@ impl Engine {
             .enumerate()
             .map(|(i, c)| (c.name.as_str(), 1u32 << i))
             .collect();
-        let (selector, link_of) = Selector::build(&config.runtime.interfaces, &config.scopes);
+        let (selector, link_of) = Selector::build(&config.runtime.interfaces, &config.scopes, ids);
         let scopes: Vec<Scope> = config
             .scopes
             .iter()
+            .zip(ids)
             .enumerate()
-            .map(|(i, s)| {
-                build_scope(
-                    ScopeId(i as u16),
-                    s,
-                    &class_bits,
-                    link_of[i],
-                    options.pool_shards,
-                )
-            })
+            .map(|(i, (s, id))| build_scope(*id, s, &class_bits, link_of[i], options.pool_shards))
             .collect();
+        let mut by_id = vec![
+            NO_SCOPE;
+            ids.iter()
+                .map(|id| usize::from(id.0) + 1)
+                .max()
+                .unwrap_or(0)
+        ];
+        for (position, id) in ids.iter().enumerate() {
+            by_id[usize::from(id.0)] = position as u16;
+        }
         let slots: usize = scopes
             .iter()
             .flat_map(|s| &s.pools)
@@ -149,6 +168,7 @@ impl Engine {
             settings: config.server.clone(),
             classes: config.classes.clone(),
             scopes,
+            by_id,
             selector,
             clients: ClientIndex::new(options.client_shards, per_shard, &options.key_secret),
             key_seed: options.key_secret,
@@ -273,8 +293,16 @@ impl Engine {
         &self.selector.links[scope.link]
     }
 
+    /// The scope `id` names; ids come from this engine's own tables.
     pub(crate) fn scope(&self, id: ScopeId) -> &Scope {
-        &self.scopes[usize::from(id.0)]
+        &self.scopes[usize::from(self.by_id[usize::from(id.0)])]
+    }
+
+    /// The scope `id` names, if it is one of this engine's (ids from outside: a journal
+    /// record, a queued change from before a reload).
+    pub(crate) fn scope_of(&self, id: ScopeId) -> Option<&Scope> {
+        let at = *self.by_id.get(usize::from(id.0))?;
+        self.scopes.get(usize::from(at))
     }
 
     /// Gives the slot at `loc` to the request's client in `state` until `expires`.
@@ -319,6 +347,9 @@ impl Engine {
         b
     }
 }
+
+/// [`Engine::by_id`] of an id no scope has.
+pub(crate) const NO_SCOPE: u16 = u16::MAX;
 
 /// Whether an options table of `config` sets option 66 or 67.
 fn sets_boot_options(config: &Config) -> bool {

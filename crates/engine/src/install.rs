@@ -289,8 +289,7 @@ impl Engine {
     ) -> Result<Option<Binding>, RestoreError> {
         let addr = event.address;
         let (s, p, at) = self
-            .scopes
-            .get(usize::from(event.scope.0))
+            .scope_of(event.scope)
             .and_then(|s| s.locate(addr).map(|(p, at)| (s, p, at)))
             .or_else(|| {
                 self.scopes

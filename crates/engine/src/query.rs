@@ -50,7 +50,7 @@ impl Engine {
     /// Whether scope `id` is shared with the failover partner: a server without one, and a
     /// scope configured with `failover = false`, share nothing.
     pub fn is_shared(&self, id: ScopeId) -> bool {
-        self.partnering.is_some() && self.scopes.get(usize::from(id.0)).is_some_and(|s| s.shared)
+        self.partnering.is_some() && self.scope_of(id).is_some_and(|s| s.shared)
     }
 
     /// Grants so far whose client options did not all fit the room a lease keeps for them

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use peregrine_config::model::Config;
 
 use crate::binding::{BindingEvent, BindingState, ScopeId, Time};
-use crate::engine::{BuildError, Engine};
+use crate::engine::{BuildError, Engine, NO_SCOPE};
 use crate::install::RestoreError;
 
 /// What a reload did with the bindings of the engine it replaced.
@@ -43,7 +43,10 @@ impl Engine {
         config: &Config,
         now: Time,
     ) -> Result<(Engine, Carried), BuildError> {
-        let mut next = Engine::new(config, self.options)?;
+        let mut next = Engine::build(config, self.options, &self.ids_for(config)?)?;
+        // Ids of scopes gone stay unused.
+        let issued = next.by_id.len().max(self.by_id.len());
+        next.by_id.resize(issued, NO_SCOPE);
         next.partnering = self
             .partnering
             .as_ref()
@@ -62,16 +65,17 @@ impl Engine {
         let classes = ClassMap::new(self, &next);
         let mut carried = Carried::default();
         let mut retired = Vec::new();
-        // `scope`: the name of the binding's scope, if known; without, its address finds it.
-        let mut carry = |mut event: BindingEvent, scope: Option<&str>| {
+        // `scope`: the binding's scope, if it is one of this engine's.
+        let mut carry = |mut event: BindingEvent, scope: Option<ScopeId>| {
             // The new configuration decides what is reserved.
             if event.binding.state == BindingState::Reserved {
                 return;
             }
             event.binding.classes = classes.map(event.binding.classes);
-            event.scope = scope
-                .and_then(|name| next.scope_id(name))
-                .unwrap_or(ScopeId(u16::MAX));
+            if scope.is_none() {
+                // Retired from an engine before this one: the address finds its scope.
+                event.scope = ScopeId(NO_SCOPE);
+            }
             match next.carry(&event) {
                 Ok(()) => carried.bindings += 1,
                 Err(RestoreError::UnknownAddress(_)) => {
@@ -92,13 +96,34 @@ impl Engine {
                 address,
                 binding: *binding,
             };
-            carry(event, Some(&self.scope(scope).name));
+            carry(event, Some(scope));
         });
         for event in &self.retired {
             carry(*event, None);
         }
         next.retired = retired;
         Ok((next, carried))
+    }
+
+    /// The ids of `config`'s scopes: a scope this engine has (by name) keeps its id, a new
+    /// one takes an id no scope ever had, so that an id in flight never names another scope.
+    fn ids_for(&self, config: &Config) -> Result<Vec<ScopeId>, BuildError> {
+        let mut next = self.by_id.len();
+        config
+            .scopes
+            .iter()
+            .map(|s| {
+                if let Some(id) = self.scope_id(&s.name) {
+                    return Ok(id);
+                }
+                let id = u16::try_from(next)
+                    .ok()
+                    .filter(|id| *id != NO_SCOPE)
+                    .ok_or(BuildError::TooManyScopes(next + 1))?;
+                next += 1;
+                Ok(ScopeId(id))
+            })
+            .collect()
     }
 }
 

@@ -278,11 +278,12 @@ pub(crate) struct Selector {
 }
 
 impl Selector {
-    /// The tables for `scopes`; interface ids are positions in `interfaces` (the configured
+    /// The tables for `scopes`, whose ids are `ids`; interface ids are positions in `interfaces` (the configured
     /// ones, which a reload cannot change), then any other a scope names.
     pub(crate) fn build(
         interfaces: &[model::InterfaceConfig],
         scopes: &[model::Scope],
+        ids: &[ScopeId],
     ) -> (Selector, Vec<usize>) {
         let mut sel = Selector::default();
         for i in interfaces {
@@ -292,8 +293,7 @@ impl Selector {
         }
         let mut link_of = Vec::with_capacity(scopes.len());
         let mut shared: HashMap<&str, usize> = HashMap::new();
-        for (i, s) in scopes.iter().enumerate() {
-            let id = ScopeId(i as u16);
+        for (s, &id) in scopes.iter().zip(ids) {
             let link = if let Some(name) = &s.shared_network {
                 *shared.entry(name.as_str()).or_insert_with(|| {
                     sel.links.push(Vec::new());

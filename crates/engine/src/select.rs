@@ -66,7 +66,7 @@ impl Engine {
         } else {
             arrival()
         };
-        id.map(|id| &self.scopes[usize::from(id.0)])
+        id.map(|id| self.scope(id))
     }
 
     pub(crate) fn classify(

@@ -37,7 +37,7 @@ fn leases_stay_new_scopes_serve_and_changed_options_apply_at_once() {
     let relayed = Client::new(2).relayed([10, 201, 0, 1], b"olt-1");
     let a = sim.dora(&direct);
     let b = sim.dora(&relayed);
-    let before = sim.engine.binding(b).unwrap().1;
+    let (relayed_id, before) = sim.engine.binding(b).unwrap();
 
     // A scope before the others (every scope id moves), new DNS servers for "relayed".
     let mut next = config.clone();
@@ -56,10 +56,12 @@ fn leases_stay_new_scopes_serve_and_changed_options_apply_at_once() {
     assert_eq!(carried.bindings, 2, "{carried:?}");
     assert_eq!((carried.retired, carried.forgotten), (0, 0));
 
-    // The binding as it was, version included, in its scope under its new id.
-    let (scope, after) = sim.engine.binding(b).unwrap();
-    assert_eq!(after, before);
-    assert_eq!(scope, sim.engine.scope_id("relayed").unwrap());
+    // The binding as it was, version included, in its scope under the same id (changes
+    // queued before the reload name it); the new scope has an id of its own.
+    assert_eq!(sim.engine.binding(b).unwrap(), (relayed_id, before));
+    assert_eq!(sim.engine.scope_id("relayed"), Some(relayed_id));
+    let added_id = sim.engine.scope_id("added").unwrap();
+    assert!(added_id.0 >= 2, "{added_id:?}");
     // The same clients renew the same addresses, with the new options.
     sim.advance(2000);
     let v = sim.send(&direct.renew(a));
@@ -77,6 +79,15 @@ fn leases_stay_new_scopes_serve_and_changed_options_apply_at_once() {
     let c = Client::new(3).relayed([10, 202, 0, 1], b"olt-2");
     assert!(sim.dora(&c).octets().starts_with(&[10, 202, 1]));
     assert_ne!(sim.dora(&Client::new(4)), a);
+
+    // A scope removed, another added: the id of the one gone is never the other's.
+    let mut again = next.clone();
+    again.scopes.retain(|s| s.name != "relayed");
+    again.scopes[0].name = "renamed".into();
+    reload(&mut sim, &again);
+    let renamed = sim.engine.scope_id("renamed").unwrap();
+    assert!(![relayed_id, added_id].contains(&renamed), "{renamed:?}");
+    assert_eq!(sim.engine.scope_id("relayed"), None);
 }
 
 #[test]
