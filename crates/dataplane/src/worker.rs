@@ -14,6 +14,7 @@ use crate::commit::{Admitted, CommitGate};
 use crate::frame::{Interface, Outcome, Reply, process, write_probe};
 use crate::handoff::{Handoff, Offered};
 use crate::probe::{self, Due, ProbeAnswers, Probes};
+use crate::shared::Member;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -80,6 +81,8 @@ pub struct Worker<R, T, S> {
     answers: Arc<ProbeAnswers>,
     /// Where a due OFFER or its request is copied while it is sent or handled again.
     scratch: Box<[u8]>,
+    /// This worker's membership of the server's shared engine, if it can be reloaded.
+    member: Option<Member>,
 }
 
 impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
@@ -111,7 +114,17 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             probes,
             answers: Arc::new(ProbeAnswers::default()),
             scratch: vec![0; peregrine_io::FRAME_CAPACITY].into_boxed_slice(),
+            member: None,
         }
+    }
+
+    /// Uses the engine `member` shares from then on, and stops for a reload between bursts
+    /// (see [`crate::SharedEngine`]).
+    #[must_use]
+    pub fn with_shared(mut self, member: Member) -> Worker<R, T, S> {
+        self.engine = member.engine().clone();
+        self.member = Some(member);
+        self
     }
 
     /// Shares `answers` with the other workers of the server: an answer to a probe may reach
@@ -136,6 +149,11 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
         let mut last_flush = Instant::now();
         let mut last_expiry = Instant::now();
         while !quit.load(Ordering::Relaxed) {
+            if let Some(member) = &mut self.member
+                && member.checkpoint()
+            {
+                self.engine = member.engine().clone();
+            }
             let turn = Instant::now();
             let now = unix_now();
             let received = self.poll(now)?;

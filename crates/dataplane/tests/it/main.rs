@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod shared;
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
