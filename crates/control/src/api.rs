@@ -1,7 +1,6 @@
 //! The HTTP routes: metrics exposition, health check, the JSON API for pools and leases, and
 //! the scopes' administrative state.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -13,6 +12,7 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use peregrine_dataplane::SharedEngine;
 use peregrine_engine::{ClientInfo, Engine, ScopeId};
 use peregrine_migrate::LocalZone;
 use peregrine_migrate::report::Format;
@@ -28,15 +28,16 @@ use serde::Serialize;
 pub(crate) struct ApiState {
     /// Holds the collector that reads the workers and the engine.
     pub(crate) registry: Registry,
-    pub(crate) engine: Arc<Engine>,
-    /// Scope names by id, for lease lookups (the engine reports a binding's scope by id).
-    pub(crate) scope_names: HashMap<ScopeId, String>,
+    /// The engine in use: loaded per request, as a reload may replace it.
+    pub(crate) engine: Arc<SharedEngine>,
     /// Lease imports into the running server; `None` without a lease journal.
     pub(crate) importer: Option<Arc<Importer>>,
     /// The failover link; `None` without a partner.
     pub(crate) failover: Option<Arc<FailoverStatus>>,
     /// Where scope states are kept across restarts; `None` without a lease directory.
     pub(crate) scope_states: Option<Arc<peregrine_store::ScopeStateFile>>,
+    /// Reloads the configuration file.
+    pub(crate) reload: Option<Arc<dyn crate::Reload>>,
 }
 
 pub(crate) fn router(state: Arc<ApiState>, gate: Arc<crate::auth::Gate>) -> Router {
@@ -57,6 +58,7 @@ pub(crate) fn router(state: Arc<ApiState>, gate: Arc<crate::auth::Gate>) -> Rout
         .route("/v1/scopes/{name}/deactivate", post(deactivate))
         .route("/v1/failover", get(failover))
         .route("/v1/failover/partner-down", post(partner_down))
+        .route("/v1/config/reload", post(crate::reload::reload))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             gate,
@@ -103,6 +105,7 @@ async fn pools(State(state): State<Arc<ApiState>>) -> Json<Vec<PoolView>> {
     Json(
         state
             .engine
+            .load()
             .pool_stats()
             .into_iter()
             .map(|p| PoolView {
@@ -129,8 +132,9 @@ async fn export(State(state): State<Arc<ApiState>>, Path(format): Path<String>) 
         Err(e) => return error(StatusCode::NOT_FOUND, e),
     };
     let mut body = Vec::new();
-    let names = |s: ScopeId| state.scope_names.get(&s).map_or("", String::as_str);
-    let exported = match export::write(&state.engine, names, format, &mut body) {
+    let engine = state.engine.load();
+    let names = |s: ScopeId| engine.scope_name(s).unwrap_or("");
+    let exported = match export::write(&engine, names, format, &mut body) {
         Ok(e) => e,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
@@ -180,11 +184,14 @@ async fn import(
                 .into(),
         );
     };
-    let engine = state.engine.clone();
+    let shared = state.engine.clone();
     // Parsing, installing and waiting for the journal block: off the event loop, so that
-    // /metrics keeps answering during a large import.
-    match tokio::task::spawn_blocking(move || importer.import(&engine, format, &zone, &body)).await
-    {
+    // /metrics keeps answering during a large import. No reload starts meanwhile.
+    let imported = tokio::task::spawn_blocking(move || {
+        let engine = shared.write();
+        importer.import(&engine, format, &zone, &body)
+    });
+    match imported.await {
         Ok(Ok(report)) => Json(report).into_response(),
         Ok(Err(ImportError::NotDurable(why))) => error(StatusCode::SERVICE_UNAVAILABLE, why),
         Ok(Err(ImportError::Unreadable(why))) => error(StatusCode::UNPROCESSABLE_ENTITY, why),
@@ -233,6 +240,7 @@ async fn scopes(State(state): State<Arc<ApiState>>) -> Json<Vec<ScopeView>> {
     Json(
         state
             .engine
+            .load()
             .scope_states()
             .into_iter()
             .map(|(name, active)| scope_view(name, active))
@@ -253,19 +261,20 @@ async fn deactivate(State(state): State<Arc<ApiState>>, Path(name): Path<String>
 /// answer, and a restart keeps it over the configuration's `state`; a change that cannot be
 /// kept is undone and answered 500.
 fn set_scope(state: &ApiState, name: &str, active: bool) -> Response {
-    let Some(was) = state
-        .engine
+    // Held until the change is kept: a reload meanwhile would carry the state half made.
+    let engine = state.engine.write();
+    let Some(was) = engine
         .scope_states()
         .into_iter()
         .find_map(|(n, a)| (n == name).then_some(a))
     else {
         return error(StatusCode::NOT_FOUND, format!("no scope named {name:?}"));
     };
-    state.engine.set_scope_active(name, active);
+    engine.set_scope_active(name, active);
     if let Some(file) = &state.scope_states
-        && let Err(e) = file.write(&state.engine.scope_states())
+        && let Err(e) = file.write(&engine.scope_overrides())
     {
-        state.engine.set_scope_active(name, was);
+        engine.set_scope_active(name, was);
         tracing::error!(scope = name, error = %e, "scope state not kept: change undone");
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -338,6 +347,7 @@ struct FailoverPoolJson {
 fn failover_json(state: &ApiState, status: &FailoverStatus) -> FailoverJson {
     use std::sync::atomic::Ordering::Relaxed;
     let v = status.view();
+    let engine = state.engine.load();
     FailoverJson {
         role: v.role,
         state: v.state,
@@ -370,11 +380,10 @@ fn failover_json(state: &ApiState, status: &FailoverStatus) -> FailoverJson {
                 max_ms: ms(h.max()),
             }
         },
-        pools: state
-            .engine
+        pools: engine
             .pool_stats()
             .into_iter()
-            .filter(|p| state.engine.is_shared(p.scope))
+            .filter(|p| engine.is_shared(p.scope))
             .map(|p| FailoverPoolJson {
                 scope: p.scope_name,
                 pool: p.pool,
@@ -524,28 +533,27 @@ async fn lease(State(state): State<Arc<ApiState>>, Path(ip): Path<String>) -> Re
             format!("{ip:?} is not an IPv4 address"),
         );
     };
-    let Some((scope, binding)) = state.engine.binding(address) else {
+    let engine = state.engine.load();
+    let Some((scope, binding)) = engine.binding(address) else {
         return error(StatusCode::NOT_FOUND, format!("{address} is in no pool"));
     };
-    Json(lease_view(&state, scope, address, &binding)).into_response()
+    Json(lease_view(&engine, scope, address, &binding)).into_response()
 }
 
 /// What `/v1/leases` shows of the binding of `address` in `scope`.
 pub(crate) fn lease_view(
-    state: &ApiState,
+    engine: &Engine,
     scope: ScopeId,
     address: Ipv4Addr,
     binding: &peregrine_engine::Binding,
 ) -> LeaseView {
     LeaseView {
         address,
-        // A binding is always in a scope with a pool, and every such scope is in the map; the
-        // fallback only keeps a lookup from failing if that ever changes.
-        scope: state
-            .scope_names
-            .get(&scope)
-            .cloned()
-            .unwrap_or_else(|| format!("#{}", scope.0)),
+        // A binding the engine reports is always in one of its scopes; the fallback only
+        // keeps a lookup from failing if that ever changes.
+        scope: engine
+            .scope_name(scope)
+            .map_or_else(|| format!("#{}", scope.0), str::to_owned),
         state: binding.state.as_str(),
         mac: hex(&binding.mac, ":"),
         client: binding.client.map(|k| ClientView {

@@ -21,7 +21,7 @@ const COMMIT_TIMEOUT: Duration = Duration::from_mins(1);
 /// What imports into the running server need: the configuration its engine was built from,
 /// and a side of the lease journal that only imports use.
 pub struct Importer {
-    config: Arc<Config>,
+    config: Mutex<Arc<Config>>,
     journal: Mutex<WorkerJournal>,
     partner: Mutex<Option<TellPartner>>,
 }
@@ -51,7 +51,7 @@ impl Importer {
     /// An importer for the engine built from `config`, journaling through `journal`.
     pub fn new(config: Arc<Config>, journal: WorkerJournal) -> Importer {
         Importer {
-            config,
+            config: Mutex::new(config),
             journal: Mutex::new(journal),
             partner: Mutex::new(None),
         }
@@ -66,6 +66,11 @@ impl Importer {
         }
     }
 
+    /// The configuration a reload put in force, which the engine imports go to was built from.
+    pub fn reconfigure(&self, config: Arc<Config>) {
+        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config;
+    }
+
     /// Imports `bytes` as `format` into `engine` and waits until the journal holds every
     /// imported lease durably. Blocks: run it off the control plane's event loop.
     pub(crate) fn import(
@@ -77,7 +82,12 @@ impl Importer {
     ) -> Result<ImportReport, ImportError> {
         let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
-        let (report, events) = ImportReport::run(engine, &self.config, format, zone, bytes, || {})
+        let config = self
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let (report, events) = ImportReport::run(engine, &config, format, zone, bytes, || {})
             .map_err(|e| ImportError::Unreadable(e.to_string()))?;
         let deadline = started + COMMIT_TIMEOUT;
         let mut last = journal.committed();

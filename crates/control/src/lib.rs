@@ -13,6 +13,7 @@
 //!   state.
 //! - `POST /v1/leases/import/{format}`: a Kea, ISC dhcpd or Windows lease file into the
 //!   running server, answered once the imported leases are durable.
+//! - `POST /v1/config/reload`: the configuration file read again and put in force ([`Reload`]).
 //!
 //! It must not slow the workers: it takes no lock a worker waits on other than the engine's
 //! shard locks, briefly, through the engine's own accessors; it changes no binding but
@@ -25,21 +26,22 @@ mod api;
 mod auth;
 mod import;
 mod metrics;
+mod reload;
 mod search;
 mod tls;
 
 pub use auth::AdminAccess;
 pub use import::{Importer, TellPartner};
+pub use reload::{Reload, ReloadError, Reloaded};
 pub use tls::AdminTls;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use peregrine_engine::Engine;
+use peregrine_dataplane::SharedEngine;
 use peregrine_stats::{FailoverStatus, WorkerStats};
 use peregrine_store::JournalStats;
 use tokio::sync::oneshot;
@@ -47,8 +49,8 @@ use tokio::sync::oneshot;
 /// What the control plane reports on.
 #[derive(Debug, Clone)]
 pub struct ControlSources {
-    /// The engine every worker shares: pool gauges and lease lookups.
-    pub engine: Arc<Engine>,
+    /// The engine every worker shares (pool gauges, lease lookups), which a reload replaces.
+    pub engine: Arc<SharedEngine>,
     /// Every worker's counters, in worker order (the `worker` label is the index).
     pub workers: Vec<Arc<WorkerStats>>,
     /// When the server started, for `peregrine_uptime_seconds`. Monotonic, so a wall-clock
@@ -70,6 +72,8 @@ pub struct ControlSources {
     /// Where scope states set through the API are kept for the next start, if leases are
     /// kept in a directory.
     pub scope_states: Option<Arc<peregrine_store::ScopeStateFile>>,
+    /// Reloads the configuration file (`POST /v1/config/reload`), if the server has one.
+    pub reload: Option<Arc<dyn Reload>>,
 }
 
 /// A port's counters and link state, as its driver keeps them.
@@ -155,14 +159,6 @@ pub fn spawn(listen: SocketAddr, sources: ControlSources) -> io::Result<Control>
         let _context = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    // Scope names are fixed when the engine is built; every scope that can hold a binding has
-    // a pool, so the pool list names them all.
-    let scope_names: HashMap<_, _> = sources
-        .engine
-        .pool_stats()
-        .into_iter()
-        .map(|p| (p.scope, p.scope_name))
-        .collect();
     let failures = Arc::new(auth::AuthFailures::default());
     let collector =
         metrics::StatsCollector::new(&sources, failures.clone()).map_err(io::Error::other)?;
@@ -179,10 +175,10 @@ pub fn spawn(listen: SocketAddr, sources: ControlSources) -> io::Result<Control>
         Arc::new(api::ApiState {
             registry,
             engine: sources.engine,
-            scope_names,
             importer: sources.importer,
             failover: sources.failover,
             scope_states: sources.scope_states,
+            reload: sources.reload,
         }),
         gate,
     );

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use peregrine_engine::{Engine, PoolStats};
+use peregrine_dataplane::SharedEngine;
+use peregrine_engine::PoolStats;
 use peregrine_stats::{FailoverStatus, FrameDrop, Latency, WorkerStats};
 use peregrine_store::{JournalCounters, JournalStats};
 use peregrine_wire::dhcp::MessageType;
@@ -386,7 +387,7 @@ impl FailoverFamilies {
 /// Reads the workers' counters and the engine's pools at every scrape.
 #[derive(Debug)]
 pub(crate) struct StatsCollector {
-    engine: Arc<Engine>,
+    engine: Arc<SharedEngine>,
     workers: Vec<Arc<WorkerStats>>,
     journal: Option<Arc<JournalStats>>,
     failover: Option<Arc<FailoverStatus>>,
@@ -716,7 +717,8 @@ impl Collector for StatsCollector {
         ]));
         out.push(self.per_worker(&self.probes_waiting, |w| w.probes_waiting.get()));
         let mut pools = Vec::new();
-        for p in self.engine.pool_stats() {
+        let engine = self.engine.load();
+        for p in engine.pool_stats() {
             let index = p.pool.to_string();
             for (state, read) in POOL_STATES {
                 pools.push(
@@ -732,7 +734,7 @@ impl Collector for StatsCollector {
         ]));
         out.push(self.options_left_out.family(vec![
                 self.options_left_out
-                    .sample(&[], value(self.engine.client_options_left_out())),
+                    .sample(&[], value(engine.client_options_left_out())),
             ]));
         out.push(self.latency());
         out.push(self.per_worker(&self.held_replies, |w| w.held_replies.get()));

@@ -146,8 +146,9 @@ pub(crate) async fn leases(
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
+    let engine = state.engine.load();
     if let Some(scope) = &filter.scope
-        && !state.scope_names.values().any(|n| n == scope)
+        && engine.scope_id(scope).is_none()
     {
         return error(
             StatusCode::NOT_FOUND,
@@ -158,7 +159,7 @@ pub(crate) async fn leases(
     // The lowest `limit + 1` matches, whatever the order the pools are walked in: one more
     // than a page says whether another page follows. Memory stays a page's.
     let mut lowest = std::collections::BinaryHeap::new();
-    state.engine.for_each_binding(|scope, address, binding| {
+    engine.for_each_binding(|scope, address, binding| {
         let beyond = lowest.len() > filter.limit
             && lowest
                 .peek()
@@ -166,7 +167,7 @@ pub(crate) async fn leases(
         if u64::from(u32::from(address)) < after || binding.client.is_none() || beyond {
             return;
         }
-        let view = lease_view(&state, scope, address, binding);
+        let view = lease_view(&engine, scope, address, binding);
         if filter.matches(&view) {
             lowest.push(ByAddress(view));
             if lowest.len() > filter.limit + 1 {

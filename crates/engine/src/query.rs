@@ -47,6 +47,11 @@ impl Engine {
         self.scopes.iter().find(|s| s.name == name).map(|s| s.id)
     }
 
+    /// The name of scope `id`, if it is one of this engine's.
+    pub fn scope_name(&self, id: ScopeId) -> Option<&str> {
+        self.scope_of(id).map(|s| s.name.as_str())
+    }
+
     /// Whether scope `id` is shared with the failover partner: a server without one, and a
     /// scope configured with `failover = false`, share nothing.
     pub fn is_shared(&self, id: ScopeId) -> bool {
@@ -64,6 +69,16 @@ impl Engine {
     pub fn scope_states(&self) -> Vec<(&str, bool)> {
         self.scopes
             .iter()
+            .map(|s| (s.name.as_str(), s.is_active()))
+            .collect()
+    }
+
+    /// Every scope whose state differs from what the configuration says, with its state: what
+    /// the admin API's changes amount to, for the next start to put back over the file.
+    pub fn scope_overrides(&self) -> Vec<(&str, bool)> {
+        self.scopes
+            .iter()
+            .filter(|s| s.is_active() != s.configured_active)
             .map(|s| (s.name.as_str(), s.is_active()))
             .collect()
     }

@@ -14,7 +14,9 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
 use peregrine_config::model::{Backend as BackendKind, Config, InterfaceConfig};
-use peregrine_dataplane::{Fanout, Handoff, Interface, ProbeAnswers, Worker, WorkerConfig};
+use peregrine_dataplane::{
+    Fanout, Handoff, Interface, ProbeAnswers, SharedEngine, Worker, WorkerConfig,
+};
 use peregrine_engine::Engine;
 use peregrine_io::afpacket::{self, AfPacketConfig};
 use peregrine_io::tap::{Tap, TapConfig};
@@ -72,7 +74,7 @@ pub(crate) trait Backend {
     fn start(
         &mut self,
         seeds: Vec<WorkerSeed>,
-        engine: &Arc<Engine>,
+        engine: &Arc<SharedEngine>,
         quit: &Arc<AtomicBool>,
     ) -> anyhow::Result<Vec<WorkerThread>>;
 
@@ -215,7 +217,7 @@ where
     fn start(
         &mut self,
         seeds: Vec<WorkerSeed>,
-        engine: &Arc<Engine>,
+        engine: &Arc<SharedEngine>,
         quit: &Arc<AtomicBool>,
     ) -> anyhow::Result<Vec<WorkerThread>> {
         debug_assert_eq!(seeds.len(), self.queues.len());
@@ -235,7 +237,7 @@ where
 /// cannot be pinned sets `quit`, so the server stops with its error instead of running unpinned.
 fn spawn_pinned<R, T>(
     seed: WorkerSeed,
-    engine: &Arc<Engine>,
+    engine: &Arc<SharedEngine>,
     queue: (R, T),
     quit: &Arc<AtomicBool>,
 ) -> anyhow::Result<WorkerThread>
@@ -243,7 +245,8 @@ where
     R: RxQueue + Send + 'static,
     T: TxQueue + Send + 'static,
 {
-    let engine = engine.clone();
+    // A member from now on: a reload waits for this worker from the moment it exists.
+    let member = engine.member();
     let quit = quit.clone();
     let config = WorkerConfig {
         runs_expiry: seed.runs_expiry,
@@ -261,14 +264,15 @@ where
                 return Err(anyhow::anyhow!("worker {name}: {e}"));
             }
             let mut worker = Worker::new(
-                engine,
+                member.engine().clone(),
                 queue,
                 seed.interfaces,
                 seed.stats,
                 config,
                 seed.sink,
             )
-            .with_probe_answers(seed.probes.1);
+            .with_probe_answers(seed.probes.1)
+            .with_shared(member);
             if let Some(handoff) = seed.handoff {
                 worker = worker.with_handoff(handoff);
             }

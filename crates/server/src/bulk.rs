@@ -9,7 +9,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use peregrine_engine::{BulkStatus, Engine};
+use peregrine_dataplane::SharedEngine;
+use peregrine_engine::BulkStatus;
 
 /// Connections served at once; more are closed as they come.
 const MAX_CONNECTIONS: usize = 8;
@@ -21,7 +22,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// Listens on `listen` until `quit`, answering bulk leasequeries from `engine`.
 pub(crate) fn spawn(
     listen: SocketAddr,
-    engine: Arc<Engine>,
+    engine: Arc<SharedEngine>,
     quit: Arc<AtomicBool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(listen)
@@ -33,7 +34,7 @@ pub(crate) fn spawn(
         .spawn(move || accept(&listener, &engine, &quit))?)
 }
 
-fn accept(listener: &TcpListener, engine: &Arc<Engine>, quit: &Arc<AtomicBool>) {
+fn accept(listener: &TcpListener, engine: &Arc<SharedEngine>, quit: &Arc<AtomicBool>) {
     let active = Arc::new(AtomicUsize::new(0));
     while !quit.load(Ordering::Relaxed) {
         match listener.accept() {
@@ -69,7 +70,7 @@ fn accept(listener: &TcpListener, engine: &Arc<Engine>, quit: &Arc<AtomicBool>) 
 fn serve(
     stream: &TcpStream,
     peer: SocketAddr,
-    engine: &Engine,
+    engine: &SharedEngine,
     quit: &AtomicBool,
 ) -> io::Result<()> {
     let (IpAddr::V4(requestor), IpAddr::V4(local_ip)) = (peer.ip(), stream.local_addr()?.ip())
@@ -96,7 +97,8 @@ fn serve(
         }
         let mut out = BufWriter::with_capacity(64 * 1024, stream);
         let started = Instant::now();
-        let (status, sent) = engine.bulk_leasequery(
+        // The engine in use when the query arrived, though a reload replaces it meanwhile.
+        let (status, sent) = engine.load().bulk_leasequery(
             now(),
             local_ip,
             requestor,

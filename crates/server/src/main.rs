@@ -16,6 +16,7 @@ mod partner;
 // The one module that makes scheduling syscalls (sched_setaffinity, sched_setscheduler).
 #[allow(unsafe_code)]
 mod placement;
+mod reload;
 mod run;
 
 use std::io::IsTerminal;

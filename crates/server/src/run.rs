@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context, bail};
 use peregrine_config::model::{Config, Durability};
 use peregrine_control::{ControlSources, Importer};
-use peregrine_dataplane::{Fanout, Handoff, Interface, ProbeAnswers};
+use peregrine_dataplane::{Fanout, Handoff, Interface, ProbeAnswers, SharedEngine};
 use peregrine_engine::{Engine, EngineOptions, KeySecret};
 use peregrine_stats::WorkerStats;
 use peregrine_store::{Journal, JournalOptions, JournalWriter, LeaseDir, WorkerJournal};
@@ -16,6 +16,7 @@ use crate::backend::{self, Backend, WorkerSeed, WorkerSink};
 use crate::bulk;
 use crate::partner::{self, PartnerQueue};
 use crate::placement;
+use crate::reload::Reloader;
 
 /// Runs the server described by the file at `path` until SIGTERM or SIGINT.
 pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
@@ -34,26 +35,11 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         .as_ref()
         .map(|l| LeaseDir::open(&l.directory))
         .transpose()?;
-    let options = EngineOptions {
-        key_secret: store
-            .as_ref()
-            .map_or_else(KeySecret::random, LeaseDir::key_secret),
-        ..EngineOptions::default()
-    };
-    let mut engine = Engine::new(&config, options).context("building the engine")?;
-    if let Some(f) = &config.failover {
-        engine = engine.with_failover(partner::policy(f));
-    }
-    let engine = Arc::new(engine);
-    if let Some(dir) = &store {
-        recover(&engine, dir)?;
-    }
+    let engine = build_engine(&config, store.as_ref())?;
     let mut backend = backend::open(&config, &engine)?;
+    let engine = SharedEngine::new(Arc::new(engine));
 
-    let quit = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, quit.clone()).context("installing signal handlers")?;
-    }
+    let (quit, hangup) = signals()?;
 
     let (writer, journals, import_side, link_side) =
         start_journal(&config, store.as_ref(), backend.queues().len())?;
@@ -74,16 +60,26 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         })
         .collect();
     let (seeds, stats) = seeds(&config, backend.as_ref(), sinks);
+    let importer = import_side.map(|side| importer(&config, side, &partner_queue));
+    let scope_states = store.as_ref().map(|d| Arc::new(d.scope_state_file()));
+    let reloader = Arc::new(Reloader::new(
+        path.to_owned(),
+        config.clone(),
+        engine.clone(),
+        importer.clone(),
+        scope_states.clone(),
+    ));
     let sources = ControlSources {
         engine: engine.clone(),
         workers: stats.clone(),
         started: std::time::Instant::now(),
         journal: writer.as_ref().map(JournalWriter::stats),
-        importer: import_side.map(|side| importer(&config, side, &partner_queue)),
+        importer,
         failover: failover_status,
         ports: backend.port_counters(),
         access,
-        scope_states: store.as_ref().map(|d| Arc::new(d.scope_state_file())),
+        scope_states,
+        reload: Some(reloader.clone()),
     };
     let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
     let bulk = config
@@ -103,7 +99,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         "peregrine serving"
     );
     log_interfaces(&config, backend.interfaces());
-    let failed = join_workers(handles);
+    let failed = serve(handles, &quit, &hangup, &reloader);
     drop(backend);
     if let Some(bulk) = bulk
         && bulk.join().is_err()
@@ -126,6 +122,9 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     failed.map_or(Ok(()), Err)
 }
 
+/// How often the main thread looks for SIGHUP while the workers run.
+const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The last line: frames received and sent over the whole run.
 fn log_stopped(stats: &[Arc<WorkerStats>]) {
     let (rx, tx): (u64, u64) = stats
@@ -135,12 +134,59 @@ fn log_stopped(stats: &[Arc<WorkerStats>]) {
     tracing::info!(rx_frames = rx, tx_frames = tx, "peregrine stopped");
 }
 
+/// The engine `config` describes, keyed by the lease directory's secret, with the lease
+/// history read into it.
+fn build_engine(config: &Config, store: Option<&LeaseDir>) -> anyhow::Result<Engine> {
+    let options = EngineOptions {
+        key_secret: store.map_or_else(KeySecret::random, LeaseDir::key_secret),
+        ..EngineOptions::default()
+    };
+    let mut engine = Engine::new(config, options).context("building the engine")?;
+    if let Some(f) = &config.failover {
+        engine = engine.with_failover(partner::policy(f));
+    }
+    if let Some(dir) = store {
+        recover(&engine, dir)?;
+    }
+    Ok(engine)
+}
+
+/// Flags set by SIGTERM or SIGINT (stop), and by SIGHUP (reload).
+fn signals() -> anyhow::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
+    let quit = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, quit.clone()).context("installing signal handlers")?;
+    }
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
+        .context("installing signal handlers")?;
+    Ok((quit, hangup))
+}
+
+/// Reloads at every SIGHUP while the workers run; once they are told to stop (or have all
+/// stopped), waits for them and returns the last failure, if any.
+fn serve(
+    workers: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
+    quit: &AtomicBool,
+    hangup: &AtomicBool,
+    reloader: &Reloader,
+) -> Option<anyhow::Error> {
+    while !quit.load(Ordering::Relaxed) && workers.iter().any(|h| !h.is_finished()) {
+        if hangup.swap(false, Ordering::Relaxed) {
+            tracing::info!("SIGHUP: reloading the configuration");
+            reloader.reload_logged();
+        }
+        std::thread::sleep(SIGNAL_POLL);
+    }
+    join_workers(workers)
+}
+
 /// Starts a worker on each of the backend's queues; if one cannot start, the others are told
 /// to stop.
 fn start_workers(
     backend: &mut dyn Backend,
     seeds: Vec<WorkerSeed>,
-    engine: &Arc<Engine>,
+    engine: &Arc<SharedEngine>,
     quit: &Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<std::thread::JoinHandle<anyhow::Result<()>>>> {
     backend

@@ -88,8 +88,8 @@ impl LeaseDir {
         self.secret
     }
 
-    /// The scopes' states as the admin API last set them (`name`, active), in the order
-    /// written; none before the first change. A scope the configuration no longer has may be
+    /// The scopes' states as the admin API last left them where they differ from the
+    /// configuration (`name`, active), in the order written; none before the first change. A scope the configuration no longer has may be
     /// among them: the caller decides.
     pub fn scope_states(&self) -> Result<Vec<(String, bool)>, StoreError> {
         let path = self.path.join(SCOPE_STATES);

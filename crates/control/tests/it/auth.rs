@@ -11,7 +11,7 @@ use crate::{LOOPBACK, engine, parse};
 const TOKEN: &str = "3f1c2a9b8e7d6c5b4a39281706f5e4d3";
 
 /// Every route, with a method and a path it answers.
-const ROUTES: [(&str, &str); 13] = [
+const ROUTES: [(&str, &str); 14] = [
     ("GET", "/metrics"),
     ("GET", "/healthz"),
     ("GET", "/v1/openapi.json"),
@@ -25,6 +25,7 @@ const ROUTES: [(&str, &str); 13] = [
     ("POST", "/v1/scopes/relayed/deactivate"),
     ("GET", "/v1/failover"),
     ("POST", "/v1/failover/partner-down"),
+    ("POST", "/v1/config/reload"),
 ];
 
 /// A control plane with [`TOKEN`], needed for reads too if `reads_need_token`, served over
@@ -89,7 +90,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
         let lower = format!("bearer {TOKEN}");
         assert_ne!(status(&control, method, path, Some(&lower)), 401);
     }
-    assert_eq!(refused, 36);
+    assert_eq!(refused, 39);
     let text = crate::get(&control, "/healthz").body;
     assert_eq!(text, "ok");
     let metrics = {
@@ -115,7 +116,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
     // No header and the Basic scheme count as missing; the wrong bearer token as wrong.
     assert_eq!(
         (failures("missing"), failures("wrong")),
-        ("24".into(), "12".into())
+        ("26".into(), "13".into())
     );
 }
 

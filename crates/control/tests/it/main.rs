@@ -40,7 +40,7 @@ const LOOPBACK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCA
 /// or ports, and an open API.
 fn bare(engine: Arc<Engine>) -> ControlSources {
     ControlSources {
-        engine,
+        engine: peregrine_dataplane::SharedEngine::new(engine),
         workers: vec![],
         started: Instant::now(),
         journal: None,
@@ -49,6 +49,7 @@ fn bare(engine: Arc<Engine>) -> ControlSources {
         ports: None,
         scope_states: None,
         access: peregrine_control::AdminAccess::default(),
+        reload: None,
     }
 }
 

@@ -21,9 +21,8 @@ mod auth;
 use anyhow::Context;
 use crossbeam_queue::ArrayQueue;
 use peregrine_config::model::Failover;
-use peregrine_engine::{
-    BindingEvent, BindingSink, Engine, FailoverDriver, FailoverPolicy, Notice, Time,
-};
+use peregrine_dataplane::{Member, SharedEngine};
+use peregrine_engine::{BindingEvent, BindingSink, FailoverDriver, FailoverPolicy, Notice, Time};
 use peregrine_failover::codec::{MAX_MESSAGE_LEN, frame_len};
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
 use peregrine_failover::message::RejectReason;
@@ -94,7 +93,7 @@ impl PartnerLink {
 /// plane, is the queue's.
 pub(crate) fn start(
     f: &Failover,
-    engine: &Arc<Engine>,
+    engine: &Arc<SharedEngine>,
     journal: WorkerJournal,
     dir: &Path,
     quit: &Arc<AtomicBool>,
@@ -122,9 +121,10 @@ pub(crate) fn start(
         restored = ?restored.map(|r| r.state),
         "failover: link starting"
     );
+    let member = engine.member();
     let mut link = Link {
-        driver: FailoverDriver::new(session, engine),
-        engine: engine.clone(),
+        driver: FailoverDriver::new(session, member.engine()),
+        member,
         journal,
         state_path,
         peer: f.peer,
@@ -175,7 +175,8 @@ fn session_config(f: &Failover) -> Config {
 struct Link {
     /// The session, driven against the engine and the journal.
     driver: FailoverDriver,
-    engine: Arc<Engine>,
+    /// The engine, which a reload replaces while the link waits at its checkpoint.
+    member: Member,
     journal: WorkerJournal,
     state_path: PathBuf,
     peer: SocketAddr,
@@ -217,6 +218,9 @@ impl PartnerQueue {
 impl Link {
     fn run(&mut self, quit: &AtomicBool) -> anyhow::Result<()> {
         while !quit.load(Ordering::Relaxed) {
+            if self.member.checkpoint() {
+                self.driver.reconfigured(self.member.engine());
+            }
             let now = unix_now();
             self.connect(now);
             let mut busy = self.read(now);
@@ -419,7 +423,10 @@ impl Link {
     /// What the session asks of the server, carried out by the driver; the link keeps the
     /// state file, counts, and measures replication lag.
     fn events(&mut self, now: Time) -> anyhow::Result<()> {
-        while let Some(notice) = self.driver.poll(now, &self.engine, &mut self.journal) {
+        while let Some(notice) = self
+            .driver
+            .poll(now, self.member.engine(), &mut self.journal)
+        {
             match notice {
                 Notice::Persist(state) => {
                     write_state(&self.state_path, state)?;
@@ -429,7 +436,7 @@ impl Link {
                         "failover: state {}",
                         state.state
                     );
-                    self.driver.persisted(&self.engine);
+                    self.driver.persisted(self.member.engine());
                 }
                 Notice::Installed { result: Ok(()), .. } => {
                     self.status.updates_accepted.fetch_add(1, Ordering::Relaxed);
@@ -531,7 +538,8 @@ impl Link {
     }
 }
 
-fn unix_now() -> Time {
+/// Seconds since 1970: the engine's clock.
+pub(crate) fn unix_now() -> Time {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -31,6 +31,7 @@ mod dpdk;
 mod leasequery;
 mod live_import;
 mod ping_check;
+mod reload;
 mod scope_state;
 mod server_id_override;
 mod split_scope;

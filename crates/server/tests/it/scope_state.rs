@@ -10,7 +10,7 @@ use crate::{CONFIG, start, stop};
 
 /// `method` `path` on the server's control plane in `ns`: the status and the body, retried
 /// while the server is still starting.
-fn call(ns: &Netns, method: &str, path: &str) -> (u16, String) {
+pub(crate) fn call(ns: &Netns, method: &str, path: &str) -> (u16, String) {
     let url = format!("http://127.0.0.1:9167{path}");
     let start = Instant::now();
     loop {
