@@ -222,6 +222,115 @@ fn every_client_gets_a_lease_from_peregrine_without_drops() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `POST path` on the control plane of the server in `ns`: the status and the body.
+fn post(ns: &Netns, path: &str) -> (u16, String) {
+    ns.enter(|| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut reply = agent
+            .post(format!("http://127.0.0.1:9167{path}"))
+            .send_empty()
+            .unwrap();
+        (
+            reply.status().as_u16(),
+            reply.body_mut().read_to_string().unwrap(),
+        )
+    })
+}
+
+/// Reloads amid load drop nothing and mis-answer nothing: two workers serve relay-a's clients
+/// while the configuration is reloaded again and again (a scope added and removed, options
+/// changed); every client is leased, none waited past its timeout, no NAK. The scope a reload
+/// adds serves as soon as the reload has answered.
+#[test]
+fn reloads_under_load_drop_nothing_and_a_new_scope_serves_at_once() {
+    let Some(bin) = server_binary() else {
+        return;
+    };
+    let Some((srv, generator)) = topology("loadgen_reload") else {
+        return;
+    };
+    let dir = temp_dir("reload");
+    let base = SERVER_CONFIG.replace("backend = \"udp\"", "backend = \"af-packet\"\nworkers = 2");
+    let without_b = base[..base.find("[[scope]]\nname = \"relay-b\"").unwrap()].to_owned();
+    let mut server = start_server(&srv, &bin, &dir, &without_b);
+    wait_for_udp67(&srv, &mut server);
+    let config = dir.join("server.toml");
+    let clients = 6000;
+    let reloading = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            loadgen(
+                &generator,
+                &[
+                    "--giaddr",
+                    "10.210.0.1",
+                    "--clients",
+                    &clients.to_string(),
+                    "--rate",
+                    "1500",
+                    "--timeout",
+                    "3",
+                ],
+                &dir,
+            )
+        });
+        let mut reloads = 0;
+        std::thread::sleep(Duration::from_millis(500));
+        while !load.is_finished() {
+            reloads += 1;
+            let next = if reloads % 2 == 1 {
+                base.replace("10.210.0.1\"]", &format!("10.210.0.{}\"]", 1 + reloads % 5))
+            } else {
+                without_b.clone()
+            };
+            std::fs::write(&config, next).unwrap();
+            let (status, body) = post(&srv, "/v1/config/reload");
+            assert_eq!(status, 200, "reload {reloads}: {body}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let report = load.join().unwrap();
+        let dora = phase(&report, "dora");
+        assert_eq!(dora["answered"], clients, "{report}");
+        assert_eq!(
+            (dora["drops"].as_u64(), dora["naks"].as_u64()),
+            (Some(0), Some(0)),
+            "{report}"
+        );
+        assert_eq!(report["leased_clients"], clients);
+        assert_eq!(report["unexpected"], 0, "{report}");
+        reloads
+    });
+    assert!(reloading >= 5, "only {reloading} reloads during the load");
+
+    // relay-b's scope, added by a reload: its clients are served at once.
+    std::fs::write(&config, &without_b).unwrap();
+    assert_eq!(post(&srv, "/v1/config/reload").0, 200);
+    std::fs::write(&config, &base).unwrap();
+    let (status, body) = post(&srv, "/v1/config/reload");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("relay-b"), "{body}");
+    let report = loadgen(
+        &generator,
+        &[
+            "--giaddr",
+            "10.211.0.1",
+            "--clients",
+            "200",
+            "--rate",
+            "1000",
+            "--timeout",
+            "3",
+        ],
+        &dir,
+    );
+    assert_eq!(phase(&report, "dora")["answered"], 200, "{report}");
+    assert!(server.0.try_wait().unwrap().is_none(), "server died");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Peregrine on AF_PACKET with two workers, serving the eight relay subnets 10.210/16 to
 /// 10.217/16 (the harness's perfdhcp layout), without a journal.
 fn eight_relay_config() -> String {

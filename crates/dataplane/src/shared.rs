@@ -97,7 +97,7 @@ impl SharedEngine {
     ) -> Result<Arc<Engine>, ReplaceError<E>> {
         let _writers = lock(&self.writers);
         self.pause.store(true, Ordering::SeqCst);
-        let _resume = Resume(&self.pause);
+        let resume = Resume(&self.pause);
         let deadline = Instant::now() + patience;
         loop {
             let (parked, members) = (
@@ -114,12 +114,26 @@ impl SharedEngine {
         }
         let old = self.load();
         let next = Arc::new(build(&old).map_err(ReplaceError::Build)?);
-        let mut current = lock(&self.current);
-        *current = next.clone();
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut current = lock(&self.current);
+            *current = next.clone();
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+        drop(resume);
+        // The old engine (every pool of the old configuration) is freed here rather than by
+        // whichever worker lets go of it last, in its packet loop: members let go as they
+        // leave their checkpoint; a reader may keep it a moment longer.
+        let deadline = Instant::now() + RELEASE_PATIENCE;
+        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+            std::thread::sleep(PARK_POLL);
+        }
+        drop(old);
         Ok(next)
     }
 }
+
+/// How long a replacement waits for the others to let go of the engine it replaced.
+const RELEASE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// How often a parked member, and a reload waiting for members, look again.
 const PARK_POLL: Duration = Duration::from_micros(50);

@@ -75,6 +75,8 @@ pub(crate) enum CtlCommand {
     Failover,
     /// Declare the partner down (safe only if it is stopped: docs/failover.md).
     PartnerDown,
+    /// Read the configuration file again and put it in force (as SIGHUP does).
+    Reload,
     /// Any GET of the API (`/v1/openapi.json` lists them).
     Get {
         /// The path, with its query (`/v1/leases?mac=...`).
@@ -146,6 +148,7 @@ pub(crate) fn run(target: &Target, command: CtlCommand) -> anyhow::Result<std::p
         }
         CtlCommand::Failover => get(&api, "/v1/failover")?,
         CtlCommand::PartnerDown => post(&api, "/v1/failover/partner-down", &[])?,
+        CtlCommand::Reload => post(&api, "/v1/config/reload", &[])?,
         CtlCommand::Get { path } => get(&api, &path)?,
         CtlCommand::Post { path, body } => {
             let bytes = body.map(std::fs::read).transpose()?.unwrap_or_default();

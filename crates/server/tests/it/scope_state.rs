@@ -104,6 +104,11 @@ fn ctl_drives_the_api_from_the_shell() {
     assert!(ok && said.contains(r#""state":"inactive""#), "{said}");
     let (ok, scopes) = ctl(&ns, &["scopes"]);
     assert!(ok && scopes.contains(r#""state":"inactive""#), "{scopes}");
+    // The file unchanged, reloaded: the operator's change stands.
+    let (ok, said) = ctl(&ns, &["reload"]);
+    assert!(ok && said.contains(r#""scopes":1"#), "{said}");
+    let (ok, scopes) = ctl(&ns, &["scopes"]);
+    assert!(ok && scopes.contains(r#""state":"inactive""#), "{scopes}");
     let (ok, leases) = ctl(&ns, &["leases", "--scope", "lan", "--all"]);
     assert!(ok && leases.contains(r#""leases":[]"#), "{leases}");
     let (ok, doc) = ctl(&ns, &["get", "/v1/openapi.json"]);
