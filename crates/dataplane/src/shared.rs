@@ -3,8 +3,9 @@
 //! The threads that change bindings on their own (workers, the failover link) are *members*:
 //! each calls [`Member::checkpoint`] between bursts, which costs one relaxed load while no
 //! reload runs. A reload ([`SharedEngine::replace`]) asks every member to stop at its next
-//! checkpoint and waits until all have (bounded); then no one changes the engine, and its
-//! successor is built from it with every binding, published, and the members go on with it.
+//! checkpoint and waits until all have (bounded); then no one changes the engine, its state
+//! is handed to a successor built beforehand, which is published, and the members go on with
+//! it.
 //! Frames that arrive meanwhile wait in the queues' rings. Writers that are not members (an
 //! import through the admin API) change the engine inside [`SharedEngine::write`], which a
 //! reload waits for; readers take [`SharedEngine::load`].
@@ -86,16 +87,21 @@ impl SharedEngine {
         }
     }
 
-    /// Replaces the engine by what `build` makes of it, with every member stopped and no
-    /// writer inside [`SharedEngine::write`]; waits at most `patience` for the members.
-    /// Returns the new engine. If `build` fails, or the members do not all stop in time, the
-    /// engine in use stays and the members go on with it.
+    /// Replaces the engine in use by what `prepare` builds from it (while it serves on) and
+    /// `hand_over` then moves its state into, with every member stopped and no writer inside
+    /// [`SharedEngine::write`]; waits at most `patience` for the members. Returns the new
+    /// engine, and how long the members were stopped. If `prepare` fails, or the members do not all stop in time, the engine in use
+    /// stays and the members go on with it.
     pub fn replace<E>(
         &self,
         patience: Duration,
-        build: impl FnOnce(&Engine) -> Result<Engine, E>,
-    ) -> Result<Arc<Engine>, ReplaceError<E>> {
+        prepare: impl FnOnce(&Engine) -> Result<Engine, E>,
+        hand_over: impl FnOnce(&Engine, &mut Engine),
+    ) -> Result<(Arc<Engine>, Duration), ReplaceError<E>> {
         let _writers = lock(&self.writers);
+        let old = self.load();
+        let mut next = prepare(&old).map_err(ReplaceError::Build)?;
+        let paused = Instant::now();
         self.pause.store(true, Ordering::SeqCst);
         let resume = Resume(&self.pause);
         let deadline = Instant::now() + patience;
@@ -112,14 +118,15 @@ impl SharedEngine {
             }
             std::thread::sleep(PARK_POLL);
         }
-        let old = self.load();
-        let next = Arc::new(build(&old).map_err(ReplaceError::Build)?);
+        hand_over(&old, &mut next);
+        let next = Arc::new(next);
         {
             let mut current = lock(&self.current);
             *current = next.clone();
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
         drop(resume);
+        let paused = paused.elapsed();
         // The old engine (every pool of the old configuration) is freed here rather than by
         // whichever worker lets go of it last, in its packet loop: members let go as they
         // leave their checkpoint; a reader may keep it a moment longer.
@@ -128,7 +135,7 @@ impl SharedEngine {
             std::thread::sleep(PARK_POLL);
         }
         drop(old);
-        Ok(next)
+        Ok((next, paused))
     }
 }
 

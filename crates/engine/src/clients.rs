@@ -148,6 +148,21 @@ impl ClientIndex {
         }
     }
 
+    /// Takes `other`'s entries (an index of the same shape, the same secret), keeping those
+    /// `keep` accepts (`None`: all, without looking at them); `other` gets this index's.
+    pub(crate) fn take_from(&self, other: &ClientIndex, keep: Option<&dyn Fn(&Loc) -> bool>) {
+        fn lock(m: &Mutex<ClientMap>) -> MutexGuard<'_, ClientMap> {
+            m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+        for (mine, theirs) in self.shards.iter().zip(other.shards.iter()) {
+            let (mut mine, mut theirs) = (lock(mine), lock(theirs));
+            std::mem::swap(&mut *mine, &mut *theirs);
+            if let Some(keep) = keep {
+                mine.retain(|_, loc| keep(loc));
+            }
+        }
+    }
+
     /// Total entries (for tests and the API; takes every lock in turn).
     pub(crate) fn len(&self) -> usize {
         self.shards

@@ -215,7 +215,7 @@ fn is_timed(b: &Binding, at: Time) -> bool {
 }
 
 /// The addresses of a pool: a range, or (for reservations outside every range) a sorted list.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Addresses {
     Range { first: u32, len: u32 },
     List(Box<[u32]>),
@@ -305,7 +305,47 @@ impl Pool {
     pub(crate) fn contains(&self, a: Ipv4Addr) -> bool {
         self.addresses.offset_of(a.to_bits()).is_some()
     }
+
+    /// Whether `other` lays out the same addresses in the same slots.
+    pub(crate) fn same_slots(&self, other: &Pool) -> bool {
+        self.addresses == other.addresses
+            && self.dynamic == other.dynamic
+            && self.shard_count() == other.shard_count()
+    }
+
+    /// Swaps every shard with `to`'s (a pool of [`Pool::same_slots`]): `to` gets this pool's
+    /// bindings, free lists and timers, this pool `to`'s. Returns how many of the bindings
+    /// handed over are in a state `counted` counts.
+    pub(crate) fn take_into(&self, to: &Pool, counted: impl Fn(BindingState) -> bool) -> u32 {
+        debug_assert!(self.same_slots(to));
+        let mut n = 0;
+        for k in 0..self.shard_count() {
+            let (mut mine, mut theirs) = (self.lock(k), to.lock(k));
+            std::mem::swap(&mut *mine, &mut *theirs);
+            n += theirs
+                .counts
+                .iter()
+                .enumerate()
+                .filter(|(state, _)| counted(STATE_ORDER[*state]))
+                .map(|(_, c)| *c)
+                .sum::<u32>();
+        }
+        n
+    }
 }
+
+/// Every state, by its discriminant (the index of [`Shard`]'s counts).
+const STATE_ORDER: [BindingState; STATES] = [
+    BindingState::Free,
+    BindingState::Offered,
+    BindingState::Active,
+    BindingState::Expired,
+    BindingState::Released,
+    BindingState::Abandoned,
+    BindingState::Reserved,
+    BindingState::Reset,
+    BindingState::Backup,
+];
 
 #[cfg(test)]
 mod tests {

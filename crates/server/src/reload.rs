@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use peregrine_config::model::Config;
 use peregrine_control::{Importer, Reload, ReloadError, Reloaded};
@@ -75,15 +75,13 @@ impl Reload for Reloader {
         }
         let now = crate::partner::unix_now();
         let mut carried = Carried::default();
-        let started = Instant::now();
-        let engine = self
+        let (engine, paused) = self
             .engine
-            .replace(PATIENCE, |old| {
-                old.reconfigured(&next, now).map(|(engine, c)| {
-                    carried = c;
-                    engine
-                })
-            })
+            .replace(
+                PATIENCE,
+                |old| old.successor(&next),
+                |old, new| carried = old.hand_over(new, now),
+            )
             .map_err(|e| match e {
                 ReplaceError::Busy { parked, members } => ReloadError::Busy(format!(
                     "{parked} of {members} workers stopped for the reload within {PATIENCE:?}; \
@@ -91,7 +89,6 @@ impl Reload for Reloader {
                 )),
                 ReplaceError::Build(e) => ReloadError::Failed(e.to_string()),
             })?;
-        let paused = started.elapsed();
         if let Some(file) = &self.scope_states
             && let Err(e) = file.write(&engine.scope_overrides())
         {
@@ -127,6 +124,7 @@ impl Reload for Reloader {
             added = ?reloaded.added,
             removed = ?reloaded.removed,
             bindings = carried.bindings,
+            copied = carried.copied,
             retired = carried.retired,
             forgotten = carried.forgotten,
             paused_us = reloaded.paused_us,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use peregrine_config::model::Config;
 use peregrine_dataplane::{ReplaceError, SharedEngine};
-use peregrine_engine::{BindingState, Engine, EngineOptions, RxMeta, Verdict};
+use peregrine_engine::{BindingState, BuildError, Engine, EngineOptions, RxMeta, Verdict};
 use peregrine_testkit::config as fixture;
 use peregrine_testkit::frames::ClientMessage;
 use peregrine_wire::MacAddr;
@@ -76,6 +76,21 @@ fn dora(engine: &Engine, mac: [u8; 6], tx: &mut [u8]) -> Option<Ipv4Addr> {
     }
 }
 
+/// Replaces `shared`'s engine by `config`'s as the server's reload does.
+fn reload(
+    shared: &SharedEngine,
+    config: &Config,
+    patience: Duration,
+) -> Result<(Arc<Engine>, Duration), ReplaceError<BuildError>> {
+    shared.replace(
+        patience,
+        |old| old.successor(config),
+        |old, new| {
+            old.hand_over(new, NOW);
+        },
+    )
+}
+
 /// Fails within a run or two if a reload copies without waiting for the members (checked by
 /// making `SharedEngine::replace` skip its wait).
 #[test]
@@ -107,9 +122,7 @@ fn reloads_amid_changes_keep_every_lease_the_members_acked() {
     let mut reloads = 0;
     for k in 0..20 {
         let next = config(k % 2 == 0);
-        let replaced = shared.replace(Duration::from_secs(5), |old| {
-            old.reconfigured(&next, NOW).map(|(engine, _)| engine)
-        });
+        let replaced = reload(&shared, &next, Duration::from_secs(5));
         assert!(replaced.is_ok(), "{replaced:?}");
         reloads += 1;
         std::thread::sleep(Duration::from_millis(2));
@@ -138,10 +151,7 @@ fn a_member_that_does_not_stop_leaves_the_engine_in_use() {
     ));
     let before = shared.load();
     let member = shared.member();
-    let replaced = shared.replace(Duration::from_millis(20), |old| {
-        old.reconfigured(&config(true), NOW)
-            .map(|(engine, _)| engine)
-    });
+    let replaced = reload(&shared, &config(true), Duration::from_millis(20));
     assert!(
         matches!(
             replaced,
@@ -155,13 +165,6 @@ fn a_member_that_does_not_stop_leaves_the_engine_in_use() {
     assert!(Arc::ptr_eq(&before, &shared.load()));
     // Once it is gone, nothing waits for it.
     drop(member);
-    assert!(
-        shared
-            .replace(Duration::from_millis(20), |old| {
-                old.reconfigured(&config(true), NOW)
-                    .map(|(engine, _)| engine)
-            })
-            .is_ok()
-    );
+    assert!(reload(&shared, &config(true), Duration::from_millis(20)).is_ok());
     assert_eq!(shared.load().scope_states().len(), 2);
 }

@@ -53,7 +53,8 @@ fn leases_stay_new_scopes_serve_and_changed_options_apply_at_once() {
     );
     next.scopes.insert(0, added);
     let carried = reload(&mut sim, &next);
-    assert_eq!(carried.bindings, 2, "{carried:?}");
+    // Both pools are as they were: they change hands whole, nothing is copied.
+    assert_eq!((carried.bindings, carried.copied), (2, 0), "{carried:?}");
     assert_eq!((carried.retired, carried.forgotten), (0, 0));
 
     // The binding as it was, version included, in its scope under the same id (changes
@@ -96,6 +97,9 @@ fn a_removed_pool_keeps_its_leases_aside_until_it_returns_or_they_end() {
     let mut sim = Sim::new(&config);
     let held = Client::new(5).relayed([10, 201, 0, 1], b"olt-1");
     let addr = sim.dora(&held);
+    // In the pool that stays: handed over whole, its client's index entry too.
+    let direct = Client::new(13);
+    let kept = sim.dora(&direct);
     // Offered then abandoned by its client: nobody holds it once the offer lapses.
     let lapsed = Client::new(6).relayed([10, 201, 0, 1], b"olt-1");
     let v = sim.send(&lapsed.discover());
@@ -109,8 +113,11 @@ fn a_removed_pool_keeps_its_leases_aside_until_it_returns_or_they_end() {
     };
     sim.advance(20);
     let carried = reload(&mut sim, &without);
-    assert_eq!((carried.bindings, carried.retired), (0, 1), "{carried:?}");
+    assert_eq!((carried.bindings, carried.copied), (1, 0), "{carried:?}");
+    assert_eq!(carried.retired, 1, "{carried:?}");
     assert_eq!(carried.forgotten, 1, "the lapsed offer of {offered}");
+    let v = sim.send(&direct.renew(kept));
+    assert!(is_ack(&v), "{v:?}");
     assert!(sim.engine.binding(addr).is_none());
     // Not renewed: the address is in no pool (the scope is not authoritative: silence).
     sim.advance(1000);
@@ -118,7 +125,7 @@ fn a_removed_pool_keeps_its_leases_aside_until_it_returns_or_they_end() {
 
     // Back in a pool before the lease ran out: still the client's, to it alone.
     let carried = reload(&mut sim, &config);
-    assert_eq!((carried.bindings, carried.retired), (1, 0), "{carried:?}");
+    assert_eq!((carried.bindings, carried.retired), (2, 0), "{carried:?}");
     let (_, b) = sim.engine.binding(addr).unwrap();
     assert_eq!(b.state, BindingState::Active);
     let stranger = Client::new(7).relayed([10, 201, 0, 1], b"olt-1");
@@ -180,7 +187,8 @@ fn classes_are_kept_by_name_and_reservations_are_the_new_files() {
     let mut next = config.clone();
     next.classes.insert(0, class("first", vec![]));
     next.scopes[0].reservations.clear();
-    reload(&mut sim, &next);
+    let carried = reload(&mut sim, &next);
+    assert_eq!(carried.copied, 1, "renumbered: {carried:?}");
     assert_eq!(sim.engine.binding(addr).unwrap().1.classes, 2);
     let freed = sim
         .engine
@@ -188,4 +196,23 @@ fn classes_are_kept_by_name_and_reservations_are_the_new_files() {
         .unwrap()
         .1;
     assert_eq!(freed.state, BindingState::Free);
+}
+
+#[test]
+fn a_pool_handed_over_whole_keeps_its_timers_and_free_list() {
+    let config = lab_config();
+    let mut sim = Sim::new(&config);
+    let c = Client::new(11);
+    let addr = sim.dora(&c);
+    assert_eq!(reload(&mut sim, &config).copied, 0);
+    // The lease still runs out on time, and its address is the next one's only after the
+    // other free addresses (affinity, as before the reload).
+    sim.advance(3601);
+    let expired = sim.tick();
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert_eq!(expired[0].address, addr);
+    let other = sim.dora(&Client::new(12));
+    assert_ne!(other, addr);
+    // Its client comes back to it.
+    assert_eq!(sim.dora(&c), addr);
 }
