@@ -74,6 +74,8 @@ pub struct ControlSources {
     pub scope_states: Option<Arc<peregrine_store::ScopeStateFile>>,
     /// Reloads the configuration file (`POST /v1/config/reload`), if the server has one.
     pub reload: Option<Arc<dyn Reload>>,
+    /// Reloads by outcome (`peregrine_config_reloads_total`), however asked for.
+    pub reloads: Option<Arc<peregrine_stats::ReloadStats>>,
 }
 
 /// A port's counters and link state, as its driver keeps them.

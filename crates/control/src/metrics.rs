@@ -395,6 +395,7 @@ pub(crate) struct StatsCollector {
     ports: Option<Arc<dyn crate::PortCounterSource>>,
     port_families: PortFamilies,
     auth: AuthFigures,
+    reloads: Option<ReloadFigures>,
     started: Instant,
     totals: Vec<(Family, ReadWorker)>,
     journal_figures: Vec<(Family, ReadJournal)>,
@@ -442,6 +443,64 @@ impl AuthFigures {
     }
 }
 
+/// Configuration reloads by outcome, and the last one put in force.
+#[derive(Debug)]
+struct ReloadFigures {
+    stats: Arc<peregrine_stats::ReloadStats>,
+    outcomes: Family,
+    last_ok: Family,
+    last_pause: Family,
+}
+
+impl ReloadFigures {
+    fn new(stats: Arc<peregrine_stats::ReloadStats>) -> prometheus::Result<ReloadFigures> {
+        Ok(ReloadFigures {
+            stats,
+            outcomes: Family::new(
+                "peregrine_config_reloads_total",
+                "Configuration reloads (SIGHUP, POST /v1/config/reload) by outcome: ok, invalid \
+                 (check-config's errors), needs_restart, busy (the workers did not stop in \
+                 time), failed. Any but ok leaves the configuration in force as it was.",
+                &["outcome"],
+                Kind::Counter,
+            )?,
+            last_ok: Family::new(
+                "peregrine_config_last_reload_success_timestamp_seconds",
+                "When the last reload put the configuration file in force (UNIX seconds; 0: \
+                 none since the start).",
+                &[],
+                Kind::Gauge,
+            )?,
+            last_pause: Family::new(
+                "peregrine_config_last_reload_pause_seconds",
+                "How long the workers waited in the last reload put in force.",
+                &[],
+                Kind::Gauge,
+            )?,
+        })
+    }
+
+    fn families(&self) -> [&Family; 3] {
+        [&self.outcomes, &self.last_ok, &self.last_pause]
+    }
+
+    fn collect(&self, out: &mut Vec<MetricFamily>) {
+        let samples = peregrine_stats::ReloadOutcome::ALL.map(|o| {
+            self.outcomes
+                .sample(&[o.as_str()], value(self.stats.get(o)))
+        });
+        out.push(self.outcomes.family(samples.to_vec()));
+        out.push(self.last_ok.family(vec![
+            self.last_ok.sample(&[], value(self.stats.last_ok_unix())),
+        ]));
+        let pause = value(self.stats.last_pause_us()) / 1e6;
+        out.push(
+            self.last_pause
+                .family(vec![self.last_pause.sample(&[], pause)]),
+        );
+    }
+}
+
 /// A family labelled by worker.
 fn by_worker(name: &str, help: &str, kind: Kind) -> prometheus::Result<Family> {
     Family::new(name, help, &["worker"], kind)
@@ -462,12 +521,19 @@ fn latency_desc() -> prometheus::Result<Desc> {
 
 impl StatsCollector {
     /// Fails only if a name or label here is invalid.
+    // One family after another, as the exposition lists them: a table, not logic.
+    #[allow(clippy::too_many_lines)]
     pub(crate) fn new(
         sources: &crate::ControlSources,
         auth_failures: Arc<crate::auth::AuthFailures>,
     ) -> prometheus::Result<StatsCollector> {
         Ok(StatsCollector {
             auth: AuthFigures::new(auth_failures)?,
+            reloads: sources
+                .reloads
+                .clone()
+                .map(ReloadFigures::new)
+                .transpose()?,
             engine: sources.engine.clone(),
             workers: sources.workers.clone(),
             journal: sources.journal.clone(),
@@ -670,6 +736,7 @@ impl Collector for StatsCollector {
             .chain(self.failover_families.all())
             .chain(self.journal_figures.iter().map(|(f, _)| f))
             .chain(self.port_families.all())
+            .chain(self.reloads.iter().flat_map(ReloadFigures::families))
             .map(|f| &f.desc)
             .chain([&self.latency])
             .collect()
@@ -752,6 +819,9 @@ impl Collector for StatsCollector {
             self.port_families.collect(&source.read(), &mut out);
         }
         out.push(self.auth.collect());
+        if let Some(reloads) = &self.reloads {
+            reloads.collect(&mut out);
+        }
         out
     }
 }

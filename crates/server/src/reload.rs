@@ -17,6 +17,7 @@ use peregrine_config::model::Config;
 use peregrine_control::{Importer, Reload, ReloadError, Reloaded};
 use peregrine_dataplane::{ReplaceError, SharedEngine};
 use peregrine_engine::Carried;
+use peregrine_stats::{ReloadOutcome, ReloadStats};
 use peregrine_store::ScopeStateFile;
 
 /// How long a reload waits for every worker (and the failover link) to reach a checkpoint.
@@ -33,6 +34,7 @@ pub(crate) struct Reloader {
     engine: Arc<SharedEngine>,
     importer: Option<Arc<Importer>>,
     scope_states: Option<Arc<ScopeStateFile>>,
+    stats: Arc<ReloadStats>,
 }
 
 impl Reloader {
@@ -49,7 +51,13 @@ impl Reloader {
             engine,
             importer,
             scope_states,
+            stats: Arc::default(),
         }
+    }
+
+    /// Reloads by outcome, for `/metrics`.
+    pub(crate) fn stats(&self) -> Arc<ReloadStats> {
+        self.stats.clone()
     }
 
     /// [`Reload::reload`], logged: what SIGHUP does.
@@ -62,6 +70,24 @@ impl Reloader {
 
 impl Reload for Reloader {
     fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let now = crate::partner::unix_now();
+        let result = self.put_in_force(now);
+        let outcome = match &result {
+            Ok(_) => ReloadOutcome::Ok,
+            Err(ReloadError::Invalid(_)) => ReloadOutcome::Invalid,
+            Err(ReloadError::NeedsRestart(_)) => ReloadOutcome::NeedsRestart,
+            Err(ReloadError::Busy(_)) => ReloadOutcome::Busy,
+            Err(ReloadError::Failed(_)) => ReloadOutcome::Failed,
+        };
+        let pause = result.as_ref().map_or(0, |r| r.paused_us);
+        self.stats.count(outcome, now, pause);
+        result
+    }
+}
+
+impl Reloader {
+    /// Reads the file and puts it in force at `now`, or says why not.
+    fn put_in_force(&self, now: u64) -> Result<Reloaded, ReloadError> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         let file = self.path.display().to_string();
         let next = peregrine_config::load(&self.path)
@@ -73,7 +99,6 @@ impl Reload for Reloader {
                 fixed.join(", ")
             )));
         }
-        let now = crate::partner::unix_now();
         let mut carried = Carried::default();
         let (engine, paused) = self
             .engine

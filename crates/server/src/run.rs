@@ -80,6 +80,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         access,
         scope_states,
         reload: Some(reloader.clone()),
+        reloads: Some(reloader.stats()),
     };
     let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
     let bulk = config

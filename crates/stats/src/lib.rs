@@ -11,8 +11,10 @@ mod counters;
 mod drops;
 mod failover;
 mod latency;
+mod reloads;
 
 pub use counters::{Counter, Gauge, WorkerStats};
 pub use drops::{FrameDrop, WorkerDrop};
 pub use failover::{FailoverStatus, FailoverView, Tally};
 pub use latency::Latency;
+pub use reloads::{ReloadOutcome, ReloadStats};

@@ -50,6 +50,7 @@ fn bare(engine: Arc<Engine>) -> ControlSources {
         scope_states: None,
         access: peregrine_control::AdminAccess::default(),
         reload: None,
+        reloads: None,
     }
 }
 

@@ -11,7 +11,7 @@ use peregrine_wire::dhcp::MessageType;
 use peregrine_wire::ethernet::{VlanTag, VlanTags, ethertype};
 
 use crate::scope_state::call;
-use crate::{CONFIG, ask, discover, message, start, stop};
+use crate::{CONFIG, ask, discover, message, metric, scrape, start, stop};
 
 /// [`CONFIG`] with a scope on VLAN 100 of srv0.
 const WITH_VOICE: &str = r#"
@@ -113,6 +113,8 @@ fn a_reload_puts_a_new_scope_in_force_and_keeps_the_leases() {
         body.contains(r#""scopes":2"#) && body.contains(r#""added":[]"#),
         "{body}"
     );
+    // Each outcome counted, however asked for.
+    assert_reloads_counted(&ns, [2, 1, 1, 0]);
     assert!(stop(&mut server).success());
 
     // A restart reads the same file: the scope is there, the lease too.
@@ -126,4 +128,23 @@ fn a_reload_puts_a_new_scope_in_force_and_keeps_the_leases() {
     assert_eq!(again, offered);
     assert!(call(&ns, "GET", "/v1/scopes").1.contains("voice"));
     assert!(stop(&mut server).success());
+}
+
+/// The reloads `/metrics` counts in `ns`: `ok`, `invalid`, `needs_restart`, `busy`; and that one was put
+/// in force.
+fn assert_reloads_counted(ns: &Netns, want: [u64; 4]) {
+    let metrics = scrape(ns, "127.0.0.1:9167");
+    let reloads = ["ok", "invalid", "needs_restart", "busy"].map(|outcome| {
+        metric(
+            &metrics,
+            &format!("peregrine_config_reloads_total{{outcome=\"{outcome}\"}}"),
+        )
+    });
+    assert_eq!(reloads, want);
+    assert!(
+        metric(
+            &metrics,
+            "peregrine_config_last_reload_success_timestamp_seconds"
+        ) > 0
+    );
 }
