@@ -141,12 +141,19 @@ fn wait_for_udp67(ns: &Netns, server: &mut Proc) {
     }
 }
 
-/// Runs the generator in `ns` and returns its JSON report.
+/// Runs the generator in `ns` over a UDP socket and returns its JSON report.
 fn loadgen(ns: &Netns, args: &[&str], dir: &std::path::Path) -> Value {
+    loadgen_on(ns, &["--backend", "udp"], args, dir)
+}
+
+/// Runs the generator in `ns` on `backend` (its arguments) and returns its JSON report.
+fn loadgen_on(ns: &Netns, backend: &[&str], args: &[&str], dir: &std::path::Path) -> Value {
     let json = dir.join("report.json");
     let out = ns
         .command(LOADGEN)
-        .args(["run", "--backend", "udp", "--server", "10.200.1.1"])
+        .arg("run")
+        .args(backend)
+        .args(["--server", "10.200.1.1"])
         .args(["--quiet", "--json"])
         .arg(&json)
         .args(args)
@@ -329,6 +336,103 @@ fn reloads_under_load_drop_nothing_and_a_new_scope_serves_at_once() {
     assert_eq!(phase(&report, "dora")["answered"], 200, "{report}");
     assert!(server.0.try_wait().unwrap().is_none(), "server died");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `[limits]` under load: one relay flooding DISCOVERs and one client renewing in a loop are
+/// held to their rates (counted by reason) while another relay's clients are all served.
+#[test]
+fn a_flooding_relay_and_a_flooding_client_do_not_stop_the_others() {
+    let Some(bin) = server_binary() else {
+        return;
+    };
+    let Some((srv, generator)) = topology("loadgen_limits") else {
+        return;
+    };
+    // The flooding client's relay: in relay-b's subnet, beside the well-behaved relay.
+    generator.ip("addr add 10.211.0.2/16 dev gen0");
+    let dir = temp_dir("limits");
+    let config = format!("{SERVER_CONFIG}\n[limits]\nclient-rate = 5\nrelay-rate = 1000\n");
+    let mut server = start_server(&srv, &bin, &dir, &config);
+    wait_for_udp67(&srv, &mut server);
+    let in_dir = |name: &str| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let (flood_dir, others_dir) = (in_dir("flood"), in_dir("others"));
+    // Three generators at once: each on a packet socket, keeping the replies to its own xids.
+    let on = |args: &[&str], dir: &std::path::Path| {
+        let raw = ["--backend", "afpacket", "--interface", "gen0"];
+        loadgen_on(&generator, &raw, args, dir)
+    };
+    let others = std::thread::scope(|s| {
+        s.spawn(|| {
+            let flood = "--giaddr 10.210.0.1 --clients 9000 --rate 3000 --timeout 1";
+            on(&flood.split(' ').collect::<Vec<_>>(), &flood_dir)
+        });
+        let flooding_client = s.spawn(|| generator.enter(flood_from_one_client));
+        let others = "--giaddr 10.211.0.1 --clients 600 --rate 200 --timeout 3";
+        let report = on(&others.split(' ').collect::<Vec<_>>(), &others_dir);
+        (report, flooding_client.join().unwrap())
+    });
+    let (others, flooder_answered) = others;
+    // Its burst (10) and 5 a second over the 3 s.
+    assert!(
+        flooder_answered <= 30,
+        "{flooder_answered} answers to one client"
+    );
+    let dora = phase(&others, "dora");
+    assert_eq!(dora["answered"], 600, "{others}");
+    assert_eq!(
+        (dora["drops"].as_u64(), dora["naks"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let metrics = srv.enter(|| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let mut reply = agent.get("http://127.0.0.1:9167/metrics").call().unwrap();
+        reply.body_mut().read_to_string().unwrap()
+    });
+    let dropped = |reason: &str| -> u64 {
+        let series = format!("peregrine_drops_total{{reason=\"{reason}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(dropped("rate_limited_relay") > 1000, "{metrics}");
+    assert!(dropped("rate_limited_client") > 1000, "{metrics}");
+    assert!(server.0.try_wait().unwrap().is_none(), "server died");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One client's DISCOVERs, a thousand a second for 3 s, relayed by 10.211.0.2 (run inside the
+/// generator's namespace); how many the server answered.
+fn flood_from_one_client() -> usize {
+    use peregrine_testkit::frames::ClientMessage;
+    use peregrine_wire::dhcp::MessageType;
+    let relay = std::net::Ipv4Addr::new(10, 211, 0, 2);
+    let socket = std::net::UdpSocket::bind((relay, 67)).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut answered = 0;
+    let mut buf = [0u8; 1500];
+    for xid in 0..3000 {
+        let m = ClientMessage::new(MessageType::Discover, [2, 0xf1, 0, 0, 0, 1], xid)
+            .relayed(relay, b"storm");
+        socket.send_to(&m.bytes(), ("10.200.1.1", 67)).unwrap();
+        while socket.recv_from(&mut buf).is_ok() {
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    while socket.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    answered
 }
 
 /// Peregrine on AF_PACKET with two workers, serving the eight relay subnets 10.210/16 to

@@ -30,6 +30,20 @@ pub(crate) struct File {
     pub(crate) failover: Option<Failover>,
     #[serde(default)]
     pub(crate) dpdk: Dpdk,
+    #[serde(default)]
+    pub(crate) limits: Limits,
+}
+
+/// `[limits]`: storm and flood control.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(crate) struct Limits {
+    pub(crate) client_rate: Option<Spanned<u32>>,
+    pub(crate) client_burst: Option<Spanned<u32>>,
+    pub(crate) relay_rate: Option<Spanned<u32>>,
+    pub(crate) relay_burst: Option<Spanned<u32>>,
+    pub(crate) relay_key: Option<Spanned<String>>,
+    pub(crate) overload_priority: Option<bool>,
 }
 
 /// `[dpdk]`: the EAL and the ports' buffers, for `backend = "dpdk"`.

@@ -21,6 +21,51 @@ pub struct Config {
     pub runtime: Runtime,
     /// The failover partner every scope is shared with; `None`: this server is alone.
     pub failover: Option<Failover>,
+    /// Storm and flood control.
+    pub limits: Limits,
+}
+
+/// `[limits]`: how much one client or one relay may ask, and what gives way when a worker
+/// falls behind. Rates are requests per second for the whole server (each worker applies its
+/// share); a rate of 0 sets no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests per second one client (a hardware address behind one relay) may send.
+    pub client_rate: u32,
+    /// Requests one client may send at once after a quiet spell.
+    pub client_burst: u32,
+    /// Requests per second one relay may send, every client behind it together.
+    pub relay_rate: u32,
+    /// Requests one relay may send at once after a quiet spell.
+    pub relay_burst: u32,
+    /// What tells relays apart.
+    pub relay_key: RelayKey,
+    /// When a worker falls behind (its receive queue fills), requests that keep or complete a
+    /// lease (REQUEST, RELEASE, DECLINE, INFORM) go first: a retransmitted DISCOVER is dropped
+    /// and only a share of new ones is taken.
+    pub overload_priority: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            client_rate: 0,
+            client_burst: 0,
+            relay_rate: 0,
+            relay_burst: 0,
+            relay_key: RelayKey::Giaddr,
+            overload_priority: true,
+        }
+    }
+}
+
+/// What tells relays apart for `[limits] relay-rate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayKey {
+    /// The relay's address (giaddr).
+    Giaddr,
+    /// The access port: option 82's circuit id (a relay without one counts by giaddr).
+    CircuitId,
 }
 
 /// A failover relationship (draft-ietf-dhc-failover-12, as ISC dhcpd 4.4 speaks it): this

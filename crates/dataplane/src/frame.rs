@@ -15,6 +15,8 @@ use peregrine_wire::frame::{
 use peregrine_wire::ipv4::{Ipv4Header, protocol};
 use peregrine_wire::{MacAddr, ethernet, ipv4, udp};
 
+use crate::admission::Admission;
+
 /// The interface a queue serves, as the dataplane needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
@@ -133,8 +135,9 @@ pub struct Reply {
 }
 
 /// Handles one received frame: ARP and ICMP echo for `iface.addr`, DHCP to the engine, drops
-/// counted in `stats`. A reply is written at the start of `tx` (at least
-/// [`peregrine_io::FRAME_CAPACITY`] bytes), with the request's VLAN tags.
+/// counted in `stats`, DHCP requests past `admission`'s limits dropped before the engine. A
+/// reply is written at the start of `tx` (at least [`peregrine_io::FRAME_CAPACITY`] bytes),
+/// with the request's VLAN tags.
 pub fn process(
     engine: &Engine,
     iface: &Interface,
@@ -142,6 +145,7 @@ pub fn process(
     frame: &RxFrame<'_>,
     tx: &mut [u8],
     stats: &WorkerStats,
+    admission: &mut Admission,
 ) -> Outcome {
     let d = match demux_with(frame.data, !frame.checksum_pending) {
         Ok(d) => d,
@@ -158,11 +162,19 @@ pub fn process(
             dst_port: SERVER_PORT,
             payload,
         } if is_for_us(iface, &l3) => {
-            return dhcp(engine, iface, now, (l2, l3, src_port), payload, tx, stats)
-                .unwrap_or_else(|()| {
-                    stats.count_drop(WorkerDrop::TxError);
-                    Outcome::Nothing
-                });
+            return dhcp(
+                engine,
+                iface,
+                now,
+                (l2, l3, src_port),
+                payload,
+                tx,
+                (stats, admission),
+            )
+            .unwrap_or_else(|()| {
+                stats.count_drop(WorkerDrop::TxError);
+                Outcome::Nothing
+            });
         }
         Demuxed::Arp { l2, arp }
             if arp.operation() == arp::op::REQUEST && arp.target_ip() == iface.addr =>
@@ -217,8 +229,12 @@ fn dhcp(
     (l2, l3, src_port): (L2, L3, u16),
     payload: &[u8],
     tx: &mut [u8],
-    stats: &WorkerStats,
+    (stats, admission): (&WorkerStats, &mut Admission),
 ) -> Result<Outcome, ()> {
+    if let Err(reason) = admission.admit(payload) {
+        stats.count_drop(reason);
+        return Ok(Outcome::Nothing);
+    }
     let meta = RxMeta {
         interface: iface.engine_id,
         vlans: l2.vlans,

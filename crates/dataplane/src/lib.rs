@@ -12,6 +12,7 @@
 //! DHCP (that is `peregrine-engine`) and knows no NIC (that is `peregrine-io`). Drops are
 //! counted by reason in [`peregrine_stats::WorkerStats`]; nothing is logged per packet.
 
+mod admission;
 mod commit;
 mod frame;
 mod handoff;
@@ -19,6 +20,7 @@ mod probe;
 mod shared;
 mod worker;
 
+pub use admission::Admission;
 pub use commit::{Fanout, NoSink};
 pub use frame::{Interface, Outcome, ProbeSpec, Reply, process};
 pub use handoff::Handoff;

@@ -10,6 +10,7 @@ use peregrine_io::{RxFrame, RxQueue, TxQueue};
 use peregrine_stats::{Latency, WorkerDrop, WorkerStats};
 use peregrine_wire::dhcp::MessageType;
 
+use crate::admission::Admission;
 use crate::commit::{Admitted, CommitGate};
 use crate::frame::{Interface, Outcome, Reply, process, write_probe};
 use crate::handoff::{Handoff, Offered};
@@ -42,6 +43,8 @@ pub struct WorkerConfig {
     /// 4096). With a ping check of W ms, a worker offers at most this many addresses per W ms;
     /// 0 (the default) for a server with no ping check.
     pub probe_slots: usize,
+    /// The workers sharing `[limits]`' rates (each applies its share).
+    pub workers: u32,
 }
 
 impl Default for WorkerConfig {
@@ -55,6 +58,7 @@ impl Default for WorkerConfig {
             held_replies: 4096,
             handoff_linger: Duration::from_secs(1),
             probe_slots: 0,
+            workers: 1,
         }
     }
 }
@@ -83,6 +87,10 @@ pub struct Worker<R, T, S> {
     scratch: Box<[u8]>,
     /// This worker's membership of the server's shared engine, if it can be reloaded.
     member: Option<Member>,
+    /// Storm and flood control.
+    admission: Admission,
+    /// Frames the last receive burst brought.
+    last_burst: usize,
 }
 
 impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
@@ -100,6 +108,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
     ) -> Worker<R, T, S> {
         let gate = CommitGate::new(sink, config.held_replies);
         let probes = Probes::new(config.probe_slots);
+        let admission = Admission::new(*engine.limits(), config.workers, config.burst);
         Worker {
             engine,
             rx,
@@ -115,6 +124,8 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             answers: Arc::new(ProbeAnswers::default()),
             scratch: vec![0; peregrine_io::FRAME_CAPACITY].into_boxed_slice(),
             member: None,
+            admission,
+            last_burst: 0,
         }
     }
 
@@ -123,6 +134,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
     #[must_use]
     pub fn with_shared(mut self, member: Member) -> Worker<R, T, S> {
         self.engine = member.engine().clone();
+        self.admission.set_limits(*self.engine.limits());
         self.member = Some(member);
         self
     }
@@ -153,6 +165,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
                 && member.checkpoint()
             {
                 self.engine = member.engine().clone();
+                self.admission.set_limits(*self.engine.limits());
             }
             let turn = Instant::now();
             let now = unix_now();
@@ -237,10 +250,13 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             handoff,
             probes,
             answers,
+            admission,
+            last_burst,
             ..
         } = self;
         let mut io_error = None;
         let received = Instant::now();
+        admission.start_burst(received, *last_burst);
         let mut ctx = Context {
             engine,
             tx,
@@ -249,6 +265,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             gate,
             probes,
             answers,
+            admission,
             now,
             replies: 0,
         };
@@ -269,6 +286,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             }
         })?;
         ctx.stats.last_burst.set(n as u64);
+        *last_burst = n;
         if ctx.replies > 0 {
             // One clock read per burst: every reply of the burst is charged the whole burst.
             latency.saturating_record_n(nanos(received.elapsed()), ctx.replies);
@@ -360,6 +378,8 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
                     if let Some(event) = engine.address_in_use(now, address) {
                         admit_change(gate, stats, &event);
                     }
+                    // Admitted once already: not counted against its limits again.
+                    let mut admitted = Admission::default();
                     let mut ctx = Context {
                         engine,
                         tx,
@@ -368,6 +388,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
                         gate,
                         probes,
                         answers,
+                        admission: &mut admitted,
                         now,
                         replies: 0,
                     };
@@ -414,6 +435,7 @@ struct Context<'w, T, S> {
     gate: &'w mut CommitGate<S>,
     probes: &'w mut Probes,
     answers: &'w ProbeAnswers,
+    admission: &'w mut Admission,
     now: Time,
     /// Replies queued so far in this burst.
     replies: u64,
@@ -438,7 +460,15 @@ impl<T: TxQueue, S: BindingSink> Context<'_, T, S> {
             return Ok(());
         };
         let stats = self.stats;
-        match process(self.engine, iface, self.now, frame, buf, stats) {
+        match process(
+            self.engine,
+            iface,
+            self.now,
+            frame,
+            buf,
+            stats,
+            self.admission,
+        ) {
             Outcome::Nothing => {}
             Outcome::Send(Reply { len, kind }) => {
                 queue(self.tx, stats, len, kind, iface.ifindex);
@@ -518,8 +548,7 @@ fn flush<T: TxQueue>(tx: &mut T, stats: &WorkerStats) -> std::io::Result<()> {
     }
     let sent = tx.flush()?;
     stats.tx_frames.add(sent as u64);
-    stats.drops[peregrine_stats::FrameDrop::Worker(WorkerDrop::TxRefused).index()]
-        .add(queued.saturating_sub(sent) as u64);
+    stats.count_drops(WorkerDrop::TxRefused, queued.saturating_sub(sent) as u64);
     Ok(())
 }
 

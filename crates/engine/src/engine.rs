@@ -76,6 +76,9 @@ impl std::error::Error for BuildError {}
 #[derive(Debug)]
 pub struct Engine {
     pub(crate) settings: model::ServerSettings,
+    /// `[limits]`, which the workers apply before a request reaches the engine; kept here so
+    /// that a reload brings them with the engine.
+    pub(crate) limits: model::Limits,
     pub(crate) classes: Vec<model::Class>,
     /// In configuration order.
     pub(crate) scopes: Vec<Scope>,
@@ -166,6 +169,7 @@ impl Engine {
             slots / options.client_shards.max(1).next_power_of_two() as usize * 5 / 4 + 64;
         Ok(Engine {
             settings: config.server.clone(),
+            limits: config.limits,
             classes: config.classes.clone(),
             scopes,
             by_id,

@@ -47,6 +47,11 @@ impl Engine {
         self.scopes.iter().find(|s| s.name == name).map(|s| s.id)
     }
 
+    /// `[limits]` as configured: what the workers apply before a request reaches the engine.
+    pub fn limits(&self) -> &peregrine_config::model::Limits {
+        &self.limits
+    }
+
     /// The name of scope `id`, if it is one of this engine's.
     pub fn scope_name(&self, id: ScopeId) -> Option<&str> {
         self.scope_of(id).map(|s| s.name.as_str())

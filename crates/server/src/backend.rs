@@ -59,6 +59,8 @@ pub(crate) struct WorkerSeed {
     /// Ping check: OFFERs that may wait at once (0: no scope has one), and the answers every
     /// worker of the server notes and reads.
     pub(crate) probes: (usize, Arc<ProbeAnswers>),
+    /// Every worker of the server: each applies its share of `[limits]`' rates.
+    pub(crate) workers: u32,
 }
 
 /// A packet I/O backend, opened: its interfaces found, its queues ready.
@@ -251,6 +253,7 @@ where
     let config = WorkerConfig {
         runs_expiry: seed.runs_expiry,
         probe_slots: seed.probes.0,
+        workers: seed.workers,
         ..WorkerConfig::default()
     };
     let name = seed.name.clone();

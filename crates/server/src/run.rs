@@ -300,6 +300,7 @@ fn seeds(
                     .and_then(|(_, mesh)| mesh.next()),
                 runs_expiry: index == 0,
                 probes: (probe_slots, answers.clone()),
+                workers: u32::try_from(slots.len()).unwrap_or(u32::MAX),
             }
         })
         .collect();

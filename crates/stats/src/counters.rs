@@ -64,8 +64,8 @@ pub struct WorkerStats {
     pub messages_in: [Counter; TYPE_SLOTS],
     /// DHCP messages sent, by type code.
     pub messages_out: [Counter; TYPE_SLOTS],
-    /// Drops, by [`FrameDrop::index`].
-    pub drops: [Counter; FrameDrop::COUNT],
+    /// Drops, by reason ([`WorkerStats::count_drop`], [`WorkerStats::dropped`]).
+    drops: Drops,
     /// ARP replies sent for our addresses.
     pub arp_replies: Counter,
     /// ICMP echo replies sent.
@@ -101,16 +101,33 @@ pub struct WorkerStats {
     pub busy_ns: Counter,
 }
 
+/// A counter for every drop reason, by [`FrameDrop::index`] (more than `Default` derives for
+/// an array).
+#[derive(Debug)]
+struct Drops([Counter; FrameDrop::COUNT]);
+
+impl Default for Drops {
+    fn default() -> Drops {
+        Drops(std::array::from_fn(|_| Counter::default()))
+    }
+}
+
 impl WorkerStats {
     /// Counts one drop; only the owning worker may call this.
     #[inline]
     pub fn count_drop(&self, d: impl Into<FrameDrop>) {
-        self.drops[d.into().index()].inc();
+        self.drops.0[d.into().index()].inc();
+    }
+
+    /// Counts `n` drops for one reason; only the owning worker may call this.
+    #[inline]
+    pub fn count_drops(&self, d: impl Into<FrameDrop>, n: u64) {
+        self.drops.0[d.into().index()].add(n);
     }
 
     /// Drops counted for `d` so far.
     pub fn dropped(&self, d: impl Into<FrameDrop>) -> u64 {
-        self.drops[d.into().index()].get()
+        self.drops.0[d.into().index()].get()
     }
 
     /// Counts one DHCP message received (`None`: no or an unknown message type).

@@ -23,6 +23,14 @@ pub enum WorkerDrop {
     /// Too many OFFERs already wait for their ping check: this DISCOVER is not answered (the
     /// client retries).
     ProbeFull,
+    /// The client sent more than `[limits] client-rate` allows.
+    RateLimitedClient,
+    /// The relay sent more than `[limits] relay-rate` allows.
+    RateLimitedRelay,
+    /// A new DISCOVER past the share a worker that falls behind takes (`overload-priority`).
+    OverloadDiscover,
+    /// A DISCOVER its client already sent (same transaction id), while the worker falls behind.
+    OverloadRetransmission,
 }
 
 impl WorkerDrop {
@@ -35,6 +43,10 @@ impl WorkerDrop {
             WorkerDrop::JournalFull => "journal_full",
             WorkerDrop::HeldFull => "held_full",
             WorkerDrop::ProbeFull => "probe_full",
+            WorkerDrop::RateLimitedClient => "rate_limited_client",
+            WorkerDrop::RateLimitedRelay => "rate_limited_relay",
+            WorkerDrop::OverloadDiscover => "overload_discover",
+            WorkerDrop::OverloadRetransmission => "overload_retransmission",
         }
     }
 }

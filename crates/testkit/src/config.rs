@@ -95,6 +95,7 @@ pub fn config(server: ServerSettings, scopes: Vec<Scope>) -> Config {
         scopes,
         runtime: Runtime::default(),
         failover: None,
+        limits: peregrine_config::model::Limits::default(),
     }
 }
 

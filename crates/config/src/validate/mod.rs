@@ -6,13 +6,14 @@
 //!
 //! One file per part of the file: [`server`] (`[server]`, and the lease times scopes inherit),
 //! [`classes`], [`scopes`] (with their pools and reservations, and the checks across scopes),
-//! [`interfaces`] and [`runtime`] (`[dataplane]`, `[control]`, `[leases]`). [`config`] runs
+//! [`interfaces`], [`runtime`] (`[dataplane]`, `[control]`, `[leases]`) and [`limits`]. [`config`] runs
 //! them all; this file also holds the helpers several of them share. A new section is one more
 //! file and one more call in [`config`].
 
 mod classes;
 mod failover;
 mod interfaces;
+mod limits;
 mod runtime;
 mod scopes;
 mod server;
@@ -52,12 +53,14 @@ pub(crate) fn config(file: &file::File, d: &mut Diagnostics<'_>) -> Option<Confi
         None => Some(None),
         Some(f) => failover::failover(f, file.leases.is_some(), d).map(Some),
     };
+    let limits = limits::limits(&file.limits, d);
     Some(Config {
         server: server?,
         classes: classes?,
         scopes: scopes?,
         runtime: runtime?,
         failover: failover?,
+        limits: limits?,
     })
 }
 

@@ -1371,3 +1371,25 @@ fn failover_secret_is_long_enough() {
         "at least 16 characters",
     );
 }
+
+#[test]
+fn limits() {
+    assert_error(
+        "[limits]\nclient-burst = 5\n",
+        "2:16 limits.client-burst",
+        "a burst needs limits.client-rate",
+    );
+    assert_error(
+        "[limits]\nrelay-rate = 100\nrelay-burst = 0\n",
+        "3:15 limits.relay-burst",
+        "at least 1",
+    );
+    assert_error(
+        "[limits]\nrelay-key = \"mac\"\n",
+        "2:13 limits.relay-key",
+        "giaddr and circuit-id",
+    );
+    let l = crate::valid("[limits]\nclient-rate = 4\n").limits;
+    assert_eq!((l.client_rate, l.client_burst, l.relay_rate), (4, 8, 0));
+    assert!(crate::valid("").limits.overload_priority);
+}

@@ -2,13 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod admission;
 mod shared;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use peregrine_dataplane::{
-    Fanout, Interface, NoSink, Outcome, Reply, Worker, WorkerConfig, process,
+    Admission, Fanout, Interface, NoSink, Outcome, Reply, Worker, WorkerConfig, process,
 };
 use peregrine_engine::{BindingSink, Engine, EngineOptions};
 use peregrine_io::mem;
@@ -170,8 +171,15 @@ fn arp_for_our_address_is_answered_and_junk_is_counted() {
         (MacAddr::ZERO, SERVER),
     )
     .unwrap();
-    let Outcome::Send(Reply { len, .. }) = process(&engine, &i, 0, &rx(&frame), &mut tx, &stats)
-    else {
+    let Outcome::Send(Reply { len, .. }) = process(
+        &engine,
+        &i,
+        0,
+        &rx(&frame),
+        &mut tx,
+        &stats,
+        &mut Admission::default(),
+    ) else {
         panic!()
     };
     let Demuxed::Arp { l2, arp } = demux(&tx[..len]).unwrap() else {
@@ -196,19 +204,43 @@ fn arp_for_our_address_is_answered_and_junk_is_counted() {
     )
     .unwrap();
     assert_eq!(
-        process(&engine, &i, 0, &rx(&frame), &mut tx, &stats),
+        process(
+            &engine,
+            &i,
+            0,
+            &rx(&frame),
+            &mut tx,
+            &stats,
+            &mut Admission::default()
+        ),
         Outcome::Nothing
     );
     // A truncated frame and a bad checksum are counted by reason.
     let good = relayed_discover(VlanTags::NONE, 1);
     assert_eq!(
-        process(&engine, &i, 0, &rx(&good[..20]), &mut tx, &stats),
+        process(
+            &engine,
+            &i,
+            0,
+            &rx(&good[..20]),
+            &mut tx,
+            &stats,
+            &mut Admission::default()
+        ),
         Outcome::Nothing
     );
     let mut bad = good.clone();
     *bad.last_mut().unwrap() ^= 0xff;
     assert_eq!(
-        process(&engine, &i, 0, &rx(&bad), &mut tx, &stats),
+        process(
+            &engine,
+            &i,
+            0,
+            &rx(&bad),
+            &mut tx,
+            &stats,
+            &mut Admission::default()
+        ),
         Outcome::Nothing
     );
     let count = |label: &str| stats.dropped(FrameDrop::from_label(label).unwrap());
@@ -231,7 +263,15 @@ fn handling_a_frame_allocates_nothing() {
     let n = allocations_during(|| {
         for f in &frames {
             assert!(matches!(
-                process(&engine, &i, 1_800_000_000, &rx(f), &mut tx, &stats),
+                process(
+                    &engine,
+                    &i,
+                    1_800_000_000,
+                    &rx(f),
+                    &mut tx,
+                    &stats,
+                    &mut Admission::default()
+                ),
                 Outcome::Send(_)
             ));
         }
@@ -267,8 +307,15 @@ fn ping_to_our_address_gets_an_echo_reply() {
     icmp[8..].copy_from_slice(b"peregrin");
     let sum = peregrine_wire::checksum::checksum(icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let Outcome::Send(Reply { len, .. }) = process(&engine, &i, 0, &rx(&ping), &mut tx, &stats)
-    else {
+    let Outcome::Send(Reply { len, .. }) = process(
+        &engine,
+        &i,
+        0,
+        &rx(&ping),
+        &mut tx,
+        &stats,
+        &mut Admission::default(),
+    ) else {
         panic!()
     };
     let Demuxed::Icmp { l3, message, .. } = demux(&tx[..len]).unwrap() else {
@@ -296,7 +343,15 @@ fn a_checksum_still_to_be_computed_is_not_held_against_the_frame() {
     let udp_checksum = 14 + 20 + 6;
     frame[udp_checksum..udp_checksum + 2].copy_from_slice(&[0x12, 0x34]);
     assert_eq!(
-        process(&engine, &i, 0, &rx(&frame), &mut tx, &stats),
+        process(
+            &engine,
+            &i,
+            0,
+            &rx(&frame),
+            &mut tx,
+            &stats,
+            &mut Admission::default()
+        ),
         Outcome::Nothing
     );
     let pending = peregrine_io::RxFrame {
@@ -305,7 +360,15 @@ fn a_checksum_still_to_be_computed_is_not_held_against_the_frame() {
         checksum_pending: true,
     };
     assert!(matches!(
-        process(&engine, &i, 0, &pending, &mut tx, &stats),
+        process(
+            &engine,
+            &i,
+            0,
+            &pending,
+            &mut tx,
+            &stats,
+            &mut Admission::default()
+        ),
         Outcome::Send(_)
     ));
 }
