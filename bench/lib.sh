@@ -38,7 +38,8 @@ nodrop_udp67() { ip netns exec "$1" nft delete table netdev lgbdrop 2>/dev/null 
 
 # Writes the server configs this bench runs into $RUN_DIR (from the repository's
 # config/harness.toml and the harness's Kea configs), with runtime paths under $RUN_DIR;
-# COMMIT_INTERVAL_US, if set, becomes Peregrine's leases.commit-interval-us.
+# COMMIT_INTERVAL_US, if set, becomes Peregrine's leases.commit-interval-us; OVERLOAD_PRIORITY=false
+# sets [limits] overload-priority = false.
 write_configs() {
   mkdir -p "$RUN_DIR"
   local base="$REPO_DIR/config/harness.toml"
@@ -48,6 +49,8 @@ write_configs() {
         -e "s|^durability = .*|durability = \"$d\"${COMMIT_INTERVAL_US:+\\ncommit-interval-us = $COMMIT_INTERVAL_US}|" \
         -e "s|^\[server\]|[server]${PING_CHECK_MS:+\\nping-check-ms = $PING_CHECK_MS}|" \
         "$base" > "$RUN_DIR/pg-afpacket-$d.toml"
+    # OVERLOAD_PRIORITY=false: workers that fall behind take DISCOVERs as they come ([limits]).
+    [[ "${OVERLOAD_PRIORITY:-}" == false ]] && printf '\n[limits]\noverload-priority = false\n' >> "$RUN_DIR/pg-afpacket-$d.toml"
     sed -e "s|^backend = \"af-packet\"|backend = \"udp\"|" "$RUN_DIR/pg-afpacket-$d.toml" > "$RUN_DIR/pg-udp-$d.toml"
   done
   for d in persist nopersist; do

@@ -40,9 +40,9 @@ pub struct Limits {
     pub relay_burst: u32,
     /// What tells relays apart.
     pub relay_key: RelayKey,
-    /// When a worker falls behind (its receive queue fills), requests that keep or complete a
-    /// lease (REQUEST, RELEASE, DECLINE, INFORM) go first: a retransmitted DISCOVER is dropped
-    /// and only a share of new ones is taken.
+    /// When a worker falls behind (its receive queue fills), a retransmitted DISCOVER is
+    /// dropped, and while clients renew, rebind or reboot, only a share of new DISCOVERs is
+    /// taken, so that their requests are not lost to the queue's overflow.
     pub overload_priority: bool,
 }
 

@@ -32,6 +32,8 @@ const RELAY_SLOTS: usize = 1 << 10;
 const TOKEN: u64 = 1_000_000;
 /// Full receive bursts in a row after which the worker counts as behind.
 const BEHIND_AFTER: u32 = 2;
+/// Bursts after the last renewal seen during which new DISCOVERs give way to renewals.
+const RENEWALS_REMEMBERED: u32 = 64;
 
 /// One worker's admission control; see the module documentation.
 #[derive(Debug)]
@@ -50,6 +52,9 @@ pub struct Admission {
     full_bursts: u32,
     /// New DISCOVERs the current burst may still take while the worker is behind.
     discovers_left: u32,
+    /// Bursts left during which renewals count as competing with new DISCOVERs (0: none was
+    /// seen lately, and DISCOVERs are taken as they come).
+    renewals_seen: u32,
     /// The burst size.
     burst: u32,
 }
@@ -148,6 +153,7 @@ impl Admission {
             now_us: 0,
             full_bursts: 0,
             discovers_left: 0,
+            renewals_seen: 0,
             burst: u32::try_from(burst).unwrap_or(u32::MAX),
         };
         a.set_limits(limits);
@@ -184,6 +190,7 @@ impl Admission {
             self.full_bursts = 0;
         }
         self.discovers_left = (self.burst / 4).max(1);
+        self.renewals_seen = self.renewals_seen.saturating_sub(1);
     }
 
     /// Whether the worker counts as behind (its bursts keep coming full).
@@ -205,7 +212,17 @@ impl Admission {
         let packet = msg.packet();
         let giaddr = packet.giaddr();
         let client = self.hasher.hash_one((packet.chaddr(), giaddr));
-        let discover = msg.message_type() == Some(MessageType::Discover);
+        let kind = msg.message_type();
+        let discover = kind == Some(MessageType::Discover);
+        // A client keeping its lease: renewing or rebinding (ciaddr), or rebooting (option 50
+        // without a server id).
+        if behind
+            && kind == Some(MessageType::Request)
+            && (!packet.ciaddr().is_unspecified()
+                || (msg.requested_ip().is_some() && msg.server_id().is_none()))
+        {
+            self.renewals_seen = RENEWALS_REMEMBERED;
+        }
         if !self.clients.slots.is_empty() {
             let share = share(
                 self.limits.client_rate,
@@ -240,7 +257,7 @@ impl Admission {
             }
             bucket.tokens -= TOKEN;
         }
-        if behind && discover {
+        if behind && discover && self.renewals_seen > 0 {
             if self.discovers_left == 0 {
                 return Err(WorkerDrop::OverloadDiscover);
             }

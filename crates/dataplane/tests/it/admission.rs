@@ -161,14 +161,14 @@ fn a_worker_behind_serves_requests_before_new_discovers_and_drops_retransmission
     assert!(admission.behind());
     let mut discovers = 0;
     for (k, (client, addr)) in leased.iter().enumerate() {
-        // Each burst: 22 new DISCOVERs around the renewing client's REQUEST.
+        // Each burst: a client keeping its lease, and 22 new DISCOVERs.
         admission.start_burst(Instant::now(), 32);
+        let ack = lab.send(&request(*client, *addr), &mut admission);
+        assert_eq!(ack, Some((MessageType::Ack, *addr)), "client {k}");
         for n in 0..22 {
             let flood = discover(mac(1000 + 100 * k as u32 + n), 1, RELAY);
             discovers += usize::from(lab.send(&flood, &mut admission).is_some());
         }
-        let ack = lab.send(&request(*client, *addr), &mut admission);
-        assert_eq!(ack, Some((MessageType::Ack, *addr)), "client {k}");
     }
     // A quarter of each burst (8 of 32) for new DISCOVERs, the rest dropped.
     assert_eq!(discovers, 10 * 8);
@@ -214,4 +214,29 @@ fn admission_with_every_limit_allocates_nothing() {
     });
     assert_eq!(n, 0);
     assert!(admission.behind());
+}
+
+#[test]
+fn a_storm_of_new_clients_alone_is_taken_as_fast_as_it_comes() {
+    let mut lab = Lab::new();
+    let mut admission = Admission::new(Limits::default(), 1, 32);
+    for _ in 0..3 {
+        admission.start_burst(Instant::now(), 32);
+    }
+    assert!(admission.behind());
+    // No client is keeping a lease: nothing to give way to.
+    let answered = (0..64)
+        .filter(|n| {
+            let d = discover(mac(5000 + n), 9, RELAY);
+            lab.send(&d, &mut admission).is_some()
+        })
+        .count();
+    assert_eq!(answered, 64);
+    assert_eq!(lab.dropped(WorkerDrop::OverloadDiscover), 0);
+    // Its retransmissions still give way.
+    assert!(
+        lab.send(&discover(mac(5000), 9, RELAY), &mut admission)
+            .is_none()
+    );
+    assert_eq!(lab.dropped(WorkerDrop::OverloadRetransmission), 1);
 }
