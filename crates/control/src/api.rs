@@ -48,7 +48,12 @@ pub(crate) fn router(state: Arc<ApiState>, gate: Arc<crate::auth::Gate>) -> Rout
         .route("/v1/pools", get(pools))
         .route("/v1/leases", get(crate::search::leases))
         .route("/v1/leases/export/{format}", get(export))
-        .route("/v1/leases/{ip}", get(lease))
+        .route(
+            "/v1/leases/{ip}",
+            get(lease)
+                .put(crate::write::put)
+                .delete(crate::write::delete),
+        )
         .route(
             "/v1/leases/import/{format}",
             post(import).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),

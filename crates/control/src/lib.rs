@@ -13,6 +13,8 @@
 //!   state.
 //! - `POST /v1/leases/import/{format}`: a Kea, ISC dhcpd or Windows lease file into the
 //!   running server, answered once the imported leases are durable.
+//! - `PUT` and `DELETE /v1/leases/{ip}`: one lease written by the operator, journaled before
+//!   the answer; 409 for an address another client holds.
 //! - `POST /v1/config/reload`: the configuration file read again and put in force ([`Reload`]).
 //!
 //! It must not slow the workers: it takes no lock a worker waits on other than the engine's
@@ -29,6 +31,7 @@ mod metrics;
 mod reload;
 mod search;
 mod tls;
+mod write;
 
 pub use auth::AdminAccess;
 pub use import::{Importer, TellPartner};

@@ -100,7 +100,7 @@ impl Filter {
 }
 
 /// `aa:bb:cc:dd:ee:ff` (or with `-`), in lower case as leases show it.
-fn mac(text: &str) -> Result<String, String> {
+pub(crate) fn mac(text: &str) -> Result<String, String> {
     let parts: Vec<&str> = text.split([':', '-']).collect();
     let ok = parts.len() == 6
         && parts
@@ -116,7 +116,7 @@ fn mac(text: &str) -> Result<String, String> {
 }
 
 /// A client id in hex, as leases show it (`01aabbccddeeff`, colons allowed).
-fn client_id(text: &str) -> Result<String, String> {
+pub(crate) fn client_id(text: &str) -> Result<String, String> {
     let hex: String = text.chars().filter(|c| *c != ':').collect();
     if !hex.is_empty() && hex.len().is_multiple_of(2) && hex.bytes().all(|b| b.is_ascii_hexdigit())
     {

@@ -73,6 +73,52 @@ impl Engine {
         })
     }
 
+    /// The operator ends the lease (or offer) of `address`, as its client's RELEASE would:
+    /// the address is released at `now`, keeps its client's affinity, and goes back to the
+    /// pool (a reserved one to its reservation; with a failover partner, once the partner has
+    /// acknowledged the release). Returns the change to record; `None` if the address is in no
+    /// pool or no client holds it.
+    pub fn revoke(&self, now: Time, address: Ipv4Addr) -> Option<BindingEvent> {
+        let (s, p, at) = self
+            .scopes
+            .iter()
+            .find_map(|s| s.locate(address).map(|(p, at)| (s, p, at)))?;
+        // Lock order: the holder's client-index shard, then the pool shard.
+        let holder = s.pools[p].lock(at.shard).binding(at.slot).client?;
+        let _clients = self.clients.lock(&self.clients.hashed(holder));
+        let mut shard = s.pools[p].lock(at.shard);
+        let b = *shard.binding(at.slot);
+        if b.client != Some(holder)
+            || !matches!(b.state, BindingState::Active | BindingState::Offered)
+        {
+            return None;
+        }
+        shard.unlink(at.slot);
+        let reserved = s.reservations.of_address(address).is_some();
+        let after = shard.set(
+            at.slot,
+            Binding {
+                state: if reserved {
+                    BindingState::Reserved
+                } else {
+                    BindingState::Released
+                },
+                expires: now,
+                cltt: now,
+                ..b
+            },
+        );
+        // With a partner, a released address waits for the partner's acknowledgement (S5).
+        if !reserved && self.partnering_of(s).is_none() {
+            shard.push_free(at.slot);
+        }
+        Some(BindingEvent {
+            scope: s.id,
+            address,
+            binding: after,
+        })
+    }
+
     pub(crate) fn release(&self, r: &Request<'_, '_>, scope: &Scope) -> Verdict {
         let addr = r.msg.packet().ciaddr();
         if r.msg.server_id().is_some_and(|sid| !r.names_us(scope, sid)) {

@@ -69,6 +69,28 @@ impl AdminClient {
             .with_context(|| format!("posting to {url}"))?;
         read(&url, reply)
     }
+
+    /// `PUT path` with `body`: the status and the whole body.
+    pub(crate) fn put(&self, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+        let url = self.url(path);
+        let mut request = self.agent.put(&url);
+        if let Some(a) = &self.authorization {
+            request = request.header("Authorization", a);
+        }
+        let reply = request.send(body).with_context(|| url.clone())?;
+        read(&url, reply)
+    }
+
+    /// `DELETE path`: the status and the whole body.
+    pub(crate) fn delete(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let url = self.url(path);
+        let mut request = self.agent.delete(&url);
+        if let Some(a) = &self.authorization {
+            request = request.header("Authorization", a);
+        }
+        let reply = request.call().with_context(|| url.clone())?;
+        read(&url, reply)
+    }
 }
 
 fn read(url: &str, mut reply: ureq::http::Response<ureq::Body>) -> anyhow::Result<(u16, String)> {

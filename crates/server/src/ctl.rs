@@ -44,6 +44,28 @@ pub(crate) enum CtlCommand {
         /// The address.
         address: String,
     },
+    /// Lease an address to a client from now (add, or update its lease); journaled first.
+    LeasePut {
+        /// The address.
+        address: String,
+        /// The client's hardware address, aa:bb:cc:dd:ee:ff.
+        #[arg(long)]
+        mac: String,
+        /// Its client identifier (option 61, type byte included) in hex.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Its host name.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Seconds the lease runs from now.
+        #[arg(long)]
+        lifetime: u32,
+    },
+    /// End an address's lease now, as its client's RELEASE would; journaled first.
+    LeaseDelete {
+        /// The address.
+        address: String,
+    },
     /// Leases matching every field given, by address.
     Leases {
         /// Only this scope's.
@@ -112,6 +134,21 @@ pub(crate) fn run(target: &Target, command: CtlCommand) -> anyhow::Result<std::p
             &[],
         )?,
         CtlCommand::Lease { address } => get(&api, &format!("/v1/leases/{}", escape(&address)))?,
+        CtlCommand::LeasePut {
+            address,
+            mac,
+            client_id,
+            hostname,
+            lifetime,
+        } => {
+            let path = format!("/v1/leases/{}", escape(&address));
+            let body = lease_body(&mac, client_id.as_deref(), hostname.as_deref(), lifetime);
+            success(&api, &path, api.put(&path, body.as_bytes())?)?
+        }
+        CtlCommand::LeaseDelete { address } => {
+            let path = format!("/v1/leases/{}", escape(&address));
+            success(&api, &path, api.delete(&path)?)?
+        }
         CtlCommand::Leases {
             scope,
             mac,
@@ -157,6 +194,18 @@ pub(crate) fn run(target: &Target, command: CtlCommand) -> anyhow::Result<std::p
     };
     println!("{}", body.trim_end());
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The JSON body of `PUT /v1/leases/{ip}`.
+fn lease_body(mac: &str, client_id: Option<&str>, hostname: Option<&str>, lifetime: u32) -> String {
+    let mut body = serde_json::json!({ "mac": mac, "valid_lifetime": lifetime });
+    if let Some(c) = client_id {
+        body["client_id"] = c.into();
+    }
+    if let Some(h) = hostname {
+        body["hostname"] = h.into();
+    }
+    body.to_string()
 }
 
 /// The body of `GET path`, if the answer is a success.

@@ -11,7 +11,7 @@ use crate::{LOOPBACK, engine, parse};
 const TOKEN: &str = "3f1c2a9b8e7d6c5b4a39281706f5e4d3";
 
 /// Every route, with a method and a path it answers.
-const ROUTES: [(&str, &str); 14] = [
+const ROUTES: [(&str, &str); 16] = [
     ("GET", "/metrics"),
     ("GET", "/healthz"),
     ("GET", "/v1/openapi.json"),
@@ -19,6 +19,8 @@ const ROUTES: [(&str, &str); 14] = [
     ("GET", "/v1/leases/export/kea-csv"),
     ("GET", "/v1/pools"),
     ("GET", "/v1/leases/10.201.0.10"),
+    ("PUT", "/v1/leases/10.201.0.10"),
+    ("DELETE", "/v1/leases/10.201.0.10"),
     ("POST", "/v1/leases/import/kea-csv"),
     ("GET", "/v1/scopes"),
     ("POST", "/v1/scopes/relayed/activate"),
@@ -61,6 +63,10 @@ fn status(control: &Control, method: &str, path: &str, authorization: Option<&st
     let reply = match (method, authorization) {
         ("POST", Some(a)) => agent.post(url).header("Authorization", a).send_empty(),
         ("POST", None) => agent.post(url).send_empty(),
+        ("PUT", Some(a)) => agent.put(url).header("Authorization", a).send_empty(),
+        ("PUT", None) => agent.put(url).send_empty(),
+        ("DELETE", Some(a)) => agent.delete(url).header("Authorization", a).call(),
+        ("DELETE", None) => agent.delete(url).call(),
         (_, Some(a)) => agent.get(url).header("Authorization", a).call(),
         (_, None) => agent.get(url).call(),
     };
@@ -90,7 +96,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
         let lower = format!("bearer {TOKEN}");
         assert_ne!(status(&control, method, path, Some(&lower)), 401);
     }
-    assert_eq!(refused, 39);
+    assert_eq!(refused, 45);
     let text = crate::get(&control, "/healthz").body;
     assert_eq!(text, "ok");
     let metrics = {
@@ -116,7 +122,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
     // No header and the Basic scheme count as missing; the wrong bearer token as wrong.
     assert_eq!(
         (failures("missing"), failures("wrong")),
-        ("26".into(), "13".into())
+        ("30".into(), "15".into())
     );
 }
 
@@ -232,18 +238,24 @@ fn routes_in_source() -> std::collections::BTreeSet<(String, String)> {
     let source = include_str!("../../src/api.rs");
     let mut routes = std::collections::BTreeSet::new();
     for (at, _) in source.match_indices(".route(") {
-        // The path is the first string literal after `.route(`, on its line or the next.
+        // The path is the first string literal after `.route(`, on its line or the next; its
+        // methods are the method routers called before the next route.
         let rest = source[at + ".route(".len()..].trim_start();
         let rest = rest.strip_prefix('"').unwrap();
         let path = &rest[..rest.find('"').unwrap()];
-        let (get, post) = (rest.find("get("), rest.find("post("));
-        let method = match (get, post) {
-            (Some(g), Some(p)) if g < p => "get",
-            (Some(_) | None, Some(_)) => "post",
-            (Some(_), None) => "get",
-            (None, None) => panic!("route {path} with neither get nor post"),
-        };
-        routes.insert((method.to_owned(), path.to_owned()));
+        let end = rest.find(".route(").unwrap_or(rest.len());
+        let call = &rest[..end];
+        let mut found = false;
+        for method in ["get", "post", "put", "delete"] {
+            let named = call.match_indices(&format!("{method}(")).any(|(i, _)| {
+                !call[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            });
+            if named {
+                routes.insert((method.to_owned(), path.to_owned()));
+                found = true;
+            }
+        }
+        assert!(found, "route {path} with no method");
     }
     routes
 }

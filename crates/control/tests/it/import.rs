@@ -172,3 +172,86 @@ fn a_server_without_a_lease_journal_refuses_imports() {
     assert_eq!(refused.status, 409);
     without.shutdown().unwrap();
 }
+
+#[test]
+fn an_operator_puts_and_deletes_a_lease_through_the_journal() {
+    let engine = engine();
+    let mut lab = Lab::new(&engine);
+    let held = lab.lease(1);
+    let tmp = TempDir::new("control-lease-write");
+    let dir = LeaseDir::open(tmp.path()).unwrap();
+    dir.recover().unwrap();
+    let (writer, mut sides) = Journal::start(&dir, Durability::Fsync, 1).unwrap();
+    let importer = Arc::new(Importer::new(Arc::new(config()), sides.pop().unwrap()));
+    let control = spawn(
+        LOOPBACK,
+        ControlSources {
+            importer: Some(importer),
+            ..crate::bare(engine.clone())
+        },
+    )
+    .unwrap();
+    let a = Ipv4Addr::new(10, 201, 1, 60);
+    let body = br#"{"mac": "02:aa:00:00:00:60", "hostname": "cpe-60", "valid_lifetime": 7200}"#;
+    let put = send(&control, "PUT", &format!("/v1/leases/{a}"), Some(body));
+    assert_eq!(put.status, 200, "{}", put.body);
+    let lease = json(&put);
+    assert_eq!(
+        (lease["state"].as_str(), lease["mac"].as_str()),
+        (Some("active"), Some("02:aa:00:00:00:60"))
+    );
+    assert_eq!(lease["hostname"], "cpe-60", "{lease}");
+    // Updated: the same client, a longer lease.
+    let longer = br#"{"mac": "02:aa:00:00:00:60", "valid_lifetime": 86400}"#;
+    let again = send(&control, "PUT", &format!("/v1/leases/{a}"), Some(longer));
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert!(json(&again)["expires"].as_u64() > lease["expires"].as_u64());
+    // Another client's address: 409, and it keeps it.
+    let other = br#"{"mac": "02:aa:00:00:00:61", "valid_lifetime": 3600}"#;
+    let taken = send(&control, "PUT", &format!("/v1/leases/{held}"), Some(other));
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    assert_eq!(
+        json(&get(&control, &format!("/v1/leases/{held}")))["mac"],
+        "02:cc:00:00:00:01"
+    );
+    // Bad requests say what is wrong.
+    for (path, body, status) in [
+        ("/v1/leases/10.201.1.62", &br#"{"mac": "zz"}"#[..], 400),
+        (
+            "/v1/leases/10.201.1.62",
+            br#"{"mac": "02:aa:00:00:00:62"}"#,
+            400,
+        ),
+        (
+            "/v1/leases/192.0.2.9",
+            br#"{"mac": "02:aa:00:00:00:62", "valid_lifetime": 60}"#,
+            422,
+        ),
+    ] {
+        let r = send(&control, "PUT", path, Some(body));
+        assert_eq!(r.status, status, "{path} {}", r.body);
+    }
+    // Deleted: released now, and nothing left to delete.
+    let deleted = send(&control, "DELETE", &format!("/v1/leases/{a}"), None);
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(json(&deleted)["state"], "released");
+    assert_eq!(
+        send(&control, "DELETE", &format!("/v1/leases/{a}"), None).status,
+        404
+    );
+    control.shutdown().unwrap();
+
+    // Every change was durable before its answer: put, put again, delete.
+    writer.stop().unwrap();
+    drop(dir);
+    let dir = LeaseDir::open(tmp.path()).unwrap();
+    let states: Vec<&str> = dir
+        .recover()
+        .unwrap()
+        .events
+        .iter()
+        .filter(|e| e.address == a)
+        .map(|e| e.binding.state.as_str())
+        .collect();
+    assert_eq!(states, ["active", "active", "released"]);
+}

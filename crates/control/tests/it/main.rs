@@ -180,6 +180,8 @@ fn send(control: &Control, method: &str, path: &str, body: Option<&[u8]>) -> Rep
             Some(b) => agent.post(url).send(b),
             None => agent.post(url).send_empty(),
         },
+        "PUT" => agent.put(url).send(body.unwrap_or_default()),
+        "DELETE" => agent.delete(url).call(),
         _ => agent.get(url).call(),
     }
     .unwrap();

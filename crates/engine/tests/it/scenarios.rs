@@ -1380,3 +1380,45 @@ fn next_server_and_boot_file_go_in_the_bootp_fields() {
     assert!(ack.packet().file().starts_with(b"cm-gold.cfg\0"), "{v:?}");
     assert_eq!(ack.packet().siaddr(), Ipv4Addr::new(10, 201, 0, 20));
 }
+
+#[test]
+fn an_operators_revoke_releases_the_lease_and_keeps_affinity() {
+    let mut config = lab_config();
+    let reserved = Client::new(40);
+    config.scopes[0].reservations.push(reservation(
+        ReservationKey::Mac(reserved.mac),
+        [10, 200, 0, 130],
+    ));
+    let mut sim = Sim::new(&config);
+    let c = Client::new(41);
+    let addr = sim.dora(&c);
+    let event = sim.engine.revoke(sim.now, addr).unwrap();
+    assert_eq!(event.address, addr);
+    assert_eq!(event.binding.state, BindingState::Released);
+    assert_eq!(
+        sim.engine.binding(addr).unwrap().1.state,
+        BindingState::Released
+    );
+    // Nothing left to revoke; a free address has no lease; one in no pool is none of ours.
+    assert!(sim.engine.revoke(sim.now, addr).is_none());
+    assert!(
+        sim.engine
+            .revoke(sim.now, Ipv4Addr::new(10, 200, 0, 150))
+            .is_none()
+    );
+    assert!(
+        sim.engine
+            .revoke(sim.now, Ipv4Addr::new(192, 0, 2, 1))
+            .is_none()
+    );
+    // Its client comes back to it.
+    assert_eq!(sim.dora(&c), addr);
+    // A reserved address goes back to its reservation.
+    let r = sim.dora(&reserved);
+    assert_eq!(r, Ipv4Addr::new(10, 200, 0, 130));
+    sim.engine.revoke(sim.now, r).unwrap();
+    assert_eq!(
+        sim.engine.binding(r).unwrap().1.state,
+        BindingState::Reserved
+    );
+}

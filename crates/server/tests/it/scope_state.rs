@@ -67,6 +67,23 @@ fn a_scope_switched_off_through_the_api_stays_off_through_a_restart() {
     let states = call(&ns, "GET", "/v1/scopes").1;
     assert!(states.contains(r#""state":"active""#), "{states}");
     assert_eq!(call(&ns, "POST", "/v1/scopes/nosuch/activate").0, 404);
+    // A lease put from the shell is journaled before the answer: a restart has it.
+    let put = [
+        "lease-put",
+        "10.77.0.150",
+        "--mac",
+        "02:00:00:00:77:50",
+        "--lifetime",
+        "600",
+    ];
+    let (ok, said) = ctl(&ns, &put);
+    assert!(ok && said.contains(r#""state":"active""#), "{said}");
+    assert!(stop(&mut server).success());
+    let mut server = start(&ns, &config);
+    let lease = call(&ns, "GET", "/v1/leases/10.77.0.150").1;
+    assert!(lease.contains(r#""mac":"02:00:00:00:77:50""#), "{lease}");
+    let (ok, said) = ctl(&ns, &["lease-delete", "10.77.0.150"]);
+    assert!(ok && said.contains(r#""state":"released""#), "{said}");
     assert!(stop(&mut server).success());
 }
 
@@ -104,6 +121,22 @@ fn ctl_drives_the_api_from_the_shell() {
     assert!(ok && said.contains(r#""state":"inactive""#), "{said}");
     let (ok, scopes) = ctl(&ns, &["scopes"]);
     assert!(ok && scopes.contains(r#""state":"inactive""#), "{scopes}");
+    // A lease written and deleted from the shell: without a [leases] directory, refused.
+    let (ok, said) = ctl(
+        &ns,
+        &[
+            "lease-put",
+            "10.77.0.150",
+            "--mac",
+            "02:00:00:00:77:50",
+            "--lifetime",
+            "600",
+        ],
+    );
+    assert!(
+        !ok && said.contains("409") && said.contains("[leases]"),
+        "{said}"
+    );
     // The file unchanged, reloaded: the operator's change stands.
     let (ok, said) = ctl(&ns, &["reload"]);
     assert!(ok && said.contains(r#""scopes":1"#), "{said}");
