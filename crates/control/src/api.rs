@@ -38,6 +38,8 @@ pub(crate) struct ApiState {
     pub(crate) scope_states: Option<Arc<peregrine_store::ScopeStateFile>>,
     /// Reloads the configuration file.
     pub(crate) reload: Option<Arc<dyn crate::Reload>>,
+    /// Asks the lease journal for a snapshot.
+    pub(crate) snapshot: Option<peregrine_store::SnapshotTrigger>,
 }
 
 pub(crate) fn router(state: Arc<ApiState>, gate: Arc<crate::auth::Gate>) -> Router {
@@ -64,6 +66,7 @@ pub(crate) fn router(state: Arc<ApiState>, gate: Arc<crate::auth::Gate>) -> Rout
         .route("/v1/failover", get(failover))
         .route("/v1/failover/partner-down", post(partner_down))
         .route("/v1/config/reload", post(crate::reload::reload))
+        .route("/v1/journal/snapshot", post(snapshot))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             gate,
@@ -205,6 +208,54 @@ async fn import(
             format!("import failed: {e}"),
         ),
     }
+}
+
+/// The longest `POST /v1/journal/snapshot` waits for the compaction it asked for.
+const SNAPSHOT_PATIENCE: std::time::Duration = std::time::Duration::from_mins(5);
+
+/// `POST /v1/journal/snapshot`: the journal sealed and folded into a snapshot now (as it is
+/// when it reaches `[leases] compact-after`), answered once the snapshot is written.
+async fn snapshot(State(state): State<Arc<ApiState>>) -> Response {
+    let Some(trigger) = state.snapshot.clone() else {
+        return error(
+            StatusCode::CONFLICT,
+            "this server keeps no [leases] directory".into(),
+        );
+    };
+    match tokio::task::spawn_blocking(move || trigger.snapshot(SNAPSHOT_PATIENCE)).await {
+        Ok(Ok(peregrine_store::Snapshot::Written { records, took })) => {
+            tracing::info!(records, "snapshot written through the admin API");
+            Json(SnapshotView {
+                snapshot: "written",
+                records: Some(records),
+                ms: Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX)),
+            })
+            .into_response()
+        }
+        Ok(Ok(peregrine_store::Snapshot::NothingNew)) => Json(SnapshotView {
+            snapshot: "nothing new since the last",
+            records: None,
+            ms: None,
+        })
+        .into_response(),
+        Ok(Err(why)) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("snapshot failed: {e}"),
+        ),
+    }
+}
+
+/// What `POST /v1/journal/snapshot` did.
+#[derive(Debug, Serialize)]
+struct SnapshotView {
+    snapshot: &'static str,
+    /// Leases in the snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<u64>,
+    /// How long the compaction took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ms: Option<u64>,
 }
 
 /// A query value with its `%XX` escapes (and `+` for a space) decoded.

@@ -15,6 +15,7 @@
 //!   running server, answered once the imported leases are durable.
 //! - `PUT` and `DELETE /v1/leases/{ip}`: one lease written by the operator, journaled before
 //!   the answer; 409 for an address another client holds.
+//! - `POST /v1/journal/snapshot`: the lease journal folded into a snapshot now.
 //! - `POST /v1/config/reload`: the configuration file read again and put in force ([`Reload`]).
 //!
 //! It must not slow the workers: it takes no lock a worker waits on other than the engine's
@@ -79,6 +80,9 @@ pub struct ControlSources {
     pub reload: Option<Arc<dyn Reload>>,
     /// Reloads by outcome (`peregrine_config_reloads_total`), however asked for.
     pub reloads: Option<Arc<peregrine_stats::ReloadStats>>,
+    /// Asks the lease journal for a snapshot (`POST /v1/journal/snapshot`), if leases are
+    /// journaled.
+    pub snapshot: Option<peregrine_store::SnapshotTrigger>,
 }
 
 /// A port's counters and link state, as its driver keeps them.
@@ -184,6 +188,7 @@ pub fn spawn(listen: SocketAddr, sources: ControlSources) -> io::Result<Control>
             failover: sources.failover,
             scope_states: sources.scope_states,
             reload: sources.reload,
+            snapshot: sources.snapshot,
         }),
         gate,
     );

@@ -99,6 +99,8 @@ pub(crate) enum CtlCommand {
     PartnerDown,
     /// Read the configuration file again and put it in force (as SIGHUP does).
     Reload,
+    /// Fold the lease journal into a snapshot now.
+    Snapshot,
     /// Any GET of the API (`/v1/openapi.json` lists them).
     Get {
         /// The path, with its query (`/v1/leases?mac=...`).
@@ -186,6 +188,7 @@ pub(crate) fn run(target: &Target, command: CtlCommand) -> anyhow::Result<std::p
         CtlCommand::Failover => get(&api, "/v1/failover")?,
         CtlCommand::PartnerDown => post(&api, "/v1/failover/partner-down", &[])?,
         CtlCommand::Reload => post(&api, "/v1/config/reload", &[])?,
+        CtlCommand::Snapshot => post(&api, "/v1/journal/snapshot", &[])?,
         CtlCommand::Get { path } => get(&api, &path)?,
         CtlCommand::Post { path, body } => {
             let bytes = body.map(std::fs::read).transpose()?.unwrap_or_default();

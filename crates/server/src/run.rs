@@ -81,6 +81,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         scope_states,
         reload: Some(reloader.clone()),
         reloads: Some(reloader.stats()),
+        snapshot: writer.as_ref().map(JournalWriter::snapshot_trigger),
     };
     let control = peregrine_control::spawn(config.runtime.control_listen, sources)?;
     let bulk = config

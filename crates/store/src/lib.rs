@@ -32,5 +32,5 @@ pub use error::StoreError;
 pub use recover::{Recovered, RepairReport, repair};
 pub use writer::{
     Durability, Journal, JournalCounters, JournalOptions, JournalStats, JournalThread,
-    JournalWriter, ThreadSetup, WorkerJournal,
+    JournalWriter, Snapshot, SnapshotTrigger, ThreadSetup, WorkerJournal,
 };

@@ -143,6 +143,9 @@ struct Shared {
     /// and sees it clears it and wakes the writer.
     idle: CachePadded<AtomicBool>,
     stats: Arc<JournalStats>,
+    /// An operator asked for a snapshot: the writer seals the journal between two batches
+    /// and clears it ([`SnapshotTrigger`]).
+    snapshot: AtomicBool,
 }
 
 impl Shared {
@@ -157,6 +160,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             idle: CachePadded::new(AtomicBool::new(false)),
             stats: Arc::new(JournalStats::default()),
+            snapshot: AtomicBool::new(false),
         }
     }
 }
@@ -380,6 +384,14 @@ pub struct JournalWriter {
 }
 
 impl JournalWriter {
+    /// What asks this journal for a snapshot now (`POST /v1/journal/snapshot`).
+    pub fn snapshot_trigger(&self) -> SnapshotTrigger {
+        SnapshotTrigger {
+            shared: self.shared.clone(),
+            writer: self.thread.as_ref().map(|t| t.thread().clone()),
+        }
+    }
+
     /// The writer's counters, readable from any thread for as long as the caller keeps them.
     pub fn stats(&self) -> Arc<JournalStats> {
         self.shared.stats.clone()
@@ -434,6 +446,76 @@ pub struct JournalStats {
     compaction_failures: AtomicU64,
     last_compaction_ns: AtomicU64,
     snapshot_records: AtomicU64,
+}
+
+/// Asks the journal writer for a snapshot now, rather than when the journal reaches
+/// [`JournalOptions::compact_after`]: it seals the journal between two batches, and the
+/// compactor folds every sealed segment into a new snapshot, in the background as always.
+#[derive(Debug, Clone)]
+pub struct SnapshotTrigger {
+    shared: Arc<Shared>,
+    writer: Option<thread::Thread>,
+}
+
+/// What [`SnapshotTrigger::snapshot`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshot {
+    /// A new snapshot holds every lease, in `took`.
+    Written {
+        /// Leases in the snapshot.
+        records: u64,
+        /// How long the compaction took.
+        took: Duration,
+    },
+    /// The journal held nothing since the last snapshot.
+    NothingNew,
+}
+
+impl SnapshotTrigger {
+    /// Seals the journal and waits (at most `patience`) until the compactor has folded it into
+    /// a snapshot. Blocks. An error says what failed or did not finish in time; the journal and
+    /// its segments are as safe as before either way.
+    pub fn snapshot(&self, patience: Duration) -> Result<Snapshot, String> {
+        let stats = &self.shared.stats;
+        let before = stats.snapshot();
+        let deadline = Instant::now() + patience;
+        self.shared.snapshot.store(true, Ordering::Release);
+        if let Some(writer) = &self.writer {
+            writer.unpark();
+        }
+        while self.shared.snapshot.load(Ordering::Acquire) {
+            if stats.failed.load(Ordering::Relaxed) {
+                return Err("the journal writer has failed: see peregrine_journal_failed".into());
+            }
+            if Instant::now() > deadline {
+                return Err("the journal writer did not take the request in time".into());
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        if stats.sealed.load(Ordering::Relaxed) == before.sealed {
+            return Ok(Snapshot::NothingNew);
+        }
+        loop {
+            let now = stats.snapshot();
+            if now.compaction_failures > before.compaction_failures {
+                return Err("the compaction failed (segments kept): see the log".into());
+            }
+            if now.compactions > before.compactions {
+                return Ok(Snapshot::Written {
+                    records: now.snapshot_records,
+                    took: now.last_compaction,
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the journal is sealed; its compaction did not finish within {} s and goes \
+                     on in the background",
+                    patience.as_secs()
+                ));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// A reading of [`JournalStats`].
@@ -522,6 +604,14 @@ fn run(
         {
             // Workers do not wake a writer that is not idle; `stop` does, which is fine.
             thread::park_timeout(wait);
+        }
+        // Between batches every record written is durable and published: a seal loses none.
+        if shared.snapshot.load(Ordering::Acquire) {
+            if segments.len > HEADER_LEN as u64 {
+                file = segments.seal(file)?;
+                stats.sealed.fetch_add(1, Ordering::Relaxed);
+            }
+            shared.snapshot.store(false, Ordering::Release);
         }
         // Read before draining: whatever was queued before `stop` was set is drained below.
         let stopping = shared.stop.load(Ordering::Acquire);

@@ -11,7 +11,7 @@ use crate::{LOOPBACK, engine, parse};
 const TOKEN: &str = "3f1c2a9b8e7d6c5b4a39281706f5e4d3";
 
 /// Every route, with a method and a path it answers.
-const ROUTES: [(&str, &str); 16] = [
+const ROUTES: [(&str, &str); 17] = [
     ("GET", "/metrics"),
     ("GET", "/healthz"),
     ("GET", "/v1/openapi.json"),
@@ -28,6 +28,7 @@ const ROUTES: [(&str, &str); 16] = [
     ("GET", "/v1/failover"),
     ("POST", "/v1/failover/partner-down"),
     ("POST", "/v1/config/reload"),
+    ("POST", "/v1/journal/snapshot"),
 ];
 
 /// A control plane with [`TOKEN`], needed for reads too if `reads_need_token`, served over
@@ -96,7 +97,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
         let lower = format!("bearer {TOKEN}");
         assert_ne!(status(&control, method, path, Some(&lower)), 401);
     }
-    assert_eq!(refused, 45);
+    assert_eq!(refused, 48);
     let text = crate::get(&control, "/healthz").body;
     assert_eq!(text, "ok");
     let metrics = {
@@ -122,7 +123,7 @@ fn every_route_needs_the_token_where_reads_need_it() {
     // No header and the Basic scheme count as missing; the wrong bearer token as wrong.
     assert_eq!(
         (failures("missing"), failures("wrong")),
-        ("30".into(), "15".into())
+        ("32".into(), "16".into())
     );
 }
 

@@ -187,6 +187,7 @@ fn an_operator_puts_and_deletes_a_lease_through_the_journal() {
         LOOPBACK,
         ControlSources {
             importer: Some(importer),
+            snapshot: Some(writer.snapshot_trigger()),
             ..crate::bare(engine.clone())
         },
     )

@@ -51,6 +51,7 @@ fn bare(engine: Arc<Engine>) -> ControlSources {
         access: peregrine_control::AdminAccess::default(),
         reload: None,
         reloads: None,
+        snapshot: None,
     }
 }
 

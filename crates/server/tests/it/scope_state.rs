@@ -78,6 +78,8 @@ fn a_scope_switched_off_through_the_api_stays_off_through_a_restart() {
     ];
     let (ok, said) = ctl(&ns, &put);
     assert!(ok && said.contains(r#""state":"active""#), "{said}");
+    let (ok, said) = ctl(&ns, &["snapshot"]);
+    assert!(ok && said.contains(r#""snapshot":"written""#), "{said}");
     assert!(stop(&mut server).success());
     let mut server = start(&ns, &config);
     let lease = call(&ns, "GET", "/v1/leases/10.77.0.150").1;

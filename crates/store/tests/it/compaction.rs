@@ -238,3 +238,39 @@ fn a_sealed_segment_cut_short_is_damage_not_a_torn_tail() {
         "{err}"
     );
 }
+
+#[test]
+fn a_snapshot_asked_for_folds_the_journal_at_once() {
+    let tmp = TempDir::new("compact-asked");
+    let dir = LeaseDir::open(&tmp.0).unwrap();
+    dir.recover().unwrap();
+    // The default limit: these few changes would never seal the journal by themselves.
+    let (writer, mut sides) = Journal::start(&dir, Durability::Fsync, 1).unwrap();
+    let trigger = writer.snapshot_trigger();
+    let mut last = 0;
+    for n in 0..120 {
+        last = sides[0].submit(&change(n)).unwrap();
+    }
+    wait_committed(&sides[0], last);
+    let done = trigger.snapshot(Duration::from_secs(30)).unwrap();
+    assert!(
+        matches!(done, peregrine_store::Snapshot::Written { records, .. } if records == u64::from(ADDRESSES)),
+        "{done:?}"
+    );
+    assert!(
+        names(&tmp.0).iter().any(|n| n.starts_with("snapshot")),
+        "{:?}",
+        names(&tmp.0)
+    );
+    // Nothing since: nothing to fold.
+    assert_eq!(
+        trigger.snapshot(Duration::from_secs(30)).unwrap(),
+        peregrine_store::Snapshot::NothingNew
+    );
+    writer.stop().unwrap();
+    drop(dir);
+    // Recovery reads the snapshot: the newest change of every address.
+    let dir = LeaseDir::open(&tmp.0).unwrap();
+    let recovered = newest(dir.recover().unwrap().events);
+    assert_eq!(recovered, newest((0..120).map(change)));
+}
