@@ -215,23 +215,7 @@ fn an_operator_puts_and_deletes_a_lease_through_the_journal() {
         json(&get(&control, &format!("/v1/leases/{held}")))["mac"],
         "02:cc:00:00:00:01"
     );
-    // Bad requests say what is wrong.
-    for (path, body, status) in [
-        ("/v1/leases/10.201.1.62", &br#"{"mac": "zz"}"#[..], 400),
-        (
-            "/v1/leases/10.201.1.62",
-            br#"{"mac": "02:aa:00:00:00:62"}"#,
-            400,
-        ),
-        (
-            "/v1/leases/192.0.2.9",
-            br#"{"mac": "02:aa:00:00:00:62", "valid_lifetime": 60}"#,
-            422,
-        ),
-    ] {
-        let r = send(&control, "PUT", path, Some(body));
-        assert_eq!(r.status, status, "{path} {}", r.body);
-    }
+    bad_lease_writes_change_nothing(&control);
     // Deleted: released now, and nothing left to delete.
     let deleted = send(&control, "DELETE", &format!("/v1/leases/{a}"), None);
     assert_eq!(deleted.status, 200, "{}", deleted.body);
@@ -255,4 +239,71 @@ fn an_operator_puts_and_deletes_a_lease_through_the_journal() {
         .map(|e| e.binding.state.as_str())
         .collect();
     assert_eq!(states, ["active", "active", "released"]);
+}
+
+/// Bad `PUT /v1/leases/{ip}` requests say what is wrong, naming the field, and change nothing.
+fn bad_lease_writes_change_nothing(control: &Control) {
+    let huge = vec![b' '; 3 << 20];
+    let cases: [(&str, &[u8], u16, &str); 9] = [
+        (
+            "10.201.1.62",
+            br#"{"mac": "zz", "valid_lifetime": 60}"#,
+            400,
+            "mac",
+        ),
+        (
+            "10.201.1.62",
+            br#"{"mac": "02:aa:00:00:00:62"}"#,
+            400,
+            "valid_lifetime",
+        ),
+        (
+            "10.201.1.62",
+            br#"{"mac": "02:aa:00:00:00:62", "valid_lifetime": "1h"}"#,
+            400,
+            "u32",
+        ),
+        (
+            "10.201.1.62",
+            br#"{"mac": "02:aa:00:00:00:62", "colour": "red"}"#,
+            400,
+            "colour",
+        ),
+        (
+            "10.201.1.62",
+            br#"{"mac": "02:aa:00:00:00:62", "valid_li"#,
+            400,
+            "EOF",
+        ),
+        (
+            "10.201.1.62",
+            br#"{"mac": "02:aa:00:00:00:62", "client_id": "xyz", "valid_lifetime": 60}"#,
+            400,
+            "client-id",
+        ),
+        (
+            "10.201.1.999",
+            br#"{"mac": "02:aa:00:00:00:62", "valid_lifetime": 60}"#,
+            400,
+            "IPv4",
+        ),
+        (
+            "192.0.2.9",
+            br#"{"mac": "02:aa:00:00:00:62", "valid_lifetime": 60}"#,
+            422,
+            "pool",
+        ),
+        ("10.201.1.62", &huge, 413, ""),
+    ];
+    for (ip, body, status, names) in cases {
+        let r = send(control, "PUT", &format!("/v1/leases/{ip}"), Some(body));
+        assert_eq!(r.status, status, "{ip} {}", r.body);
+        assert!(
+            r.body.contains(names),
+            "{ip}: {} does not name {names}",
+            r.body
+        );
+    }
+    let untouched = json(&get(control, "/v1/leases/10.201.1.62"));
+    assert_eq!(untouched["state"], "free", "{untouched}");
 }
