@@ -25,11 +25,13 @@ mod error;
 mod files;
 pub mod record;
 mod recover;
+mod verify;
 mod writer;
 
 pub use dir::{LeaseDir, ScopeStateFile};
 pub use error::StoreError;
 pub use recover::{Recovered, RepairReport, repair};
+pub use verify::{FileCheck, VerifyReport, verify};
 pub use writer::{
     Durability, Journal, JournalCounters, JournalOptions, JournalStats, JournalThread,
     JournalWriter, Snapshot, SnapshotTrigger, ThreadSetup, WorkerJournal,

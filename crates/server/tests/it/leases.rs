@@ -321,3 +321,50 @@ fn files_of_several_servers_merge_to_one_lease_per_client() {
         .collect();
     assert_eq!(active, ["10.0.0.20"]);
 }
+
+#[test]
+fn verify_reports_damage_with_exit_status_3_and_changes_nothing() {
+    let s = Setup::new("verify");
+    let input = s.file(
+        "kea.csv",
+        &format!(
+            "{HEADER}\n10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0,\n\
+             10.0.0.11,02:00:00:00:00:02,,3600,1800000000,1,0,0,,0,\n\
+             10.0.0.12,02:00:00:00:00:03,,3600,1800000000,1,0,0,,0,\n"
+        ),
+    );
+    assert!(
+        s.peregrine(&["import", "--format", "kea-csv"], Some(&input))
+            .status
+            .success()
+    );
+    let dir = s.root.join("leases");
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_peregrine"))
+            .args(["leases", "verify", "--dir"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("3 records intact"), "{}", text(&out));
+    // One byte of the second record flipped.
+    let mut bytes = std::fs::read(s.journal()).unwrap();
+    let at = peregrine_store::record::HEADER_LEN + peregrine_store::record::RECORD_LEN + 9;
+    bytes[at] ^= 1;
+    std::fs::write(s.journal(), &bytes).unwrap();
+    let out = verify();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(
+        said.contains("2 records intact") && said.contains("damaged: "),
+        "{said}"
+    );
+    assert!(said.contains("leases recover"), "{said}");
+    assert_eq!(
+        std::fs::read(s.journal()).unwrap(),
+        bytes,
+        "verify changed the journal"
+    );
+}

@@ -223,3 +223,61 @@ fn repairs_never_overwrite_an_earlier_copy() {
     assert_ne!(first, second);
     assert!(first.exists() && second.exists());
 }
+
+/// `peregrine leases verify`: every damaged span of a file, and the records after it, found
+/// without changing anything.
+#[test]
+fn verify_reports_every_damaged_span_and_the_records_past_it() {
+    use peregrine_store::record::{HEADER_LEN, RECORD_LEN};
+    let tmp = TempDir::new("verify");
+    let len = crate::support::journal_changes(&tmp.0, 100);
+    assert_eq!(len, (HEADER_LEN + 100 * RECORD_LEN) as u64);
+    let clean = peregrine_store::verify(&tmp.0).unwrap();
+    assert!(!clean.damaged(), "{clean:?}");
+    assert_eq!(clean.files.last().unwrap().records, 100);
+
+    let journal = tmp.journal();
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let record = |n: usize| HEADER_LEN + n * RECORD_LEN;
+    // A flipped byte in record 30, records 60 and 61 zeroed, a torn record at the end.
+    bytes[record(30) + 7] ^= 0x40;
+    bytes[record(60)..record(62)].fill(0);
+    bytes.extend_from_slice(&[0xab; 20]);
+    std::fs::write(&journal, &bytes).unwrap();
+    let before = std::fs::read(&journal).unwrap();
+    let report = peregrine_store::verify(&tmp.0).unwrap();
+    let file = report.files.last().unwrap();
+    assert!(report.damaged());
+    assert_eq!(
+        file.damage,
+        [
+            (record(30) as u64, RECORD_LEN as u64),
+            (record(60) as u64, 2 * RECORD_LEN as u64)
+        ]
+    );
+    assert_eq!(file.records, 97);
+    assert_eq!(file.torn_tail, 20);
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        before,
+        "verify changed the file"
+    );
+
+    // A block written twice out of place (misaligned): the walk finds the records again.
+    let mut shifted = bytes[..record(10)].to_vec();
+    shifted.extend_from_slice(&bytes[record(10) + 5..record(20)]);
+    shifted.extend_from_slice(&bytes[record(20)..record(30)]);
+    std::fs::write(&journal, &shifted).unwrap();
+    let report = peregrine_store::verify(&tmp.0).unwrap();
+    let file = report.files.last().unwrap();
+    assert_eq!(file.damage, [(record(10) as u64, (RECORD_LEN - 5) as u64)]);
+    assert_eq!(file.records, 29);
+
+    // A damaged header: the records after it are still found.
+    shifted[2] ^= 0xff;
+    std::fs::write(&journal, &shifted).unwrap();
+    let report = peregrine_store::verify(&tmp.0).unwrap();
+    let file = report.files.last().unwrap();
+    assert_eq!(file.damage[0], (0, HEADER_LEN as u64));
+    assert_eq!(file.records, 29);
+}
