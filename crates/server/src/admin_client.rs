@@ -8,17 +8,20 @@ use anyhow::Context;
 
 /// Requests to one server's admin API.
 pub(crate) struct AdminClient {
-    server: String,
+    /// `http://` or `https://`, and the server's address.
+    base: String,
     authorization: Option<String>,
     agent: ureq::Agent,
 }
 
 impl AdminClient {
-    /// The API at `server` (`127.0.0.1:9167`), with the token in `token_file` if given; a
+    /// The API at `server` (`127.0.0.1:9167`), with the token in `token_file` if given, over
+    /// TLS if `tls_ca` names the certificate (PEM) that signed the server's, or is it; a
     /// request gives up after `timeout`.
     pub(crate) fn new(
         server: &str,
         token_file: Option<&Path>,
+        tls_ca: Option<&Path>,
         timeout: Duration,
     ) -> anyhow::Result<AdminClient> {
         // The server's own token file, read as the server reads it.
@@ -29,21 +32,25 @@ impl AdminClient {
                     .map_err(|e| anyhow::anyhow!("the admin token: {e}"))
             })
             .transpose()?;
-        let agent = ureq::Agent::config_builder()
+        let mut agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .build()
-            .into();
+            .timeout_global(Some(timeout));
+        let scheme = if let Some(ca) = tls_ca {
+            agent = agent.tls_config(tls(ca)?);
+            "https"
+        } else {
+            "http"
+        };
         Ok(AdminClient {
-            server: server.to_owned(),
+            base: format!("{scheme}://{server}"),
             authorization,
-            agent,
+            agent: agent.build().into(),
         })
     }
 
     /// The URL of `path` (`/v1/failover`) on the server.
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.server)
+        format!("{}{path}", self.base)
     }
 
     /// `GET path`: the status and the whole body.
@@ -91,6 +98,32 @@ impl AdminClient {
         let reply = request.call().with_context(|| url.clone())?;
         read(&url, reply)
     }
+}
+
+/// TLS trusting only the certificates of the PEM file `ca` (rustls, ring), as the server's own
+/// TLS is.
+fn tls(ca: &Path) -> anyhow::Result<ureq::tls::TlsConfig> {
+    let pem = std::fs::read(ca).with_context(|| format!("{}: the CA certificate", ca.display()))?;
+    let certs = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{}: not PEM", ca.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "{}: no certificate in it", ca.display());
+    // The server's own provider (crates/control/src/tls.rs says why ring).
+    #[expect(
+        deprecated,
+        reason = "ring's provider, chosen over a C build of AWS-LC"
+    )]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+        .unversioned_rustls_crypto_provider(provider)
+        .build())
 }
 
 fn read(url: &str, mut reply: ureq::http::Response<ureq::Body>) -> anyhow::Result<(u16, String)> {

@@ -20,6 +20,11 @@ pub(crate) struct Target {
     /// The file holding the admin API's token (the server's `[control] token-file`).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Speak TLS, trusting the certificate (PEM) in this file: the server's own (its
+    /// `[control] tls-cert`) or the CA's that signed it. The name in --server must be one the
+    /// certificate names.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
 }
 
 /// What to ask.
@@ -120,6 +125,7 @@ pub(crate) fn run(target: &Target, command: CtlCommand) -> anyhow::Result<std::p
     let api = AdminClient::new(
         &target.server,
         target.token_file.as_deref(),
+        target.tls_ca.as_deref(),
         Duration::from_mins(5),
     )?;
     let body = match command {

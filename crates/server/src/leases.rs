@@ -149,6 +149,7 @@ pub(crate) fn import_live(
     let api = crate::admin_client::AdminClient::new(
         server,
         token_file,
+        None,
         std::time::Duration::from_mins(5),
     )?;
     let url = api.url(&path);

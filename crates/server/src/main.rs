@@ -241,8 +241,12 @@ fn failover_call(
     token_file: Option<&std::path::Path>,
     partner_down: bool,
 ) -> anyhow::Result<ExitCode> {
-    let api =
-        admin_client::AdminClient::new(server, token_file, std::time::Duration::from_secs(10))?;
+    let api = admin_client::AdminClient::new(
+        server,
+        token_file,
+        None,
+        std::time::Duration::from_secs(10),
+    )?;
     let path = if partner_down {
         "/v1/failover/partner-down"
     } else {

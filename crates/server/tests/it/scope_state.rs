@@ -165,3 +165,72 @@ fn ctl_drives_the_api_from_the_shell() {
     );
     assert!(stop(&mut server).success());
 }
+
+/// A self-signed certificate for 127.0.0.1 and its key, made by openssl in `dir` as
+/// docs/admin-api.md makes one; `None` (the test is skipped) without openssl.
+fn certificate(
+    dir: &std::path::Path,
+    name: &str,
+) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=peregrine-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .ok()?;
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    Some((cert, key))
+}
+
+#[test]
+fn ctl_speaks_tls_to_an_api_served_over_tls() {
+    let Some(ns) = Netns::new("ctl_tls") else {
+        return;
+    };
+    ns.veth("srv0", "cli0");
+    let dir = TempDir::new("peregrine-ctl-tls");
+    let Some((cert, key)) = certificate(dir.path(), "admin") else {
+        return;
+    };
+    let (other, _) = certificate(dir.path(), "other").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = dir.path().join("tls.toml");
+    let tls = format!("\n[control]\ntls-cert = {cert:?}\ntls-key = {key:?}\n");
+    std::fs::write(&config, format!("{CONFIG}{tls}")).unwrap();
+    let mut server = start(&ns, &config);
+    let ca = cert.to_string_lossy().into_owned();
+    let started = Instant::now();
+    let pools = loop {
+        let (ok, said) = ctl(&ns, &["--tls-ca", &ca, "pools"]);
+        if ok {
+            break said;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{said}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(pools.contains(r#""total":100"#), "{pools}");
+    // Plain HTTP, or a certificate it does not trust: refused.
+    assert!(!ctl(&ns, &["pools"]).0);
+    let (ok, said) = ctl(&ns, &["--tls-ca", &other.to_string_lossy(), "pools"]);
+    assert!(!ok, "{said}");
+    assert!(stop(&mut server).success());
+}
