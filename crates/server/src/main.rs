@@ -95,8 +95,8 @@ enum FailoverCommand {
 #[derive(Subcommand)]
 enum LeasesCommand {
     /// Repair a lease directory that the server refused as corrupt: in each damaged file keeps
-    /// every record before the damage, copies the file as it was to <file>.corrupt-<time>, and
-    /// sets the rest aside.
+    /// every intact record, before and after the damage, copies the file as it was to
+    /// <file>.corrupt-<time>, and sets the damaged bytes aside.
     Recover {
         /// The lease directory (`[leases] directory` of the configuration).
         #[arg(long)]
@@ -289,7 +289,8 @@ fn failover_call(
 }
 
 /// `peregrine leases recover`: repairs the damaged files of a lease directory one by one, in
-/// the order recovery reads them, and says what each repair set aside.
+/// the order recovery reads them (each keeps every intact record), and says what each repair
+/// set aside.
 fn repair(dir: &std::path::Path) -> ExitCode {
     // Each pass repairs one file; a directory has a handful of history files.
     for _ in 0..64 {
@@ -298,13 +299,19 @@ fn repair(dir: &std::path::Path) -> ExitCode {
                 file: Some(file),
                 kept,
                 dropped_bytes,
+                damage,
                 backup,
                 ..
-            }) => println!(
-                "{}: kept {kept} records, set aside {dropped_bytes} bytes after the damage; the file as it was is in {}",
-                file.display(),
-                backup.map_or_else(|| "(no copy)".into(), |b| b.display().to_string())
-            ),
+            }) => {
+                println!(
+                    "{}: kept {kept} intact records, set aside {dropped_bytes} damaged bytes; the file as it was is in {}",
+                    file.display(),
+                    backup.map_or_else(|| "(no copy)".into(), |b| b.display().to_string())
+                );
+                for (offset, bytes) in damage {
+                    println!("  damaged: {bytes} bytes at offset {offset}");
+                }
+            }
             Ok(r) => {
                 println!(
                     "{}: lease history intact ({} records); nothing to do",

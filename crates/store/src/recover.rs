@@ -10,7 +10,7 @@
 //! leases are valid, and [`repair`] is the operator's explicit decision to cut there.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
@@ -54,16 +54,15 @@ pub struct RepairReport {
     /// The file that was cut, if one was damaged: the first in reading order (snapshot,
     /// sealed segments, journal). Run [`repair`] again for damage in a later file.
     pub file: Option<PathBuf>,
-    /// Records kept: every intact record before the first bad byte of that file, or of all
-    /// files when none is damaged.
+    /// Records kept: every intact record of that file, before and after its damage, or of
+    /// all files when none is damaged.
     pub kept: u64,
-    /// Intact records that followed the damage and were set aside with it (they are in the
-    /// backup copy). Records of an unknown format version are not counted.
-    pub dropped_records: u64,
-    /// Bytes set aside from the first bad byte to the end.
+    /// Damaged bytes set aside (they are in the backup copy), a torn tail included.
     pub dropped_bytes: u64,
-    /// Where the file was cut (the header is rewritten when the damage is in it), if it was.
+    /// Where the first damage was (or the torn tail), if there was any.
     pub dropped_at: Option<u64>,
+    /// Every damaged span of the file: (offset, bytes) in the file as it was.
+    pub damage: Vec<(u64, u64)>,
     /// The copy of the file as it was before the repair, if anything was set aside.
     pub backup: Option<PathBuf>,
 }
@@ -190,10 +189,11 @@ impl LeaseDir {
 }
 
 /// `peregrine leases recover --dir DIR`: in the first damaged file (snapshot, sealed
-/// segments, journal, in reading order) keeps every intact record before the damage and sets
-/// the rest aside, after copying the file as it was to `<name>.corrupt-<unix time>` in the
-/// same directory. A file whose header is damaged is replaced by an empty one. With nothing
-/// to set aside, nothing is touched.
+/// segments, journal, in reading order) keeps every intact record, before and after the
+/// damage (records have a fixed length and a checksum each, so the walk finds them again past
+/// it: [`crate::verify`]), and sets the damaged bytes aside, after copying the file as it was
+/// to `<name>.corrupt-<unix time>` in the same directory. A file whose header is damaged gets
+/// a new one. With nothing to set aside, nothing is touched.
 ///
 /// Refuses a directory without a journal (a mistyped path must not look repaired) and one that
 /// a running server holds.
@@ -208,26 +208,28 @@ pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
     let _lock = dir::lock(dir)?;
     let layout = Layout::read(dir)?;
     let mut kept = 0;
-    let files = layout.history().map(Path::to_path_buf).chain([journal]);
-    for file in files {
-        let scan = scan(&file, &mut |_| {})?;
-        if scan.file_len == scan.valid_len {
-            kept += scan.records;
+    let history: Vec<PathBuf> = layout.history().map(Path::to_path_buf).collect();
+    let files = history
+        .into_iter()
+        .map(|f| (f, false))
+        .chain([(journal, true)]);
+    for (file, is_journal) in files {
+        let (found, _) = crate::verify::check(&file, is_journal, &mut |_| Ok(()))?;
+        if found.damage.is_empty() && found.torn_tail == 0 {
+            kept += found.records;
             continue;
         }
-        // The copy is durable before the original is cut: a crash in between loses nothing.
+        // The copy is durable before the original is replaced: a crash in between loses nothing.
         let backup = backup(&file, dir)?;
-        if scan.valid_len < HEADER_LEN as u64 {
-            write_atomically(&file, &encode_header(unix_now()))?;
-        } else {
-            truncate(&file, scan.valid_len)?;
-        }
+        let found = rewrite(&file, is_journal)?;
         return Ok(RepairReport {
             file: Some(file),
-            kept: scan.records,
-            dropped_records: scan.intact_after,
-            dropped_bytes: scan.file_len - scan.valid_len,
-            dropped_at: Some(scan.valid_len),
+            kept: found.records,
+            dropped_bytes: found.damage.iter().map(|(_, n)| n).sum::<u64>() + found.torn_tail,
+            dropped_at: found.damage.first().map(|(at, _)| *at).or(Some(
+                std::fs::metadata(&backup).map_err(io_at(&backup))?.len() - found.torn_tail,
+            )),
+            damage: found.damage,
             backup: Some(backup),
         });
     }
@@ -235,6 +237,41 @@ pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
         kept,
         ..RepairReport::default()
     })
+}
+
+/// Replaces `file` by its header (a new one if it is damaged) and its intact records, through
+/// a temporary file renamed over it once durable; returns what the walk found.
+fn rewrite(file: &Path, is_journal: bool) -> Result<crate::verify::FileCheck, StoreError> {
+    // A name no reader takes for lease history: a crash leaves it aside, the next repair
+    // starts it again.
+    let name = file
+        .file_name()
+        .map_or_else(|| JOURNAL.into(), |n| n.to_string_lossy().into_owned());
+    let temp = file.with_file_name(format!(".{name}.repairing"));
+    let mut out = io::BufWriter::new(
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io_at(&temp))?,
+    );
+    // A placeholder header, overwritten below once the walk has read the file's own.
+    out.write_all(&encode_header(unix_now()))
+        .map_err(io_at(&temp))?;
+    let (found, header) =
+        crate::verify::check(file, is_journal, &mut |record| out.write_all(record))?;
+    let mut out = out.into_inner().map_err(|e| io_at(&temp)(e.into_error()))?;
+    if let Some(header) = header {
+        out.seek(io::SeekFrom::Start(0)).map_err(io_at(&temp))?;
+        out.write_all(&header).map_err(io_at(&temp))?;
+    }
+    out.sync_all().map_err(io_at(&temp))?;
+    drop(out);
+    std::fs::rename(&temp, file).map_err(io_at(file))?;
+    sync_dir(file.parent().unwrap_or(Path::new(".")))?;
+    Ok(found)
 }
 
 /// Copies `file` to a new `<name>.corrupt-<unix time>[.n]` in `dir`, durably.

@@ -60,15 +60,20 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
     let history: Vec<PathBuf> = layout.history().map(Path::to_path_buf).collect();
     let mut report = VerifyReport::default();
     for file in history {
-        report.files.push(check(&file, false)?);
+        report.files.push(check(&file, false, &mut |_| Ok(()))?.0);
     }
-    report.files.push(check(&journal, true)?);
+    report.files.push(check(&journal, true, &mut |_| Ok(()))?.0);
     Ok(report)
 }
 
 /// Walks `path` record by record, moving a byte at a time through damage until a record checks
-/// again. In the journal (`journal`), damage that nothing intact follows is a torn tail.
-fn check(path: &Path, journal: bool) -> Result<FileCheck, StoreError> {
+/// again, and hands each intact record's bytes to `keep`. In the journal (`journal`), damage
+/// that nothing intact follows is a torn tail. Also returns the file's header, if intact.
+pub(crate) fn check(
+    path: &Path,
+    journal: bool,
+    keep: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<(FileCheck, Option<[u8; HEADER_LEN]>), StoreError> {
     let mut file = File::open(path).map_err(io_at(path))?;
     let mut out = FileCheck {
         file: path.to_path_buf(),
@@ -80,7 +85,9 @@ fn check(path: &Path, journal: bool) -> Result<FileCheck, StoreError> {
     fill(&mut file, &mut buf, HEADER_LEN).map_err(io_at(path))?;
     // A damaged header leaves the format unknown: this build's is assumed for the records.
     let head = buf.len().min(HEADER_LEN);
+    let mut header = None;
     let version = if let Ok(h) = decode_header(&buf[..head]) {
+        header = buf[..HEADER_LEN].try_into().ok();
         h.version
     } else {
         out.damage.push((0, head as u64));
@@ -105,6 +112,7 @@ fn check(path: &Path, journal: bool) -> Result<FileCheck, StoreError> {
             if let Some(start) = open.take() {
                 out.damage.push((start, offset - start));
             }
+            keep(&buf[at..at + len]).map_err(io_at(path))?;
             out.records += 1;
             at += len;
         } else {
@@ -124,7 +132,7 @@ fn check(path: &Path, journal: bool) -> Result<FileCheck, StoreError> {
             out.damage.push((start, rest));
         }
     }
-    Ok(out)
+    Ok((out, header))
 }
 
 /// Appends up to `max` more bytes of `file` to `buf`.

@@ -323,7 +323,7 @@ fn files_of_several_servers_merge_to_one_lease_per_client() {
 }
 
 #[test]
-fn verify_reports_damage_with_exit_status_3_and_changes_nothing() {
+fn verify_reports_damage_with_exit_status_3_and_recover_keeps_every_intact_record() {
     let s = Setup::new("verify");
     let input = s.file(
         "kea.csv",
@@ -366,5 +366,29 @@ fn verify_reports_damage_with_exit_status_3_and_changes_nothing() {
         std::fs::read(s.journal()).unwrap(),
         bytes,
         "verify changed the journal"
+    );
+
+    // Repaired: the records on both sides of the damage kept, the damaged one set aside.
+    let out = Command::new(env!("CARGO_BIN_EXE_peregrine"))
+        .args(["leases", "recover", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("kept 2 intact records"), "{said}");
+    let out = verify();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let journal = LeaseDir::open(&dir).unwrap();
+    let kept: Vec<std::net::Ipv4Addr> = journal
+        .recover()
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.address)
+        .collect();
+    assert_eq!(
+        kept,
+        [[10, 0, 0, 10], [10, 0, 0, 12]].map(std::net::Ipv4Addr::from)
     );
 }

@@ -90,7 +90,7 @@ fn torn_tails_are_cut_reported_and_gone_on_the_next_recovery() {
 }
 
 #[test]
-fn a_bad_checksum_mid_file_is_refused_and_repair_keeps_what_precedes_it() {
+fn a_bad_checksum_mid_file_is_refused_and_repair_keeps_every_intact_record() {
     let tmp = TempDir::new("corrupt");
     journal_changes(&tmp.0, 5);
     let original = {
@@ -110,13 +110,11 @@ fn a_bad_checksum_mid_file_is_refused_and_repair_keeps_what_precedes_it() {
     }
 
     let report = repair(&tmp.0).unwrap();
-    assert_eq!(report.kept, 1);
-    assert_eq!(
-        report.dropped_records, 3,
-        "the intact records after the damage"
-    );
-    assert_eq!(report.dropped_bytes, 4 * RECORD_LEN as u64);
+    // Every intact record, the three after the damage too; only the damaged one set aside.
+    assert_eq!(report.kept, 4);
+    assert_eq!(report.dropped_bytes, RECORD_LEN as u64);
     assert_eq!(report.dropped_at, Some(second));
+    assert_eq!(report.damage, [(second, RECORD_LEN as u64)]);
     let backup = report.backup.unwrap();
     assert!(
         backup
@@ -133,12 +131,14 @@ fn a_bad_checksum_mid_file_is_refused_and_repair_keeps_what_precedes_it() {
 
     let dir = LeaseDir::open(&tmp.0).unwrap();
     let r = dir.recover().unwrap();
-    assert_eq!((r.events.len(), r.truncated_bytes), (1, 0));
+    assert_eq!((r.events.len(), r.truncated_bytes), (4, 0));
+    let numbers: Vec<u32> = r.events.iter().map(crate::support::number).collect();
+    assert_eq!(numbers, [0, 2, 3, 4]);
     drop(dir);
     let again = repair(&tmp.0).unwrap();
     assert_eq!(
         (again.kept, again.dropped_bytes, again.backup),
-        (1, 0, None)
+        (4, 0, None)
     );
 }
 
@@ -152,10 +152,8 @@ fn an_impossible_length_mid_file_is_refused() {
     append(&tmp, &record(8));
     refused_at(&tmp, good, FormatError::Length(1000));
     let report = repair(&tmp.0).unwrap();
-    assert_eq!(
-        (report.kept, report.dropped_records, report.dropped_bytes),
-        (2, 1, 2 * RECORD_LEN as u64)
-    );
+    // The record after the bad one is kept.
+    assert_eq!((report.kept, report.dropped_bytes), (3, RECORD_LEN as u64));
 }
 
 #[test]
