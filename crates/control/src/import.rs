@@ -95,6 +95,14 @@ impl Importer {
         *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config;
     }
 
+    /// The configuration in force.
+    fn config(&self) -> Arc<Config> {
+        self.config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Imports `bytes` as `format` into `engine` and waits until the journal holds every
     /// imported lease durably. Blocks: run it off the control plane's event loop.
     pub(crate) fn import(
@@ -106,11 +114,7 @@ impl Importer {
     ) -> Result<ImportReport, ImportError> {
         let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
-        let config = self
-            .config
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let config = self.config();
         let (report, events) = ImportReport::run(engine, &config, format, zone, bytes, || {})
             .map_err(|e| ImportError::Unreadable(e.to_string()))?;
         Self::record(&mut journal, &events, started + COMMIT_TIMEOUT)?;
@@ -177,11 +181,7 @@ impl Importer {
     pub(crate) fn put(&self, engine: &Engine, lease: Lease) -> Result<BindingEvent, WriteError> {
         let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
-        let config = self
-            .config
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let config = self.config();
         let address = lease.address;
         let restored = bindings::restore(engine, &config, &[Record { line: 1, lease }], || {});
         if let Some(c) = restored.conflicts.first() {

@@ -18,12 +18,15 @@ fn row(address: Ipv4Addr, mac_last: u8) -> String {
     format!("{address},02:aa:00:00:00:{mac_last:02x},,3600,4000000000,2,0,0,,0,")
 }
 
-#[test]
-fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
-    let engine = engine();
-    let mut lab = Lab::new(&engine);
-    let held = lab.lease(1);
-    let tmp = TempDir::new("control-import");
+/// A control plane over `engine` (and `lab`'s worker) whose imports and lease writes are
+/// journaled in a new lease directory: the directory, the journal's writer (to stop before
+/// reading it back) and the control plane.
+fn journaled(
+    engine: &Arc<peregrine_engine::Engine>,
+    lab: &Lab,
+    name: &str,
+) -> (TempDir, LeaseDir, peregrine_store::JournalWriter, Control) {
+    let tmp = TempDir::new(name);
     let dir = LeaseDir::open(tmp.path()).unwrap();
     dir.recover().unwrap();
     let (writer, mut sides) = Journal::start(&dir, Durability::Fsync, 1).unwrap();
@@ -34,10 +37,20 @@ fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
             workers: vec![lab.stats.clone()],
             journal: Some(writer.stats()),
             importer: Some(importer),
+            snapshot: Some(writer.snapshot_trigger()),
             ..crate::bare(engine.clone())
         },
     )
     .unwrap();
+    (tmp, dir, writer, control)
+}
+
+#[test]
+fn a_kea_lease_file_is_imported_into_the_running_server_durably() {
+    let engine = engine();
+    let mut lab = Lab::new(&engine);
+    let held = lab.lease(1);
+    let (tmp, dir, writer, control) = journaled(&engine, &lab, "control-import");
 
     let (a, b) = (Ipv4Addr::new(10, 201, 1, 50), Ipv4Addr::new(10, 201, 1, 51));
     let file = [
@@ -178,20 +191,7 @@ fn an_operator_puts_and_deletes_a_lease_through_the_journal() {
     let engine = engine();
     let mut lab = Lab::new(&engine);
     let held = lab.lease(1);
-    let tmp = TempDir::new("control-lease-write");
-    let dir = LeaseDir::open(tmp.path()).unwrap();
-    dir.recover().unwrap();
-    let (writer, mut sides) = Journal::start(&dir, Durability::Fsync, 1).unwrap();
-    let importer = Arc::new(Importer::new(Arc::new(config()), sides.pop().unwrap()));
-    let control = spawn(
-        LOOPBACK,
-        ControlSources {
-            importer: Some(importer),
-            snapshot: Some(writer.snapshot_trigger()),
-            ..crate::bare(engine.clone())
-        },
-    )
-    .unwrap();
+    let (tmp, dir, writer, control) = journaled(&engine, &lab, "control-lease-write");
     let a = Ipv4Addr::new(10, 201, 1, 60);
     let body = br#"{"mac": "02:aa:00:00:00:60", "hostname": "cpe-60", "valid_lifetime": 7200}"#;
     let put = send(&control, "PUT", &format!("/v1/leases/{a}"), Some(body));
