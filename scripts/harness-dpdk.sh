@@ -19,7 +19,10 @@ if [[ ${1:-} == --serve ]]; then
     ip netns exec dh-rly ethtool -K r-srv tx off >/dev/null
     if [[ $pmd == tap ]]; then
         (
-            for _ in $(seq 100); do ip link show dtap0 >/dev/null 2>&1 && break; sleep 0.1; done
+            # Once the ports are started (the server holds UDP/67 after starting them): starting
+            # one sets its TAP's kernel side to the port's own MAC again, undoing what follows
+            # (seen: 2 runs in 3 lost every frame to the bridge).
+            for _ in $(seq 200); do [[ -n $(ss -Huln 'sport = :67') ]] && break; sleep 0.1; done
             # net_tap gives the TAP's kernel side the port's own MAC: a bridge would take
             # frames for it as its own. The kernel's address on s-rly would answer ARP for us.
             ip link set dtap0 down
