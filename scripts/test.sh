@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use as independent peers and dissectors: tshark, and the real
 # DHCP clients and relay of the end-to-end run; Kea and ISC dhcpd, whose lease files the import
-# tests read; DPDK 22.11 and what bindgen needs, for dpdk/sys.
+# tests read; DPDK 22.11 and what bindgen needs, for dpdk/sys; systemd-analyze and openssl, for
+# the unit file and the admin API's TLS.
 packages=(tshark isc-dhcp-relay isc-dhcp-client udhcpc busybox iproute2 nftables kea-admin
-    kea-dhcp4-server isc-dhcp-server libdpdk-dev libclang-dev clang pkg-config ethtool)
+    kea-dhcp4-server isc-dhcp-server libdpdk-dev libclang-dev clang pkg-config ethtool systemd
+    openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,6 +12,7 @@ mod ctl;
 #[cfg(feature = "dpdk")]
 mod dpdk;
 mod leases;
+mod notify;
 mod partner;
 // The one module that makes scheduling syscalls (sched_setaffinity, sched_setscheduler).
 #[allow(unsafe_code)]

@@ -14,6 +14,7 @@ use peregrine_store::{Journal, JournalOptions, JournalWriter, LeaseDir, WorkerJo
 
 use crate::backend::{self, Backend, WorkerSeed, WorkerSink};
 use crate::bulk;
+use crate::notify::Notifier;
 use crate::partner::{self, PartnerQueue};
 use crate::placement;
 use crate::reload::Reloader;
@@ -165,7 +166,8 @@ fn signals() -> anyhow::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
     Ok((quit, hangup))
 }
 
-/// Reloads at every SIGHUP while the workers run; once they are told to stop (or have all
+/// Reloads at every SIGHUP while the workers run, telling a service manager (`Type=notify`)
+/// that it serves, reloads and stops; once the workers are told to stop (or have all
 /// stopped), waits for them and returns the last failure, if any.
 fn serve(
     workers: Vec<std::thread::JoinHandle<anyhow::Result<()>>>,
@@ -173,13 +175,23 @@ fn serve(
     hangup: &AtomicBool,
     reloader: &Reloader,
 ) -> Option<anyhow::Error> {
+    let notifier = Notifier::from_env();
+    let notify = |state: &str| {
+        if let Some(n) = &notifier {
+            n.send(state);
+        }
+    };
+    notify("READY=1\nSTATUS=serving");
     while !quit.load(Ordering::Relaxed) && workers.iter().any(|h| !h.is_finished()) {
         if hangup.swap(false, Ordering::Relaxed) {
             tracing::info!("SIGHUP: reloading the configuration");
+            notify("RELOADING=1\nSTATUS=reloading the configuration");
             reloader.reload_logged();
+            notify("READY=1\nSTATUS=serving");
         }
         std::thread::sleep(SIGNAL_POLL);
     }
+    notify("STOPPING=1\nSTATUS=stopping");
     join_workers(workers)
 }
 

@@ -34,6 +34,7 @@ mod ping_check;
 mod reload;
 mod scope_state;
 mod server_id_override;
+mod service;
 mod split_scope;
 mod vlan;
 mod workers;
