@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use peregrine_dataplane::unix_now;
 use peregrine_migrate::{HwAddr, Lease, LeaseState};
 use serde::Deserialize;
 
@@ -38,7 +39,7 @@ pub(crate) async fn put(
     Path(ip): Path<String>,
     body: Bytes,
 ) -> Response {
-    let lease = match lease(&ip, &body, now()) {
+    let lease = match lease(&ip, &body, unix_now()) {
         Ok(l) => l,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
@@ -54,7 +55,7 @@ pub(crate) async fn delete(State(state): State<Arc<ApiState>>, Path(ip): Path<St
         );
     };
     write(&state, move |importer, engine| {
-        importer.revoke(engine, now(), address)
+        importer.revoke(engine, unix_now(), address)
     })
     .await
 }
@@ -138,11 +139,4 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
         .filter_map(|c| (c as char).to_digit(16).map(|d| d as u8))
         .collect();
     digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()
-}
-
-/// Seconds since 1970, the engine's clock.
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

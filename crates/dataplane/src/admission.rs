@@ -176,11 +176,6 @@ impl Admission {
         self.limits = limits;
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// A receive burst starts at `now`; the previous one brought `last` frames.
     pub fn start_burst(&mut self, now: Instant, last: usize) {
         self.now_us = u64::try_from(now.duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);

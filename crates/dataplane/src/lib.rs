@@ -26,4 +26,4 @@ pub use frame::{Interface, Outcome, ProbeSpec, Reply, process};
 pub use handoff::Handoff;
 pub use probe::ProbeAnswers;
 pub use shared::{Member, ReplaceError, SharedEngine, WriteGuard};
-pub use worker::{Worker, WorkerConfig};
+pub use worker::{Worker, WorkerConfig, unix_now};

@@ -556,8 +556,9 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Seconds since the UNIX epoch (the vDSO clock: no syscall).
-fn unix_now() -> Time {
+/// Seconds since the UNIX epoch (the vDSO clock: no syscall): the engine's `now`, for every
+/// thread of the runtime that hands one to it.
+pub fn unix_now() -> Time {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

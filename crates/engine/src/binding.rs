@@ -109,6 +109,12 @@ impl Binding {
         info: ClientInfo::EMPTY,
     };
 
+    /// Whether the binding is more than a free address: not free, or free but remembering a
+    /// failover promise (what export, a recovering partner and a reload must carry).
+    pub(crate) fn says_anything(&self) -> bool {
+        self.state != BindingState::Free || self.partner_sent != 0 || self.partner_acked != 0
+    }
+
     pub(crate) fn owned_by(&self, key: &ClientKey) -> bool {
         self.client.as_ref() == Some(key)
     }

@@ -306,6 +306,21 @@ impl Pool {
         self.addresses.offset_of(a.to_bits()).is_some()
     }
 
+    /// Calls `f` with each binding of the pool that says anything
+    /// ([`Binding::says_anything`]), and where it is; one shard lock at a time, `f` running
+    /// under it.
+    pub(crate) fn for_each_binding(&self, mut f: impl FnMut(SlotRef, &Binding)) {
+        for k in 0..self.shard_count() {
+            let shard = self.lock(k);
+            for slot in 0..shard.slot_count() {
+                let b = shard.binding(slot);
+                if b.says_anything() {
+                    f(SlotRef { shard: k, slot }, b);
+                }
+            }
+        }
+    }
+
     /// Whether `other` lays out the same addresses in the same slots.
     pub(crate) fn same_slots(&self, other: &Pool) -> bool {
         self.addresses == other.addresses

@@ -119,8 +119,7 @@ impl Engine {
                         let shard = pool.lock(k);
                         for slot in 0..shard.slot_count() {
                             let b = shard.binding(slot);
-                            let promised = b.partner_sent != 0 || b.partner_acked != 0;
-                            if b.state != BindingState::Free || promised {
+                            if b.says_anything() {
                                 copied.push((crate::pool::SlotRef { shard: k, slot }, *b));
                             }
                         }

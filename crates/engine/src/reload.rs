@@ -15,7 +15,6 @@ use peregrine_config::model::Config;
 use crate::binding::{BindingEvent, BindingState, ScopeId, Time};
 use crate::engine::{BuildError, Engine, NO_SCOPE};
 use crate::install::RestoreError;
-use crate::pool::SlotRef;
 
 /// What a reload did with the bindings of the engine it replaced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -226,22 +225,6 @@ fn counts(state: BindingState) -> bool {
         state,
         BindingState::Free | BindingState::Backup | BindingState::Reserved
     )
-}
-
-impl crate::pool::Pool {
-    /// Calls `f` with each binding of the pool that is not free, or free but remembering a
-    /// failover promise, and where it is (one shard lock at a time; `f` runs under it).
-    fn for_each_binding(&self, mut f: impl FnMut(SlotRef, &crate::binding::Binding)) {
-        for k in 0..self.shard_count() {
-            let shard = self.lock(k);
-            for slot in 0..shard.slot_count() {
-                let b = shard.binding(slot);
-                if b.state != BindingState::Free || b.partner_sent != 0 || b.partner_acked != 0 {
-                    f(SlotRef { shard: k, slot }, b);
-                }
-            }
-        }
-    }
 }
 
 /// Class bits of one engine to those of another, by class name.

@@ -6,10 +6,10 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use peregrine_dataplane::SharedEngine;
+use peregrine_dataplane::{SharedEngine, unix_now};
 use peregrine_engine::BulkStatus;
 
 /// Connections served at once; more are closed as they come.
@@ -99,7 +99,7 @@ fn serve(
         let started = Instant::now();
         // The engine in use when the query arrived, though a reload replaces it meanwhile.
         let (status, sent) = engine.load().bulk_leasequery(
-            now(),
+            unix_now(),
             local_ip,
             requestor,
             &query[..len],
@@ -137,13 +137,6 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8], quit: &AtomicBool) -> io::R
         }
     }
     Ok(true)
-}
-
-/// Seconds since 1970, the engine's clock.
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

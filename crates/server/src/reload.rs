@@ -70,7 +70,7 @@ impl Reloader {
 
 impl Reload for Reloader {
     fn reload(&self) -> Result<Reloaded, ReloadError> {
-        let now = crate::partner::unix_now();
+        let now = peregrine_dataplane::unix_now();
         let result = self.put_in_force(now);
         let outcome = match &result {
             Ok(_) => ReloadOutcome::Ok,

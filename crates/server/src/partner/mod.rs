@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 mod auth;
 
 use anyhow::Context;
 use crossbeam_queue::ArrayQueue;
 use peregrine_config::model::Failover;
-use peregrine_dataplane::{Member, SharedEngine};
+use peregrine_dataplane::{Member, SharedEngine, unix_now};
 use peregrine_engine::{BindingEvent, BindingSink, FailoverDriver, FailoverPolicy, Notice, Time};
 use peregrine_failover::codec::{MAX_MESSAGE_LEN, frame_len};
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
@@ -536,13 +536,6 @@ impl Link {
         }
         wrote
     }
-}
-
-/// Seconds since 1970: the engine's clock.
-pub(crate) fn unix_now() -> Time {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The failover state kept on disk: `state since mclt` (mclt 0: not known yet).
