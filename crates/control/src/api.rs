@@ -105,6 +105,7 @@ struct PoolView {
     active: u64,
     offered: u64,
     abandoned: u64,
+    held_back: u64,
     reserved: u64,
     free: u64,
 }
@@ -123,6 +124,7 @@ async fn pools(State(state): State<Arc<ApiState>>) -> Json<Vec<PoolView>> {
                 active: p.active,
                 offered: p.offered,
                 abandoned: p.abandoned,
+                held_back: p.held_back,
                 reserved: p.reserved,
                 free: p.free,
             })

@@ -137,11 +137,12 @@ const LATENCY_BUCKETS_US: [u64; 14] = [
 ];
 
 /// Pool gauge states, with how to read each from the engine's figures.
-const POOL_STATES: [(&str, ReadPool); 6] = [
+const POOL_STATES: [(&str, ReadPool); 7] = [
     ("total", |p| p.total),
     ("active", |p| p.active),
     ("offered", |p| p.offered),
     ("abandoned", |p| p.abandoned),
+    ("held_back", |p| p.held_back),
     ("reserved", |p| p.reserved),
     ("free", |p| p.free),
 ];

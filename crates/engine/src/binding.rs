@@ -30,6 +30,10 @@ pub enum BindingState {
     Reset,
     /// Owned by the failover partner (failover BACKUP pool).
     Backup,
+    /// Out of service because a record of it was lost to journal damage: whoever held it may
+    /// still use it. Given to a client that asks for it by name (rebooting, renewing,
+    /// rebinding: only its holder would), otherwise free again when the hold-back ends.
+    HeldBack,
 }
 
 impl BindingState {
@@ -45,6 +49,7 @@ impl BindingState {
             BindingState::Reserved => "reserved",
             BindingState::Reset => "reset",
             BindingState::Backup => "backup",
+            BindingState::HeldBack => "held_back",
         }
     }
 
@@ -70,7 +75,8 @@ pub struct Binding {
     /// State.
     pub state: BindingState,
     /// End of the lease (`Active`), of the offer hold (`Offered`) or of the probation
-    /// (`Abandoned`); when the client lost the address otherwise.
+    /// (`Abandoned`) or of the hold-back (`HeldBack`); when the client lost the address
+    /// otherwise.
     pub expires: Time,
     /// Client last transaction time.
     pub cltt: Time,

@@ -33,6 +33,17 @@ impl Engine {
                                 expires: b.expires,
                                 ..b
                             },
+                            // The hold-back's end: available again, remembering its last
+                            // client as before.
+                            BindingState::HeldBack => Binding {
+                                state: if b.client.is_some() {
+                                    BindingState::Expired
+                                } else {
+                                    BindingState::Free
+                                },
+                                expires: now,
+                                ..b
+                            },
                             // A probation's end: free from now, which is what a partner
                             // judges the report by (pair simulation with DECLINE, seed 4465:
                             // dated by the decline, each side refused the other's view).

@@ -341,7 +341,10 @@ impl Engine {
             }
         };
         match b.state {
-            BindingState::Active | BindingState::Offered | BindingState::Abandoned => {
+            BindingState::Active
+            | BindingState::Offered
+            | BindingState::Abandoned
+            | BindingState::HeldBack => {
                 shard.unlink(at.slot);
                 shard.schedule(at.slot, b.expires);
             }
@@ -439,7 +442,8 @@ fn status_of(state: BindingState) -> BindingStatus {
         }
         BindingState::Expired => BindingStatus::Expired,
         BindingState::Released => BindingStatus::Released,
-        BindingState::Abandoned => BindingStatus::Abandoned,
+        // To a partner, an address held back is as unusable as a declined one.
+        BindingState::Abandoned | BindingState::HeldBack => BindingStatus::Abandoned,
         BindingState::Reset => BindingStatus::Reset,
         BindingState::Backup => BindingStatus::Backup,
     }

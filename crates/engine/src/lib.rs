@@ -30,6 +30,7 @@ mod discover;
 mod driver;
 mod engine;
 mod expiry;
+mod hold;
 mod info;
 mod install;
 mod key;

@@ -448,7 +448,7 @@ impl BindingEvent {
             }
             BindingState::Expired => BindingStatus::Expired,
             BindingState::Released => BindingStatus::Released,
-            BindingState::Abandoned => BindingStatus::Abandoned,
+            BindingState::Abandoned | BindingState::HeldBack => BindingStatus::Abandoned,
             BindingState::Reset | BindingState::Free => BindingStatus::Free,
             BindingState::Backup => BindingStatus::Backup,
         };

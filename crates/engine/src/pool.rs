@@ -20,7 +20,7 @@ use crate::binding::{Binding, BindingState, Time};
 const NIL: u32 = u32::MAX;
 /// `next` value of a slot that is not on the free list.
 const UNLINKED: u32 = u32::MAX - 1;
-const STATES: usize = 9;
+const STATES: usize = 10;
 
 /// The bindings and free list of one shard.
 #[derive(Debug)]
@@ -210,7 +210,10 @@ fn is_timed(b: &Binding, at: Time) -> bool {
     b.expires == at
         && matches!(
             b.state,
-            BindingState::Offered | BindingState::Active | BindingState::Abandoned
+            BindingState::Offered
+                | BindingState::Active
+                | BindingState::Abandoned
+                | BindingState::HeldBack
         )
 }
 
@@ -360,6 +363,7 @@ const STATE_ORDER: [BindingState; STATES] = [
     BindingState::Reserved,
     BindingState::Reset,
     BindingState::Backup,
+    BindingState::HeldBack,
 ];
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub struct PoolStats {
     pub offered: u64,
     /// Out of use after a DECLINE.
     pub abandoned: u64,
+    /// Out of use until the hold-back after journal damage ends (or its holder asks for it).
+    pub held_back: u64,
     /// Reserved for a client that holds no lease now.
     pub reserved: u64,
     /// Available to new clients (including expired and released addresses).
@@ -145,6 +147,7 @@ impl Engine {
                     active: 0,
                     offered: 0,
                     abandoned: 0,
+                    held_back: 0,
                     reserved: 0,
                     free: 0,
                     backup: 0,
@@ -154,10 +157,12 @@ impl Engine {
                     st.active += u64::from(shard.count(BindingState::Active));
                     st.offered += u64::from(shard.count(BindingState::Offered));
                     st.abandoned += u64::from(shard.count(BindingState::Abandoned));
+                    st.held_back += u64::from(shard.count(BindingState::HeldBack));
                     st.reserved += u64::from(shard.count(BindingState::Reserved));
                     st.backup += u64::from(shard.count(BindingState::Backup));
                 }
-                st.free = st.total - st.active - st.offered - st.abandoned - st.reserved;
+                st.free =
+                    st.total - st.active - st.offered - st.abandoned - st.held_back - st.reserved;
                 out.push(st);
             }
         }

@@ -124,7 +124,7 @@ impl Engine {
         let reserved_for = s.reservations.of_address(want);
         let mine = b.owned_by(&r.key) && b.state != BindingState::Abandoned;
         if !mine {
-            if !may_take(r, s, pool, &b, want) {
+            if !may_take(r, s, pool, &b, want, state) {
                 drop((shard, clients));
                 // Another client's address: NAK, but to a rebooting client we know nothing
                 // of only where authoritative (RFC 2131 §4.3.2: no record, remain silent).
@@ -135,7 +135,12 @@ impl Engine {
                     self.refuse(r, s, state, tx)
                 };
             }
-            if state != RequestState::Selecting && !s.authoritative {
+            // An address held back after journal damage is its holder's, who asks for it
+            // by name: whoever does is taken for it, authoritative or not.
+            if state != RequestState::Selecting
+                && !s.authoritative
+                && b.state != BindingState::HeldBack
+            {
                 // A client we never heard of, renewing or rebooting: another server may own it.
                 drop((shard, clients));
                 return Verdict::Drop(DropReason::UnknownClient);
@@ -336,19 +341,23 @@ impl Engine {
     }
 }
 
-/// Whether a client may take `want`, which it does not hold: its own reservation, or a free
-/// dynamic address of a pool its classes may use.
+/// Whether a client may take `want`, which it does not hold: its own reservation, a free
+/// dynamic address of a pool its classes may use, or one held back after journal damage that
+/// it asks for by name (rebooting, renewing, rebinding: what only the lost record's client
+/// would do).
 fn may_take(
     r: &Request<'_, '_>,
     s: &Scope,
     pool: &crate::pool::Pool,
     b: &Binding,
     want: Ipv4Addr,
+    state: RequestState,
 ) -> bool {
     if s.reservations.of_address(want).is_some() {
         reservation_for(r, s, want).is_some()
             && (b.state == BindingState::Reserved || b.state.is_available())
     } else {
-        pool.dynamic && allows(pool.classes, r.classes) && b.state.is_available()
+        let claimed = b.state == BindingState::HeldBack && state != RequestState::Selecting;
+        pool.dynamic && allows(pool.classes, r.classes) && (b.state.is_available() || claimed)
     }
 }

@@ -260,7 +260,8 @@ pub fn lease_of(scope: ScopeId, address: Ipv4Addr, b: &Binding) -> Option<Lease>
         BindingState::Active => LeaseState::Active,
         BindingState::Expired => LeaseState::Expired,
         BindingState::Released => LeaseState::Released,
-        BindingState::Abandoned => LeaseState::Abandoned,
+        // Out of service either way: Kea and ISC have no word for why.
+        BindingState::Abandoned | BindingState::HeldBack => LeaseState::Abandoned,
         BindingState::Reserved => LeaseState::Reserved,
         BindingState::Reset => LeaseState::Reset,
         BindingState::Backup => LeaseState::Backup,

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -240,4 +241,138 @@ pub(crate) fn export(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `peregrine leases recover`: repairs the damaged files of the configuration's lease
+/// directory one by one, in the order recovery reads them (each keeps every intact record),
+/// says what each repair set aside, then holds back (journaled, as [`Engine::hold_back`]) every
+/// address a lost record may have leased, until the longest configured lease granted by then
+/// has run out.
+pub(crate) fn recover(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = peregrine_config::load(config_path)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let Some(leases) = &config.runtime.leases else {
+        bail!(
+            "{}: no [leases] directory configured: there is nothing to recover",
+            config_path.display()
+        );
+    };
+    let dir = leases.directory.as_path();
+    let mut holds = Vec::new();
+    // Each pass repairs one file; a directory has a handful of history files.
+    for pass in 0..64 {
+        let report = peregrine_store::repair(dir)?;
+        let Some(file) = report.file else {
+            if pass == 0 {
+                println!(
+                    "{}: lease history intact ({} records); nothing to do",
+                    dir.display(),
+                    report.kept
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            return hold_back(config_path, &config, &holds);
+        };
+        println!(
+            "{}: kept {} intact records, set aside {} damaged bytes; the file as it was is in {}",
+            file.display(),
+            report.kept,
+            report.dropped_bytes,
+            report
+                .backup
+                .map_or_else(|| "(no copy)".into(), |b| b.display().to_string())
+        );
+        for (offset, bytes) in report.damage {
+            println!("  damaged: {bytes} bytes at offset {offset}");
+        }
+        holds.extend(report.hold);
+    }
+    bail!(
+        "{}: still damaged after 64 repairs; restore it from a backup",
+        dir.display()
+    )
+}
+
+/// Holds back what the repairs' lost records may have leased, and lists it.
+fn hold_back(
+    config_path: &Path,
+    config: &Config,
+    holds: &[peregrine_store::HoldBack],
+) -> anyhow::Result<ExitCode> {
+    let Some(written_by) = holds.iter().map(|h| h.written_by).max() else {
+        // Only a torn tail was cut: nothing acknowledged was lost.
+        return Ok(ExitCode::SUCCESS);
+    };
+    let longest = config
+        .scopes
+        .iter()
+        .map(|s| s.lease.max)
+        .chain([config.server.lease.max])
+        .max()
+        .unwrap_or(0);
+    let until = written_by + u64::from(longest);
+    let now = peregrine_dataplane::unix_now();
+    if until <= now {
+        println!(
+            "no lease a lost record granted can still run (written by {}, longest lease {longest} s): nothing held back",
+            timestamp(written_by)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let loaded = load(config_path, false)?;
+    let held = loaded.engine.hold_back(now, until, |scope, address| {
+        holds.iter().any(|h| h.unsettled(scope, address))
+    });
+    if let Some(dir) = &loaded.dir {
+        dir.append(&held)?;
+    }
+    println!(
+        "held back {} addresses a lost record may have leased, until {} (the damaged file was \
+         last written at {}, the longest lease is {longest} s); a client that asks for its \
+         address by name (rebooting, renewing, rebinding) gets it back at once",
+        held.len(),
+        timestamp(until),
+        timestamp(written_by)
+    );
+    let mut held: Vec<(String, u32)> = held
+        .iter()
+        .map(|e| {
+            let scope = loaded.engine.scope_name(e.scope).unwrap_or("?").to_owned();
+            (scope, e.address.to_bits())
+        })
+        .collect();
+    held.sort_unstable();
+    for (scope, first, last) in ranges(&held) {
+        if first == last {
+            println!("  {scope}: {first}");
+        } else {
+            println!("  {scope}: {first}-{last}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs of consecutive addresses of one scope, from a sorted list.
+fn ranges(sorted: &[(String, u32)]) -> Vec<(&str, Ipv4Addr, Ipv4Addr)> {
+    let mut out: Vec<(&str, Ipv4Addr, Ipv4Addr)> = Vec::new();
+    for (scope, a) in sorted {
+        let a = Ipv4Addr::from_bits(*a);
+        match out.last_mut() {
+            Some((s, _, last))
+                if s == scope && last.to_bits().checked_add(1) == Some(a.to_bits()) =>
+            {
+                *last = a;
+            }
+            _ => out.push((scope, a, a)),
+        }
+    }
+    out
+}
+
+/// `unix` seconds as an RFC 3339 UTC time.
+fn timestamp(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(|| unix.to_string(), |t| t.to_string())
 }

@@ -95,13 +95,18 @@ enum FailoverCommand {
 
 #[derive(Subcommand)]
 enum LeasesCommand {
-    /// Repair a lease directory that the server refused as corrupt: in each damaged file keeps
-    /// every intact record, before and after the damage, copies the file as it was to
-    /// <file>.corrupt-<time>, and sets the damaged bytes aside.
+    /// Repair the lease directory of a configuration that the server refused as corrupt: in
+    /// each damaged file keeps every intact record, before and after the damage, copies the
+    /// file as it was to <file>.corrupt-<time>, and sets the damaged bytes aside. Then holds
+    /// back every address a lost record may have leased (any address no intact record written
+    /// after the damage settles), until the longest configured lease granted before the damaged
+    /// file was last written has run out, and lists them; a client asking for its address by
+    /// name gets it back at once.
     Recover {
-        /// The lease directory (`[leases] directory` of the configuration).
-        #[arg(long)]
-        dir: PathBuf,
+        /// Configuration file (the server's): its `[leases] directory` is repaired, its pools
+        /// and lease times bound what is held back.
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Read every file of a lease directory and report its damage (each damaged span: file,
     /// offset, bytes; and the intact records before and after it), changing nothing. Exit
@@ -183,8 +188,8 @@ fn main() -> ExitCode {
             }
         },
         Command::Leases {
-            command: LeasesCommand::Recover { dir },
-        } => repair(&dir),
+            command: LeasesCommand::Recover { config },
+        } => report(leases::recover(&config)),
         Command::Leases {
             command: LeasesCommand::Verify { dir },
         } => verify(&dir),
@@ -289,51 +294,6 @@ fn failover_call(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `peregrine leases recover`: repairs the damaged files of a lease directory one by one, in
-/// the order recovery reads them (each keeps every intact record), and says what each repair
-/// set aside.
-fn repair(dir: &std::path::Path) -> ExitCode {
-    // Each pass repairs one file; a directory has a handful of history files.
-    for _ in 0..64 {
-        match peregrine_store::repair(dir) {
-            Ok(peregrine_store::RepairReport {
-                file: Some(file),
-                kept,
-                dropped_bytes,
-                damage,
-                backup,
-                ..
-            }) => {
-                println!(
-                    "{}: kept {kept} intact records, set aside {dropped_bytes} damaged bytes; the file as it was is in {}",
-                    file.display(),
-                    backup.map_or_else(|| "(no copy)".into(), |b| b.display().to_string())
-                );
-                for (offset, bytes) in damage {
-                    println!("  damaged: {bytes} bytes at offset {offset}");
-                }
-            }
-            Ok(r) => {
-                println!(
-                    "{}: lease history intact ({} records); nothing to do",
-                    dir.display(),
-                    r.kept
-                );
-                return ExitCode::SUCCESS;
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    eprintln!(
-        "{}: still damaged after 64 repairs; restore it from a backup",
-        dir.display()
-    );
-    ExitCode::FAILURE
-}
-
 /// `peregrine leases verify`: what is intact and what is damaged in each file of a lease
 /// directory.
 fn verify(dir: &std::path::Path) -> ExitCode {
@@ -358,8 +318,7 @@ fn verify(dir: &std::path::Path) -> ExitCode {
     }
     if report.damaged() {
         println!(
-            "{}: damaged; the server refuses it: `peregrine leases recover --dir {}` repairs it",
-            dir.display(),
+            "{}: damaged; the server refuses it: `peregrine leases recover --config <its configuration>` repairs it",
             dir.display()
         );
         ExitCode::from(3)

@@ -68,20 +68,15 @@ impl fmt::Display for StoreError {
                         ", and intact records follow it, so it is not a write cut short by a crash",
                     )?;
                 }
-                f.write_str(". Peregrine will not guess which leases are valid. ")?;
-                if *offset == 0 {
-                    f.write_str("To set the whole journal aside and start an empty one")?;
-                } else {
-                    write!(
-                        f,
-                        "To keep every record before byte {offset} and set the rest aside"
-                    )?;
-                }
                 write!(
                     f,
-                    ", run `peregrine leases recover --dir {}` (it first copies the journal to \
-                     journal.corrupt-<unix time>)",
-                    crate::dir::parent(file).display()
+                    ". Peregrine will not guess which leases are valid. `peregrine leases verify \
+                     --dir {dir}` shows every damaged span; `peregrine leases recover --config \
+                     <the server's configuration>` repairs {dir}: it keeps every intact record, \
+                     before and after the damage (after copying each damaged file to \
+                     <name>.corrupt-<unix time>), and holds back the addresses the damaged \
+                     records may have leased",
+                    dir = crate::dir::parent(file).display()
                 )
             }
             StoreError::NotRecovered(file) => write!(

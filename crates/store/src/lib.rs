@@ -30,7 +30,7 @@ mod writer;
 
 pub use dir::{LeaseDir, ScopeStateFile};
 pub use error::StoreError;
-pub use recover::{Recovered, RepairReport, repair};
+pub use recover::{HoldBack, Recovered, RepairReport, repair};
 pub use verify::{FileCheck, VerifyReport, verify};
 pub use writer::{
     Durability, Journal, JournalCounters, JournalOptions, JournalStats, JournalThread,

@@ -12,7 +12,7 @@
 //! [`PAYLOAD_LEN`] bytes:
 //!
 //! ```text
-//! scope u16 | address u32 | state u8 (BindingState in declaration order, Free = 0 … Backup = 8)
+//! scope u16 | address u32 | state u8 (BindingState in declaration order, Free = 0 … Backup = 8, HeldBack = 9)
 //! | client key kind u8 (0xff: no client) | key length u8 | key bytes, 30, zero-padded
 //! | mac 6 | expires u64 | cltt u64 | granted u32 | partner_sent u64 | partner_acked u64 | classes u32
 //! | binding version u32 | client options length u8 | client options, 128, zero-padded
@@ -282,6 +282,7 @@ pub fn decode_version(version: u16, record: &[u8]) -> Result<BindingEvent, Forma
         6 => BindingState::Reserved,
         7 => BindingState::Reset,
         8 => BindingState::Backup,
+        9 => BindingState::HeldBack,
         other => return Err(FormatError::State(other)),
     };
     let client = match (p[KEY_KIND], p[KEY_LEN]) {

@@ -9,13 +9,15 @@
 //! a bad header cannot come from a crash: recovery refuses them rather than guess which
 //! leases are valid, and [`repair`] is the operator's explicit decision to cut there.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, Write};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 
-use peregrine_engine::BindingEvent;
+use peregrine_engine::{BindingEvent, ScopeId};
 
 use crate::dir::{self, JOURNAL, LeaseDir, sync_dir, truncate, unix_now, write_atomically};
 use crate::error::{StoreError, io_at};
@@ -65,6 +67,29 @@ pub struct RepairReport {
     pub damage: Vec<(u64, u64)>,
     /// The copy of the file as it was before the repair, if anything was set aside.
     pub backup: Option<PathBuf>,
+    /// What the damaged bytes may have held, if there were any (a torn tail alone never held
+    /// an acknowledged change).
+    pub hold: Option<HoldBack>,
+}
+
+/// The addresses whose records a repair may have lost, and since when their clients may
+/// have held them: what must not go to another client until their longest lease has run out.
+#[derive(Debug, Default)]
+pub struct HoldBack {
+    /// When the damaged file was last written (seconds since the UNIX epoch): no lost record
+    /// is younger, so no lease it granted runs past this plus the longest lease time.
+    pub written_by: u64,
+    /// Addresses the intact records settle: each has an intact record written after the
+    /// damage (later in the file, or in a later file), or, in a damaged snapshot (one record
+    /// per address), anywhere. Lost records may have touched every other address.
+    pub settled: HashSet<(ScopeId, Ipv4Addr)>,
+}
+
+impl HoldBack {
+    /// Whether a lost record may have leased `address` of `scope`.
+    pub fn unsettled(&self, scope: ScopeId, address: Ipv4Addr) -> bool {
+        !self.settled.contains(&(scope, address))
+    }
 }
 
 impl LeaseDir {
@@ -188,12 +213,13 @@ impl LeaseDir {
     }
 }
 
-/// `peregrine leases recover --dir DIR`: in the first damaged file (snapshot, sealed
-/// segments, journal, in reading order) keeps every intact record, before and after the
-/// damage (records have a fixed length and a checksum each, so the walk finds them again past
-/// it: [`crate::verify`]), and sets the damaged bytes aside, after copying the file as it was
-/// to `<name>.corrupt-<unix time>` in the same directory. A file whose header is damaged gets
-/// a new one. With nothing to set aside, nothing is touched.
+/// `peregrine leases recover`: in the first damaged file (snapshot, sealed segments, journal,
+/// in reading order) keeps every intact record, before and after the damage (records have a
+/// fixed length and a checksum each, so the walk finds them again past it: [`crate::verify`]),
+/// and sets the damaged bytes aside, after copying the file as it was to
+/// `<name>.corrupt-<unix time>` in the same directory. A file whose header is damaged gets a
+/// new one. With nothing to set aside, nothing is touched. The report says which addresses
+/// the lost records may have leased ([`RepairReport::hold`]), for the caller to hold back.
 ///
 /// Refuses a directory without a journal (a mistyped path must not look repaired) and one that
 /// a running server holds.
@@ -207,23 +233,55 @@ pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
     }
     let _lock = dir::lock(dir)?;
     let layout = Layout::read(dir)?;
+    let snapshot = layout.snapshot.as_ref().map(|(_, p)| p.clone());
+    let files: Vec<(PathBuf, bool)> = layout
+        .history()
+        .map(|f| (f.to_path_buf(), false))
+        .chain([(journal, true)])
+        .collect();
     let mut kept = 0;
-    let history: Vec<PathBuf> = layout.history().map(Path::to_path_buf).collect();
-    let files = history
-        .into_iter()
-        .map(|f| (f, false))
-        .chain([(journal, true)]);
-    for (file, is_journal) in files {
-        let (found, _) = crate::verify::check(&file, is_journal, &mut |_| Ok(()))?;
+    for (i, (file, is_journal)) in files.iter().enumerate() {
+        let (found, _) = crate::verify::check(file, *is_journal, &mut |_, _, _| Ok(()))?;
         if found.damage.is_empty() && found.torn_tail == 0 {
             kept += found.records;
             continue;
         }
+        let written_by = modified(file)?;
         // The copy is durable before the original is replaced: a crash in between loses nothing.
-        let backup = backup(&file, dir)?;
-        let found = rewrite(&file, is_journal)?;
+        let backup = backup(file, dir)?;
+        let mut latest = HashMap::new();
+        let found = rewrite(file, *is_journal, &mut |at, event| {
+            latest.insert((event.scope, event.address), at);
+        })?;
+        let hold = match found.damage.last() {
+            None => None,
+            Some((at, bytes)) => {
+                // A snapshot holds one record per address: every address it still has is
+                // settled. Elsewhere only a later record settles one.
+                let after = if snapshot.as_ref() == Some(file) {
+                    0
+                } else {
+                    at + bytes
+                };
+                let mut settled: HashSet<(ScopeId, Ipv4Addr)> = latest
+                    .into_iter()
+                    .filter(|(_, at)| *at >= after)
+                    .map(|(address, _)| address)
+                    .collect();
+                for (later, is_journal) in &files[i + 1..] {
+                    crate::verify::check(later, *is_journal, &mut |_, _, event| {
+                        settled.insert((event.scope, event.address));
+                        Ok(())
+                    })?;
+                }
+                Some(HoldBack {
+                    written_by,
+                    settled,
+                })
+            }
+        };
         return Ok(RepairReport {
-            file: Some(file),
+            file: Some(file.clone()),
             kept: found.records,
             dropped_bytes: found.damage.iter().map(|(_, n)| n).sum::<u64>() + found.torn_tail,
             dropped_at: found.damage.first().map(|(at, _)| *at).or(Some(
@@ -231,6 +289,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
             )),
             damage: found.damage,
             backup: Some(backup),
+            hold,
         });
     }
     Ok(RepairReport {
@@ -239,9 +298,25 @@ pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
     })
 }
 
+/// When `file` was last written, in seconds since the UNIX epoch: no record in it is younger.
+fn modified(file: &Path) -> Result<u64, StoreError> {
+    let meta = std::fs::metadata(file).map_err(io_at(file))?;
+    // Without a modification time (no filesystem here lacks one), now is a later bound.
+    Ok(meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or_else(unix_now, |d| d.as_secs()))
+}
+
 /// Replaces `file` by its header (a new one if it is damaged) and its intact records, through
-/// a temporary file renamed over it once durable; returns what the walk found.
-fn rewrite(file: &Path, is_journal: bool) -> Result<crate::verify::FileCheck, StoreError> {
+/// a temporary file renamed over it once durable; tells `note` where each record was and what
+/// it says, and returns what the walk found.
+fn rewrite(
+    file: &Path,
+    is_journal: bool,
+    note: &mut dyn FnMut(u64, &BindingEvent),
+) -> Result<crate::verify::FileCheck, StoreError> {
     // A name no reader takes for lease history: a crash leaves it aside, the next repair
     // starts it again.
     let name = file
@@ -260,8 +335,10 @@ fn rewrite(file: &Path, is_journal: bool) -> Result<crate::verify::FileCheck, St
     // A placeholder header, overwritten below once the walk has read the file's own.
     out.write_all(&encode_header(unix_now()))
         .map_err(io_at(&temp))?;
-    let (found, header) =
-        crate::verify::check(file, is_journal, &mut |record| out.write_all(record))?;
+    let (found, header) = crate::verify::check(file, is_journal, &mut |at, record, event| {
+        note(at, event);
+        out.write_all(record)
+    })?;
     let mut out = out.into_inner().map_err(|e| io_at(&temp)(e.into_error()))?;
     if let Some(header) = header {
         out.seek(io::SeekFrom::Start(0)).map_err(io_at(&temp))?;

@@ -10,6 +10,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use peregrine_engine::BindingEvent;
+
 use crate::dir::JOURNAL;
 use crate::error::{StoreError, io_at};
 use crate::files::Layout;
@@ -60,19 +62,26 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
     let history: Vec<PathBuf> = layout.history().map(Path::to_path_buf).collect();
     let mut report = VerifyReport::default();
     for file in history {
-        report.files.push(check(&file, false, &mut |_| Ok(()))?.0);
+        report
+            .files
+            .push(check(&file, false, &mut |_, _, _| Ok(()))?.0);
     }
-    report.files.push(check(&journal, true, &mut |_| Ok(()))?.0);
+    report
+        .files
+        .push(check(&journal, true, &mut |_, _, _| Ok(()))?.0);
     Ok(report)
 }
 
+/// Each intact record a walk finds: its offset in the file, its bytes and what they say.
+pub(crate) type Keep<'a> = &'a mut dyn FnMut(u64, &[u8], &BindingEvent) -> io::Result<()>;
+
 /// Walks `path` record by record, moving a byte at a time through damage until a record checks
-/// again, and hands each intact record's bytes to `keep`. In the journal (`journal`), damage
-/// that nothing intact follows is a torn tail. Also returns the file's header, if intact.
+/// again, and hands each intact record to `keep`. In the journal (`journal`), damage that
+/// nothing intact follows is a torn tail. Also returns the file's header, if intact.
 pub(crate) fn check(
     path: &Path,
     journal: bool,
-    keep: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    keep: Keep<'_>,
 ) -> Result<(FileCheck, Option<[u8; HEADER_LEN]>), StoreError> {
     let mut file = File::open(path).map_err(io_at(path))?;
     let mut out = FileCheck {
@@ -108,11 +117,11 @@ pub(crate) fn check(
             }
         }
         let offset = base + at as u64;
-        if decode_version(version, &buf[at..at + len]).is_ok() {
+        if let Ok(event) = decode_version(version, &buf[at..at + len]) {
             if let Some(start) = open.take() {
                 out.damage.push((start, offset - start));
             }
-            keep(&buf[at..at + len]).map_err(io_at(path))?;
+            keep(offset, &buf[at..at + len], &event).map_err(io_at(path))?;
             out.records += 1;
             at += len;
         } else {

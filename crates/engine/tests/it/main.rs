@@ -7,6 +7,7 @@
 mod concurrency;
 mod determinism;
 mod failover;
+mod hold_back;
 mod leasequery;
 mod no_alloc;
 mod pair_sim;

@@ -94,8 +94,8 @@ fn unknown_states_and_client_keys_are_refused() {
     assert!(decode(&record).is_ok());
     // Offsets: state at 6, client key kind at 7 and length at 8.
     assert_eq!(
-        decode(&rewritten(&record, 6, 9)),
-        Err(FormatError::State(9))
+        decode(&rewritten(&record, 6, 10)),
+        Err(FormatError::State(10))
     );
     assert_eq!(
         decode(&rewritten(&record, 7, 3)),

@@ -104,17 +104,36 @@ fn a_bad_checksum_mid_file_is_refused_and_repair_keeps_every_intact_record() {
     for needle in [
         tmp.journal().display().to_string(),
         format!("corrupt at byte {second}"),
-        format!("peregrine leases recover --dir {}", tmp.0.display()),
+        format!("peregrine leases verify --dir {}", tmp.0.display()),
+        "peregrine leases recover --config".into(),
     ] {
         assert!(text.contains(&needle), "{needle:?} not in: {text}");
     }
 
+    let written = std::fs::metadata(tmp.journal())
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let report = repair(&tmp.0).unwrap();
     // Every intact record, the three after the damage too; only the damaged one set aside.
     assert_eq!(report.kept, 4);
     assert_eq!(report.dropped_bytes, RECORD_LEN as u64);
     assert_eq!(report.dropped_at, Some(second));
     assert_eq!(report.damage, [(second, RECORD_LEN as u64)]);
+    // The lost record may have been of any address but those the records after it settle;
+    // and it was written no later than the journal's last write.
+    let hold = report.hold.as_ref().unwrap();
+    let unsettled: Vec<u32> = (0..5)
+        .filter(|n| {
+            let e = crate::support::event(*n, 0);
+            hold.unsettled(e.scope, e.address)
+        })
+        .collect();
+    assert_eq!(unsettled, [0, 1]);
+    assert_eq!(hold.written_by, written);
     let backup = report.backup.unwrap();
     assert!(
         backup
