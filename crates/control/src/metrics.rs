@@ -62,7 +62,7 @@ const TOTALS: [(&str, &str, ReadWorker); 6] = [
 type ReadJournal = fn(&JournalCounters) -> f64;
 
 /// The journal writer's figures: name, help, type, figure.
-const JOURNAL: [(&str, &str, Kind, ReadJournal); 11] = [
+const JOURNAL: [(&str, &str, Kind, ReadJournal); 12] = [
     (
         "peregrine_journal_records_total",
         "Binding changes written to the lease journal.",
@@ -122,6 +122,13 @@ const JOURNAL: [(&str, &str, Kind, ReadJournal); 11] = [
         "Compactions that failed (the segments are kept; see the log).",
         Kind::Counter,
         |j| value(j.compaction_failures),
+    ),
+    (
+        "peregrine_journal_damaged_files_total",
+        "Damaged lease history files compaction found while serving: each set aside (see the \
+         log for file and offset) and the snapshot written from the bindings in memory.",
+        Kind::Counter,
+        |j| value(j.damaged_files),
     ),
     (
         "peregrine_journal_snapshot_records",

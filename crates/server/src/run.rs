@@ -43,7 +43,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     let (quit, hangup) = signals()?;
 
     let (writer, journals, import_side, link_side) =
-        start_journal(&config, store.as_ref(), backend.queues().len())?;
+        start_journal(&config, store.as_ref(), backend.queues().len(), &engine)?;
     // The failover link, before the workers: they tell it of every change from the start.
     let (partner_queue, link) = match (&config.failover, link_side, &store) {
         (Some(f), Some(side), Some(dir)) => {
@@ -238,6 +238,7 @@ fn start_journal(
     config: &Config,
     store: Option<&LeaseDir>,
     workers: usize,
+    engine: &Arc<SharedEngine>,
 ) -> anyhow::Result<JournalSides> {
     let (Some(dir), Some(leases)) = (store, &config.runtime.leases) else {
         tracing::warn!("no [leases] directory configured: leases live in memory only");
@@ -251,6 +252,7 @@ fn start_journal(
         compact_after: leases.compact_after,
         setup: Some(placement::journal_setup(leases.writer_core)),
         commit_interval: std::time::Duration::from_micros(u64::from(leases.commit_interval_us)),
+        memory: Some(memory_source(engine.clone())),
     };
     let link = usize::from(config.failover.is_some());
     let (writer, mut sides) = Journal::start(dir, options, workers + 1 + link)?;
@@ -326,6 +328,20 @@ const HANDOFF_DEPTH: usize = 1024;
 /// OFFERs per worker that may wait for a ping check at once: with a 500 ms check, 8 000
 /// DISCOVERs per second per worker.
 const PROBE_SLOTS: usize = 4096;
+
+/// The bindings of the engine in use, for a snapshot when compaction finds the history
+/// damaged while the server runs.
+fn memory_source(engine: Arc<SharedEngine>) -> peregrine_store::MemorySource {
+    Arc::new(move |each| {
+        engine.load().for_each_binding(|scope, address, binding| {
+            each(&peregrine_engine::BindingEvent {
+                scope,
+                address,
+                binding: *binding,
+            });
+        });
+    })
+}
 
 /// Reads the lease history into the engine: snapshot, sealed segments, journal, each change
 /// replayed as it is read (a 10 M-lease history is never held in memory twice), on every core.

@@ -10,8 +10,11 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use peregrine_engine::BindingEvent;
 
 use crate::dir::{sync_dir, unix_now};
 use crate::error::{StoreError, io_at};
@@ -99,6 +102,87 @@ pub(crate) fn compact(
         deleted,
         took: started.elapsed(),
     }))
+}
+
+/// The bindings the server holds in memory, each handed to the callback: what a snapshot is
+/// written from when a file it would fold turns out damaged (see [`compact_from_memory`]).
+pub type MemorySource = Arc<dyn Fn(&mut dyn FnMut(&BindingEvent)) + Send + Sync>;
+
+/// What [`compact`] does when one of its inputs is damaged and the server runs: writes
+/// `snapshot.<n>` from the bindings in `memory` (which hold everything the damaged file said:
+/// it was read whole at start, or written from memory since) instead of from the files, moves
+/// `damaged` aside as `<name>.corrupt-<unix time>` for the operator, and deletes the other
+/// files it covers. Changes made in memory while the snapshot is read are in the journal as
+/// well, and replay keeps each address's newest version.
+pub(crate) fn compact_from_memory(
+    dir: &Path,
+    through: u64,
+    memory: &MemorySource,
+    damaged: &Path,
+    stop: &AtomicBool,
+) -> Result<Option<(Compacted, PathBuf)>, StoreError> {
+    let started = Instant::now();
+    let layout = Layout::read(dir)?;
+    let inputs: Vec<PathBuf> = layout
+        .snapshot
+        .iter()
+        .map(|(_, p)| p.clone())
+        .chain(
+            layout
+                .sealed
+                .iter()
+                .filter(|(n, _)| *n <= through)
+                .map(|(_, p)| p.clone()),
+        )
+        .collect();
+    let Some(&(last, _)) = layout.sealed.iter().rfind(|(n, _)| *n <= through) else {
+        return Ok(None);
+    };
+    let mut records: Vec<(u32, [u8; RECORD_LEN])> = Vec::new();
+    memory(&mut |event| {
+        let mut record = [0u8; RECORD_LEN];
+        encode(event, &mut record);
+        records.push((event.address.to_bits(), record));
+    });
+    records.sort_unstable_by_key(|(a, _)| *a);
+    let (final_path, tmp) = snapshot_paths(dir, last);
+    match write_snapshot(&tmp, &records, stop) {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = fs::remove_file(&tmp);
+            return Ok(None);
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    }
+    // Linked aside before the snapshot takes its name (which makes the damaged file history
+    // to delete): a crash at any point keeps either the file in its place or the copy.
+    let name = damaged
+        .file_name()
+        .map_or_else(|| "damaged".into(), |n| n.to_string_lossy().into_owned());
+    let aside = dir.join(format!("{name}.corrupt-{}", unix_now()));
+    fs::hard_link(damaged, &aside).map_err(io_at(&aside))?;
+    sync_dir(dir)?;
+    fs::rename(&tmp, &final_path).map_err(io_at(&final_path))?;
+    sync_dir(dir)?;
+    let mut deleted = 0;
+    for path in inputs.iter().filter(|p| **p != final_path) {
+        fs::remove_file(path).map_err(io_at(path))?;
+        deleted += 1;
+    }
+    sync_dir(dir)?;
+    Ok(Some((
+        Compacted {
+            through: last,
+            records: records.len() as u64,
+            read: 0,
+            deleted,
+            took: started.elapsed(),
+        },
+        aside,
+    )))
 }
 
 /// Reads every record of `path` into `newest` (newer binding versions win). The file must be

@@ -28,6 +28,7 @@ mod recover;
 mod verify;
 mod writer;
 
+pub use compact::MemorySource;
 pub use dir::{LeaseDir, ScopeStateFile};
 pub use error::StoreError;
 pub use recover::{HoldBack, Recovered, RepairReport, repair};

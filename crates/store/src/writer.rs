@@ -20,7 +20,7 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use peregrine_engine::{BindingEvent, BindingSink};
 
-use crate::compact::compact;
+use crate::compact::{MemorySource, compact, compact_from_memory};
 use crate::dir::{JOURNAL, LeaseDir, unix_now, write_atomically};
 use crate::error::{StoreError, io_at};
 use crate::files::sealed_path;
@@ -82,6 +82,10 @@ pub struct JournalOptions {
     /// the hypervisor) and its preemptions of the workers. Zero: sync as soon as the last
     /// one is done.
     pub commit_interval: Duration,
+    /// The bindings in memory, for a snapshot when compaction finds a file damaged: the server
+    /// passes its engine's. `None`: a damaged file stops each compaction (counted and logged),
+    /// and stays.
+    pub memory: Option<MemorySource>,
 }
 
 impl JournalOptions {
@@ -98,6 +102,7 @@ impl Default for JournalOptions {
             compact_after: JournalOptions::DEFAULT_COMPACT_AFTER,
             setup: None,
             commit_interval: JournalOptions::DEFAULT_COMMIT_INTERVAL,
+            memory: None,
         }
     }
 }
@@ -109,6 +114,7 @@ impl std::fmt::Debug for JournalOptions {
             .field("compact_after", &self.compact_after)
             .field("setup", &self.setup.as_ref().map(|_| ".."))
             .field("commit_interval", &self.commit_interval)
+            .field("memory", &self.memory.as_ref().map(|_| ".."))
             .finish()
     }
 }
@@ -208,9 +214,10 @@ impl Journal {
                 let shared = shared.clone();
                 let dir = dir.path().to_path_buf();
                 let place = place.clone();
+                let memory = options.memory.clone();
                 move || {
                     if place(JournalThread::Compactor).is_ok() {
-                        compact_loop(&shared, &dir, &sealed_rx);
+                        compact_loop(&shared, &dir, &sealed_rx, memory.as_ref());
                     }
                 }
             })
@@ -444,6 +451,7 @@ pub struct JournalStats {
     sealed: AtomicU64,
     compactions: AtomicU64,
     compaction_failures: AtomicU64,
+    damaged_files: AtomicU64,
     last_compaction_ns: AtomicU64,
     snapshot_records: AtomicU64,
 }
@@ -541,6 +549,9 @@ pub struct JournalCounters {
     pub compactions: u64,
     /// Compactions that failed (logged; the segments stay until one succeeds).
     pub compaction_failures: u64,
+    /// Damaged files compaction found while the server ran (logged with the file, offset and
+    /// what is wrong): each set aside, and the snapshot written from memory instead.
+    pub damaged_files: u64,
     /// How long the last compaction took.
     pub last_compaction: Duration,
     /// Records in the newest snapshot: addresses that ever changed.
@@ -560,6 +571,7 @@ impl JournalStats {
             sealed: self.sealed.load(Ordering::Relaxed),
             compactions: self.compactions.load(Ordering::Relaxed),
             compaction_failures: self.compaction_failures.load(Ordering::Relaxed),
+            damaged_files: self.damaged_files.load(Ordering::Relaxed),
             last_compaction: Duration::from_nanos(self.last_compaction_ns.load(Ordering::Relaxed)),
             snapshot_records: self.snapshot_records.load(Ordering::Relaxed),
         }
@@ -688,14 +700,49 @@ impl Segments {
 /// The compactor's loop: folds sealed segments into a snapshot whenever the writer seals one,
 /// until the writer stops. A failure is logged and counted
 /// ([`JournalCounters::compaction_failures`]); the files stay and the next seal retries.
-fn compact_loop(shared: &Shared, dir: &Path, sealed: &Receiver<u64>) {
+fn compact_loop(
+    shared: &Shared,
+    dir: &Path,
+    sealed: &Receiver<u64>,
+    memory: Option<&MemorySource>,
+) {
     let stats = &shared.stats;
     while let Ok(mut through) = sealed.recv() {
         // Segments sealed while the last compaction ran are folded in one go.
         while let Ok(n) = sealed.try_recv() {
             through = n;
         }
-        match compact(dir, through, &shared.stop) {
+        let done = match (compact(dir, through, &shared.stop), memory) {
+            (
+                Err(StoreError::Corrupt {
+                    file,
+                    offset,
+                    reason,
+                }),
+                Some(memory),
+            ) => {
+                stats.damaged_files.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    file = %file.display(),
+                    offset,
+                    %reason,
+                    "lease history damaged: writing the snapshot from the bindings in memory \
+                     instead, and setting the file aside"
+                );
+                compact_from_memory(dir, through, memory, &file, &shared.stop).map(|done| {
+                    done.map(|(done, aside)| {
+                        tracing::warn!(
+                            aside = %aside.display(),
+                            "lease history: the damaged file is set aside; the snapshot holds \
+                             every binding the server had"
+                        );
+                        done
+                    })
+                })
+            }
+            (done, _) => done,
+        };
+        match done {
             Ok(Some(done)) => {
                 tracing::info!(
                     through = done.through,

@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peregrine_engine::BindingEvent;
 use peregrine_store::record::{FormatError, HEADER_LEN, RECORD_LEN, encode, encode_header};
-use peregrine_store::{Durability, Journal, JournalOptions, LeaseDir, StoreError, repair};
+use peregrine_store::{
+    Durability, Journal, JournalOptions, LeaseDir, MemorySource, StoreError, repair,
+};
 
 use crate::support::{TempDir, event, wait_committed};
 
@@ -287,4 +290,66 @@ fn a_snapshot_asked_for_folds_the_journal_at_once() {
     let dir = LeaseDir::open(&tmp.0).unwrap();
     let recovered = newest(dir.recover().unwrap().events);
     assert_eq!(recovered, newest((0..120).map(change)));
+}
+
+#[test]
+fn damage_compaction_finds_while_serving_is_set_aside_and_the_snapshot_written_from_memory() {
+    // What the server holds in memory: every change, the newest of each address.
+    let memory: MemorySource = Arc::new(|each| (0..10).map(change).for_each(|e| each(&e)));
+    for memory in [Some(memory), None] {
+        let tmp = TempDir::new("serving-damage");
+        drop(LeaseDir::open(&tmp.0).unwrap());
+        let segment = tmp.0.join("journal.1");
+        history_file(&segment, 0..10);
+        let dir = LeaseDir::open(&tmp.0).unwrap();
+        dir.recover().unwrap();
+        // Damaged after the server read it: compaction, at start, is the next to read it.
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[HEADER_LEN + 3 * RECORD_LEN + 30] ^= 0x08;
+        std::fs::write(&segment, &bytes).unwrap();
+        let options = JournalOptions {
+            durability: Durability::Fsync,
+            memory: memory.clone(),
+            ..JournalOptions::default()
+        };
+        let (writer, _sides) = Journal::start(&dir, options, 1).unwrap();
+        let stats = writer.stats();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stats.snapshot().compactions + stats.snapshot().compaction_failures == 0 {
+            assert!(Instant::now() < deadline, "no compaction within 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        writer.stop().unwrap();
+        drop(dir);
+        let c = stats.snapshot();
+        let files = names(&tmp.0);
+        if memory.is_none() {
+            // Nothing to write a snapshot from: the file stays, the failure is counted, and
+            // the next start refuses it as damaged.
+            assert_eq!(
+                (c.compactions, c.compaction_failures, c.damaged_files),
+                (0, 1, 0)
+            );
+            assert!(files.contains(&"journal.1".to_owned()), "{files:?}");
+            assert!(LeaseDir::open(&tmp.0).unwrap().recover().is_err());
+            continue;
+        }
+        assert_eq!(
+            (c.compactions, c.compaction_failures, c.damaged_files),
+            (1, 0, 1)
+        );
+        assert_eq!(c.snapshot_records, 10);
+        // The damaged file is kept aside for the operator, never read again; the snapshot took
+        // its place, with every binding the server had.
+        assert!(!files.contains(&"journal.1".to_owned()), "{files:?}");
+        assert!(files.contains(&"snapshot.1".to_owned()), "{files:?}");
+        let aside: Vec<_> = files
+            .iter()
+            .filter(|n| n.starts_with("journal.1.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{files:?}");
+        assert_eq!(std::fs::read(tmp.0.join(aside[0])).unwrap(), bytes);
+        let r = LeaseDir::open(&tmp.0).unwrap().recover().unwrap();
+        assert_eq!(newest(r.events), newest((0..10).map(change)));
+    }
 }
