@@ -80,8 +80,9 @@ pub struct HoldBack {
     /// is younger, so no lease it granted runs past this plus the longest lease time.
     pub written_by: u64,
     /// Addresses the intact records settle: each has an intact record written after the
-    /// damage (later in the file, or in a later file), or, in a damaged snapshot (one record
-    /// per address), anywhere. Lost records may have touched every other address.
+    /// damage (later in the file, or in a later file) with a binding version above every
+    /// earlier one of the address, or, in a damaged snapshot (one record per address), a
+    /// record anywhere. Lost records may have touched every other address.
     pub settled: HashSet<(ScopeId, Ipv4Addr)>,
 }
 
@@ -249,37 +250,8 @@ pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
         let written_by = modified(file)?;
         // The copy is durable before the original is replaced: a crash in between loses nothing.
         let backup = backup(file, dir)?;
-        let mut latest = HashMap::new();
-        let found = rewrite(file, *is_journal, &mut |at, event| {
-            latest.insert((event.scope, event.address), at);
-        })?;
-        let hold = match found.damage.last() {
-            None => None,
-            Some((at, bytes)) => {
-                // A snapshot holds one record per address: every address it still has is
-                // settled. Elsewhere only a later record settles one.
-                let after = if snapshot.as_ref() == Some(file) {
-                    0
-                } else {
-                    at + bytes
-                };
-                let mut settled: HashSet<(ScopeId, Ipv4Addr)> = latest
-                    .into_iter()
-                    .filter(|(_, at)| *at >= after)
-                    .map(|(address, _)| address)
-                    .collect();
-                for (later, is_journal) in &files[i + 1..] {
-                    crate::verify::check(later, *is_journal, &mut |_, _, event| {
-                        settled.insert((event.scope, event.address));
-                        Ok(())
-                    })?;
-                }
-                Some(HoldBack {
-                    written_by,
-                    settled,
-                })
-            }
-        };
+        let snapshot_damaged = snapshot.as_ref() == Some(file);
+        let (found, hold) = rewrite_and_settle(&files, i, snapshot_damaged, written_by)?;
         return Ok(RepairReport {
             file: Some(file.clone()),
             kept: found.records,
@@ -296,6 +268,68 @@ pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
         kept,
         ..RepairReport::default()
     })
+}
+
+/// Rewrites damaged file `files[i]` (see [`rewrite`]) and, if it lost records, says which
+/// addresses the intact ones settle. An address is settled by a record that tells something
+/// newer than any record of it before: a higher binding version than every one read so far
+/// (a block duplicated from earlier in the history repeats old versions, and settles
+/// nothing), after the file's last damaged span, or in a later file. In a damaged snapshot
+/// (`snapshot`: one record per address) every record settles its address.
+fn rewrite_and_settle(
+    files: &[(PathBuf, bool)],
+    i: usize,
+    snapshot: bool,
+    written_by: u64,
+) -> Result<(crate::verify::FileCheck, Option<HoldBack>), StoreError> {
+    type Key = (ScopeId, Ipv4Addr);
+    let mut newest: HashMap<Key, u32> = HashMap::new();
+    // Whether `event` is newer than every record of its address read so far.
+    let mut raises = move |event: &BindingEvent| {
+        let key = (event.scope, event.address);
+        let v = event.binding.version;
+        let newer = newest.get(&key).is_none_or(|seen| v > *seen);
+        if newer {
+            newest.insert(key, v);
+        }
+        newer
+    };
+    for (earlier, is_journal) in &files[..i] {
+        crate::verify::check(earlier, *is_journal, &mut |_, _, event| {
+            raises(event);
+            Ok(())
+        })?;
+    }
+    let (file, is_journal) = &files[i];
+    // Where each address's newest record so far is in the damaged file.
+    let mut rose: HashMap<Key, u64> = HashMap::new();
+    let found = rewrite(file, *is_journal, &mut |at, event| {
+        if raises(event) {
+            rose.insert((event.scope, event.address), at);
+        }
+    })?;
+    let Some((at, bytes)) = found.damage.last() else {
+        return Ok((found, None));
+    };
+    let after = if snapshot { 0 } else { at + bytes };
+    let mut settled: HashSet<Key> = rose
+        .into_iter()
+        .filter(|(_, at)| *at >= after)
+        .map(|(key, _)| key)
+        .collect();
+    for (later, is_journal) in &files[i + 1..] {
+        crate::verify::check(later, *is_journal, &mut |_, _, event| {
+            if raises(event) {
+                settled.insert((event.scope, event.address));
+            }
+            Ok(())
+        })?;
+    }
+    let hold = HoldBack {
+        written_by,
+        settled,
+    };
+    Ok((found, Some(hold)))
 }
 
 /// When `file` was last written, in seconds since the UNIX epoch: no record in it is younger.

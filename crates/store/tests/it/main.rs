@@ -6,6 +6,7 @@
 
 mod compaction;
 mod crash;
+mod damage;
 mod dir;
 mod journal;
 mod record;

@@ -298,3 +298,40 @@ fn verify_reports_every_damaged_span_and_the_records_past_it() {
     assert_eq!(file.damage[0], (0, HEADER_LEN as u64));
     assert_eq!(file.records, 29);
 }
+
+#[test]
+fn a_block_repeated_after_damage_settles_nothing() {
+    // Address 1 changes three times; its newest change is lost. Then a block duplicated from
+    // earlier in the journal repeats its second change: old news, which must not pass for
+    // what the lost record said.
+    let tmp = TempDir::new("repeated");
+    drop(LeaseDir::open(&tmp.0).unwrap());
+    let version = |n: u32, v: u32| {
+        let mut e = event(n, 0);
+        e.binding.version = v;
+        let mut r = [0u8; RECORD_LEN];
+        encode(&e, &mut r);
+        r
+    };
+    let mut lost = version(1, 3);
+    lost[RECORD_LEN - 1] ^= 0xff;
+    let records = [
+        version(1, 1),
+        version(1, 2),
+        lost,
+        version(2, 1),
+        version(1, 2),
+        version(3, 1),
+    ];
+    append(&tmp, &records.concat());
+    let hold = repair(&tmp.0).unwrap().hold.unwrap();
+    let unsettled = |n| {
+        let e = event(n, 0);
+        hold.unsettled(e.scope, e.address)
+    };
+    assert!(
+        unsettled(1),
+        "the repeated record settled the lost one's address"
+    );
+    assert!(!unsettled(2) && !unsettled(3));
+}
