@@ -49,6 +49,22 @@ impl Running {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Waits up to `patience` for the process to exit by itself; its exit status, or `None`
+    /// if it still runs (it is left running).
+    pub fn exited_within(&mut self, patience: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(Ok(Some(status))) = self.0.as_mut().map(Child::try_wait) {
+                self.0 = None;
+                return Some(status);
+            }
+            if self.0.is_none() || Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The process id (0 once stopped).
     pub fn id(&self) -> u32 {
         self.0.as_ref().map_or(0, Child::id)

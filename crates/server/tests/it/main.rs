@@ -32,6 +32,7 @@ mod leasequery;
 mod live_import;
 mod ping_check;
 mod reload;
+mod repair;
 mod scope_state;
 mod server_id_override;
 mod service;
