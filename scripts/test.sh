@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use as independent peers and dissectors: tshark, and the real
 # DHCP clients and relay of the end-to-end run; Kea and ISC dhcpd, whose lease files the import
 # tests read; DPDK 22.11 and what bindgen needs, for dpdk/sys; systemd-analyze and openssl, for
-# the unit file and the admin API's TLS.
+# the unit file and the admin API's TLS; Prometheus and promtool, for the alert rules and a real
+# scrape.
 packages=(tshark isc-dhcp-relay isc-dhcp-client udhcpc busybox iproute2 nftables kea-admin
     kea-dhcp4-server isc-dhcp-server libdpdk-dev libclang-dev clang pkg-config ethtool systemd
-    openssl)
+    openssl prometheus)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,7 +10,7 @@ use std::time::Instant;
 use peregrine_dataplane::SharedEngine;
 use peregrine_engine::PoolStats;
 use peregrine_stats::{FailoverStatus, FrameDrop, Latency, WorkerStats};
-use peregrine_store::{JournalCounters, JournalStats};
+use peregrine_store::{FSYNC_BUCKETS_US, JournalCounters, JournalStats};
 use peregrine_wire::dhcp::MessageType;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
@@ -408,6 +408,7 @@ pub(crate) struct StatsCollector {
     totals: Vec<(Family, ReadWorker)>,
     journal_figures: Vec<(Family, ReadJournal)>,
     latency: Desc,
+    fsync_latency: Desc,
     held_replies: Family,
     last_burst: Family,
     messages_in: Family,
@@ -514,6 +515,32 @@ fn by_worker(name: &str, help: &str, kind: Kind) -> prometheus::Result<Family> {
     Family::new(name, help, &["worker"], kind)
 }
 
+/// A histogram family of one series: `within[i]` samples of `count` at most `bounds[i]`.
+fn histogram(desc: &Desc, bounds: &[f64], within: &[u64], count: u64, sum: f64) -> MetricFamily {
+    let buckets = bounds
+        .iter()
+        .zip(within)
+        .map(|(&bound, &n)| {
+            let mut b = proto::Bucket::default();
+            b.set_upper_bound(bound);
+            b.set_cumulative_count(n);
+            b
+        })
+        .collect();
+    let mut h = proto::Histogram::default();
+    h.set_sample_count(count);
+    h.set_sample_sum(sum);
+    h.set_bucket(buckets);
+    let mut metric = Metric::default();
+    metric.set_histogram(h);
+    let mut family = MetricFamily::default();
+    family.set_name(desc.fq_name.clone());
+    family.set_help(desc.help.clone());
+    family.set_field_type(MetricType::HISTOGRAM);
+    family.set_metric(vec![metric]);
+    family
+}
+
 /// The reply latency histogram's description.
 fn latency_desc() -> prometheus::Result<Desc> {
     Desc::new(
@@ -559,6 +586,14 @@ impl StatsCollector {
                 .map(|&(name, help, kind, read)| Ok((Family::new(name, help, &[], kind)?, read)))
                 .collect::<prometheus::Result<_>>()?,
             latency: latency_desc()?,
+            fsync_latency: Desc::new(
+                "peregrine_journal_fsync_seconds".into(),
+                "How long each fdatasync of the lease journal took: a commit waits for one, and \
+                 so does every reply that depends on it."
+                    .into(),
+                vec![],
+                HashMap::new(),
+            )?,
             held_replies: by_worker(
                 "peregrine_worker_held_replies",
                 "Replies waiting for the journal to commit their lease, by worker.",
@@ -685,27 +720,15 @@ impl StatsCollector {
             // Same bounds everywhere: adding cannot fail.
             let _ = merged.add(w.latency.read());
         }
-        let buckets = LATENCY_BUCKETS_US
-            .iter()
-            .map(|&us| {
-                let mut b = proto::Bucket::default();
-                b.set_upper_bound(value(us) / 1e6);
-                b.set_cumulative_count(merged.count_between(0, us * 1000));
-                b
-            })
-            .collect();
-        let mut h = proto::Histogram::default();
-        h.set_sample_count(merged.len());
-        h.set_sample_sum(merged.mean() * value(merged.len()) / 1e9);
-        h.set_bucket(buckets);
-        let mut metric = Metric::default();
-        metric.set_histogram(h);
-        let mut family = MetricFamily::default();
-        family.set_name(self.latency.fq_name.clone());
-        family.set_help(self.latency.help.clone());
-        family.set_field_type(MetricType::HISTOGRAM);
-        family.set_metric(vec![metric]);
-        family
+        let bounds = LATENCY_BUCKETS_US.map(|us| value(us) / 1e6);
+        let within = LATENCY_BUCKETS_US.map(|us| merged.count_between(0, us * 1000));
+        histogram(
+            &self.latency,
+            &bounds,
+            &within,
+            merged.len(),
+            merged.mean() * value(merged.len()) / 1e9,
+        )
     }
 
     /// Samples by DHCP message type from one of the per-type counter arrays.
@@ -747,6 +770,7 @@ impl Collector for StatsCollector {
             .chain(self.reloads.iter().flat_map(ReloadFigures::families))
             .map(|f| &f.desc)
             .chain([&self.latency])
+            .chain(self.journal.iter().map(|_| &self.fsync_latency))
             .collect()
     }
 
@@ -822,6 +846,13 @@ impl Collector for StatsCollector {
             for (family, read) in &self.journal_figures {
                 out.push(family.family(vec![family.sample(&[], read(&j))]));
             }
+            out.push(histogram(
+                &self.fsync_latency,
+                &FSYNC_BUCKETS_US.map(|us| value(us) / 1e6),
+                &j.fsync_within,
+                j.fsyncs,
+                j.fsync_total.as_secs_f64(),
+            ));
         }
         if let Some(source) = &self.ports {
             self.port_families.collect(&source.read(), &mut out);

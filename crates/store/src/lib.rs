@@ -34,6 +34,6 @@ pub use error::StoreError;
 pub use recover::{HoldBack, Recovered, RepairReport, repair};
 pub use verify::{FileCheck, VerifyReport, verify};
 pub use writer::{
-    Durability, Journal, JournalCounters, JournalOptions, JournalStats, JournalThread,
-    JournalWriter, Snapshot, SnapshotTrigger, ThreadSetup, WorkerJournal,
+    Durability, FSYNC_BUCKETS_US, Journal, JournalCounters, JournalOptions, JournalStats,
+    JournalThread, JournalWriter, Snapshot, SnapshotTrigger, ThreadSetup, WorkerJournal,
 };

@@ -439,6 +439,11 @@ impl Drop for JournalWriter {
     }
 }
 
+/// Upper bounds of the buckets of the journal's sync latency histogram, in microseconds.
+pub const FSYNC_BUCKETS_US: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
+];
+
 /// The writer's counters, for metrics. Updated once per batch.
 #[derive(Debug, Default)]
 pub struct JournalStats {
@@ -447,6 +452,10 @@ pub struct JournalStats {
     fsyncs: AtomicU64,
     bytes: AtomicU64,
     last_fsync_ns: AtomicU64,
+    fsync_ns_sum: AtomicU64,
+    /// Syncs by the first bucket of [`FSYNC_BUCKETS_US`] they fit in (slower ones only in
+    /// `fsyncs`).
+    fsync_buckets: [AtomicU64; FSYNC_BUCKETS_US.len()],
     failed: AtomicBool,
     sealed: AtomicU64,
     compactions: AtomicU64,
@@ -539,6 +548,10 @@ pub struct JournalCounters {
     pub bytes: u64,
     /// How long the last `fdatasync` took.
     pub last_fsync: Duration,
+    /// How long all of them took.
+    pub fsync_total: Duration,
+    /// `fdatasync` calls that took at most each bound of [`FSYNC_BUCKETS_US`] (cumulative).
+    pub fsync_within: [u64; FSYNC_BUCKETS_US.len()],
     /// The writer stopped on an I/O error: nothing more will be committed, workers' queues
     /// fill, and replies that wait for the journal are dropped. [`JournalWriter::stop`]
     /// returns the error.
@@ -567,6 +580,14 @@ impl JournalStats {
             fsyncs: self.fsyncs.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             last_fsync: Duration::from_nanos(self.last_fsync_ns.load(Ordering::Relaxed)),
+            fsync_total: Duration::from_nanos(self.fsync_ns_sum.load(Ordering::Relaxed)),
+            fsync_within: {
+                let mut sum = 0;
+                std::array::from_fn(|i| {
+                    sum += self.fsync_buckets[i].load(Ordering::Relaxed);
+                    sum
+                })
+            },
             failed: self.failed.load(Ordering::Relaxed),
             sealed: self.sealed.load(Ordering::Relaxed),
             compactions: self.compactions.load(Ordering::Relaxed),
@@ -643,6 +664,11 @@ fn run(
             file.sync_data()?;
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             stats.last_fsync_ns.store(ns, Ordering::Relaxed);
+            stats.fsync_ns_sum.fetch_add(ns, Ordering::Relaxed);
+            let bucket = FSYNC_BUCKETS_US.partition_point(|us| us * 1000 < ns);
+            if let Some(b) = stats.fsync_buckets.get(bucket) {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
             stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
         // Only now may the workers let the replies of these records go.

@@ -687,3 +687,72 @@ fn a_taken_address_is_refused_with_its_name() {
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 }
+
+#[test]
+fn the_dashboard_and_alert_rules_name_only_metrics_that_exist() {
+    // A server with everything a dashboard shows: a journal, a partner, reloads.
+    let engine = engine();
+    let lab = Lab::new(&engine);
+    let control = spawn(
+        LOOPBACK,
+        ControlSources {
+            workers: vec![lab.stats.clone()],
+            journal: Some(Arc::new(JournalStats::default())),
+            failover: Some(Arc::new(peregrine_stats::FailoverStatus::default())),
+            reloads: Some(Arc::new(peregrine_stats::ReloadStats::default())),
+            ..crate::bare(engine)
+        },
+    )
+    .unwrap();
+    let exposition = get(&control, "/metrics").body;
+    // Every family /metrics declares, histograms under their own name.
+    let families: BTreeSet<&str> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let packaging = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging");
+    for file in ["grafana/peregrine.json", "prometheus/peregrine-rules.yml"] {
+        let text = std::fs::read_to_string(packaging.join(file)).unwrap();
+        let mut named = BTreeSet::new();
+        for (at, _) in text.match_indices("peregrine_") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            named.insert(name);
+        }
+        let unknown: Vec<&String> = named
+            .iter()
+            .filter(|n| {
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| n.strip_suffix(s).filter(|f| families.contains(f)))
+                    .unwrap_or(n);
+                !families.contains(family)
+            })
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{file} names {unknown:?}, which /metrics lacks"
+        );
+        assert!(named.len() >= 10, "{file}: {named:?}");
+    }
+    // The dashboard is JSON Grafana reads: every panel but rows queries something.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(packaging.join("grafana/peregrine.json")).unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] != "row" {
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(
+                targets
+                    .iter()
+                    .all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())),
+                "{panel}"
+            );
+        }
+    }
+    control.shutdown().unwrap();
+}

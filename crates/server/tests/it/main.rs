@@ -31,6 +31,7 @@ mod dpdk;
 mod leasequery;
 mod live_import;
 mod ping_check;
+mod prometheus;
 mod reload;
 mod repair;
 mod scope_state;

@@ -50,7 +50,14 @@ fn two_workers(durability: Durability, per_worker: u32) -> (Vec<BindingEvent>, T
     assert!(c.batches >= 1 && c.batches <= c.records);
     assert!(!c.failed);
     match durability {
-        Durability::Fsync => assert_eq!(c.fsyncs, c.batches, "one fdatasync per batch"),
+        Durability::Fsync => {
+            assert_eq!(c.fsyncs, c.batches, "one fdatasync per batch");
+            // Each sync in the first bucket it fits, counted up to the slowest bound.
+            assert!(c.fsync_within.is_sorted(), "{:?}", c.fsync_within);
+            let slower = c.fsyncs - c.fsync_within[c.fsync_within.len() - 1];
+            assert!(slower < c.fsyncs, "{c:?}");
+            assert!(c.fsync_total >= c.last_fsync && !c.fsync_total.is_zero());
+        }
         Durability::NoneUnsafe => assert_eq!(c.fsyncs, 0),
     }
     drop(dir);
