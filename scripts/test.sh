@@ -75,6 +75,11 @@ else
     [ -z "${CI:-}" ] || exit 1
 fi
 
+# The package as an operator installs it: built, installed, serving udhcpc as the unit runs
+# the server, purged.
+echo "--- the Debian package (scripts/package-test.sh)"
+scripts/package-test.sh
+
 # The README's run command, which also checks that both of its clients got a lease.
 echo "--- the README's lab (scripts/lab.sh)"
 scripts/lab.sh

@@ -24,7 +24,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use peregrine_migrate::LocalZone;
 
 /// Peregrine: a DHCPv4 server for carrier networks.
@@ -65,6 +65,13 @@ enum Command {
     CheckConfig {
         /// Configuration file to check.
         file: PathBuf,
+    },
+    /// Write the manual pages (section 8) of every command into a directory: what the Debian
+    /// package installs.
+    #[command(hide = true)]
+    Manual {
+        /// Where the pages go (created if missing).
+        dir: PathBuf,
     },
 }
 
@@ -187,6 +194,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Manual { dir } => report(manual(&dir).map(|()| ExitCode::SUCCESS)),
         Command::Leases {
             command: LeasesCommand::Recover { config },
         } => report(leases::recover(&config)),
@@ -328,6 +336,25 @@ fn verify(dir: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `peregrine manual DIR`: a page per command, generated from the CLI's own definition, so the
+/// pages say what the binary does.
+fn manual(dir: &std::path::Path) -> anyhow::Result<()> {
+    fn write(cmd: clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+            write(sub, dir)?;
+        }
+        clap_mangen::Man::new(cmd)
+            .section("8")
+            .generate_to(dir)
+            .map(drop)
+    }
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    std::fs::create_dir_all(dir)?;
+    write(cmd, dir)?;
+    Ok(())
+}
+
 /// The exit status of a command, with its error (if any) on stderr.
 fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|e| {
@@ -336,13 +363,46 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     })
 }
 
+/// Logs to stderr; but when stderr is systemd's journal (`JOURNAL_STREAM` names it, as
+/// systemd sets it for a service), natively to journald instead: the level as PRIORITY, the
+/// message as MESSAGE, and each field of the event as a journal field of its own
+/// (`PEREGRINE_RECORDS=...`), which `journalctl -o verbose` shows and filters on. Without a
+/// terminal there are no colour codes either way.
 fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("PEREGRINE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    let journal = stderr_is_journal()
+        .then(tracing_journald::layer)
+        .and_then(Result::ok)
+        .map(|layer| {
+            layer
+                .with_field_prefix(Some("PEREGRINE".into()))
+                .with_syslog_identifier("peregrine".into())
+        });
+    let stderr = journal.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(journal)
+        .with(stderr)
         .init();
+}
+
+/// Whether standard error is the stream `JOURNAL_STREAM` ("device:inode") names.
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(named) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stderr) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    named.to_str() == Some(&format!("{}:{}", stderr.dev(), stderr.ino()))
 }
