@@ -6,9 +6,7 @@
 //! old files or the new snapshot (with covered files that recovery deletes).
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +15,7 @@ use std::time::{Duration, Instant};
 use peregrine_engine::BindingEvent;
 
 use crate::dir::{sync_dir, unix_now};
+use crate::disk::{Disk, Open};
 use crate::error::{StoreError, io_at};
 use crate::files::{Layout, snapshot_paths};
 use crate::record::{
@@ -44,12 +43,13 @@ pub(crate) struct Compacted {
 /// is removed). Damage in any input stops it with [`StoreError::Corrupt`] and leaves every
 /// file as it was.
 pub(crate) fn compact(
+    disk: &dyn Disk,
     dir: &Path,
     through: u64,
     stop: &AtomicBool,
 ) -> Result<Option<Compacted>, StoreError> {
     let started = Instant::now();
-    let layout = Layout::read(dir)?;
+    let layout = Layout::read(disk, dir)?;
     let inputs: Vec<(u64, PathBuf)> = layout
         .snapshot
         .iter()
@@ -66,35 +66,35 @@ pub(crate) fn compact(
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        read += fold(path, &mut newest)?;
+        read += fold(disk, path, &mut newest)?;
     }
     let (final_path, tmp) = snapshot_paths(dir, last);
     let mut records: Vec<(u32, [u8; RECORD_LEN])> =
         newest.into_iter().map(|(a, (_, r))| (a, r)).collect();
     records.sort_unstable_by_key(|(a, _)| *a);
-    let written = write_snapshot(&tmp, &records, stop);
+    let written = write_snapshot(disk, &tmp, &records, stop);
     match written {
         Ok(true) => {}
         Ok(false) => {
-            let _ = fs::remove_file(&tmp);
+            let _ = disk.remove_file(&tmp);
             return Ok(None);
         }
         Err(e) => {
-            let _ = fs::remove_file(&tmp);
+            let _ = disk.remove_file(&tmp);
             return Err(e);
         }
     }
-    fs::rename(&tmp, &final_path).map_err(io_at(&final_path))?;
-    sync_dir(dir)?;
+    disk.rename(&tmp, &final_path).map_err(io_at(&final_path))?;
+    sync_dir(disk, dir)?;
     // The snapshot is durable under its name: what it covers can go.
     let mut deleted = 0;
     for (_, path) in &inputs {
         if *path != final_path {
-            fs::remove_file(path).map_err(io_at(path))?;
+            disk.remove_file(path).map_err(io_at(path))?;
             deleted += 1;
         }
     }
-    sync_dir(dir)?;
+    sync_dir(disk, dir)?;
     Ok(Some(Compacted {
         through: last,
         records: records.len() as u64,
@@ -115,6 +115,7 @@ pub type MemorySource = Arc<dyn Fn(&mut dyn FnMut(&BindingEvent)) + Send + Sync>
 /// files it covers. Changes made in memory while the snapshot is read are in the journal as
 /// well, and replay keeps each address's newest version.
 pub(crate) fn compact_from_memory(
+    disk: &dyn Disk,
     dir: &Path,
     through: u64,
     memory: &MemorySource,
@@ -122,7 +123,7 @@ pub(crate) fn compact_from_memory(
     stop: &AtomicBool,
 ) -> Result<Option<(Compacted, PathBuf)>, StoreError> {
     let started = Instant::now();
-    let layout = Layout::read(dir)?;
+    let layout = Layout::read(disk, dir)?;
     let inputs: Vec<PathBuf> = layout
         .snapshot
         .iter()
@@ -146,14 +147,14 @@ pub(crate) fn compact_from_memory(
     });
     records.sort_unstable_by_key(|(a, _)| *a);
     let (final_path, tmp) = snapshot_paths(dir, last);
-    match write_snapshot(&tmp, &records, stop) {
+    match write_snapshot(disk, &tmp, &records, stop) {
         Ok(true) => {}
         Ok(false) => {
-            let _ = fs::remove_file(&tmp);
+            let _ = disk.remove_file(&tmp);
             return Ok(None);
         }
         Err(e) => {
-            let _ = fs::remove_file(&tmp);
+            let _ = disk.remove_file(&tmp);
             return Err(e);
         }
     }
@@ -163,16 +164,16 @@ pub(crate) fn compact_from_memory(
         .file_name()
         .map_or_else(|| "damaged".into(), |n| n.to_string_lossy().into_owned());
     let aside = dir.join(format!("{name}.corrupt-{}", unix_now()));
-    fs::hard_link(damaged, &aside).map_err(io_at(&aside))?;
-    sync_dir(dir)?;
-    fs::rename(&tmp, &final_path).map_err(io_at(&final_path))?;
-    sync_dir(dir)?;
+    disk.hard_link(damaged, &aside).map_err(io_at(&aside))?;
+    sync_dir(disk, dir)?;
+    disk.rename(&tmp, &final_path).map_err(io_at(&final_path))?;
+    sync_dir(disk, dir)?;
     let mut deleted = 0;
     for path in inputs.iter().filter(|p| **p != final_path) {
-        fs::remove_file(path).map_err(io_at(path))?;
+        disk.remove_file(path).map_err(io_at(path))?;
         deleted += 1;
     }
-    sync_dir(dir)?;
+    sync_dir(disk, dir)?;
     Ok(Some((
         Compacted {
             through: last,
@@ -188,11 +189,12 @@ pub(crate) fn compact_from_memory(
 /// Reads every record of `path` into `newest` (newer binding versions win). The file must be
 /// intact to its last byte: it was synced before it took its name.
 fn fold(
+    disk: &dyn Disk,
     path: &Path,
     newest: &mut HashMap<u32, (u32, [u8; RECORD_LEN])>,
 ) -> Result<u64, StoreError> {
-    let file = fs::File::open(path).map_err(io_at(path))?;
-    let len = file.metadata().map_err(io_at(path))?.len();
+    let file = disk.open(path, Open::Read).map_err(io_at(path))?;
+    let len = file.len().map_err(io_at(path))?;
     let corrupt = |offset, reason| StoreError::Corrupt {
         file: path.to_path_buf(),
         offset,
@@ -240,17 +242,12 @@ fn fold(
 
 /// Writes `records` after a header to `tmp` and syncs it. `Ok(false)` if `stop` was set.
 fn write_snapshot(
+    disk: &dyn Disk,
     tmp: &Path,
     records: &[(u32, [u8; RECORD_LEN])],
     stop: &AtomicBool,
 ) -> Result<bool, StoreError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(tmp)
-        .map_err(io_at(tmp))?;
+    let file = disk.open(tmp, Open::Create).map_err(io_at(tmp))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     out.write_all(&encode_header(unix_now()))
         .map_err(io_at(tmp))?;
@@ -260,9 +257,7 @@ fn write_snapshot(
         }
         out.write_all(record).map_err(io_at(tmp))?;
     }
-    let file = out
-        .into_inner()
-        .map_err(|e| io_at(tmp)(io::Error::other(e.to_string())))?;
+    let file = out.into_inner().map_err(|e| io_at(tmp)(e.into_error()))?;
     file.sync_all().map_err(io_at(tmp))?;
     Ok(true)
 }

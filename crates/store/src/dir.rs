@@ -1,15 +1,14 @@
 //! The lease directory: its lock, its key secret, and the file operations that keep it
 //! consistent across crashes.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use peregrine_engine::KeySecret;
 
+use crate::disk::{Disk, DiskFile, Open, OsDisk};
 use crate::error::{StoreError, io_at};
 use crate::record::encode_header;
 
@@ -21,8 +20,6 @@ const SECRET: &str = "secret";
 pub(crate) const LOCK: &str = "lock";
 /// The file of scope states set through the admin API.
 const SCOPE_STATES: &str = "scope-states";
-/// Lease state is private to the server: client identities and the key secret.
-const MODE: u32 = 0o600;
 /// How often, and how long apart, a held directory lock is tried again before giving up.
 const LOCK_RETRIES: u32 = 25;
 const LOCK_RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
@@ -36,6 +33,7 @@ const NOT_RECOVERED: u64 = u64::MAX;
 /// here, so the directory can be backed up, moved or wiped as a whole.
 #[derive(Debug)]
 pub struct LeaseDir {
+    disk: Arc<dyn Disk>,
     path: PathBuf,
     secret: KeySecret,
     /// The journal's length as the last [`LeaseDir::recover`] left it, until the writer starts.
@@ -44,26 +42,33 @@ pub struct LeaseDir {
     next_segment: AtomicU64,
     /// Holds the `flock`, which is released when the last holder (this, or a running journal
     /// writer) closes it.
-    lock: Arc<File>,
+    lock: Arc<Box<dyn DiskFile>>,
 }
 
 impl LeaseDir {
     /// Opens the lease directory at `path`, creating it (and its secret and an empty journal)
     /// on first use, and locks it so that no other server can use it while this value lives.
     pub fn open(path: &Path) -> Result<LeaseDir, StoreError> {
-        let existed = path.try_exists().map_err(io_at(path))?;
-        fs::create_dir_all(path).map_err(io_at(path))?;
+        LeaseDir::open_on(Arc::new(OsDisk), path)
+    }
+
+    /// [`LeaseDir::open`] on `disk`.
+    pub(crate) fn open_on(disk: Arc<dyn Disk>, path: &Path) -> Result<LeaseDir, StoreError> {
+        let d = &*disk;
+        let existed = d.exists(path).map_err(io_at(path))?;
+        d.create_dir_all(path).map_err(io_at(path))?;
         if !existed {
             // The directory entry itself must survive a power loss, or everything in it goes.
-            sync_dir(parent(path))?;
+            sync_dir(d, parent(path))?;
         }
-        let lock = lock(path)?;
-        let secret = secret(path)?;
+        let lock = lock(d, path)?;
+        let secret = secret(d, path)?;
         let journal = path.join(JOURNAL);
-        if !journal.try_exists().map_err(io_at(&journal))? {
-            write_atomically(&journal, &encode_header(unix_now()))?;
+        if !d.exists(&journal).map_err(io_at(&journal))? {
+            write_atomically(d, &journal, &encode_header(unix_now()))?;
         }
         Ok(LeaseDir {
+            disk,
             path: path.to_path_buf(),
             secret,
             recovered_len: AtomicU64::new(NOT_RECOVERED),
@@ -75,6 +80,11 @@ impl LeaseDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The filesystem it is on.
+    pub(crate) fn disk(&self) -> &Arc<dyn Disk> {
+        &self.disk
     }
 
     /// The journal file.
@@ -93,7 +103,7 @@ impl LeaseDir {
     /// among them: the caller decides.
     pub fn scope_states(&self) -> Result<Vec<(String, bool)>, StoreError> {
         let path = self.path.join(SCOPE_STATES);
-        let text = match fs::read_to_string(&path) {
+        let text = match read_text(&*self.disk, &path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_at(&path)(e)),
@@ -119,12 +129,13 @@ impl LeaseDir {
     /// What writes the scopes' states for [`LeaseDir::scope_states`] to read at the next start.
     pub fn scope_state_file(&self) -> ScopeStateFile {
         ScopeStateFile {
+            disk: self.disk.clone(),
             path: self.path.join(SCOPE_STATES),
         }
     }
 
     /// The lock, for a writer that must keep the directory to itself until it stops.
-    pub(crate) fn lock_handle(&self) -> Arc<File> {
+    pub(crate) fn lock_handle(&self) -> Arc<Box<dyn DiskFile>> {
         self.lock.clone()
     }
 
@@ -147,6 +158,7 @@ impl LeaseDir {
 /// restart keeps them.
 #[derive(Debug)]
 pub struct ScopeStateFile {
+    disk: Arc<dyn Disk>,
     path: PathBuf,
 }
 
@@ -162,29 +174,22 @@ impl ScopeStateFile {
                 "\tinactive\n"
             });
         }
-        write_atomically(&self.path, text.as_bytes())
+        write_atomically(&*self.disk, &self.path, text.as_bytes())
     }
 }
 
 /// Takes the exclusive `flock` on `dir/lock`, writing our pid into it for whoever finds it
 /// taken.
-pub(crate) fn lock(dir: &Path) -> Result<File, StoreError> {
+pub(crate) fn lock(disk: &dyn Disk, dir: &Path) -> Result<Box<dyn DiskFile>, StoreError> {
     let path = dir.join(LOCK);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(MODE)
-        .open(&path)
-        .map_err(io_at(&path))?;
+    let mut file = disk.open(&path, Open::Keep).map_err(io_at(&path))?;
     // A lock released a moment ago can still look held: a child process forked by this one
     // (any `Command::spawn`) holds a copy of the descriptor until its `exec` closes it. So a
     // held lock is retried briefly before it counts as another server's.
     let mut attempts = 0;
     let taken = loop {
         match file.try_lock() {
-            Err(TryLockError::WouldBlock) if attempts < LOCK_RETRIES => {
+            Ok(false) if attempts < LOCK_RETRIES => {
                 attempts += 1;
                 std::thread::sleep(LOCK_RETRY_WAIT);
             }
@@ -192,8 +197,8 @@ pub(crate) fn lock(dir: &Path) -> Result<File, StoreError> {
         }
     };
     match taken {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
+        Ok(true) => {}
+        Ok(false) => {
             let mut text = String::new();
             let holder = file
                 .read_to_string(&mut text)
@@ -204,7 +209,7 @@ pub(crate) fn lock(dir: &Path) -> Result<File, StoreError> {
                 holder,
             });
         }
-        Err(TryLockError::Error(e)) => return Err(io_at(&path)(e)),
+        Err(e) => return Err(io_at(&path)(e)),
     }
     file.set_len(0)
         .and_then(|()| writeln!(file, "{}", std::process::id()))
@@ -213,9 +218,9 @@ pub(crate) fn lock(dir: &Path) -> Result<File, StoreError> {
 }
 
 /// Reads the key secret, or creates it on first use.
-fn secret(dir: &Path) -> Result<KeySecret, StoreError> {
+fn secret(disk: &dyn Disk, dir: &Path) -> Result<KeySecret, StoreError> {
     let path = dir.join(SECRET);
-    match fs::read_to_string(&path) {
+    match read_text(disk, &path) {
         Ok(text) => parse_secret(text.trim()).ok_or_else(|| StoreError::Io {
             path: path.clone(),
             source: io::Error::new(
@@ -228,7 +233,7 @@ fn secret(dir: &Path) -> Result<KeySecret, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let secret = KeySecret::random();
             let hex = format!("{:032x}\n", u128::from_be_bytes(secret.0));
-            write_atomically(&path, hex.as_bytes())?;
+            write_atomically(disk, &path, hex.as_bytes())?;
             Ok(secret)
         }
         Err(e) => Err(io_at(&path)(e)),
@@ -244,44 +249,45 @@ fn parse_secret(hex: &str) -> Option<KeySecret> {
     Some(KeySecret(value.to_be_bytes()))
 }
 
+/// The whole of the text file `path`.
+fn read_text(disk: &dyn Disk, path: &Path) -> io::Result<String> {
+    let mut text = String::new();
+    disk.open(path, Open::Read)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Replaces `path` with `bytes` so that a crash leaves either the old file or the whole new
 /// one: temporary file, fsync, rename, fsync of the directory.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_atomically(
+    disk: &dyn Disk,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
     let dir = parent(path);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{}.tmp", name.unwrap_or_default()));
-    // A crash may have left one behind; `create_new` below must not reuse its mode or bytes.
-    match fs::remove_file(&tmp) {
+    // A crash may have left one behind; `CreateNew` below must not reuse its mode or bytes.
+    match disk.remove_file(&tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_at(&tmp)(e)),
         _ => {}
     }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(MODE)
-        .open(&tmp)
-        .map_err(io_at(&tmp))?;
+    let mut f = disk.open(&tmp, Open::CreateNew).map_err(io_at(&tmp))?;
     f.write_all(bytes).map_err(io_at(&tmp))?;
     f.sync_all().map_err(io_at(&tmp))?;
-    fs::rename(&tmp, path).map_err(io_at(path))?;
-    sync_dir(dir)
+    disk.rename(&tmp, path).map_err(io_at(path))?;
+    sync_dir(disk, dir)
 }
 
 /// Cuts `path` to `len` bytes and makes that durable.
-pub(crate) fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
-    let f = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(io_at(path))?;
+pub(crate) fn truncate(disk: &dyn Disk, path: &Path, len: u64) -> Result<(), StoreError> {
+    let f = disk.open(path, Open::Write).map_err(io_at(path))?;
     f.set_len(len).map_err(io_at(path))?;
     f.sync_all().map_err(io_at(path))
 }
 
 /// Makes the directory's entries (created, renamed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_at(dir))
+pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<(), StoreError> {
+    disk.sync_dir(dir).map_err(io_at(dir))
 }
 
 /// The directory holding `path` (`.` for a bare file name).

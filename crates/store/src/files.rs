@@ -13,11 +13,11 @@
 //! recreated (sealed, not yet replaced), files a newer snapshot covers are deleted (compacted,
 //! not yet deleted), and half-written snapshots are removed (compaction cut short).
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::dir::{JOURNAL, sync_dir};
+use crate::disk::Disk;
 use crate::error::{StoreError, io_at};
 
 /// The snapshot files' name prefix.
@@ -37,15 +37,13 @@ pub(crate) struct Layout {
 
 impl Layout {
     /// Lists `dir`.
-    pub(crate) fn read(dir: &Path) -> Result<Layout, StoreError> {
+    pub(crate) fn read(disk: &dyn Disk, dir: &Path) -> Result<Layout, StoreError> {
         let mut snapshots = Vec::new();
         let mut segments = Vec::new();
         let mut obsolete = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_at(dir))? {
-            let entry = entry.map_err(io_at(dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let path = entry.path();
+        for name in disk.list(dir).map_err(io_at(dir))? {
+            let name = name.as_str();
+            let path = dir.join(name);
             // Only compaction writes these names, always in lower case.
             let partial = name
                 .strip_prefix('.')
@@ -75,16 +73,16 @@ impl Layout {
     }
 
     /// Deletes the obsolete files (durably). Returns how many there were.
-    pub(crate) fn tidy(&mut self, dir: &Path) -> Result<usize, StoreError> {
+    pub(crate) fn tidy(&mut self, disk: &dyn Disk, dir: &Path) -> Result<usize, StoreError> {
         let n = self.obsolete.len();
         for path in self.obsolete.drain(..) {
-            match fs::remove_file(&path) {
+            match disk.remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_at(&path)(e)),
                 _ => {}
             }
         }
         if n > 0 {
-            sync_dir(dir)?;
+            sync_dir(disk, dir)?;
         }
         Ok(n)
     }

@@ -21,6 +21,7 @@
 
 mod compact;
 mod dir;
+mod disk;
 mod error;
 mod files;
 pub mod record;

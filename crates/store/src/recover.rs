@@ -10,16 +10,15 @@
 //! leases are valid, and [`repair`] is the operator's explicit decision to cut there.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, Write};
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 
 use peregrine_engine::{BindingEvent, ScopeId};
 
 use crate::dir::{self, JOURNAL, LeaseDir, sync_dir, truncate, unix_now, write_atomically};
+use crate::disk::{Disk, Open, OsDisk};
 use crate::error::{StoreError, io_at};
 use crate::files::Layout;
 use crate::files::sealed_path;
@@ -117,11 +116,12 @@ impl LeaseDir {
         &self,
         mut apply: impl FnMut(&BindingEvent),
     ) -> Result<Recovered, StoreError> {
-        let mut layout = Layout::read(self.path())?;
-        let tidied = layout.tidy(self.path())?;
+        let disk = &**self.disk();
+        let mut layout = Layout::read(disk, self.path())?;
+        let tidied = layout.tidy(disk, self.path())?;
         let mut records = 0;
         for file in layout.history() {
-            let scan = scan(file, &mut apply)?;
+            let scan = scan(disk, file, &mut apply)?;
             let cut = (scan.valid_len < scan.file_len)
                 .then_some((scan.valid_len, FormatError::Truncated));
             if let Some((offset, reason)) = scan.damage.or(cut) {
@@ -134,7 +134,7 @@ impl LeaseDir {
             records += scan.records;
         }
         let path = self.journal_path();
-        let scan = scan(&path, &mut apply)?;
+        let scan = scan(disk, &path, &mut apply)?;
         if let Some((offset, reason)) = scan.corruption() {
             return Err(StoreError::Corrupt {
                 file: path,
@@ -144,7 +144,7 @@ impl LeaseDir {
         }
         let torn = scan.file_len - scan.valid_len;
         if torn > 0 {
-            truncate(&path, scan.valid_len)?;
+            truncate(disk, &path, scan.valid_len)?;
         }
         let mut next_segment = layout.next_segment();
         let mut journal_len = scan.valid_len;
@@ -152,9 +152,10 @@ impl LeaseDir {
             // New records are version 3: the old journal becomes a sealed segment (read as
             // version 2, folded into the next snapshot) and a new journal starts. A crash in
             // between leaves no journal, and opening the directory starts one.
-            std::fs::rename(&path, sealed_path(self.path(), next_segment)).map_err(io_at(&path))?;
-            sync_dir(self.path())?;
-            write_atomically(&path, &encode_header(unix_now()))?;
+            disk.rename(&path, &sealed_path(self.path(), next_segment))
+                .map_err(io_at(&path))?;
+            sync_dir(disk, self.path())?;
+            write_atomically(disk, &path, &encode_header(unix_now()))?;
             next_segment += 1;
             journal_len = HEADER_LEN as u64;
         }
@@ -226,14 +227,15 @@ impl LeaseDir {
 /// a running server holds.
 pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
     let journal = dir.join(JOURNAL);
-    if !journal.try_exists().map_err(io_at(&journal))? {
+    let disk: &dyn Disk = &OsDisk;
+    if !disk.exists(&journal).map_err(io_at(&journal))? {
         return Err(StoreError::Io {
             path: journal,
             source: io::Error::new(io::ErrorKind::NotFound, "no lease journal here"),
         });
     }
-    let _lock = dir::lock(dir)?;
-    let layout = Layout::read(dir)?;
+    let _lock = dir::lock(disk, dir)?;
+    let layout = Layout::read(disk, dir)?;
     let snapshot = layout.snapshot.as_ref().map(|(_, p)| p.clone());
     let files: Vec<(PathBuf, bool)> = layout
         .history()
@@ -242,22 +244,25 @@ pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
         .collect();
     let mut kept = 0;
     for (i, (file, is_journal)) in files.iter().enumerate() {
-        let (found, _) = crate::verify::check(file, *is_journal, &mut |_, _, _| Ok(()))?;
+        let (found, _) = crate::verify::check(disk, file, *is_journal, &mut |_, _, _| Ok(()))?;
         if found.damage.is_empty() && found.torn_tail == 0 {
             kept += found.records;
             continue;
         }
-        let written_by = modified(file)?;
+        let written_by = modified(disk, file)?;
         // The copy is durable before the original is replaced: a crash in between loses nothing.
-        let backup = backup(file, dir)?;
+        let backup = backup(disk, file, dir)?;
         let snapshot_damaged = snapshot.as_ref() == Some(file);
-        let (found, hold) = rewrite_and_settle(&files, i, snapshot_damaged, written_by)?;
+        let (found, hold) = rewrite_and_settle(disk, &files, i, snapshot_damaged, written_by)?;
         return Ok(RepairReport {
             file: Some(file.clone()),
             kept: found.records,
             dropped_bytes: found.damage.iter().map(|(_, n)| n).sum::<u64>() + found.torn_tail,
             dropped_at: found.damage.first().map(|(at, _)| *at).or(Some(
-                std::fs::metadata(&backup).map_err(io_at(&backup))?.len() - found.torn_tail,
+                disk.open(&backup, Open::Read)
+                    .and_then(|b| b.len())
+                    .map_err(io_at(&backup))?
+                    - found.torn_tail,
             )),
             damage: found.damage,
             backup: Some(backup),
@@ -277,6 +282,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
 /// nothing), after the file's last damaged span, or in a later file. In a damaged snapshot
 /// (`snapshot`: one record per address) every record settles its address.
 fn rewrite_and_settle(
+    disk: &dyn Disk,
     files: &[(PathBuf, bool)],
     i: usize,
     snapshot: bool,
@@ -295,7 +301,7 @@ fn rewrite_and_settle(
         newer
     };
     for (earlier, is_journal) in &files[..i] {
-        crate::verify::check(earlier, *is_journal, &mut |_, _, event| {
+        crate::verify::check(disk, earlier, *is_journal, &mut |_, _, event| {
             raises(event);
             Ok(())
         })?;
@@ -303,7 +309,7 @@ fn rewrite_and_settle(
     let (file, is_journal) = &files[i];
     // Where each address's newest record so far is in the damaged file.
     let mut rose: HashMap<Key, u64> = HashMap::new();
-    let found = rewrite(file, *is_journal, &mut |at, event| {
+    let found = rewrite(disk, file, *is_journal, &mut |at, event| {
         if raises(event) {
             rose.insert((event.scope, event.address), at);
         }
@@ -318,7 +324,7 @@ fn rewrite_and_settle(
         .map(|(key, _)| key)
         .collect();
     for (later, is_journal) in &files[i + 1..] {
-        crate::verify::check(later, *is_journal, &mut |_, _, event| {
+        crate::verify::check(disk, later, *is_journal, &mut |_, _, event| {
             if raises(event) {
                 settled.insert((event.scope, event.address));
             }
@@ -333,20 +339,19 @@ fn rewrite_and_settle(
 }
 
 /// When `file` was last written, in seconds since the UNIX epoch: no record in it is younger.
-fn modified(file: &Path) -> Result<u64, StoreError> {
-    let meta = std::fs::metadata(file).map_err(io_at(file))?;
-    // Without a modification time (no filesystem here lacks one), now is a later bound.
-    Ok(meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or_else(unix_now, |d| d.as_secs()))
+fn modified(disk: &dyn Disk, file: &Path) -> Result<u64, StoreError> {
+    let written = disk.modified(file).map_err(io_at(file))?;
+    // A time before the epoch (a clock set back): now is a later bound.
+    Ok(written
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or_else(|_| unix_now(), |d| d.as_secs()))
 }
 
 /// Replaces `file` by its header (a new one if it is damaged) and its intact records, through
 /// a temporary file renamed over it once durable; tells `note` where each record was and what
 /// it says, and returns what the walk found.
 fn rewrite(
+    disk: &dyn Disk,
     file: &Path,
     is_journal: bool,
     note: &mut dyn FnMut(u64, &BindingEvent),
@@ -357,22 +362,15 @@ fn rewrite(
         .file_name()
         .map_or_else(|| JOURNAL.into(), |n| n.to_string_lossy().into_owned());
     let temp = file.with_file_name(format!(".{name}.repairing"));
-    let mut out = io::BufWriter::new(
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(io_at(&temp))?,
-    );
+    let mut out = io::BufWriter::new(disk.open(&temp, Open::Create).map_err(io_at(&temp))?);
     // A placeholder header, overwritten below once the walk has read the file's own.
     out.write_all(&encode_header(unix_now()))
         .map_err(io_at(&temp))?;
-    let (found, header) = crate::verify::check(file, is_journal, &mut |at, record, event| {
-        note(at, event);
-        out.write_all(record)
-    })?;
+    let (found, header) =
+        crate::verify::check(disk, file, is_journal, &mut |at, record, event| {
+            note(at, event);
+            out.write_all(record)
+        })?;
     let mut out = out.into_inner().map_err(|e| io_at(&temp)(e.into_error()))?;
     if let Some(header) = header {
         out.seek(io::SeekFrom::Start(0)).map_err(io_at(&temp))?;
@@ -380,13 +378,13 @@ fn rewrite(
     }
     out.sync_all().map_err(io_at(&temp))?;
     drop(out);
-    std::fs::rename(&temp, file).map_err(io_at(file))?;
-    sync_dir(file.parent().unwrap_or(Path::new(".")))?;
+    disk.rename(&temp, file).map_err(io_at(file))?;
+    sync_dir(disk, file.parent().unwrap_or(Path::new(".")))?;
     Ok(found)
 }
 
 /// Copies `file` to a new `<name>.corrupt-<unix time>[.n]` in `dir`, durably.
-fn backup(file: &Path, dir: &Path) -> Result<PathBuf, StoreError> {
+fn backup(disk: &dyn Disk, file: &Path, dir: &Path) -> Result<PathBuf, StoreError> {
     let base = file
         .file_name()
         .map_or_else(|| JOURNAL.into(), |n| n.to_string_lossy().into_owned());
@@ -399,17 +397,12 @@ fn backup(file: &Path, dir: &Path) -> Result<PathBuf, StoreError> {
         };
         let path = dir.join(name);
         // Never overwrite an earlier repair's copy.
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
+        match disk.open(&path, Open::CreateNew) {
             Ok(mut copy) => {
-                let mut original = File::open(file).map_err(io_at(file))?;
+                let mut original = disk.open(file, Open::Read).map_err(io_at(file))?;
                 io::copy(&mut original, &mut copy).map_err(io_at(&path))?;
                 copy.sync_all().map_err(io_at(&path))?;
-                sync_dir(dir)?;
+                sync_dir(disk, dir)?;
                 return Ok(path);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => n += 1,
@@ -446,9 +439,13 @@ impl Scan {
 
 /// Reads `path` record by record (never the whole file at once: journals hold millions) and
 /// hands each intact record before any damage to `apply`.
-fn scan(path: &Path, apply: &mut dyn FnMut(&BindingEvent)) -> Result<Scan, StoreError> {
-    let file = File::open(path).map_err(io_at(path))?;
-    let file_len = file.metadata().map_err(io_at(path))?.len();
+fn scan(
+    disk: &dyn Disk,
+    path: &Path,
+    apply: &mut dyn FnMut(&BindingEvent),
+) -> Result<Scan, StoreError> {
+    let file = disk.open(path, Open::Read).map_err(io_at(path))?;
+    let file_len = file.len().map_err(io_at(path))?;
     let mut input = BufReader::with_capacity(1 << 20, file);
     let mut s = Scan {
         records: 0,

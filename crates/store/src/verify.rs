@@ -6,13 +6,13 @@
 //! at a time until a record checks again, and reports every damaged span (where, how long) and
 //! every intact record, before and after.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use peregrine_engine::BindingEvent;
 
 use crate::dir::JOURNAL;
+use crate::disk::{Disk, Open, OsDisk};
 use crate::error::{StoreError, io_at};
 use crate::files::Layout;
 use crate::record::{HEADER_LEN, VERSION, decode_header, decode_version, record_len};
@@ -52,23 +52,24 @@ impl VerifyReport {
 /// stopped server's) and reports what is intact and what is damaged. Changes nothing.
 pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
     let journal = dir.join(JOURNAL);
-    if !journal.try_exists().map_err(io_at(&journal))? {
+    let disk: &dyn Disk = &OsDisk;
+    if !disk.exists(&journal).map_err(io_at(&journal))? {
         return Err(StoreError::Io {
             path: journal,
             source: io::Error::new(io::ErrorKind::NotFound, "no lease journal here"),
         });
     }
-    let layout = Layout::read(dir)?;
+    let layout = Layout::read(disk, dir)?;
     let history: Vec<PathBuf> = layout.history().map(Path::to_path_buf).collect();
     let mut report = VerifyReport::default();
     for file in history {
         report
             .files
-            .push(check(&file, false, &mut |_, _, _| Ok(()))?.0);
+            .push(check(disk, &file, false, &mut |_, _, _| Ok(()))?.0);
     }
     report
         .files
-        .push(check(&journal, true, &mut |_, _, _| Ok(()))?.0);
+        .push(check(disk, &journal, true, &mut |_, _, _| Ok(()))?.0);
     Ok(report)
 }
 
@@ -79,11 +80,12 @@ pub(crate) type Keep<'a> = &'a mut dyn FnMut(u64, &[u8], &BindingEvent) -> io::R
 /// again, and hands each intact record to `keep`. In the journal (`journal`), damage that
 /// nothing intact follows is a torn tail. Also returns the file's header, if intact.
 pub(crate) fn check(
+    disk: &dyn Disk,
     path: &Path,
     journal: bool,
     keep: Keep<'_>,
 ) -> Result<(FileCheck, Option<[u8; HEADER_LEN]>), StoreError> {
-    let mut file = File::open(path).map_err(io_at(path))?;
+    let mut file = disk.open(path, Open::Read).map_err(io_at(path))?;
     let mut out = FileCheck {
         file: path.to_path_buf(),
         records: 0,
@@ -145,7 +147,7 @@ pub(crate) fn check(
 }
 
 /// Appends up to `max` more bytes of `file` to `buf`.
-fn fill(file: &mut File, buf: &mut Vec<u8>, max: usize) -> io::Result<()> {
+fn fill(file: &mut dyn Read, buf: &mut Vec<u8>, max: usize) -> io::Result<()> {
     let start = buf.len();
     buf.resize(start + max, 0);
     let mut got = 0;

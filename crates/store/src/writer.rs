@@ -7,7 +7,6 @@
 //! batch closes when the queues are empty or it is full, so under light load a change waits
 //! for one fsync, and under heavy load one fsync covers thousands of changes.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +21,7 @@ use peregrine_engine::{BindingEvent, BindingSink};
 
 use crate::compact::{MemorySource, compact, compact_from_memory};
 use crate::dir::{JOURNAL, LeaseDir, unix_now, write_atomically};
+use crate::disk::{Disk, DiskFile, Open};
 use crate::error::{StoreError, io_at};
 use crate::files::sealed_path;
 use crate::record::{HEADER_LEN, RECORD_LEN, encode, encode_header};
@@ -187,11 +187,9 @@ impl Journal {
         let (recovered, next_segment) = dir
             .take_recovered()
             .ok_or_else(|| StoreError::NotRecovered(path.clone()))?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io_at(&path))?;
-        if file.metadata().map_err(io_at(&path))?.len() != recovered {
+        let disk = dir.disk().clone();
+        let file = disk.open(&path, Open::Append).map_err(io_at(&path))?;
+        if file.len().map_err(io_at(&path))? != recovered {
             return Err(StoreError::NotRecovered(path));
         }
         let shared = Arc::new(Shared::new(workers));
@@ -213,16 +211,18 @@ impl Journal {
             .spawn({
                 let shared = shared.clone();
                 let dir = dir.path().to_path_buf();
+                let disk = disk.clone();
                 let place = place.clone();
                 let memory = options.memory.clone();
                 move || {
                     if place(JournalThread::Compactor).is_ok() {
-                        compact_loop(&shared, &dir, &sealed_rx, memory.as_ref());
+                        compact_loop(&shared, &*disk, &dir, &sealed_rx, memory.as_ref());
                     }
                 }
             })
             .map_err(io_at(&path))?;
         let segments = Segments {
+            disk,
             dir: dir.path().to_path_buf(),
             len: recovered,
             limit: options
@@ -287,11 +287,11 @@ impl LeaseDir {
         let (recovered, next_segment) = self
             .take_recovered()
             .ok_or_else(|| StoreError::NotRecovered(path.clone()))?;
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(&path)
+        let mut file = self
+            .disk()
+            .open(&path, Open::Append)
             .map_err(io_at(&path))?;
-        if file.metadata().map_err(io_at(&path))?.len() != recovered {
+        if file.len().map_err(io_at(&path))? != recovered {
             return Err(StoreError::NotRecovered(path));
         }
         let mut bytes = Vec::with_capacity(events.len() * RECORD_LEN);
@@ -387,7 +387,7 @@ pub struct JournalWriter {
     path: PathBuf,
     /// The lease directory's lock, held while the writer appends even if the [`LeaseDir`] is
     /// dropped first: no other server may open the directory meanwhile.
-    _lock: Arc<File>,
+    _lock: Arc<Box<dyn DiskFile>>,
 }
 
 impl JournalWriter {
@@ -601,7 +601,7 @@ impl JournalStats {
 
 fn write_loop(
     shared: &Shared,
-    file: File,
+    file: Box<dyn DiskFile>,
     options: &JournalOptions,
     segments: Segments,
 ) -> io::Result<()> {
@@ -617,7 +617,7 @@ fn write_loop(
 /// vouch for them, and appending after a partial write would bury it mid-file.
 fn run(
     shared: &Shared,
-    mut file: File,
+    mut file: Box<dyn DiskFile>,
     options: &JournalOptions,
     mut segments: Segments,
 ) -> io::Result<()> {
@@ -692,6 +692,7 @@ fn run(
 
 /// The writer's view of the journal's segments.
 struct Segments {
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     /// The journal's length.
     len: u64,
@@ -708,13 +709,14 @@ impl Segments {
     /// compactor. Every record in the old journal is committed already, so the rename makes
     /// none of them less durable. A crash between the rename and the new journal's creation
     /// leaves no `journal`: opening the directory creates it.
-    fn seal(&mut self, old: File) -> io::Result<File> {
+    fn seal(&mut self, old: Box<dyn DiskFile>) -> io::Result<Box<dyn DiskFile>> {
         drop(old);
         let journal = self.dir.join(JOURNAL);
         let sealed = sealed_path(&self.dir, self.next);
-        fs::rename(&journal, &sealed)?;
-        write_atomically(&journal, &encode_header(unix_now())).map_err(io::Error::other)?;
-        let file = OpenOptions::new().append(true).open(&journal)?;
+        let disk = &*self.disk;
+        disk.rename(&journal, &sealed)?;
+        write_atomically(disk, &journal, &encode_header(unix_now())).map_err(io::Error::other)?;
+        let file = disk.open(&journal, Open::Append)?;
         // The compactor is gone only while stopping; the segment is compacted at a later run.
         let _ = self.sealed.send(self.next);
         self.next += 1;
@@ -728,6 +730,7 @@ impl Segments {
 /// ([`JournalCounters::compaction_failures`]); the files stay and the next seal retries.
 fn compact_loop(
     shared: &Shared,
+    disk: &dyn Disk,
     dir: &Path,
     sealed: &Receiver<u64>,
     memory: Option<&MemorySource>,
@@ -738,7 +741,7 @@ fn compact_loop(
         while let Ok(n) = sealed.try_recv() {
             through = n;
         }
-        let done = match (compact(dir, through, &shared.stop), memory) {
+        let done = match (compact(disk, dir, through, &shared.stop), memory) {
             (
                 Err(StoreError::Corrupt {
                     file,
@@ -755,7 +758,7 @@ fn compact_loop(
                     "lease history damaged: writing the snapshot from the bindings in memory \
                      instead, and setting the file aside"
                 );
-                compact_from_memory(dir, through, memory, &file, &shared.stop).map(|done| {
+                compact_from_memory(disk, dir, through, memory, &file, &shared.stop).map(|done| {
                     done.map(|(done, aside)| {
                         tracing::warn!(
                             aside = %aside.display(),
