@@ -45,6 +45,8 @@ echo "--- cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "--- cargo test"
 CI=${CI:-} cargo test --workspace --locked
+echo "--- power-cut exploration of the lease journal (crash points and cuts per seed)"
+cargo test -p peregrine-store --locked --lib power_cut -- --nocapture | grep 'power-cut exploration'
 echo "--- the server on DPDK (cargo feature dpdk)"
 cargo clippy -p peregrine --features dpdk --all-targets --locked -- -D warnings
 CI=${CI:-} cargo test -p peregrine --features dpdk --locked --test it dpdk

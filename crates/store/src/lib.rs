@@ -18,14 +18,23 @@
 //! before it is on stable storage (unless the operator chose [`Durability::NoneUnsafe`]); cut
 //! anything from a journal except a torn tail without the operator asking ([`repair`]). It
 //! makes no DHCP decisions and opens no sockets.
+//!
+//! Every file operation goes through one filesystem interface (`disk`), so that the tests run
+//! the store on a simulated disk that loses, at a power cut, what was not made durable, and cut
+//! the power after every operation of a workload that writes, seals, snapshots and compacts
+//! (`power_cut`).
 
 mod compact;
 mod dir;
 mod disk;
 mod error;
 mod files;
+#[cfg(test)]
+mod power_cut;
 pub mod record;
 mod recover;
+#[cfg(test)]
+mod sim;
 mod verify;
 mod writer;
 
