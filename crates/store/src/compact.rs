@@ -105,7 +105,8 @@ pub(crate) fn compact(
 }
 
 /// The bindings the server holds in memory, each handed to the callback: what a snapshot is
-/// written from when a file it would fold turns out damaged (see [`compact_from_memory`]).
+/// written from when a file compaction would fold turns out damaged
+/// ([`crate::JournalOptions::memory`]).
 pub type MemorySource = Arc<dyn Fn(&mut dyn FnMut(&BindingEvent)) + Send + Sync>;
 
 /// What [`compact`] does when one of its inputs is damaged and the server runs: writes
