@@ -281,6 +281,8 @@ pub struct Session {
     hba: HashBucketAssignment,
     link: Link,
     partner: Option<Partner>,
+    /// The window advertised in our CONNECTACK (see [`Session::on_connect`]).
+    advertised_unacked: u32,
     last_received: Time,
     last_sent: Time,
     next_xid: u32,
@@ -351,6 +353,7 @@ impl Session {
             Role::Secondary => config.mclt.or(mclt),
         };
         let starting_until = restored.map(|_| now + u64::from(config.receive_timer));
+        let window = config.max_unacked_bndupd;
         let mut session = Session {
             hba: config.hash_bucket_assignment,
             config,
@@ -364,6 +367,7 @@ impl Session {
             mclt,
             link: Link::Down,
             partner: None,
+            advertised_unacked: window,
             last_received: now,
             last_sent: now,
             next_xid: 0,
@@ -823,7 +827,7 @@ impl Session {
             Outgoing::ConnectAck(reject) => {
                 let ack = ConnectAck {
                     relationship_name: Some(name),
-                    max_unacked_bndupd: Some(self.config.max_unacked_bndupd),
+                    max_unacked_bndupd: Some(self.advertised_unacked),
                     receive_timer: Some(self.config.receive_timer),
                     vendor_class: vendor,
                     protocol_version: Some(1),
@@ -894,6 +898,17 @@ impl Session {
         if self.config.role == Role::Primary {
             return self.close(now, CloseReason::Unexpected(MessageType::Connect));
         }
+        let isc = c.vendor_class.is_some_and(|v| v.starts_with(b"isc-"));
+        // ISC holds its acknowledgements until half the window its partner advertised is
+        // pending, or two seconds have passed; it sends at most its own window unacknowledged,
+        // so a larger window of ours makes it wait every time. Twice its own lets it answer
+        // each full window at once.
+        self.advertised_unacked = if isc {
+            let twice = c.max_unacked_bndupd.saturating_mul(2).max(2);
+            self.config.max_unacked_bndupd.min(twice)
+        } else {
+            self.config.max_unacked_bndupd
+        };
         let skew = i64::from(header.time) - i64::try_from(now).unwrap_or(i64::MAX);
         let reject = if *c.relationship_name != *self.config.relationship_name {
             Some(RejectReason::INVALID_PARTNER)
@@ -927,7 +942,7 @@ impl Session {
             max_unacked: c.max_unacked_bndupd,
             receive_timer: c.receive_timer,
             skew,
-            isc: c.vendor_class.is_some_and(|v| v.starts_with(b"isc-")),
+            isc,
         });
         self.handshake_done();
     }

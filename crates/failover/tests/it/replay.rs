@@ -297,3 +297,50 @@ fn a_lost_database_recovered_from_iscs_partner_down_primary() {
     assert_eq!(ours.kinds[..4], *head);
     assert_eq!(ours.kinds[4..], ["STATE", "UPDREQ", "STATE", "BNDACK"]);
 }
+
+#[test]
+fn a_secondary_advertises_twice_iscs_window_so_isc_acknowledges_without_waiting() {
+    // ISC flushes its BNDACKs once half the window its partner advertised is pending (else
+    // after two seconds): a window larger than twice ISC's own would make it wait every time.
+    let connect = |vendor: &'static [u8], window: u32| {
+        let mut buf = [0u8; MAX_MESSAGE_LEN];
+        let len = Message::Connect(message::Connect {
+            relationship_name: b"fo-test",
+            max_unacked_bndupd: window,
+            receive_timer: 30,
+            vendor_class: Some(vendor),
+            protocol_version: 1,
+            tls_request: Some(0),
+            mclt: 30,
+            hash_bucket_assignment: Some(&HashBucketAssignment::split(128).0),
+        })
+        .encode(
+            message::Header {
+                time: 1_000,
+                xid: 0,
+            },
+            &mut buf,
+        )
+        .unwrap();
+        buf[..len].to_vec()
+    };
+    for (vendor, theirs, ours, advertised) in [
+        (&b"isc-4.4.3-P1"[..], 10, 1024, 20),
+        (&b"isc-4.4.3-P1"[..], 1000, 1024, 1024),
+        (&b"peregrine/0.1.0"[..], 10, 1024, 1024),
+    ] {
+        let mut config = config(Role::Secondary);
+        config.max_unacked_bndupd = ours;
+        let mut session = Session::new(config, None, 1_000);
+        session.connected(1_000);
+        session.handle(1_000, &connect(vendor, theirs));
+        let mut buf = [0u8; MAX_MESSAGE_LEN];
+        let mut said = None;
+        while let Some(len) = session.poll_transmit(1_000, &mut buf) {
+            if let Ok((_, Message::ConnectAck(ack))) = message::decode(&buf[..len]) {
+                said = ack.max_unacked_bndupd;
+            }
+        }
+        assert_eq!(said, Some(advertised), "{vendor:?} advertising {theirs}");
+    }
+}
