@@ -97,6 +97,9 @@ pub enum CloseReason {
     FlowControl,
     /// The transport was lost (reported by the caller).
     Transport,
+    /// Closed by us right after the handshake, to connect again advertising a smaller window
+    /// that the partner (ISC) needs to acknowledge without waiting (see the session's CONNECT).
+    Renegotiate,
 }
 
 impl CloseReason {
@@ -113,6 +116,7 @@ impl CloseReason {
             CloseReason::UnexpectedAnswer => "unexpected_answer",
             CloseReason::FlowControl => "flow_control",
             CloseReason::Transport => "transport",
+            CloseReason::Renegotiate => "renegotiate_window",
         }
     }
 }
@@ -281,7 +285,8 @@ pub struct Session {
     hba: HashBucketAssignment,
     link: Link,
     partner: Option<Partner>,
-    /// The window advertised in our CONNECTACK (see [`Session::on_connect`]).
+    /// The window we advertise (CONNECT, CONNECTACK): `max_unacked_bndupd`, or twice an ISC
+    /// partner's own (see [`Session::on_connect`] and [`Session::on_connect_ack`]).
     advertised_unacked: u32,
     last_received: Time,
     last_sent: Time,
@@ -814,7 +819,7 @@ impl Session {
                 let xid = self.xid();
                 let connect = Connect {
                     relationship_name: &self.config.relationship_name,
-                    max_unacked_bndupd: self.config.max_unacked_bndupd,
+                    max_unacked_bndupd: self.advertised_unacked,
                     receive_timer: self.config.receive_timer,
                     vendor_class: Some(&self.config.vendor_class),
                     protocol_version: 1,
@@ -956,13 +961,25 @@ impl Session {
         {
             return self.close(now, CloseReason::Refused(RejectReason::INVALID_PARTNER));
         }
+        let isc = a.vendor_class.is_some_and(|v| v.starts_with(b"isc-"));
+        let window = a.max_unacked_bndupd.unwrap_or(1);
+        // ISC acknowledges once half the window we advertised is pending (or after two
+        // seconds), and sends no more than its own: with a window above twice its own every
+        // acknowledgement would wait. The primary speaks first, so it learns this only now:
+        // it connects again at once, advertising twice ISC's window (a handshake not finished
+        // changes no failover state).
+        let fit = window.saturating_mul(2).max(2);
+        if isc && self.advertised_unacked > fit {
+            self.advertised_unacked = fit;
+            return self.close(now, CloseReason::Renegotiate);
+        }
         let skew = i64::from(header.time) - i64::try_from(now).unwrap_or(i64::MAX);
         self.partner = Some(Partner {
             state: None,
-            max_unacked: a.max_unacked_bndupd.unwrap_or(1),
+            max_unacked: window,
             receive_timer: a.receive_timer.unwrap_or(self.config.receive_timer),
             skew,
-            isc: a.vendor_class.is_some_and(|v| v.starts_with(b"isc-")),
+            isc,
         });
         self.handshake_done();
     }

@@ -344,3 +344,66 @@ fn a_secondary_advertises_twice_iscs_window_so_isc_acknowledges_without_waiting(
         assert_eq!(said, Some(advertised), "{vendor:?} advertising {theirs}");
     }
 }
+
+#[test]
+fn a_primary_connects_again_advertising_twice_iscs_window() {
+    let mut config = config(Role::Primary);
+    config.max_unacked_bndupd = 1024;
+    let mut session = Session::new(config, None, 1_000);
+    let mut buf = [0u8; MAX_MESSAGE_LEN];
+    // What the session writes on a new connection, and the window its CONNECT advertises.
+    let mut connect = |session: &mut Session| {
+        session.connected(1_000);
+        let mut window = None;
+        while let Some(len) = session.poll_transmit(1_000, &mut buf) {
+            if let Ok((_, Message::Connect(c))) = message::decode(&buf[..len]) {
+                window = Some(c.max_unacked_bndupd);
+            }
+        }
+        window
+    };
+    let isc_ack = {
+        let mut out = [0u8; MAX_MESSAGE_LEN];
+        let len = Message::ConnectAck(message::ConnectAck {
+            relationship_name: Some(b"fo-test"),
+            max_unacked_bndupd: Some(10),
+            receive_timer: Some(30),
+            vendor_class: Some(b"isc-4.4.3-P1"),
+            protocol_version: Some(1),
+            tls_reply: Some(0),
+            reject: None,
+            message: None,
+        })
+        .encode(
+            message::Header {
+                time: 1_000,
+                xid: 0,
+            },
+            &mut out,
+        )
+        .unwrap();
+        out[..len].to_vec()
+    };
+    assert_eq!(connect(&mut session), Some(1024));
+    session.handle(1_000, &isc_ack);
+    let mut closed = Vec::new();
+    while let Some(event) = session.poll_event() {
+        if let Event::Closed(reason) = event {
+            closed.push(reason);
+        }
+    }
+    assert_eq!(closed, [CloseReason::Renegotiate]);
+    // Connected again: twice ISC's window, and this time the handshake goes on (STATE).
+    assert_eq!(connect(&mut session), Some(20));
+    session.handle(1_000, &isc_ack);
+    let mut kinds = Vec::new();
+    while let Some(len) = session.poll_transmit(1_000, &mut buf) {
+        if let Ok((_, m)) = message::decode(&buf[..len]) {
+            kinds.push(matches!(m, Message::State(_)));
+        }
+    }
+    assert!(kinds.contains(&true), "no STATE after the second handshake");
+    while let Some(event) = session.poll_event() {
+        assert!(!matches!(event, Event::Closed(_)), "{event:?}");
+    }
+}

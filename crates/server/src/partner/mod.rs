@@ -26,7 +26,7 @@ use peregrine_engine::{BindingEvent, BindingSink, FailoverDriver, FailoverPolicy
 use peregrine_failover::codec::{MAX_MESSAGE_LEN, frame_len};
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
 use peregrine_failover::message::RejectReason;
-use peregrine_failover::{Config, Restored, Role, ServerState, Session};
+use peregrine_failover::{CloseReason, Config, Restored, Role, ServerState, Session};
 use peregrine_stats::{FailoverStatus, FailoverView};
 use peregrine_store::WorkerJournal;
 
@@ -477,7 +477,14 @@ impl Link {
                     tracing::debug!(moved, "failover: the primary balanced the pools");
                 }
                 Notice::Closed(reason) => {
-                    tracing::warn!(reason = reason.as_str(), "failover: connection closed");
+                    if matches!(reason, CloseReason::Renegotiate) {
+                        tracing::info!(
+                            "failover: ISC partner: connecting again advertising twice its \
+                             window (max-unacked-updates), so that it acknowledges at once"
+                        );
+                    } else {
+                        tracing::warn!(reason = reason.as_str(), "failover: connection closed");
+                    }
                     self.status.refuse_connection(reason.as_str());
                     // The farewell (a refusal, a DISCONNECT) leaves first.
                     self.write(now);
