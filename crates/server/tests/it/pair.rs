@@ -606,8 +606,8 @@ impl IscPair {
         let tmp = TempDir::new(name);
         let [isc, ours] = start_with_isc(dhcpd, [&a, &b], tmp.path(), true, true);
         let leases = tmp.path().join("dhcpd.leases");
-        // ISC acknowledges a window of ten updates every two seconds: the pool balancing's
-        // fifty first.
+        // ISC writes each update to its lease file before acknowledging it: the pool
+        // balancing's fifty first.
         wait_until(60, "ISC's lease file: half the pool BACKUP", || {
             (isc_count(&leases, "backup") == 50).then_some(())
         });
@@ -909,7 +909,7 @@ fn peregrine_and_isc_dhcpd_pair_in_either_role() {
             let pool = &v["pools"][0];
             (pool["free"] == 50 && pool["backup"] == 50).then_some(())
         });
-        // ISC acknowledges (and writes) a window of ten updates every two seconds.
+        // ISC writes each update to its lease file as it acknowledges it.
         wait_until(40, "ISC's lease file: half the pool BACKUP", || {
             (isc_count(&path("dhcpd.leases"), "backup") == 50).then_some(())
         });
@@ -967,8 +967,8 @@ fn clients_of_a_peregrine_and_isc_pair_are_known_to_both() {
             wait_until(10, &format!("c{i}'s {addr} at Peregrine"), || {
                 binding(&a, addr).filter(|(state, m)| state == "active" && *m == mac)
             });
-            // ISC acknowledges (and writes) a window of updates every two seconds: the lease
-            // may wait behind the pool balancing's fifty.
+            // ISC writes updates in the order they come: the lease may wait behind the pool
+            // balancing's fifty.
             let leases = path("dhcpd.leases");
             for _ in 0..400 {
                 if isc_active(&leases, addr, &mac).is_some() {
