@@ -10,7 +10,7 @@ use peregrine_testkit::process::TempDir;
 use peregrine_wire::dhcp::MessageType;
 use peregrine_wire::ethernet::VlanTags;
 
-use crate::{CONFIG, ask, discover, start, stop};
+use crate::{ask, discover, journaled_lab, start, stop};
 
 use peregrine_migrate::kea_csv::HEADER;
 
@@ -19,19 +19,8 @@ fn a_lease_imported_into_the_running_server_is_served_and_survives_kill_9() {
     let Some(ns) = Netns::new("server_live_import") else {
         return;
     };
-    ns.veth("srv0", "cli0");
-    ns.ip("addr add 10.77.0.1/24 dev srv0");
     let dir = TempDir::new("peregrine-live-import");
-    let config = dir.path().join("live.toml");
-    let leases = dir.path().join("leases");
-    std::fs::write(
-        &config,
-        format!(
-            "{CONFIG}\n[leases]\ndirectory = {:?}\n",
-            leases.display().to_string()
-        ),
-    )
-    .unwrap();
+    let (config, _) = journaled_lab(&ns, dir.path(), "live.toml", "");
     let imported = Ipv4Addr::new(10, 77, 0, 150);
     let mac = [2, 0, 0, 0x77, 9, 1];
     let file = dir.path().join("kea-leases4.csv");

@@ -10,6 +10,7 @@ mod migration;
 mod pair;
 
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,22 @@ interfaces = ["srv0"]
 [[scope.pool]]
 range = "10.77.0.100 - 10.77.0.199"
 "#;
+
+/// The lab link in `ns` (srv0 at 10.77.0.1, cli0 for the clients), and in `dir` the
+/// configuration `name`: [`CONFIG`] with its lease directory beside it, and `extra` lines of
+/// `[leases]`. Returns the configuration's path and the lease directory's.
+fn journaled_lab(ns: &Netns, dir: &Path, name: &str, extra: &str) -> (PathBuf, PathBuf) {
+    ns.veth("srv0", "cli0");
+    ns.ip("addr add 10.77.0.1/24 dev srv0");
+    let config = dir.join(name);
+    let leases = dir.join("leases");
+    let text = format!(
+        "{CONFIG}\n[leases]\ndirectory = {:?}\n{extra}",
+        leases.display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    (config, leases)
+}
 
 /// Stops the server with SIGTERM, as an operator's service manager does; it must exit within
 /// 10 s.
@@ -372,21 +389,10 @@ fn an_acked_lease_survives_kill_9() {
     let Some(ns) = Netns::new("server_crash") else {
         return;
     };
-    ns.veth("srv0", "cli0");
-    ns.ip("addr add 10.77.0.1/24 dev srv0");
     let dir = std::env::temp_dir().join(format!("peregrine-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("crash.toml");
-    let leases = dir.join("leases");
-    std::fs::write(
-        &config,
-        format!(
-            "{CONFIG}\n[leases]\ndirectory = {:?}\ndurability = \"fsync\"\n",
-            leases.display().to_string()
-        ),
-    )
-    .unwrap();
+    let (config, _) = journaled_lab(&ns, &dir, "crash.toml", "durability = \"fsync\"\n");
     let (mut rx, mut tx) = ns
         .enter(|| afpacket::open("cli0", &AfPacketConfig::default()))
         .unwrap();

@@ -19,7 +19,7 @@ use peregrine_wire::ethernet::VlanTags;
 use peregrine_wire::frame::UdpFrameHeaders;
 
 use crate::scope_state::call;
-use crate::{CONFIG, ask, discover, message, metric, start, stop};
+use crate::{ask, discover, journaled_lab, message, metric, start, stop};
 
 const SERVER_ID: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 
@@ -108,19 +108,8 @@ fn a_repaired_journal_keeps_its_clients_and_holds_back_the_lost_address() {
     let Some(ns) = Netns::new("repair") else {
         return;
     };
-    ns.veth("srv0", "cli0");
-    ns.ip("addr add 10.77.0.1/24 dev srv0");
     let dir = TempDir::new("repair-e2e");
-    let config = dir.path().join("repair.toml");
-    let leases = dir.path().join("leases");
-    std::fs::write(
-        &config,
-        format!(
-            "{CONFIG}\n[leases]\ndirectory = {:?}\n",
-            leases.display().to_string()
-        ),
-    )
-    .unwrap();
+    let (config, leases) = journaled_lab(&ns, dir.path(), "repair.toml", "");
     let (mut rx, mut tx) = ns
         .enter(|| afpacket::open("cli0", &AfPacketConfig::default()))
         .unwrap();

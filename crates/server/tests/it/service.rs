@@ -99,10 +99,8 @@ fn the_server_serves_as_an_unprivileged_user_with_the_units_capabilities_only() 
     let Some(ns) = Netns::new("caps") else {
         return;
     };
-    ns.veth("srv0", "cli0");
-    ns.ip("addr add 10.77.0.1/24 dev srv0");
     let dir = TempDir::new("peregrine-caps");
-    let leases = dir.path().join("leases");
+    let (config, leases) = crate::journaled_lab(&ns, dir.path(), "caps.toml", "");
     std::fs::create_dir(&leases).unwrap();
     // nobody's, as the unit's StateDirectory= is the peregrine user's.
     let chown = std::process::Command::new("chown")
@@ -110,15 +108,6 @@ fn the_server_serves_as_an_unprivileged_user_with_the_units_capabilities_only() 
         .arg(&leases)
         .status();
     assert!(chown.unwrap().success());
-    let config = dir.path().join("caps.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{CONFIG}\n[leases]\ndirectory = {:?}\n",
-            leases.display().to_string()
-        ),
-    )
-    .unwrap();
     let caps = unit_capabilities();
     assert_eq!(caps, "+net_raw,+net_admin,+net_bind_service");
     let child = ns
