@@ -72,17 +72,8 @@ pub(crate) fn compact(
     let mut records: Vec<(u32, [u8; RECORD_LEN])> =
         newest.into_iter().map(|(a, (_, r))| (a, r)).collect();
     records.sort_unstable_by_key(|(a, _)| *a);
-    let written = write_snapshot(disk, &tmp, &records, stop);
-    match written {
-        Ok(true) => {}
-        Ok(false) => {
-            let _ = disk.remove_file(&tmp);
-            return Ok(None);
-        }
-        Err(e) => {
-            let _ = disk.remove_file(&tmp);
-            return Err(e);
-        }
+    if !write_snapshot(disk, &tmp, &records, stop)? {
+        return Ok(None);
     }
     disk.rename(&tmp, &final_path).map_err(io_at(&final_path))?;
     sync_dir(disk, dir)?;
@@ -148,16 +139,8 @@ pub(crate) fn compact_from_memory(
     });
     records.sort_unstable_by_key(|(a, _)| *a);
     let (final_path, tmp) = snapshot_paths(dir, last);
-    match write_snapshot(disk, &tmp, &records, stop) {
-        Ok(true) => {}
-        Ok(false) => {
-            let _ = disk.remove_file(&tmp);
-            return Ok(None);
-        }
-        Err(e) => {
-            let _ = disk.remove_file(&tmp);
-            return Err(e);
-        }
+    if !write_snapshot(disk, &tmp, &records, stop)? {
+        return Ok(None);
     }
     // Linked aside before the snapshot takes its name (which makes the damaged file history
     // to delete): a crash at any point keeps either the file in its place or the copy.
@@ -241,8 +224,22 @@ fn fold(
     Ok(count)
 }
 
-/// Writes `records` after a header to `tmp` and syncs it. `Ok(false)` if `stop` was set.
+/// Writes `records` after a header to `tmp` and syncs it. `Ok(false)` if `stop` was set; the
+/// partial file is removed then, and on an error.
 fn write_snapshot(
+    disk: &dyn Disk,
+    tmp: &Path,
+    records: &[(u32, [u8; RECORD_LEN])],
+    stop: &AtomicBool,
+) -> Result<bool, StoreError> {
+    let written = write_records(disk, tmp, records, stop);
+    if !matches!(written, Ok(true)) {
+        let _ = disk.remove_file(tmp);
+    }
+    written
+}
+
+fn write_records(
     disk: &dyn Disk,
     tmp: &Path,
     records: &[(u32, [u8; RECORD_LEN])],

@@ -4,7 +4,6 @@
 //! address to a new client.
 
 use std::net::Ipv4Addr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use peregrine_io::TxQueue;
@@ -76,15 +75,7 @@ fn damage_record_of(journal: &std::path::Path, address: Ipv4Addr) {
 /// The server refuses the damaged journal (exits with an error, never serves); `leases
 /// recover` then repairs it, keeping the four intact records and holding back the rest.
 fn refused_then_recovered(ns: &Netns, config: &std::path::Path) {
-    let refused = ns
-        .command(env!("CARGO_BIN_EXE_peregrine"))
-        .args(["run", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let status = peregrine_testkit::process::Running::new(refused)
+    let status = start(ns, config)
         .exited_within(Duration::from_secs(10))
         .expect("the server started on a damaged journal");
     assert!(!status.success());
