@@ -222,9 +222,11 @@ impl Importer {
     ) -> Result<BindingEvent, WriteError> {
         let mut journal = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         let started = Instant::now();
-        let event = engine
-            .revoke(now, address)
-            .ok_or_else(|| WriteError::NotFound(format!("{address}: no client holds it")))?;
+        let event = engine.revoke(now, address).ok_or_else(|| {
+            WriteError::NotFound(format!(
+                "{address}: no client holds it, and it is not held back"
+            ))
+        })?;
         Self::record(&mut journal, &[event], started + COMMIT_TIMEOUT)?;
         self.tell_partner(&[event], started + COMMIT_TIMEOUT);
         tracing::info!(%address, "lease deleted through the admin API");

@@ -76,13 +76,17 @@ impl Engine {
     /// The operator ends the lease (or offer) of `address`, as its client's RELEASE would:
     /// the address is released at `now`, keeps its client's affinity, and goes back to the
     /// pool (a reserved one to its reservation; with a failover partner, once the partner has
-    /// acknowledged the release). Returns the change to record; `None` if the address is in no
-    /// pool or no client holds it.
+    /// acknowledged the release). An address held back after journal damage is let go the
+    /// same way (free if it remembers no client). Returns the change to record; `None` if the
+    /// address is in no pool or neither held by a client nor held back.
     pub fn revoke(&self, now: Time, address: Ipv4Addr) -> Option<BindingEvent> {
         let (s, p, at) = self
             .scopes
             .iter()
             .find_map(|s| s.locate(address).map(|(p, at)| (s, p, at)))?;
+        if let Some(ended) = self.end_hold_back(now, s, &s.pools[p], at, address) {
+            return Some(ended);
+        }
         // Lock order: the holder's client-index shard, then the pool shard.
         let holder = s.pools[p].lock(at.shard).binding(at.slot).client?;
         let _clients = self.clients.lock(&self.clients.hashed(holder));
@@ -110,6 +114,46 @@ impl Engine {
         );
         // With a partner, a released address waits for the partner's acknowledgement (S5).
         if !reserved && self.partnering_of(s).is_none() {
+            shard.push_free(at.slot);
+        }
+        Some(BindingEvent {
+            scope: s.id,
+            address,
+            binding: after,
+        })
+    }
+
+    /// Ends the hold-back of `address` (at `at` in `pool` of `s`), if it is held back: released,
+    /// or free if it remembers no client. Its client index entry stays, as a release keeps it.
+    fn end_hold_back(
+        &self,
+        now: Time,
+        s: &Scope,
+        pool: &crate::pool::Pool,
+        at: crate::pool::SlotRef,
+        address: Ipv4Addr,
+    ) -> Option<BindingEvent> {
+        let mut shard = pool.lock(at.shard);
+        let b = *shard.binding(at.slot);
+        if b.state != BindingState::HeldBack {
+            return None;
+        }
+        let state = if b.client.is_some() {
+            BindingState::Released
+        } else {
+            BindingState::Free
+        };
+        let after = shard.set(
+            at.slot,
+            Binding {
+                state,
+                expires: now,
+                cltt: now,
+                ..b
+            },
+        );
+        // With a partner, a released address waits for the partner's acknowledgement (S5).
+        if state == BindingState::Free || self.partnering_of(s).is_none() {
             shard.push_free(at.slot);
         }
         Some(BindingEvent {

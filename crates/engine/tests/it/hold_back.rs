@@ -117,3 +117,27 @@ fn a_held_back_address_remembers_its_last_client_who_may_have_it_back() {
     assert_eq!(ended[0].binding.state, BindingState::Expired);
     assert_eq!(ended[0].binding.client, released.client);
 }
+
+#[test]
+fn the_operator_ends_a_hold_back_and_the_address_serves_again() {
+    let mut sim = Sim::new(&lab_config());
+    let c = Client::new(1);
+    let remembered = sim.dora(&c);
+    sim.send(&c.release(remembered, SERVER));
+    let stranger = Ipv4Addr::new(10, 200, 0, 120);
+    let held = sim.engine.hold_back(sim.now, sim.now + HOUR, |_, a| {
+        a == remembered || a == stranger
+    });
+    assert_eq!(held.len(), 2);
+    // Let go: released (it remembers its client) or free (it remembers none), journaled.
+    let ended = sim.engine.revoke(sim.now, remembered).unwrap();
+    assert_eq!(ended.binding.state, BindingState::Released);
+    assert_eq!(ended.binding.mac, c.mac);
+    let ended = sim.engine.revoke(sim.now, stranger).unwrap();
+    assert_eq!(ended.binding.state, BindingState::Free);
+    assert_eq!(held_back(&sim), 0);
+    // Free again, and nothing else to end.
+    assert_eq!(sim.engine.revoke(sim.now, stranger), None);
+    let got = sim.send(&Client::new(2).select(stranger, SERVER));
+    assert!(acked(&got), "{got:?}");
+}
