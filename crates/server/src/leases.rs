@@ -319,6 +319,9 @@ fn hold_back(
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if config.failover.is_some() {
+        forget_failover_state(&config_path_dir(config)?)?;
+    }
     let loaded = load(config_path, false)?;
     let held = loaded.engine.hold_back(now, until, |scope, address| {
         holds.iter().any(|h| h.unsettled(scope, address))
@@ -350,6 +353,41 @@ fn hold_back(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lease directory of `config`.
+fn config_path_dir(config: &Config) -> anyhow::Result<PathBuf> {
+    config
+        .runtime
+        .leases
+        .as_ref()
+        .map(|l| l.directory.clone())
+        .context("no [leases] directory configured")
+}
+
+/// Sets the failover state aside, so that the repaired server starts as one that lost its
+/// database: in RECOVER, asking its partner for every binding, which brings back what the
+/// damaged records held. The file is kept as `failover.state.before-repair-<time>`.
+fn forget_failover_state(dir: &Path) -> anyhow::Result<()> {
+    let state = dir.join(crate::partner::STATE_FILE);
+    if !state.try_exists()? {
+        return Ok(());
+    }
+    let aside = dir.join(format!(
+        "{}.before-repair-{}",
+        crate::partner::STATE_FILE,
+        peregrine_dataplane::unix_now()
+    ));
+    std::fs::rename(&state, &aside).with_context(|| format!("moving {}", state.display()))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    println!(
+        "the failover state is set aside ({}): the server starts in RECOVER and learns every \
+         binding from its partner, the damaged records' included",
+        aside.display()
+    );
+    Ok(())
 }
 
 /// Runs of consecutive addresses of one scope, from a sorted list.

@@ -102,7 +102,7 @@ pub(crate) fn start(
         queue: Some(Arc::new(ArrayQueue::new(QUEUE))),
         status: Arc::default(),
     };
-    let state_path = dir.join("failover.state");
+    let state_path = dir.join(STATE_FILE);
     let restored = read_state(&state_path)?;
     let now = unix_now();
     let session = Session::new(session_config(f), restored, now);
@@ -544,6 +544,9 @@ impl Link {
         wrote
     }
 }
+
+/// The file in the lease directory that keeps the failover state.
+pub(crate) const STATE_FILE: &str = "failover.state";
 
 /// The failover state kept on disk: `state since mclt` (mclt 0: not known yet).
 fn read_state(path: &Path) -> anyhow::Result<Option<Restored>> {

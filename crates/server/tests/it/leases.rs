@@ -402,3 +402,45 @@ fn verify_reports_damage_with_exit_status_3_and_recover_keeps_every_intact_recor
     let out = s.peregrine(&["recover"], None);
     assert!(text(&out).contains("nothing to do"), "{}", text(&out));
 }
+
+#[test]
+fn a_repaired_pair_member_sets_its_failover_state_aside_to_recover_from_its_partner() {
+    let s = Setup::new("recover-pair");
+    let config = s.root.join("config.toml");
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\n[failover]\nrole = \"primary\"\nlocal = \"10.0.0.1\"\npeer = \"10.0.0.2\"\n"
+        ),
+    )
+    .unwrap();
+    let input = s.file(
+        "kea.csv",
+        &format!(
+            "{HEADER}\n10.0.0.10,02:00:00:00:00:01,,3600,1800000000,1,0,0,,0,\n\
+             10.0.0.11,02:00:00:00:00:02,,3600,1800000000,1,0,0,,0,\n"
+        ),
+    );
+    let out = s.peregrine(&["import", "--format", "kea-csv"], Some(&input));
+    assert!(out.status.success(), "{}", text(&out));
+    // In NORMAL with its partner when the first record was damaged.
+    let state = s.root.join("leases/failover.state");
+    std::fs::write(&state, "2 1800000000 60\n").unwrap();
+    let mut bytes = std::fs::read(s.journal()).unwrap();
+    bytes[peregrine_store::record::HEADER_LEN + 9] ^= 1;
+    std::fs::write(s.journal(), &bytes).unwrap();
+
+    let out = s.peregrine(&["recover"], None);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("starts in RECOVER"), "{said}");
+    // Set aside, not deleted: the next start finds no state and asks the partner for all.
+    assert!(!state.exists());
+    let aside = std::fs::read_dir(s.root.join("leases"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("failover.state.before-repair-"))
+        .count();
+    assert_eq!(aside, 1);
+}
