@@ -1,6 +1,7 @@
 //! Two `peregrine run` processes as a failover pair (issue 28), each in its own network
 //! namespace, joined by a veth pair that carries both the failover link and DHCP.
 
+use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
@@ -1291,7 +1292,17 @@ fn leases_imported_into_one_server_reach_its_partner() {
         "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,\
          state,user_context\n10.79.9.150,02:00:00:00:77:01,,3600,{expire},1,0,0,moved-1,0,\n"
     );
-    let (status, report) = a.enter(|| {
+    import_live(&a, &csv);
+    let addr = Ipv4Addr::new(10, 79, 9, 150);
+    wait_until(20, "the imported lease at the secondary", || {
+        binding(&b, addr).filter(|(state, mac)| state == "active" && mac == "02:00:00:00:77:01")
+    });
+    assert_eq!(lease_view(&b, addr).unwrap()["hostname"], "moved-1");
+}
+
+/// Imports `csv` into the running server in `ns` through its admin API.
+fn import_live(ns: &Netns, csv: &str) {
+    let (status, report) = ns.enter(|| {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -1303,9 +1314,71 @@ fn leases_imported_into_one_server_reach_its_partner() {
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
     });
     assert_eq!(status, 200, "{report}");
-    let addr = Ipv4Addr::new(10, 79, 9, 150);
-    wait_until(20, "the imported lease at the secondary", || {
-        binding(&b, addr).filter(|(state, mac)| state == "active" && mac == "02:00:00:00:77:01")
+}
+
+#[test]
+fn a_repaired_member_learns_the_lost_lease_from_its_partner() {
+    let Some((a, b)) = namespaces() else {
+        return;
+    };
+    let dir = TempDir::new("peregrine-pair-repair");
+    let path = |name: &str| dir.path().join(name);
+    write_pair(dir.path(), |c| c);
+    let mut secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
+    let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
+    let pair = [(&a, "primary"), (&b, "secondary")];
+    wait_states(pair, [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")]);
+    let expire = peregrine_dataplane::unix_now() + 3000;
+    let leases: Vec<(Ipv4Addr, &str)> = vec![
+        (Ipv4Addr::new(10, 79, 9, 150), "02:00:00:00:7a:01"),
+        (Ipv4Addr::new(10, 79, 9, 151), "02:00:00:00:7a:02"),
+    ];
+    let rows = leases.iter().fold(String::new(), |mut rows, (addr, mac)| {
+        let _ = writeln!(rows, "{addr},{mac},,3600,{expire},1,0,0,,0,");
+        rows
     });
-    assert_eq!(lease_view(&b, addr).unwrap()["hostname"], "moved-1");
+    let csv = format!(
+        "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,\
+         state,user_context\n{rows}"
+    );
+    import_live(&a, &csv);
+    for (addr, mac) in &leases {
+        wait_until(20, "the imported lease at the secondary", || {
+            binding(&b, *addr).filter(|(state, m)| state == "active" && m == mac)
+        });
+    }
+    kill(&mut secondary);
+
+    // The first of the two records in the secondary's journal is damaged (one follows it, so
+    // it is damage, not a torn tail): the secondary refuses to start until repaired.
+    let journal = path("secondary-leases/journal");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    let (at, lost) = (peregrine_store::record::HEADER_LEN..bytes.len())
+        .step_by(peregrine_store::record::RECORD_LEN)
+        .find_map(|at| {
+            let record = bytes[at..at + peregrine_store::record::RECORD_LEN]
+                .try_into()
+                .ok()?;
+            let e = peregrine_store::record::decode(record).ok()?;
+            leases.iter().find(|l| l.0 == e.address).map(|l| (at, *l))
+        })
+        .unwrap();
+    bytes[at + 40] ^= 0x10;
+    std::fs::write(&journal, &bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_peregrine"))
+        .args(["leases", "recover", "--config"])
+        .arg(path("secondary.toml"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("starts in RECOVER"), "{said}");
+
+    // Restarted, it recovers from the primary: the lost lease is its client's again there.
+    let _secondary = start(&b, &path("secondary.toml"), &path("secondary-2.log"));
+    wait_until(30, "the lost lease learned again from the partner", || {
+        binding(&b, lost.0).filter(|(state, m)| state == "active" && m == lost.1)
+    });
+    let (_, v) = failover(&b, false);
+    assert_ne!(v["state"], "NORMAL", "{v}");
 }
