@@ -271,7 +271,7 @@ pub(crate) fn recover(config_path: &Path) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            return hold_back(config_path, &config, &holds);
+            return hold_back(config_path, &config, dir, &holds);
         };
         println!(
             "{}: kept {} intact records, set aside {} damaged bytes; the file as it was is in {}",
@@ -297,6 +297,7 @@ pub(crate) fn recover(config_path: &Path) -> anyhow::Result<ExitCode> {
 fn hold_back(
     config_path: &Path,
     config: &Config,
+    dir: &Path,
     holds: &[peregrine_store::HoldBack],
 ) -> anyhow::Result<ExitCode> {
     let Some(written_by) = holds.iter().map(|h| h.written_by).max() else {
@@ -319,8 +320,14 @@ fn hold_back(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    if config.failover.is_some() {
-        forget_failover_state(&config_path_dir(config)?)?;
+    if config.failover.is_some()
+        && let Some(aside) = crate::partner::set_state_aside(dir)?
+    {
+        println!(
+            "the failover state is set aside ({}): the server starts in RECOVER and learns \
+                 every binding from its partner, the damaged records' included",
+            aside.display()
+        );
     }
     let loaded = load(config_path, false)?;
     let held = loaded.engine.hold_back(now, until, |scope, address| {
@@ -353,41 +360,6 @@ fn hold_back(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The lease directory of `config`.
-fn config_path_dir(config: &Config) -> anyhow::Result<PathBuf> {
-    config
-        .runtime
-        .leases
-        .as_ref()
-        .map(|l| l.directory.clone())
-        .context("no [leases] directory configured")
-}
-
-/// Sets the failover state aside, so that the repaired server starts as one that lost its
-/// database: in RECOVER, asking its partner for every binding, which brings back what the
-/// damaged records held. The file is kept as `failover.state.before-repair-<time>`.
-fn forget_failover_state(dir: &Path) -> anyhow::Result<()> {
-    let state = dir.join(crate::partner::STATE_FILE);
-    if !state.try_exists()? {
-        return Ok(());
-    }
-    let aside = dir.join(format!(
-        "{}.before-repair-{}",
-        crate::partner::STATE_FILE,
-        peregrine_dataplane::unix_now()
-    ));
-    std::fs::rename(&state, &aside).with_context(|| format!("moving {}", state.display()))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))?;
-    println!(
-        "the failover state is set aside ({}): the server starts in RECOVER and learns every \
-         binding from its partner, the damaged records' included",
-        aside.display()
-    );
-    Ok(())
 }
 
 /// Runs of consecutive addresses of one scope, from a sorted list.

@@ -249,6 +249,19 @@ fn parse_secret(hex: &str) -> Option<KeySecret> {
     Some(KeySecret(value.to_be_bytes()))
 }
 
+/// The journal of the lease directory `dir`, which must exist: a mistyped path given to an
+/// offline tool must not look like an empty, intact directory.
+pub(crate) fn existing_journal(disk: &dyn Disk, dir: &Path) -> Result<PathBuf, StoreError> {
+    let journal = dir.join(JOURNAL);
+    if !disk.exists(&journal).map_err(io_at(&journal))? {
+        return Err(StoreError::Io {
+            path: journal,
+            source: io::Error::new(io::ErrorKind::NotFound, "no lease journal here"),
+        });
+    }
+    Ok(journal)
+}
+
 /// The whole of the text file `path`.
 fn read_text(disk: &dyn Disk, path: &Path) -> io::Result<String> {
     let mut text = String::new();

@@ -226,14 +226,8 @@ impl LeaseDir {
 /// Refuses a directory without a journal (a mistyped path must not look repaired) and one that
 /// a running server holds.
 pub fn repair(dir: &Path) -> Result<RepairReport, StoreError> {
-    let journal = dir.join(JOURNAL);
     let disk: &dyn Disk = &OsDisk;
-    if !disk.exists(&journal).map_err(io_at(&journal))? {
-        return Err(StoreError::Io {
-            path: journal,
-            source: io::Error::new(io::ErrorKind::NotFound, "no lease journal here"),
-        });
-    }
+    let journal = crate::dir::existing_journal(disk, dir)?;
     let _lock = dir::lock(disk, dir)?;
     let layout = Layout::read(disk, dir)?;
     let snapshot = layout.snapshot.as_ref().map(|(_, p)| p.clone());

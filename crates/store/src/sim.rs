@@ -222,16 +222,14 @@ impl Disk for SimDisk {
         let mut s = self.lock();
         let found = s.names.get(path).copied();
         let inode = match (how, found) {
-            (Open::Read | Open::Append | Open::Write | Open::Keep, Some(inode)) => inode,
-            (Open::Read | Open::Append | Open::Write, None) => {
-                return Err(s.inode(path).unwrap_err());
-            }
+            (Open::Read | Open::Append | Open::Write, _) => s.inode(path)?,
             (Open::CreateNew, Some(_)) => {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
                     path.display().to_string(),
                 ));
             }
+            (Open::Keep, Some(inode)) => inode,
             (Open::Create, Some(inode)) => {
                 let file = &mut s.inodes[inode];
                 file.data.clear();

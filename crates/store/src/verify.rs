@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use peregrine_engine::BindingEvent;
 
-use crate::dir::JOURNAL;
 use crate::disk::{Disk, Open, OsDisk};
 use crate::error::{StoreError, io_at};
 use crate::files::Layout;
@@ -51,14 +50,8 @@ impl VerifyReport {
 /// Reads every file of the lease directory `dir` (which need not be locked: a copy, or a
 /// stopped server's) and reports what is intact and what is damaged. Changes nothing.
 pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
-    let journal = dir.join(JOURNAL);
     let disk: &dyn Disk = &OsDisk;
-    if !disk.exists(&journal).map_err(io_at(&journal))? {
-        return Err(StoreError::Io {
-            path: journal,
-            source: io::Error::new(io::ErrorKind::NotFound, "no lease journal here"),
-        });
-    }
+    let journal = crate::dir::existing_journal(disk, dir)?;
     let layout = Layout::read(disk, dir)?;
     let history: Vec<PathBuf> = layout.history().map(Path::to_path_buf).collect();
     let mut report = VerifyReport::default();

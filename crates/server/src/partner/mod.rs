@@ -577,6 +577,23 @@ fn read_state(path: &Path) -> anyhow::Result<Option<Restored>> {
     }))
 }
 
+/// Moves the failover state of lease directory `dir` aside (to
+/// `failover.state.before-repair-<time>`, the directory synced), so that the server starts as
+/// one that lost its database: in RECOVER, asking its partner for every binding. `None` if
+/// there was no state.
+pub(crate) fn set_state_aside(dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let state = dir.join(STATE_FILE);
+    if !state.try_exists()? {
+        return Ok(None);
+    }
+    let aside = dir.join(format!("{STATE_FILE}.before-repair-{}", unix_now()));
+    std::fs::rename(&state, &aside).with_context(|| format!("moving {}", state.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(Some(aside))
+}
+
 /// Writes the state durably (a new file, synced, renamed over the old, the directory synced).
 fn write_state(path: &Path, r: Restored) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");

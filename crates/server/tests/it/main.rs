@@ -99,9 +99,14 @@ fn message(
     m.broadcast = true;
     m.requested = request.map(|r| r.0);
     m.server_id = request.map(|r| r.1);
+    broadcast(&m, vlans)
+}
+
+/// `m` broadcast from its client's MAC (UDP 68 to 67), with `vlans`.
+fn broadcast(m: &ClientMessage<'_>, vlans: VlanTags) -> Vec<u8> {
     let headers = UdpFrameHeaders {
         dst_mac: MacAddr::BROADCAST,
-        src_mac: MacAddr(mac),
+        src_mac: MacAddr(m.mac),
         vlans,
         src_ip: Ipv4Addr::UNSPECIFIED,
         dst_ip: Ipv4Addr::BROADCAST,

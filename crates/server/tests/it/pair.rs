@@ -130,6 +130,18 @@ fn wait_states(servers: [(&Netns, &str); 2], states: [(&str, &str); 2]) {
     }
 }
 
+/// A new pair of [`write_pair`]'s configurations in `dir`, started (the secondary first) and
+/// waited for until both are in NORMAL: [primary, secondary].
+fn normal_pair(a: &Netns, b: &Netns, dir: &Path) -> [Running; 2] {
+    let path = |name: &str| dir.join(name);
+    write_pair(dir, |c| c);
+    let secondary = start(b, &path("secondary.toml"), &path("secondary.log"));
+    let primary = start(a, &path("primary.toml"), &path("primary.log"));
+    let pair = [(a, "primary"), (b, "secondary")];
+    wait_states(pair, [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")]);
+    [primary, secondary]
+}
+
 #[test]
 fn two_servers_connect_reach_normal_and_survive_one_stopping() {
     let Some((a, b)) = namespaces() else {
@@ -137,11 +149,8 @@ fn two_servers_connect_reach_normal_and_survive_one_stopping() {
     };
     let dir = TempDir::new("peregrine-pair");
     let path = |name: &str| dir.path().join(name);
-    write_pair(dir.path(), |c| c);
-    let mut secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
-    let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
+    let [_primary, mut secondary] = normal_pair(&a, &b, dir.path());
     let pair = [(&a, "primary"), (&b, "secondary")];
-    wait_states(pair, [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")]);
     // Both came through recovery from nothing, as a new pair does, and keep the state on disk.
     for who in ["primary", "secondary"] {
         let state = std::fs::read_to_string(path(&format!("{who}-leases/failover.state"))).unwrap();
@@ -1277,12 +1286,7 @@ fn leases_imported_into_one_server_reach_its_partner() {
         return;
     };
     let dir = TempDir::new("peregrine-pair-import");
-    let path = |name: &str| dir.path().join(name);
-    write_pair(dir.path(), |c| c);
-    let _secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
-    let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
-    let pair = [(&a, "primary"), (&b, "secondary")];
-    wait_states(pair, [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")]);
+    let _pair = normal_pair(&a, &b, dir.path());
     let expire = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -1323,11 +1327,7 @@ fn a_repaired_member_learns_the_lost_lease_from_its_partner() {
     };
     let dir = TempDir::new("peregrine-pair-repair");
     let path = |name: &str| dir.path().join(name);
-    write_pair(dir.path(), |c| c);
-    let mut secondary = start(&b, &path("secondary.toml"), &path("secondary.log"));
-    let _primary = start(&a, &path("primary.toml"), &path("primary.log"));
-    let pair = [(&a, "primary"), (&b, "secondary")];
-    wait_states(pair, [("NORMAL", "NORMAL"), ("NORMAL", "NORMAL")]);
+    let [_primary, mut secondary] = normal_pair(&a, &b, dir.path());
     let expire = peregrine_dataplane::unix_now() + 3000;
     let leases: Vec<(Ipv4Addr, &str)> = vec![
         (Ipv4Addr::new(10, 79, 9, 150), "02:00:00:00:7a:01"),

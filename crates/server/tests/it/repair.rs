@@ -9,13 +9,11 @@ use std::time::{Duration, Instant};
 use peregrine_io::TxQueue;
 use peregrine_io::afpacket::{self, AfPacketConfig, AfPacketRx, AfPacketTx};
 use peregrine_store::record::{HEADER_LEN, RECORD_LEN, decode};
-use peregrine_testkit::frames::{ClientMessage, udp_frame};
+use peregrine_testkit::frames::ClientMessage;
 use peregrine_testkit::netns::Netns;
 use peregrine_testkit::process::TempDir;
-use peregrine_wire::MacAddr;
 use peregrine_wire::dhcp::MessageType;
 use peregrine_wire::ethernet::VlanTags;
-use peregrine_wire::frame::UdpFrameHeaders;
 
 use crate::scope_state::call;
 use crate::{ask, discover, journaled_lab, message, metric, start, stop};
@@ -27,17 +25,7 @@ fn init_reboot(mac: [u8; 6], xid: u32, address: Ipv4Addr) -> Vec<u8> {
     let mut m = ClientMessage::new(MessageType::Request, mac, xid);
     m.broadcast = true;
     m.requested = Some(address);
-    let headers = UdpFrameHeaders {
-        dst_mac: MacAddr::BROADCAST,
-        src_mac: MacAddr(mac),
-        vlans: VlanTags::NONE,
-        src_ip: Ipv4Addr::UNSPECIFIED,
-        dst_ip: Ipv4Addr::BROADCAST,
-        src_port: 68,
-        dst_port: 67,
-        ttl: 64,
-    };
-    udp_frame(&headers, &m.bytes())
+    crate::broadcast(&m, VlanTags::NONE)
 }
 
 fn lease(tx: &mut AfPacketTx, rx: &mut AfPacketRx, mac: [u8; 6], xid: u32) -> Ipv4Addr {
