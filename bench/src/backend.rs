@@ -62,28 +62,41 @@ impl Tagging {
     }
 }
 
-/// Frame headers of each relay's requests to `server`.
+/// A server the relays forward to: its address and the MAC its frames go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Server {
+    /// Its IPv4 address.
+    pub ip: Ipv4Addr,
+    /// The destination MAC of frames to it (the UDP backend: [`UDP_PEER_MAC`]).
+    pub mac: [u8; 6],
+}
+
+/// Frame headers of each relay's requests: per relay (in `giaddrs`' order), one per server
+/// (in `servers`' order), as a relay configured with several servers forwards to each.
 pub fn relay_headers(
     giaddrs: &[Ipv4Addr],
-    server: Ipv4Addr,
+    servers: &[Server],
     src_mac: [u8; 6],
-    dst_mac: [u8; 6],
     tagging: &Tagging,
-) -> Result<Vec<UdpFrameHeaders>> {
+) -> Result<Vec<Vec<UdpFrameHeaders>>> {
     giaddrs
         .iter()
         .enumerate()
         .map(|(i, &giaddr)| {
-            Ok(UdpFrameHeaders {
-                dst_mac: MacAddr(dst_mac),
-                src_mac: MacAddr(src_mac),
-                vlans: tagging.tags(u16::try_from(i).unwrap_or(u16::MAX))?,
-                src_ip: giaddr,
-                dst_ip: server,
-                src_port: 67,
-                dst_port: 67,
-                ttl: 64,
-            })
+            let vlans = tagging.tags(u16::try_from(i).unwrap_or(u16::MAX))?;
+            Ok(servers
+                .iter()
+                .map(|server| UdpFrameHeaders {
+                    dst_mac: MacAddr(server.mac),
+                    src_mac: MacAddr(src_mac),
+                    vlans,
+                    src_ip: giaddr,
+                    dst_ip: server.ip,
+                    src_port: 67,
+                    dst_port: 67,
+                    ttl: 64,
+                })
+                .collect())
         })
         .collect()
 }

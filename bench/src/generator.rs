@@ -86,8 +86,8 @@ pub struct Settings {
     pub clients: u32,
     /// Relay addresses; client `i` sits behind relay `i % len`.
     pub giaddrs: Vec<Ipv4Addr>,
-    /// Frame headers per relay (same order as `giaddrs`).
-    pub headers: Vec<UdpFrameHeaders>,
+    /// Frame headers per relay (same order as `giaddrs`): one per server the relay forwards to.
+    pub headers: Vec<Vec<UdpFrameHeaders>>,
     /// Option 82 circuit-id template.
     pub circuit_id: Option<Template>,
     /// Option 82 remote-id template.
@@ -658,19 +658,32 @@ impl Generator {
             circuit_id: circuit_len.map(|n| &self.scratch_circuit[..n]),
             remote_id: remote_len.map(|n| &self.scratch_remote[..n]),
         };
-        let headers = &self.s.headers[relay as usize];
-        if tx.buffer().is_none() {
-            let queued = tx.pending();
-            let sent = tx.flush().unwrap_or(0);
-            self.stats.tx_refused += (queued - sent.min(queued)) as u64;
-        }
-        let Some(buf) = tx.buffer() else {
-            self.stats.tx_refused += 1;
-            return;
+        // A relay forwards what the client broadcasts to every server it knows; a renewal or a
+        // release goes to the server that granted the lease (its identifier is its address),
+        // or to all when none of them has that address.
+        let servers = &self.s.headers[relay as usize];
+        let to = match kind {
+            Kind::Renew { .. } | Kind::Release { .. } => {
+                let id = Ipv4Addr::from(self.clients[idx as usize].server_id);
+                servers.iter().position(|h| h.dst_ip == id)
+            }
+            Kind::Discover | Kind::Select { .. } | Kind::Reboot { .. } => None,
         };
-        match request::write_frame(buf, headers, &req) {
-            Ok(len) => tx.queue(len, 0),
-            Err(_) => self.stats.tx_refused += 1,
+        let (first, last) = to.map_or((0, servers.len()), |i| (i, i + 1));
+        for headers in &servers[first..last] {
+            if tx.buffer().is_none() {
+                let queued = tx.pending();
+                let sent = tx.flush().unwrap_or(0);
+                self.stats.tx_refused += (queued - sent.min(queued)) as u64;
+            }
+            let Some(buf) = tx.buffer() else {
+                self.stats.tx_refused += 1;
+                continue;
+            };
+            match request::write_frame(buf, headers, &req) {
+                Ok(len) => tx.queue(len, 0),
+                Err(_) => self.stats.tx_refused += 1,
+            }
         }
     }
 
@@ -863,16 +876,7 @@ mod tests {
         let giaddrs = vec![Ipv4Addr::new(10, 210, 0, 1), Ipv4Addr::new(10, 211, 0, 1)];
         let headers = giaddrs
             .iter()
-            .map(|&g| UdpFrameHeaders {
-                dst_mac: MacAddr([2, 0, 0, 0, 0, 1]),
-                src_mac: MacAddr([2, 0, 0, 0, 0, 2]),
-                vlans: VlanTags::NONE,
-                src_ip: g,
-                dst_ip: Ipv4Addr::new(10, 200, 1, 1),
-                src_port: 67,
-                dst_port: 67,
-                ttl: 64,
-            })
+            .map(|&g| vec![header(g, Ipv4Addr::new(10, 200, 1, 1))])
             .collect();
         Settings {
             label: "test".into(),
@@ -900,7 +904,19 @@ mod tests {
         }
     }
 
-    /// Runs `s` against the fake server and returns the report.
+    fn header(giaddr: Ipv4Addr, server: Ipv4Addr) -> UdpFrameHeaders {
+        UdpFrameHeaders {
+            dst_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            src_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            vlans: VlanTags::NONE,
+            src_ip: giaddr,
+            dst_ip: server,
+            src_port: 67,
+            dst_port: 67,
+            ttl: 64,
+        }
+    }
+
     /// [`settings`] for a run in which every request is answered: a wait long enough that a
     /// busy machine (the responder thread not scheduled for seconds) loses none.
     fn answered(scenario: Scenario, clients: u32) -> Settings {
@@ -1149,6 +1165,89 @@ mod tests {
                 assert_eq!((p.answered, p.drops), (p.sent, 0), "{scenario:?}");
             }
         }
+    }
+
+    /// Two servers splitting the clients as a failover pair does (client `c` is answered by
+    /// server `c % 2` only): every DISCOVER and SELECTING REQUEST reaches both, every renewal
+    /// only the server that granted the lease, and every exchange is answered.
+    #[test]
+    fn a_relay_with_two_servers_broadcasts_to_both_and_renews_with_one() {
+        const PAIR: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 200, 1, 1), Ipv4Addr::new(10, 200, 1, 2)];
+        let mut s = answered(Scenario::Renew, 200);
+        s.headers = s
+            .giaddrs
+            .iter()
+            .map(|&g| PAIR.iter().map(|&server| header(g, server)).collect())
+            .collect();
+        // (client, message type, renewal, to server 0 or 1) of every frame sent.
+        let seen = std::sync::Mutex::new(Vec::new());
+        let (peer, mut rx, mut tx) = mem::port(BURST as usize);
+        let stop = AtomicBool::new(false);
+        let quit = Arc::new(AtomicBool::new(false));
+        let mut g = Generator::new(s);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    for (frame, _) in peer.sent() {
+                        let Ok(Demuxed::Udp { l3, payload, .. }) = demux_with(&frame, true) else {
+                            continue;
+                        };
+                        let msg = DhcpMessage::parse(payload).unwrap();
+                        let client = msg.packet().xid();
+                        let to = PAIR.iter().position(|&a| a == l3.dst).unwrap();
+                        let renewal = !msg.packet().ciaddr().is_unspecified();
+                        seen.lock().unwrap().push((
+                            client,
+                            msg.message_type().unwrap(),
+                            renewal,
+                            to,
+                        ));
+                        if to != client as usize % 2 {
+                            continue;
+                        }
+                        let mut out = [0u8; 1522];
+                        let f = RxFrame {
+                            data: &frame,
+                            ifindex: 0,
+                            checksum_pending: false,
+                        };
+                        if let Some(len) = crate::echo::reply(f, [2, 0, 0, 0, 0, 1], &mut out) {
+                            peer.inject(&out[..len], 0);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            });
+            g.run(&mut rx, &mut tx, &quit, &mut |_| {}).unwrap();
+            stop.store(true, Ordering::Relaxed);
+        });
+        let r = g.report();
+        let dora = r.phase("dora").unwrap();
+        let renew = r.phase("renew").unwrap();
+        assert_eq!((dora.answered, dora.drops), (dora.sent, 0));
+        assert_eq!((renew.answered, renew.drops), (renew.sent, 0));
+        assert!(renew.sent > 0);
+        let seen = seen.into_inner().unwrap();
+        let to_each = |t: MessageType, renewal: bool, server: usize| {
+            seen.iter()
+                .filter(|&&(_, mt, rn, to)| mt == t && rn == renewal && to == server)
+                .count() as u64
+        };
+        for server in 0..2 {
+            assert_eq!(to_each(MessageType::Discover, false, server), dora.sent);
+            assert_eq!(to_each(MessageType::Request, false, server), dora.sent);
+        }
+        assert_eq!(
+            to_each(MessageType::Request, true, 0) + to_each(MessageType::Request, true, 1),
+            renew.sent
+        );
+        assert!(
+            seen.iter()
+                .filter(|&&(_, _, renewal, _)| renewal)
+                .all(|&(client, _, _, to)| to == client as usize % 2),
+            "a renewal went to the server that did not grant the lease"
+        );
+        assert_eq!((r.unexpected, r.foreign), (0, 0));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use peregrine_bench::backend::{self, Tagging};
+use peregrine_bench::backend::{self, Server, Tagging};
 use peregrine_bench::generator::{BURST, Generator, Mix, Progress, Scenario, Settings};
 use peregrine_bench::template::Template;
 use peregrine_bench::{echo, plot};
@@ -73,12 +73,14 @@ struct RunArgs {
     interface: Option<String>,
     #[command(flatten)]
     dpdk: DpdkArgs,
-    /// The server's address.
-    #[arg(long)]
-    server: Ipv4Addr,
-    /// The server's MAC (AF_PACKET); learned with ARP if not given.
-    #[arg(long)]
-    server_mac: Option<String>,
+    /// The server's address; several, comma-separated, for a failover pair: each relay
+    /// forwards what a client broadcasts to all of them, and a renewal or release only to the
+    /// one whose server identifier the client holds.
+    #[arg(long, value_delimiter = ',', required = true)]
+    server: Vec<Ipv4Addr>,
+    /// The servers' MACs on a raw backend, in --server's order; learned with ARP if not given.
+    #[arg(long, value_delimiter = ',')]
+    server_mac: Vec<String>,
     /// Relay addresses (giaddrs), comma-separated; client i sits behind relay i mod M.
     #[arg(long, value_delimiter = ',', required = true)]
     giaddr: Vec<Ipv4Addr>,
@@ -286,13 +288,15 @@ fn run(a: &RunArgs) -> Result<ExitCode> {
     let report = match a.backend {
         BackendKind::Udp => {
             let (mut rx, mut tx) = backend::open_udp(Ipv4Addr::UNSPECIFIED, BURST as usize)?;
-            let headers = backend::relay_headers(
-                &a.giaddr,
-                a.server,
-                [0; 6],
-                backend::UDP_PEER_MAC,
-                &tagging,
-            )?;
+            let servers: Vec<Server> = a
+                .server
+                .iter()
+                .map(|&ip| Server {
+                    ip,
+                    mac: backend::UDP_PEER_MAC,
+                })
+                .collect();
+            let headers = backend::relay_headers(&a.giaddr, &servers, [0; 6], &tagging)?;
             drive(settings(headers)?, &mut rx, &mut tx, &quit, a.quiet)?
         }
         BackendKind::Afpacket => {
@@ -307,7 +311,7 @@ fn run(a: &RunArgs) -> Result<ExitCode> {
     emit(&report, a)
 }
 
-/// The relays' frame headers on a raw backend sending from `ours`: to the server's MAC, given
+/// The relays' frame headers on a raw backend sending from `ours`: to each server's MAC, given
 /// or learned with ARP.
 fn raw_headers<R: RxQueue, T: TxQueue>(
     a: &RunArgs,
@@ -315,19 +319,30 @@ fn raw_headers<R: RxQueue, T: TxQueue>(
     rx: &mut R,
     tx: &mut T,
     ours: [u8; 6],
-) -> Result<Vec<UdpFrameHeaders>> {
-    let server_mac = match &a.server_mac {
-        Some(m) => backend::parse_mac(m)?,
-        None => backend::resolve_mac(
-            rx,
-            tx,
-            (ours, a.giaddr[0]),
-            a.server,
-            tagging.tags(0)?,
-            Duration::from_secs(3),
-        )?,
-    };
-    backend::relay_headers(&a.giaddr, a.server, ours, server_mac, tagging)
+) -> Result<Vec<Vec<UdpFrameHeaders>>> {
+    if !a.server_mac.is_empty() && a.server_mac.len() != a.server.len() {
+        bail!(
+            "--server-mac: {} MACs for {} servers (one each, in --server's order)",
+            a.server_mac.len(),
+            a.server.len()
+        );
+    }
+    let mut servers = Vec::with_capacity(a.server.len());
+    for (i, &ip) in a.server.iter().enumerate() {
+        let mac = match a.server_mac.get(i) {
+            Some(m) => backend::parse_mac(m)?,
+            None => backend::resolve_mac(
+                rx,
+                tx,
+                (ours, a.giaddr[0]),
+                ip,
+                tagging.tags(0)?,
+                Duration::from_secs(3),
+            )?,
+        };
+        servers.push(Server { ip, mac });
+    }
+    backend::relay_headers(&a.giaddr, &servers, ours, tagging)
 }
 
 /// `run` on a DPDK port.
@@ -335,7 +350,7 @@ fn raw_headers<R: RxQueue, T: TxQueue>(
 fn run_dpdk(
     a: &RunArgs,
     tagging: &Tagging,
-    settings: impl FnOnce(Vec<UdpFrameHeaders>) -> Result<Settings>,
+    settings: impl FnOnce(Vec<Vec<UdpFrameHeaders>>) -> Result<Settings>,
     quit: &Arc<AtomicBool>,
 ) -> Result<peregrine_bench::stats::Report> {
     let mut port = open_dpdk(&a.dpdk)?;
@@ -383,7 +398,7 @@ fn open_dpdk(a: &DpdkArgs) -> Result<backend::DpdkPort> {
 fn run_dpdk(
     _: &RunArgs,
     _: &Tagging,
-    _: impl FnOnce(Vec<UdpFrameHeaders>) -> Result<Settings>,
+    _: impl FnOnce(Vec<Vec<UdpFrameHeaders>>) -> Result<Settings>,
     _: &Arc<AtomicBool>,
 ) -> Result<peregrine_bench::stats::Report> {
     no_dpdk()
