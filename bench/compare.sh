@@ -19,10 +19,14 @@
 #   peregrine-udp-none (config/harness.toml with durability fsync / none-unsafe, AF_PACKET or
 #   UDP backend), peregrine-pair-fsync (the AF_PACKET fsync server as a failover primary
 #   answering every client, its partner replicating every lease in namespace <P>-peer, both on
-#   the server's core), peregrine-dpdk-afxdp-fsync peregrine-dpdk-afpacket-fsync (the fsync
+#   the server's core), peregrine-isc-pair (the same primary with ISC dhcpd 4.4 as its
+#   secondary in <P>-peer, reached through the server's namespace, each answering half of the
+#   clients: the generator relays to both, 8 pools of 5 110 addresses; both on the server's core),
+#   peregrine-dpdk-afxdp-fsync peregrine-dpdk-afpacket-fsync (the fsync
 #   server on DPDK, s-perf through the vdev net_af_xdp or net_af_packet; needs the server built
 #   with --features dpdk; not in the default list), kea-persist kea-nopersist (the harness's
-#   Kea configs), dhcpd (lease file, fsync per lease), echo-afpacket echo-udp
+#   Kea configs), dhcpd (lease file, fsync per lease), dhcpd-pair-pools (ISC alone with the
+#   ISC pair's pools), echo-afpacket echo-udp
 #   (peregrine-loadgen echo: the I/O ceiling), echo-dpdk-afxdp echo-dpdk-afpacket (the echo on
 #   the DPDK vdev: that path's ceiling; needs the generator built with --features dpdk).
 #
@@ -44,7 +48,7 @@ STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="${OUT:-$BENCH_DIR/results/compare-$STAMP}"
 mkdir -p "$OUT"
 ALL=(kea-persist kea-nopersist peregrine-afpacket-fsync peregrine-afpacket-none peregrine-udp-fsync
-     peregrine-udp-none dhcpd echo-afpacket echo-udp)
+     peregrine-udp-none dhcpd dhcpd-pair-pools peregrine-isc-pair echo-afpacket echo-udp)
 SERVERS=("$@"); [[ ${#SERVERS[@]} -gt 0 ]] || SERVERS=("${ALL[@]}")
 [[ -x "$LOADGEN" && -x "$BIN/peregrine" ]] || { echo "build first: cargo build --release -p peregrine-bench -p peregrine" >&2; exit 1; }
 
@@ -52,6 +56,7 @@ ladder() {
   [[ -n ${LADDER:-} ]] && { echo "$LADDER"; return; }
   case "$1" in
     dhcpd) echo 100 200 300 400 600 800 ;;
+    dhcpd-pair-pools|peregrine-isc-pair) echo 1000 2000 3000 4000 5000 6000 8000 10000 ;;
     kea-*) echo 4000 8000 12000 16000 20000 24000 28000 ;;
     *) echo 10000 20000 40000 60000 80000 100000 120000 150000 180000 200000 220000 235000 250000 265000 280000 300000 320000 ;;
   esac
@@ -75,6 +80,7 @@ one_run() {
   (( clients > 480000 )) && clients=480000   # the 8 pools hold 8 x 65 521 addresses
   # A failover primary owns half of them: the other half is its partner's (BACKUP).
   [[ $srv == peregrine-pair-fsync ]] && (( clients > 240000 )) && clients=240000
+  [[ $srv == peregrine-isc-pair || $srv == dhcpd-pair-pools ]] && (( clients > ISC_PAIR_CLIENTS )) && clients=$ISC_PAIR_CLIENTS
   bench_start "$srv" >/dev/null 2>&1 || { echo "$srv did not start" >&2; return 2; }
   local json="$OUT/run.json" load; load=$(cut -d' ' -f1 /proc/loadavg)
   rm -f "$json"
@@ -87,8 +93,15 @@ one_run() {
   esac
   # Nothing answers ARP for the echo on net_af_xdp (the kernel does not see the frames): name
   # the MAC it answers from, s-perf's.
-  [[ $srv == echo-dpdk-afxdp ]] && gen+=(--server-mac "$(ip -n "$NS_SRV" -br link show s-perf | awk '{print $3}')")
-  ip netns exec "$NS_PERF" taskset -c "$GEN_CPU" "$LOADGEN" run "${gen[@]}" --server "$SERVER_IP" \
+  local mac; mac=$(ip -n "$NS_SRV" -br link show s-perf | awk '{print $3}')
+  [[ $srv == echo-dpdk-afxdp ]] && gen+=(--server-mac "$mac")
+  # The ISC pair: relays forward to both servers; ISC's frames go by the server namespace.
+  local servers=$SERVER_IP
+  if [[ $srv == peregrine-isc-pair ]]; then
+    servers=$SERVER_IP,$ISC_PAIR_PEER
+    [[ $GEN_BACKEND == udp ]] || gen+=(--server-mac "$mac,$mac")
+  fi
+  ip netns exec "$NS_PERF" taskset -c "$GEN_CPU" "$LOADGEN" run "${gen[@]}" --server "$servers" \
     --giaddr "$GIADDRS_8" --clients "$clients" --rate "$rate" --timeout 1 \
     --circuit-id 'olt{relay}/port{port}' --remote-id 'sub-{client}' --server-pid "$SPID" \
     --label "$srv" --max-drop-pct 1 --quiet --json "$json" --csv "$OUT/runs.csv" > "$OUT/last.txt" 2>&1

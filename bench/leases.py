@@ -2,7 +2,8 @@
 """Lease files for the pair benches (bench/isc-updreqall.sh).
 
   leases.py N kea      N leases, each its own client, running for a day, as a Kea 2.2 lease file
-  leases.py N isc      the same as ISC dhcpd's lease file, with the failover pair in NORMAL
+  leases.py N isc [PEER]  the same as ISC dhcpd's lease file, with the failover pair PEER
+                       (default isc-updreqall) in NORMAL
   leases.py count FILE the addresses an ISC lease file last shows active
 """
 import sys
@@ -25,7 +26,7 @@ def isc_time(t):
     return time.strftime("%w %Y/%m/%d %H:%M:%S", time.gmtime(t))
 
 
-def write(n, fmt, out):
+def write(n, fmt, out, peer=PEER):
     now = int(time.time())
     if fmt == "kea":
         out.write("address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,"
@@ -35,7 +36,7 @@ def write(n, fmt, out):
         return
     since = isc_time(now - 60)
     out.write('failover peer "%s" state {\n  my state normal at %s;\n'
-              '  partner state normal at %s;\n}\n' % (PEER, since, since))
+              '  partner state normal at %s;\n}\n' % (peer, since, since))
     ends = isc_time(now + 86400)
     for i in range(n):
         out.write("lease %s {\n  starts %s;\n  ends %s;\n  tstp %s;\n  cltt %s;\n"
@@ -60,4 +61,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "count":
         print(count(sys.argv[2]))
     else:
-        write(int(sys.argv[1]), sys.argv[2], sys.stdout)
+        write(int(sys.argv[1]), sys.argv[2], sys.stdout, *sys.argv[3:4])

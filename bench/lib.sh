@@ -74,6 +74,47 @@ write_configs() {
     | python3 -c 'import re,sys; t=sys.stdin.read(); t=re.sub(r"\[\[interface\]\][^[]*", "", t); print(t.replace("[leases]", "[[interface]]\nname = \"fo1\"\naddress = \"10.254.0.2\"\n\n[leases]", 1))' \
     > "$RUN_DIR/pg-pair-secondary.toml"
   printf '\n[failover]\nrole = "secondary"\nlocal = "10.254.0.2"\npeer = "10.254.0.1"\n%b' "${MAX_UNACKED:+max-unacked-updates = $MAX_UNACKED\n}" >> "$RUN_DIR/pg-pair-secondary.toml"
+  write_isc_pair_configs
+}
+
+# The Peregrine and ISC dhcpd pair: the AF_PACKET fsync server as the primary, ISC dhcpd 4.4 as
+# the secondary in namespace $NS_PEER (reached over fo0-fo1, the server namespace forwarding
+# between the generator and ISC), the clients split between them (split 128). Both hold the
+# eight perf scopes only, each pool cut to 5 110 addresses: ISC's work per lease grows with its
+# pools, and the first pool balancing (half of every pool sent to ISC, an update each, which ISC
+# takes at about 500 a second) is over within a minute.
+ISC_PAIR_PEER=10.254.0.2
+ISC_PAIR_CLIENTS=30000  # of the 8 x 5 110 addresses: room for an uneven split of the clients
+write_isc_pair_configs() {
+  python3 - "$RUN_DIR/pg-afpacket-fsync.toml" > "$RUN_DIR/pg-isc-primary.toml" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+# Each [[scope]] with its pools and options runs to the next one; the relay layout's go.
+t = "".join(s for s in re.split(r"(?m)^(?=\[\[scope\]\])", t) if 'name = "relay-' not in s)
+t = re.sub(r"(10\.21\d)\.255\.250", r"\1.19.255", t)
+print(t + '\n[failover]\nrole = "primary"\nlocal = "10.254.0.1"\npeer = "10.254.0.2"\n'
+      'relationship = "bench-isc-pair"\nmclt = 60\nsplit = 128')
+PY
+  { printf '%s\n' 'authoritative;' 'ddns-update-style none;' 'ping-check false;' \
+      'default-lease-time 3600;' 'max-lease-time 7200;' 'log-facility local7;' \
+      'failover peer "bench-isc-pair" {' '  secondary;' '  address 10.254.0.2;' '  port 647;' \
+      '  peer address 10.254.0.1;' '  peer port 647;' '  max-response-delay 60;' \
+      '  max-unacked-updates 10;' '  load balance max seconds 3;' '}' \
+      'subnet 10.254.0.0 netmask 255.255.255.0 { }'
+    local i
+    for i in 0 1 2 3 4 5 6 7; do
+      echo "subnet 10.21$i.0.0 netmask 255.255.0.0 { pool { failover peer \"bench-isc-pair\"; range 10.21$i.0.10 10.21$i.19.255; } option routers 10.21$i.0.1; }"
+    done
+  } > "$RUN_DIR/dhcpd-isc-secondary.conf"
+  # ISC alone with the pair's pools (dhcpd-pair-pools): with the harness's /16 pools ISC spends
+  # most of its core on them, so the pair is compared with ISC on the same pools.
+  { printf '%s\n' 'authoritative;' 'ddns-update-style none;' 'ping-check false;' \
+      'default-lease-time 3600;' 'max-lease-time 7200;' 'log-facility local7;' \
+      'subnet 10.200.0.0 netmask 255.255.255.0 { }' 'subnet 10.200.1.0 netmask 255.255.255.0 { }'
+    for i in 0 1 2 3 4 5 6 7; do
+      echo "subnet 10.21$i.0.0 netmask 255.255.0.0 { range 10.21$i.0.10 10.21$i.19.255; option routers 10.21$i.0.1; }"
+    done
+  } > "$RUN_DIR/dhcpd-pair-pools.conf"
 }
 
 # The EAL arguments of a loadgen on DPDK without hugepages: vdev $1, file prefix $2, CPU $3.
@@ -92,8 +133,17 @@ peer_up() {
   ip -n "$NS_PEER" addr add 10.254.0.2/24 dev fo1
   ip -n "$NS_SRV" link set fo0 up
   ip -n "$NS_PEER" link set fo1 up
+  # A partner that serves clients too (ISC in the ISC pair) is reached through the server's
+  # namespace: the relays' replies go back by it, and it forwards.
+  ip -n "$NS_PEER" route add 10.208.0.0/12 via 10.254.0.1
+  ip -n "$NS_PERF" route add 10.254.0.0/24 via 10.200.1.1
+  ip netns exec "$NS_SRV" sysctl -qw net.ipv4.ip_forward=1
 }
-peer_down() { ip netns del "$NS_PEER" 2>/dev/null || true; }
+peer_down() {
+  ip netns del "$NS_PEER" 2>/dev/null || true
+  ip -n "$NS_PERF" route del 10.254.0.0/24 2>/dev/null || true
+  ip netns exec "$NS_SRV" sysctl -qw net.ipv4.ip_forward=0 2>/dev/null || true
+}
 
 # The foreground start command of server $1 (run inside the server namespace); also wipes its
 # lease state so that every run starts from an empty lease database.
@@ -106,12 +156,18 @@ bench_server_cmd() {
     kea-persist|kea-nopersist)
       rm -f "$RUN_DIR"/kea-leases4.csv* "$RUN_DIR"/kea-dhcp4.log "$RUN_DIR"/kea4*.pid
       echo "env KEA_PIDFILE_DIR=$RUN_DIR KEA_LOCKFILE_DIR=$RUN_DIR kea-dhcp4 -c $RUN_DIR/kea-${1#kea-}.json" ;;
-    dhcpd)
+    dhcpd|dhcpd-pair-pools)
       rm -f "$RUN_DIR"/dhcpd.leases*; : > "$RUN_DIR/dhcpd.leases"
-      echo "dhcpd -4 -f -q -cf $HARNESS/conf/dhcpd.conf -lf $RUN_DIR/dhcpd.leases -pf $RUN_DIR/dhcpd.pid s-rly s-perf" ;;
+      local conf=$HARNESS/conf/dhcpd.conf; [[ $1 == dhcpd-pair-pools ]] && conf=$RUN_DIR/dhcpd-pair-pools.conf
+      echo "dhcpd -4 -f -q -cf $conf -lf $RUN_DIR/dhcpd.leases -pf $RUN_DIR/dhcpd.pid s-rly s-perf" ;;
     peregrine-pair-fsync)
       rm -rf "$RUN_DIR/leases" "$RUN_DIR/leases-peer"; mkdir -p "$RUN_DIR/leases" "$RUN_DIR/leases-peer"
       echo "$BIN/peregrine run --config $RUN_DIR/pg-pair-primary.toml" ;;
+    peregrine-isc-pair)
+      # Both start as a pair that was in NORMAL, with no lease yet.
+      rm -rf "$RUN_DIR/leases"; mkdir -p "$RUN_DIR/leases"
+      echo "2 $(date +%s) 60" > "$RUN_DIR/leases/failover.state"
+      echo "$BIN/peregrine run --config $RUN_DIR/pg-isc-primary.toml" ;;
     peregrine-dpdk-afxdp-fsync|peregrine-dpdk-afpacket-fsync)
       rm -rf "$RUN_DIR/leases"; mkdir -p "$RUN_DIR/leases"
       echo "$BIN/peregrine run --config $RUN_DIR/pg-${1#peregrine-}.toml" ;;
@@ -138,15 +194,28 @@ bench_start() {
       > "$RUN_DIR/server-peer.out" 2>&1 < /dev/null &
     PEER_PID=$!
   fi
+  if [[ $1 == peregrine-isc-pair ]]; then
+    peer_up
+    python3 "$BENCH_DIR/leases.py" 0 isc bench-isc-pair > "$RUN_DIR/dhcpd-peer.leases"
+    ip netns exec "$NS_PEER" taskset -c "${PEER_CPU:-$SRV_CPU}" dhcpd -4 -f -q \
+      -cf "$RUN_DIR/dhcpd-isc-secondary.conf" -lf "$RUN_DIR/dhcpd-peer.leases" \
+      -pf "$RUN_DIR/dhcpd-peer.pid" fo1 > "$RUN_DIR/server-peer.out" 2>&1 < /dev/null &
+    PEER_PID=$!
+  fi
   start_server_cmd "taskset -c $SRV_CPU $cmd" "$RUN_DIR/server-$1.out" || return 1
   SPID="$(cat "$SERVER_PIDFILE")"
-  if [[ $1 == peregrine-pair-fsync ]]; then
+  if [[ $1 == peregrine-pair-fsync || $1 == peregrine-isc-pair ]]; then
     # Measured in NORMAL only, once the first pool balancing (half of every pool moved to
-    # the partner, an update each) has been acknowledged: a steady pair, not a starting one.
-    local i
-    for ((i = 0; i < 300; i++)); do
-      ip netns exec "$NS_SRV" curl -s --max-time 1 http://127.0.0.1:9167/v1/failover \
-        | grep -q '"state":"NORMAL","since":[0-9]*,"partner_state":"NORMAL",.*"unacked_updates":0,' && return 0
+    # the partner, an update each, as the log says) has been sent and acknowledged: a steady
+    # pair, not a starting one.
+    local i moved
+    for ((i = 0; i < 1800; i++)); do
+      moved=$(sed -n 's/.*pool balanced for the secondary moved=\([0-9]*\).*/\1/p' "$RUN_DIR/server-$1.out" | tail -1)
+      [[ -n $moved ]] && ip netns exec "$NS_SRV" curl -s --max-time 1 http://127.0.0.1:9167/v1/failover \
+        | python3 -c 'import json, sys
+v = json.load(sys.stdin)
+sys.exit(0 if v["state"] == v["partner_state"] == "NORMAL" and v["unacked_updates"] == 0
+         and v["updates_sent"] >= int(sys.argv[1]) else 1)' "$moved" 2>/dev/null && return 0
       sleep 0.1
     done
     echo "the pair did not reach NORMAL" >&2
