@@ -8,8 +8,10 @@
 //! two candidates was seen longer ago, so a flood of made-up addresses cannot grow them (it
 //! only ever meets full buckets, which the relay's limit is there for).
 //!
-//! A worker falls behind when its receive bursts keep coming full: the queue holds more than it
-//! takes per turn. Then what keeps or completes a lease goes first: a DISCOVER its client
+//! A worker falls behind when its receive bursts keep coming full for longer than
+//! [`BEHIND_FOR`]: the queue holds more than it takes in that time. (A few full bursts in a row
+//! are no sign of it: an AF_PACKET ring hands over up to a millisecond of frames at once, which a
+//! worker that keeps up takes in less.) Then what keeps or completes a lease goes first: a DISCOVER its client
 //! already sent while the worker was behind (the same transaction id: a retransmission) is
 //! dropped, and at most a quarter of each burst may be new DISCOVERs. Dropping one costs a parse, handling one costs the
 //! engine's work and a reply, so the queue drains and requests in it are not lost to its
@@ -17,7 +19,7 @@
 
 use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use peregrine_config::model::{Limits, RelayKey};
 use peregrine_stats::WorkerDrop;
@@ -30,8 +32,10 @@ const RELAY_SLOTS: usize = 1 << 10;
 /// A token, in the buckets' unit: a millionth of a request, so that rates below one request
 /// per second per worker still count.
 const TOKEN: u64 = 1_000_000;
-/// Full receive bursts in a row after which the worker counts as behind.
+/// Full receive bursts in a row after which the worker may count as behind...
 const BEHIND_AFTER: u32 = 2;
+/// ...once they have kept coming full this long.
+pub const BEHIND_FOR: Duration = Duration::from_millis(2);
 /// Bursts after the last renewal seen during which new DISCOVERs give way to renewals.
 const RENEWALS_REMEMBERED: u32 = 64;
 
@@ -50,6 +54,13 @@ pub struct Admission {
     now_us: u64,
     /// Full bursts in a row, up to the last one.
     full_bursts: u32,
+    /// When the first of them was reported.
+    full_since: Instant,
+    /// Whether the worker counts as behind.
+    behind: bool,
+    /// A random key mixed into client and relay hashes, so that no one can pick addresses that
+    /// meet in the tables.
+    seed: u64,
     /// New DISCOVERs the current burst may still take while the worker is behind.
     discovers_left: u32,
     /// Bursts left during which renewals count as competing with new DISCOVERs (0: none was
@@ -152,6 +163,9 @@ impl Admission {
             epoch: Instant::now(),
             now_us: 0,
             full_bursts: 0,
+            full_since: Instant::now(),
+            behind: false,
+            seed: std::hash::RandomState::new().hash_one(0x5eed_u64),
             discovers_left: 0,
             renewals_seen: 0,
             burst: u32::try_from(burst).unwrap_or(u32::MAX),
@@ -180,33 +194,42 @@ impl Admission {
     pub fn start_burst(&mut self, now: Instant, last: usize) {
         self.now_us = u64::try_from(now.duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
         if last >= self.burst as usize {
+            if self.full_bursts == 0 {
+                self.full_since = now;
+            }
             self.full_bursts = self.full_bursts.saturating_add(1);
         } else {
             self.full_bursts = 0;
         }
+        self.behind = self.full_bursts >= BEHIND_AFTER
+            && now.saturating_duration_since(self.full_since) >= BEHIND_FOR;
         self.discovers_left = (self.burst / 4).max(1);
         self.renewals_seen = self.renewals_seen.saturating_sub(1);
     }
 
     /// Whether the worker counts as behind (its bursts keep coming full).
     pub fn behind(&self) -> bool {
-        self.full_bursts >= BEHIND_AFTER
+        self.behind
     }
 
-    /// Whether the DHCP message `payload` may go to the engine, or why not.
-    pub fn admit(&mut self, payload: &[u8]) -> Result<(), WorkerDrop> {
-        let behind = self.limits.overload_priority && self.behind();
+    /// Whether anything is looked at: limits are set, or the worker is behind and gives way.
+    /// When not, [`Self::admit`] takes every message.
+    pub fn active(&self) -> bool {
+        (self.limits.overload_priority && self.behind)
+            || self.limits.client_rate > 0
+            || self.limits.relay_rate > 0
+    }
+
+    /// Whether the DHCP message `msg` may go to the engine, or why not.
+    pub fn admit(&mut self, msg: &DhcpMessage<'_>) -> Result<(), WorkerDrop> {
+        let behind = self.limits.overload_priority && self.behind;
         // What a worker that keeps up without limits set looks at: nothing.
         if !behind && self.limits.client_rate == 0 && self.limits.relay_rate == 0 {
             return Ok(());
         }
-        // The engine drops what does not parse, and counts it.
-        let Ok(msg) = DhcpMessage::parse(payload) else {
-            return Ok(());
-        };
         let packet = msg.packet();
         let giaddr = packet.giaddr();
-        let client = self.hasher.hash_one((packet.chaddr(), giaddr));
+        let client = mix(self.seed, packet.chaddr(), giaddr);
         let kind = msg.message_type();
         let discover = kind == Some(MessageType::Discover);
         // A client keeping its lease: renewing or rebinding (ciaddr), or rebooting (option 50
@@ -240,7 +263,7 @@ impl Admission {
             }
         }
         if self.limits.relay_rate > 0 && !giaddr.is_unspecified() {
-            let key = self.relay_key(&msg, giaddr);
+            let key = self.relay_key(msg, giaddr);
             let share = share(
                 self.limits.relay_rate,
                 self.limits.relay_burst,
@@ -277,6 +300,26 @@ impl Admission {
     }
 }
 
+/// A client's key: its hardware address (the 16 bytes of `chaddr`) and its relay, mixed with
+/// `seed`. Cheaper than a keyed SipHash by an order of magnitude; a table slot is all it picks.
+fn mix(seed: u64, chaddr: &[u8], giaddr: Ipv4Addr) -> u64 {
+    let mut bytes = [0u8; 16];
+    let n = chaddr.len().min(16);
+    bytes[..n].copy_from_slice(&chaddr[..n]);
+    let (lo, hi) = bytes.split_at(8);
+    let word = |half: &[u8]| u64::from_le_bytes(half.try_into().unwrap_or_default());
+    // A multiply folded to 64 bits (as wyhash does): every input bit reaches every output bit.
+    let fold = |x: u64, y: u64| {
+        let p = u128::from(x) * u128::from(y);
+        (p as u64) ^ ((p >> 64) as u64)
+    };
+    let h = fold(word(lo) ^ seed, word(hi) ^ 0x9e37_79b9_7f4a_7c15);
+    fold(
+        h ^ u64::from(giaddr.to_bits()),
+        seed ^ 0xbf58_476d_1ce4_e5b9,
+    )
+}
+
 /// One worker's share of `rate` per second and `burst`, in [`TOKEN`] units.
 fn share(rate: u32, burst: u32, workers: u32) -> (u64, u64) {
     let workers = u64::from(workers);
@@ -284,4 +327,30 @@ fn share(rate: u32, burst: u32, workers: u32) -> (u64, u64) {
         u64::from(rate) * TOKEN / workers,
         (u64::from(burst) * TOKEN / workers).max(TOKEN),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_keys_differ_by_address_and_relay_and_follow_the_seed() {
+        let relay = Ipv4Addr::new(10, 201, 0, 1);
+        let keys: std::collections::HashSet<u64> = (0..20_000u32)
+            .flat_map(|n| {
+                let b = n.to_be_bytes();
+                let chaddr = [
+                    2, 0xdd, b[0], b[1], b[2], b[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ];
+                [
+                    mix(7, &chaddr, relay),
+                    mix(7, &chaddr, Ipv4Addr::new(10, 202, 0, 1)),
+                ]
+            })
+            .collect();
+        assert_eq!(keys.len(), 40_000);
+        let chaddr = [2, 0xdd, 0, 0, 0, 1];
+        assert_eq!(mix(7, &chaddr, relay), mix(7, &chaddr, relay));
+        assert_ne!(mix(7, &chaddr, relay), mix(8, &chaddr, relay));
+    }
 }

@@ -2,12 +2,14 @@
 
 use std::net::Ipv4Addr;
 
-use peregrine_engine::{BindingEvent, Engine, InterfaceId, NextHop, RxMeta, Time, Verdict};
+use peregrine_engine::{
+    BindingEvent, DropReason, Engine, InterfaceId, NextHop, RxMeta, Time, Verdict,
+};
 use peregrine_io::RxFrame;
 use peregrine_stats::{WorkerDrop, WorkerStats};
 use peregrine_wire::arp;
 use peregrine_wire::checksum;
-use peregrine_wire::dhcp::{MessageType, SERVER_PORT};
+use peregrine_wire::dhcp::{DhcpMessage, MessageType, SERVER_PORT};
 use peregrine_wire::ethernet::{VlanTags, ethertype};
 use peregrine_wire::frame::{
     Demuxed, L2, L3, UdpFrameHeaders, demux_with, write_ethernet, write_headers,
@@ -231,7 +233,12 @@ fn dhcp(
     tx: &mut [u8],
     (stats, admission): (&WorkerStats, &mut Admission),
 ) -> Result<Outcome, ()> {
-    if let Err(reason) = admission.admit(payload) {
+    let Ok(msg) = DhcpMessage::parse(payload) else {
+        stats.message_in(None);
+        stats.count_drop(DropReason::Malformed);
+        return Ok(Outcome::Nothing);
+    };
+    if let Err(reason) = admission.admit(&msg) {
         stats.count_drop(reason);
         return Ok(Outcome::Nothing);
     }
@@ -249,9 +256,8 @@ fn dhcp(
     // in front of the DHCP message, and the frame starts at tx[0].
     let headroom =
         ethernet::HEADER_LEN + l2.vlans.wire_len() + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN;
-    let (kind, verdict) =
-        engine.handle_typed(now, &meta, payload, tx.get_mut(headroom..).ok_or(())?);
-    stats.message_in(kind);
+    let verdict = engine.handle_message(now, &meta, &msg, tx.get_mut(headroom..).ok_or(())?);
+    stats.message_in(msg.message_type());
     let mut probe = None;
     let (kind, len, dst, event) = match verdict {
         Verdict::Reply { kind, len, dst } => (kind, len, dst, None),

@@ -20,7 +20,7 @@ mod probe;
 mod shared;
 mod worker;
 
-pub use admission::Admission;
+pub use admission::{Admission, BEHIND_FOR};
 pub use commit::{Fanout, NoSink};
 pub use frame::{Interface, Outcome, ProbeSpec, Reply, process};
 pub use handoff::Handoff;

@@ -204,6 +204,17 @@ impl Engine {
         (msg.message_type(), self.decide(now, meta, &msg, tx))
     }
 
+    /// [`Self::handle`] for a request its caller has already parsed (to look at it first).
+    pub fn handle_message(
+        &self,
+        now: Time,
+        meta: &RxMeta,
+        msg: &DhcpMessage<'_>,
+        tx: &mut [u8],
+    ) -> Verdict {
+        self.decide(now, meta, msg, tx)
+    }
+
     fn decide(&self, now: Time, meta: &RxMeta, msg: &DhcpMessage<'_>, tx: &mut [u8]) -> Verdict {
         let packet = msg.packet();
         if packet.op() != BOOTREQUEST {

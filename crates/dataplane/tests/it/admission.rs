@@ -28,6 +28,20 @@ fn request(mac: [u8; 6], addr: Ipv4Addr) -> Vec<u8> {
     from_relay(&m, VlanTags::NONE)
 }
 
+/// The start of the next receive burst: a millisecond after the last one (of this test's
+/// thread), so that bursts that keep coming full add up to [`peregrine_dataplane::BEHIND_FOR`].
+fn tick() -> Instant {
+    thread_local! {
+        static NEXT: std::cell::Cell<(Option<Instant>, u32)> = const { std::cell::Cell::new((None, 0)) };
+    }
+    NEXT.with(|next| {
+        let (start, n) = next.get();
+        let start = start.unwrap_or_else(Instant::now);
+        next.set((Some(start), n + 1));
+        start + std::time::Duration::from_millis(u64::from(n))
+    })
+}
+
 fn mac(n: u32) -> [u8; 6] {
     let b = n.to_be_bytes();
     [2, 0xdd, b[0], b[1], b[2], b[3]]
@@ -91,7 +105,7 @@ fn a_flooding_client_is_held_to_its_rate_and_the_others_are_served() {
         ..Limits::default()
     };
     let mut admission = Admission::new(limits, 1, 32);
-    admission.start_burst(Instant::now(), 1);
+    admission.start_burst(tick(), 1);
     let (mut flooder, mut others) = (0, 0);
     for n in 0..200 {
         flooder += usize::from(
@@ -118,7 +132,7 @@ fn a_flooding_relay_is_held_to_its_rate_and_the_others_are_served() {
         ..Limits::default()
     };
     let mut admission = Admission::new(limits, 1, 32);
-    admission.start_burst(Instant::now(), 1);
+    admission.start_burst(tick(), 1);
     let other_relay = Ipv4Addr::new(10, 201, 0, 2);
     let (mut flooding, mut other) = (0, 0);
     for n in 0..250 {
@@ -139,7 +153,7 @@ fn a_worker_behind_serves_requests_before_new_discovers_and_drops_retransmission
     let mut lab = Lab::new();
     let mut admission = Admission::new(Limits::default(), 1, 32);
     // Ten clients hold leases, taken while the worker kept up.
-    admission.start_burst(Instant::now(), 1);
+    admission.start_burst(tick(), 1);
     let leased: Vec<([u8; 6], Ipv4Addr)> = (0..10)
         .map(|n| {
             let (_, offered) = lab
@@ -154,15 +168,17 @@ fn a_worker_behind_serves_requests_before_new_discovers_and_drops_retransmission
             (mac(n), offered)
         })
         .collect();
-    // A DISCOVER flood: every burst comes full. From the third, the worker is behind.
-    for _ in 0..2 {
-        admission.start_burst(Instant::now(), 32);
-    }
+    // A DISCOVER flood: every burst comes full. A burst a millisecond: from the third, they
+    // have come full for BEHIND_FOR, and the worker is behind.
+    admission.start_burst(tick(), 32);
+    admission.start_burst(tick(), 32);
+    assert!(!admission.behind());
+    admission.start_burst(tick(), 32);
     assert!(admission.behind());
     let mut discovers = 0;
     for (k, (client, addr)) in leased.iter().enumerate() {
         // Each burst: a client keeping its lease, and 22 new DISCOVERs.
-        admission.start_burst(Instant::now(), 32);
+        admission.start_burst(tick(), 32);
         let ack = lab.send(&request(*client, *addr), &mut admission);
         assert_eq!(ack, Some((MessageType::Ack, *addr)), "client {k}");
         for n in 0..22 {
@@ -175,12 +191,12 @@ fn a_worker_behind_serves_requests_before_new_discovers_and_drops_retransmission
     assert_eq!(lab.dropped(WorkerDrop::OverloadDiscover), 10 * 14);
     // A DISCOVER sent again (same client, same xid) while the worker is behind is dropped
     // before new ones.
-    admission.start_burst(Instant::now(), 32);
+    admission.start_burst(tick(), 32);
     let again = discover(mac(1000), 1, RELAY);
     assert!(lab.send(&again, &mut admission).is_none());
     assert_eq!(lab.dropped(WorkerDrop::OverloadRetransmission), 1);
     // Caught up: DISCOVERs are all taken again.
-    admission.start_burst(Instant::now(), 3);
+    admission.start_burst(tick(), 3);
     assert!(lab.send(&again, &mut admission).is_some());
 }
 
@@ -195,10 +211,10 @@ fn admission_with_every_limit_allocates_nothing() {
     };
     let mut admission = Admission::new(limits, 2, 32);
     let frames: Vec<Vec<u8>> = (0..64).map(|n| discover(mac(n), n, RELAY)).collect();
-    admission.start_burst(Instant::now(), 32);
-    admission.start_burst(Instant::now(), 32);
+    admission.start_burst(tick(), 32);
+    admission.start_burst(tick(), 32);
     let n = allocations_during(|| {
-        admission.start_burst(Instant::now(), 32);
+        admission.start_burst(tick(), 32);
         for f in &frames {
             let i = iface(&lab.engine);
             let _ = process(
@@ -221,7 +237,7 @@ fn a_storm_of_new_clients_alone_is_taken_as_fast_as_it_comes() {
     let mut lab = Lab::new();
     let mut admission = Admission::new(Limits::default(), 1, 32);
     for _ in 0..3 {
-        admission.start_burst(Instant::now(), 32);
+        admission.start_burst(tick(), 32);
     }
     assert!(admission.behind());
     // No client is keeping a lease: nothing to give way to.
