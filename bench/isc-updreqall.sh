@@ -94,6 +94,17 @@ serving() { # log
   echo "did not start: $1" >&2; tail -5 "$1" >&2; return 1
 }
 
+# Each server in its namespace, in the background, logging to $DIR.
+start_isc() {
+  ip netns exec "$B" "$DHCPD" -4 -f -d -cf "$DIR/dhcpd.conf" -lf "$DIR/dhcpd.leases" \
+    -pf "$DIR/dhcpd.pid" fo1 > "$DIR/dhcpd.log" 2>&1 &
+  pids+=($!)
+}
+start_peregrine() {
+  ip netns exec "$A" "$PEREGRINE" run --config "$DIR/peregrine.toml" > "$DIR/peregrine.log" 2>&1 &
+  pids+=($!)
+}
+
 active_in_isc() {
   python3 "$REPO_DIR/bench/leases.py" count "$DIR/dhcpd.leases"
 }
@@ -108,13 +119,10 @@ towards_isc() {
   "$PEREGRINE" leases import --config "$DIR/peregrine.toml" --format kea-csv "$DIR/kea.csv" > "$DIR/import.log" 2>&1
   # The primary was in NORMAL with ISC before ISC lost its lease file.
   echo "2 $(date +%s) 60" > "$DIR/leases/failover.state"
-  ip netns exec "$A" "$PEREGRINE" run --config "$DIR/peregrine.toml" > "$DIR/peregrine.log" 2>&1 &
-  pids+=($!)
+  start_peregrine
   serving "$DIR/peregrine.log"
   local start; start=$(date +%s.%N)
-  ip netns exec "$B" "$DHCPD" -4 -f -d -cf "$DIR/dhcpd.conf" -lf "$DIR/dhcpd.leases" \
-    -pf "$DIR/dhcpd.pid" fo1 > "$DIR/dhcpd.log" 2>&1 &
-  pids+=($!)
+  start_isc
   local s u t active
   for _ in $(seq 1 14400); do
     s=$(state partner_state)
@@ -140,14 +148,11 @@ towards_peregrine() {
   isc_config primary > "$DIR/dhcpd.conf"
   leases isc > "$DIR/dhcpd.leases"
   local isc_start; isc_start=$(date +%s.%N)
-  ip netns exec "$B" "$DHCPD" -4 -f -d -cf "$DIR/dhcpd.conf" -lf "$DIR/dhcpd.leases" \
-    -pf "$DIR/dhcpd.pid" fo1 > "$DIR/dhcpd.log" 2>&1 &
-  pids+=($!)
+  start_isc
   for _ in $(seq 1 1200); do grep -q "Sending on" "$DIR/dhcpd.log" 2>/dev/null && break; sleep 0.1; done
   echo "ISC read its $N leases and serves $(seconds "$isc_start" "$(date +%s.%N)") s after its start"
   local start; start=$(date +%s.%N)
-  ip netns exec "$A" "$PEREGRINE" run --config "$DIR/peregrine.toml" > "$DIR/peregrine.log" 2>&1 &
-  pids+=($!)
+  start_peregrine
   local seen="" s t
   for _ in $(seq 1 14400); do
     s=$(state state)

@@ -81,8 +81,8 @@ write_configs() {
 # the secondary in namespace $NS_PEER (reached over fo0-fo1, the server namespace forwarding
 # between the generator and ISC), the clients split between them (split 128). Both hold the
 # eight perf scopes only, each pool cut to 5 110 addresses: ISC's work per lease grows with its
-# pools, and the first pool balancing (half of every pool sent to ISC, an update each, which ISC
-# takes at about 500 a second) is over within a minute.
+# pools, and the first pool balancing (half of every pool sent to ISC, an update each: 20 440,
+# about 10 s) must be over before a run.
 ISC_PAIR_PEER=10.254.0.2
 ISC_PAIR_CLIENTS=30000  # of the 8 x 5 110 addresses: room for an uneven split of the clients
 write_isc_pair_configs() {

@@ -32,9 +32,7 @@ const RELAY_SLOTS: usize = 1 << 10;
 /// A token, in the buckets' unit: a millionth of a request, so that rates below one request
 /// per second per worker still count.
 const TOKEN: u64 = 1_000_000;
-/// Full receive bursts in a row after which the worker may count as behind...
-const BEHIND_AFTER: u32 = 2;
-/// ...once they have kept coming full this long.
+/// How long receive bursts must keep coming full before the worker counts as behind.
 pub const BEHIND_FOR: Duration = Duration::from_millis(2);
 /// Bursts after the last renewal seen during which new DISCOVERs give way to renewals.
 const RENEWALS_REMEMBERED: u32 = 64;
@@ -52,14 +50,12 @@ pub struct Admission {
     epoch: Instant,
     /// Now, at the current burst.
     now_us: u64,
-    /// Full bursts in a row, up to the last one.
-    full_bursts: u32,
-    /// When the first of them was reported.
-    full_since: Instant,
-    /// Whether the worker counts as behind.
+    /// When the bursts started coming full, if the last one was.
+    full_since: Option<Instant>,
+    /// Whether the worker counts as behind (worked out once per burst).
     behind: bool,
-    /// A random key mixed into client and relay hashes, so that no one can pick addresses that
-    /// meet in the tables.
+    /// A random key mixed into client keys, so that no one can pick addresses that meet in
+    /// the table.
     seed: u64,
     /// New DISCOVERs the current burst may still take while the worker is behind.
     discovers_left: u32,
@@ -162,8 +158,7 @@ impl Admission {
             hasher: std::hash::RandomState::new(),
             epoch: Instant::now(),
             now_us: 0,
-            full_bursts: 0,
-            full_since: Instant::now(),
+            full_since: None,
             behind: false,
             seed: std::hash::RandomState::new().hash_one(0x5eed_u64),
             discovers_left: 0,
@@ -193,16 +188,14 @@ impl Admission {
     /// A receive burst starts at `now`; the previous one brought `last` frames.
     pub fn start_burst(&mut self, now: Instant, last: usize) {
         self.now_us = u64::try_from(now.duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX);
-        if last >= self.burst as usize {
-            if self.full_bursts == 0 {
-                self.full_since = now;
-            }
-            self.full_bursts = self.full_bursts.saturating_add(1);
+        self.full_since = if last >= self.burst as usize {
+            Some(self.full_since.unwrap_or(now))
         } else {
-            self.full_bursts = 0;
-        }
-        self.behind = self.full_bursts >= BEHIND_AFTER
-            && now.saturating_duration_since(self.full_since) >= BEHIND_FOR;
+            None
+        };
+        self.behind = self
+            .full_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= BEHIND_FOR);
         self.discovers_left = (self.burst / 4).max(1);
         self.renewals_seen = self.renewals_seen.saturating_sub(1);
     }
@@ -210,14 +203,6 @@ impl Admission {
     /// Whether the worker counts as behind (its bursts keep coming full).
     pub fn behind(&self) -> bool {
         self.behind
-    }
-
-    /// Whether anything is looked at: limits are set, or the worker is behind and gives way.
-    /// When not, [`Self::admit`] takes every message.
-    pub fn active(&self) -> bool {
-        (self.limits.overload_priority && self.behind)
-            || self.limits.client_rate > 0
-            || self.limits.relay_rate > 0
     }
 
     /// Whether the DHCP message `msg` may go to the engine, or why not.

@@ -186,22 +186,10 @@ impl Engine {
 
     /// Handles one DHCP message (`request`, the UDP payload) and writes any reply into `tx`.
     pub fn handle(&self, now: Time, meta: &RxMeta, request: &[u8], tx: &mut [u8]) -> Verdict {
-        self.handle_typed(now, meta, request, tx).1
-    }
-
-    /// [`Self::handle`], also returning the request's message type (for counters), so the
-    /// caller need not parse the message a second time.
-    pub fn handle_typed(
-        &self,
-        now: Time,
-        meta: &RxMeta,
-        request: &[u8],
-        tx: &mut [u8],
-    ) -> (Option<MessageType>, Verdict) {
-        let Ok(msg) = DhcpMessage::parse(request) else {
-            return (None, Verdict::Drop(DropReason::Malformed));
-        };
-        (msg.message_type(), self.decide(now, meta, &msg, tx))
+        match DhcpMessage::parse(request) {
+            Ok(msg) => self.handle_message(now, meta, &msg, tx),
+            Err(_) => Verdict::Drop(DropReason::Malformed),
+        }
     }
 
     /// [`Self::handle`] for a request its caller has already parsed (to look at it first).
@@ -212,10 +200,6 @@ impl Engine {
         msg: &DhcpMessage<'_>,
         tx: &mut [u8],
     ) -> Verdict {
-        self.decide(now, meta, msg, tx)
-    }
-
-    fn decide(&self, now: Time, meta: &RxMeta, msg: &DhcpMessage<'_>, tx: &mut [u8]) -> Verdict {
         let packet = msg.packet();
         if packet.op() != BOOTREQUEST {
             return Verdict::Drop(DropReason::NotRequest);

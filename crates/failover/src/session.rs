@@ -213,6 +213,19 @@ struct Partner {
     isc: bool,
 }
 
+/// Whether a partner's vendor class names ISC dhcpd.
+fn is_isc(vendor_class: Option<&[u8]>) -> bool {
+    vendor_class.is_some_and(|v| v.starts_with(b"isc-"))
+}
+
+/// The window to advertise to an ISC partner whose own is `theirs`: ISC holds its
+/// acknowledgements until half the window its partner advertised is pending (or two seconds
+/// have passed) and sends at most its own window unacknowledged, so with a window above twice
+/// its own every acknowledgement would wait; twice its own lets it answer each full window.
+fn window_for_isc(theirs: u32) -> u32 {
+    theirs.saturating_mul(2).max(2)
+}
+
 /// A message waiting to be written. BNDUPDs wait in their own queue, behind flow control.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outgoing {
@@ -903,14 +916,11 @@ impl Session {
         if self.config.role == Role::Primary {
             return self.close(now, CloseReason::Unexpected(MessageType::Connect));
         }
-        let isc = c.vendor_class.is_some_and(|v| v.starts_with(b"isc-"));
-        // ISC holds its acknowledgements until half the window its partner advertised is
-        // pending, or two seconds have passed; it sends at most its own window unacknowledged,
-        // so a larger window of ours makes it wait every time. Twice its own lets it answer
-        // each full window at once.
+        let isc = is_isc(c.vendor_class);
         self.advertised_unacked = if isc {
-            let twice = c.max_unacked_bndupd.saturating_mul(2).max(2);
-            self.config.max_unacked_bndupd.min(twice)
+            self.config
+                .max_unacked_bndupd
+                .min(window_for_isc(c.max_unacked_bndupd))
         } else {
             self.config.max_unacked_bndupd
         };
@@ -961,14 +971,12 @@ impl Session {
         {
             return self.close(now, CloseReason::Refused(RejectReason::INVALID_PARTNER));
         }
-        let isc = a.vendor_class.is_some_and(|v| v.starts_with(b"isc-"));
+        let isc = is_isc(a.vendor_class);
         let window = a.max_unacked_bndupd.unwrap_or(1);
-        // ISC acknowledges once half the window we advertised is pending (or after two
-        // seconds), and sends no more than its own: with a window above twice its own every
-        // acknowledgement would wait. The primary speaks first, so it learns this only now:
-        // it connects again at once, advertising twice ISC's window (a handshake not finished
-        // changes no failover state).
-        let fit = window.saturating_mul(2).max(2);
+        // The primary speaks first, so it learns only now that its partner is ISC and what
+        // window suits it: it connects again at once, advertising that (a handshake not
+        // finished changes no failover state).
+        let fit = window_for_isc(window);
         if isc && self.advertised_unacked > fit {
             self.advertised_unacked = fit;
             return self.close(now, CloseReason::Renegotiate);
