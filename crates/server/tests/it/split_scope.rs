@@ -265,7 +265,12 @@ fn a_split_scope_moves_off_two_old_servers_and_every_client_keeps_its_address() 
         eprintln!("new: c{i} ({:?}) {reason} {addr} from {sid}", CLIENTS[i]);
         assert_eq!((addr, sid), (old[i], PEREGRINE), "c{i} ({reason})");
         if CLIENTS[i] == Client::Dhclient {
-            assert_eq!(reason, "REBOOT", "c{i}: its INIT-REBOOT was acknowledged");
+            assert_eq!(
+                reason,
+                "REBOOT",
+                "c{i}: its INIT-REBOOT was acknowledged\n{}",
+                tails(&dir, &format!("c{i}-"))
+            );
         }
         now.push(addr);
     }
@@ -527,4 +532,30 @@ fn civil_times() {
     assert_eq!(civil(0), "1970-01-01T00:00:00");
     assert_eq!(civil(1_795_082_400), "2026-11-19T10:00:00");
     assert_eq!(civil(951_782_400), "2000-02-29T00:00:00");
+}
+
+/// The last lines of the logs in `dir` whose names start with `prefix`, and of Peregrine's and
+/// the relays' logs: what a failed check shows of what the client and the servers did.
+fn tails(dir: &Path, prefix: &str) -> String {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    names.retain(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        p.extension().is_some_and(|e| e == "log")
+            && (name.starts_with(prefix)
+                || name.starts_with("peregrine")
+                || name.starts_with("dhcrelay"))
+    });
+    names.sort();
+    names
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+            format!("--- {}\n{tail}", p.display())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
