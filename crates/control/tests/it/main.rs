@@ -197,6 +197,49 @@ fn send(control: &Control, method: &str, path: &str, body: Option<&[u8]>) -> Rep
     }
 }
 
+/// The status the server answers a `method` `path` with a `len`-byte body. Over raw TCP because
+/// a server refusing a body too large answers and closes without reading the rest: an HTTP
+/// client that writes the whole body before reading may see its write fail (EPIPE or a reset)
+/// and never the answer, which the kernel keeps queued for a reader that keeps reading.
+fn status_of_oversized(control: &Control, method: &str, path: &str, len: usize) -> u16 {
+    let mut stream = TcpStream::connect(control.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let head =
+        format!("{method} {path} HTTP/1.1\r\nHost: peregrine\r\nContent-Length: {len}\r\n\r\n");
+    let sender = std::thread::spawn(move || {
+        let chunk = vec![b' '; 64 << 10];
+        if writer.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if writer.write_all(&chunk[..n]).is_err() {
+                return;
+            }
+            left -= n;
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    sender.join().unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    text.strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"))
+}
+
 fn json(reply: &Reply) -> Value {
     assert_eq!(reply.content_type, "application/json");
     serde_json::from_str(&reply.body).unwrap()
