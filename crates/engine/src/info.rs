@@ -107,15 +107,16 @@ impl ClientInfo {
     /// a renewal unicast past the relay carries no option 82, and some clients send their name
     /// only when they first ask). The second value is true if an option did not fit.
     pub(crate) fn capture(msg: &DhcpMessage<'_>, previous: &ClientInfo) -> (ClientInfo, bool) {
-        // The message indexes these options: no scan. Most renewals carry none of them.
-        let values = Self::KEPT.map(|code| msg.get(code));
-        if values.iter().all(Option::is_none) {
+        // The message indexes these options, so each lookup is a table read; most renewals
+        // carry none of them. One option at a time: an array of the four looked-up values
+        // would be moved about whole (it cost 800 instructions a request).
+        if Self::KEPT.iter().all(|&code| msg.get(code).is_none()) {
             return (*previous, false);
         }
         let mut info = ClientInfo::EMPTY;
         let mut left_out = false;
-        for (code, value) in Self::KEPT.into_iter().zip(values) {
-            let fits = match value {
+        for code in Self::KEPT {
+            let fits = match msg.get(code) {
                 Some(v) => match v.as_slice() {
                     Some(data) => info.push_slice(code, data),
                     None => info.push(code, v.len(), v.bytes()),
