@@ -7,7 +7,7 @@ use peregrine_wire::dhcp::{MessageType, opt};
 
 use crate::binding::{Binding, BindingState, ScopeId, Time};
 use crate::clients::{ClientIndex, ClientMap, Loc};
-use crate::engine::{Engine, Request};
+use crate::engine::{Engine, Grant, Request};
 use crate::info::ClientInfo;
 use crate::partner::Owner;
 use crate::pool::{Shard, SlotRef};
@@ -54,9 +54,15 @@ impl Engine {
             return self.rapid_commit(r, held, &mut clients, c, tx);
         }
         if c.hold {
-            let until = r.now + Time::from(self.settings.offer_hold);
-            let state = BindingState::Offered;
-            self.take(r, held, &mut clients, &mut c.shard, c.loc, state, until, 0);
+            let grant = Grant {
+                state: BindingState::Offered,
+                expires: r.now + Time::from(self.settings.offer_hold),
+                granted: 0,
+                classes: r.classes,
+                info: None,
+                sent: None,
+            };
+            self.take(r, held, &mut clients, &mut c.shard, c.loc, &grant);
         }
         let (s, addr, unheld) = (c.scope, c.addr, c.unheld);
         drop(c);
@@ -272,13 +278,16 @@ impl Engine {
             ClientInfo::EMPTY
         };
         let (valid, sent) = self.lease_to_grant(r.now, s, asked_lease(s.lease, r.msg), &b);
-        let expires = r.now + Time::from(valid);
-        let state = BindingState::Active;
-        let mut binding = self.take(r, held, clients, &mut c.shard, c.loc, state, expires, valid);
-        binding.info = self.client_info(r, &previous);
-        binding.partner_sent =
-            sent.map_or(binding.partner_sent, |pet| pet.max(binding.partner_sent));
-        let binding = c.shard.set(c.loc.at.slot, binding);
+        let info = self.client_info(r, &previous);
+        let grant = Grant {
+            state: BindingState::Active,
+            expires: r.now + Time::from(valid),
+            granted: valid,
+            classes: r.classes,
+            info: Some(&info),
+            sent,
+        };
+        let binding = self.take(r, held, clients, &mut c.shard, c.loc, &grant);
         let addr = c.addr;
         drop(c);
         let spec = ReplySpec {

@@ -304,8 +304,8 @@ impl Engine {
         self.scopes.get(usize::from(at))
     }
 
-    /// Gives the slot at `loc` to the request's client in `state` until `expires`.
-    #[allow(clippy::too_many_arguments)]
+    /// Gives the slot at `loc` to the request's client as `grant` says, in one change of the
+    /// binding (one version, one copy in).
     pub(crate) fn take(
         &self,
         r: &Request<'_, '_>,
@@ -313,38 +313,55 @@ impl Engine {
         clients: &mut ClientMap,
         shard: &mut Shard,
         loc: Loc,
-        state: BindingState,
-        expires: Time,
-        granted: u32,
+        grant: &Grant<'_>,
     ) -> Binding {
-        shard.unlink(loc.at.slot);
-        let old = *shard.binding(loc.at.slot);
-        if let Some(prev) = old.client.filter(|k| *k != r.key) {
-            self.clients.forget(prev, loc, held, clients);
-        }
+        let slot = loc.at.slot;
+        shard.unlink(slot);
+        let old = shard.binding(slot);
+        let (prev, partner_sent, partner_acked) = (old.client, old.partner_sent, old.partner_acked);
+        let same_client = prev == Some(r.key);
         let b = Binding {
             client: Some(r.key),
             mac: r.mac,
-            state,
-            expires,
+            state: grant.state,
+            expires: grant.expires,
             cltt: r.now,
-            granted,
-            partner_sent: old.partner_sent,
-            partner_acked: old.partner_acked,
-            classes: r.classes,
+            granted: grant.granted,
+            partner_sent: grant.sent.map_or(partner_sent, |pet| pet.max(partner_sent)),
+            partner_acked,
+            classes: grant.classes,
             version: 0,
-            // The same client's, until its REQUEST is granted (see `ClientInfo::capture`).
-            info: if old.client == Some(r.key) {
-                old.info
-            } else {
-                ClientInfo::EMPTY
+            info: match grant.info {
+                Some(info) => *info,
+                // The same client's, until its REQUEST is granted (see `ClientInfo::capture`).
+                None if same_client => old.info,
+                None => ClientInfo::EMPTY,
             },
         };
-        let b = shard.set(loc.at.slot, b);
-        shard.schedule(loc.at.slot, expires);
+        if let Some(prev) = prev.filter(|_| !same_client) {
+            self.clients.forget(prev, loc, held, clients);
+        }
+        let b = shard.set(slot, b);
+        shard.schedule(slot, grant.expires);
         clients.insert(r.hkey, loc);
         b
     }
+}
+
+/// What [`Engine::take`] gives a client.
+pub(crate) struct Grant<'a> {
+    /// The binding's new state (`Offered` or `Active`).
+    pub state: BindingState,
+    /// When the offer or the lease ends.
+    pub expires: Time,
+    /// The lease length granted (0 for an offer).
+    pub granted: u32,
+    /// The client classes the grant was made with.
+    pub classes: u32,
+    /// The kept client options; `None` keeps the same client's, or none for another client.
+    pub info: Option<&'a ClientInfo>,
+    /// The potential expiration sent to the failover partner with this grant, if any.
+    pub sent: Option<Time>,
 }
 
 /// [`Engine::by_id`] of an id no scope has.

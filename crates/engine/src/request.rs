@@ -7,7 +7,7 @@ use peregrine_wire::dhcp::MessageType;
 
 use crate::binding::{Binding, BindingState, Time};
 use crate::clients::Loc;
-use crate::engine::{Engine, Request};
+use crate::engine::{Engine, Grant, Request};
 use crate::info::ClientInfo;
 use crate::reply::{LeaseGrant, ReplySpec, asked_lease};
 use crate::scope::Scope;
@@ -185,26 +185,15 @@ impl Engine {
         // With a failover partner, no longer than the partner has acknowledged plus the MCLT;
         // the potential expiration sent with the update lets the next renewal have it all.
         let (valid, sent) = self.lease_to_grant(r.now, s, asked, &b);
-        let mut binding = self.take(
-            r,
-            held,
-            &mut clients,
-            &mut shard,
-            loc,
-            BindingState::Active,
-            r.now + Time::from(valid),
-            valid,
-        );
-        if binding.classes != classes
-            || binding.info != info
-            || sent.is_some_and(|pet| pet > binding.partner_sent)
-        {
-            binding.classes = classes;
-            binding.info = info;
-            binding.partner_sent =
-                sent.map_or(binding.partner_sent, |pet| pet.max(binding.partner_sent));
-            binding = shard.set(at.slot, binding);
-        }
+        let grant = Grant {
+            state: BindingState::Active,
+            expires: r.now + Time::from(valid),
+            granted: valid,
+            classes,
+            info: Some(&info),
+            sent,
+        };
+        let binding = self.take(r, held, &mut clients, &mut shard, loc, &grant);
         drop(shard);
         drop(clients);
         let spec = ReplySpec {
