@@ -18,6 +18,10 @@ use std::time::Duration;
 use peregrine_dpdk_sys as sys;
 use peregrine_io::{FRAME_CAPACITY, RxFrame, RxQueue, TxQueue};
 
+mod idle;
+
+pub use idle::{Idle, IdleAction};
+
 /// Frames moved per burst call.
 pub const BURST: usize = 32;
 
@@ -394,6 +398,7 @@ impl Port {
                     port: self.id,
                     queue: q,
                     registered: None,
+                    idle: Idle::default(),
                 },
                 DpdkTx {
                     port: self.id,
@@ -424,6 +429,8 @@ pub struct DpdkRx {
     queue: u16,
     /// The thread [`RxQueue::attach_thread`] registered with the EAL, if it did.
     registered: Option<std::thread::ThreadId>,
+    /// Whether its worker yields or naps when the queue gives nothing.
+    idle: Idle,
 }
 
 impl Drop for DpdkRx {
@@ -457,6 +464,9 @@ impl RxQueue for DpdkRx {
         let n = usize::from(unsafe {
             sys::rte_eth_rx_burst(self.port, self.queue, got.as_mut_ptr(), want)
         });
+        if n > 0 {
+            self.idle.frames();
+        }
         for m in &got[..n] {
             // SAFETY: DPDK handed us these mbufs; each is freed right after its callback.
             unsafe {
@@ -484,11 +494,12 @@ impl RxQueue for DpdkRx {
         }
     }
 
-    fn wait(&mut self, _timeout: Duration) -> io::Result<()> {
-        // A poll-mode driver has nothing to wait on: an idle worker gives its core to whatever
-        // else runs there (the journal writer, on a small machine) and polls again at once; a
-        // nap would let the port's ring overflow under load.
-        std::thread::yield_now();
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        // A poll-mode driver has nothing to wait on: see `Idle`.
+        match self.idle.empty(std::time::Instant::now(), timeout) {
+            IdleAction::Yield => std::thread::yield_now(),
+            IdleAction::Nap(nap) => std::thread::sleep(nap),
+        }
         Ok(())
     }
 }
