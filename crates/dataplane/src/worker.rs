@@ -167,22 +167,26 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
                 self.engine = member.engine().clone();
                 self.admission.set_limits(*self.engine.limits());
             }
+            // The turn's timers read the clock once (a polling worker turns often, and each
+            // read is a call in a VM).
             let turn = Instant::now();
             let now = unix_now();
             let received = self.poll(now)?;
             self.release_committed()?;
-            self.release_probes(now)?;
-            let waited = last_flush.elapsed();
+            if self.probes.len() > 0 {
+                self.release_probes(now)?;
+            }
+            let waited = turn.saturating_duration_since(last_flush);
             if self.tx.pending() > 0 && (received == 0 || waited >= self.config.drain) {
                 self.flush()?;
-                last_flush = Instant::now();
+                last_flush = turn;
             }
-            if last_expiry.elapsed() >= Duration::from_secs(1) {
+            if turn.saturating_duration_since(last_expiry) >= Duration::from_secs(1) {
                 if self.config.runs_expiry {
                     self.expire(now);
                 }
                 self.publish_latency();
-                last_expiry = Instant::now();
+                last_expiry = turn;
             }
             self.stats.held_replies.set(self.gate.held() as u64);
             if received > 0 {
@@ -324,6 +328,8 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             ..
         } = self;
         let mut io_error = None;
+        // One clock read for every reply released together.
+        let mut released_at = None;
         gate.release(|held, frame| {
             if tx.buffer().is_none()
                 && let Err(e) = flush(tx, stats)
@@ -336,7 +342,8 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             };
             buf[..frame.len()].copy_from_slice(frame);
             queue(tx, stats, held.len, Some(held.kind), held.ifindex);
-            latency.saturating_record(nanos(held.received.elapsed()));
+            let at = *released_at.get_or_insert_with(Instant::now);
+            latency.saturating_record(nanos(at.saturating_duration_since(held.received)));
             true
         });
         io_error.map_or(Ok(()), Err)

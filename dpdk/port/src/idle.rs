@@ -19,8 +19,12 @@ use std::time::{Duration, Instant};
 /// The idle state of one queue.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Idle {
-    /// Since when the queue has given nothing, if it has not lately.
+    /// Empty polls since the queue last gave frames.
+    empty_polls: u32,
+    /// When the clock was first read in this run of empty polls.
     quiet_since: Option<Instant>,
+    /// How long the queue has been quiet, as of the last look at the clock.
+    quiet: Duration,
 }
 
 /// What to do instead of polling again at once.
@@ -39,18 +43,28 @@ impl Idle {
     pub const MAX_NAP: Duration = Duration::from_micros(100);
     /// Silence after which an empty poll sleeps the whole wait the worker asks for.
     pub const SLEEP_AFTER: Duration = Duration::from_secs(1);
+    /// Empty polls in a row between two looks at the clock: under load a queue is empty for
+    /// a few polls at a time, and then the clock is never read (each read is a call in a VM:
+    /// 1 % of a busy worker's time when read at every empty poll). Silence counts from the
+    /// first look.
+    pub const CHECK_EVERY: u32 = 64;
 
-    /// The queue gave frames: the next empty poll yields.
+    /// The queue gave frames: the next empty polls yield.
     pub fn frames(&mut self) {
-        self.quiet_since = None;
+        *self = Idle::default();
     }
 
-    /// The queue gave nothing at `now`; the worker would wait at most `timeout`.
-    pub fn empty(&mut self, now: Instant, timeout: Duration) -> IdleAction {
-        let quiet = now.saturating_duration_since(*self.quiet_since.get_or_insert(now));
-        if quiet >= Self::SLEEP_AFTER {
+    /// The queue gave nothing; the worker would wait at most `timeout`. `now` is called only
+    /// every [`Idle::CHECK_EVERY`] empty polls.
+    pub fn empty(&mut self, now: impl FnOnce() -> Instant, timeout: Duration) -> IdleAction {
+        self.empty_polls = self.empty_polls.wrapping_add(1);
+        if self.empty_polls.is_multiple_of(Self::CHECK_EVERY) {
+            let now = now();
+            self.quiet = now.saturating_duration_since(*self.quiet_since.get_or_insert(now));
+        }
+        if self.quiet >= Self::SLEEP_AFTER {
             IdleAction::Nap(timeout)
-        } else if quiet >= Self::NAP_AFTER {
+        } else if self.quiet >= Self::NAP_AFTER {
             IdleAction::Nap(timeout.min(Self::MAX_NAP))
         } else {
             IdleAction::Yield
@@ -64,37 +78,68 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// [`Idle::CHECK_EVERY`] empty polls, the clock saying `at` when read; what the last
+    /// one decided, and whether the clock was read once.
+    fn look(idle: &mut Idle, at: Instant, timeout: Duration) -> IdleAction {
+        let mut reads = 0;
+        let mut action = IdleAction::Yield;
+        for _ in 0..Idle::CHECK_EVERY {
+            action = idle.empty(
+                || {
+                    reads += 1;
+                    at
+                },
+                timeout,
+            );
+        }
+        assert_eq!(
+            reads, 1,
+            "the clock is read once every CHECK_EVERY empty polls"
+        );
+        action
+    }
+
     #[test]
     fn a_queue_naps_only_after_being_quiet_for_nap_after() {
         let t0 = Instant::now();
         let mut idle = Idle::default();
-        assert_eq!(idle.empty(t0, MS), IdleAction::Yield);
-        assert_eq!(idle.empty(t0 + MS, MS), IdleAction::Yield);
-        assert_eq!(idle.empty(t0 + 2 * MS, MS), IdleAction::Nap(Idle::MAX_NAP));
+        assert_eq!(look(&mut idle, t0, MS), IdleAction::Yield);
+        assert_eq!(look(&mut idle, t0 + MS, MS), IdleAction::Yield);
+        assert_eq!(
+            look(&mut idle, t0 + 2 * MS, MS),
+            IdleAction::Nap(Idle::MAX_NAP)
+        );
+        // Between looks the last one holds: the next empty poll naps too.
+        assert_eq!(
+            idle.empty(|| unreachable!(), MS),
+            IdleAction::Nap(Idle::MAX_NAP)
+        );
         // A shorter wait asked for (replies held for the journal) is a shorter nap.
         let drain = Duration::from_micros(40);
-        assert_eq!(idle.empty(t0 + 3 * MS, drain), IdleAction::Nap(drain));
+        assert_eq!(look(&mut idle, t0 + 3 * MS, drain), IdleAction::Nap(drain));
         // Quiet for a second: the whole wait.
-        let long = t0 + Idle::SLEEP_AFTER;
         let almost = t0 + Duration::from_millis(999);
-        assert_eq!(idle.empty(almost, MS), IdleAction::Nap(Idle::MAX_NAP));
-        assert_eq!(idle.empty(long, MS), IdleAction::Nap(MS));
+        assert_eq!(look(&mut idle, almost, MS), IdleAction::Nap(Idle::MAX_NAP));
+        assert_eq!(
+            look(&mut idle, t0 + Idle::SLEEP_AFTER, MS),
+            IdleAction::Nap(MS)
+        );
         idle.frames();
-        assert_eq!(idle.empty(long + MS, MS), IdleAction::Yield);
+        assert_eq!(idle.empty(|| unreachable!(), MS), IdleAction::Yield);
     }
 
     #[test]
     fn a_frame_starts_the_quiet_over() {
         let t0 = Instant::now();
         let mut idle = Idle::default();
-        assert_eq!(idle.empty(t0, MS), IdleAction::Yield);
+        assert_eq!(look(&mut idle, t0, MS), IdleAction::Yield);
         idle.frames();
         // Quiet since t0 + 1.5 ms, not since t0: still yielding 2 ms after t0.
         let again = t0 + MS + MS / 2;
-        assert_eq!(idle.empty(again, MS), IdleAction::Yield);
-        assert_eq!(idle.empty(t0 + 3 * MS, MS), IdleAction::Yield);
+        assert_eq!(look(&mut idle, again, MS), IdleAction::Yield);
+        assert_eq!(look(&mut idle, t0 + 3 * MS, MS), IdleAction::Yield);
         assert_eq!(
-            idle.empty(again + 2 * MS, MS),
+            look(&mut idle, again + 2 * MS, MS),
             IdleAction::Nap(Idle::MAX_NAP)
         );
     }

@@ -496,7 +496,7 @@ impl RxQueue for DpdkRx {
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         // A poll-mode driver has nothing to wait on: see `Idle`.
-        match self.idle.empty(std::time::Instant::now(), timeout) {
+        match self.idle.empty(std::time::Instant::now, timeout) {
             IdleAction::Yield => std::thread::yield_now(),
             IdleAction::Nap(nap) => std::thread::sleep(nap),
         }
