@@ -10,9 +10,10 @@
 //! leaves a 1 024-descriptor ring room for what a 10-gigabit port can bring meanwhile (about 340
 //! DHCP frames of 350 bytes at line rate). Each nap still wakes the worker for a turn (on the
 //! 2-core VM of BENCHMARKS.md about 8 % of a core at 100 µs), so a port quiet for
-//! [`Idle::SLEEP_AFTER`] sleeps the worker's whole wait (1 ms unless replies are held): the
-//! first frames after such a silence wait up to that long, and a line-rate flood arriving in
-//! it could overflow the ring (clients retransmit).
+//! [`Idle::SLEEP_AFTER`] sleeps the worker's whole wait, up to [`Idle::MAX_SLEEP`] (the
+//! server's worker waits 1 ms, the load generator's echo 10 ms): the first frames after such a
+//! silence wait up to that long, and a line-rate flood arriving in it could overflow the ring
+//! (clients retransmit).
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,10 @@ impl Idle {
     pub const MAX_NAP: Duration = Duration::from_micros(100);
     /// Silence after which an empty poll sleeps the whole wait the worker asks for.
     pub const SLEEP_AFTER: Duration = Duration::from_secs(1);
+    /// The longest sleep. A millisecond of a 10-gigabit port at line rate is about 3 400 frames,
+    /// more than a 1 024-descriptor ring holds: only a flood after a quiet second loses its
+    /// first frames, where the echo's 10 ms wait would lose ten times as many.
+    pub const MAX_SLEEP: Duration = Duration::from_millis(1);
     /// Empty polls in a row between two looks at the clock: under load a queue is empty for
     /// a few polls at a time, and then the clock is never read (each read is a call in a VM:
     /// 1 % of a busy worker's time when read at every empty poll). Silence counts from the
@@ -63,7 +68,7 @@ impl Idle {
             self.quiet = now.saturating_duration_since(*self.quiet_since.get_or_insert(now));
         }
         if self.quiet >= Self::SLEEP_AFTER {
-            IdleAction::Nap(timeout)
+            IdleAction::Nap(timeout.min(Self::MAX_SLEEP))
         } else if self.quiet >= Self::NAP_AFTER {
             IdleAction::Nap(timeout.min(Self::MAX_NAP))
         } else {
@@ -123,6 +128,12 @@ mod tests {
         assert_eq!(
             look(&mut idle, t0 + Idle::SLEEP_AFTER, MS),
             IdleAction::Nap(MS)
+        );
+        // Never longer than MAX_SLEEP, whatever the wait asked for.
+        let long = t0 + Idle::SLEEP_AFTER + MS;
+        assert_eq!(
+            look(&mut idle, long, 10 * MS),
+            IdleAction::Nap(Idle::MAX_SLEEP)
         );
         idle.frames();
         assert_eq!(idle.empty(|| unreachable!(), MS), IdleAction::Yield);
