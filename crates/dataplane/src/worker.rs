@@ -160,6 +160,10 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
         self.rx.attach_thread();
         let mut last_flush = Instant::now();
         let mut last_expiry = Instant::now();
+        // The wall clock, read once a second and carried forward on the monotonic one, so
+        // that a turn reads one clock; a step of the wall clock reaches the engine within a
+        // second.
+        let mut wall = (since_epoch(), last_expiry);
         while !quit.load(Ordering::Relaxed) {
             if let Some(member) = &mut self.member
                 && member.checkpoint()
@@ -170,7 +174,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             // The turn's timers read the clock once (a polling worker turns often, and each
             // read is a call in a VM).
             let turn = Instant::now();
-            let now = unix_now();
+            let now = (wall.0 + turn.saturating_duration_since(wall.1)).as_secs();
             let received = self.poll(now)?;
             self.release_committed()?;
             if self.probes.len() > 0 {
@@ -187,6 +191,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
                 }
                 self.publish_latency();
                 last_expiry = turn;
+                wall = (since_epoch(), turn);
             }
             self.stats.held_replies.set(self.gate.held() as u64);
             if received > 0 {
@@ -566,7 +571,12 @@ fn nanos(d: Duration) -> u64 {
 /// Seconds since the UNIX epoch (the vDSO clock: no syscall): the engine's `now`, for every
 /// thread of the runtime that hands one to it.
 pub fn unix_now() -> Time {
+    since_epoch().as_secs()
+}
+
+/// The wall clock's time since the UNIX epoch (zero for a clock set before it).
+fn since_epoch() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .unwrap_or_default()
 }
