@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// The idle state of one queue.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Idle {
+pub(crate) struct Idle {
     /// Empty polls since the queue last gave frames.
     empty_polls: u32,
     /// When the clock was first read in this run of empty polls.
@@ -30,7 +30,7 @@ pub struct Idle {
 
 /// What to do instead of polling again at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdleAction {
+pub(crate) enum IdleAction {
     /// Give the core to another runnable thread, if any, and poll again.
     Yield,
     /// Sleep this long, then poll again.
@@ -39,29 +39,29 @@ pub enum IdleAction {
 
 impl Idle {
     /// Silence after which an empty poll naps instead of yielding.
-    pub const NAP_AFTER: Duration = Duration::from_millis(2);
+    pub(crate) const NAP_AFTER: Duration = Duration::from_millis(2);
     /// The longest nap.
-    pub const MAX_NAP: Duration = Duration::from_micros(100);
+    pub(crate) const MAX_NAP: Duration = Duration::from_micros(100);
     /// Silence after which an empty poll sleeps the whole wait the worker asks for.
-    pub const SLEEP_AFTER: Duration = Duration::from_secs(1);
+    pub(crate) const SLEEP_AFTER: Duration = Duration::from_secs(1);
     /// The longest sleep. A millisecond of a 10-gigabit port at line rate is about 3 400 frames,
     /// more than a 1 024-descriptor ring holds: only a flood after a quiet second loses its
     /// first frames, where the echo's 10 ms wait would lose ten times as many.
-    pub const MAX_SLEEP: Duration = Duration::from_millis(1);
+    pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(1);
     /// Empty polls in a row between two looks at the clock: under load a queue is empty for
     /// a few polls at a time, and then the clock is never read (each read is a call in a VM:
     /// 1 % of a busy worker's time when read at every empty poll). Silence counts from the
     /// first look.
-    pub const CHECK_EVERY: u32 = 64;
+    pub(crate) const CHECK_EVERY: u32 = 64;
 
     /// The queue gave frames: the next empty polls yield.
-    pub fn frames(&mut self) {
+    pub(crate) fn frames(&mut self) {
         *self = Idle::default();
     }
 
     /// The queue gave nothing; the worker would wait at most `timeout`. `now` is called only
     /// every [`Idle::CHECK_EVERY`] empty polls.
-    pub fn empty(&mut self, now: impl FnOnce() -> Instant, timeout: Duration) -> IdleAction {
+    pub(crate) fn empty(&mut self, now: impl FnOnce() -> Instant, timeout: Duration) -> IdleAction {
         self.empty_polls = self.empty_polls.wrapping_add(1);
         if self.empty_polls.is_multiple_of(Self::CHECK_EVERY) {
             let now = now();

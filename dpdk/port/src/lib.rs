@@ -20,7 +20,7 @@ use peregrine_io::{FRAME_CAPACITY, RxFrame, RxQueue, TxQueue};
 
 mod idle;
 
-pub use idle::{Idle, IdleAction};
+use idle::{Idle, IdleAction};
 
 /// Frames moved per burst call.
 pub const BURST: usize = 32;
