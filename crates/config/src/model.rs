@@ -229,7 +229,8 @@ pub struct LeaseStore {
 }
 
 impl LeaseStore {
-    /// The default [`LeaseStore::compact_after`]: 64 MiB (about 720 000 lease changes).
+    /// The default [`LeaseStore::compact_after`]: 64 MiB (about 297 000 lease changes of 226
+    /// bytes).
     pub const DEFAULT_COMPACT_AFTER: u64 = 64 << 20;
     /// The least [`LeaseStore::compact_after`] accepted: below it the server would spend its
     /// disk bandwidth rewriting snapshots.

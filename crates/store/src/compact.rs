@@ -5,8 +5,7 @@
 //! renamed; only then are the files it covers deleted. A crash at any step leaves either the
 //! old files or the new snapshot (with covered files that recovery deletes).
 
-use std::collections::HashMap;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,20 +58,21 @@ pub(crate) fn compact(
     let Some(&(last, _)) = layout.sealed.iter().rfind(|(n, _)| *n <= through) else {
         return Ok(None);
     };
-    // Address -> newest record, kept encoded (RECORD_LEN bytes per address), nothing decoded twice.
-    let mut newest: HashMap<u32, (u32, [u8; RECORD_LEN])> = HashMap::new();
-    let mut read = 0u64;
+    // Every input read whole, each record indexed by address and version once: the newest
+    // version of each address is then found by sorting the index, and written from where it
+    // was read, with no record copied but into the output.
+    let mut gathered = Gathered::default();
     for (_, path) in &inputs {
         if stop.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        read += fold(disk, path, &mut newest)?;
+        gathered.read(disk, path)?;
     }
+    let read = gathered.index.len() as u64;
+    let newest = gathered.newest();
     let (final_path, tmp) = snapshot_paths(dir, last);
-    let mut records: Vec<(u32, [u8; RECORD_LEN])> =
-        newest.into_iter().map(|(a, (_, r))| (a, r)).collect();
-    records.sort_unstable_by_key(|(a, _)| *a);
-    if !write_snapshot(disk, &tmp, &records, stop)? {
+    let records = newest.iter().map(|e| gathered.record(e));
+    if !write_snapshot(disk, &tmp, records, stop)? {
         return Ok(None);
     }
     disk.rename(&tmp, &final_path).map_err(io_at(&final_path))?;
@@ -88,7 +88,7 @@ pub(crate) fn compact(
     sync_dir(disk, dir)?;
     Ok(Some(Compacted {
         through: last,
-        records: records.len() as u64,
+        records: newest.len() as u64,
         read,
         deleted,
         took: started.elapsed(),
@@ -139,7 +139,7 @@ pub(crate) fn compact_from_memory(
     });
     records.sort_unstable_by_key(|(a, _)| *a);
     let (final_path, tmp) = snapshot_paths(dir, last);
-    if !write_snapshot(disk, &tmp, &records, stop)? {
+    if !write_snapshot(disk, &tmp, records.iter().map(|(_, r)| &r[..]), stop)? {
         return Ok(None);
     }
     // Linked aside before the snapshot takes its name (which makes the damaged file history
@@ -170,66 +170,111 @@ pub(crate) fn compact_from_memory(
     )))
 }
 
-/// Reads every record of `path` into `newest` (newer binding versions win). The file must be
-/// intact to its last byte: it was synced before it took its name.
-fn fold(
-    disk: &dyn Disk,
-    path: &Path,
-    newest: &mut HashMap<u32, (u32, [u8; RECORD_LEN])>,
-) -> Result<u64, StoreError> {
-    let file = disk.open(path, Open::Read).map_err(io_at(path))?;
-    let len = file.len().map_err(io_at(path))?;
-    let corrupt = |offset, reason| StoreError::Corrupt {
-        file: path.to_path_buf(),
-        offset,
-        reason,
-    };
-    let mut input = BufReader::with_capacity(1 << 20, file);
-    let mut header = [0u8; HEADER_LEN];
-    let head = &mut header[..len.min(HEADER_LEN as u64) as usize];
-    input.read_exact(head).map_err(io_at(path))?;
-    let format = decode_header(head)
-        .map_err(|reason| corrupt(0, reason))?
-        .version;
-    let record_len = record_len(format);
-    let mut at = HEADER_LEN as u64;
-    let mut buffer = [0u8; RECORD_LEN];
-    let mut count = 0;
-    while at < len {
-        if len - at < record_len as u64 {
-            return Err(corrupt(at, FormatError::Truncated));
-        }
-        input
-            .read_exact(&mut buffer[..record_len])
+/// The records of a compaction's inputs, each file's in the format this build writes, and an
+/// index of them.
+#[derive(Default)]
+struct Gathered {
+    files: Vec<Vec<u8>>,
+    index: Vec<Entry>,
+}
+
+/// Where one record lies, and what orders it.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    address: u32,
+    version: u32,
+    file: u32,
+    record: usize,
+}
+
+impl Gathered {
+    /// Reads every record of `path` and indexes it. The file must be intact to its last byte:
+    /// it was synced before it took its name.
+    fn read(&mut self, disk: &dyn Disk, path: &Path) -> Result<(), StoreError> {
+        let mut file = disk.open(path, Open::Read).map_err(io_at(path))?;
+        let len = file.len().map_err(io_at(path))?;
+        let corrupt = |offset, reason| StoreError::Corrupt {
+            file: path.to_path_buf(),
+            offset,
+            reason,
+        };
+        let mut header = [0u8; HEADER_LEN];
+        let head = &mut header[..len.min(HEADER_LEN as u64) as usize];
+        file.read_exact(head).map_err(io_at(path))?;
+        let format = decode_header(head)
+            .map_err(|reason| corrupt(0, reason))?
+            .version;
+        let record_len = record_len(format);
+        let body_len = len.saturating_sub(HEADER_LEN as u64);
+        let mut body = Vec::with_capacity(usize::try_from(body_len).unwrap_or(usize::MAX));
+        file.take(body_len)
+            .read_to_end(&mut body)
             .map_err(io_at(path))?;
-        let event =
-            decode_version(format, &buffer[..record_len]).map_err(|reason| corrupt(at, reason))?;
-        // An older format's record is kept as this build writes it: the snapshot is current.
-        let mut record = buffer;
-        if format != VERSION {
-            encode(&event, &mut record);
+        if body.len() as u64 != body_len {
+            // Shorter than its length said: changed under us, which a sealed file never is.
+            return Err(corrupt(
+                HEADER_LEN as u64 + body.len() as u64,
+                FormatError::Truncated,
+            ));
         }
-        let version = event.binding.version;
-        newest
-            .entry(event.address.to_bits())
-            .and_modify(|kept| {
-                if version > kept.0 {
-                    *kept = (version, record);
-                }
-            })
-            .or_insert((version, record));
-        count += 1;
-        at += record_len as u64;
+        let number = self.files.len() as u32;
+        let mut current = Vec::new();
+        for (k, bytes) in body.chunks_exact(record_len).enumerate() {
+            let at = HEADER_LEN as u64 + (k * record_len) as u64;
+            let event = decode_version(format, bytes).map_err(|reason| corrupt(at, reason))?;
+            if format != VERSION {
+                // An older format's record is kept as this build writes it: the snapshot is
+                // current.
+                let mut record = [0u8; RECORD_LEN];
+                encode(&event, &mut record);
+                current.extend_from_slice(&record);
+            }
+            self.index.push(Entry {
+                address: event.address.to_bits(),
+                version: event.binding.version,
+                file: number,
+                record: k,
+            });
+        }
+        let whole = body.len() - body.len() % record_len;
+        if whole != body.len() {
+            return Err(corrupt(
+                HEADER_LEN as u64 + whole as u64,
+                FormatError::Truncated,
+            ));
+        }
+        self.files
+            .push(if format == VERSION { body } else { current });
+        Ok(())
     }
-    Ok(count)
+
+    /// The newest record of each address, by address: the highest binding version, and of
+    /// records with the same version the first read.
+    fn newest(&mut self) -> Vec<Entry> {
+        self.index.sort_unstable_by_key(|e| {
+            (e.address, e.version, std::cmp::Reverse((e.file, e.record)))
+        });
+        let mut newest: Vec<Entry> = Vec::with_capacity(self.index.len());
+        for e in &self.index {
+            match newest.last_mut() {
+                Some(last) if last.address == e.address => *last = *e,
+                _ => newest.push(*e),
+            }
+        }
+        newest
+    }
+
+    fn record(&self, e: &Entry) -> &[u8] {
+        &self.files[e.file as usize][e.record * RECORD_LEN..][..RECORD_LEN]
+    }
 }
 
 /// Writes `records` after a header to `tmp` and syncs it. `Ok(false)` if `stop` was set; the
 /// partial file is removed then, and on an error.
-fn write_snapshot(
+fn write_snapshot<'r>(
     disk: &dyn Disk,
     tmp: &Path,
-    records: &[(u32, [u8; RECORD_LEN])],
+    records: impl Iterator<Item = &'r [u8]>,
     stop: &AtomicBool,
 ) -> Result<bool, StoreError> {
     let written = write_records(disk, tmp, records, stop);
@@ -239,17 +284,17 @@ fn write_snapshot(
     written
 }
 
-fn write_records(
+fn write_records<'r>(
     disk: &dyn Disk,
     tmp: &Path,
-    records: &[(u32, [u8; RECORD_LEN])],
+    records: impl Iterator<Item = &'r [u8]>,
     stop: &AtomicBool,
 ) -> Result<bool, StoreError> {
     let file = disk.open(tmp, Open::Create).map_err(io_at(tmp))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     out.write_all(&encode_header(unix_now()))
         .map_err(io_at(tmp))?;
-    for (k, (_, record)) in records.iter().enumerate() {
+    for (k, record) in records.enumerate() {
         if k % 65_536 == 0 && stop.load(Ordering::Relaxed) {
             return Ok(false);
         }

@@ -89,7 +89,8 @@ pub struct JournalOptions {
 }
 
 impl JournalOptions {
-    /// The default [`JournalOptions::compact_after`]: 64 MiB, about 720 000 changes.
+    /// The default [`JournalOptions::compact_after`]: 64 MiB, about 297 000 changes of
+    /// [`crate::record::RECORD_LEN`] bytes.
     pub const DEFAULT_COMPACT_AFTER: u64 = 64 << 20;
     /// The default [`JournalOptions::commit_interval`]: 2 ms.
     pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(2);
