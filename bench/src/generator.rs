@@ -24,6 +24,9 @@ use crate::template::{Subscriber, Template};
 
 /// Frames per RX poll and per TX burst.
 pub const BURST: u32 = 32;
+/// A burst due sooner than this is waited for by polling, not by sleeping: about what a sleep
+/// overshoots by (the kernel's default timer slack is 50 µs).
+const MIN_SLEEP_NS: u64 = 50_000;
 
 /// What the clients do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -400,16 +403,24 @@ impl Generator {
             {
                 break;
             }
-            // Idle: wait for frames (1 ms at most) unless the next burst is due sooner, in which
-            // case keep polling: the backends wait in whole milliseconds.
+            // Idle: wait for frames (1 ms at most: the backends wait in whole milliseconds), or,
+            // when the next burst is due sooner, sleep until it is due rather than spin. A
+            // generator that never lets its CPU go idle makes a VM whose every vCPU is busy: this
+            // one's hypervisor then takes a vCPU away for 100 ms at a time (bench/vcpu-pauses.py),
+            // which a responder on the other one reads as 100 ms of lost frames. Replies that
+            // come meanwhile wait in the ring, their latency read at most one sleep late.
             if got == 0 && begun == 0 {
-                let soon = sending
-                    && self
-                        .pacer
-                        .next_due_ns()
-                        .is_none_or(|d| d.saturating_sub(now) < 1_000_000);
-                if !soon {
-                    rx.wait(Duration::from_millis(1))?;
+                let due_in = sending
+                    .then(|| self.pacer.next_due_ns())
+                    .map(|d| d.map(|d| d.saturating_sub(now)));
+                match due_in {
+                    // Not sending, or sending with the next burst a millisecond away or more.
+                    None | Some(Some(1_000_000..)) => rx.wait(Duration::from_millis(1))?,
+                    Some(Some(ns)) if ns > MIN_SLEEP_NS => {
+                        std::thread::sleep(Duration::from_nanos(ns - MIN_SLEEP_NS));
+                    }
+                    // Unpaced, or due within the sleep's own overshoot: keep polling.
+                    Some(_) => {}
                 }
             }
         }
