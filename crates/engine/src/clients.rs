@@ -201,7 +201,11 @@ mod tests {
     #[test]
     fn a_new_index_is_empty_and_keeps_the_room_it_reserved() {
         let index = ClientIndex::new(4, 1000, &KeySecret([7; 16]));
-        assert_eq!(index.len(), 0, "the placeholders that fault the tables in are gone");
+        assert_eq!(
+            index.len(),
+            0,
+            "the placeholders that fault the tables in are gone"
+        );
         for shard in &index.shards {
             assert!(shard.lock().unwrap().capacity() >= 1000);
         }
