@@ -410,17 +410,17 @@ impl Generator {
             // which a responder on the other one reads as 100 ms of lost frames. Replies that
             // come meanwhile wait in the ring, their latency read at most one sleep late.
             if got == 0 && begun == 0 {
-                let due_in = sending
-                    .then(|| self.pacer.next_due_ns())
-                    .map(|d| d.map(|d| d.saturating_sub(now)));
-                match due_in {
-                    // Not sending, or sending with the next burst a millisecond away or more.
-                    None | Some(Some(1_000_000..)) => rx.wait(Duration::from_millis(1))?,
-                    Some(Some(ns)) if ns > MIN_SLEEP_NS => {
-                        std::thread::sleep(Duration::from_nanos(ns - MIN_SLEEP_NS));
+                let due_in = self.pacer.next_due_ns().map(|d| d.saturating_sub(now));
+                match (sending, due_in) {
+                    // Unpaced: keep polling.
+                    (true, None) => {}
+                    (true, Some(ns)) if ns < 1_000_000 => {
+                        // Due within the sleep's own overshoot: keep polling.
+                        if ns > MIN_SLEEP_NS {
+                            std::thread::sleep(Duration::from_nanos(ns - MIN_SLEEP_NS));
+                        }
                     }
-                    // Unpaced, or due within the sleep's own overshoot: keep polling.
-                    Some(_) => {}
+                    _ => rx.wait(Duration::from_millis(1))?,
                 }
             }
         }

@@ -206,7 +206,16 @@ impl Gathered {
             .version;
         let record_len = record_len(format);
         let body_len = len.saturating_sub(HEADER_LEN as u64);
-        let mut body = Vec::with_capacity(usize::try_from(body_len).unwrap_or(usize::MAX));
+        let mut body = Vec::new();
+        usize::try_from(body_len)
+            .ok()
+            .and_then(|n| body.try_reserve_exact(n).ok())
+            .ok_or_else(|| {
+                io_at(path)(std::io::Error::new(
+                    std::io::ErrorKind::OutOfMemory,
+                    format!("{body_len} bytes of records do not fit in memory"),
+                ))
+            })?;
         file.take(body_len)
             .read_to_end(&mut body)
             .map_err(io_at(path))?;
