@@ -33,6 +33,7 @@ mod files;
 mod power_cut;
 pub mod record;
 mod recover;
+mod ring;
 #[cfg(test)]
 mod sim;
 mod verify;

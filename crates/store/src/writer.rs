@@ -15,7 +15,6 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use peregrine_engine::{BindingEvent, BindingSink};
 
@@ -25,6 +24,7 @@ use crate::disk::{Disk, DiskFile, Open};
 use crate::error::{StoreError, io_at};
 use crate::files::sealed_path;
 use crate::record::{HEADER_LEN, RECORD_LEN, encode, encode_header};
+use crate::ring::{Consumer, Producer, ring};
 
 /// Records one worker may have waiting for the writer. A full queue means the disk is behind
 /// by two batches; the worker then drops the request and the client retries.
@@ -133,10 +133,9 @@ impl From<Durability> for JournalOptions {
 #[derive(Debug)]
 pub struct Journal;
 
-/// One worker's queue and commit counter.
+/// One worker's commit counter (its queue's two ends are the worker's and the writer's own).
 #[derive(Debug)]
 struct Feed {
-    queue: ArrayQueue<[u8; RECORD_LEN]>,
     /// The highest sequence number of this worker that is durable; stored by the writer only.
     committed: CachePadded<AtomicU64>,
 }
@@ -160,7 +159,6 @@ impl Shared {
         Shared {
             feeds: (0..workers)
                 .map(|_| Feed {
-                    queue: ArrayQueue::new(QUEUE_CAPACITY),
                     committed: CachePadded::new(AtomicU64::new(0)),
                 })
                 .collect(),
@@ -194,6 +192,9 @@ impl Journal {
             return Err(StoreError::NotRecovered(path));
         }
         let shared = Arc::new(Shared::new(workers));
+        let (producers, consumers): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|_| ring(QUEUE_CAPACITY, [0u8; RECORD_LEN]))
+            .unzip();
         let (placed_tx, placed_rx) = mpsc::channel();
         let setup = options.setup.clone();
         let place = move |which: JournalThread| -> io::Result<()> {
@@ -238,7 +239,7 @@ impl Journal {
                 let shared = shared.clone();
                 move || {
                     place(JournalThread::Writer)?;
-                    write_loop(&shared, file, &options, segments)
+                    write_loop(&shared, consumers, file, &options, segments)
                 }
             })
             .map_err(io_at(&path))?;
@@ -255,9 +256,12 @@ impl Journal {
                 });
             }
         }
-        let sides = (0..workers)
-            .map(|index| WorkerJournal {
+        let sides = producers
+            .into_iter()
+            .enumerate()
+            .map(|(index, queue)| WorkerJournal {
                 shared: shared.clone(),
+                queue,
                 index,
                 next: 0,
                 writer: thread.thread().clone(),
@@ -313,6 +317,8 @@ impl LeaseDir {
 #[derive(Debug)]
 pub struct WorkerJournal {
     shared: Arc<Shared>,
+    /// This worker's records on their way to the writer.
+    queue: Producer<[u8; RECORD_LEN]>,
     index: usize,
     /// The last sequence number handed out.
     next: u64,
@@ -336,7 +342,9 @@ impl WorkerJournal {
     pub fn enqueue(&mut self, event: &BindingEvent) -> Option<u64> {
         let mut record = [0u8; RECORD_LEN];
         encode(event, &mut record);
-        self.shared.feeds[self.index].queue.push(record).ok()?;
+        if !self.queue.push(&record) {
+            return None;
+        }
         self.next += 1;
         Some(self.next)
     }
@@ -602,11 +610,12 @@ impl JournalStats {
 
 fn write_loop(
     shared: &Shared,
+    queues: Vec<Consumer<[u8; RECORD_LEN]>>,
     file: Box<dyn DiskFile>,
     options: &JournalOptions,
     segments: Segments,
 ) -> io::Result<()> {
-    let result = run(shared, file, options, segments);
+    let result = run(shared, queues, file, options, segments);
     if result.is_err() {
         shared.stats.failed.store(true, Ordering::Relaxed);
     }
@@ -618,6 +627,7 @@ fn write_loop(
 /// vouch for them, and appending after a partial write would bury it mid-file.
 fn run(
     shared: &Shared,
+    mut queues: Vec<Consumer<[u8; RECORD_LEN]>>,
     mut file: Box<dyn DiskFile>,
     options: &JournalOptions,
     mut segments: Segments,
@@ -649,12 +659,12 @@ fn run(
         }
         // Read before draining: whatever was queued before `stop` was set is drained below.
         let stopping = shared.stop.load(Ordering::Acquire);
-        let count = fill(&shared.feeds, &mut batch, &mut taken, &mut first);
+        let count = fill(&mut queues, &mut batch, &mut taken, &mut first);
         if count == 0 {
             if stopping {
                 return Ok(());
             }
-            park_idle(shared);
+            park_idle(shared, &queues);
             continue;
         }
         let bytes = &batch[..count * RECORD_LEN];
@@ -798,40 +808,44 @@ fn compact_loop(
     }
 }
 
-/// Moves up to [`MAX_BATCH`] records from the queues into `batch`, one per worker in turn so
-/// that a busy worker cannot hold back another's commits, starting where the last full batch
-/// stopped. Returns how many.
-fn fill(feeds: &[Feed], batch: &mut [u8], taken: &mut [u64], first: &mut usize) -> usize {
+/// Moves up to [`MAX_BATCH`] records from the queues into `batch`, each queue's in order, the
+/// queues in turn starting with the one after the last batch's first (or the one a full batch
+/// could not take), so that a busy worker holds back another's commits by one batch at most.
+/// Returns how many.
+fn fill(
+    queues: &mut [Consumer<[u8; RECORD_LEN]>],
+    batch: &mut [u8],
+    taken: &mut [u64],
+    first: &mut usize,
+) -> usize {
     let mut count = 0;
-    loop {
-        let mut any = false;
-        for k in 0..feeds.len() {
-            let i = (*first + k) % feeds.len();
-            if count == MAX_BATCH {
-                *first = i;
-                return count;
-            }
-            if let Some(record) = feeds[i].queue.pop() {
-                batch[count * RECORD_LEN..(count + 1) * RECORD_LEN].copy_from_slice(&record);
-                taken[i] += 1;
-                count += 1;
-                any = true;
-            }
-        }
-        if !any {
+    for k in 0..queues.len() {
+        let i = (*first + k) % queues.len();
+        let room = MAX_BATCH - count;
+        if room == 0 {
+            // The next batch starts with the queue this one could not take: none waits
+            // behind the others for more than one batch.
+            *first = i;
             return count;
         }
+        let took = queues[i].drain(room, |record| {
+            batch[count * RECORD_LEN..(count + 1) * RECORD_LEN].copy_from_slice(record);
+            count += 1;
+        });
+        taken[i] += took as u64;
     }
+    *first = (*first + 1) % queues.len().max(1);
+    count
 }
 
 /// Sleeps until a worker queues a record, [`JournalWriter::stop`] is called, or [`IDLE_PARK`]
 /// passes.
-fn park_idle(shared: &Shared) {
+fn park_idle(shared: &Shared, queues: &[Consumer<[u8; RECORD_LEN]>]) {
     shared.idle.store(true, Ordering::Relaxed);
     // Pairs with the fence in `WorkerJournal::submit` (Dekker): a record queued before a
     // worker could see `idle` is seen here, so the writer does not sleep on it.
     fence(Ordering::SeqCst);
-    if shared.feeds.iter().all(|f| f.queue.is_empty()) && !shared.stop.load(Ordering::Acquire) {
+    if queues.iter().all(Consumer::is_empty) && !shared.stop.load(Ordering::Acquire) {
         thread::park_timeout(IDLE_PARK);
     }
     shared.idle.store(false, Ordering::Relaxed);
