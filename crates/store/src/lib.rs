@@ -33,7 +33,6 @@ mod files;
 mod power_cut;
 pub mod record;
 mod recover;
-mod ring;
 #[cfg(test)]
 mod sim;
 mod verify;

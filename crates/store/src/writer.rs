@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use peregrine_engine::{BindingEvent, BindingSink};
+use peregrine_ring::{Consumer, Producer, ring};
 
 use crate::compact::{MemorySource, compact, compact_from_memory};
 use crate::dir::{JOURNAL, LeaseDir, unix_now, write_atomically};
@@ -24,7 +25,6 @@ use crate::disk::{Disk, DiskFile, Open};
 use crate::error::{StoreError, io_at};
 use crate::files::sealed_path;
 use crate::record::{HEADER_LEN, RECORD_LEN, encode, encode_header};
-use crate::ring::{Consumer, Producer, ring};
 
 /// Records one worker may have waiting for the writer. A full queue means the disk is behind
 /// by two batches; the worker then drops the request and the client retries.
@@ -192,9 +192,8 @@ impl Journal {
             return Err(StoreError::NotRecovered(path));
         }
         let shared = Arc::new(Shared::new(workers));
-        let (producers, consumers): (Vec<_>, Vec<_>) = (0..workers)
-            .map(|_| ring(QUEUE_CAPACITY, [0u8; RECORD_LEN]))
-            .unzip();
+        let (producers, consumers): (Vec<_>, Vec<_>) =
+            (0..workers).map(|_| ring(QUEUE_CAPACITY)).unzip();
         let (placed_tx, placed_rx) = mpsc::channel();
         let setup = options.setup.clone();
         let place = move |which: JournalThread| -> io::Result<()> {
@@ -342,9 +341,7 @@ impl WorkerJournal {
     pub fn enqueue(&mut self, event: &BindingEvent) -> Option<u64> {
         let mut record = [0u8; RECORD_LEN];
         encode(event, &mut record);
-        if !self.queue.push(&record) {
-            return None;
-        }
+        self.queue.push(record).ok()?;
         self.next += 1;
         Some(self.next)
     }
@@ -829,7 +826,7 @@ fn fill(
             return count;
         }
         let took = queues[i].drain(room, |record| {
-            batch[count * RECORD_LEN..(count + 1) * RECORD_LEN].copy_from_slice(record);
+            batch[count * RECORD_LEN..(count + 1) * RECORD_LEN].copy_from_slice(&record);
             count += 1;
         });
         taken[i] += took as u64;
