@@ -15,7 +15,7 @@ use peregrine_store::{Journal, JournalOptions, JournalWriter, LeaseDir, WorkerJo
 use crate::backend::{self, Backend, WorkerSeed, WorkerSink};
 use crate::bulk;
 use crate::notify::Notifier;
-use crate::partner::{self, PartnerQueue};
+use crate::partner::{self, PartnerLink, PartnerQueue};
 use crate::placement;
 use crate::reload::Reloader;
 
@@ -45,23 +45,25 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
     let (writer, journals, import_side, link_side) =
         start_journal(&config, store.as_ref(), backend.queues().len(), &engine)?;
     // The failover link, before the workers: they tell it of every change from the start.
-    let (partner_queue, link) = match (&config.failover, link_side, &store) {
-        (Some(f), Some(side), Some(dir)) => {
-            let (queue, link) = partner::start(f, &engine, side, dir.path(), &quit)?;
-            (queue, Some(link))
-        }
-        _ => (PartnerQueue::default(), None),
-    };
-    let failover_status = link.as_ref().map(|_| partner_queue.status());
+    let (partner_queues, importer_partner, link) = start_partner(
+        &config,
+        &engine,
+        link_side,
+        store.as_ref(),
+        &quit,
+        journals.len(),
+    )?;
+    let failover_status = link.as_ref().map(PartnerLink::status);
     let sinks = journals
         .into_iter()
-        .map(|journal| Fanout {
+        .zip(partner_queues)
+        .map(|(journal, lazy)| Fanout {
             confirming: journal,
-            lazy: partner_queue.clone(),
+            lazy,
         })
         .collect();
     let (seeds, stats) = seeds(&config, backend.as_ref(), sinks);
-    let importer = import_side.map(|side| importer(&config, side, &partner_queue));
+    let importer = import_side.map(|side| importer(&config, side, importer_partner));
     let scope_states = store.as_ref().map(|d| Arc::new(d.scope_state_file()));
     let reloader = Arc::new(Reloader::new(
         path.to_owned(),
@@ -431,11 +433,34 @@ fn log_interfaces(config: &Config, interfaces: &[Interface]) {
     }
 }
 
+/// The failover link if one is configured, and its queues: one for each of `workers` workers,
+/// and one for the importer (queues that tell nobody without a link).
+fn start_partner(
+    config: &Config,
+    engine: &Arc<SharedEngine>,
+    side: Option<WorkerJournal>,
+    store: Option<&LeaseDir>,
+    quit: &Arc<AtomicBool>,
+    workers: usize,
+) -> anyhow::Result<(Vec<PartnerQueue>, PartnerQueue, Option<PartnerLink>)> {
+    let (mut queues, link) = match (&config.failover, side, store) {
+        (Some(f), Some(side), Some(dir)) => {
+            let (queues, link) = partner::start(f, engine, side, dir.path(), quit, workers + 1)?;
+            (queues, Some(link))
+        }
+        _ => (
+            (0..=workers).map(|_| PartnerQueue::default()).collect(),
+            None,
+        ),
+    };
+    let importer = queues.pop().unwrap_or_default();
+    Ok((queues, importer, link))
+}
+
 /// Imports through the admin API: journaled by `side`, then told to the partner (if any).
-fn importer(config: &Config, side: WorkerJournal, partner: &PartnerQueue) -> Arc<Importer> {
+fn importer(config: &Config, side: WorkerJournal, mut partner: PartnerQueue) -> Arc<Importer> {
     let importer = Importer::new(Arc::new(config.clone()), side);
-    let queue = partner.clone();
-    Arc::new(importer.with_partner(Box::new(move |e| queue.try_push(e))))
+    Arc::new(importer.with_partner(Box::new(move |e| partner.try_push(e))))
 }
 
 /// Who may use the admin API and how it is reached: the token read from `[control] token-file`

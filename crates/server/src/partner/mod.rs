@@ -2,8 +2,9 @@
 //! partner and drives the sans-I/O [`Session`] with it. It is the only place failover touches
 //! a socket, a clock or the disk.
 //!
-//! Workers tell it of their binding changes through [`PartnerQueue`], a bounded queue they
-//! never wait on (a full queue is counted; the MCLT rule bounds what was promised meanwhile).
+//! Workers tell it of their binding changes through [`PartnerQueue`]s, one bounded ring each
+//! that neither they nor the link ever wait on (a full ring is counted; the MCLT rule bounds
+//! what was promised meanwhile).
 //! The partner's updates enter the engine through its `install_partner` door and are journaled
 //! before their acknowledgement leaves; a state change is on disk before its STATE message
 //! leaves (D12 §9.2).
@@ -19,7 +20,6 @@ use std::time::{Duration, Instant};
 mod auth;
 
 use anyhow::Context;
-use crossbeam_queue::ArrayQueue;
 use peregrine_config::model::Failover;
 use peregrine_dataplane::{Member, SharedEngine, unix_now};
 use peregrine_engine::{BindingEvent, BindingSink, FailoverDriver, FailoverPolicy, Notice, Time};
@@ -27,11 +27,14 @@ use peregrine_failover::codec::{MAX_MESSAGE_LEN, frame_len};
 use peregrine_failover::hash::{BitOrder, HashBucketAssignment};
 use peregrine_failover::message::RejectReason;
 use peregrine_failover::{CloseReason, Config, Restored, Role, ServerState, Session};
+use peregrine_ring::{Consumer, Producer, ring};
 use peregrine_stats::{FailoverStatus, FailoverView};
 use peregrine_store::WorkerJournal;
 
-/// Binding changes the workers may have queued for the link at once.
+/// Binding changes the workers may have queued for the link at once, shared among their rings.
 const QUEUE: usize = 1 << 16;
+/// Binding changes one ring holds at least, however many share [`QUEUE`].
+const MIN_RING: usize = 8192;
 /// Updates the session may hold for the partner before the link stops draining the queue.
 const SESSION_BACKLOG: usize = 1 << 16;
 /// How often the link looks at its socket, queue and timers when nothing happens.
@@ -51,17 +54,17 @@ pub(crate) fn policy(f: &Failover) -> FailoverPolicy {
     }
 }
 
-/// The workers' side of the link: binding changes for the partner. A server without failover
-/// has none, and its workers tell nobody.
-#[derive(Debug, Clone, Default)]
+/// One producer's side of the link (a worker's, the importer's): binding changes for the
+/// partner. A server without failover has none, and its workers tell nobody.
+#[derive(Debug, Default)]
 pub(crate) struct PartnerQueue {
-    queue: Option<Arc<ArrayQueue<BindingEvent>>>,
+    queue: Option<Producer<BindingEvent>>,
     status: Arc<FailoverStatus>,
 }
 
 impl BindingSink for PartnerQueue {
     fn submit(&mut self, event: &BindingEvent) -> Option<u64> {
-        let queue = self.queue.as_ref()?;
+        let queue = self.queue.as_mut()?;
         if queue.push(*event).is_err() {
             self.status.queue_dropped.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -78,9 +81,15 @@ impl BindingSink for PartnerQueue {
 /// The running link thread.
 pub(crate) struct PartnerLink {
     thread: JoinHandle<anyhow::Result<()>>,
+    status: Arc<FailoverStatus>,
 }
 
 impl PartnerLink {
+    /// The link's state and counters, for the control plane.
+    pub(crate) fn status(&self) -> Arc<FailoverStatus> {
+        self.status.clone()
+    }
+
     /// Waits for the thread (it stops when `quit` is set).
     pub(crate) fn join(self) -> anyhow::Result<()> {
         self.thread
@@ -89,19 +98,27 @@ impl PartnerLink {
     }
 }
 
-/// The workers' queue and the link thread that drains it; the link's status, for the control
-/// plane, is the queue's.
+/// The link thread, and a queue to it for each of `producers` threads.
 pub(crate) fn start(
     f: &Failover,
     engine: &Arc<SharedEngine>,
     journal: WorkerJournal,
     dir: &Path,
     quit: &Arc<AtomicBool>,
-) -> anyhow::Result<(PartnerQueue, PartnerLink)> {
-    let queue = PartnerQueue {
-        queue: Some(Arc::new(ArrayQueue::new(QUEUE))),
-        status: Arc::default(),
-    };
+    producers: usize,
+) -> anyhow::Result<(Vec<PartnerQueue>, PartnerLink)> {
+    let status = Arc::new(FailoverStatus::default());
+    let each = (QUEUE / producers.max(1)).max(MIN_RING);
+    let (queues, consumers): (Vec<_>, Vec<_>) = (0..producers)
+        .map(|_| {
+            let (producer, consumer) = ring(each);
+            let queue = PartnerQueue {
+                queue: Some(producer),
+                status: status.clone(),
+            };
+            (queue, consumer)
+        })
+        .unzip();
     let state_path = dir.join(STATE_FILE);
     let restored = read_state(&state_path)?;
     let now = unix_now();
@@ -133,10 +150,11 @@ pub(crate) fn start(
         stream: None,
         inbox: Vec::with_capacity(4 * MAX_MESSAGE_LEN),
         outbox: Vec::with_capacity(4 * MAX_MESSAGE_LEN),
-        queue: queue.queue.clone().expect("made above"),
+        queues: consumers,
+        first_queue: 0,
         next_attempt: Instant::now(),
         backoff: Duration::from_millis(250),
-        status: queue.status.clone(),
+        status: status.clone(),
         last_contact: None,
         partner_down: None,
         told_mismatch: false,
@@ -149,7 +167,7 @@ pub(crate) fn start(
         .name("failover".into())
         .spawn(move || link.run(&quit))
         .context("starting the failover link")?;
-    Ok((queue, PartnerLink { thread }))
+    Ok((queues, PartnerLink { thread, status }))
 }
 
 fn session_config(f: &Failover) -> Config {
@@ -185,7 +203,10 @@ struct Link {
     stream: Option<TcpStream>,
     inbox: Vec<u8>,
     outbox: Vec<u8>,
-    queue: Arc<ArrayQueue<BindingEvent>>,
+    /// Each producer's changes.
+    queues: Vec<Consumer<BindingEvent>>,
+    /// The queue [`Link::drain_workers`] starts with, in turn.
+    first_queue: usize,
     next_attempt: Instant,
     backoff: Duration,
     status: Arc<FailoverStatus>,
@@ -203,15 +224,10 @@ struct Link {
 }
 
 impl PartnerQueue {
-    /// The link's state and counters, for the control plane.
-    pub(crate) fn status(&self) -> Arc<FailoverStatus> {
-        self.status.clone()
-    }
-
     /// Queues `event` for the partner; false if the queue is full (nothing counted: the
     /// caller waits and tries again). True without a partner.
-    pub(crate) fn try_push(&self, event: &BindingEvent) -> bool {
-        self.queue.as_ref().is_none_or(|q| q.push(*event).is_ok())
+    pub(crate) fn try_push(&mut self, event: &BindingEvent) -> bool {
+        self.queue.as_mut().is_none_or(|q| q.push(*event).is_ok())
     }
 }
 
@@ -401,22 +417,27 @@ impl Link {
         got
     }
 
-    /// The workers' changes, for the partner.
+    /// The workers' changes, for the partner: each queue's in order, the queues in turn.
     fn drain_workers(&mut self) -> bool {
         let mut any = false;
-        while self.driver.session().pending_updates() < SESSION_BACKLOG {
-            let Some(event) = self.queue.pop() else {
-                break;
-            };
-            // Only what goes to the partner waits for its acknowledgement (a scope served
-            // alone does not).
-            if self.driver.send(&event) {
-                self.waiting
-                    .entry(event.address)
-                    .or_insert_with(Instant::now);
+        let queues = self.queues.len();
+        for k in 0..queues {
+            let queue = (self.first_queue + k) % queues;
+            while self.driver.session().pending_updates() < SESSION_BACKLOG {
+                let Some(event) = self.queues[queue].pop() else {
+                    break;
+                };
+                // Only what goes to the partner waits for its acknowledgement (a scope served
+                // alone does not).
+                if self.driver.send(&event) {
+                    self.waiting
+                        .entry(event.address)
+                        .or_insert_with(Instant::now);
+                }
+                any = true;
             }
-            any = true;
         }
+        self.first_queue = (self.first_queue + 1) % queues.max(1);
         any
     }
 
