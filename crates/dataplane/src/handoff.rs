@@ -8,16 +8,16 @@
 //! it. The owner handles it as if it had received it and replies from its own queue on the same
 //! interface. A client is then always served by the same worker, and one relay can use them all.
 //!
-//! Each ring is a pair of bounded queues (crossbeam's `ArrayQueue`, here with one pusher and one
-//! popper each): `full` carries frames to the owner, `empty` returns their buffers to the
-//! sender. Buffers are allocated once, when the mesh is built; a hand-off moves a pointer.
-//! When a ring is full the receiving worker handles the frame itself rather than drop it.
+//! Each direction between two workers is a pair of `peregrine-ring` rings: `full` carries
+//! frames to the owner, `empty` returns their buffers to the sender. Neither worker ever waits
+//! on the other, also when they share a core and one is preempted mid-push. Buffers are
+//! allocated once, when the mesh is built; a hand-off moves a pointer. When a ring is full the
+//! receiving worker handles the frame itself rather than drop it.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_queue::ArrayQueue;
 use peregrine_io::{FRAME_CAPACITY, RxFrame};
+use peregrine_ring::{Consumer, Producer, ring};
 use peregrine_wire::dhcp::SERVER_PORT;
 use peregrine_wire::frame::{Demuxed, demux_with};
 
@@ -31,40 +31,54 @@ struct Slot {
     received: Instant,
 }
 
-/// One direction between two workers.
-struct Ring {
-    full: ArrayQueue<Slot>,
-    empty: ArrayQueue<Slot>,
+/// The sender's ends of one direction between two workers.
+struct Outbound {
+    /// Frames to the owner.
+    full: Producer<Slot>,
+    /// Buffers back from it.
+    empty: Consumer<Slot>,
 }
 
-impl Ring {
-    fn new(depth: usize) -> Ring {
-        let ring = Ring {
-            full: ArrayQueue::new(depth),
-            empty: ArrayQueue::new(depth),
+/// The owner's ends of one direction between two workers.
+struct Inbound {
+    full: Consumer<Slot>,
+    empty: Producer<Slot>,
+}
+
+/// The two ends of one direction, with `depth` buffers for it.
+fn direction(depth: usize) -> (Outbound, Inbound) {
+    let (to_owner, from_sender) = ring(depth);
+    let (mut to_sender, from_owner) = ring(depth);
+    let now = Instant::now();
+    for _ in 0..depth {
+        let slot = Slot {
+            buffer: vec![0u8; FRAME_CAPACITY].into_boxed_slice(),
+            len: 0,
+            ifindex: 0,
+            checksum_pending: false,
+            received: now,
         };
-        let now = Instant::now();
-        for _ in 0..depth {
-            let slot = Slot {
-                buffer: vec![0u8; FRAME_CAPACITY].into_boxed_slice(),
-                len: 0,
-                ifindex: 0,
-                checksum_pending: false,
-                received: now,
-            };
-            // `depth` slots into a queue of capacity `depth`.
-            let _ = ring.empty.push(slot);
-        }
-        ring
+        // `depth` slots into a ring of at least `depth`.
+        let _ = to_sender.push(slot);
     }
+    (
+        Outbound {
+            full: to_owner,
+            empty: from_owner,
+        },
+        Inbound {
+            full: from_sender,
+            empty: to_sender,
+        },
+    )
 }
 
 /// One worker's end of the mesh: a ring to every other worker and one from each.
 pub struct Handoff {
     index: usize,
     /// Indexed by destination worker; `None` at this worker's own index.
-    outbound: Vec<Option<Arc<Ring>>>,
-    inbound: Vec<Arc<Ring>>,
+    outbound: Vec<Option<Outbound>>,
+    inbound: Vec<Inbound>,
 }
 
 impl std::fmt::Debug for Handoff {
@@ -94,23 +108,21 @@ impl Handoff {
     /// each worker's end, in worker order. One worker gets an end that keeps everything.
     pub fn mesh(workers: usize, depth: usize) -> Vec<Handoff> {
         let depth = depth.max(1);
-        // rings[from][to]
-        let rings: Vec<Vec<Option<Arc<Ring>>>> = (0..workers)
-            .map(|from| {
-                (0..workers)
-                    .map(|to| (from != to).then(|| Arc::new(Ring::new(depth))))
-                    .collect()
-            })
-            .collect();
-        (0..workers)
+        let mut ends: Vec<Handoff> = (0..workers)
             .map(|index| Handoff {
                 index,
-                outbound: rings[index].clone(),
-                inbound: (0..workers)
-                    .filter_map(|from| rings[from][index].clone())
-                    .collect(),
+                outbound: (0..workers).map(|_| None).collect(),
+                inbound: Vec::with_capacity(workers.saturating_sub(1)),
             })
-            .collect()
+            .collect();
+        for from in 0..workers {
+            for to in (0..workers).filter(|&to| to != from) {
+                let (outbound, inbound) = direction(depth);
+                ends[from].outbound[to] = Some(outbound);
+                ends[to].inbound.push(inbound);
+            }
+        }
+        ends
     }
 
     /// The worker that owns `frame`'s client, if it is a DHCP request with a hardware address;
@@ -142,11 +154,11 @@ impl Handoff {
     }
 
     /// Sends `frame` to its owner if that is another worker and its ring has room.
-    pub(crate) fn offer(&self, frame: &RxFrame<'_>, received: Instant) -> Offered {
+    pub(crate) fn offer(&mut self, frame: &RxFrame<'_>, received: Instant) -> Offered {
         let Some(owner) = self.owner(frame.data) else {
             return Offered::Keep { full: false };
         };
-        let Some(ring) = self.outbound[owner].as_ref() else {
+        let Some(ring) = self.outbound[owner].as_mut() else {
             return Offered::Keep { full: false };
         };
         if frame.data.len() > FRAME_CAPACITY {
@@ -167,9 +179,13 @@ impl Handoff {
 
     /// Hands up to `max` frames other workers sent here to `f`, with when they were received;
     /// returns how many.
-    pub(crate) fn receive(&self, max: usize, f: &mut dyn FnMut(&RxFrame<'_>, Instant)) -> usize {
+    pub(crate) fn receive(
+        &mut self,
+        max: usize,
+        f: &mut dyn FnMut(&RxFrame<'_>, Instant),
+    ) -> usize {
         let mut n = 0;
-        for ring in &self.inbound {
+        for ring in &mut self.inbound {
             while n < max {
                 let Some(slot) = ring.full.pop() else { break };
                 let frame = RxFrame {

@@ -280,7 +280,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
         };
         let n = rx.rx_burst(config.burst, &mut |frame| {
             ctx.stats.rx_frames.inc();
-            if let Some(h) = handoff.as_ref() {
+            if let Some(h) = handoff.as_mut() {
                 match h.offer(&frame, received) {
                     Offered::Sent => {
                         ctx.stats.handed_off.inc();
@@ -301,7 +301,7 @@ impl<R: RxQueue, T: TxQueue, S: BindingSink> Worker<R, T, S> {
             latency.saturating_record_n(nanos(received.elapsed()), ctx.replies);
         }
         let mut handed_in = 0;
-        if let Some(h) = handoff.as_ref() {
+        if let Some(h) = handoff.as_mut() {
             handed_in = h.receive(config.burst, &mut |frame, received| {
                 let before = ctx.replies;
                 if let Err(e) = ctx.handle(frame, received) {
