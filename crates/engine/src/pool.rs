@@ -38,6 +38,17 @@ pub(crate) struct Shard {
     counts: [u32; STATES],
 }
 
+/// An empty timer heap with room for `capacity` entries, whose pages are written once here. A
+/// vector's room is allocated untouched: otherwise each page of it faults on the packet path the
+/// first time a grant's timer lands in it (2 500 faults in the DPDK worker for 330 000 new
+/// clients on the bench's pools). Renewals fill the room over a server's life anyway.
+fn prefaulted_timers(capacity: usize) -> BinaryHeap<Reverse<(Time, u32)>> {
+    let mut room = Vec::with_capacity(capacity);
+    room.resize(capacity, Reverse((Time::MAX, u32::MAX)));
+    room.clear();
+    BinaryHeap::from(room)
+}
+
 impl Shard {
     fn new(len: usize) -> Shard {
         let timer_capacity = 2 * len + 16;
@@ -49,7 +60,7 @@ impl Shard {
             tail: NIL,
             backup_head: NIL,
             backup_tail: NIL,
-            timers: BinaryHeap::with_capacity(timer_capacity),
+            timers: prefaulted_timers(timer_capacity),
             timer_capacity,
             counts: [0; STATES],
         };
@@ -401,6 +412,15 @@ mod tests {
         }
         assert_eq!(seen.len(), 10);
         assert_eq!(p.locate(Ipv4Addr::new(10, 0, 0, 20)), None);
+    }
+
+    /// The room written when the shard is made stays reserved, and nothing is left in it.
+    #[test]
+    fn a_new_shard_has_no_timer_and_keeps_the_room_it_reserved() {
+        let mut s = Shard::new(100);
+        assert!(s.timers.is_empty());
+        assert!(s.timers.capacity() >= s.timer_capacity);
+        assert_eq!(s.due(Time::MAX), None);
     }
 
     #[test]
