@@ -30,9 +30,9 @@ pub struct WorkerConfig {
     pub runs_expiry: bool,
     /// Bindings expired per expiry run, so one run never stalls packets for long.
     pub expiry_budget: usize,
-    /// Replies that may wait for the commit gate at once; each has a buffer of
-    /// [`peregrine_io::FRAME_CAPACITY`] bytes allocated when the worker starts (6 MiB at the
-    /// default 4096).
+    /// The commit gate's room, in replies of the largest size: [`peregrine_io::FRAME_CAPACITY`]
+    /// bytes each, allocated when the worker starts (6 MiB at the default 4096). Replies are held
+    /// back to back in it, so about four times as many of a usual size (350 bytes) fit.
     pub held_replies: usize,
     /// How long after the last frame another worker handed here this worker keeps polling at
     /// the drain interval instead of sleeping [`WorkerConfig::idle_wait`]: a worker that sleeps
