@@ -33,7 +33,7 @@ use peregrine_store::WorkerJournal;
 
 /// Binding changes the workers may have queued for the link at once, shared among their rings.
 const QUEUE: usize = 1 << 16;
-/// Binding changes one ring holds at least, however many share [`QUEUE`].
+/// Binding changes one ring holds at least, however many share [`QUEUE`] (a power of two).
 const MIN_RING: usize = 8192;
 /// Updates the session may hold for the partner before the link stops draining the queue.
 const SESSION_BACKLOG: usize = 1 << 16;
@@ -108,7 +108,10 @@ pub(crate) fn start(
     producers: usize,
 ) -> anyhow::Result<(Vec<PartnerQueue>, PartnerLink)> {
     let status = Arc::new(FailoverStatus::default());
-    let each = (QUEUE / producers.max(1)).max(MIN_RING);
+    // A ring's size is a power of two: round each share down, so that together they hold
+    // QUEUE at most, unless each is at its least.
+    let share = (QUEUE / producers.max(1)).max(1);
+    let each = (1 << share.ilog2()).max(MIN_RING);
     let (queues, consumers): (Vec<_>, Vec<_>) = (0..producers)
         .map(|_| {
             let (producer, consumer) = ring(each);
