@@ -805,10 +805,10 @@ fn compact_loop(
     }
 }
 
-/// Moves up to [`MAX_BATCH`] records from the queues into `batch`, each queue's in order, the
-/// queues in turn starting with the one after the last batch's first (or the one a full batch
-/// could not take), so that a busy worker holds back another's commits by one batch at most.
-/// Returns how many.
+/// Moves up to [`MAX_BATCH`] records from the queues into `batch`, each queue's in order, taking
+/// the queues in turn from `first`, which moves on so that the next batch starts with another
+/// queue (the one a full batch did not reach): a busy worker holds back another's commits by
+/// one batch at most. Returns how many.
 fn fill(
     queues: &mut [Consumer<[u8; RECORD_LEN]>],
     batch: &mut [u8],
