@@ -141,6 +141,24 @@ impl<'a> DhcpMessage<'a> {
         })
     }
 
+    /// A tracked option's data as a fixed-size array, if it has exactly `N` bytes: what
+    /// `tracked(code)?.to_array()` gives, read straight from the index when the option came in
+    /// one piece (the message type alone is asked for several times per request).
+    fn tracked_array<const N: usize>(&self, code: u8) -> Option<[u8; N]> {
+        let slot = self.slots[slot_of(code)?];
+        if !slot.present {
+            return None;
+        }
+        if slot.multiple {
+            return self.tracked(code)?.to_array();
+        }
+        let start = slot.start as usize;
+        self.areas[usize::from(slot.area)]
+            .get(start..start + usize::from(slot.len))?
+            .try_into()
+            .ok()
+    }
+
     /// The BOOTP header view.
     pub fn packet(&self) -> &DhcpPacket<&'a [u8]> {
         &self.packet
@@ -183,29 +201,25 @@ impl<'a> DhcpMessage<'a> {
 
     /// Option 53, if present, one byte long and a defined type.
     pub fn message_type(&self) -> Option<MessageType> {
-        let [t] = self.tracked(opt::MESSAGE_TYPE)?.to_array::<1>()?;
+        let [t] = self.tracked_array(opt::MESSAGE_TYPE)?;
         MessageType::from_u8(t)
     }
 
     /// Option 50, the address the client asks for.
     pub fn requested_ip(&self) -> Option<Ipv4Addr> {
-        self.tracked(opt::REQUESTED_IP)?
-            .to_array::<4>()
+        self.tracked_array::<4>(opt::REQUESTED_IP)
             .map(Ipv4Addr::from)
     }
 
     /// Option 51, the lease time the client asks for, in seconds.
     pub fn lease_time(&self) -> Option<u32> {
-        self.tracked(opt::LEASE_TIME)?
-            .to_array::<4>()
+        self.tracked_array::<4>(opt::LEASE_TIME)
             .map(u32::from_be_bytes)
     }
 
     /// Option 54, the server the client addresses.
     pub fn server_id(&self) -> Option<Ipv4Addr> {
-        self.tracked(opt::SERVER_ID)?
-            .to_array::<4>()
-            .map(Ipv4Addr::from)
+        self.tracked_array::<4>(opt::SERVER_ID).map(Ipv4Addr::from)
     }
 
     /// Option 55, the options the client wants, in its order of preference.
@@ -215,8 +229,7 @@ impl<'a> DhcpMessage<'a> {
 
     /// Option 57, the largest DHCP message the client accepts.
     pub fn max_message_size(&self) -> Option<u16> {
-        self.tracked(opt::MAX_MESSAGE_SIZE)?
-            .to_array::<2>()
+        self.tracked_array::<2>(opt::MAX_MESSAGE_SIZE)
             .map(u16::from_be_bytes)
     }
 
@@ -242,8 +255,7 @@ impl<'a> DhcpMessage<'a> {
 
     /// Option 118, the subnet selection (RFC 3011).
     pub fn subnet_selection(&self) -> Option<Ipv4Addr> {
-        self.tracked(opt::SUBNET_SELECTION)?
-            .to_array::<4>()
+        self.tracked_array::<4>(opt::SUBNET_SELECTION)
             .map(Ipv4Addr::from)
     }
 
