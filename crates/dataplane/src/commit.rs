@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use peregrine_engine::{BindingEvent, BindingSink};
 use peregrine_io::FRAME_CAPACITY;
-use peregrine_wire::dhcp::MessageType;
+use peregrine_wire::dhcp::{MIN_MESSAGE_LEN, MessageType};
+use peregrine_wire::{ethernet, ipv4, udp};
 
 /// The sink of a server that keeps leases in memory only: `Option::<NoSink>::None`.
 #[derive(Debug, Clone, Copy)]
@@ -85,22 +86,21 @@ pub(crate) struct HeldReply {
     pub(crate) received: Instant,
 }
 
-/// The shortest frame a DHCP reply can be: Ethernet, IPv4 and UDP headers, BOOTP's fixed fields
-/// and the magic cookie. The room holds at most this many of them.
-const MIN_REPLY_FRAME: usize = 14 + 20 + 8 + 236 + 4;
+/// The shortest frame a reply can be (the writer pads a DHCP message to `MIN_MESSAGE_LEN`): the
+/// room holds at most this many of them.
+const MIN_REPLY_FRAME: usize =
+    ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN + MIN_MESSAGE_LEN;
 
 /// One worker's commit gate: its sink and the replies held for it.
 ///
 /// Held replies lie back to back in one room, a ring of bytes: they leave in the order they
-/// came, so the oldest is always at `head` and the next goes at `tail` (or, when it does not fit
-/// before the end, at the start). A room for `capacity` frames of the largest size holds about
+/// came, so the oldest is always the first waiting one and the next goes at `tail` (or, when it
+/// does not fit before the end, at the start). A room for `capacity` frames of the largest size holds about
 /// four times as many replies of a usual size (350 bytes), where a buffer per reply held
 /// `capacity`: four times as long a stall of the journal's commits before a reply is dropped.
 pub(crate) struct CommitGate<S> {
     sink: Option<S>,
     room: Box<[u8]>,
-    /// Where the oldest held frame starts (meaningless while nothing is held).
-    head: usize,
     /// Where the newest held frame ends.
     tail: usize,
     waiting: VecDeque<HeldReply>,
@@ -120,7 +120,6 @@ impl<S: BindingSink> CommitGate<S> {
         CommitGate {
             sink,
             room: vec![0u8; bytes].into_boxed_slice(),
-            head: 0,
             tail: 0,
             waiting: VecDeque::with_capacity(bytes / MIN_REPLY_FRAME + 1),
             submitted: false,
@@ -128,20 +127,21 @@ impl<S: BindingSink> CommitGate<S> {
     }
 
     /// Where a frame of `len` bytes fits in the room now, if it does. The used bytes run from
-    /// `head` to `tail`, wrapping past the end; a frame never straddles the end, and never
-    /// fills the gap up to `head` entirely, so that `tail == head` only ever means empty.
+    /// the oldest frame's start to `tail`, wrapping past the end; a frame never straddles the
+    /// end, and never fills the gap up to the oldest entirely, so that the two meet only when
+    /// nothing is held.
     fn place(&self, len: usize) -> Option<usize> {
-        if self.waiting.is_empty() {
+        let Some(head) = self.waiting.front().map(|oldest| oldest.at) else {
             return (len <= self.room.len()).then_some(0);
-        }
-        if self.tail >= self.head {
+        };
+        if self.tail >= head {
             if len <= self.room.len() - self.tail {
                 Some(self.tail)
             } else {
-                (len < self.head).then_some(0)
+                (len < head).then_some(0)
             }
         } else {
-            (len < self.head - self.tail).then_some(self.tail)
+            (len < head - self.tail).then_some(self.tail)
         }
     }
 
@@ -176,9 +176,6 @@ impl<S: BindingSink> CommitGate<S> {
         let Some(at) = self.place(frame.len()) else {
             return false;
         };
-        if self.waiting.is_empty() {
-            self.head = at;
-        }
         self.room[at..at + frame.len()].copy_from_slice(frame);
         self.tail = at + frame.len();
         self.waiting.push_back(HeldReply {
@@ -217,9 +214,6 @@ impl<S: BindingSink> CommitGate<S> {
                 break;
             }
             self.waiting.pop_front();
-            if let Some(next) = self.waiting.front() {
-                self.head = next.at;
-            }
         }
     }
 

@@ -133,17 +133,12 @@ impl From<Durability> for JournalOptions {
 #[derive(Debug)]
 pub struct Journal;
 
-/// One worker's commit counter (its queue's two ends are the worker's and the writer's own).
-#[derive(Debug)]
-struct Feed {
-    /// The highest sequence number of this worker that is durable; stored by the writer only.
-    committed: CachePadded<AtomicU64>,
-}
-
 /// What the writer and the workers share.
 #[derive(Debug)]
 struct Shared {
-    feeds: Box<[Feed]>,
+    /// Per worker, the highest of its sequence numbers that is durable; stored by the writer
+    /// only. (Each worker's queue has two ends, the worker's and the writer's own.)
+    committed: Box<[CachePadded<AtomicU64>]>,
     stop: AtomicBool,
     /// Set by the writer while it parks (or is about to); the first worker that queues a record
     /// and sees it clears it and wakes the writer.
@@ -157,10 +152,8 @@ struct Shared {
 impl Shared {
     fn new(workers: usize) -> Shared {
         Shared {
-            feeds: (0..workers)
-                .map(|_| Feed {
-                    committed: CachePadded::new(AtomicU64::new(0)),
-                })
+            committed: (0..workers)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
                 .collect(),
             stop: AtomicBool::new(false),
             idle: CachePadded::new(AtomicBool::new(false)),
@@ -362,9 +355,7 @@ impl WorkerJournal {
     /// The highest sequence number of this worker whose record is durable (as
     /// [`Durability`] defines it): replies for changes up to it may leave.
     pub fn committed(&self) -> u64 {
-        self.shared.feeds[self.index]
-            .committed
-            .load(Ordering::Acquire)
+        self.shared.committed[self.index].load(Ordering::Acquire)
     }
 }
 
@@ -636,7 +627,7 @@ fn run(
     let mut batch = vec![0u8; MAX_BATCH * RECORD_LEN].into_boxed_slice();
     // Per worker: records taken from its queue so far, which is its highest sequence number in
     // this batch, and what was last published.
-    let mut taken = vec![0u64; shared.feeds.len()].into_boxed_slice();
+    let mut taken = vec![0u64; shared.committed.len()].into_boxed_slice();
     let mut published = taken.clone();
     let mut first = 0;
     loop {
@@ -680,10 +671,14 @@ fn run(
             stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
         // Only now may the workers let the replies of these records go.
-        for ((feed, taken), published) in shared.feeds.iter().zip(&taken).zip(published.iter_mut())
+        for ((committed, taken), published) in shared
+            .committed
+            .iter()
+            .zip(&taken)
+            .zip(published.iter_mut())
         {
             if taken != published {
-                feed.committed.store(*taken, Ordering::Release);
+                committed.store(*taken, Ordering::Release);
                 *published = *taken;
             }
         }

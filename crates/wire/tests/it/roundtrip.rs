@@ -152,3 +152,49 @@ proptest! {
         }
     }
 }
+
+/// A DHCP payload: a BOOTREQUEST header of zeroes, the magic cookie, `options`, END.
+fn payload_with(options: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 236];
+    p[..3].copy_from_slice(&[1, 1, 6]);
+    p.extend_from_slice(&[99, 130, 83, 99]);
+    p.extend_from_slice(options);
+    p.push(opt::END);
+    p
+}
+
+/// The fixed-size accessors read an option whole or split (RFC 3396: its instances
+/// concatenated), and one of the wrong length as absent, either way.
+#[test]
+fn fixed_size_options_read_the_same_whole_or_split_and_refuse_a_wrong_length() {
+    let whole = payload_with(&[
+        53, 1, 3, 50, 4, 10, 1, 2, 3, 51, 4, 0, 0, 2, 88, 57, 2, 5, 220,
+    ]);
+    let split = payload_with(&[
+        53, 1, 3, 50, 2, 10, 1, 51, 1, 0, 57, 1, 5, 50, 2, 2, 3, 51, 3, 0, 2, 88, 57, 1, 220,
+    ]);
+    for bytes in [&whole, &split] {
+        let m = DhcpMessage::parse(bytes).unwrap();
+        assert_eq!(
+            m.message_type(),
+            Some(peregrine_wire::dhcp::MessageType::Request)
+        );
+        assert_eq!(m.requested_ip(), Some(Ipv4Addr::new(10, 1, 2, 3)));
+        assert_eq!(m.lease_time(), Some(600));
+        assert_eq!(m.max_message_size(), Some(1500));
+    }
+    let wrong = payload_with(&[
+        53, 2, 3, 3, 50, 3, 10, 1, 2, 54, 2, 1, 2, 50, 2, 3, 4, 51, 5, 0, 0, 0, 0, 1,
+    ]);
+    let m = DhcpMessage::parse(&wrong).unwrap();
+    // Option 50 split as 3 + 2 bytes is 5: not an address.
+    assert_eq!(
+        (
+            m.message_type(),
+            m.requested_ip(),
+            m.server_id(),
+            m.lease_time()
+        ),
+        (None, None, None, None)
+    );
+}
