@@ -32,6 +32,38 @@ pub(crate) fn pin_current_thread(core: usize) -> io::Result<()> {
     pinned.map_err(|e| io::Error::new(e.kind(), format!("pinning a thread to CPU {core}: {e}")))
 }
 
+/// Keeps the calling thread, and with it every thread it starts from now on, off the workers'
+/// `cores`: the journal writer, compaction, the control plane and the failover link then never
+/// take a worker's core from it (a polling DPDK worker has no idle time to lend them; an
+/// AF_PACKET worker would lose the middle of a burst). A worker pins itself to its core when
+/// it starts, whatever it inherits. Returns the CPUs left to the other threads, or `None`
+/// when the workers' cores are every CPU this thread may use (then all share them, unchanged).
+pub(crate) fn keep_off_worker_cores(cores: &[usize]) -> io::Result<Option<Vec<usize>>> {
+    let size = size_of::<libc::cpu_set_t>();
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of `size` bytes; 0 is the calling thread.
+    if unsafe { libc::sched_getaffinity(0, size, &raw mut set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for &core in cores.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+        // SAFETY: `core` is below CPU_SETSIZE.
+        unsafe { libc::CPU_CLR(core, &mut set) };
+    }
+    let left: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: every index is below CPU_SETSIZE.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect();
+    if left.is_empty() {
+        return Ok(None);
+    }
+    // SAFETY: as above, `set` now without the workers' cores, and not empty.
+    if unsafe { libc::sched_setaffinity(0, size, &raw const set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Some(left))
+}
+
 /// Moves the calling thread to `SCHED_IDLE`: it runs only when nothing else on its core wants
 /// to, so background work (compaction) never delays a worker that shares the core.
 pub(crate) fn idle_priority_current_thread() -> io::Result<()> {
@@ -78,6 +110,47 @@ mod tests {
         assert_eq!(policy, libc::SCHED_IDLE);
         // SAFETY: as above; the test thread itself kept its policy.
         assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
+    }
+
+    /// The CPUs of the calling thread, in order.
+    fn affinity() -> Vec<usize> {
+        // SAFETY: as in keep_off_worker_cores.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid cpu_set_t of the size passed.
+        let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) };
+        assert_eq!(rc, 0);
+        (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: every index is below CPU_SETSIZE.
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect()
+    }
+
+    /// With a worker on the first CPU, the thread and those it starts later run on the others;
+    /// with workers on every CPU nothing moves.
+    #[test]
+    fn the_other_threads_leave_the_workers_cores() {
+        let all = affinity();
+        if all.len() < 2 {
+            eprintln!("one CPU here: nothing to leave it for");
+            return;
+        }
+        let (left, child) = std::thread::spawn(|| {
+            let left = keep_off_worker_cores(&[affinity()[0]]).unwrap();
+            let child = std::thread::spawn(affinity).join().unwrap();
+            (left, child)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(left.as_deref(), Some(&all[1..]));
+        assert_eq!(child, all[1..]);
+        let (left, after) = std::thread::spawn(move || {
+            let left = keep_off_worker_cores(&affinity()).unwrap();
+            (left, affinity())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(left, None);
+        assert_eq!(after, all);
     }
 
     /// A thread pinned to core 0 runs there; a core the machine lacks is refused by name, and

@@ -38,6 +38,7 @@ pub(crate) fn run(path: &Path) -> anyhow::Result<()> {
         .transpose()?;
     let engine = build_engine(&config, store.as_ref())?;
     let mut backend = backend::open(&config, &engine)?;
+    place_other_threads(&config.runtime.cores);
     let engine = SharedEngine::new(Arc::new(engine));
 
     let (quit, hangup) = signals()?;
@@ -233,6 +234,27 @@ type JournalSides = (
     Option<WorkerJournal>,
     Option<WorkerJournal>,
 );
+
+/// Keeps every thread started from here on but the workers (the journal's, the control
+/// plane's, the failover link's) off the workers' `cores`, once the backend is open (DPDK's
+/// EAL has given this thread its CPUs back by then).
+fn place_other_threads(cores: &[usize]) {
+    if cores.is_empty() {
+        return;
+    }
+    match placement::keep_off_worker_cores(cores) {
+        Ok(Some(cpus)) => tracing::info!(
+            ?cpus,
+            "the journal, control plane and failover link run off the workers' cores"
+        ),
+        Ok(None) => tracing::warn!(
+            ?cores,
+            "the workers' cores are all the CPUs the server may use: the journal writer and the \
+             control plane share them (give the process more CPUs, or set leases.writer-core)"
+        ),
+        Err(e) => tracing::warn!("keeping other threads off the workers' cores: {e}"),
+    }
+}
 
 /// Starts the journal writer, if leases are kept durably, with a side for each of `workers`,
 /// one for imports through the admin API and, with failover, one for the link.

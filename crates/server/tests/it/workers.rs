@@ -1,5 +1,6 @@
 //! How the server runs its workers: on a TAP device it creates, pinned to the configured
-//! cores, and with one flow's requests handed between two workers by client.
+//! cores, its other threads off those cores, and with one flow's requests handed between two
+//! workers by client.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -93,6 +94,46 @@ fn udhcpc_leases_through_a_tap_device_the_server_creates_with_pinned_workers() {
         metric(&metrics, "peregrine_dhcp_messages_sent_total{type=\"ack\"}"),
         1
     );
+    assert!(stop(&mut server).success());
+}
+
+/// With its worker pinned to CPU 0, the journal's threads run on the other CPUs, never on the
+/// worker's: a polling worker has no idle time to lend them.
+#[test]
+fn the_journal_runs_off_the_workers_core() {
+    let last = std::thread::available_parallelism().map_or(1, usize::from) - 1;
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    if last == 0 || !own.contains(&format!("Cpus_allowed_list:\t0-{last}\n")) {
+        eprintln!("skipped: needs CPUs 0 and another, all of them this test's");
+        return;
+    }
+    let Some(ns) = Netns::new("server_off_core") else {
+        return;
+    };
+    ns.veth("srv0", "cli0");
+    let dir = TempDir::new("peregrine-off-core");
+    let config = config(&dir, "srv0", "workers = 1\ncores = [0]");
+    let leases = format!("\n[leases]\ndirectory = {:?}\n", dir.path().join("leases"));
+    let text = std::fs::read_to_string(&config).unwrap() + &leases;
+    std::fs::write(&config, text).unwrap();
+    let mut server = start(&ns, &config);
+    let pid = server.id();
+    let start = Instant::now();
+    while allowed_cpus(pid, "pg-srv0-0").is_none() {
+        assert!(server.is_running(), "peregrine exited");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no worker thread"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let others = if last == 1 {
+        "1".to_string()
+    } else {
+        format!("1-{last}")
+    };
+    assert_eq!(allowed_cpus(pid, "pg-srv0-0").unwrap(), "0");
+    assert_eq!(allowed_cpus(pid, "peregrine-journ").unwrap(), others);
     assert!(stop(&mut server).success());
 }
 
