@@ -22,6 +22,10 @@ GIADDRS_8=10.210.0.1,10.211.0.1,10.212.0.1,10.213.0.1,10.214.0.1,10.215.0.1,10.2
 GIADDRS_WIDE=10.208.0.1,10.210.0.1,10.212.0.1,10.214.0.1,10.216.0.1,10.218.0.1,10.220.0.1,10.222.0.1
 SRV_CPU="${SRV_CPU:-0}"   # server pinned here
 GEN_CPU="${GEN_CPU:-1}"   # generator pinned here
+# OTHERS_CPU, if set: a Peregrine server's threads other than its workers (journal writer and
+# compaction, control plane) run there, as they would on a machine with a housekeeping core:
+# the workers are pinned to SRV_CPU ([dataplane] cores) and the server may use both CPUs.
+# Unset: the whole server on SRV_CPU.
 
 # Kernel UDP/67 in namespace $1 on device $2 dropped at ingress (after AF_PACKET taps have seen
 # it): a raw-frame generator or responder must not have its kernel answer each frame with an
@@ -48,6 +52,7 @@ write_configs() {
     sed -e "s|/tmp/peregrine-harness/leases|$RUN_DIR/leases|" \
         -e "s|^durability = .*|durability = \"$d\"${COMMIT_INTERVAL_US:+\\ncommit-interval-us = $COMMIT_INTERVAL_US}|" \
         -e "s|^\[server\]|[server]${PING_CHECK_MS:+\\nping-check-ms = $PING_CHECK_MS}|" \
+        -e "s|^backend = \"af-packet\"|&${OTHERS_CPU:+\\ncores = [$SRV_CPU]}|" \
         "$base" > "$RUN_DIR/pg-afpacket-$d.toml"
     # OVERLOAD_PRIORITY=false: workers that fall behind take DISCOVERs as they come ([limits]).
     [[ "${OVERLOAD_PRIORITY:-}" == false ]] && printf '\n[limits]\noverload-priority = false\n' >> "$RUN_DIR/pg-afpacket-$d.toml"
@@ -70,7 +75,7 @@ write_configs() {
   { cat "$RUN_DIR/pg-afpacket-fsync.toml"
     printf '\n[failover]\nrole = "primary"\nlocal = "10.254.0.1"\npeer = "10.254.0.2"\nsplit = 256\n%b' "${MAX_UNACKED:+max-unacked-updates = $MAX_UNACKED\n}"
   } > "$RUN_DIR/pg-pair-primary.toml"
-  sed -e "s|$RUN_DIR/leases|$RUN_DIR/leases-peer|" "$RUN_DIR/pg-afpacket-fsync.toml" \
+  sed -e "s|$RUN_DIR/leases|$RUN_DIR/leases-peer|" -e '/^cores = /d' "$RUN_DIR/pg-afpacket-fsync.toml" \
     | python3 -c 'import re,sys; t=sys.stdin.read(); t=re.sub(r"\[\[interface\]\][^[]*", "", t); print(t.replace("[leases]", "[[interface]]\nname = \"fo1\"\naddress = \"10.254.0.2\"\n\n[leases]", 1))' \
     > "$RUN_DIR/pg-pair-secondary.toml"
   printf '\n[failover]\nrole = "secondary"\nlocal = "10.254.0.2"\npeer = "10.254.0.1"\n%b' "${MAX_UNACKED:+max-unacked-updates = $MAX_UNACKED\n}" >> "$RUN_DIR/pg-pair-secondary.toml"
@@ -180,7 +185,7 @@ bench_server_cmd() {
   esac
 }
 
-# Start server $1 pinned to $SRV_CPU (fresh state); sets SPID.
+# Start server $1 pinned to $SRV_CPU (and OTHERS_CPU, above; fresh state); sets SPID.
 bench_start() {
   local cmd; cmd="$(bench_server_cmd "$1")" || { echo "unknown server $1" >&2; return 1; }
   # A raw responder (the echo on AF_PACKET, a server on DPDK) leaves the kernel beside it
@@ -202,7 +207,9 @@ bench_start() {
       -pf "$RUN_DIR/dhcpd-peer.pid" fo1 > "$RUN_DIR/server-peer.out" 2>&1 < /dev/null &
     PEER_PID=$!
   fi
-  start_server_cmd "taskset -c $SRV_CPU $cmd" "$RUN_DIR/server-$1.out" || return 1
+  local cpus=$SRV_CPU
+  [[ -n ${OTHERS_CPU:-} && $1 == peregrine-* ]] && cpus="$SRV_CPU,$OTHERS_CPU"
+  start_server_cmd "taskset -c $cpus $cmd" "$RUN_DIR/server-$1.out" || return 1
   SPID="$(cat "$SERVER_PIDFILE")"
   if [[ $1 == peregrine-pair-fsync || $1 == peregrine-isc-pair ]]; then
     # Measured in NORMAL only, once the first pool balancing (half of every pool moved to
