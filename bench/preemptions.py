@@ -4,7 +4,7 @@
 Reads a `perf record -e sched:sched_switch -C CPU -o FILE` taken around a run (for example while
 bench/compare.sh or peregrine-loadgen drives the server):
 
-    python3 bench/preemptions.py FILE [THREAD]     # THREAD: the worker's name, default pg-s-perf-0
+    python3 bench/preemptions.py FILE [THREAD]     # THREAD: the worker's name, default pg-dpdk-0
 
 Prints how many preemptions there were, how many lasted over 2 ms, and the longest ones with the
 thread that ran first in each: a DPDK queue holds a few milliseconds of a busy port's frames, so
@@ -22,7 +22,7 @@ SWITCH = re.compile(
 
 def main():
     data = sys.argv[1]
-    thread = sys.argv[2] if len(sys.argv) > 2 else "pg-s-perf-0"
+    thread = sys.argv[2] if len(sys.argv) > 2 else "pg-dpdk-0"
     text = subprocess.run(
         ["perf", "script", "-i", data, "-F", "time,event,trace"],
         capture_output=True, text=True, check=True,

@@ -13,6 +13,8 @@ set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 harness_lock
 PROFILE="${PROFILE:-peregrine-dpdk-afxdp-fsync}"
+# The thread that polls s-perf: a DPDK worker polls every port (pg-dpdk-0), others one each.
+WORKER=pg-s-perf-0; [[ $PROFILE == *dpdk* ]] && WORKER=pg-dpdk-0
 RATE="${RATE:-110000}"
 RUNS="${RUNS:-4}"
 OUT="${OUT:-$BENCH_DIR/results/preemptions-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -38,5 +40,5 @@ for run in $(seq 1 "$RUNS"); do
   kill -INT "$perf_pid"; wait "$perf_pid"
   bench_stop
   { echo "== run $run: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["leased_clients"], "of", r["clients"], "clients leased, offered", round(r["offered_per_s"]), "per s")' "$OUT/run-$run.json")"
-    python3 "$BENCH_DIR/preemptions.py" "$OUT/sched-$run.data"; } | tee -a "$OUT/summary.txt"
+    python3 "$BENCH_DIR/preemptions.py" "$OUT/sched-$run.data" "$WORKER"; } | tee -a "$OUT/summary.txt"
 done

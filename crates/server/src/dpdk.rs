@@ -1,7 +1,8 @@
 //! `backend = "dpdk"`: the EAL started with `[dpdk] eal-args`, one packet pool, and each
-//! `[[interface]]`'s `dpdk-port` started with a queue per worker, each polled by a worker
-//! thread the server makes and pins, which its queue registers with the EAL as an lcore of its
-//! own (for the pool's per-lcore cache); the EAL's own lcores (`-l`) run nothing of ours.
+//! `[[interface]]`'s `dpdk-port` started with a queue per worker; worker `q` polls queue `q` of
+//! every port, on a thread the server makes and pins, which its queues register with the EAL
+//! as an lcore of its own (for the pool's per-lcore cache); the EAL's own lcores (`-l`) run
+//! nothing of ours.
 
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
     let mut slots = Vec::new();
     let mut opened = Vec::new();
     let mut ports: Vec<(String, String, Arc<Port>)> = Vec::new();
-    for (k, i) in config.runtime.interfaces.iter().enumerate() {
+    for i in &config.runtime.interfaces {
         let name = i
             .dpdk_port
             .as_deref()
@@ -53,18 +54,19 @@ pub(crate) fn open(config: &Config, engine: &Engine) -> anyhow::Result<Box<dyn B
             engine_id: engine.interface(&i.name),
             trusted: i.trusted,
         });
-        for q in 0..queues {
-            let queue = port
-                .queue(q, &pool)
-                .context("a queue the port was started with")?;
-            opened.push(queue);
-            slots.push(QueueSlot {
-                name: format!("pg-{}-{q}", i.name),
-                interface: Some(k),
-            });
-        }
         tracing::info!(interface = %i.name, port = name, id, queues, "DPDK port started");
         ports.push((i.name.clone(), name.to_owned(), port));
+    }
+    // Worker q polls queue q of every port: one polling thread per core, as l3fwd's lcores.
+    let all: Vec<&Port> = ports.iter().map(|(_, _, p)| p.as_ref()).collect();
+    for q in 0..queues {
+        let queue = peregrine_dpdk::lcore_queues(&all, q, &pool)
+            .context("a queue the ports were started with")?;
+        opened.push(queue);
+        slots.push(QueueSlot {
+            name: format!("pg-dpdk-{q}"),
+            interface: None,
+        });
     }
     let counters = Arc::new(PortCounters(ports));
     // The ports live in `counters`, which the control plane shares: a port stops when the last

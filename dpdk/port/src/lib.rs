@@ -390,26 +390,38 @@ impl Port {
     }
 
     /// Queue `q`'s two sides, sending from `pool`; each belongs to one thread at a time (DPDK's
-    /// queues take no locks).
+    /// queues take no locks). The one-port case of [`lcore_queues`].
     pub fn queue(&self, q: u16, pool: &Arc<Mempool>) -> Option<(DpdkRx, DpdkTx)> {
-        (q < self.queues).then(|| {
-            (
-                DpdkRx {
-                    port: self.id,
-                    queue: q,
-                    registered: None,
-                    idle: Idle::default(),
-                },
-                DpdkTx {
-                    port: self.id,
-                    queue: q,
-                    pool: pool.clone(),
-                    current: std::ptr::null_mut(),
-                    pending: Vec::with_capacity(BURST),
-                },
-            )
-        })
+        lcore_queues(&[self], q, pool)
     }
+}
+
+/// Queue `q` of every one of `ports`, for one worker on one lcore, as DPDK's l3fwd gives an
+/// lcore a list of (port, queue) to poll: its RX takes a burst from each port in turn (a frame's
+/// `ifindex` is its port's id), its TX sends each frame out of the port its `ifindex` names.
+/// One polling thread per core, however many ports: a second one on the core would take turns
+/// with the first, each polling while the other's frames wait. `None` if a port lacks queue
+/// `q`, or there is no port.
+pub fn lcore_queues(ports: &[&Port], q: u16, pool: &Arc<Mempool>) -> Option<(DpdkRx, DpdkTx)> {
+    if ports.is_empty() || ports.iter().any(|p| q >= p.queues) {
+        return None;
+    }
+    let queues: Vec<(u16, u16)> = ports.iter().map(|p| (p.id, q)).collect();
+    Some((
+        DpdkRx {
+            queues: queues.clone(),
+            first: 0,
+            registered: None,
+            idle: Idle::default(),
+        },
+        DpdkTx {
+            pending: queues.iter().map(|_| Vec::with_capacity(BURST)).collect(),
+            queues,
+            queued: 0,
+            pool: pool.clone(),
+            current: std::ptr::null_mut(),
+        },
+    ))
 }
 
 impl Drop for Port {
@@ -422,11 +434,14 @@ impl Drop for Port {
     }
 }
 
-/// The receive side of a port's queue.
+/// The receive side of a queue on each of an lcore's ports ([`lcore_queues`]).
 #[derive(Debug)]
 pub struct DpdkRx {
-    port: u16,
-    queue: u16,
+    /// (port, queue) to poll.
+    queues: Vec<(u16, u16)>,
+    /// The one polled first in the next burst: each goes first in turn, so that none waits
+    /// behind the others' bursts every time.
+    first: usize,
     /// The thread [`RxQueue::attach_thread`] registered with the EAL, if it did.
     registered: Option<std::thread::ThreadId>,
     /// Whether its worker yields or naps when the queue gives nothing.
@@ -459,26 +474,35 @@ unsafe fn frame<'m>(m: *mut sys::rte_mbuf) -> &'m [u8] {
 impl RxQueue for DpdkRx {
     fn rx_burst(&mut self, max: usize, f: &mut dyn FnMut(RxFrame<'_>)) -> io::Result<usize> {
         let mut got = [std::ptr::null_mut::<sys::rte_mbuf>(); BURST];
-        let want = max.min(BURST) as u16;
-        // SAFETY: got has room for `want` mbuf pointers.
-        let n = usize::from(unsafe {
-            sys::rte_eth_rx_burst(self.port, self.queue, got.as_mut_ptr(), want)
-        });
-        if n > 0 {
+        let k = self.queues.len();
+        let mut total = 0;
+        for i in 0..k {
+            let want = max.saturating_sub(total).min(BURST) as u16;
+            if want == 0 {
+                break;
+            }
+            let (port, queue) = self.queues[(self.first + i) % k];
+            // SAFETY: got has room for `want` mbuf pointers.
+            let n =
+                usize::from(unsafe { sys::rte_eth_rx_burst(port, queue, got.as_mut_ptr(), want) });
+            for m in &got[..n] {
+                // SAFETY: DPDK handed us these mbufs; each is freed right after its callback.
+                unsafe {
+                    f(RxFrame {
+                        data: frame(*m),
+                        ifindex: u32::from(port),
+                        checksum_pending: false,
+                    });
+                    sys::rte_pktmbuf_free(*m);
+                }
+            }
+            total += n;
+        }
+        self.first = (self.first + 1) % k;
+        if total > 0 {
             self.idle.frames();
         }
-        for m in &got[..n] {
-            // SAFETY: DPDK handed us these mbufs; each is freed right after its callback.
-            unsafe {
-                f(RxFrame {
-                    data: frame(*m),
-                    ifindex: u32::from(self.port),
-                    checksum_pending: false,
-                });
-                sys::rte_pktmbuf_free(*m);
-            }
-        }
-        Ok(n)
+        Ok(total)
     }
 
     /// Registers the calling thread with the EAL (gives it an lcore id) if DPDK did not start
@@ -504,15 +528,19 @@ impl RxQueue for DpdkRx {
     }
 }
 
-/// The transmit side of a port's queue: frames are written straight into mbufs of its pool.
+/// The transmit side of a queue on each of an lcore's ports ([`lcore_queues`]): frames are
+/// written straight into mbufs of its pool, and leave by the port their `ifindex` names.
 #[derive(Debug)]
 pub struct DpdkTx {
-    port: u16,
-    queue: u16,
+    /// (port, queue) to send on.
+    queues: Vec<(u16, u16)>,
+    /// The frames queued for each of `queues`, together at most a burst.
+    pending: Vec<Vec<*mut sys::rte_mbuf>>,
+    /// Frames in `pending`, all ports together.
+    queued: usize,
     pool: Arc<Mempool>,
     /// The mbuf lent by the last [`TxQueue::buffer`], not queued yet.
     current: *mut sys::rte_mbuf,
-    pending: Vec<*mut sys::rte_mbuf>,
 }
 
 // SAFETY: as for DpdkRx; the mbufs it holds are its own until sent or freed.
@@ -520,7 +548,7 @@ unsafe impl Send for DpdkTx {}
 
 impl TxQueue for DpdkTx {
     fn buffer(&mut self) -> Option<&mut [u8]> {
-        if self.pending.len() >= BURST {
+        if self.queued >= BURST {
             return None;
         }
         if self.current.is_null() {
@@ -543,7 +571,9 @@ impl TxQueue for DpdkTx {
         }
     }
 
-    fn queue(&mut self, len: usize, _ifindex: u32) {
+    /// `ifindex` is a port id; one this queue does not send on (0 with a single port that is
+    /// not port 0: "the queue's own") goes out of its first port.
+    fn queue(&mut self, len: usize, ifindex: u32) {
         let m = std::mem::replace(&mut self.current, std::ptr::null_mut());
         if m.is_null() {
             return;
@@ -555,27 +585,37 @@ impl TxQueue for DpdkTx {
             (*m).data_len = len;
             (*m).pkt_len = u32::from(len);
         }
-        self.pending.push(m);
+        let at = self
+            .queues
+            .iter()
+            .position(|&(port, _)| u32::from(port) == ifindex)
+            .unwrap_or(0);
+        self.pending[at].push(m);
+        self.queued += 1;
     }
 
     fn flush(&mut self) -> io::Result<usize> {
-        if self.pending.is_empty() {
-            return Ok(0);
+        let mut sent = 0;
+        for (&(port, queue), pending) in self.queues.iter().zip(&mut self.pending) {
+            if pending.is_empty() {
+                continue;
+            }
+            let n = pending.len() as u16;
+            // SAFETY: pending holds n mbufs of ours; DPDK takes those it sends.
+            let took =
+                usize::from(unsafe { sys::rte_eth_tx_burst(port, queue, pending.as_mut_ptr(), n) });
+            for m in pending.drain(..).skip(took) {
+                // SAFETY: the mbufs DPDK did not take are still ours.
+                unsafe { sys::rte_pktmbuf_free(m) };
+            }
+            sent += took;
         }
-        let n = self.pending.len() as u16;
-        // SAFETY: pending holds n mbufs of ours; DPDK takes those it sends.
-        let sent = usize::from(unsafe {
-            sys::rte_eth_tx_burst(self.port, self.queue, self.pending.as_mut_ptr(), n)
-        });
-        for m in self.pending.drain(..).skip(sent) {
-            // SAFETY: the mbufs DPDK did not take are still ours.
-            unsafe { sys::rte_pktmbuf_free(m) };
-        }
+        self.queued = 0;
         Ok(sent)
     }
 
     fn pending(&self) -> usize {
-        self.pending.len()
+        self.queued
     }
 }
 
@@ -584,7 +624,7 @@ impl Drop for DpdkTx {
         // SAFETY: every mbuf held is ours and unsent.
         unsafe {
             sys::rte_pktmbuf_free(self.current);
-            for m in self.pending.drain(..) {
+            for m in self.pending.iter_mut().flat_map(|p| p.drain(..)) {
                 sys::rte_pktmbuf_free(m);
             }
         }

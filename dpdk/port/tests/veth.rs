@@ -1,6 +1,7 @@
 //! A DPDK port on each end of a veth pair (the `net_af_packet` vdev) in a network namespace of
 //! the test's: frames written into mbufs leave one port and arrive whole at the other; the
-//! errors a server would meet name their call. A `net_af_xdp` port on a second pair passes
+//! errors a server would meet name their call; one lcore's queue on both ports sends each frame
+//! by the port it names and receives from both. A `net_af_xdp` port on a second pair passes
 //! frames both ways until its pool has been handed out several times over. One test: an EAL
 //! starts once per process.
 
@@ -99,6 +100,7 @@ fn frames_cross_a_veth_pair_between_two_dpdk_ports() {
         assert_eq!(pa.stats().unwrap().opackets, 5);
         assert_ne!(pa.mac().unwrap(), [0; 6]);
 
+        one_lcore_on_both_ports(&pa, &pb, &pool);
         af_xdp_round_trips(&eal, &pool);
 
         // A worker thread the server makes gets an lcore id (and so the pool's per-lcore
@@ -115,6 +117,34 @@ fn frames_cross_a_veth_pair_between_two_dpdk_ports() {
         });
         assert_eq!(peregrine_dpdk::current_lcore(), Some(0));
     });
+}
+
+/// One lcore's queue on both ends of a veth pair: a frame queued for a port leaves by it, and
+/// each arrives at the other end named by the port it came in on.
+fn one_lcore_on_both_ports(pa: &Port, pb: &Port, pool: &std::sync::Arc<Mempool>) {
+    let (a, b) = (pa.id(), pb.id());
+    let (mut both_rx, mut both_tx) = peregrine_dpdk::lcore_queues(&[pa, pb], 0, pool).unwrap();
+    for (n, port) in [(7u8, a), (8, b)] {
+        let f = frame(n);
+        both_tx.buffer().unwrap()[..f.len()].copy_from_slice(&f);
+        both_tx.queue(f.len(), u32::from(port));
+    }
+    assert_eq!(both_tx.pending(), 2);
+    assert_eq!(both_tx.flush().unwrap(), 2);
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.len() < 2 && start.elapsed() < Duration::from_secs(5) {
+        both_rx
+            .rx_burst(32, &mut |f| {
+                if f.data.get(12..14) == Some(&[0x88, 0xb5]) {
+                    got.push((f.ifindex, f.data[50]));
+                }
+            })
+            .unwrap();
+        both_rx.wait(Duration::from_millis(1)).unwrap();
+    }
+    got.sort_unstable();
+    assert_eq!(got, [(u32::from(a), 8), (u32::from(b), 7)]);
 }
 
 /// `net_af_xdp0` and `net_af_packet2`, the two ends of a veth pair, pass frames both ways.

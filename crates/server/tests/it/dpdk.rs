@@ -3,7 +3,7 @@
 //! port's counters and link in `/metrics`; a port that does not exist stops the server with one
 //! line naming it. On `net_af_xdp`, tagged DISCOVERs get tagged OFFERs and malformed frames are
 //! counted drops, as on AF_PACKET; two workers on a port of two queues both serve relays, each
-//! queue's counters and the driver's xstats in `/metrics`.
+//! queue's counters and the driver's xstats in `/metrics`; one worker serves two ports.
 
 use std::net::Ipv4Addr;
 use std::process::Stdio;
@@ -169,6 +169,72 @@ fn udhcpc_gets_a_lease_from_a_server_on_a_dpdk_port() {
     );
     assert!(metric(&metrics, &format!("peregrine_port_rx_packets_total{port}")) >= 2);
     assert!(metric(&metrics, &format!("peregrine_port_tx_packets_total{port}")) >= 2);
+    assert!(stop(&mut server).success());
+}
+
+/// Two interfaces on two DPDK ports and one worker: that one thread polls both ports (as an
+/// l3fwd lcore polls its list of ports), and a client behind each gets a lease from its own
+/// interface's scope, its replies leaving by the port its request came in on.
+#[test]
+fn one_worker_serves_two_ports() {
+    let Some(udhcpc) = find_tool("udhcpc") else {
+        return;
+    };
+    let (Some(srv), Some(cli)) = (Netns::new("dpdk_2ports"), Netns::new("dpdk_2ports_c")) else {
+        return;
+    };
+    for (s, c) in [("srv0", "c0"), ("srv1", "c1")] {
+        srv.ip(&format!(
+            "link add {s} type veth peer name {c} netns {}",
+            cli.name()
+        ));
+        srv.ip(&format!("link set {s} up"));
+        cli.ip(&format!("link set {c} up"));
+    }
+    let second = r#"
+[[interface]]
+name = "srv1"
+address = "10.87.0.1"
+dpdk-port = "net_af_packet1"
+
+[[scope]]
+name = "lan1"
+subnet = "10.87.0.0/24"
+interfaces = ["srv1"]
+
+[[scope.pool]]
+range = "10.87.0.100 - 10.87.0.199"
+"#;
+    let text = config("net_af_packet0").replace(
+        "\"--vdev=net_af_packet0,iface=srv0\",",
+        "\"--vdev=net_af_packet0,iface=srv0\", \"--vdev=net_af_packet1,iface=srv1\",",
+    ) + second;
+    let dir = TempDir::new("peregrine-dpdk-2ports");
+    let path = dir.path().join("two-ports.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut server = start(&srv, &path);
+    for (c, net) in [("c0", "10.86.0"), ("c1", "10.87.0")] {
+        let said = udhcpc_once(&cli, &udhcpc, c, 10, &[]);
+        assert!(said.contains(&format!("lease of {net}.1")), "{said}");
+        assert!(said.contains(&format!("obtained from {net}.1")), "{said}");
+    }
+    let workers: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.id()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .filter(|c| c.starts_with("pg-"))
+        .collect();
+    assert_eq!(workers, ["pg-dpdk-0"]);
+    let metrics = scrape(&srv, "127.0.0.1:9167");
+    for (interface, port) in [("srv0", "net_af_packet0"), ("srv1", "net_af_packet1")] {
+        let labels = format!("{{interface=\"{interface}\",port=\"{port}\"}}");
+        assert!(
+            metric(
+                &metrics,
+                &format!("peregrine_port_tx_packets_total{labels}")
+            ) >= 2
+        );
+    }
     assert!(stop(&mut server).success());
 }
 
