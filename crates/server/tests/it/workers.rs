@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use peregrine_io::TxQueue;
 use peregrine_io::afpacket::{self, AfPacketConfig};
 use peregrine_testkit::netns::Netns;
-use peregrine_testkit::process::{TempDir, find_tool};
+use peregrine_testkit::process::{Running, TempDir, find_tool};
 use peregrine_wire::dhcp::MessageType;
 use peregrine_wire::ethernet::VlanTags;
 
@@ -51,6 +51,19 @@ fn allowed_cpus(pid: u32, name: &str) -> Option<String> {
     None
 }
 
+/// Waits (up to 10 s) until `server` has a thread named `name`.
+fn wait_for_thread(server: &mut Running, name: &str) {
+    let start = Instant::now();
+    while allowed_cpus(server.id(), name).is_none() {
+        assert!(server.is_running(), "peregrine exited");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no thread {name}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `backend = "tap"`: the server creates the TAP device, and a real client on the kernel's
 /// side of it (udhcpc) leases an address; its two workers run on the cores configured.
 #[test]
@@ -71,15 +84,7 @@ fn udhcpc_leases_through_a_tap_device_the_server_creates_with_pinned_workers() {
     );
     let mut server = start(&ns, &config);
     let pid = server.id();
-    let start = Instant::now();
-    while allowed_cpus(pid, "pg-pgtap0-1").is_none() {
-        assert!(server.is_running(), "peregrine exited");
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no worker threads"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_thread(&mut server, "pg-pgtap0-1");
     assert_eq!(allowed_cpus(pid, "pg-pgtap0-0").unwrap(), last.to_string());
     assert_eq!(allowed_cpus(pid, "pg-pgtap0-1").unwrap(), "0");
     ns.ip("link set pgtap0 up");
@@ -118,15 +123,7 @@ fn the_journal_runs_off_the_workers_core() {
     std::fs::write(&config, text).unwrap();
     let mut server = start(&ns, &config);
     let pid = server.id();
-    let start = Instant::now();
-    while allowed_cpus(pid, "pg-srv0-0").is_none() {
-        assert!(server.is_running(), "peregrine exited");
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no worker thread"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_thread(&mut server, "pg-srv0-0");
     let others = if last == 1 {
         "1".to_string()
     } else {
