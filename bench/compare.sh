@@ -37,6 +37,8 @@
 #   whole; default afpacket), OUT (result dir),
 #   PING_CHECK_MS (Peregrine with a ping check of that many ms on every scope; default none),
 #   LADDER (the rates to try, in order, for every server: "60000 65000 70000"; default per server).
+#   ISOLATE=1 (every thread and IRQ that can move is moved off the server's CPU for the run, as
+#   isolcpus would keep them: see isolate_srv_cpu in lib.sh),
 #   OTHERS_CPU (a Peregrine server's threads but its workers on that CPU, the generator's when
 #   1: as on a machine with a housekeeping core; default unset, the whole server on CPU0).
 # Output: $OUT/{runs.csv,runs.log,summary.md} (default bench/results/compare-<UTC time>/) and
@@ -66,10 +68,11 @@ ladder() {
 
 topology_up_if_needed
 write_configs
-trap 'bench_stop; nodrop_udp67 "$NS_PERF"; peer_down; "$HARNESS/netns-topology.sh" down >/dev/null 2>&1' EXIT; trap 'exit 130' INT TERM
+trap 'bench_stop; nodrop_udp67 "$NS_PERF"; peer_down; "$HARNESS/netns-topology.sh" down >/dev/null 2>&1; isolation_restore' EXIT; trap 'exit 130' INT TERM
+[[ ${ISOLATE:-0} == 1 ]] && isolate_srv_cpu
 if [[ $GEN_BACKEND == udp ]]; then nodrop_udp67 "$NS_PERF"; else drop_udp67 "$NS_PERF" p-srv; fi
 {
-  echo "# compare.sh $STAMP: generator backend $GEN_BACKEND, ${RUN_S} s per run, server CPU$SRV_CPU, generator CPU$GEN_CPU, commit-interval-us ${COMMIT_INTERVAL_US:-default}, ping-check-ms ${PING_CHECK_MS:-0}, Peregrine's other threads on CPU${OTHERS_CPU:-$SRV_CPU}"
+  echo "# compare.sh $STAMP: generator backend $GEN_BACKEND, ${RUN_S} s per run, server CPU$SRV_CPU, generator CPU$GEN_CPU, commit-interval-us ${COMMIT_INTERVAL_US:-default}, ping-check-ms ${PING_CHECK_MS:-0}, Peregrine's other threads on CPU${OTHERS_CPU:-$SRV_CPU}, isolated ${ISOLATE:-0}"
   echo "# $(uname -r), $(nproc) CPUs: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
   echo "# kea $(kea-dhcp4 -v 2>/dev/null), dhcpd $(dhcpd --version 2>&1 | head -1), peregrine $(git -C "$REPO_DIR" rev-parse --short HEAD)"
 } > "$OUT/runs.log"

@@ -27,6 +27,37 @@ GEN_CPU="${GEN_CPU:-1}"   # generator pinned here
 # the workers are pinned to SRV_CPU ([dataplane] cores) and the server may use both CPUs.
 # Unset: the whole server on SRV_CPU.
 
+# ISOLATE=1 (compare.sh): what `isolcpus` does for a DPDK worker's core, done at run time: every
+# thread and IRQ that may move and may run on SRV_CPU is moved to the other CPUs (the machine's
+# own daemons and kernel threads such as kdamond, which otherwise preempt a polling worker for
+# milliseconds), and put back by `isolation_restore`. The kernel's per-CPU threads stay.
+isolate_srv_cpu() {
+  local others saved="$RUN_DIR/isolated" t tid list i a
+  others=$(python3 -c "import os; print(','.join(str(c) for c in sorted(os.sched_getaffinity(0)) if c != $SRV_CPU))")
+  [[ -n $others ]] || return 0
+  mkdir -p "$RUN_DIR"; : > "$saved"
+  for t in /proc/[0-9]*/task/[0-9]*; do
+    tid=${t##*/}
+    list=$(awk '/^Cpus_allowed_list/{print $2}' "$t/status" 2>/dev/null) || continue
+    [[ -n $list && $list != "$SRV_CPU" ]] || continue
+    python3 -c "import sys; from itertools import chain; r=[range(int(a), int(b or a)+1) for a, _, b in (p.partition('-') for p in sys.argv[1].split(','))]; sys.exit($SRV_CPU not in set(chain(*r)))" "$list" || continue
+    taskset -pc "$others" "$tid" > /dev/null 2>&1 && echo "t $tid $list" >> "$saved"
+  done
+  for i in /proc/irq/[0-9]*; do
+    a=$(cat "$i/smp_affinity_list" 2>/dev/null) || continue
+    echo "$others" > "$i/smp_affinity_list" 2>/dev/null && echo "i ${i##*/} $a" >> "$saved"
+  done
+  echo "isolated CPU$SRV_CPU: $(grep -c '^t' "$saved") threads and $(grep -c '^i' "$saved") IRQs moved to CPU $others"
+}
+isolation_restore() {
+  local saved="$RUN_DIR/isolated" k id list
+  [[ -f $saved ]] || return 0
+  while read -r k id list; do
+    if [[ $k == t ]]; then taskset -pc "$list" "$id" > /dev/null 2>&1; else echo "$list" > "/proc/irq/$id/smp_affinity_list" 2>/dev/null; fi
+  done < "$saved"
+  rm -f "$saved"
+}
+
 # Kernel UDP/67 in namespace $1 on device $2 dropped at ingress (after AF_PACKET taps have seen
 # it): a raw-frame generator or responder must not have its kernel answer each frame with an
 # ICMP port-unreachable. `nodrop` removes the rule.
