@@ -250,7 +250,7 @@ fn place_other_threads(cores: &[usize]) {
         Ok(None) => tracing::warn!(
             ?cores,
             "the workers' cores are all the CPUs the server may use: the journal writer and the \
-             control plane share them (give the process more CPUs, or set leases.writer-core)"
+             control plane share them (allow the process a CPU that no worker has)"
         ),
         Err(e) => tracing::warn!("keeping other threads off the workers' cores: {e}"),
     }
