@@ -32,22 +32,32 @@ GEN_CPU="${GEN_CPU:-1}"   # generator pinned here
 # own daemons and kernel threads such as kdamond, which otherwise preempt a polling worker for
 # milliseconds), and put back by `isolation_restore`. The kernel's per-CPU threads stay.
 isolate_srv_cpu() {
-  local others saved="$RUN_DIR/isolated" t tid list i a
-  others=$(python3 -c "import os; print(','.join(str(c) for c in sorted(os.sched_getaffinity(0)) if c != $SRV_CPU))")
-  [[ -n $others ]] || return 0
-  mkdir -p "$RUN_DIR"; : > "$saved"
-  for t in /proc/[0-9]*/task/[0-9]*; do
-    tid=${t##*/}
-    list=$(awk '/^Cpus_allowed_list/{print $2}' "$t/status" 2>/dev/null) || continue
-    [[ -n $list && $list != "$SRV_CPU" ]] || continue
-    python3 -c "import sys; from itertools import chain; r=[range(int(a), int(b or a)+1) for a, _, b in (p.partition('-') for p in sys.argv[1].split(','))]; sys.exit($SRV_CPU not in set(chain(*r)))" "$list" || continue
-    taskset -pc "$others" "$tid" > /dev/null 2>&1 && echo "t $tid $list" >> "$saved"
-  done
-  for i in /proc/irq/[0-9]*; do
-    a=$(cat "$i/smp_affinity_list" 2>/dev/null) || continue
-    echo "$others" > "$i/smp_affinity_list" 2>/dev/null && echo "i ${i##*/} $a" >> "$saved"
-  done
-  echo "isolated CPU$SRV_CPU: $(grep -c '^t' "$saved") threads and $(grep -c '^i' "$saved") IRQs moved to CPU $others"
+  mkdir -p "$RUN_DIR"
+  python3 - "$SRV_CPU" "$RUN_DIR/isolated" <<'PY'
+import glob, os, sys
+srv, saved = int(sys.argv[1]), sys.argv[2]
+others = sorted(os.sched_getaffinity(0) - {srv})
+moved = {"t": 0, "i": 0}
+with open(saved, "w") as out:
+    for task in glob.glob("/proc/[0-9]*/task/[0-9]*"):
+        tid = int(task.rsplit("/", 1)[1])
+        try:
+            cpus = os.sched_getaffinity(tid)
+            if srv in cpus and cpus != {srv} and others:
+                os.sched_setaffinity(tid, others)
+                out.write(f"t {tid} {','.join(map(str, sorted(cpus)))}\n"); moved["t"] += 1
+        except OSError:
+            pass  # gone, or a per-CPU kernel thread
+    for irq in glob.glob("/proc/irq/[0-9]*"):
+        try:
+            was = open(f"{irq}/smp_affinity_list").read().strip()
+            with open(f"{irq}/smp_affinity_list", "w") as f:
+                f.write(",".join(map(str, others)))
+            out.write(f"i {irq.rsplit('/', 1)[1]} {was}\n"); moved["i"] += 1
+        except OSError:
+            pass
+print(f"isolated CPU{srv}: {moved['t']} threads and {moved['i']} IRQs moved to CPU {others}")
+PY
 }
 isolation_restore() {
   local saved="$RUN_DIR/isolated" k id list

@@ -7,6 +7,36 @@ use std::sync::Arc;
 
 use peregrine_store::{JournalThread, ThreadSetup};
 
+/// The CPUs the calling thread may run on.
+fn affinity() -> io::Result<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is the calling thread.
+    if unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) } == 0 {
+        Ok(set)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Restricts the calling thread to the CPUs of `set`.
+fn set_affinity(set: &libc::cpu_set_t) -> io::Result<()> {
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is the calling thread.
+    if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The CPUs of `set`, in order.
+fn cpus(set: &libc::cpu_set_t) -> Vec<usize> {
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: every index is below CPU_SETSIZE.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, set) })
+        .collect()
+}
+
 /// Restricts the calling thread to CPU `core` (a worker pinned to its core, as DPDK pins its
 /// lcores). Errors say which core could not be had.
 pub(crate) fn pin_current_thread(core: usize) -> io::Result<()> {
@@ -20,14 +50,7 @@ pub(crate) fn pin_current_thread(core: usize) -> io::Result<()> {
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         // SAFETY: `core` is below CPU_SETSIZE, checked above.
         unsafe { libc::CPU_SET(core, &mut set) };
-        // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is the calling thread.
-        let rc =
-            unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        set_affinity(&set)
     };
     pinned.map_err(|e| io::Error::new(e.kind(), format!("pinning a thread to CPU {core}: {e}")))
 }
@@ -35,32 +58,20 @@ pub(crate) fn pin_current_thread(core: usize) -> io::Result<()> {
 /// Keeps the calling thread, and with it every thread it starts from now on, off the workers'
 /// `cores`: the journal writer, compaction, the control plane and the failover link then never
 /// take a worker's core from it (a polling DPDK worker has no idle time to lend them; an
-/// AF_PACKET worker would lose the middle of a burst). A worker pins itself to its core when
-/// it starts, whatever it inherits. Returns the CPUs left to the other threads, or `None`
-/// when the workers' cores are every CPU this thread may use (then all share them, unchanged).
+/// AF_PACKET worker would be held up mid-burst). A worker pins itself to its core when it
+/// starts, whatever it inherits. Returns the CPUs left to the other threads, or `None` when the
+/// workers' cores are every CPU this thread may use (then all share them, unchanged).
 pub(crate) fn keep_off_worker_cores(cores: &[usize]) -> io::Result<Option<Vec<usize>>> {
-    let size = size_of::<libc::cpu_set_t>();
-    // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid cpu_set_t of `size` bytes; 0 is the calling thread.
-    if unsafe { libc::sched_getaffinity(0, size, &raw mut set) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut set = affinity()?;
     for &core in cores.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
         // SAFETY: `core` is below CPU_SETSIZE.
         unsafe { libc::CPU_CLR(core, &mut set) };
     }
-    let left: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: every index is below CPU_SETSIZE.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect();
+    let left = cpus(&set);
     if left.is_empty() {
         return Ok(None);
     }
-    // SAFETY: as above, `set` now without the workers' cores, and not empty.
-    if unsafe { libc::sched_setaffinity(0, size, &raw const set) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    set_affinity(&set)?;
     Ok(Some(left))
 }
 
@@ -113,30 +124,22 @@ mod tests {
     }
 
     /// The CPUs of the calling thread, in order.
-    fn affinity() -> Vec<usize> {
-        // SAFETY: as in keep_off_worker_cores.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` is a valid cpu_set_t of the size passed.
-        let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut set) };
-        assert_eq!(rc, 0);
-        (0..libc::CPU_SETSIZE as usize)
-            // SAFETY: every index is below CPU_SETSIZE.
-            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-            .collect()
+    fn current() -> Vec<usize> {
+        cpus(&affinity().unwrap())
     }
 
     /// With a worker on the first CPU, the thread and those it starts later run on the others;
     /// with workers on every CPU nothing moves.
     #[test]
     fn the_other_threads_leave_the_workers_cores() {
-        let all = affinity();
+        let all = current();
         if all.len() < 2 {
             eprintln!("one CPU here: nothing to leave it for");
             return;
         }
         let (left, child) = std::thread::spawn(|| {
-            let left = keep_off_worker_cores(&[affinity()[0]]).unwrap();
-            let child = std::thread::spawn(affinity).join().unwrap();
+            let left = keep_off_worker_cores(&[current()[0]]).unwrap();
+            let child = std::thread::spawn(current).join().unwrap();
             (left, child)
         })
         .join()
@@ -144,8 +147,8 @@ mod tests {
         assert_eq!(left.as_deref(), Some(&all[1..]));
         assert_eq!(child, all[1..]);
         let (left, after) = std::thread::spawn(move || {
-            let left = keep_off_worker_cores(&affinity()).unwrap();
-            (left, affinity())
+            let left = keep_off_worker_cores(&current()).unwrap();
+            (left, current())
         })
         .join()
         .unwrap();

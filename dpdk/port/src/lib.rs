@@ -417,7 +417,6 @@ pub fn lcore_queues(ports: &[&Port], q: u16, pool: &Arc<Mempool>) -> Option<(Dpd
         DpdkTx {
             pending: queues.iter().map(|_| Vec::with_capacity(BURST)).collect(),
             queues,
-            queued: 0,
             pool: pool.clone(),
             current: std::ptr::null_mut(),
         },
@@ -536,8 +535,6 @@ pub struct DpdkTx {
     queues: Vec<(u16, u16)>,
     /// The frames queued for each of `queues`, together at most a burst.
     pending: Vec<Vec<*mut sys::rte_mbuf>>,
-    /// Frames in `pending`, all ports together.
-    queued: usize,
     pool: Arc<Mempool>,
     /// The mbuf lent by the last [`TxQueue::buffer`], not queued yet.
     current: *mut sys::rte_mbuf,
@@ -548,7 +545,7 @@ unsafe impl Send for DpdkTx {}
 
 impl TxQueue for DpdkTx {
     fn buffer(&mut self) -> Option<&mut [u8]> {
-        if self.queued >= BURST {
+        if self.pending() >= BURST {
             return None;
         }
         if self.current.is_null() {
@@ -591,7 +588,6 @@ impl TxQueue for DpdkTx {
             .position(|&(port, _)| u32::from(port) == ifindex)
             .unwrap_or(0);
         self.pending[at].push(m);
-        self.queued += 1;
     }
 
     fn flush(&mut self) -> io::Result<usize> {
@@ -610,12 +606,11 @@ impl TxQueue for DpdkTx {
             }
             sent += took;
         }
-        self.queued = 0;
         Ok(sent)
     }
 
     fn pending(&self) -> usize {
-        self.queued
+        self.pending.iter().map(Vec::len).sum()
     }
 }
 
