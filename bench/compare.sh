@@ -40,7 +40,8 @@
 #   ISOLATE=1 (every thread and IRQ that can move is moved off the server's CPU for the run, as
 #   isolcpus would keep them: see isolate_srv_cpu in lib.sh),
 #   OTHERS_CPU (a Peregrine server's threads but its workers on that CPU, the generator's when
-#   1: as on a machine with a housekeeping core; default unset, the whole server on CPU0).
+#   1: as on a machine with a housekeeping core; default unset, the whole server on CPU0),
+#   GEN_NICE (the generator's nice value; -20 by default when OTHERS_CPU is its CPU, else 0).
 # Output: $OUT/{runs.csv,runs.log,summary.md} (default bench/results/compare-<UTC time>/) and
 # the chart bench/results/compare.png.
 set -uo pipefail
@@ -72,7 +73,7 @@ trap 'bench_stop; nodrop_udp67 "$NS_PERF"; peer_down; "$HARNESS/netns-topology.s
 [[ ${ISOLATE:-0} == 1 ]] && isolate_srv_cpu
 if [[ $GEN_BACKEND == udp ]]; then nodrop_udp67 "$NS_PERF"; else drop_udp67 "$NS_PERF" p-srv; fi
 {
-  echo "# compare.sh $STAMP: generator backend $GEN_BACKEND, ${RUN_S} s per run, server CPU$SRV_CPU, generator CPU$GEN_CPU, commit-interval-us ${COMMIT_INTERVAL_US:-default}, ping-check-ms ${PING_CHECK_MS:-0}, Peregrine's other threads on CPU${OTHERS_CPU:-$SRV_CPU}, isolated ${ISOLATE:-0}"
+  echo "# compare.sh $STAMP: generator backend $GEN_BACKEND, ${RUN_S} s per run, server CPU$SRV_CPU, generator CPU$GEN_CPU, commit-interval-us ${COMMIT_INTERVAL_US:-default}, ping-check-ms ${PING_CHECK_MS:-0}, Peregrine's other threads on CPU${OTHERS_CPU:-$SRV_CPU}, generator nice $GEN_NICE, isolated ${ISOLATE:-0}"
   echo "# $(uname -r), $(nproc) CPUs: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
   echo "# kea $(kea-dhcp4 -v 2>/dev/null), dhcpd $(dhcpd --version 2>&1 | head -1), peregrine $(git -C "$REPO_DIR" rev-parse --short HEAD)"
 } > "$OUT/runs.log"
@@ -106,7 +107,7 @@ one_run() {
     servers=$SERVER_IP,$ISC_PAIR_PEER
     [[ $GEN_BACKEND == udp ]] || gen+=(--server-mac "$mac,$mac")
   fi
-  ip netns exec "$NS_PERF" taskset -c "$GEN_CPU" "$LOADGEN" run "${gen[@]}" --server "$servers" \
+  ip netns exec "$NS_PERF" nice -n "$GEN_NICE" taskset -c "$GEN_CPU" "$LOADGEN" run "${gen[@]}" --server "$servers" \
     --giaddr "$GIADDRS_8" --clients "$clients" --rate "$rate" --timeout 1 \
     --circuit-id 'olt{relay}/port{port}' --remote-id 'sub-{client}' --server-pid "$SPID" \
     --label "$srv" --max-drop-pct 1 --quiet --json "$json" --csv "$OUT/runs.csv" > "$OUT/last.txt" 2>&1

@@ -5,8 +5,11 @@
 //! schedule is open-loop, not catch-up. Times are nanoseconds since the run started; no clock
 //! is read here.
 
-/// Bursts a stalled generator may make up.
-pub const CATCH_UP: u64 = 4;
+/// Bursts a stalled generator may make up: 16 of 32 are 2.1 ms at 240 000/s. With 4 (0.5 ms)
+/// the late wake-ups of this lab's VM left the generator 3-8 % short of its rate against a
+/// server with fsync and 1-7 % against the echo, a shortfall it never made good
+/// (BENCHMARKS.md, "The generator's catch-up").
+pub const CATCH_UP: u64 = 16;
 
 /// Sends per second and burst size.
 #[derive(Debug, Clone, Copy)]
@@ -93,12 +96,13 @@ mod tests {
     }
 
     #[test]
-    fn a_stall_is_made_up_by_at_most_four_bursts() {
+    fn a_stall_is_made_up_by_at_most_catch_up_bursts() {
         let mut p = Pacer::new(100_000, 32);
         assert_eq!(p.take(0), 0);
-        // 10 ms stall: 1 000 sends due, four bursts are granted.
-        let caught_up: Vec<u32> = (0..6).map(|_| p.take(10_000_000)).collect();
-        assert_eq!(caught_up, [32, 32, 32, 32, 0, 0]);
+        // 10 ms stall: 1 000 sends due, 16 bursts (512) are granted and the rest forgiven.
+        let caught_up: Vec<u32> = (0..20).map(|_| p.take(10_000_000)).collect();
+        assert_eq!(caught_up.iter().filter(|&&n| n == 32).count(), 16);
+        assert_eq!(caught_up[16..], [0, 0, 0, 0]);
         // From then on the schedule continues at the rate: 100 more due in 1 ms.
         let n: u32 = (1..=100).map(|i| p.take(10_000_000 + i * 10_000)).sum();
         assert_eq!(n, 96);
