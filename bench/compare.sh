@@ -41,7 +41,7 @@
 #   isolcpus would keep them: see isolate_srv_cpu in lib.sh),
 #   OTHERS_CPU (a Peregrine server's threads but its workers on that CPU, the generator's when
 #   1: as on a machine with a housekeeping core; default unset, the whole server on CPU0),
-#   GEN_NICE (the generator's nice value; -20 by default when OTHERS_CPU is its CPU, else 0).
+#   GEN_NICE (the generator's nice value, default 0).
 # Output: $OUT/{runs.csv,runs.log,summary.md} (default bench/results/compare-<UTC time>/) and
 # the chart bench/results/compare.png.
 set -uo pipefail

@@ -26,11 +26,9 @@ GEN_CPU="${GEN_CPU:-1}"   # generator pinned here
 # compaction, control plane) run there, as they would on a machine with a housekeeping core:
 # the workers are pinned to SRV_CPU ([dataplane] cores) and the server may use both CPUs.
 # Unset: the whole server on SRV_CPU.
-# GEN_NICE: the generator's nice value. When OTHERS_CPU is the generator's CPU it defaults to
-# -20, so that the server's housekeeping there runs in the generator's idle gaps instead of
-# holding up its schedule (at 200 000/s asked it offered 178 000-181 000 at nice 0 and
-# 193 000-197 000 at -20, 2 runs each): on a housekeeping core the generator is the guest.
-if [[ -z ${GEN_NICE+x} && ${OTHERS_CPU:-} == "$GEN_CPU" ]]; then GEN_NICE=-20; fi
+# GEN_NICE: the generator's nice value (default 0). -20 lets the server's housekeeping on the
+# generator's CPU (OTHERS_CPU) run only in the generator's idle gaps; it also starves the
+# journal writer there when the VM is slow (BENCHMARKS.md, "The generator's catch-up").
 GEN_NICE="${GEN_NICE:-0}"
 
 # ISOLATE=1 (compare.sh): what `isolcpus` does for a DPDK worker's core, done at run time: every
