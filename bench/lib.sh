@@ -28,7 +28,7 @@ GEN_CPU="${GEN_CPU:-1}"   # generator pinned here
 # Unset: the whole server on SRV_CPU.
 # GEN_NICE: the generator's nice value (default 0). -20 lets the server's housekeeping on the
 # generator's CPU (OTHERS_CPU) run only in the generator's idle gaps; it also starves the
-# journal writer there when the VM is slow (BENCHMARKS.md, "The generator's catch-up").
+# journal writer there at times (BENCHMARKS.md, "The generator's catch-up").
 GEN_NICE="${GEN_NICE:-0}"
 
 # ISOLATE=1 (compare.sh): what `isolcpus` does for a DPDK worker's core, done at run time: every
