@@ -28,8 +28,8 @@
 //! record to see whether intact ones follow it, which is what tells a write cut short by a
 //! crash from damage.
 //!
-//! Encoding writes into a caller's fixed-size array and never allocates: the workers encode on
-//! the packet path.
+//! Encoding writes into a caller's fixed-size array and never allocates: the journal writer
+//! encodes each batch straight into its write buffer.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -222,7 +222,7 @@ pub fn encode(event: &BindingEvent, out: &mut [u8; RECORD_LEN]) {
         Some(key) => {
             let (kind, bytes) = key.to_raw();
             // The engine keeps at most KEY_ROOM bytes inline (longer identities are digested);
-            // `min` only keeps a broken invariant from panicking on the packet path.
+            // `min` only keeps a broken invariant from panicking the journal writer.
             debug_assert!(bytes.len() <= KEY_ROOM);
             let len = bytes.len().min(KEY_ROOM);
             p[KEY_KIND] = kind;

@@ -1,9 +1,10 @@
 //! Group commit: the workers' side of the journal and the writer thread.
 //!
-//! Each worker owns a [`WorkerJournal`]: a bounded queue of encoded records that only it pushes
-//! to, and a counter of how far its records are durable that only the writer stores. The
-//! writer drains every queue round robin into one preallocated buffer, appends it with one
-//! `write`, makes it durable with one `fdatasync`, and only then publishes the counters. A
+//! Each worker owns a [`WorkerJournal`]: a bounded queue of binding changes that only it pushes
+//! to, and a counter of how far its changes are durable that only the writer stores. The
+//! writer drains every queue round robin, encoding each change into one preallocated buffer
+//! (so that the record's layout and CRC cost the worker nothing), appends it with one `write`,
+//! makes it durable with one `fdatasync`, and only then publishes the counters. A
 //! batch closes when the queues are empty or it is full, so under light load a change waits
 //! for one fsync, and under heavy load one fsync covers thousands of changes.
 
@@ -26,7 +27,7 @@ use crate::error::{StoreError, io_at};
 use crate::files::sealed_path;
 use crate::record::{HEADER_LEN, RECORD_LEN, encode, encode_header};
 
-/// Records one worker may have waiting for the writer. A full queue means the disk is behind
+/// Changes one worker may have waiting for the writer. A full queue means the disk is behind
 /// by two batches; the worker then drops the request and the client retries.
 const QUEUE_CAPACITY: usize = 8192;
 /// Records per batch at most: one `write` and one `fdatasync`.
@@ -310,7 +311,7 @@ impl LeaseDir {
 pub struct WorkerJournal {
     shared: Arc<Shared>,
     /// This worker's records on their way to the writer.
-    queue: Producer<[u8; RECORD_LEN]>,
+    queue: Producer<BindingEvent>,
     index: usize,
     /// The last sequence number handed out.
     next: u64,
@@ -332,9 +333,7 @@ impl WorkerJournal {
     /// syscall, and on a shared core the writer then preempts the caller: once per burst, not
     /// once per change. Without a wake the writer still finds the records within 1 ms.
     pub fn enqueue(&mut self, event: &BindingEvent) -> Option<u64> {
-        let mut record = [0u8; RECORD_LEN];
-        encode(event, &mut record);
-        self.queue.push(record).ok()?;
+        self.queue.push(*event).ok()?;
         self.next += 1;
         Some(self.next)
     }
@@ -598,7 +597,7 @@ impl JournalStats {
 
 fn write_loop(
     shared: &Shared,
-    queues: Vec<Consumer<[u8; RECORD_LEN]>>,
+    queues: Vec<Consumer<BindingEvent>>,
     file: Box<dyn DiskFile>,
     options: &JournalOptions,
     segments: Segments,
@@ -615,7 +614,7 @@ fn write_loop(
 /// vouch for them, and appending after a partial write would bury it mid-file.
 fn run(
     shared: &Shared,
-    mut queues: Vec<Consumer<[u8; RECORD_LEN]>>,
+    mut queues: Vec<Consumer<BindingEvent>>,
     mut file: Box<dyn DiskFile>,
     options: &JournalOptions,
     mut segments: Segments,
@@ -800,16 +799,17 @@ fn compact_loop(
     }
 }
 
-/// Moves up to [`MAX_BATCH`] records from the queues into `batch`, each queue's in order, taking
+/// Encodes up to [`MAX_BATCH`] changes from the queues into `batch`, each queue's in order, taking
 /// the queues in turn from `first`, which moves on so that the next batch starts with another
 /// queue (the one a full batch did not reach): a busy worker holds back another's commits by
 /// one batch at most. Returns how many.
 fn fill(
-    queues: &mut [Consumer<[u8; RECORD_LEN]>],
+    queues: &mut [Consumer<BindingEvent>],
     batch: &mut [u8],
     taken: &mut [u64],
     first: &mut usize,
 ) -> usize {
+    let (records, _) = batch.as_chunks_mut::<RECORD_LEN>();
     let mut count = 0;
     for k in 0..queues.len() {
         let i = (*first + k) % queues.len();
@@ -820,8 +820,8 @@ fn fill(
             *first = i;
             return count;
         }
-        let took = queues[i].drain(room, |record| {
-            batch[count * RECORD_LEN..(count + 1) * RECORD_LEN].copy_from_slice(&record);
+        let took = queues[i].drain(room, |event| {
+            encode(&event, &mut records[count]);
             count += 1;
         });
         taken[i] += took as u64;
@@ -832,7 +832,7 @@ fn fill(
 
 /// Sleeps until a worker queues a record, [`JournalWriter::stop`] is called, or [`IDLE_PARK`]
 /// passes.
-fn park_idle(shared: &Shared, queues: &[Consumer<[u8; RECORD_LEN]>]) {
+fn park_idle(shared: &Shared, queues: &[Consumer<BindingEvent>]) {
     shared.idle.store(true, Ordering::Relaxed);
     // Pairs with the fence in `WorkerJournal::submit` (Dekker): a record queued before a
     // worker could see `idle` is seen here, so the writer does not sleep on it.
