@@ -41,7 +41,8 @@
 #   isolcpus would keep them: see isolate_srv_cpu in lib.sh),
 #   OTHERS_CPU (a Peregrine server's threads but its workers on that CPU, the generator's when
 #   1: as on a machine with a housekeeping core; default unset, the whole server on CPU0),
-#   GEN_NICE (the generator's nice value, default 0).
+#   GEN_NICE (the generator's nice value, default 0),
+#   FIXED=1 (one run per server and rate of LADDER: no search, no summary; bench/ab.sh uses it).
 # Output: $OUT/{runs.csv,runs.log,summary.md} (default bench/results/compare-<UTC time>/) and
 # the chart bench/results/compare.png.
 set -uo pipefail
@@ -139,6 +140,10 @@ PY
 for srv in "${SERVERS[@]}"; do
   wait_cargo_idle
   read -r -a rates <<< "$(ladder "$srv")"
+  if [[ ${FIXED:-0} == 1 ]]; then
+    for rate in "${rates[@]}"; do one_run "$srv" "$rate"; done
+    continue
+  fi
   best=-1
   for i in "${!rates[@]}"; do
     if one_run "$srv" "${rates[$i]}"; then best=$i; else break; fi
@@ -153,6 +158,7 @@ for srv in "${SERVERS[@]}"; do
   echo -e "SUSTAINED\t$srv\t$s\t$top" | tee -a "$OUT/runs.log"
 done
 
+[[ ${FIXED:-0} == 1 ]] && { rm -f "$OUT/run.json" "$OUT/last.txt"; exit 0; }
 python3 "$BENCH_DIR/summarize.py" "$OUT/runs.log" > "$OUT/summary.md"
 cat "$OUT/summary.md"
 "$LOADGEN" plot --input "$OUT/runs.csv" --output "$BENCH_DIR/results/compare.png" \

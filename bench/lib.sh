@@ -15,7 +15,7 @@ export RUN_DIR="${RUN_DIR:-/tmp/peregrine-bench}"
 # shellcheck source=/dev/null
 source "$HARNESS/lib/common.sh"
 BIN="${BIN:-$REPO_DIR/target/release}"
-LOADGEN="$BIN/peregrine-loadgen"
+LOADGEN="${LOADGEN:-$BIN/peregrine-loadgen}"
 SERVER_IP=10.200.1.1
 GIADDRS_8=10.210.0.1,10.211.0.1,10.212.0.1,10.213.0.1,10.214.0.1,10.215.0.1,10.216.0.1,10.217.0.1
 # The relays of the wide layout (bench/widen.py: eight /15 scopes), for more than 500 000 clients.
