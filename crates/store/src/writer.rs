@@ -141,7 +141,7 @@ struct Shared {
     /// only. (Each worker's queue has two ends, the worker's and the writer's own.)
     committed: Box<[CachePadded<AtomicU64>]>,
     stop: AtomicBool,
-    /// Set by the writer while it parks (or is about to); the first worker that queues a record
+    /// Set by the writer while it parks (or is about to); the first worker that queues a change
     /// and sees it clears it and wakes the writer.
     idle: CachePadded<AtomicBool>,
     stats: Arc<JournalStats>,
@@ -310,7 +310,7 @@ impl LeaseDir {
 #[derive(Debug)]
 pub struct WorkerJournal {
     shared: Arc<Shared>,
-    /// This worker's records on their way to the writer.
+    /// This worker's changes on their way to the writer.
     queue: Producer<BindingEvent>,
     index: usize,
     /// The last sequence number handed out.
@@ -331,7 +331,7 @@ impl WorkerJournal {
     /// [`WorkerJournal::submit`] without the wake-up: for a caller that queues a burst of
     /// changes and then calls [`WorkerJournal::wake`] once. Waking a sleeping writer is a
     /// syscall, and on a shared core the writer then preempts the caller: once per burst, not
-    /// once per change. Without a wake the writer still finds the records within 1 ms.
+    /// once per change. Without a wake the writer still finds the changes within 1 ms.
     pub fn enqueue(&mut self, event: &BindingEvent) -> Option<u64> {
         self.queue.push(*event).ok()?;
         self.next += 1;
@@ -340,7 +340,7 @@ impl WorkerJournal {
 
     /// Wakes the writer if it sleeps, so that what was queued is written now.
     pub fn wake(&self) {
-        // Pairs with the fence in `park_idle`: either the writer sees the records queued
+        // Pairs with the fence in `park_idle`: either the writer sees the changes queued
         // before this fence before it parks, or this load sees that it parks. Only one
         // worker pays for the wake-up.
         fence(Ordering::SeqCst);
@@ -624,7 +624,7 @@ fn run(
     // When the last fdatasync started; the next waits until commit_interval has passed.
     let mut last_sync: Option<Instant> = None;
     let mut batch = vec![0u8; MAX_BATCH * RECORD_LEN].into_boxed_slice();
-    // Per worker: records taken from its queue so far, which is its highest sequence number in
+    // Per worker: changes taken from its queue so far, which is its highest sequence number in
     // this batch, and what was last published.
     let mut taken = vec![0u64; shared.committed.len()].into_boxed_slice();
     let mut published = taken.clone();
@@ -830,11 +830,11 @@ fn fill(
     count
 }
 
-/// Sleeps until a worker queues a record, [`JournalWriter::stop`] is called, or [`IDLE_PARK`]
+/// Sleeps until a worker queues a change, [`JournalWriter::stop`] is called, or [`IDLE_PARK`]
 /// passes.
 fn park_idle(shared: &Shared, queues: &[Consumer<BindingEvent>]) {
     shared.idle.store(true, Ordering::Relaxed);
-    // Pairs with the fence in `WorkerJournal::submit` (Dekker): a record queued before a
+    // Pairs with the fence in `WorkerJournal::submit` (Dekker): a change queued before a
     // worker could see `idle` is seen here, so the writer does not sleep on it.
     fence(Ordering::SeqCst);
     if queues.iter().all(Consumer::is_empty) && !shared.stop.load(Ordering::Acquire) {
