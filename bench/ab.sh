@@ -20,6 +20,7 @@ for i in $(seq 1 "$RUNS"); do
   for side in A B; do
     dir=$A; [[ $side == B ]] && dir=$B
     BIN=$dir OUT="$OUT/$side-$i" FIXED=1 LADDER=$RATE "$HERE/compare.sh" "$SRV" > /dev/null 2>&1
-    echo -e "$side\t$(grep -v '^#' "$OUT/$side-$i/runs.log" | tail -1)"
+    run=$(grep -v '^#' "$OUT/$side-$i/runs.log" 2>/dev/null | tail -1)
+    echo -e "$side\t${run:-no run (the server did not start?): $OUT/$side-$i}"
   done
 done | tee "$OUT/ab.log"

@@ -6,8 +6,8 @@
 //! is read here.
 
 /// Bursts a stalled generator may make up: 16 of 32 are 2.1 ms at 240 000/s. With 4 (0.5 ms)
-/// the late wake-ups of this lab's VM left the generator 3-8 % short of its rate against a
-/// server with fsync and 1-7 % against the echo, a shortfall it never made good
+/// the late wake-ups of this lab's VM left the generator 4-8 % short of its rate against a
+/// server with fsync and 3-7 % against the echo, a shortfall it never made good
 /// (BENCHMARKS.md, "The generator's catch-up").
 pub const CATCH_UP: u64 = 16;
 

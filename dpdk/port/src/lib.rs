@@ -476,7 +476,7 @@ const PREFETCH_AHEAD: usize = 3;
 
 /// Asks the CPU to bring the received frame in `m` into its cache. The frame was written by
 /// another agent (the NIC's DMA, or on a vdev the kernel on the sender's core), so the worker's
-/// first reads of it miss: its Ethernet header and its UDP checksum were 5-6 % of the worker's
+/// first reads of it miss: its Ethernet header and its UDP checksum were 6.5 % of the worker's
 /// samples on `net_af_xdp` (BENCHMARKS.md, "Prefetching a burst's frames").
 ///
 /// # Safety
