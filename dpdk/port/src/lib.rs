@@ -486,7 +486,7 @@ unsafe fn prefetch(m: *mut sys::rte_mbuf) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: the caller's; a prefetch reads nothing and cannot fault.
+        // SAFETY: the caller's: `m` is a live mbuf, whose header `frame` reads.
         let data = unsafe { frame(m) };
         let (start, end) = (data.as_ptr() as usize, data.as_ptr() as usize + data.len());
         let mut line = start & !63;

@@ -5,6 +5,7 @@
 //! counted drops, as on AF_PACKET; two workers on a port of two queues both serve relays, each
 //! queue's counters and the driver's xstats in `/metrics`; one worker serves two ports.
 
+use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -61,34 +62,50 @@ fn refused(srv: &Netns, config: &std::path::Path) -> String {
 /// EALs started by this test process: each server's gets a prefix of its own.
 static EALS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-fn config(port: &str) -> String {
-    format!(
+/// A server on DPDK with the EAL's `vdevs`, and for each of `interfaces` (name, its DPDK port,
+/// its /24) an interface at .1 of the net with a scope of its own (.100 - .199).
+fn config_ports(vdevs: &[&str], interfaces: &[(&str, &str, &str)]) -> String {
+    let vdevs: Vec<String> = vdevs.iter().map(|v| format!("\"--vdev={v}\", ")).collect();
+    let mut text = format!(
         r#"
 [dataplane]
 backend = "dpdk"
 
 [dpdk]
 eal-args = ["--no-huge", "--no-pci", "--no-shconf", "--no-telemetry", "-m", "256", "-l", "0",
-            "--log-level=lib.eal:error", "--vdev=net_af_packet0,iface=srv0",
+            "--log-level=lib.eal:error", {vdevs}
             "--file-prefix=peregrine-dpdk-it-{pid}"]
 mbufs = 2047
 ring = 256
-
+"#,
+        vdevs = vdevs.concat(),
+        pid = std::process::id()
+    );
+    for (name, port, net) in interfaces {
+        let _ = write!(
+            text,
+            r#"
 [[interface]]
-name = "srv0"
-address = "10.86.0.1"
+name = "{name}"
+address = "{net}.1"
 dpdk-port = "{port}"
 
 [[scope]]
-name = "lan"
-subnet = "10.86.0.0/24"
-interfaces = ["srv0"]
+name = "lan-{name}"
+subnet = "{net}.0/24"
+interfaces = ["{name}"]
 
 [[scope.pool]]
-range = "10.86.0.100 - 10.86.0.199"
-"#,
-        pid = std::process::id()
-    )
+range = "{net}.100 - {net}.199"
+"#
+        );
+    }
+    text
+}
+
+/// srv0 (10.86.0.1) on `port`, the EAL having `net_af_packet0` on srv0.
+fn config(port: &str) -> String {
+    config_ports(&["net_af_packet0,iface=srv0"], &[("srv0", port, "10.86.0")])
 }
 
 #[test]
@@ -191,24 +208,13 @@ fn one_worker_serves_two_ports() {
         srv.ip(&format!("link set {s} up"));
         cli.ip(&format!("link set {c} up"));
     }
-    let second = r#"
-[[interface]]
-name = "srv1"
-address = "10.87.0.1"
-dpdk-port = "net_af_packet1"
-
-[[scope]]
-name = "lan1"
-subnet = "10.87.0.0/24"
-interfaces = ["srv1"]
-
-[[scope.pool]]
-range = "10.87.0.100 - 10.87.0.199"
-"#;
-    let text = config("net_af_packet0").replace(
-        "\"--vdev=net_af_packet0,iface=srv0\",",
-        "\"--vdev=net_af_packet0,iface=srv0\", \"--vdev=net_af_packet1,iface=srv1\",",
-    ) + second;
+    let text = config_ports(
+        &["net_af_packet0,iface=srv0", "net_af_packet1,iface=srv1"],
+        &[
+            ("srv0", "net_af_packet0", "10.86.0"),
+            ("srv1", "net_af_packet1", "10.87.0"),
+        ],
+    );
     let dir = TempDir::new("peregrine-dpdk-2ports");
     let path = dir.path().join("two-ports.toml");
     std::fs::write(&path, text).unwrap();
