@@ -132,7 +132,7 @@ print(f'{r["label"]}\t{r["target_rate"]}\t{verdict}\toffered={r["offered_per_s"]
       f'\tdrops_do={do["drop_pct"]:.2f}\tdrops_ra={ra.get("drop_pct", 100):.2f}\tdora_p50_ms={dora["p50_ms"]:.3f}'
       f'\tdora_p99_ms={dora["p99_ms"]:.3f}\tserver_cpu={cpu if cpu is None else round(cpu)}'
       f'\tgen_cpu={r["generator_cpu_pct"]:.0f}\tgen_busy={r["generator_busy_pct"]:.0f}\tload={sys.argv[3]}'
-      f'\tbusy_us={busy_us}')
+      f'\tbusy_us={busy_us}\tgen_rx_dropped={r.get("rx_dropped")}')
 sys.exit(0 if verdict == "pass" else 1)
 PY
 }

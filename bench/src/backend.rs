@@ -128,7 +128,17 @@ pub struct DpdkPort {
     pub tx: peregrine_dpdk::DpdkTx,
     /// The port's hardware address.
     pub mac: [u8; 6],
-    _port: peregrine_dpdk::Port,
+    port: peregrine_dpdk::Port,
+}
+
+#[cfg(feature = "dpdk")]
+impl DpdkPort {
+    /// Frames the port has dropped on receive since it started: no room in its queue or no
+    /// buffer for them (`imissed` and `rx_nombuf` of `rte_eth_stats_get`).
+    pub fn rx_dropped(&self) -> Result<u64> {
+        let s = self.port.stats()?;
+        Ok(s.imissed + s.rx_nombuf)
+    }
 }
 
 /// Opens the DPDK backend (a generator built with the `dpdk` feature).
@@ -147,7 +157,7 @@ pub fn open_dpdk(eal_args: &str, port: &str) -> Result<DpdkPort> {
         rx,
         tx,
         mac: started.mac()?,
-        _port: started,
+        port: started,
     })
 }
 

@@ -492,6 +492,7 @@ impl Generator {
             unexpected: self.stats.unexpected,
             foreign: self.stats.foreign,
             tx_refused: self.stats.tx_refused,
+            rx_dropped: None,
             generator_cpu_pct: self.gen_cpu_pct,
             generator_busy_pct: 100.0 * self.busy_ns as f64
                 / self.base.elapsed().as_nanos().max(1) as f64,

@@ -304,7 +304,11 @@ fn run(a: &RunArgs) -> Result<ExitCode> {
             let (mut rx, mut tx) = backend::open_afpacket(iface, BURST as usize)?;
             let ours = tx.mac();
             let headers = raw_headers(a, &tagging, &mut rx, &mut tx, ours)?;
-            drive(settings(headers)?, &mut rx, &mut tx, &quit, a.quiet)?
+            // Reading the kernel's counters resets them: what is read after counts the run.
+            rx.take_kernel_stats().context("PACKET_STATISTICS")?;
+            let mut report = drive(settings(headers)?, &mut rx, &mut tx, &quit, a.quiet)?;
+            report.rx_dropped = Some(rx.take_kernel_stats().context("PACKET_STATISTICS")?.drops);
+            report
         }
         BackendKind::Dpdk => run_dpdk(a, &tagging, settings, &quit)?,
     };
@@ -355,13 +359,16 @@ fn run_dpdk(
 ) -> Result<peregrine_bench::stats::Report> {
     let mut port = open_dpdk(&a.dpdk)?;
     let headers = raw_headers(a, tagging, &mut port.rx, &mut port.tx, port.mac)?;
-    drive(
+    let before = port.rx_dropped()?;
+    let mut report = drive(
         settings(headers)?,
         &mut port.rx,
         &mut port.tx,
         quit,
         a.quiet,
-    )
+    )?;
+    report.rx_dropped = Some(port.rx_dropped()?.saturating_sub(before));
+    Ok(report)
 }
 
 /// `echo` on a DPDK port.

@@ -191,6 +191,10 @@ pub struct Report {
     pub foreign: u64,
     /// Frames the kernel refused to send.
     pub tx_refused: u64,
+    /// Frames that reached the generator's side and were dropped before it read them (its
+    /// AF_PACKET ring full, or its DPDK port out of receive buffers): replies the server did
+    /// send, lost by the generator. `None` where the backend cannot tell (UDP).
+    pub rx_dropped: Option<u64>,
     /// CPU of the generator, percent of one core, over the whole run. It busy-polls while
     /// the next burst is due within 1 ms, so this is not a measure of its load.
     pub generator_cpu_pct: f64,
@@ -307,14 +311,16 @@ impl Report {
         let _ = write!(
             s,
             "generator CPU {:.0} % (busy {:.0} %), server CPU {}, unexpected replies {}, \
-             foreign frames {}, TX refused {}",
+             foreign frames {}, TX refused {}, RX dropped here {}",
             self.generator_cpu_pct,
             self.generator_busy_pct,
             self.server_cpu_pct
                 .map_or_else(|| "not measured".to_owned(), |c| format!("{c:.0} %")),
             self.unexpected,
             self.foreign,
-            self.tx_refused
+            self.tx_refused,
+            self.rx_dropped
+                .map_or_else(|| "not known".to_owned(), |n| n.to_string())
         );
         if let Some(t) = self.lease_times_s {
             let f = |x: Option<f64>| x.map_or_else(|| "never".to_owned(), |v| format!("{v:.2} s"));
