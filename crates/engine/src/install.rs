@@ -379,7 +379,7 @@ impl Engine {
             ) {
                 clients.insert(k, loc);
             } else {
-                clients.entry(k).or_insert(loc);
+                clients.insert_if_absent(k, loc);
             }
         }
         Ok(Some(stored))
