@@ -68,10 +68,10 @@ if [ -x "$harness/real-clients.sh" ]; then
         echo "--- perfdhcp DORA at 2000/s, config/$config"
         scripts/perfdhcp-check.sh "config/$config" 2000
     done
-    # On net_af_xdp the harness's capture sees none of the server's traffic (dpdk/README.md):
-    # `scripts/harness-dpdk.sh af_xdp` is run by hand.
-    echo "--- real clients through dhcrelay, the server on DPDK net_tap (scripts/harness-dpdk.sh)"
-    scripts/harness-dpdk.sh tap
+    for pmd in tap af_xdp; do
+        echo "--- real clients through dhcrelay, the server on DPDK net_$pmd (scripts/harness-dpdk.sh)"
+        scripts/harness-dpdk.sh "$pmd"
+    done
 else
     echo "--- $harness not found: the real-client run needs the shared harness beside the repository"
     [ -z "${CI:-}" ] || exit 1
