@@ -133,6 +133,7 @@ impl ClientMap {
         }
     }
 
+    /// Where `key`'s binding is, if it has an entry.
     pub(crate) fn get(&self, key: &HashedKey) -> Option<&Loc> {
         match self.find(key) {
             (i, true) => self.buckets[i].0.as_ref().map(|(_, loc)| loc),
@@ -221,13 +222,15 @@ impl ClientMap {
         removed
     }
 
-    /// Keeps the entries `keep` accepts.
+    /// Keeps the entries `keep` accepts (asked once or more of each: it must not change its
+    /// mind).
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Loc) -> bool) {
         let mut i = 0;
         while i < self.buckets.len() {
             match self.buckets[i].0 {
-                // A removal may move a later entry into `i`: look at `i` again. (An entry moved
-                // back across the end of the table lands where the scan has been: it was kept.)
+                // A removal may move a later entry into `i`: look at `i` again. An entry moved
+                // back across the end of the table comes from where the scan has been (it was
+                // kept) and may be looked at a second time.
                 Some((_, loc)) if !keep(&loc) => {
                     self.remove_at(i);
                 }
