@@ -42,7 +42,9 @@
 #   OTHERS_CPU (a Peregrine server's threads but its workers on that CPU, the generator's when
 #   1: as on a machine with a housekeeping core; default unset, the whole server on CPU0),
 #   GEN_NICE (the generator's nice value, default 0),
-#   FIXED=1 (one run per server and rate of LADDER: no search, no summary; bench/ab.sh uses it).
+#   FIXED=1 (one run per server and rate of LADDER: no search, no summary; bench/ab.sh uses it;
+#   FIXED=1 LADDER=0: one flood, the generator as fast as it can with 400 000 clients, which
+#   against an echo measures what the generator and that path can do at all).
 # Output: $OUT/{runs.csv,runs.log,summary.md} (default bench/results/compare-<UTC time>/) and
 # the chart bench/results/compare.png.
 set -uo pipefail
@@ -84,6 +86,7 @@ cat "$OUT/runs.log"
 one_run() {
   local srv=$1 rate=$2 clients=$(( $2 * RUN_S )) rc
   wait_cargo_idle   # before every run: a build on the other core halves what a run measures
+  (( rate == 0 )) && clients=400000           # a flood: as fast as the generator can
   (( clients > 480000 )) && clients=480000   # the 8 pools hold 8 x 65 521 addresses
   # A failover primary owns half of them: the other half is its partner's (BACKUP).
   [[ $srv == peregrine-pair-fsync ]] && (( clients > 240000 )) && clients=240000
