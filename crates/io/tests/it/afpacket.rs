@@ -185,6 +185,45 @@ fn rx_and_tx_allocate_nothing_after_open() {
     assert_eq!(allocations, 0);
 }
 
+/// What a full ring drops is counted, and the count is read once: the figure the load
+/// generator reports as the replies it lost itself.
+#[test]
+fn a_full_ring_counts_its_drops() {
+    let Some(ns) = link("a_full_ring_counts_its_drops") else {
+        return;
+    };
+    // Two 4 KiB blocks of 2 KiB frames: room for a handful of frames, nothing read meanwhile.
+    let small = AfPacketConfig {
+        block_size: 4096,
+        block_count: 2,
+        frame_size: 2048,
+        ..AfPacketConfig::default()
+    };
+    let (mut rx, _) = open(&ns, "va", small);
+    let (_, mut peer) = open(&ns, "vb", AfPacketConfig::default());
+    let sent: Vec<Vec<u8>> = (0..200).map(|i| frame(i, 342)).collect();
+    assert_eq!(send(&mut peer, &sent), 200);
+    // Whatever the ring kept, read until it has been quiet a while (bounded in time).
+    let (mut got, start, mut last) = (0u64, Instant::now(), Instant::now());
+    while last.elapsed() < std::time::Duration::from_millis(100)
+        && start.elapsed() < crate::PATIENCE
+    {
+        let n = rx
+            .rx_burst(64, &mut |f| assert!(seq(f.data).is_some()))
+            .unwrap();
+        if n > 0 {
+            got += n as u64;
+            last = Instant::now();
+        }
+        rx.wait(std::time::Duration::from_millis(2)).unwrap();
+    }
+    let kernel = rx.take_kernel_stats().unwrap();
+    assert!(kernel.drops > 0, "{kernel:?}");
+    assert_eq!(kernel.packets, 200, "{kernel:?}");
+    assert_eq!(got + kernel.drops, 200, "{got} read, {kernel:?}");
+    assert_eq!(rx.take_kernel_stats().unwrap().drops, 0, "read once");
+}
+
 #[test]
 fn open_names_the_interface_in_its_errors() {
     let Some(ns) = Netns::new("open_names_the_interface_in_its_errors") else {
