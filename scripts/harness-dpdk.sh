@@ -54,14 +54,13 @@ pmd="${1:-}"; bin="$(realpath "${2:-target/release/peregrine}")"
 harness="$(cd .. && pwd)/shared/harness"
 case "$pmd" in
     tap) ports=(s-rly=net_tap0 s-perf=net_tap1) ;;
-    af_xdp) ports=(s-rly=net_af_xdp0 s-perf=net_af_xdp1) ;;
+    af_xdp) ports=(s-rly=net_af_xdp0@x-rly s-perf=net_af_xdp1) ;;
     *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac
 [[ -x $bin ]] || { echo "harness-dpdk.sh: no server at $bin (cargo build --release -p peregrine --features dpdk)" >&2; exit 1; }
 [[ -x $harness/real-clients.sh ]] || { echo "harness-dpdk.sh: no shared harness at $harness" >&2; exit 1; }
 config="$(mktemp --suffix=.toml)"
 trap 'rm -f "$config"' EXIT
-EAL_PREFIX="peregrine-harness-$$" scripts/dpdk-config.sh config/harness.toml "${ports[@]}" \
-    | sed 's/net_af_xdp0,iface=s-rly"/net_af_xdp0,iface=x-rly"/' > "$config"
+EAL_PREFIX="peregrine-harness-$$" scripts/dpdk-config.sh config/harness.toml "${ports[@]}" > "$config"
 rm -rf /tmp/peregrine-harness/leases
 "$harness/real-clients.sh" "$PWD/scripts/harness-dpdk.sh --serve $pmd $bin $config"

@@ -166,13 +166,13 @@ impl ClientMap {
     /// Puts a new entry in the empty bucket `at` that ends its run, growing the map first if
     /// that would fill it past three quarters.
     fn add(&mut self, at: usize, key: HashedKey, loc: Loc) {
-        if self.len + 1 > self.capacity() {
+        let at = if self.len + 1 > self.capacity() {
             self.grow();
-            let (at, _) = self.find(&key);
-            self.buckets[at].0 = Some((key, loc));
+            self.find(&key).0
         } else {
-            self.buckets[at].0 = Some((key, loc));
-        }
+            at
+        };
+        self.buckets[at].0 = Some((key, loc));
         self.len += 1;
     }
 
